@@ -1,0 +1,101 @@
+"""One source of truth for alias names, gate thresholds, serving limits and project paths.
+
+The pipeline, the service and the CLI all import from here, so a threshold or an alias name
+exists exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+CANARY_ALIAS = "canary"
+SHADOW_ALIAS = "shadow"
+
+# Tags written on every registered model version; the service and `trace` read them back.
+TAG_ARTIFACT_SHA256 = "artifact_sha256"
+TAG_ARTIFACT_PATH = "artifact_path"
+TAG_TRAINING_DIGEST = "training_set_digest"
+TAG_TEST_DIGEST = "test_set_digest"
+TAG_DAGSTER_RUN_ID = "dagster_run_id"
+TAG_GIT_COMMIT = "git_commit"
+TAG_SPEC_NAME = "spec_name"
+TAG_BENTO_TAG = "bento_tag"
+
+MODEL_ARTIFACT_NAME = "model"
+SKOPS_FILE = "model.skops"
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """Thresholds of the blocking gates that stand between a trained model and `champion`."""
+
+    min_roc_auc: float = 0.70
+    # A challenger may be at most this much worse than the champion on the same test set.
+    max_auc_regression: float = 0.01
+    # Largest allowed gap between slices of the sensitive attribute in true-positive rate
+    # (equal opportunity difference). Small slices are noisy: about 0.13 was seen by chance alone
+    # on 4,800 simulated test rows with a 4% slice.
+    max_fairness_gap: float = 0.20
+    min_training_rows: int = 1_000
+    min_positive_rate: float = 0.02
+    max_positive_rate: float = 0.60
+    min_rows_per_split: int = 200
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    """Limits enforced by the HTTP service before any model code runs."""
+
+    max_batch_size: int = 1_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the embedded default keeps its state; every path can be overridden by environment.
+
+    Read once at the edge (resources, CLI, service start), never at import time.
+    """
+
+    home: Path
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: str
+    mlflow_experiment: str = "lifecycle-assets"
+    gates: GateThresholds = field(default_factory=GateThresholds)
+    serving: ServingLimits = field(default_factory=ServingLimits)
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        return self.home / "prediction_logs"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("LIFECYCLE_HOME", ".lifecycle")).resolve()
+        tracking = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+        artifacts = env.get("LIFECYCLE_MLFLOW_ARTIFACT_ROOT") or (home / "mlartifacts").as_uri()
+        return cls(
+            home=home,
+            mlflow_tracking_uri=tracking,
+            mlflow_artifact_root=artifacts,
+            mlflow_experiment=env.get("LIFECYCLE_MLFLOW_EXPERIMENT", "lifecycle-assets"),
+        )

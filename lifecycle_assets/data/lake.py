@@ -1,0 +1,160 @@
+"""The content-addressed lake: raw batches, feature partitions and training-set snapshots.
+
+Every stored frame is written as canonical Parquet and named by its SHA-256, so a hash in a
+manifest, an MLflow tag or a prediction log pins exactly one set of bytes, and a file whose
+bytes changed is detectable. Small JSON manifests map a day to the hash that holds it.
+Rejected batches go to a quarantine folder with their failure report: bad data is never dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+
+def canonical_parquet(frame: pl.DataFrame) -> bytes:
+    """Parquet bytes that depend only on the frame's content (no writer timestamps)."""
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd", statistics=True, use_pyarrow=False)
+    return buffer.getvalue()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
+class IntegrityError(RuntimeError):
+    """A stored object's bytes no longer match the hash that names it."""
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """What the lake knows about one day's raw batch."""
+
+    day: str
+    sha256: str
+    path: str
+    source: str
+    rows: int
+    status: str  # "accepted" or "quarantined"
+    schema: dict[str, str]
+    ingested_at: str
+    report: dict[str, Any] | None = None
+
+
+class Lake:
+    """One model's folders in the lake and the quarantine."""
+
+    def __init__(self, lake_dir: Path, quarantine_dir: Path, model_name: str) -> None:
+        self.root = Path(lake_dir) / model_name
+        self.quarantine_root = Path(quarantine_dir) / model_name
+
+    # -- content-addressed objects -------------------------------------------------------
+    def put(self, frame: pl.DataFrame, kind: str) -> tuple[str, Path]:
+        data = canonical_parquet(frame)
+        sha = sha256_bytes(data)
+        path = self.root / kind / "objects" / f"{sha}.parquet"
+        if not path.exists():
+            _write_atomic(path, data)
+        return sha, path
+
+    @staticmethod
+    def read_verified(path: str | Path, sha256: str) -> pl.DataFrame:
+        data = Path(path).read_bytes()
+        actual = sha256_bytes(data)
+        if actual != sha256:
+            raise IntegrityError(f"{path} has SHA-256 {actual}, expected {sha256}")
+        return pl.read_parquet(io.BytesIO(data))
+
+    # -- raw batches ---------------------------------------------------------------------
+    def _raw_manifest(self, day: str) -> Path:
+        return self.root / "raw" / "manifests" / f"{day}.json"
+
+    def store_batch(
+        self, day: str, frame: pl.DataFrame, source: str, report: dict[str, Any]
+    ) -> BatchRecord:
+        """Store an accepted batch in the lake, or a rejected one in quarantine with its report."""
+        accepted = bool(report["passed"])
+        if accepted:
+            sha, path = self.put(frame, "raw")
+        else:
+            data = canonical_parquet(frame)
+            sha = sha256_bytes(data)
+            path = self.quarantine_root / day / f"{sha}.parquet"
+            _write_atomic(path, data)
+            _write_atomic(path.with_suffix(".report.json"), json.dumps(report, indent=2).encode())
+        record = BatchRecord(
+            day=day,
+            sha256=sha,
+            path=str(path),
+            source=source,
+            rows=frame.height,
+            status="accepted" if accepted else "quarantined",
+            schema={name: str(dtype) for name, dtype in frame.schema.items()},
+            ingested_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            report=report,
+        )
+        _write_atomic(self._raw_manifest(day), json.dumps(asdict(record), indent=2).encode())
+        return record
+
+    def batch(self, day: str) -> BatchRecord | None:
+        path = self._raw_manifest(day)
+        if not path.exists():
+            return None
+        return BatchRecord(**json.loads(path.read_text()))
+
+    def read_batch(self, record: BatchRecord) -> pl.DataFrame:
+        return self.read_verified(record.path, record.sha256)
+
+    # -- feature partitions --------------------------------------------------------------
+    def _feature_manifest(self, day: str) -> Path:
+        return self.root / "features" / "manifests" / f"{day}.json"
+
+    def store_features(self, day: str, frame: pl.DataFrame, raw_sha256: str) -> dict[str, Any]:
+        sha, path = self.put(frame, "features")
+        entry = {
+            "day": day,
+            "sha256": sha,
+            "path": str(path),
+            "rows": frame.height,
+            "raw_sha256": raw_sha256,
+        }
+        _write_atomic(self._feature_manifest(day), json.dumps(entry, indent=2).encode())
+        return entry
+
+    def feature_entry(self, day: str) -> dict[str, Any] | None:
+        path = self._feature_manifest(day)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def feature_days(self) -> list[str]:
+        folder = self.root / "features" / "manifests"
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+
+    # -- training-set snapshots ----------------------------------------------------------
+    def store_training_set(self, frame: pl.DataFrame, manifest: dict[str, Any]) -> dict[str, Any]:
+        sha, path = self.put(frame, "training_sets")
+        manifest = {**manifest, "digest": sha, "path": str(path)}
+        _write_atomic(
+            self.root / "training_sets" / "manifests" / f"{sha}.json",
+            json.dumps(manifest, indent=2, default=str).encode(),
+        )
+        return manifest
+
+    def training_manifest(self, digest: str) -> dict[str, Any]:
+        path = self.root / "training_sets" / "manifests" / f"{digest}.json"
+        return json.loads(path.read_text())

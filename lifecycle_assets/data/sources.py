@@ -1,0 +1,69 @@
+"""Read one day of raw rows from the spec's source: the simulator, or the user's files.
+
+User sources are a CSV or Parquet file, a folder of them, or a glob, at a local path or any URL
+polars/fsspec can open. The day's rows are those whose event timestamp falls on that day (UTC).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+
+from lifecycle_assets.data.simulator import simulate_day
+from lifecycle_assets.spec import ModelSpec
+
+
+def _source_format(spec: ModelSpec) -> str:
+    if spec.source.format:
+        return spec.source.format
+    uri = spec.source.uri.lower()
+    for suffix in ("parquet", "csv"):
+        if uri.endswith(f".{suffix}") or uri.endswith(f"*.{suffix}"):
+            return suffix
+    path = Path(spec.source.uri)
+    if path.is_dir():
+        if any(path.glob("*.parquet")):
+            return "parquet"
+        if any(path.glob("*.csv")):
+            return "csv"
+    raise ValueError(
+        f"cannot tell the format of source {spec.source.uri!r}: set source.format to csv or parquet"
+    )
+
+
+def _scan(spec: ModelSpec) -> pl.LazyFrame:
+    fmt = _source_format(spec)
+    uri = spec.source.uri
+    if Path(uri).is_dir():
+        uri = str(Path(uri) / f"*.{fmt}")
+    if fmt == "parquet":
+        return pl.scan_parquet(uri)
+    # Every column is read as text and typed by the validation step, so that a bad value is
+    # reported with its row instead of failing the read.
+    return pl.scan_csv(uri, infer_schema=False)
+
+
+def _timestamp_utc(column: str, dtype: pl.DataType) -> pl.Expr:
+    expr = pl.col(column)
+    if dtype == pl.String:
+        # Text timestamps without an offset are taken as UTC.
+        return expr.str.to_datetime(strict=False, time_unit="us", time_zone="UTC")
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+        return expr.dt.replace_time_zone("UTC")
+    return expr.dt.convert_time_zone("UTC")
+
+
+def read_day(spec: ModelSpec, day: dt.date) -> tuple[pl.DataFrame, str]:
+    """The raw rows of `day` and the URI they came from."""
+    if spec.source.is_simulator:
+        frame = simulate_day(day, **spec.source.simulator)
+        return frame, f"{spec.source.uri}?day={day.isoformat()}"
+    scan = _scan(spec)
+    schema = scan.collect_schema()
+    if spec.timestamp not in schema:
+        raise ValueError(f"source {spec.source.uri!r} has no timestamp column {spec.timestamp!r}")
+    ts = _timestamp_utc(spec.timestamp, schema[spec.timestamp])
+    frame = scan.filter(ts.dt.date() == day).collect()
+    return frame, spec.source.uri

@@ -1,0 +1,43 @@
+"""The code location's one entry point: a graph per model spec plus the shared resources.
+
+Specs come from LIFECYCLE_SPECS (a comma-separated list of spec files), defaulting to the
+built-in credit-default spec on the simulator. Loading is deferred to `@dg.definitions`, so
+importing this module does no I/O.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from lifecycle_assets.defs.factory import build_model_defs
+from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, mlflow_tracking_run
+from lifecycle_assets.spec import DEFAULT_SPEC_PATH, ModelSpec, load_spec
+
+
+def configured_specs() -> list[ModelSpec]:
+    paths = os.environ.get("LIFECYCLE_SPECS") or str(DEFAULT_SPEC_PATH)
+    return [load_spec(path.strip()) for path in paths.split(",") if path.strip()]
+
+
+def build_definitions(specs: list[ModelSpec]) -> dg.Definitions:
+    resources = dg.Definitions(
+        resources={
+            "lifecycle": LifecycleResource(),
+            "json_io_manager": JsonIOManager(),
+            "mlflow": mlflow_tracking_run.configured(
+                {
+                    "experiment_name": os.environ.get(
+                        "LIFECYCLE_MLFLOW_EXPERIMENT", "lifecycle-assets"
+                    )
+                }
+            ),
+        }
+    )
+    return dg.Definitions.merge(resources, *(build_model_defs(spec) for spec in specs))
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(configured_specs())

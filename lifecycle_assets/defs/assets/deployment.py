@@ -1,0 +1,109 @@
+"""Promotion to `champion` (only past every gate) and the Bento built for the champion."""
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from lifecycle_assets import config
+from lifecycle_assets.defs import names
+from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.ml.evaluation import EvaluationReport
+from lifecycle_assets.ml.gates import all_gates
+from lifecycle_assets.registry.aliases import move_alias
+from lifecycle_assets.registry.models import get_version, resolve
+from lifecycle_assets.registry.tracking import configure_mlflow
+from lifecycle_assets.serving.bento_store import build_bento, export_version
+from lifecycle_assets.spec import ModelSpec
+
+PROJECT_DIR = Path(__file__).resolve().parents[3]
+
+
+def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
+    """`champion_model` and `bento_service` of one model."""
+
+    @dg.asset(
+        key=names.key(spec.name, names.CHAMPION_MODEL),
+        ins={
+            "evaluation_report": dg.AssetIn(names.key(spec.name, names.EVALUATION_REPORT)),
+            "training_set": dg.AssetIn(names.key(spec.name, names.TRAINING_SET)),
+        },
+        group_name=spec.name,
+        kinds={"mlflow"},
+        io_manager_key="json_io_manager",
+        description="Moves the `champion` alias to the evaluated version once every gate passed.",
+    )
+    def champion_model(
+        context: dg.AssetExecutionContext,
+        lifecycle: LifecycleResource,
+        evaluation_report: dict[str, Any],
+        training_set: dict[str, Any],
+    ) -> dg.Output[dict[str, Any]]:
+        settings = lifecycle.settings()
+        # Blocking checks stop this step within a run; re-judging here also stops a run that
+        # targets this asset alone, so a failed gate can never be promoted around.
+        report = EvaluationReport.from_dict(evaluation_report["report"])
+        verdicts = all_gates(report, training_set["split_stats"], settings.gates)
+        failed = [gate for gate in verdicts if not gate.passed]
+        if failed:
+            raise dg.Failure(
+                "not promoted: " + "; ".join(f"{g.name}: {g.description}" for g in failed),
+                allow_retries=False,
+            )
+        client = configure_mlflow(settings)
+        candidate = evaluation_report["model"]
+        previous, current = move_alias(
+            client,
+            spec.name,
+            config.CHAMPION_ALIAS,
+            candidate["version"],
+            reason="passed gates: " + ", ".join(g.name for g in verdicts),
+            actor=f"dagster:{context.run_id}",
+            dagster_run_id=context.run_id,
+        )
+        return dg.Output(
+            {"champion": current.to_dict(), "previous": previous.version if previous else None},
+            metadata={
+                "champion_version": current.version,
+                "previous_champion": previous.version if previous else "none",
+                "mlflow_run_id": current.run_id,
+                "artifact_sha256": current.artifact_sha256,
+            },
+        )
+
+    @dg.asset(
+        key=names.key(spec.name, names.BENTO_SERVICE),
+        ins={"champion_model": dg.AssetIn(names.key(spec.name, names.CHAMPION_MODEL))},
+        group_name=spec.name,
+        kinds={"bentoml"},
+        io_manager_key="json_io_manager",
+        description="A self-contained Bento (`bentoml build`) carrying the champion model.",
+    )
+    def bento_service(
+        context: dg.AssetExecutionContext,
+        lifecycle: LifecycleResource,
+        champion_model: dict[str, Any],
+    ) -> dg.Output[dict[str, Any]]:
+        client = configure_mlflow(lifecycle.settings())
+        champion = champion_model["champion"]
+        still_champion = resolve(client, spec.name, config.CHAMPION_ALIAS)
+        if still_champion is None or still_champion.version != champion["version"]:
+            raise dg.Failure(
+                f"champion moved since promotion (now {still_champion and still_champion.version})"
+            )
+        ref = get_version(client, spec.name, champion["version"])
+        model_tag = export_version(ref)
+        bento_tag = build_bento(PROJECT_DIR, model_tag)
+        client.set_model_version_tag(spec.name, ref.version, config.TAG_BENTO_TAG, bento_tag)
+        context.log.info(f"built {bento_tag} with {model_tag}")
+        return dg.Output(
+            {"bento_tag": bento_tag, "model_tag": model_tag, "model_version": ref.version},
+            metadata={
+                "bento_tag": bento_tag,
+                "bentoml_model_tag": model_tag,
+                "model_version": ref.version,
+                "serve": f"bentoml serve {bento_tag} --host 127.0.0.1",
+            },
+        )
+
+    return [champion_model, bento_service]

@@ -1,0 +1,194 @@
+"""The training set (a time-split window of feature partitions) and the registered model."""
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import mlflow
+import polars as pl
+
+from lifecycle_assets import config
+from lifecycle_assets.defs import names
+from lifecycle_assets.defs.assets.data import lake_for
+from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.ml.metrics import classification_metrics
+from lifecycle_assets.ml.training import (
+    SPLITS,
+    assign_splits,
+    fit_pipeline,
+    model_input,
+    predict_proba,
+    time_split,
+)
+from lifecycle_assets.registry.models import log_and_register
+from lifecycle_assets.spec import ModelSpec
+
+
+def git_commit() -> str:
+    """The commit the code ran from, with `-dirty` when the tree has uncommitted changes."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def window_days(available: list[str], spec: ModelSpec) -> list[str]:
+    """The newest `window_days` days that have features, up to the spec's end date."""
+    end = spec.end_date.isoformat() if spec.end_date else "9999-12-31"
+    eligible = [day for day in sorted(available) if day <= end]
+    return eligible[-spec.training.window_days :]
+
+
+def split_stats(table: pl.DataFrame, spec: ModelSpec) -> dict[str, dict[str, int]]:
+    stats = {}
+    for split in SPLITS:
+        part = table.filter(pl.col("split") == split)
+        stats[split] = {"rows": part.height, "positives": int(part[spec.target].sum() or 0)}
+    return stats
+
+
+def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
+    """The training set snapshot and the trained model of one model."""
+
+    @dg.asset(
+        key=names.key(spec.name, names.TRAINING_SET),
+        deps=[names.key(spec.name, names.FEATURES)],
+        group_name=spec.name,
+        kinds={"polars", "parquet"},
+        io_manager_key="json_io_manager",
+        description="A time-split window of feature partitions, snapshotted by SHA-256 digest.",
+    )
+    def training_set(
+        context: dg.AssetExecutionContext, lifecycle: LifecycleResource
+    ) -> dg.Output[dict[str, Any]]:
+        lake = lake_for(lifecycle, spec)
+        days = window_days(lake.feature_days(), spec)
+        if len(days) < 3:
+            raise dg.Failure(f"only {len(days)} day(s) of features; materialize more partitions")
+        entries = [lake.feature_entry(day) for day in days]
+        table = pl.concat([lake.read_verified(e["path"], e["sha256"]) for e in entries])
+        split = time_split([dt.date.fromisoformat(d) for d in days], spec)
+        table = assign_splits(table, split, spec)
+        digests = {
+            s: lake.put(table.filter(pl.col("split") == s), "training_sets")[0] for s in SPLITS
+        }
+        stats = split_stats(table, spec)
+        manifest = lake.store_training_set(
+            table,
+            {
+                "model": spec.name,
+                "days": days,
+                "split_days": {s: [d.isoformat() for d in split.days(s)] for s in SPLITS},
+                "split_digests": digests,
+                "split_stats": stats,
+                "feature_partitions": {e["day"]: e["sha256"] for e in entries},
+                "raw_batches": {e["day"]: e["raw_sha256"] for e in entries},
+                "dagster_run_id": context.run_id,
+            },
+        )
+        context.log.info(f"training set {manifest['digest'][:12]}: {table.height} rows")
+        return dg.Output(
+            manifest,
+            data_version=dg.DataVersion(manifest["digest"]),
+            metadata={
+                "digest": manifest["digest"],
+                "rows": table.height,
+                "window": f"{days[0]} .. {days[-1]} ({len(days)} days)",
+                "split_stats": dg.MetadataValue.json(stats),
+                "split_digests": dg.MetadataValue.json(digests),
+                "path": dg.MetadataValue.path(manifest["path"]),
+            },
+        )
+
+    @dg.asset(
+        key=names.key(spec.name, names.TRAINED_MODEL),
+        ins={"training_set": dg.AssetIn(names.key(spec.name, names.TRAINING_SET))},
+        group_name=spec.name,
+        kinds={"scikit-learn", "mlflow"},
+        io_manager_key="json_io_manager",
+        required_resource_keys={"mlflow"},
+        description="A scikit-learn pipeline fit on the training split, registered in MLflow.",
+    )
+    def trained_model(
+        context: dg.AssetExecutionContext, training_set: dict[str, Any]
+    ) -> dg.Output[dict[str, Any]]:
+        table = pl.read_parquet(training_set["path"])
+        train = table.filter(pl.col("split") == "train")
+        validation = table.filter(pl.col("split") == "validation")
+        pipeline = fit_pipeline(train, spec)
+        val_metrics = classification_metrics(
+            validation[spec.target].to_numpy(), predict_proba(pipeline, validation, spec)
+        )
+        commit = git_commit()
+        mlf = context.resources.mlflow
+        run_id = mlflow.active_run().info.run_id
+        mlflow.log_params(
+            {
+                "estimator": spec.estimator.kind,
+                **{f"estimator.{k}": v for k, v in spec.estimator.params.items()},
+                "window_days": len(training_set["days"]),
+                "window_start": training_set["days"][0],
+                "window_end": training_set["days"][-1],
+                "features": ",".join(spec.feature_names),
+            }
+        )
+        mlflow.log_metrics({f"validation_{k}": float(v) for k, v in val_metrics.items()})
+        for split, digest in training_set["split_digests"].items():
+            part = table.filter(pl.col("split") == split).drop("split")
+            dataset = mlflow.data.from_polars(
+                part,
+                source=training_set["path"],
+                targets=spec.target,
+                name=f"{spec.name}-{split}",
+                digest=digest[:36],
+            )
+            mlflow.log_input(dataset, context=split, tags={"sha256": digest})
+        mlflow.set_tags(
+            {
+                config.TAG_GIT_COMMIT: commit,
+                config.TAG_TRAINING_DIGEST: training_set["digest"],
+                "model_name": spec.name,
+            }
+        )
+        ref = log_and_register(
+            pipeline,
+            spec,
+            input_example=model_input(train, spec),
+            version_tags={
+                config.TAG_TRAINING_DIGEST: training_set["digest"],
+                config.TAG_TEST_DIGEST: training_set["split_digests"]["test"],
+                config.TAG_DAGSTER_RUN_ID: context.run_id,
+                config.TAG_GIT_COMMIT: commit,
+            },
+        )
+        mlf.end_run()
+        context.log.info(f"registered {ref.name} v{ref.version} (run {run_id})")
+        return dg.Output(
+            ref.to_dict(),
+            data_version=dg.DataVersion(ref.artifact_sha256),
+            metadata={
+                "model_name": ref.name,
+                "model_version": ref.version,
+                "mlflow_run_id": run_id,
+                "artifact_sha256": ref.artifact_sha256,
+                "training_set_digest": training_set["digest"],
+                "git_commit": commit,
+                "validation_roc_auc": float(val_metrics["roc_auc"]),
+                "validation_log_loss": float(val_metrics["log_loss"]),
+            },
+        )
+
+    return [training_set, trained_model]

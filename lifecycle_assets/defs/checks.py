@@ -1,0 +1,185 @@
+"""The gates as blocking asset checks: data schemas, training data, AUC, regression, fairness.
+
+Each check is thin: it loads what it judges and calls a pure function in `ml/`, so the same
+verdict is reached by the promotion step, the model card and the tests.
+"""
+
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from lifecycle_assets.defs import names
+from lifecycle_assets.defs.assets.data import lake_for
+from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.ml import gates
+from lifecycle_assets.ml.evaluation import EvaluationReport
+from lifecycle_assets.ml.features import compute_features
+from lifecycle_assets.ml.schemas import ValidationReport, feature_schema, validate, validate_raw
+from lifecycle_assets.serving.requests import RequestValidator
+from lifecycle_assets.spec import ModelSpec
+
+PARITY_SAMPLE_ROWS = 200
+
+
+def parity_mismatches(raw: pl.DataFrame, pipeline_features: pl.DataFrame, spec: ModelSpec) -> list:
+    """Columns whose values differ between the pipeline path and the service's request path.
+
+    The service path starts from JSON-like records, as `/predict` receives them, and goes
+    through the service's own validator before the shared feature code.
+    """
+    records = raw.select(spec.input_columns).to_dicts()
+    batch = RequestValidator(spec, max_batch_size=max(len(records), 1)).validate(records)
+    served = compute_features(batch.frame, spec)
+    expected = pipeline_features.select(spec.feature_names)
+    return [
+        name
+        for name in spec.feature_names
+        if not served[name].equals(expected[name], check_dtypes=True, check_names=False)
+    ]
+
+
+def gate_result(gate: gates.GateResult) -> dg.AssetCheckResult:
+    """A gate's verdict with its actual value and threshold visible in the UI."""
+    return dg.AssetCheckResult(
+        passed=gate.passed,
+        description=gate.description,
+        metadata={
+            "actual": gate.actual if gate.actual is not None else "n/a",
+            "threshold": gate.threshold,
+        },
+    )
+
+
+def validation_result(report: ValidationReport, path: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=report.passed,
+        description=report.summary(),
+        metadata={
+            "rows": report.rows,
+            "failure_count": report.failure_count,
+            "failed_columns": dg.MetadataValue.json(report.failed_columns),
+            "failed_rows": dg.MetadataValue.json(report.failed_rows[:50]),
+            "failures": dg.MetadataValue.json(report.failures[:20]),
+            "path": dg.MetadataValue.path(path),
+        },
+    )
+
+
+def build_data_checks(
+    spec: ModelSpec, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetChecksDefinition]:
+    """Schema checks on each day's raw batch and features; both block what comes after."""
+
+    @dg.asset_check(
+        asset=names.key(spec.name, names.RAW_BATCHES),
+        name=names.RAW_SCHEMA_CHECK,
+        blocking=True,
+        partitions_def=partitions,
+        description="The day's raw batch matches the pandera schema derived from the spec.",
+    )
+    def raw_batch_matches_schema(
+        context: dg.AssetCheckExecutionContext, lifecycle: LifecycleResource
+    ) -> dg.AssetCheckResult:
+        lake = lake_for(lifecycle, spec)
+        record = lake.batch(context.partition_key)
+        if record is None:
+            return dg.AssetCheckResult(passed=False, description="no batch stored for this day")
+        _, report = validate_raw(lake.read_batch(record), spec)
+        return validation_result(report, record.path)
+
+    @dg.asset_check(
+        asset=names.key(spec.name, names.FEATURES),
+        name=names.FEATURE_SCHEMA_CHECK,
+        blocking=True,
+        partitions_def=partitions,
+        description="The day's features have exactly the model's columns, types and levels.",
+    )
+    def features_match_schema(
+        context: dg.AssetCheckExecutionContext, lifecycle: LifecycleResource
+    ) -> dg.AssetCheckResult:
+        lake = lake_for(lifecycle, spec)
+        entry = lake.feature_entry(context.partition_key)
+        if entry is None:
+            return dg.AssetCheckResult(passed=False, description="no features stored for this day")
+        table = lake.read_verified(entry["path"], entry["sha256"])
+        return validation_result(validate(table, feature_schema(spec)), entry["path"])
+
+    @dg.asset_check(
+        asset=names.key(spec.name, names.FEATURES),
+        name=names.PARITY_CHECK,
+        blocking=True,
+        partitions_def=partitions,
+        description="The service's request path computes the same features as the pipeline.",
+    )
+    def train_serve_parity(
+        context: dg.AssetCheckExecutionContext, lifecycle: LifecycleResource
+    ) -> dg.AssetCheckResult:
+        lake = lake_for(lifecycle, spec)
+        record, entry = lake.batch(context.partition_key), lake.feature_entry(context.partition_key)
+        if record is None or entry is None:
+            return dg.AssetCheckResult(passed=False, description="no batch or features stored")
+        raw = lake.read_batch(record).head(PARITY_SAMPLE_ROWS)
+        features = lake.read_verified(entry["path"], entry["sha256"]).head(PARITY_SAMPLE_ROWS)
+        mismatches = parity_mismatches(raw, features, spec)
+        return dg.AssetCheckResult(
+            passed=not mismatches,
+            description=(
+                f"{raw.height} rows identical on both paths"
+                if not mismatches
+                else f"features differ between pipeline and service: {mismatches}"
+            ),
+            metadata={"rows_compared": raw.height, "mismatched_columns": mismatches},
+        )
+
+    return [raw_batch_matches_schema, features_match_schema, train_serve_parity]
+
+
+def build_model_checks(spec: ModelSpec) -> list[dg.AssetChecksDefinition]:
+    """The blocking gates between a trained model and the `champion` alias."""
+
+    @dg.asset_check(
+        asset=names.key(spec.name, names.TRAINING_SET),
+        name=gates.DATA_GATE,
+        blocking=True,
+        description="Enough rows in every split, both classes present, a plausible positive rate.",
+    )
+    def training_data_is_sane(
+        lifecycle: LifecycleResource, training_set: dict[str, Any]
+    ) -> dg.AssetCheckResult:
+        thresholds = lifecycle.settings().gates
+        return gate_result(gates.training_data_is_sane(training_set["split_stats"], thresholds))
+
+    def report_gate(name: str, description: str, judge):
+        @dg.asset_check(
+            asset=names.key(spec.name, names.EVALUATION_REPORT),
+            name=name,
+            blocking=True,
+            description=description,
+        )
+        def _check(
+            lifecycle: LifecycleResource, evaluation_report: dict[str, Any]
+        ) -> dg.AssetCheckResult:
+            report = EvaluationReport.from_dict(evaluation_report["report"])
+            return gate_result(judge(report, lifecycle.settings().gates))
+
+        return _check
+
+    return [
+        training_data_is_sane,
+        report_gate(
+            gates.AUC_GATE,
+            "Test ROC AUC is at least the configured minimum.",
+            gates.auc_meets_minimum,
+        ),
+        report_gate(
+            gates.REGRESSION_GATE,
+            "Test ROC AUC is not worse than the champion's on the same rows beyond the tolerance.",
+            gates.no_regression_vs_champion,
+        ),
+        report_gate(
+            gates.FAIRNESS_GATE,
+            "The true-positive-rate gap between sensitive-attribute slices is within the limit.",
+            gates.fairness_gap_within_limit,
+        ),
+    ]

@@ -1,0 +1,42 @@
+"""One factory turns a model spec into its whole asset graph, checks, jobs and schedules."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from lifecycle_assets.defs.assets.data import build_data_assets
+from lifecycle_assets.defs.assets.deployment import build_deployment_assets
+from lifecycle_assets.defs.assets.evaluation import build_evaluation_asset
+from lifecycle_assets.defs.assets.training import build_training_assets
+from lifecycle_assets.defs.checks import build_data_checks, build_model_checks
+from lifecycle_assets.defs.jobs import build_jobs
+from lifecycle_assets.defs.schedules import build_schedules
+from lifecycle_assets.spec import ModelSpec
+
+
+def daily_partitions(spec: ModelSpec) -> dg.DailyPartitionsDefinition:
+    """One partition per day from the spec's start date to its (inclusive) end date."""
+    end = spec.end_date + dt.timedelta(days=1) if spec.end_date else None
+    return dg.DailyPartitionsDefinition(
+        start_date=spec.start_date.isoformat(),
+        end_date=end.isoformat() if end else None,
+        timezone="UTC",
+    )
+
+
+def build_model_defs(spec: ModelSpec) -> dg.Definitions:
+    partitions = daily_partitions(spec)
+    jobs = build_jobs(spec, partitions)
+    return dg.Definitions(
+        assets=[
+            *build_data_assets(spec, partitions),
+            *build_training_assets(spec),
+            build_evaluation_asset(spec),
+            *build_deployment_assets(spec),
+        ],
+        asset_checks=[*build_data_checks(spec, partitions), *build_model_checks(spec)],
+        jobs=jobs,
+        schedules=build_schedules(spec, jobs),
+    )

@@ -1,0 +1,44 @@
+"""Jobs of one model. Both run in-process: a step is cheap work, and the multiprocess
+executor would spend about 2 s per step starting processes."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from lifecycle_assets.defs import names
+from lifecycle_assets.spec import ModelSpec
+
+TRAINING_ASSETS = (
+    names.TRAINING_SET,
+    names.TRAINED_MODEL,
+    names.EVALUATION_REPORT,
+    names.CHAMPION_MODEL,
+    names.BENTO_SERVICE,
+)
+
+
+def ingest_job_name(spec: ModelSpec) -> str:
+    return f"{spec.name}_ingest_job"
+
+
+def training_job_name(spec: ModelSpec) -> str:
+    return f"{spec.name}_training_job"
+
+
+def build_jobs(spec: ModelSpec, partitions: dg.PartitionsDefinition) -> list:
+    ingest = dg.define_asset_job(
+        ingest_job_name(spec),
+        selection=dg.AssetSelection.assets(
+            names.key(spec.name, names.RAW_BATCHES), names.key(spec.name, names.FEATURES)
+        ),
+        partitions_def=partitions,
+        executor_def=dg.in_process_executor,
+        description=f"Ingest, validate and featurize one day of {spec.name} data.",
+    )
+    training = dg.define_asset_job(
+        training_job_name(spec),
+        selection=dg.AssetSelection.assets(*(names.key(spec.name, a) for a in TRAINING_ASSETS)),
+        executor_def=dg.in_process_executor,
+        description=f"Train, evaluate, gate, promote and package {spec.name}.",
+    )
+    return [ingest, training]

@@ -1,0 +1,22 @@
+"""Asset and check names, defined once so assets, checks, jobs, the CLI and tests agree."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+RAW_BATCHES = "raw_batches"
+FEATURES = "features"
+TRAINING_SET = "training_set"
+TRAINED_MODEL = "trained_model"
+EVALUATION_REPORT = "evaluation_report"
+CHAMPION_MODEL = "champion_model"
+BENTO_SERVICE = "bento_service"
+
+RAW_SCHEMA_CHECK = "raw_batch_matches_schema"
+FEATURE_SCHEMA_CHECK = "features_match_schema"
+PARITY_CHECK = "train_serve_parity"
+
+
+def key(model_name: str, asset_name: str) -> dg.AssetKey:
+    """Every model's assets live under its own prefix, so several models never collide."""
+    return dg.AssetKey([model_name, asset_name])

@@ -1,0 +1,77 @@
+"""Typed resources: project settings, a JSON IO manager, and dagster-mlflow's tracking run."""
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
+
+from lifecycle_assets.config import Settings
+from lifecycle_assets.registry.tracking import configure_mlflow
+
+
+class LifecycleResource(dg.ConfigurableResource):
+    """Where the lake, registry and reports live; unset fields fall back to the environment.
+
+    The embedded default keeps everything under LIFECYCLE_HOME (`.lifecycle/`); a team moves to
+    shared servers by setting MLFLOW_TRACKING_URI and LIFECYCLE_MLFLOW_ARTIFACT_ROOT.
+    """
+
+    home: str | None = None
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifact_root: str | None = None
+
+    def settings(self) -> Settings:
+        base = Settings.from_env()
+        overrides: dict[str, Any] = {}
+        if self.home:
+            overrides["home"] = Path(self.home).resolve()
+        if self.mlflow_tracking_uri:
+            overrides["mlflow_tracking_uri"] = self.mlflow_tracking_uri
+        if self.mlflow_artifact_root:
+            overrides["mlflow_artifact_root"] = self.mlflow_artifact_root
+        return dataclasses.replace(base, **overrides)
+
+
+class JsonIOManager(dg.ConfigurableIOManager):
+    """Stores small asset values (manifests, model references, reports) as JSON, never pickle."""
+
+    base_dir: str | None = None
+
+    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+        root = Path(self.base_dir) if self.base_dir else Settings.from_env().home / "dagster_io"
+        path = root.joinpath(*context.asset_key.path)
+        if context.has_asset_partitions:
+            path = path / context.asset_partition_key
+        return path.with_suffix(".json")
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        path = self._path(context)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        path = self._path(context)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{context.asset_key.to_user_string()} has not been materialized yet ({path})"
+            )
+        return json.loads(path.read_text())
+
+
+@dg.resource(config_schema=CONFIG_SCHEMA)
+def mlflow_tracking_run(init_context: dg.InitResourceContext) -> MlFlow:
+    """dagster-mlflow's run-per-Dagster-run resource, on our store and experiment.
+
+    The experiment is created first with an explicit artifact location: left to MLflow, a
+    SQLite store would put artifacts in `./mlruns` of whatever folder the process runs in.
+    """
+    settings = dataclasses.replace(
+        Settings.from_env(), mlflow_experiment=init_context.resource_config["experiment_name"]
+    )
+    configure_mlflow(settings)
+    return MlFlow(init_context)

@@ -1,0 +1,1 @@
+"""Dagster-free ML logic: features, schemas, training, metrics, gates. Plain typed functions."""

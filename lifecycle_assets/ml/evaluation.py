@@ -1,0 +1,126 @@
+"""One evaluation of a model on a test set, optionally compared with the champion.
+
+The report is a frozen, JSON-safe record: the evaluation asset logs it to MLflow, the gates
+judge it and the model card renders it, so all three read the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lifecycle_assets.ml.metrics import (
+    calibration_table,
+    classification_metrics,
+    confusion_counts,
+    expected_calibration_error,
+    fairness_gaps,
+    slice_metrics,
+)
+
+# Metrics whose challenger-minus-champion difference the report keeps.
+COMPARED_METRICS = ("roc_auc", "log_loss", "brier_score", "f1")
+
+
+@dataclass(frozen=True)
+class ChampionComparison:
+    """The champion scored on the same test rows, and challenger-minus-champion deltas."""
+
+    champion_version: str | None
+    champion_metrics: dict[str, float]
+    deltas: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "champion_version": self.champion_version,
+            "champion_metrics": dict(self.champion_metrics),
+            "deltas": dict(self.deltas),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChampionComparison:
+        return cls(
+            champion_version=data.get("champion_version"),
+            champion_metrics={k: float(v) for k, v in data["champion_metrics"].items()},
+            deltas={k: float(v) for k, v in data["deltas"].items()},
+        )
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Everything measured about one model on one test set."""
+
+    threshold: float
+    metrics: dict[str, float]
+    confusion: dict[str, int]
+    calibration: list[dict[str, Any]]
+    ece: float
+    slices: list[dict[str, Any]]
+    fairness: dict[str, Any]
+    champion: ChampionComparison | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (plain floats, ints, strings, lists and None)."""
+        return {
+            "threshold": float(self.threshold),
+            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "confusion": {k: int(v) for k, v in self.confusion.items()},
+            "calibration": [dict(row) for row in self.calibration],
+            "ece": float(self.ece),
+            "slices": [dict(row) for row in self.slices],
+            "fairness": dict(self.fairness),
+            "champion": None if self.champion is None else self.champion.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvaluationReport:
+        champion = data.get("champion")
+        return cls(
+            threshold=float(data["threshold"]),
+            metrics={k: float(v) for k, v in data["metrics"].items()},
+            confusion={k: int(v) for k, v in data["confusion"].items()},
+            calibration=[dict(row) for row in data["calibration"]],
+            ece=float(data["ece"]),
+            slices=[dict(row) for row in data["slices"]],
+            fairness=dict(data["fairness"]),
+            champion=None if champion is None else ChampionComparison.from_dict(champion),
+        )
+
+
+def evaluate(
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    groups: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    champion_proba: np.ndarray | None = None,
+    champion_version: str | None = None,
+) -> EvaluationReport:
+    """Score a challenger (and, if given, the champion on the same rows) into one report.
+
+    Raises if the test set holds one class or fewer than two reportable slices: a model that
+    cannot be measured must not reach the gates with invented numbers.
+    """
+    metrics = classification_metrics(y_true, proba, threshold)
+    table = calibration_table(y_true, proba)
+    slices = slice_metrics(y_true, proba, groups, threshold)
+    champion = None
+    if champion_proba is not None:
+        champion_metrics = classification_metrics(y_true, champion_proba, threshold)
+        champion = ChampionComparison(
+            champion_version=None if champion_version is None else str(champion_version),
+            champion_metrics=champion_metrics,
+            deltas={k: metrics[k] - champion_metrics[k] for k in COMPARED_METRICS},
+        )
+    return EvaluationReport(
+        threshold=float(threshold),
+        metrics=metrics,
+        confusion=confusion_counts(y_true, proba, threshold),
+        calibration=table.to_dicts(),
+        ece=expected_calibration_error(table),
+        slices=slices.to_dicts(),
+        fairness=fairness_gaps(slices),
+        champion=champion,
+    )

@@ -1,0 +1,166 @@
+"""The promotion gates as pure functions: one property each, judged against `GateThresholds`.
+
+Dagster asset checks, the CLI and the model card all call these, so a gate's verdict and its
+wording exist once. Names are constants so check names and card rows cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lifecycle_assets.config import GateThresholds
+from lifecycle_assets.ml.evaluation import EvaluationReport
+
+AUC_GATE = "auc_meets_minimum"
+REGRESSION_GATE = "no_regression_vs_champion"
+FAIRNESS_GATE = "fairness_gap_within_limit"
+DATA_GATE = "training_data_is_sane"
+GATE_NAMES = (DATA_GATE, AUC_GATE, REGRESSION_GATE, FAIRNESS_GATE)
+
+_SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """A gate's verdict, the measured value, the limit, and why in words."""
+
+    name: str
+    passed: bool
+    actual: float | None
+    threshold: float
+    description: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "actual": self.actual,
+            "threshold": self.threshold,
+            "description": self.description,
+        }
+
+
+def auc_meets_minimum(report: EvaluationReport, thresholds: GateThresholds) -> GateResult:
+    """The challenger's test ROC AUC must reach the floor."""
+    auc = float(report.metrics["roc_auc"])
+    floor = float(thresholds.min_roc_auc)
+    passed = auc >= floor
+    verb = "meets" if passed else "is below"
+    return GateResult(
+        AUC_GATE, passed, auc, floor, f"test ROC AUC {auc:.4f} {verb} the minimum {floor:.4f}"
+    )
+
+
+def no_regression_vs_champion(report: EvaluationReport, thresholds: GateThresholds) -> GateResult:
+    """The challenger may trail the champion on the same test set by at most the tolerance."""
+    limit = -float(thresholds.max_auc_regression)
+    if report.champion is None:
+        return GateResult(
+            REGRESSION_GATE, True, None, limit, "no champion yet: nothing to regress against"
+        )
+    champion_auc = float(report.champion.champion_metrics["roc_auc"])
+    delta = float(report.metrics["roc_auc"]) - champion_auc
+    passed = delta >= limit
+    version = report.champion.champion_version or "unknown"
+    verdict = "within" if passed else "exceeds"
+    description = (
+        f"challenger minus champion (v{version}, AUC {champion_auc:.4f}) ROC AUC is {delta:+.4f}; "
+        f"a drop {verdict} the allowed regression of {thresholds.max_auc_regression:.4f} "
+        f"(delta must be >= {limit:+.4f})"
+    )
+    return GateResult(REGRESSION_GATE, passed, delta, limit, description)
+
+
+def fairness_gap_within_limit(report: EvaluationReport, thresholds: GateThresholds) -> GateResult:
+    """The true-positive-rate gap between slices (equal opportunity) must stay under the limit."""
+    gap = float(report.fairness["equal_opportunity_difference"])
+    limit = float(thresholds.max_fairness_gap)
+    passed = gap <= limit
+    groups = ", ".join(str(g) for g in report.fairness.get("groups_compared", []))
+    verb = "is within" if passed else "exceeds"
+    description = (
+        f"equal opportunity difference (TPR gap) {gap:.4f} across [{groups}] {verb} "
+        f"the limit {limit:.4f}"
+    )
+    return GateResult(FAIRNESS_GATE, passed, gap, limit, description)
+
+
+def training_data_is_sane(
+    split_stats: dict[str, dict[str, int]], thresholds: GateThresholds
+) -> GateResult:
+    """Enough rows overall and per split, both classes everywhere, a plausible positive rate."""
+    missing = [split for split in _SPLITS if split not in split_stats]
+    if missing:
+        raise ValueError(f"split_stats lacks splits {missing}; expected {list(_SPLITS)}")
+    total = sum(int(split_stats[s]["rows"]) for s in _SPLITS)
+    positives = sum(int(split_stats[s]["positives"]) for s in _SPLITS)
+    # (quantity, limit, message) for each violation, in the order they are checked.
+    violations: list[tuple[float, float, str]] = []
+    if total < thresholds.min_training_rows:
+        violations.append(
+            (
+                total,
+                thresholds.min_training_rows,
+                f"total rows {total} < minimum {thresholds.min_training_rows}",
+            )
+        )
+    for split in _SPLITS:
+        rows, pos = int(split_stats[split]["rows"]), int(split_stats[split]["positives"])
+        if rows < thresholds.min_rows_per_split:
+            violations.append(
+                (
+                    rows,
+                    thresholds.min_rows_per_split,
+                    f"{split} rows {rows} < minimum {thresholds.min_rows_per_split}",
+                )
+            )
+        classes = int(pos > 0) + int(pos < rows)
+        if classes < 2:
+            # Quantity = number of classes present, so actual/threshold read as "1 < 2".
+            violations.append(
+                (classes, 2, f"{split} lacks a class ({pos} of {rows} rows positive)")
+            )
+    rate = positives / total if total else 0.0
+    if rate < thresholds.min_positive_rate:
+        violations.append(
+            (
+                rate,
+                thresholds.min_positive_rate,
+                f"positive rate {rate:.4f} < minimum {thresholds.min_positive_rate:.4f}",
+            )
+        )
+    elif rate > thresholds.max_positive_rate:
+        violations.append(
+            (
+                rate,
+                thresholds.max_positive_rate,
+                f"positive rate {rate:.4f} > maximum {thresholds.max_positive_rate:.4f}",
+            )
+        )
+    if not violations:
+        description = (
+            f"{total} rows (>= {thresholds.min_training_rows}), every split >= "
+            f"{thresholds.min_rows_per_split} rows with both classes, positive rate {rate:.4f} "
+            f"within [{thresholds.min_positive_rate}, {thresholds.max_positive_rate}]"
+        )
+        return GateResult(
+            DATA_GATE, True, float(total), float(thresholds.min_training_rows), description
+        )
+    actual, limit, _ = violations[0]
+    description = "training data rejected: " + "; ".join(v[2] for v in violations)
+    return GateResult(DATA_GATE, False, float(actual), float(limit), description)
+
+
+def all_gates(
+    report: EvaluationReport,
+    split_stats: dict[str, dict[str, int]],
+    thresholds: GateThresholds,
+) -> list[GateResult]:
+    """Every gate in `GATE_NAMES` order; promotion requires all of them to pass."""
+    return [
+        training_data_is_sane(split_stats, thresholds),
+        auc_meets_minimum(report, thresholds),
+        no_regression_vs_champion(report, thresholds),
+        fairness_gap_within_limit(report, thresholds),
+    ]

@@ -1,0 +1,206 @@
+"""pandera (polars) schemas derived from the spec, and a validation report a person can read.
+
+Validation never raises on bad data: it returns a `ValidationReport` naming the failing columns,
+checks and row indices, so that the caller can quarantine the batch and a check can explain why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+from pandera.api.polars.types import PolarsData
+from pandera.engines.polars_engine import DateTime
+from pandera.errors import SchemaError, SchemaErrors
+
+from lifecycle_assets.ml.features import UNKNOWN_CATEGORY
+from lifecycle_assets.spec import FeatureSpec, ModelSpec
+
+MAX_REPORTED_FAILURES = 50
+
+
+def _range_checks(feature: FeatureSpec) -> list[pa.Check]:
+    checks = []
+    if feature.min is not None:
+        checks.append(pa.Check.ge(feature.min))
+    if feature.max is not None:
+        checks.append(pa.Check.le(feature.max))
+    return checks
+
+
+def _finite_or_null(data: PolarsData) -> pl.LazyFrame:
+    return data.lazyframe.select(pl.col(data.key).is_finite().fill_null(True))
+
+
+def _raw_column(feature: FeatureSpec) -> pa.Column:
+    if feature.type == "numeric":
+        checks = [*_range_checks(feature), pa.Check(_finite_or_null, name="finite")]
+        return pa.Column(pl.Float64, checks=checks, nullable=feature.nullable)
+    checks = [pa.Check.isin(list(feature.categories))] if feature.categories else []
+    return pa.Column(pl.String, checks=checks, nullable=feature.nullable)
+
+
+def raw_schema(spec: ModelSpec) -> pa.DataFrameSchema:
+    """What a raw batch must look like: typed columns, allowed ranges and levels, a 0/1 label.
+
+    Applied to the output of `normalize_raw`, which has already cast every column to its type.
+    """
+    columns: dict[str, pa.Column] = {f.name: _raw_column(f) for f in spec.features}
+    columns[spec.target] = pa.Column(pl.Int64, checks=[pa.Check.isin([0, 1])])
+    columns[spec.timestamp] = pa.Column(DateTime(time_zone_agnostic=True), nullable=False)
+    if spec.id_column:
+        columns[spec.id_column] = pa.Column(pl.String, unique=True)
+    return pa.DataFrameSchema(columns, name=f"{spec.name}_raw", strict=False)
+
+
+def _target_dtype(spec: ModelSpec, column: str) -> pl.DataType:
+    if column == spec.target:
+        return pl.Int64()
+    if column == spec.timestamp:
+        return pl.Datetime("us", "UTC")
+    if column in spec.numeric_columns:
+        return pl.Float64()
+    return pl.String()
+
+
+def _cast(series: pl.Series, dtype: pl.DataType) -> pl.Series:
+    if dtype == pl.Datetime("us", "UTC"):
+        if series.dtype == pl.String:
+            series = series.str.to_datetime(strict=False, time_unit="us")
+        if isinstance(series.dtype, pl.Datetime):
+            if series.dtype.time_zone is None:  # type: ignore[union-attr]
+                return series.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+            return series.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    if dtype == pl.Float64:
+        return series.cast(pl.Float64, strict=False).fill_nan(None)
+    return series.cast(dtype, strict=False)
+
+
+def normalize_raw(frame: pl.DataFrame, spec: ModelSpec) -> tuple[pl.DataFrame, list[dict]]:
+    """Cast the spec's columns to their types; report every value that could not be cast.
+
+    Done here rather than by pandera's coercion so that a bad value is reported with its column
+    and row (pandera stops at the first column it cannot coerce).
+    """
+    failures: list[dict[str, Any]] = []
+    columns = [*(f.name for f in spec.features), spec.target, spec.timestamp]
+    if spec.id_column:
+        columns.append(spec.id_column)
+    casts = []
+    for column in columns:
+        if column not in frame.columns:
+            continue
+        dtype = _target_dtype(spec, column)
+        cast = _cast(frame[column], dtype)
+        lost = frame[column].is_not_null() & cast.is_null()
+        if frame[column].dtype.is_float():
+            lost = lost & frame[column].is_not_nan()
+        for index in lost.arg_true().head(MAX_REPORTED_FAILURES).to_list():
+            failures.append(
+                {
+                    "column": column,
+                    "check": f"dtype({dtype})",
+                    "failure_case": str(frame[column][index]),
+                    "index": int(index),
+                }
+            )
+        casts.append(cast.alias(column))
+    return frame.with_columns(casts), failures
+
+
+def feature_schema(spec: ModelSpec) -> pa.DataFrameSchema:
+    """What the model's input frame must look like: exact columns, types, no infinities."""
+    columns: dict[str, pa.Column] = {}
+    for name in spec.numeric_features:
+        columns[name] = pa.Column(
+            pl.Float64, checks=[pa.Check(_finite_or_null, name="finite")], nullable=True
+        )
+    for name in spec.categorical_features:
+        levels = spec.feature(name).categories
+        checks = [pa.Check.isin([*levels, UNKNOWN_CATEGORY])] if levels else []
+        columns[name] = pa.Column(pl.String, checks=checks, nullable=True)
+    return pa.DataFrameSchema(columns, name=f"{spec.name}_features", strict=False, ordered=False)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The outcome of validating one frame: which columns and rows failed which check."""
+
+    schema: str
+    rows: int
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    failure_count: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return self.failure_count == 0
+
+    @property
+    def failed_columns(self) -> list[str]:
+        return sorted({str(f["column"]) for f in self.failures if f.get("column") is not None})
+
+    @property
+    def failed_rows(self) -> list[int]:
+        return sorted({int(f["index"]) for f in self.failures if f.get("index") is not None})
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"{self.rows} rows pass {self.schema}"
+        checks = sorted({f"{f['column']}: {f['check']}" for f in self.failures})
+        return (
+            f"{self.failure_count} failure(s) in {self.rows} rows against {self.schema}: "
+            + "; ".join(checks[:10])
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "rows": self.rows,
+            "passed": self.passed,
+            "failure_count": self.failure_count,
+            "failed_columns": self.failed_columns,
+            "failed_rows": self.failed_rows[:MAX_REPORTED_FAILURES],
+            "failures": self.failures[:MAX_REPORTED_FAILURES],
+            "summary": self.summary(),
+        }
+
+
+def _failure_rows(cases: pl.DataFrame) -> list[dict[str, Any]]:
+    keep = [c for c in ("column", "check", "failure_case", "index") if c in cases.columns]
+    rows = cases.select(keep).with_columns(pl.col("failure_case").cast(pl.String))
+    return rows.to_dicts()
+
+
+def validate(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> ValidationReport:
+    """Validate lazily (every failure, not only the first) and describe what failed."""
+    # Checked here because pandera's coercion step on polars 2 crashes on an absent column
+    # instead of reporting it.
+    missing = [name for name in schema.columns if name not in frame.columns]
+    if missing:
+        failures = [
+            {"column": name, "check": "column_in_dataframe", "failure_case": name, "index": None}
+            for name in missing
+        ]
+        return ValidationReport(schema.name, frame.height, failures, len(failures))
+    try:
+        schema.validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        failures = _failure_rows(errors.failure_cases)
+        return ValidationReport(schema.name, frame.height, failures, len(failures))
+    except SchemaError as error:
+        failure = {"column": None, "check": str(error), "failure_case": None, "index": None}
+        return ValidationReport(schema.name, frame.height, [failure], 1)
+    return ValidationReport(schema.name, frame.height)
+
+
+def validate_raw(frame: pl.DataFrame, spec: ModelSpec) -> tuple[pl.DataFrame, ValidationReport]:
+    """Cast and validate a raw batch; return the typed frame and every failure found."""
+    typed, cast_failures = normalize_raw(frame, spec)
+    schema = raw_schema(spec)
+    report = validate(typed, schema)
+    if cast_failures:
+        failures = cast_failures + report.failures
+        report = ValidationReport(schema.name, frame.height, failures, len(failures))
+    return typed, report

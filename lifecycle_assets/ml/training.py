@@ -1,0 +1,120 @@
+"""Build and fit the scikit-learn pipeline, and split a training set by time.
+
+The pipeline takes the feature frame (as pandas, in `spec.feature_names` order) and owns all
+imputation and encoding, so the served artifact is the whole transformation, not half of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import polars as pl
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from lifecycle_assets.spec import ModelSpec
+
+SPLITS = ("train", "validation", "test")
+
+
+def _estimator(spec: ModelSpec):
+    params = {"random_state": spec.training.random_seed, **spec.estimator.params}
+    kind = spec.estimator.kind
+    if kind == "hist_gradient_boosting":
+        return HistGradientBoostingClassifier(**params)
+    if kind == "random_forest":
+        return RandomForestClassifier(**params)
+    return LogisticRegression(max_iter=1_000, **params)
+
+
+def build_pipeline(spec: ModelSpec) -> Pipeline:
+    """Imputation and encoding for the spec's columns, then the spec's estimator."""
+    numeric_steps = [("impute", SimpleImputer(strategy="median", add_indicator=True))]
+    if spec.estimator.kind == "logistic_regression":
+        numeric_steps.append(("scale", StandardScaler()))
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+            ("encode", OneHotEncoder(handle_unknown="ignore", min_frequency=10)),
+        ]
+    )
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", Pipeline(numeric_steps), spec.numeric_features),
+            ("categorical", categorical, spec.categorical_features),
+        ],
+        sparse_threshold=0.0,
+    )
+    return Pipeline([("preprocess", preprocess), ("model", _estimator(spec))])
+
+
+def model_input(features: pl.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """The pandas frame the pipeline consumes: exactly the feature columns, in order."""
+    frame = features.select(spec.feature_names).to_pandas()
+    for name in spec.categorical_features:
+        # pandas needs object columns with None (not NaN-typed strings) for the imputer.
+        frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    return frame
+
+
+def fit_pipeline(train: pl.DataFrame, spec: ModelSpec) -> Pipeline:
+    """Fit a fresh pipeline on the training split."""
+    pipeline = build_pipeline(spec)
+    pipeline.fit(model_input(train, spec), train[spec.target].to_numpy())
+    return pipeline
+
+
+def predict_proba(pipeline: Pipeline, features: pl.DataFrame, spec: ModelSpec) -> np.ndarray:
+    """Probability of the positive class for each row."""
+    return pipeline.predict_proba(model_input(features, spec))[:, 1]
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Which days went to which split; days never straddle two splits."""
+
+    train_days: list[dt.date]
+    validation_days: list[dt.date]
+    test_days: list[dt.date]
+
+    def days(self, split: str) -> list[dt.date]:
+        return {"train": self.train_days, "validation": self.validation_days}.get(
+            split, self.test_days
+        )
+
+
+def time_split(days: list[dt.date], spec: ModelSpec) -> TimeSplit:
+    """Oldest days train, the next validate, the newest test: no future leaks into training."""
+    ordered = sorted(days)
+    if len(ordered) < 3:
+        raise ValueError(f"a time split needs at least 3 days of data, got {len(ordered)}")
+    n_test = max(1, round(len(ordered) * spec.training.test_fraction))
+    n_validation = max(1, round(len(ordered) * spec.training.validation_fraction))
+    n_train = len(ordered) - n_test - n_validation
+    if n_train < 1:
+        raise ValueError(f"{len(ordered)} days leave no day for training")
+    return TimeSplit(
+        ordered[:n_train],
+        ordered[n_train : n_train + n_validation],
+        ordered[n_train + n_validation :],
+    )
+
+
+def assign_splits(table: pl.DataFrame, split: TimeSplit, spec: ModelSpec) -> pl.DataFrame:
+    """Add a `split` column from each row's event day."""
+    day = pl.col(spec.timestamp).dt.date()
+    return table.with_columns(
+        pl.when(day.is_in(split.train_days))
+        .then(pl.lit("train"))
+        .when(day.is_in(split.validation_days))
+        .then(pl.lit("validation"))
+        .otherwise(pl.lit("test"))
+        .alias("split")
+    )

@@ -1,0 +1,1 @@
+"""Model registry operations: safe artifacts, registration, aliases. No Dagster imports."""

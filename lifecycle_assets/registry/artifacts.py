@@ -1,0 +1,69 @@
+"""Save and load scikit-learn pipelines in skops format, guarded by a SHA-256.
+
+Nothing here unpickles: skops loads only types on an explicit allow-list, and every load first
+checks that the file's SHA-256 equals the one recorded at registration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import skops.io as sio
+from sklearn.pipeline import Pipeline
+
+# Module prefixes whose types may appear in a model file; anything else refuses to load.
+TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+
+
+class IntegrityError(RuntimeError):
+    """The artifact on disk is not the one that was registered."""
+
+
+class UntrustedArtifactError(RuntimeError):
+    """The artifact contains types outside the allow-list."""
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_pipeline(pipeline: Pipeline, path: str | Path) -> str:
+    """Write the pipeline as skops and return the file's SHA-256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sio.dump(pipeline, path)
+    return sha256_file(path)
+
+
+def _allowed(found: list[str], origin: str) -> list[str]:
+    rejected = [t for t in found if not t.startswith(TRUSTED_MODULE_PREFIXES)]
+    if rejected:
+        raise UntrustedArtifactError(f"{origin} contains untrusted types: {rejected}")
+    return found
+
+
+def trusted_types_of(pipeline: Pipeline) -> list[str]:
+    """Types a pipeline needs skops to trust; raises if any lies outside the allow-list."""
+    return _allowed(sio.get_untrusted_types(data=sio.dumps(pipeline)), "the pipeline")
+
+
+def trusted_types(path: str | Path) -> list[str]:
+    """The file's non-default types, all of which must come from trusted modules."""
+    return _allowed(sio.get_untrusted_types(file=path), str(path))
+
+
+def load_pipeline(path: str | Path, expected_sha256: str) -> Pipeline:
+    """Verify the SHA-256, then load with skops on the allow-list. Raises rather than guess."""
+    if not expected_sha256:
+        raise IntegrityError(f"no SHA-256 recorded for {path}; refusing to load it")
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise IntegrityError(
+            f"{path} has SHA-256 {actual}, but {expected_sha256} was recorded at registration"
+        )
+    return sio.load(path, trusted=trusted_types(path))

@@ -1,0 +1,165 @@
+"""Register trained pipelines in the MLflow Model Registry and load them back safely.
+
+A registered version carries, as tags, everything needed to trust and trace it: the SHA-256 of
+its skops file, the training and test set digests, the Dagster run id and the git commit. Loading
+resolves an alias or version, downloads the artifact, checks the SHA-256, then loads with skops.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import Model, infer_signature
+from sklearn.pipeline import Pipeline
+
+from lifecycle_assets import config
+from lifecycle_assets.registry.artifacts import load_pipeline, sha256_file, trusted_types_of
+from lifecycle_assets.spec import ModelSpec
+
+# Explicit requirements: inferring them costs about 5 s per call and would pin whatever
+# happens to be installed in the training environment.
+MODEL_PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "skops==0.16.0", "numpy==2.4.6", "pandas==2.3.3"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model version and the provenance recorded with it."""
+
+    name: str
+    version: str
+    run_id: str
+    source: str
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def artifact_sha256(self) -> str:
+        return self.tags.get(config.TAG_ARTIFACT_SHA256, "")
+
+    @property
+    def training_digest(self) -> str:
+        return self.tags.get(config.TAG_TRAINING_DIGEST, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "source": self.source,
+            "aliases": list(self.aliases),
+            "tags": dict(self.tags),
+        }
+
+
+def _ref(version: Any) -> ModelRef:
+    return ModelRef(
+        name=version.name,
+        version=str(version.version),
+        run_id=version.run_id or "",
+        source=version.source,
+        tags=dict(version.tags or {}),
+        aliases=tuple(getattr(version, "aliases", ()) or ()),
+    )
+
+
+def log_and_register(
+    pipeline: Pipeline,
+    spec: ModelSpec,
+    *,
+    input_example: pd.DataFrame,
+    version_tags: dict[str, str],
+) -> ModelRef:
+    """Log the pipeline (skops) to the active MLflow run and register a new version.
+
+    The SHA-256 is computed from the file as stored in the artifact store, not from a local
+    copy, so that what is verified at load time is exactly what was registered.
+    """
+    active = mlflow.active_run()
+    if active is None:
+        raise RuntimeError("log_and_register needs an active MLflow run")
+    example = input_example.head(5)
+    signature = infer_signature(example, pipeline.predict_proba(example)[:, 1])
+    info = mlflow.sklearn.log_model(
+        pipeline,
+        name=config.MODEL_ARTIFACT_NAME,
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        pip_requirements=MODEL_PIP_REQUIREMENTS,
+        signature=signature,
+        input_example=example,
+        metadata={"spec": spec.model_dump(mode="json")},
+        skops_trusted_types=trusted_types_of(pipeline),
+        registered_model_name=spec.name,
+    )
+    client = MlflowClient()
+    version = str(info.registered_model_version)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))
+        sha = sha256_file(local / config.SKOPS_FILE)
+    tags = {
+        **version_tags,
+        config.TAG_ARTIFACT_SHA256: sha,
+        config.TAG_ARTIFACT_PATH: config.SKOPS_FILE,
+        config.TAG_SPEC_NAME: spec.name,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(spec.name, version, key, str(value))
+    mlflow.set_tag(config.TAG_ARTIFACT_SHA256, sha)
+    return get_version(client, spec.name, version)
+
+
+def get_version(client: MlflowClient, name: str, version: str) -> ModelRef:
+    return _ref(client.get_model_version(name, version))
+
+
+def resolve(client: MlflowClient, name: str, alias_or_version: str) -> ModelRef | None:
+    """A version number or an alias; None when the alias is not set (no champion yet)."""
+    if alias_or_version.isdigit():
+        return get_version(client, name, alias_or_version)
+    try:
+        return _ref(client.get_model_version_by_alias(name, alias_or_version))
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified pipeline with the spec it was trained for."""
+
+    ref: ModelRef
+    pipeline: Pipeline
+    spec: ModelSpec
+
+
+def read_model_dir(ref: ModelRef, model_dir: str | Path) -> LoadedModel:
+    """Load from a downloaded model directory after verifying its SHA-256."""
+    model_dir = Path(model_dir)
+    pipeline = load_pipeline(model_dir / config.SKOPS_FILE, ref.artifact_sha256)
+    metadata = Model.load(str(model_dir / "MLmodel")).metadata or {}
+    spec = ModelSpec.model_validate(metadata["spec"])
+    return LoadedModel(ref=ref, pipeline=pipeline, spec=spec)
+
+
+def download_model(ref: ModelRef, dst: str | Path) -> Path:
+    """Copy the version's model directory (MLmodel, model.skops, requirements) to `dst`."""
+    uri = f"models:/{ref.name}/{ref.version}"
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+
+
+def load_version(ref: ModelRef) -> LoadedModel:
+    """Download and verify a registered version; raises IntegrityError on a hash mismatch."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return read_model_dir(ref, download_model(ref, tmp))
+
+
+def version_summary(ref: ModelRef) -> str:
+    return json.dumps(ref.to_dict(), indent=2, sort_keys=True)

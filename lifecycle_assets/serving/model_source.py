@@ -1,0 +1,121 @@
+"""Find, fetch and verify the model a service process serves.
+
+Two sources, chosen by `LIFECYCLE_MODEL_SOURCE`:
+- `registry` (default): the version holding the `champion` alias in the MLflow registry, downloaded
+  and checked against the SHA-256 recorded at registration;
+- `bento`: the model bundled in the BentoML model store (inside a built Bento, the Bento's own
+  store), so a Bento serves without any registry; its metadata carries the registry provenance
+  and the same SHA-256 check runs on the bundled file.
+Either way a missing or tampered model stops the process at start-up with a message saying what to
+do, instead of a service that is up but cannot answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import bentoml
+from bentoml.exceptions import NotFound
+
+from lifecycle_assets import config
+from lifecycle_assets.config import Settings
+from lifecycle_assets.registry.models import (
+    LoadedModel,
+    ModelRef,
+    load_version,
+    read_model_dir,
+    resolve,
+)
+from lifecycle_assets.registry.tracking import configure_mlflow
+
+ENV_MODEL_NAME = "LIFECYCLE_MODEL_NAME"
+ENV_MODEL_SOURCE = "LIFECYCLE_MODEL_SOURCE"
+DEFAULT_MODEL_NAME = "credit_default"
+# Subfolder of a BentoML model that holds the MLflow model directory (MLmodel, model.skops).
+BENTO_MODEL_SUBDIR = "mlflow_model"
+# Key of a BentoML model's metadata that holds `ModelRef.to_dict()`.
+BENTO_REF_KEY = "model_ref"
+
+SourceMode = Literal["registry", "bento"]
+
+
+class ModelSourceError(RuntimeError):
+    """The configured model cannot be found; the message says what to run to fix it."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A verified model plus where it came from, for `/metadata` and every prediction log row."""
+
+    loaded: LoadedModel
+    source: SourceMode
+    loaded_at: str
+    bento_model_tag: str | None = None
+
+    @property
+    def ref(self) -> ModelRef:
+        return self.loaded.ref
+
+
+def ref_from_dict(data: Mapping[str, Any]) -> ModelRef:
+    """Rebuild a `ModelRef` from `ModelRef.to_dict()` (as stored in BentoML model metadata)."""
+    return ModelRef(
+        name=str(data["name"]),
+        version=str(data["version"]),
+        run_id=str(data.get("run_id", "")),
+        source=str(data.get("source", "")),
+        tags={str(k): str(v) for k, v in dict(data.get("tags", {})).items()},
+        aliases=tuple(data.get("aliases", ())),
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def load_from_registry(name: str, settings: Settings) -> ServedModel:
+    """The `champion` version of `name`, downloaded and SHA-256 verified."""
+    client = configure_mlflow(settings)
+    ref = resolve(client, name, config.CHAMPION_ALIAS)
+    if ref is None:
+        raise ModelSourceError(
+            f"model {name!r} has no {config.CHAMPION_ALIAS!r} version in the registry at "
+            f"{settings.mlflow_tracking_uri}; train and promote one first, or set "
+            f"{ENV_MODEL_SOURCE}=bento to serve a bundled model"
+        )
+    return ServedModel(loaded=load_version(ref), source="registry", loaded_at=_now())
+
+
+def load_from_bento_store(name: str) -> ServedModel:
+    """The latest BentoML model `name` (inside a Bento: the one it was built with)."""
+    try:
+        model = bentoml.models.get(f"{name}:latest")
+    except NotFound as error:
+        raise ModelSourceError(
+            f"no BentoML model {name!r} in the model store; export a registered version "
+            f"with lifecycle_assets.serving.bento_store.export_version first"
+        ) from error
+    metadata = model.info.metadata
+    if BENTO_REF_KEY not in metadata:
+        raise ModelSourceError(f"BentoML model {model.tag} carries no {BENTO_REF_KEY!r} metadata")
+    ref = ref_from_dict(metadata[BENTO_REF_KEY])
+    loaded = read_model_dir(ref, model.path_of(BENTO_MODEL_SUBDIR))
+    return ServedModel(
+        loaded=loaded, source="bento", loaded_at=_now(), bento_model_tag=str(model.tag)
+    )
+
+
+def load_served_model(environ: Mapping[str, str] | None = None) -> ServedModel:
+    """Load the model the environment asks for (see the module docstring)."""
+    env = os.environ if environ is None else environ
+    name = env.get(ENV_MODEL_NAME) or DEFAULT_MODEL_NAME
+    source = env.get(ENV_MODEL_SOURCE) or "registry"
+    if source == "registry":
+        return load_from_registry(name, Settings.from_env(dict(env)))
+    if source == "bento":
+        return load_from_bento_store(name)
+    raise ModelSourceError(f"{ENV_MODEL_SOURCE} must be 'registry' or 'bento', not {source!r}")

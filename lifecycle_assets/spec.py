@@ -1,0 +1,190 @@
+"""The dataset/model spec: what a data scientist writes to point the platform at their data.
+
+A spec names the source (the built-in simulator, or a CSV/Parquet file or folder at a local path
+or any fsspec URL), the target, typed feature columns, the sensitive attribute, the event
+timestamp, and the estimator. Everything downstream (schemas, features, training, serving) is
+derived from it, so a spec is the single description of one model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+BUILTIN_SPECS_DIR = Path(__file__).parent / "specs"
+DEFAULT_SPEC_PATH = BUILTIN_SPECS_DIR / "credit_default.yaml"
+SIMULATOR_SCHEME = "simulator://"
+
+_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureSpec(_Strict):
+    """One input column: its type, whether it may be missing, and its valid range or levels."""
+
+    name: str
+    type: Literal["numeric", "categorical"]
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None
+    # False for columns kept for slicing and audit only (the sensitive attribute, by default):
+    # they are validated and logged but never shown to the model.
+    model_input: bool = True
+
+
+class DerivedFeatureSpec(_Strict):
+    """A feature computed from numeric inputs, identically in the pipeline and the service."""
+
+    name: str
+    op: Literal["ratio", "log1p", "difference"]
+    inputs: tuple[str, ...]
+
+    @model_validator(mode="after")
+    def _arity(self) -> DerivedFeatureSpec:
+        expected = 1 if self.op == "log1p" else 2
+        if len(self.inputs) != expected:
+            raise ValueError(f"derived feature {self.name!r}: {self.op} takes {expected} inputs")
+        return self
+
+
+class SourceSpec(_Strict):
+    """Where raw rows come from: `simulator://credit_risk`, or a file/folder path or fsspec URL."""
+
+    uri: str
+    format: Literal["csv", "parquet"] | None = None
+    simulator: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def is_simulator(self) -> bool:
+        return self.uri.startswith(SIMULATOR_SCHEME)
+
+
+class EstimatorSpec(_Strict):
+    """The scikit-learn estimator at the end of the pipeline, by short name, with its params."""
+
+    kind: Literal["hist_gradient_boosting", "logistic_regression", "random_forest"] = (
+        "hist_gradient_boosting"
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingSpec(_Strict):
+    """The training window and its time-based split (by day, oldest first)."""
+
+    window_days: int = Field(default=60, ge=3)
+    validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    random_seed: int = 7
+
+
+class ModelSpec(_Strict):
+    """A whole model: source, columns, estimator and training window."""
+
+    name: str
+    description: str = ""
+    source: SourceSpec
+    target: str
+    timestamp: str
+    sensitive_attribute: str
+    features: tuple[FeatureSpec, ...]
+    derived_features: tuple[DerivedFeatureSpec, ...] = ()
+    id_column: str | None = None
+    start_date: dt.date
+    end_date: dt.date | None = None
+    estimator: EstimatorSpec = Field(default_factory=EstimatorSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        if not _NAME_PATTERN.match(value):
+            raise ValueError(f"model name {value!r} must match {_NAME_PATTERN.pattern}")
+        return value
+
+    @model_validator(mode="after")
+    def _columns_are_consistent(self) -> ModelSpec:
+        names = [feature.name for feature in self.features]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"feature columns listed twice: {duplicates}")
+        for role, column in (("target", self.target), ("timestamp", self.timestamp)):
+            if column in names:
+                raise ValueError(f"{role} column {column!r} must not also be a feature")
+        if self.sensitive_attribute not in names:
+            raise ValueError(
+                f"sensitive_attribute {self.sensitive_attribute!r} must be one of the features "
+                f"{names}"
+            )
+        if self.feature(self.sensitive_attribute).type != "categorical":
+            raise ValueError("the sensitive attribute must be categorical (it defines slices)")
+        numeric = set(self.numeric_columns)
+        for derived in self.derived_features:
+            unknown = [column for column in derived.inputs if column not in numeric]
+            if unknown:
+                raise ValueError(
+                    f"derived feature {derived.name!r} uses non-numeric or unknown {unknown}"
+                )
+            if derived.name in names:
+                raise ValueError(f"derived feature {derived.name!r} clashes with a column")
+        if self.end_date is not None and self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        return self
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Raw columns a prediction request must carry."""
+        return [f.name for f in self.features if f.model_input]
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "numeric"]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        """Numeric model inputs, raw then derived, in the order the model sees them."""
+        raw = [f.name for f in self.features if f.type == "numeric" and f.model_input]
+        return raw + [d.name for d in self.derived_features]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "categorical" and f.model_input]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Columns of the model's input frame, in order."""
+        return self.numeric_features + self.categorical_features
+
+    def feature(self, name: str) -> FeatureSpec:
+        for feature in self.features:
+            if feature.name == name:
+                return feature
+        raise KeyError(name)
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    """Read and validate a spec file; errors name the file and the offending field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"spec file not found: {path}") from error
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a spec must be a YAML mapping")
+    try:
+        return ModelSpec.model_validate(raw)
+    except ValueError as error:
+        raise ValueError(f"{path}: invalid spec: {error}") from error
+
+
+def default_spec() -> ModelSpec:
+    """The built-in credit-default spec on the simulator."""
+    return load_spec(DEFAULT_SPEC_PATH)

@@ -1,0 +1,72 @@
+"""Hermetic fixtures: a fresh project home, MLflow store, Dagster and BentoML home per test."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import mlflow
+import polars as pl
+import pytest
+
+from lifecycle_assets import config
+from lifecycle_assets.config import Settings
+from lifecycle_assets.data.simulator import simulate_range
+from lifecycle_assets.ml.features import feature_table
+from lifecycle_assets.ml.training import fit_pipeline, model_input
+from lifecycle_assets.registry.aliases import move_alias
+from lifecycle_assets.registry.models import ModelRef, log_and_register
+from lifecycle_assets.registry.tracking import configure_mlflow
+from lifecycle_assets.spec import ModelSpec, default_spec
+
+
+@pytest.fixture
+def spec() -> ModelSpec:
+    return default_spec()
+
+
+@pytest.fixture
+def lifecycle_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Point every store at a fresh temporary folder and return the resulting settings."""
+    home = tmp_path / "home"
+    (tmp_path / "dagster_home").mkdir()
+    monkeypatch.setenv("LIFECYCLE_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("LIFECYCLE_MLFLOW_ARTIFACT_ROOT", (tmp_path / "mlartifacts").as_uri())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    monkeypatch.setenv("GIT_PYTHON_REFRESH", "quiet")
+    settings = Settings.from_env()
+    configure_mlflow(settings)
+    yield settings
+    mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def small_feature_table() -> pl.DataFrame:
+    """Twenty simulated days as a feature table (about 8,000 rows)."""
+    spec = default_spec()
+    batches = simulate_range(dt.date(2026, 1, 1), 20, seed=42)
+    return pl.concat([feature_table(frame, spec) for _, frame in batches])
+
+
+@pytest.fixture
+def registered_champion(
+    lifecycle_env: Settings, spec: ModelSpec, small_feature_table: pl.DataFrame
+) -> ModelRef:
+    """A real registered version in the temporary MLflow registry, holding `champion`."""
+    pipeline = fit_pipeline(small_feature_table, spec)
+    client = configure_mlflow(lifecycle_env)
+    mlflow.set_experiment(lifecycle_env.mlflow_experiment)
+    with mlflow.start_run():
+        ref = log_and_register(
+            pipeline,
+            spec,
+            input_example=model_input(small_feature_table, spec),
+            version_tags={config.TAG_TRAINING_DIGEST: "test-digest"},
+        )
+    _, ref = move_alias(
+        client, spec.name, config.CHAMPION_ALIAS, ref.version, reason="test", actor="pytest"
+    )
+    return ref

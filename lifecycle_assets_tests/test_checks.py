@@ -1,0 +1,63 @@
+"""Checks called directly, as Dagster's testing guide does: verdicts carry actual and threshold."""
+
+import dagster as dg
+
+from lifecycle_assets.definitions import build_definitions
+from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.ml import gates
+from lifecycle_assets.ml.evaluation import evaluate
+
+
+def _check(spec, name: str) -> dg.AssetChecksDefinition:
+    for checks_def in build_definitions([spec]).asset_checks or []:
+        if any(key.name == name for key in checks_def.check_keys):
+            return checks_def
+    raise KeyError(name)
+
+
+def _report(good: bool) -> dict:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2_000)
+    groups = rng.choice(["a", "b"], 2_000)
+    noise = rng.random(2_000)
+    proba = np.clip(0.7 * y + 0.3 * noise, 0, 1) if good else noise
+    return {"report": evaluate(y, proba, groups).to_dict()}
+
+
+def test_auc_check_fails_a_useless_model_with_actual_and_threshold(spec, lifecycle_env) -> None:
+    check = _check(spec, gates.AUC_GATE)
+    failed = check(lifecycle=LifecycleResource(), evaluation_report=_report(good=False))
+    assert not failed.passed
+    assert failed.metadata["threshold"].value == 0.70
+    assert failed.metadata["actual"].value < 0.6
+    passed = check(lifecycle=LifecycleResource(), evaluation_report=_report(good=True))
+    assert passed.passed
+
+
+def test_training_data_check_explains_a_single_class_split(spec, lifecycle_env) -> None:
+    check = _check(spec, gates.DATA_GATE)
+    stats = {
+        "train": {"rows": 5_000, "positives": 1_000},
+        "validation": {"rows": 1_000, "positives": 200},
+        "test": {"rows": 1_000, "positives": 0},
+    }
+    result = check(lifecycle=LifecycleResource(), training_set={"split_stats": stats})
+    assert not result.passed
+    assert "test" in result.description
+
+
+def test_parity_check_compares_pipeline_and_service_paths(spec) -> None:
+    import datetime as dt
+
+    import polars as pl
+
+    from lifecycle_assets.data.simulator import simulate_day
+    from lifecycle_assets.defs.checks import parity_mismatches
+    from lifecycle_assets.ml.features import feature_table
+
+    raw = simulate_day(dt.date(2026, 1, 9)).head(100)
+    assert parity_mismatches(raw, feature_table(raw, spec), spec) == []
+    skewed = feature_table(raw, spec).with_columns(pl.col("log_income") + 1e-9)
+    assert parity_mismatches(raw, skewed, spec) == ["log_income"]

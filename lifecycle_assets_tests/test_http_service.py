@@ -1,0 +1,215 @@
+"""The service over real HTTP (`bentoml serve` in a subprocess), and its two model sources."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+import pytest
+
+from lifecycle_assets.config import Settings
+from lifecycle_assets.data.simulator import simulate_day
+from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.serving.bento_store import build_bento, export_version
+from lifecycle_assets.serving.model_source import ModelSourceError, load_served_model
+from lifecycle_assets.spec import ModelSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICE = "lifecycle_assets.serving.service:PredictionService"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sample_records(spec: ModelSpec, n: int, day: int = 1) -> list[dict[str, Any]]:
+    columns = [f.name for f in spec.features] + [spec.id_column]
+    return simulate_day(dt.date(2026, 3, day), rows_per_day=n).select(columns).to_dicts()
+
+
+@pytest.fixture
+def server(registered_champion: ModelRef, tmp_path: Path) -> Iterator[str]:
+    """`bentoml serve` on a free loopback port against the fixture's temporary registry."""
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "LIFECYCLE_MODEL_SOURCE": "registry"}
+    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "service not ready within 40 s"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def post(client: httpx.Client, records: Any) -> httpx.Response:
+    return client.post("/predict", content=json.dumps({"records": records}))
+
+
+def bad_requests(good: dict[str, Any]) -> list[tuple[str, bytes, int, str]]:
+    """(case, body, expected status, text the error must contain)."""
+    missing = {k: v for k, v in good.items() if k != "credit_score"}
+
+    def body(*records: Any) -> bytes:
+        return json.dumps({"records": list(records)}).encode()
+
+    return [
+        ("malformed JSON", b'{"records": [', 400, "malformed JSON"),
+        ("not an object", b"[1, 2]", 400, "records"),
+        ("empty batch", body(), 422, "at least one"),
+        ("too large", body(*[good] * 1001), 413, "1000"),
+        ("missing field", body(missing), 422, "credit_score"),
+        ("unknown field", body({**good, "shoe_size": 44}), 422, "shoe_size"),
+        ("string for number", body({**good, "age": "forty"}), 422, "age"),
+        ("null not nullable", body({**good, "loan_amount": None}), 422, "loan_amount"),
+        ("NaN not nullable", re.sub(rb'"age": [0-9.]+', b'"age": NaN', body(good)), 422, "age"),
+        ("non-string category", body({**good, "region": 7}), 422, "region"),
+    ]
+
+
+def assert_concurrent_answers_match(
+    url: str, records: list[dict[str, Any]], spec: ModelSpec
+) -> None:
+    """Send one or two records per request, all at once, and check every id comes back home."""
+    chunks = [records[i : i + 1 + i % 2] for i in range(0, len(records), 2)]
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            return await asyncio.gather(
+                *(client.post("/predict", json={"records": chunk}) for chunk in chunks)
+            )
+
+    responses = asyncio.run(send_all())
+    for chunk, response in zip(chunks, responses, strict=True):
+        assert response.status_code == 200, response.text
+        ids = [row["prediction_id"] for row in response.json()["predictions"]]
+        assert ids == [record[spec.id_column] for record in chunk]
+
+
+@pytest.mark.e2e
+def test_http_service_end_to_end(
+    server: str, registered_champion: ModelRef, lifecycle_env: Settings, spec: ModelSpec
+) -> None:
+    records = sample_records(spec, 5)
+    with httpx.Client(base_url=server, timeout=10) as client:
+        assert client.get("/livez").status_code == 200
+        assert client.get("/readyz").status_code == 200
+
+        metadata = client.get("/metadata").json()
+        assert metadata["model_name"] == "credit_default"
+        assert metadata["model_version"] == registered_champion.version
+        assert metadata["run_id"] == registered_champion.run_id
+        assert metadata["artifact_sha256"] == registered_champion.artifact_sha256
+        assert metadata["training_data_digest"] == "test-digest"
+        assert metadata["source"] == "registry"
+
+        anonymous = {k: v for k, v in records[1].items() if k != spec.id_column}
+        unknown_level = {**records[2], "home_ownership": "houseboat"}
+        response = post(client, [records[0], anonymous, unknown_level])
+        assert response.status_code == 200, response.text
+        predictions = response.json()["predictions"]
+        assert predictions[0]["prediction_id"] == records[0][spec.id_column]
+        assert len(predictions[1]["prediction_id"]) == 32
+        for row in predictions:
+            assert row["prediction"] == int(row["probability"] >= 0.5)
+            assert (row["model_name"], row["model_version"]) == ("credit_default", "1")
+
+        # The service scores exactly as the registered model does in-process.
+        loaded = load_served_model().loaded
+        from lifecycle_assets.ml.features import compute_features
+        from lifecycle_assets.ml.training import predict_proba
+
+        frame = pl.DataFrame(records[:1]).drop(spec.id_column)
+        expected = predict_proba(loaded.pipeline, compute_features(frame, spec), spec)
+        assert predictions[0]["probability"] == pytest.approx(float(expected[0]), abs=1e-12)
+
+        for case, body, status, text in bad_requests(records[0]):
+            response = client.post("/predict", content=body)
+            assert response.status_code == status, (case, response.text)
+            assert text in response.text, (case, response.text)
+
+        # Still serving after every bad request.
+        response = post(client, records)
+        assert response.status_code == 200
+        assert len(response.json()["predictions"]) == 5
+
+        # Concurrent requests are scored together; each must get back its own rows.
+        assert_concurrent_answers_match(server, sample_records(spec, 40, day=2), spec)
+
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "bentoml_" in metrics.text
+
+    log_files = list((lifecycle_env.prediction_log_dir / "credit_default" / "data").glob("*.log"))
+    deadline = time.monotonic() + 5
+    while not any(f.stat().st_size for f in log_files) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        log_files = list(log_files[0].parent.glob("*.log")) if log_files else log_files
+    rows = [json.loads(line) for f in log_files for line in f.read_text().splitlines()]
+    logged = {row["prediction_id"]: row for row in rows}
+    first = logged[records[0][spec.id_column]]
+    assert first["model_version"] == "1"
+    assert first["training_digest"] == "test-digest"
+    assert first["age"] == records[0]["age"]
+    assert first["probability"] == predictions[0]["probability"]
+    assert len(rows) == 8 + 40
+
+
+def test_missing_champion_is_a_clear_startup_error(lifecycle_env: Settings) -> None:
+    with pytest.raises(ModelSourceError, match="no 'champion' version"):
+        load_served_model({**os.environ, "LIFECYCLE_MODEL_SOURCE": "registry"})
+
+
+def test_unknown_source_mode_is_rejected(lifecycle_env: Settings) -> None:
+    with pytest.raises(ModelSourceError, match="must be 'registry' or 'bento'"):
+        load_served_model({**os.environ, "LIFECYCLE_MODEL_SOURCE": "s3"})
+
+
+def test_exported_bento_model_serves_without_the_registry(
+    registered_champion: ModelRef, lifecycle_env: Settings, tmp_path: Path
+) -> None:
+    import bentoml
+
+    tag = export_version(registered_champion)
+    model = bentoml.models.get(tag)
+    assert model.info.labels["model_version"] == registered_champion.version
+    assert model.info.metadata["artifact_sha256"] == registered_champion.artifact_sha256
+
+    # The registry is gone: the bundled copy and its metadata are all the service needs.
+    env = {**os.environ, "LIFECYCLE_MODEL_SOURCE": "bento", "MLFLOW_TRACKING_URI": "sqlite:///x"}
+    served = load_served_model(env)
+    assert served.source == "bento"
+    assert served.bento_model_tag == tag
+    assert served.ref.version == registered_champion.version
+    assert served.ref.training_digest == "test-digest"
+
+    bento_tag = build_bento(ROOT, tag)
+    bento = bentoml.get(bento_tag)
+    assert [str(m.tag) for m in bento.info.all_models] == [tag]
+    assert any(env.name == "LIFECYCLE_MODEL_SOURCE" for env in bento.info.envs)
+    assert (Path(bento.path) / "src" / "lifecycle_assets" / "serving" / "service.py").exists()

@@ -1,0 +1,147 @@
+"""Request validation: every client mistake is a RequestError naming the record and the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import polars as pl
+import pytest
+
+from lifecycle_assets.serving.requests import RequestError, RequestValidator
+from lifecycle_assets.spec import ModelSpec
+
+
+def good_record() -> dict[str, Any]:
+    return {
+        "application_id": "app-1",
+        "age": 41,
+        "income": 52000.0,
+        "loan_amount": 12000,
+        "loan_term_months": 36,
+        "credit_score": 690,
+        "debt_to_income": 0.31,
+        "num_open_accounts": 4,
+        "num_delinquencies": 0,
+        "employment_years": 6.5,
+        "home_ownership": "rent",
+        "loan_purpose": "car",
+        "region": "north",
+        "gender": "female",
+    }
+
+
+@pytest.fixture
+def validator(spec: ModelSpec) -> RequestValidator:
+    return RequestValidator(spec, max_batch_size=5)
+
+
+def body(*records: Any) -> bytes:
+    return json.dumps({"records": list(records)}).encode()
+
+
+def rejected(validator: RequestValidator, raw: bytes) -> RequestError:
+    with pytest.raises(RequestError) as caught:
+        validator.parse(raw)
+    return caught.value
+
+
+def test_good_batch_becomes_typed_frame_in_spec_order(
+    validator: RequestValidator, spec: ModelSpec
+) -> None:
+    second = {**good_record(), "application_id": 7, "income": None, "region": "Atlantis"}
+    del second["gender"]
+    batch = validator.parse(body(good_record(), second))
+    assert batch.frame.columns == [f.name for f in spec.features]
+    assert batch.frame.schema["age"] == pl.Float64
+    assert batch.frame.schema["region"] == pl.String
+    assert batch.frame["income"].to_list() == [52000.0, None]
+    assert batch.frame["gender"].to_list() == ["female", None]
+    assert batch.ids == ["app-1", "7"]
+
+
+def test_id_column_is_optional(validator: RequestValidator) -> None:
+    record = good_record()
+    del record["application_id"]
+    assert validator.parse(body(record)).ids == [None]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "fragment"),
+    [
+        ({"age": "41"}, "age", "expected a number, got string"),
+        ({"age": True}, "age", "expected a number, got boolean"),
+        ({"age": None}, "age", "must not be null"),
+        ({"loan_amount": float("nan")}, "loan_amount", "must not be null or NaN"),
+        ({"debt_to_income": float("inf")}, "debt_to_income", "finite"),
+        ({"region": 3}, "region", "expected a string, got int"),
+        ({"home_ownership": None}, "home_ownership", "must not be null"),
+        ({"favourite_colour": "blue"}, "favourite_colour", "unknown field"),
+        ({"application_id": [1]}, "application_id", "string or an integer"),
+    ],
+)
+def test_bad_values_name_the_field(
+    validator: RequestValidator, change: dict[str, Any], field: str, fragment: str
+) -> None:
+    error = rejected(validator, body(good_record(), {**good_record(), **change}))
+    assert error.status == 422
+    assert error.errors[0].record == 1
+    assert error.errors[0].field == field
+    assert fragment in error.errors[0].message
+    assert field in str(error)
+
+
+def test_nan_literal_in_json_is_rejected_for_non_nullable(validator: RequestValidator) -> None:
+    raw = body(good_record()).replace(b'"age": 41', b'"age": NaN')
+    assert rejected(validator, raw).errors[0].field == "age"
+
+
+def test_nullable_numeric_accepts_null_and_nan(validator: RequestValidator) -> None:
+    batch = validator.parse(body({**good_record(), "income": float("nan"), "credit_score": None}))
+    assert batch.frame["income"].to_list() == [None]
+    assert batch.frame["credit_score"].to_list() == [None]
+
+
+def test_missing_field(validator: RequestValidator) -> None:
+    record = good_record()
+    del record["credit_score"]
+    error = rejected(validator, body(record))
+    assert (error.status, error.errors[0].field) == (422, "credit_score")
+    assert "missing" in error.errors[0].message
+
+
+def test_every_problem_is_listed(validator: RequestValidator) -> None:
+    error = rejected(validator, body({**good_record(), "age": "x", "region": 1, "extra": 0}))
+    assert {e.field for e in error.errors} == {"age", "region", "extra"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "fragment"),
+    [
+        (b"{not json", 400, "malformed JSON"),
+        (b"\xff\xfe", 400, "malformed JSON"),
+        (b"[]", 400, "records"),
+        (b'{"records": {}}', 400, "records"),
+        (b'{"records": [], "extra": 1}', 400, "extra"),
+        (b'{"records": []}', 422, "at least one"),
+        (b'{"records": [1]}', 422, "expected an object"),
+    ],
+)
+def test_bad_envelopes(validator: RequestValidator, raw: bytes, status: int, fragment: str) -> None:
+    error = rejected(validator, raw)
+    assert error.status == status
+    assert fragment in json.dumps(error.to_dict())
+
+
+def test_batch_over_the_limit_is_413(validator: RequestValidator) -> None:
+    error = rejected(validator, body(*[good_record()] * 6))
+    assert error.status == 413
+    assert "5" in str(error)
+
+
+def test_validation_follows_the_spec_not_fixed_columns(spec: ModelSpec) -> None:
+    features = [
+        f.model_copy(update={"nullable": True}) if f.name == "age" else f for f in spec.features
+    ]
+    relaxed = RequestValidator(spec.model_copy(update={"features": tuple(features)}), 5)
+    assert relaxed.parse(body({**good_record(), "age": None})).frame["age"].to_list() == [None]
