@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import click
@@ -53,6 +54,10 @@ def _load(spec_path: Path | None) -> ModelSpec:
 @click.group()
 def main() -> None:
     """The ML model lifecycle as Dagster assets, tracked in MLflow, served by BentoML."""
+    # Dagster labels APIs we rely on (dagster-mlflow, data versions, partitioned checks) as
+    # beta or preview; the notice on every run says nothing a user can act on.
+    warnings.filterwarnings("ignore", module="dagster")
+    warnings.filterwarnings("ignore", message=".*is currently in (beta|preview)")
 
 
 @main.command()
@@ -97,6 +102,10 @@ def run(spec_path: Path | None, refresh: bool, as_json: bool) -> None:
         raise SystemExit(1)
 
 
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def _print_summary(summary, settings: Settings, path: Path) -> None:
     from lifecycle_assets.registry.models import resolve
     from lifecycle_assets.registry.tracking import configure_mlflow
@@ -111,7 +120,7 @@ def _print_summary(summary, settings: Settings, path: Path) -> None:
     gates = Table("gate", "verdict", "actual", "threshold", title="gates (blocking checks)")
     for gate in summary.gates:
         verdict = "[green]PASS" if gate["passed"] else "[red]FAIL"
-        gates.add_row(gate["name"], verdict, str(gate["actual"]), str(gate["threshold"]))
+        gates.add_row(gate["name"], verdict, _number(gate["actual"]), _number(gate["threshold"]))
     console.print(gates)
     if summary.promoted:
         console.print(f"[green]v{summary.model_version} is now `champion`.")

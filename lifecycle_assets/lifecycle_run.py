@@ -24,6 +24,11 @@ from lifecycle_assets.defs.jobs import ingest_job_name, training_job_name
 from lifecycle_assets.spec import ModelSpec
 
 
+# The console shows what a person acts on; every event stays in the Dagster UI.
+def _console_logging(level: str) -> dict[str, Any]:
+    return {"loggers": {"console": {"config": {"log_level": level}}}}
+
+
 @dataclass
 class IngestOutcome:
     """Days ingested, skipped because already materialized, and quarantined."""
@@ -79,7 +84,10 @@ def ingest_window(
             outcome.skipped.append(day)
         else:
             result = job.execute_in_process(
-                partition_key=day, instance=instance, raise_on_error=False
+                partition_key=day,
+                instance=instance,
+                raise_on_error=False,
+                run_config=_console_logging("WARNING"),
             )
             failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
             if failed:
@@ -102,7 +110,7 @@ def train_and_deploy(
     defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance, ingest: IngestOutcome
 ) -> LifecycleSummary:
     result = defs.resolve_job_def(training_job_name(spec)).execute_in_process(
-        instance=instance, raise_on_error=False
+        instance=instance, raise_on_error=False, run_config=_console_logging("INFO")
     )
     model = _output(result, spec, names.TRAINED_MODEL)
     report = _output(result, spec, names.EVALUATION_REPORT)

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,24 @@ def split_stats(table: pl.DataFrame, spec: ModelSpec) -> dict[str, dict[str, int
         part = table.filter(pl.col("split") == split)
         stats[split] = {"rows": part.height, "positives": int(part[spec.target].sum() or 0)}
     return stats
+
+
+def log_datasets(table: pl.DataFrame, training_set: dict[str, Any], spec: ModelSpec) -> None:
+    """Log each split to the active MLflow run with its SHA-256 as the dataset digest."""
+    for split, digest in training_set["split_digests"].items():
+        part = table.filter(pl.col("split") == split).drop("split")
+        with warnings.catch_warnings():
+            # MLflow registers the local artifact source twice and warns that a local path is
+            # ambiguous between the two identical candidates.
+            warnings.filterwarnings("ignore", message="The specified dataset source")
+            dataset = mlflow.data.from_polars(
+                part,
+                source=training_set["path"],
+                targets=spec.target,
+                name=f"{spec.name}-{split}",
+                digest=digest[:36],  # MLflow's digest column holds 36 characters
+            )
+        mlflow.log_input(dataset, context=split, tags={"sha256": digest})
 
 
 def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
@@ -146,16 +165,7 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             }
         )
         mlflow.log_metrics({f"validation_{k}": float(v) for k, v in val_metrics.items()})
-        for split, digest in training_set["split_digests"].items():
-            part = table.filter(pl.col("split") == split).drop("split")
-            dataset = mlflow.data.from_polars(
-                part,
-                source=training_set["path"],
-                targets=spec.target,
-                name=f"{spec.name}-{split}",
-                digest=digest[:36],
-            )
-            mlflow.log_input(dataset, context=split, tags={"sha256": digest})
+        log_datasets(table, training_set, spec)
         mlflow.set_tags(
             {
                 config.TAG_GIT_COMMIT: commit,
