@@ -17,7 +17,7 @@ from lifecycle_assets.ml.gates import (
     training_data_is_sane,
 )
 
-THRESHOLDS = GateThresholds()
+THRESHOLDS = GateThresholds(max_fairness_gap=0.15)
 
 
 def make_report(

@@ -38,3 +38,30 @@ def test_pipeline_round_trips_through_skops_with_hash(
     path.write_bytes(path.read_bytes() + b"tampered")
     with pytest.raises(IntegrityError):
         load_pipeline(path, sha)
+
+
+def test_a_model_file_reaching_outside_the_allow_list_is_refused(tmp_path: Path) -> None:
+    import functools
+    import os
+
+    import skops.io as sio
+
+    from lifecycle_assets.registry.artifacts import UntrustedArtifactError, sha256_file
+
+    path = tmp_path / "evil.skops"
+    sio.dump(functools.partial(os.system, "echo never"), path)
+    with pytest.raises(UntrustedArtifactError, match="system"):
+        load_pipeline(path, sha256_file(path))
+
+
+@pytest.mark.parametrize("kind", ["logistic_regression", "random_forest"])
+def test_other_estimators_fit_and_handle_unknown_levels(spec, small_feature_table, kind) -> None:
+    params = {"n_estimators": 20} if kind == "random_forest" else {}
+    other = spec.model_copy(
+        update={"estimator": spec.estimator.model_copy(update={"kind": kind, "params": params})}
+    )
+    pipeline = fit_pipeline(small_feature_table, other)
+    odd = small_feature_table.head(2).with_columns(pl.lit("unheard_of").alias("region"))
+    assert (
+        (predict_proba(pipeline, odd, other) > 0) & (predict_proba(pipeline, odd, other) < 1)
+    ).all()

@@ -13,7 +13,10 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 
 # Module prefixes whose types may appear in a model file; anything else refuses to load.
-TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+# Exact names also allowed. HistGradientBoosting keeps a `partial(check_array, ...)` inside;
+# skops vets the wrapped function on its own, so the wrapper itself adds no reach.
+TRUSTED_TYPES = frozenset({"functools.partial"})
 
 
 class IntegrityError(RuntimeError):
@@ -41,7 +44,9 @@ def save_pipeline(pipeline: Pipeline, path: str | Path) -> str:
 
 
 def _allowed(found: list[str], origin: str) -> list[str]:
-    rejected = [t for t in found if not t.startswith(TRUSTED_MODULE_PREFIXES)]
+    rejected = [
+        t for t in found if not t.startswith(TRUSTED_MODULE_PREFIXES) and t not in TRUSTED_TYPES
+    ]
     if rejected:
         raise UntrustedArtifactError(f"{origin} contains untrusted types: {rejected}")
     return found

@@ -1,9 +1,6 @@
 """The training set (a time-split window of feature partitions) and the registered model."""
 
 import datetime as dt
-import subprocess
-import warnings
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -19,31 +16,11 @@ from lifecycle_assets.ml.training import (
     SPLITS,
     assign_splits,
     fit_pipeline,
-    model_input,
     predict_proba,
     time_split,
 )
-from lifecycle_assets.registry.models import log_and_register
+from lifecycle_assets.registry.tracking import track_and_register
 from lifecycle_assets.spec import ModelSpec
-
-
-def git_commit() -> str:
-    """The commit the code ran from, with `-dirty` when the tree has uncommitted changes."""
-    root = Path(__file__).resolve().parents[3]
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit}-dirty" if dirty else commit
 
 
 def window_days(available: list[str], spec: ModelSpec) -> list[str]:
@@ -59,24 +36,6 @@ def split_stats(table: pl.DataFrame, spec: ModelSpec) -> dict[str, dict[str, int
         part = table.filter(pl.col("split") == split)
         stats[split] = {"rows": part.height, "positives": int(part[spec.target].sum() or 0)}
     return stats
-
-
-def log_datasets(table: pl.DataFrame, training_set: dict[str, Any], spec: ModelSpec) -> None:
-    """Log each split to the active MLflow run with its SHA-256 as the dataset digest."""
-    for split, digest in training_set["split_digests"].items():
-        part = table.filter(pl.col("split") == split).drop("split")
-        with warnings.catch_warnings():
-            # MLflow registers the local artifact source twice and warns that a local path is
-            # ambiguous between the two identical candidates.
-            warnings.filterwarnings("ignore", message="The specified dataset source")
-            dataset = mlflow.data.from_polars(
-                part,
-                source=training_set["path"],
-                targets=spec.target,
-                name=f"{spec.name}-{split}",
-                digest=digest[:36],  # MLflow's digest column holds 36 characters
-            )
-        mlflow.log_input(dataset, context=split, tags={"sha256": digest})
 
 
 def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
@@ -151,39 +110,15 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         val_metrics = classification_metrics(
             validation[spec.target].to_numpy(), predict_proba(pipeline, validation, spec)
         )
-        commit = git_commit()
         mlf = context.resources.mlflow
         run_id = mlflow.active_run().info.run_id
-        mlflow.log_params(
-            {
-                "estimator": spec.estimator.kind,
-                **{f"estimator.{k}": v for k, v in spec.estimator.params.items()},
-                "window_days": len(training_set["days"]),
-                "window_start": training_set["days"][0],
-                "window_end": training_set["days"][-1],
-                "features": ",".join(spec.feature_names),
-            }
-        )
-        mlflow.log_metrics({f"validation_{k}": float(v) for k, v in val_metrics.items()})
-        log_datasets(table, training_set, spec)
-        mlflow.set_tags(
-            {
-                config.TAG_GIT_COMMIT: commit,
-                config.TAG_TRAINING_DIGEST: training_set["digest"],
-                "model_name": spec.name,
-            }
-        )
-        ref = log_and_register(
-            pipeline,
-            spec,
-            input_example=model_input(train, spec),
-            version_tags={
-                config.TAG_TRAINING_DIGEST: training_set["digest"],
-                config.TAG_TEST_DIGEST: training_set["split_digests"]["test"],
-                config.TAG_DAGSTER_RUN_ID: context.run_id,
-                config.TAG_GIT_COMMIT: commit,
-            },
-        )
+        try:
+            ref = track_and_register(
+                pipeline, table, training_set, val_metrics, spec, context.run_id
+            )
+        except BaseException:
+            mlf.end_run(status="FAILED")  # then re-raised: the Dagster step fails too
+            raise
         mlf.end_run()
         context.log.info(f"registered {ref.name} v{ref.version} (run {run_id})")
         return dg.Output(
@@ -195,7 +130,7 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 "mlflow_run_id": run_id,
                 "artifact_sha256": ref.artifact_sha256,
                 "training_set_digest": training_set["digest"],
-                "git_commit": commit,
+                "git_commit": ref.tags[config.TAG_GIT_COMMIT],
                 "validation_roc_auc": float(val_metrics["roc_auc"]),
                 "validation_log_loss": float(val_metrics["log_loss"]),
             },
