@@ -16,9 +16,11 @@ import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import bentoml
+import yaml
 from bentoml.exceptions import NotFound
 
 from lifecycle_assets import config
@@ -90,10 +92,32 @@ def load_from_registry(name: str, settings: Settings) -> ServedModel:
     return ServedModel(loaded=load_version(ref), source="registry", loaded_at=_now())
 
 
+def bento_manifest() -> dict[str, Any] | None:
+    """The `bento.yaml` of the built Bento this code runs from, or None in a project checkout.
+
+    A Bento lays out `<bento>/bento.yaml` and `<bento>/src/lifecycle_assets/serving/...`.
+    """
+    manifest = Path(__file__).resolve().parents[3] / "bento.yaml"
+    return yaml.safe_load(manifest.read_text()) if manifest.exists() else None
+
+
+def bundled_model_tag(name: str) -> str:
+    """The exact model a Bento was built with; `name:latest` outside a Bento.
+
+    A locally served Bento reads models from the shared store, where `latest` may already be a
+    newer export: the Bento must serve what it was built and tested with.
+    """
+    manifest = bento_manifest() or {}
+    for model in manifest.get("models", []):
+        if str(model.get("tag", "")).startswith(f"{name}:"):
+            return str(model["tag"])
+    return f"{name}:latest"
+
+
 def load_from_bento_store(name: str) -> ServedModel:
-    """The latest BentoML model `name` (inside a Bento: the one it was built with)."""
+    """The BentoML model `name`: inside a Bento the one it was built with, else the latest."""
     try:
-        model = bentoml.models.get(f"{name}:latest")
+        model = bentoml.models.get(bundled_model_tag(name))
     except NotFound as error:
         raise ModelSourceError(
             f"no BentoML model {name!r} in the model store; export a registered version "
@@ -113,7 +137,9 @@ def load_served_model(environ: Mapping[str, str] | None = None) -> ServedModel:
     """Load the model the environment asks for (see the module docstring)."""
     env = os.environ if environ is None else environ
     name = env.get(ENV_MODEL_NAME) or DEFAULT_MODEL_NAME
-    source = env.get(ENV_MODEL_SOURCE) or "registry"
+    # BentoML applies a bentofile's `envs` in containers only; a Bento served with
+    # `bentoml serve <tag>` is recognised by its manifest.
+    source = env.get(ENV_MODEL_SOURCE) or ("bento" if bento_manifest() else "registry")
     if source == "registry":
         return load_from_registry(name, Settings.from_env(dict(env)))
     if source == "bento":
