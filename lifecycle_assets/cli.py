@@ -58,6 +58,8 @@ def main() -> None:
     # beta or preview; the notice on every run says nothing a user can act on.
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", message=".*is currently in (beta|preview)")
+    # Keep Bentos and BentoML models with the rest of the project's state, as `make` does.
+    os.environ.setdefault("BENTOML_HOME", str(Settings.from_env().home / "bentoml"))
 
 
 @main.command()
