@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -20,6 +23,20 @@ from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec, default_spec
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One temporary BentoML home for the whole session.
+
+    BentoML fixes its store when first imported, so a per-test BENTOML_HOME would leave the
+    test process and the `bentoml serve` subprocesses it starts looking at different stores.
+    """
+    os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="lifecycle-bentoml-")
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ.get("BENTOML_HOME", ""), ignore_errors=True)
+
+
 @pytest.fixture
 def spec() -> ModelSpec:
     return default_spec()
@@ -34,7 +51,6 @@ def lifecycle_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("LIFECYCLE_MLFLOW_ARTIFACT_ROOT", (tmp_path / "mlartifacts").as_uri())
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     monkeypatch.setenv("GIT_PYTHON_REFRESH", "quiet")
     settings = Settings.from_env()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -41,19 +42,20 @@ def sample_records(spec: ModelSpec, n: int, day: int = 1) -> list[dict[str, Any]
     return simulate_day(dt.date(2026, 3, day), rows_per_day=n).select(columns).to_dicts()
 
 
-@pytest.fixture
-def server(registered_champion: ModelRef, tmp_path: Path) -> Iterator[str]:
-    """`bentoml serve` on a free loopback port against the fixture's temporary registry."""
+@contextlib.contextmanager
+def serving(target: str, tmp_path: Path, **env_overrides: str) -> Iterator[str]:
+    """`bentoml serve TARGET` on a free loopback port; yields its base URL."""
     port = free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "LIFECYCLE_MODEL_SOURCE": "registry"}
-    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)]
+    log_path = tmp_path / f"serve-{port}.log"
+    log = log_path.open("wb")
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **env_overrides}
+    command = [sys.executable, "-m", "bentoml", "serve", target, "--port", str(port)]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 40
         while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert process.poll() is None, log_path.read_text()[-3000:]
             assert time.monotonic() < deadline, "service not ready within 40 s"
             try:
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
@@ -65,6 +67,13 @@ def server(registered_champion: ModelRef, tmp_path: Path) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=20)
         log.close()
+
+
+@pytest.fixture
+def server(registered_champion: ModelRef, tmp_path: Path) -> Iterator[str]:
+    """The project's service against the fixture's temporary registry."""
+    with serving(SERVICE, tmp_path, LIFECYCLE_MODEL_SOURCE="registry") as url:
+        yield url
 
 
 def post(client: httpx.Client, records: Any) -> httpx.Response:
@@ -219,3 +228,43 @@ def test_exported_bento_model_serves_without_the_registry(
     assert [str(m.tag) for m in bento.info.all_models] == [tag]
     assert any(env.name == "LIFECYCLE_MODEL_SOURCE" for env in bento.info.envs)
     assert (Path(bento.path) / "src" / "lifecycle_assets" / "serving" / "service.py").exists()
+
+
+@pytest.mark.e2e
+def test_built_bento_serves_its_own_model_without_the_registry(
+    registered_champion: ModelRef, lifecycle_env: Settings, tmp_path: Path
+) -> None:
+    bento_tag = build_bento(ROOT, export_version(registered_champion))
+    env = {k: v for k, v in os.environ.items() if k != "LIFECYCLE_MODEL_SOURCE"}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'nowhere' / 'gone.db'}"
+    with (
+        mock_environ(env),
+        serving(bento_tag, tmp_path) as url,
+    ):
+        metadata = httpx.get(f"{url}/metadata", timeout=5).json()
+    assert metadata["source"] == "bento", "a Bento is recognised without LIFECYCLE_MODEL_SOURCE"
+    assert metadata["bento_tag"] == bento_tag
+    assert metadata["model_version"] == registered_champion.version
+
+
+def test_tampered_registry_artifact_is_refused(
+    registered_champion: ModelRef, lifecycle_env: Settings
+) -> None:
+    from lifecycle_assets.registry.artifacts import IntegrityError
+
+    stored = next(Path(lifecycle_env.mlflow_artifact_root.removeprefix("file://")).rglob("*.skops"))
+    stored.write_bytes(stored.read_bytes() + b"\0")
+    with pytest.raises(IntegrityError, match="recorded at registration"):
+        load_served_model({**os.environ, "LIFECYCLE_MODEL_SOURCE": "registry"})
+
+
+@contextlib.contextmanager
+def mock_environ(env: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
