@@ -99,3 +99,13 @@ class Settings:
             mlflow_artifact_root=artifacts,
             mlflow_experiment=env.get("LIFECYCLE_MLFLOW_EXPERIMENT", "lifecycle-assets"),
         )
+
+
+# Alias ledger: an append-only SQLite file next to the registry state, one lock file per model.
+LEDGER_DIR = "registry"
+LEDGER_FILE = "ledger.sqlite"
+LEDGER_LOCK_DIR = "locks"
+# How long an alias operation waits for another process to finish with the same model.
+ALIAS_LOCK_TIMEOUT_SECONDS = 30.0
+# Version tag that marks a retired version: never an alias target again, never a rollback target.
+TAG_RETIRED = "retired"

@@ -1,0 +1,295 @@
+"""The alias ledger: an append-only record of every alias change, kept next to the registry.
+
+MLflow keeps only the current holder of an alias, so "what served at time T" and "where does a
+rollback go" need a history of their own. Each change is one SQLite row written PENDING before
+the registry is touched and settled (COMMITTED or ABORTED) afterwards; triggers refuse deletes
+and any update other than settling a PENDING row, so the file stays append-only. WAL mode makes
+each append atomic and lets several processes read and write the same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import getpass
+import socket
+import sqlite3
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lifecycle_assets import config
+from lifecycle_assets.config import Settings
+
+PENDING = "PENDING"
+COMMITTED = "COMMITTED"
+ABORTED = "ABORTED"
+
+# What an entry did: `external` records a change made behind the ledger's back, found by
+# reconcile, so that the ledger still matches the registry afterwards.
+KINDS = ("move", "remove", "rollback", "external")
+
+_COLUMNS = (
+    "operation_id",
+    "time",
+    "model",
+    "alias",
+    "from_version",
+    "to_version",
+    "kind",
+    "reason",
+    "actor",
+    "dagster_run_id",
+)
+_IMMUTABLE = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in ("seq", *_COLUMNS))
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS alias_ledger (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    operation_id TEXT NOT NULL UNIQUE,
+    time TEXT NOT NULL,
+    model TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    from_version TEXT,
+    to_version TEXT,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    dagster_run_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('{PENDING}', '{COMMITTED}', '{ABORTED}')),
+    settled_at TEXT,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS alias_ledger_by_model ON alias_ledger (model, alias, seq);
+CREATE TRIGGER IF NOT EXISTS alias_ledger_no_delete BEFORE DELETE ON alias_ledger
+BEGIN SELECT RAISE(ABORT, 'the alias ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS alias_ledger_settle_only BEFORE UPDATE ON alias_ledger
+WHEN OLD.state != '{PENDING}' OR NEW.state = '{PENDING}' OR {_IMMUTABLE}
+BEGIN SELECT RAISE(ABORT, 'only a PENDING ledger entry can change, and only to settle'); END;
+"""
+
+
+class AliasError(Exception):
+    """An alias operation that cannot be done; the message is meant for the user as is."""
+
+
+class AliasLockTimeout(AliasError):
+    """Another process held the model's alias lock for longer than the timeout."""
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def default_actor() -> str:
+    """`user@host`: who is behind a change made from a shell."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One alias change: from_version None means the alias was unset, to_version None removes it."""
+
+    operation_id: str
+    time: str
+    model: str
+    alias: str
+    from_version: str | None
+    to_version: str | None
+    kind: str
+    reason: str
+    actor: str
+    dagster_run_id: str = ""
+    state: str = PENDING
+    settled_at: str | None = None
+    note: str = ""
+    seq: int = 0
+
+    @classmethod
+    def new(
+        cls,
+        model: str,
+        alias: str,
+        from_version: str | None,
+        to_version: str | None,
+        *,
+        kind: str,
+        reason: str,
+        actor: str,
+        dagster_run_id: str = "",
+    ) -> LedgerEntry:
+        if kind not in KINDS:
+            raise ValueError(f"unknown ledger entry kind {kind!r}")
+        return cls(
+            operation_id=uuid.uuid4().hex,
+            time=utc_now(),
+            model=model,
+            alias=alias,
+            from_version=from_version,
+            to_version=to_version,
+            kind=kind,
+            reason=reason,
+            actor=actor,
+            dagster_run_id=dagster_run_id,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Ledger:
+    """The ledger file and the per-model lock files beside it.
+
+    A connection is opened per call: cheap for SQLite, and safe across forks and threads.
+    """
+
+    def __init__(self, path: Path, lock_timeout: float = config.ALIAS_LOCK_TIMEOUT_SECONDS):
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Ledger:
+        return cls(settings.home / config.LEDGER_DIR / config.LEDGER_FILE)
+
+    @classmethod
+    def default(cls) -> Ledger:
+        """The ledger of the environment's LIFECYCLE_HOME."""
+        return cls.for_settings(Settings.from_env())
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a COMMITTED row survives a power cut, not only a killed process.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+            yield conn
+        finally:
+            conn.close()
+
+    def append(self, entry: LedgerEntry) -> LedgerEntry:
+        """Write one entry durably; returns it with its sequence number."""
+        values = [getattr(entry, c) for c in _COLUMNS]
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            cursor = conn.execute(
+                f"INSERT INTO alias_ledger ({', '.join(_COLUMNS)}, state, settled_at, note) "
+                f"VALUES ({', '.join('?' * len(_COLUMNS))}, ?, ?, ?)",
+                [*values, entry.state, entry.settled_at, entry.note],
+            )
+            conn.execute("COMMIT")
+        return self._get(cursor.lastrowid)
+
+    def settle(self, operation_id: str, state: str, note: str = "") -> LedgerEntry:
+        """Move a PENDING entry to COMMITTED or ABORTED (the only update the schema allows)."""
+        if state not in (COMMITTED, ABORTED):
+            raise ValueError(f"a ledger entry settles as {COMMITTED} or {ABORTED}, not {state}")
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "UPDATE alias_ledger SET state = ?, settled_at = ?, note = ? "
+                "WHERE operation_id = ? AND state = ?",
+                (state, utc_now(), note, operation_id, PENDING),
+            )
+            row = conn.execute(
+                "SELECT * FROM alias_ledger WHERE operation_id = ?", (operation_id,)
+            ).fetchone()
+            conn.execute("COMMIT")
+        return _entry(row)
+
+    def _get(self, seq: int | None) -> LedgerEntry:
+        with self._connect() as conn:
+            return _entry(conn.execute("SELECT * FROM alias_ledger WHERE seq = ?", (seq,)).fetchone())
+
+    def entries(
+        self, model: str, alias: str | None = None, state: str | None = None
+    ) -> list[LedgerEntry]:
+        """The model's entries, oldest first, optionally for one alias or one state."""
+        query, args = "SELECT * FROM alias_ledger WHERE model = ?", [model]
+        if alias is not None:
+            query, args = query + " AND alias = ?", [*args, alias]
+        if state is not None:
+            query, args = query + " AND state = ?", [*args, state]
+        with self._connect() as conn:
+            return [_entry(row) for row in conn.execute(query + " ORDER BY seq", args)]
+
+    def holders(self, model: str) -> dict[str, LedgerEntry]:
+        """Per alias, the last committed entry: what the ledger says the alias points to."""
+        return {e.alias: e for e in self.entries(model, state=COMMITTED)}
+
+    def _lock_path(self, model: str) -> Path:
+        safe = urllib.parse.quote(model, safe="")
+        return self.path.parent / config.LEDGER_LOCK_DIR / f"{safe}.lock"
+
+    @contextlib.contextmanager
+    def lock(self, model: str) -> Iterator[None]:
+        """Exclusive across processes for one model; the OS drops it if the holder dies."""
+        path = self._lock_path(model)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout
+        with path.open("a") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise AliasLockTimeout(
+                            f"another alias operation on {model} held its lock for more than "
+                            f"{self.lock_timeout:.0f} s ({path})"
+                        ) from None
+                    time.sleep(0.02)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _entry(row: sqlite3.Row) -> LedgerEntry:
+    return LedgerEntry(**{key: row[key] for key in row.keys()})  # noqa: SIM118
+
+
+def history(name: str, alias: str | None = None, *, ledger: Ledger | None = None) -> list[LedgerEntry]:
+    """Every recorded change of the model's aliases (or one alias), oldest first."""
+    return (ledger or Ledger.default()).entries(name, alias)
+
+
+def previous_holder(
+    name: str,
+    alias: str = config.CHAMPION_ALIAS,
+    *,
+    usable: Any = None,
+    ledger: Ledger | None = None,
+) -> str | None:
+    """The version a rollback of `alias` returns to, or None when there is none.
+
+    Walks committed entries newest first and takes the first from-version that is not the
+    current holder, was not itself rolled back from, and passes `usable(version)` (the caller's
+    check that the version still exists and is not retired). Skipping versions that a rollback
+    left means a second rollback goes further back instead of returning to the bad version.
+    """
+    entries = [e for e in (ledger or Ledger.default()).entries(name, alias, COMMITTED)]
+    if not entries:
+        return None
+    current = entries[-1].to_version
+    rolled_back_from: set[str] = set()
+    for entry in reversed(entries):
+        if entry.kind == "rollback" and entry.from_version is not None:
+            rolled_back_from.add(entry.from_version)
+        candidate = entry.from_version
+        if candidate is None or candidate == current or candidate in rolled_back_from:
+            continue
+        if usable is None or usable(candidate):
+            return candidate
+    return None
