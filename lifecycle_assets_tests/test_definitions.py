@@ -41,6 +41,9 @@ def test_every_object_has_a_description(spec) -> None:
             assert job.description, f"{job.name} has no description"
     for schedule in repo.schedule_defs:
         assert schedule.description, f"{schedule.name} has no description"
+    assert repo.sensor_defs, "the new-data sensor is defined"
+    for sensor in repo.sensor_defs:
+        assert sensor.description, f"{sensor.name} has no description"
 
 
 def test_gates_are_blocking_checks_before_promotion(spec) -> None:

@@ -15,7 +15,7 @@ from lifecycle_assets.data.simulator import simulate_day
 from lifecycle_assets.spec import ModelSpec
 
 
-def _source_format(spec: ModelSpec) -> str:
+def source_format(spec: ModelSpec) -> str:
     if spec.source.format:
         return spec.source.format
     uri = spec.source.uri.lower()
@@ -34,7 +34,7 @@ def _source_format(spec: ModelSpec) -> str:
 
 
 def _scan(spec: ModelSpec) -> pl.LazyFrame:
-    fmt = _source_format(spec)
+    fmt = source_format(spec)
     uri = spec.source.uri
     if Path(uri).is_dir():
         uri = str(Path(uri) / f"*.{fmt}")
@@ -45,7 +45,7 @@ def _scan(spec: ModelSpec) -> pl.LazyFrame:
     return pl.scan_csv(uri, infer_schema=False)
 
 
-def _timestamp_utc(column: str, dtype: pl.DataType) -> pl.Expr:
+def timestamp_utc(column: str, dtype: pl.DataType) -> pl.Expr:
     expr = pl.col(column)
     if dtype == pl.String:
         # Text timestamps without an offset are taken as UTC.
@@ -64,6 +64,6 @@ def read_day(spec: ModelSpec, day: dt.date) -> tuple[pl.DataFrame, str]:
     schema = scan.collect_schema()
     if spec.timestamp not in schema:
         raise ValueError(f"source {spec.source.uri!r} has no timestamp column {spec.timestamp!r}")
-    ts = _timestamp_utc(spec.timestamp, schema[spec.timestamp])
+    ts = timestamp_utc(spec.timestamp, schema[spec.timestamp])
     frame = scan.filter(ts.dt.date() == day).collect()
     return frame, spec.source.uri

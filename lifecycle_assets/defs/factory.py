@@ -1,4 +1,4 @@
-"""One factory turns a model spec into its whole asset graph, checks, jobs and schedules."""
+"""One factory turns a model spec into its asset graph, checks, jobs, schedules and sensors."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from lifecycle_assets.defs.assets.training import build_training_assets
 from lifecycle_assets.defs.checks import build_data_checks, build_model_checks
 from lifecycle_assets.defs.jobs import build_jobs
 from lifecycle_assets.defs.schedules import build_schedules
+from lifecycle_assets.defs.sensors import build_sensors
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -39,4 +40,5 @@ def build_model_defs(spec: ModelSpec) -> dg.Definitions:
         asset_checks=[*build_data_checks(spec, partitions), *build_model_checks(spec)],
         jobs=jobs,
         schedules=build_schedules(spec, jobs),
+        sensors=build_sensors(spec, jobs),
     )
