@@ -120,7 +120,7 @@ def assert_concurrent_answers_match(
     responses = asyncio.run(send_all())
     for chunk, response in zip(chunks, responses, strict=True):
         assert response.status_code == 200, response.text
-        ids = [row["prediction_id"] for row in response.json()["predictions"]]
+        ids = [row["record_id"] for row in response.json()["predictions"]]
         assert ids == [record[spec.id_column] for record in chunk]
 
 
@@ -146,8 +146,9 @@ def test_http_service_end_to_end(
         response = post(client, [records[0], anonymous, unknown_level])
         assert response.status_code == 200, response.text
         predictions = response.json()["predictions"]
-        assert predictions[0]["prediction_id"] == records[0][spec.id_column]
-        assert len(predictions[1]["prediction_id"]) == 32
+        assert predictions[0]["record_id"] == records[0][spec.id_column]
+        assert predictions[1]["record_id"] is None
+        assert all(len(row["prediction_id"]) == 32 for row in predictions)
         for row in predictions:
             assert row["prediction"] == int(row["probability"] >= 0.5)
             assert (row["model_name"], row["model_version"]) == ("credit_default", "1")
@@ -187,12 +188,44 @@ def test_http_service_end_to_end(
             break
         time.sleep(0.1)
     logged = {row["prediction_id"]: row for row in rows}
-    first = logged[records[0][spec.id_column]]
+    first = logged[predictions[0]["prediction_id"]]
+    assert first["record_id"] == records[0][spec.id_column]
     assert first["model_version"] == "1"
     assert first["training_digest"] == "test-digest"
     assert first["age"] == records[0]["age"]
     assert first["probability"] == predictions[0]["probability"]
     assert len(rows) == 8 + 40
+    assert_prediction_log_asset_keeps_every_prediction_once(spec, data_dir, expected=8 + 40)
+
+
+def assert_prediction_log_asset_keeps_every_prediction_once(
+    spec: ModelSpec, data_dir: Path, expected: int
+) -> None:
+    """The daily prediction_log asset finds every logged prediction, and none twice."""
+    import dagster as dg
+
+    from lifecycle_assets.data.lake import PREDICTION_LOGS, Lake
+    from lifecycle_assets.defs.assets.monitoring import build_monitoring_assets
+    from lifecycle_assets.defs.resources import LifecycleResource
+
+    # A rotated copy of the same lines, as the monitor's rotating handler leaves behind.
+    log = next(data_dir.glob("data.*.log"))
+    (data_dir / f"{log.name}.1").write_bytes(log.read_bytes())
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    result = dg.materialize(
+        build_monitoring_assets(spec),
+        partition_key=today,
+        resources={"lifecycle": LifecycleResource()},
+    )
+    assert result.success
+    settings = Settings.from_env()
+    entry = Lake(settings.lake_dir, settings.quarantine_dir, spec.name).daily_entry(
+        PREDICTION_LOGS, today
+    )
+    table = pl.read_parquet(entry["path"])
+    assert table.height == expected
+    assert table["prediction_id"].n_unique() == expected
+    assert table["age"].dtype == pl.Float64
 
 
 def test_missing_champion_is_a_clear_startup_error(lifecycle_env: Settings) -> None:

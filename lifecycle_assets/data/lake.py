@@ -19,6 +19,9 @@ from typing import Any
 
 import polars as pl
 
+FEATURES = "features"
+PREDICTION_LOGS = "prediction_logs"
+
 
 def canonical_parquet(frame: pl.DataFrame) -> bytes:
     """Parquet bytes that depend only on the frame's content (no writer timestamps)."""
@@ -121,29 +124,33 @@ class Lake:
     def read_batch(self, record: BatchRecord) -> pl.DataFrame:
         return self.read_verified(record.path, record.sha256)
 
-    # -- feature partitions --------------------------------------------------------------
-    def _feature_manifest(self, day: str) -> Path:
-        return self.root / "features" / "manifests" / f"{day}.json"
+    # -- daily derived tables (features, prediction logs) ---------------------------------
+    def _manifest(self, kind: str, day: str) -> Path:
+        return self.root / kind / "manifests" / f"{day}.json"
 
-    def store_features(self, day: str, frame: pl.DataFrame, raw_sha256: str) -> dict[str, Any]:
-        sha, path = self.put(frame, "features")
-        entry = {
-            "day": day,
-            "sha256": sha,
-            "path": str(path),
-            "rows": frame.height,
-            "raw_sha256": raw_sha256,
-        }
-        _write_atomic(self._feature_manifest(day), json.dumps(entry, indent=2).encode())
+    def store_daily(self, kind: str, day: str, frame: pl.DataFrame, **extra: Any) -> dict:
+        """Store one day of a derived table by content, and point the day at it."""
+        sha, path = self.put(frame, kind)
+        entry = {"day": day, "sha256": sha, "path": str(path), "rows": frame.height, **extra}
+        _write_atomic(self._manifest(kind, day), json.dumps(entry, indent=2).encode())
         return entry
 
-    def feature_entry(self, day: str) -> dict[str, Any] | None:
-        path = self._feature_manifest(day)
+    def daily_entry(self, kind: str, day: str) -> dict[str, Any] | None:
+        path = self._manifest(kind, day)
         return json.loads(path.read_text()) if path.exists() else None
 
-    def feature_days(self) -> list[str]:
-        folder = self.root / "features" / "manifests"
+    def daily_days(self, kind: str) -> list[str]:
+        folder = self.root / kind / "manifests"
         return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+
+    def store_features(self, day: str, frame: pl.DataFrame, raw_sha256: str) -> dict[str, Any]:
+        return self.store_daily(FEATURES, day, frame, raw_sha256=raw_sha256)
+
+    def feature_entry(self, day: str) -> dict[str, Any] | None:
+        return self.daily_entry(FEATURES, day)
+
+    def feature_days(self) -> list[str]:
+        return self.daily_days(FEATURES)
 
     # -- training-set snapshots ----------------------------------------------------------
     def store_training_set(self, frame: pl.DataFrame, manifest: dict[str, Any]) -> dict[str, Any]:

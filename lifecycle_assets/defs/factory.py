@@ -9,6 +9,7 @@ import dagster as dg
 from lifecycle_assets.defs.assets.data import build_data_assets
 from lifecycle_assets.defs.assets.deployment import build_deployment_assets
 from lifecycle_assets.defs.assets.evaluation import build_evaluation_asset
+from lifecycle_assets.defs.assets.monitoring import build_monitoring_assets
 from lifecycle_assets.defs.assets.training import build_training_assets
 from lifecycle_assets.defs.checks import build_data_checks, build_model_checks
 from lifecycle_assets.defs.jobs import build_jobs
@@ -36,6 +37,7 @@ def build_model_defs(spec: ModelSpec) -> dg.Definitions:
             *build_training_assets(spec),
             build_evaluation_asset(spec),
             *build_deployment_assets(spec),
+            *build_monitoring_assets(spec),
         ],
         asset_checks=[*build_data_checks(spec, partitions), *build_model_checks(spec)],
         jobs=jobs,

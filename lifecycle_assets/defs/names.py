@@ -11,6 +11,7 @@ TRAINED_MODEL = "trained_model"
 EVALUATION_REPORT = "evaluation_report"
 CHAMPION_MODEL = "champion_model"
 BENTO_SERVICE = "bento_service"
+PREDICTION_LOG = "prediction_log"
 
 RAW_SCHEMA_CHECK = "raw_batch_matches_schema"
 FEATURE_SCHEMA_CHECK = "features_match_schema"

@@ -53,7 +53,7 @@ class ValidatedBatch:
     """Records that passed validation, as the raw-column frame `compute_features` expects."""
 
     frame: pl.DataFrame
-    # The client's own id per record (None where absent); becomes the prediction id when given.
+    # The client's own id per record (None where absent); answered and logged as `record_id`.
     ids: list[str | None]
     # Every spec column present in the request, as sent, for the prediction log.
     records: list[dict[str, Any]]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import datetime as dt
 import logging
 import os
 import uuid
@@ -129,7 +130,10 @@ class Predictor:
                     {
                         "prediction": int(probability >= THRESHOLD),
                         "probability": probability,
-                        "prediction_id": identifier or uuid.uuid4().hex,
+                        # Always minted here: a client's record id may repeat (a re-scored
+                        # application), a prediction id never does.
+                        "prediction_id": uuid.uuid4().hex,
+                        "record_id": identifier,
                         "model_name": ref.name,
                         "model_version": ref.version,
                     }
@@ -157,9 +161,12 @@ class Predictor:
             ("probability", [r["probability"] for r in rows], "prediction", "numerical"),
             ("prediction", [r["prediction"] for r in rows], "prediction", "categorical"),
             ("prediction_id", [r["prediction_id"] for r in rows], "id", "categorical"),
+            ("record_id", [r["record_id"] for r in rows], "id", "categorical"),
             ("model_name", [ref.name] * n, "meta", "categorical"),
             ("model_version", [ref.version] * n, "meta", "categorical"),
             ("training_digest", [ref.training_digest] * n, "meta", "categorical"),
+            # The monitor's own `timestamp` is naive local time; this one is unambiguous.
+            ("predicted_at", [dt.datetime.now(dt.UTC).isoformat()] * n, "meta", "categorical"),
         ]
         with bentoml.monitor(self.spec.name, monitor_options={"log_path": self.log_path}) as mon:
             for name, values, role, kind in columns:

@@ -1,0 +1,67 @@
+"""What happened in production: the daily prediction log, read from the service's monitor."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from lifecycle_assets.data import prediction_log
+from lifecycle_assets.data.lake import PREDICTION_LOGS
+from lifecycle_assets.defs import names
+from lifecycle_assets.defs.assets.data import lake_for
+from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.spec import ModelSpec
+
+
+def serving_partitions(spec: ModelSpec) -> dg.DailyPartitionsDefinition:
+    """Days on which the service may have answered: open-ended, unlike a fixed data window.
+
+    Today is a partition too (`end_offset=1`): reading the day so far and again once it ends
+    gives a live view without waiting for midnight.
+    """
+    return dg.DailyPartitionsDefinition(
+        start_date=spec.start_date.isoformat(), timezone="UTC", end_offset=1
+    )
+
+
+def typed_log(rows: pl.DataFrame, spec: ModelSpec) -> pl.DataFrame:
+    """JSON lines carry whatever type each client sent; the table uses the spec's types."""
+    casts = [
+        pl.col(f.name).cast(pl.Float64 if f.type == "numeric" else pl.String)
+        for f in spec.features
+        if f.name in rows.columns
+    ]
+    return rows.with_columns(casts)
+
+
+def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        key=names.key(spec.name, names.PREDICTION_LOG),
+        partitions_def=serving_partitions(spec),
+        group_name=spec.name,
+        kinds={"bentoml", "parquet"},
+        description=f"Every {spec.name} prediction served that day, once per prediction id.",
+    )
+    def prediction_log_asset(
+        context: dg.AssetExecutionContext, lifecycle: LifecycleResource
+    ) -> dg.MaterializeResult:
+        settings = lifecycle.settings()
+        day = dt.date.fromisoformat(context.partition_key)
+        rows = typed_log(prediction_log.read_day(settings.prediction_log_dir, spec.name, day), spec)
+        entry = lake_for(lifecycle, spec).store_daily(PREDICTION_LOGS, context.partition_key, rows)
+        versions = (
+            rows.group_by("model_version").len().sort("model_version").to_dicts()
+            if "model_version" in rows.columns
+            else []
+        )
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(entry["sha256"]),
+            metadata={
+                "rows": rows.height,
+                "sha256": entry["sha256"],
+                "predictions_per_version": dg.MetadataValue.json(versions),
+                "path": dg.MetadataValue.path(entry["path"]),
+            },
+        )
+
+    return [prediction_log_asset]
