@@ -178,6 +178,13 @@ def test_http_service_end_to_end(
         metrics = client.get("/metrics")
         assert metrics.status_code == 200
         assert "bentoml_" in metrics.text
+        served = f'model_name="credit_default",model_version="{registered_champion.version}"'
+        assert f"lifecycle_predictions_total{{{served}}} 48.0" in metrics.text
+        assert f"lifecycle_prediction_score_count{{{served}}} 48.0" in metrics.text
+        assert 'lifecycle_rejected_requests_total{model_name="credit_default",status="422"}' in (
+            metrics.text
+        )
+        assert client.get("/metadata").json()["prediction_log_failures"] == 0
 
     # The log is written just after the answers are sent: give the last batch a moment.
     data_dir = lifecycle_env.prediction_log_dir / "credit_default" / "data"

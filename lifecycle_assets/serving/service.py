@@ -36,6 +36,7 @@ from starlette.routing import Route
 from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.features import compute_features
 from lifecycle_assets.ml.training import predict_proba
+from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_source import ServedModel, load_served_model
 from lifecycle_assets.serving.requests import RequestError, RequestValidator, ValidatedBatch
 
@@ -62,6 +63,8 @@ class Predictor:
         self._waiting: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self.metrics = PredictionMetrics()
+        self.log_failures = 0
 
     def score(self, frame: pl.DataFrame) -> np.ndarray:
         """Probabilities for raw rows: the pipeline's own feature code, then the model."""
@@ -111,8 +114,10 @@ class Predictor:
                     contextvars.copy_context().run(self._log, rows, records)
                 except Exception:
                     # The answers are already sent; a failing log must not stop serving, but it
-                    # must be loud (the prediction_log asset will show the gap too).
+                    # must be loud: in the log, in /metrics and in /metadata.
                     logger.exception("writing %d prediction log rows failed", len(rows))
+                    self.log_failures += len(rows)
+                    self.metrics.log_failures.labels(self.spec.name).inc(len(rows))
 
     def _score_pending(
         self, pending: list[_Pending]
@@ -120,6 +125,7 @@ class Predictor:
         frame = pl.concat([item.batch.frame for item in pending], how="vertical")
         probabilities = self.score(frame).tolist()
         ref = self.served.ref
+        self.metrics.observe(ref.name, ref.version, probabilities)
         all_rows: list[dict[str, Any]] = []
         start = 0
         for item in pending:
@@ -190,6 +196,7 @@ class Predictor:
             "bento_model_tag": self.served.bento_model_tag,
             "source": self.served.source,
             "loaded_at": self.served.loaded_at,
+            "prediction_log_failures": self.log_failures,
         }
 
 
@@ -202,6 +209,7 @@ async def predict_endpoint(request: Request) -> Response:
     try:
         batch = predictor.validator.parse(await request.body())
     except RequestError as error:
+        predictor.metrics.rejected.labels(predictor.spec.name, str(error.status)).inc()
         return JSONResponse(error.to_dict(), status_code=error.status)
     return JSONResponse({"predictions": await predictor.predict(batch)})
 

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the predictions themselves, beside BentoML's latency and error metrics.
+
+`prometheus_client` is imported when the service starts, not at module import: BentoML sets
+PROMETHEUS_MULTIPROC_DIR in the worker after importing the service module, and a client
+imported earlier would write to no file that `/metrics` reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+
+
+class PredictionMetrics:
+    """Counters and the score histogram, labelled by model name and version."""
+
+    def __init__(self) -> None:
+        import prometheus_client as prom
+
+        self.predictions = prom.Counter(
+            "lifecycle_predictions",
+            "Predictions answered, by model and version.",
+            ["model_name", "model_version"],
+        )
+        self.scores = prom.Histogram(
+            "lifecycle_prediction_score",
+            "Predicted probability of the positive class.",
+            ["model_name", "model_version"],
+            buckets=SCORE_BUCKETS,
+        )
+        self.rejected = prom.Counter(
+            "lifecycle_rejected_requests",
+            "Requests refused before scoring, by HTTP status.",
+            ["model_name", "status"],
+        )
+        self.log_failures = prom.Counter(
+            "lifecycle_prediction_log_failures",
+            "Prediction log rows that could not be written.",
+            ["model_name"],
+        )
+
+    def observe(self, name: str, version: str, probabilities: Sequence[float]) -> None:
+        self.predictions.labels(name, version).inc(len(probabilities))
+        histogram = self.scores.labels(name, version)
+        for probability in probabilities:
+            histogram.observe(probability)
