@@ -1,0 +1,93 @@
+"""Drift plots as PNG bytes for Dagster metadata and the HTML report.
+
+Like the evaluation plots: the Agg backend is chosen before pyplot is imported (headless runs),
+and every figure is closed in a `finally` so daily reports do not leak memory.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+
+from lifecycle_assets.ml.drift import DriftReport
+from lifecycle_assets.ml.profile import SCORE_NAME, ReferenceProfile, bin_counts_expr, dense_counts
+
+DPI = 100
+DRIFTED_COLOR = "#c0392b"
+STABLE_COLOR = "#5d8aa8"
+
+
+@contextmanager
+def _figure(size: tuple[float, float]) -> Iterator[tuple[Any, io.BytesIO]]:
+    fig, ax = plt.subplots(figsize=size, dpi=DPI)
+    buffer = io.BytesIO()
+    try:
+        yield ax, buffer
+        fig.tight_layout()
+        fig.savefig(buffer, format="png", dpi=DPI)
+    finally:
+        plt.close(fig)
+
+
+def psi_bars_png(report: DriftReport) -> bytes:
+    """PSI per feature (and the score), drifted ones in red, the PSI threshold as a line."""
+    rows = [*report.features, *([report.score] if report.score else [])]
+    with _figure((6, 0.3 * len(rows) + 1.2)) as (ax, buffer):
+        names = [r.feature for r in rows]
+        colors = [DRIFTED_COLOR if r.drifted else STABLE_COLOR for r in rows]
+        ax.barh(names, [r.psi for r in rows], color=colors)
+        ax.invert_yaxis()
+        if report.thresholds.psi is not None:
+            ax.axvline(report.thresholds.psi, color="black", linestyle="--", linewidth=1)
+        ax.set_xlabel("PSI against the reference profile (red: drifted by any criterion)")
+    return buffer.getvalue()
+
+
+def _grouped(edges: np.ndarray, counts: np.ndarray, reference: np.ndarray, groups: int):
+    """Fold the open outer bins inward, then merge bins into groups of equal reference mass."""
+    finite = counts[1:-1].astype(np.float64)
+    finite[0] += counts[0]
+    finite[-1] += counts[-1]
+    ref = reference[1:-1].astype(np.float64)
+    ref[0] += reference[0]
+    ref[-1] += reference[-1]
+    before = (np.cumsum(ref) - ref) / max(ref.sum(), 1)
+    group = np.minimum((before * groups).astype(int), groups - 1)
+    starts = np.flatnonzero(np.diff(group, prepend=-1))
+    bounds = np.append(edges[starts], edges[-1])
+    return bounds, np.add.reduceat(finite, starts)
+
+
+def score_distribution_png(
+    profile: ReferenceProfile, scores: np.ndarray, groups: int = 20
+) -> bytes:
+    """Density of the score in the reference (from the profile) and in the window."""
+    if profile.score is None or len(profile.score.edges) < 2:
+        raise ValueError("the profile holds no score distribution to compare with")
+    edges = np.asarray(profile.score.edges)
+    reference = np.asarray(profile.score.counts)
+    frame = pl.DataFrame({SCORE_NAME: np.asarray(scores, dtype=np.float64).ravel()})
+    pairs = frame.select(bin_counts_expr(SCORE_NAME, profile.score.edges))[SCORE_NAME][0]
+    current = dense_counts(pairs, edges.size + 1)
+    with _figure((6, 3.5)) as (ax, buffer):
+        for counts, label, color in (
+            (reference, "reference", STABLE_COLOR),
+            (current, "current", DRIFTED_COLOR),
+        ):
+            bounds, mass = _grouped(edges, counts, reference, groups)
+            density = mass / max(mass.sum(), 1) / np.maximum(np.diff(bounds), 1e-12)
+            ax.stairs(density, bounds, label=label, color=color, linewidth=1.5)
+        ax.set_xlabel("score")
+        ax.set_ylabel("density")
+        ax.legend()
+    return buffer.getvalue()

@@ -1,0 +1,242 @@
+"""The reference profile: a few kilobytes that stand in for the training data in drift checks.
+
+Training summarizes each numeric feature (and the prediction score) as quantile bin edges with
+the reference count in each bin, and each categorical feature as level counts. Drift on a window
+is then computed against this summary alone, so its cost grows with the window and not with the
+training set, and the profile can be stored next to the model version it describes.
+
+Numeric bins are right-closed: bin 0 is (-inf, e0], bin i is (e[i-1], e[i]], the last bin is
+(e[-1], +inf). The edges are observed values (nearest-rank quantiles, deduplicated), so a
+discrete feature gets one bin per value and its binned CDF is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+SCORE_NAME = "__score__"
+PROFILE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class NumericProfile:
+    """Binned distribution of one numeric column in the reference data."""
+
+    name: str
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]  # len(edges) + 1 bins, see the module docstring
+    count: int  # non-missing values
+    missing: int
+    mean: float
+    std: float
+
+    @property
+    def missing_rate(self) -> float:
+        total = self.count + self.missing
+        return self.missing / total if total else 0.0
+
+
+@dataclass(frozen=True)
+class CategoricalProfile:
+    """Level counts of one categorical column in the reference data."""
+
+    name: str
+    levels: tuple[str, ...]
+    counts: tuple[int, ...]
+    count: int
+    missing: int
+
+    @property
+    def missing_rate(self) -> float:
+        total = self.count + self.missing
+        return self.missing / total if total else 0.0
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    """Everything drift needs to know about the reference data, JSON-serializable."""
+
+    rows: int
+    bins: int
+    numeric: tuple[NumericProfile, ...]
+    categorical: tuple[CategoricalProfile, ...]
+    score: NumericProfile | None = None
+    version: int = PROFILE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReferenceProfile:
+        if data.get("version") != PROFILE_VERSION:
+            raise ValueError(f"unsupported reference profile version {data.get('version')!r}")
+
+        def numeric(item: dict[str, Any]) -> NumericProfile:
+            return NumericProfile(
+                **{**item, "edges": tuple(item["edges"]), "counts": tuple(item["counts"])}
+            )
+
+        def categorical(item: dict[str, Any]) -> CategoricalProfile:
+            return CategoricalProfile(
+                **{**item, "levels": tuple(item["levels"]), "counts": tuple(item["counts"])}
+            )
+
+        return cls(
+            rows=data["rows"],
+            bins=data["bins"],
+            numeric=tuple(numeric(item) for item in data["numeric"]),
+            categorical=tuple(categorical(item) for item in data["categorical"]),
+            score=None if data.get("score") is None else numeric(data["score"]),
+            version=data["version"],
+        )
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [p.name for p in self.numeric] + [p.name for p in self.categorical]
+
+
+def numeric_expr(name: str) -> pl.Expr:
+    """A numeric column as Float64 with NaN treated as missing, as the feature code does."""
+    return pl.col(name).cast(pl.Float64).fill_nan(None)
+
+
+def bin_index_expr(name: str, edges: tuple[float, ...]) -> pl.Expr:
+    """Bin of each non-missing value of `name` against `edges` (right-closed bins)."""
+    values = numeric_expr(name).drop_nulls()
+    return pl.lit(pl.Series(edges, dtype=pl.Float64)).search_sorted(values, side="left")
+
+
+def bin_counts_expr(name: str, edges: tuple[float, ...]) -> pl.Expr:
+    """One row holding the (bin, count) pairs of `name`, so many columns fit in one select."""
+    counts = bin_index_expr(name, edges).value_counts(sort=False, name="n")
+    return counts.implode().alias(name)
+
+
+def dense_counts(pairs: pl.Series, size: int) -> np.ndarray:
+    """Turn a (bin, n) struct series from `bin_counts_expr` into a dense count array."""
+    out = np.zeros(size, dtype=np.int64)
+    if len(pairs):
+        frame = pairs.struct.unnest()
+        out[frame[frame.columns[0]].to_numpy()] = frame["n"].to_numpy()
+    return out
+
+
+def _window_numeric_exprs(profile: NumericProfile) -> list[pl.Expr]:
+    name, column = profile.name, numeric_expr(profile.name)
+    exprs = [bin_counts_expr(name, profile.edges), column.null_count().alias(f"{name}.missing")]
+    if profile.edges:
+        low, high = profile.edges[0], profile.edges[-1]
+        exprs.append((low - column).clip(lower_bound=0).sum().alias(f"{name}.low"))
+        exprs.append((column - high).clip(lower_bound=0).sum().alias(f"{name}.high"))
+    return exprs
+
+
+def _window_categorical_exprs(profile: CategoricalProfile) -> list[pl.Expr]:
+    column = pl.col(profile.name).cast(pl.String)
+    levels = column.drop_nulls().value_counts(name="n").implode()
+    return [levels, column.null_count().alias(f"{profile.name}.missing")]
+
+
+def summarize_window(
+    frame: pl.LazyFrame,
+    numeric: tuple[NumericProfile, ...],
+    categorical: tuple[CategoricalProfile, ...] = (),
+) -> pl.DataFrame:
+    """Everything drift needs from a window, in one pass over it: a single row.
+
+    Per profiled column: its counts on the profile's bins (numeric) or per level (categorical),
+    its missing count, and for numeric columns how far values fall below and above the edges.
+    """
+    exprs = [pl.len().alias("__rows__")]
+    exprs += [expr for p in numeric for expr in _window_numeric_exprs(p)]
+    exprs += [expr for p in categorical for expr in _window_categorical_exprs(p)]
+    return frame.select(exprs).collect()
+
+
+def _quantile_positions(name: str, bins: int) -> pl.Expr:
+    values = numeric_expr(name).drop_nulls()
+    positions = (pl.int_range(0, bins + 1) * (values.len() - 1) / bins).round().cast(pl.UInt32)
+    return values.sort().gather(positions).implode().alias(name)
+
+
+def _numeric_profiles(frame: pl.DataFrame, names: list[str], bins: int) -> list[NumericProfile]:
+    if not names:
+        return []
+    stats = frame.select(
+        expr
+        for name in names
+        for expr in (
+            numeric_expr(name).count().alias(f"{name}.count"),
+            numeric_expr(name).null_count().alias(f"{name}.missing"),
+            numeric_expr(name).mean().alias(f"{name}.mean"),
+            numeric_expr(name).std().alias(f"{name}.std"),
+        )
+    ).row(0, named=True)
+    # An all-missing column has no quantiles (gathering from it would fail): one open bin.
+    present = [name for name in names if stats[f"{name}.count"]]
+    quantiles = frame.select(_quantile_positions(name, bins) for name in present)
+    edges: dict[str, tuple[float, ...]] = {name: () for name in names}
+    for name in present:
+        edges[name] = tuple(float(v) for v in np.unique(quantiles[name][0].to_numpy()))
+    counts = frame.select(bin_counts_expr(name, edges[name]) for name in names)
+    return [
+        NumericProfile(
+            name=name,
+            edges=edges[name],
+            counts=tuple(int(c) for c in dense_counts(counts[name][0], len(edges[name]) + 1)),
+            count=int(stats[f"{name}.count"]),
+            missing=int(stats[f"{name}.missing"]),
+            mean=float(stats[f"{name}.mean"] or 0.0),
+            std=float(stats[f"{name}.std"] or 0.0),
+        )
+        for name in names
+    ]
+
+
+def _categorical_profiles(frame: pl.DataFrame, names: list[str]) -> list[CategoricalProfile]:
+    profiles = []
+    for name in names:
+        column = frame.get_column(name).cast(pl.String)
+        counts = column.drop_nulls().value_counts(sort=True, name="n")
+        profiles.append(
+            CategoricalProfile(
+                name=name,
+                levels=tuple(counts[name].to_list()),
+                counts=tuple(int(n) for n in counts["n"]),
+                count=int(counts["n"].sum()),
+                missing=column.null_count(),
+            )
+        )
+    return profiles
+
+
+def build_profile(
+    features: pl.DataFrame,
+    scores: np.ndarray | None,
+    numeric: list[str],
+    categorical: list[str],
+    *,
+    bins: int = 100,
+) -> ReferenceProfile:
+    """Summarize the reference features (and the model's scores on them) for later drift checks.
+
+    `bins` quantile bins per numeric column keep the binned CDF within 1/bins of the true one,
+    which bounds the error of the KS statistic computed from the profile.
+    """
+    if bins < 2:
+        raise ValueError("a profile needs at least 2 bins")
+    score = None
+    if scores is not None:
+        frame = pl.DataFrame({SCORE_NAME: np.asarray(scores, dtype=np.float64).ravel()})
+        score = _numeric_profiles(frame, [SCORE_NAME], bins)[0]
+    return ReferenceProfile(
+        rows=features.height,
+        bins=bins,
+        numeric=tuple(_numeric_profiles(features, numeric, bins)),
+        categorical=tuple(_categorical_profiles(features, categorical)),
+        score=score,
+    )

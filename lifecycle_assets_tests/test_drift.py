@@ -1,0 +1,175 @@
+"""Drift against the reference profile, on the simulator's stable and shifted days."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from lifecycle_assets.config import DriftThresholds
+from lifecycle_assets.data.simulator import ShiftKnobs, simulate_range
+from lifecycle_assets.ml.drift import DriftReport, drift_report
+from lifecycle_assets.ml.drift_plots import psi_bars_png, score_distribution_png
+from lifecycle_assets.ml.features import compute_features
+from lifecycle_assets.ml.profile import ReferenceProfile, build_profile
+from lifecycle_assets.spec import ModelSpec, default_spec
+
+# What ShiftKnobs.covariate moves in the simulator, directly or through a derived feature.
+SHIFTED = {
+    "income",
+    "credit_score",
+    "loan_amount",
+    "debt_to_income",
+    "num_delinquencies",
+    "loan_to_income",
+    "log_income",
+    "log_loan_amount",
+}
+THRESHOLDS = DriftThresholds()
+
+
+def _features(spec: ModelSpec, start: dt.date, days: int, shift: ShiftKnobs | None = None):
+    batches = simulate_range(start, days, shift=shift)
+    return compute_features(pl.concat(frame for _, frame in batches), spec)
+
+
+def _score(features: pl.DataFrame) -> np.ndarray:
+    """A fixed stand-in for a model: riskier with lower credit scores and more debt."""
+    logit = features.select(
+        -0.01 * (pl.col("credit_score").fill_null(680) - 680)
+        + 3 * (pl.col("debt_to_income") - 0.34)
+        - 1.5
+    ).to_series()
+    return 1 / (1 + np.exp(-logit.to_numpy()))
+
+
+@pytest.fixture(scope="module")
+def spec() -> ModelSpec:
+    return default_spec()
+
+
+@pytest.fixture(scope="module")
+def reference(spec: ModelSpec) -> pl.DataFrame:
+    return _features(spec, dt.date(2026, 1, 1), 30)
+
+
+@pytest.fixture(scope="module")
+def profile(spec: ModelSpec, reference: pl.DataFrame) -> ReferenceProfile:
+    return build_profile(
+        reference, _score(reference), spec.numeric_features, spec.categorical_features
+    )
+
+
+@pytest.fixture(scope="module")
+def stable(spec: ModelSpec) -> pl.DataFrame:
+    return _features(spec, dt.date(2026, 3, 1), 7)
+
+
+@pytest.fixture(scope="module")
+def shifted(spec: ModelSpec) -> pl.DataFrame:
+    return _features(spec, dt.date(2026, 3, 1), 7, ShiftKnobs(covariate=1.0))
+
+
+def test_stable_days_do_not_drift(profile: ReferenceProfile, stable: pl.DataFrame) -> None:
+    report = drift_report(stable, profile, THRESHOLDS, scores=_score(stable))
+    assert report.drifted_features == []
+    assert not report.score_drifted
+    assert not report.drifted
+    assert report.rows == stable.height
+
+
+def test_single_stable_days_stay_quiet(spec: ModelSpec, profile: ReferenceProfile) -> None:
+    for day, raw in simulate_range(dt.date(2026, 4, 1), 10):
+        report = drift_report(compute_features(raw, spec), profile, THRESHOLDS)
+        assert not report.drifted, (day, report.drifted_features)
+
+
+def test_covariate_shift_flags_exactly_the_shifted_features(
+    profile: ReferenceProfile, shifted: pl.DataFrame
+) -> None:
+    report = drift_report(shifted, profile, THRESHOLDS, scores=_score(shifted))
+    assert set(report.drifted_features) == SHIFTED
+    assert "region" not in report.drifted_features and "age" not in report.drifted_features
+    assert report.score_drifted
+    assert report.drifted
+    assert report.drifted_share == pytest.approx(len(SHIFTED) / len(profile.feature_names))
+    reasons = {f.feature: f.reasons for f in report.features}
+    assert any(r.startswith("ks_statistic") for r in reasons["credit_score"])
+
+
+def test_categorical_level_shift_is_caught(profile: ReferenceProfile, stable: pl.DataFrame) -> None:
+    rng = np.random.default_rng(3)
+    regions = rng.choice(["north", "south", "east", "west"], stable.height, p=[0.7, 0.1, 0.1, 0.1])
+    report = drift_report(stable.with_columns(region=pl.Series(regions)), profile, THRESHOLDS)
+    assert report.drifted_features == ["region"]
+    region = next(f for f in report.features if f.feature == "region")
+    assert region.js_distance is not None and region.js_distance > 0.1
+    assert region.p_value is not None and region.p_value < 1e-6
+
+
+def test_unseen_levels_and_missing_rate_change(
+    profile: ReferenceProfile, stable: pl.DataFrame
+) -> None:
+    blank = pl.int_range(pl.len()) % 3 == 0
+    window = stable.with_columns(
+        pl.when(blank).then(None).otherwise(pl.col("employment_years")).alias("employment_years"),
+        pl.when(blank)
+        .then(pl.lit("crypto"))
+        .otherwise(pl.col("loan_purpose"))
+        .alias("loan_purpose"),
+    )
+    report = drift_report(window, profile, THRESHOLDS)
+    assert set(report.drifted_features) == {"employment_years", "loan_purpose"}
+    employment = next(f for f in report.features if f.feature == "employment_years")
+    assert any(r.startswith("missing_rate_change") for r in employment.reasons)
+
+
+def test_ks_from_profile_matches_raw_rows(
+    reference: pl.DataFrame, profile: ReferenceProfile, shifted: pl.DataFrame
+) -> None:
+    report = drift_report(shifted.lazy(), profile, THRESHOLDS)
+    for feature in report.features:
+        if feature.kind != "numeric":
+            continue
+        raw = stats.ks_2samp(
+            reference[feature.feature].drop_nulls().to_numpy(),
+            shifted[feature.feature].drop_nulls().to_numpy(),
+        )
+        # The profile sees the CDF at its edges only: never above, at most 1/bins below.
+        assert raw.statistic - 1 / profile.bins - 1e-9 <= feature.ks_statistic
+        assert feature.ks_statistic <= raw.statistic + 1e-9
+
+
+def test_profile_and_report_round_trip_through_json(
+    profile: ReferenceProfile, shifted: pl.DataFrame
+) -> None:
+    text = json.dumps(profile.to_dict())
+    assert ReferenceProfile.from_dict(json.loads(text)) == profile
+    assert len(text) < 64_000, "a profile is kilobytes, whatever the reference size"
+    report = drift_report(shifted, profile, THRESHOLDS, scores=_score(shifted))
+    again = DriftReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert again == report
+    table = again.table()
+    assert table.height == len(profile.feature_names) + 1
+    assert table.filter(pl.col("drifted"))["feature"].to_list() == [
+        *report.drifted_features,
+        "__score__",
+    ]
+
+
+def test_window_must_carry_profiled_columns(
+    profile: ReferenceProfile, stable: pl.DataFrame
+) -> None:
+    with pytest.raises(ValueError, match="region"):
+        drift_report(stable.drop("region"), profile, THRESHOLDS)
+
+
+def test_drift_plots_are_png(profile: ReferenceProfile, shifted: pl.DataFrame) -> None:
+    scores = _score(shifted)
+    report = drift_report(shifted, profile, THRESHOLDS, scores=scores)
+    for png in (psi_bars_png(report), score_distribution_png(profile, scores)):
+        assert png.startswith(b"\x89PNG")
