@@ -24,6 +24,10 @@ TAG_DAGSTER_RUN_ID = "dagster_run_id"
 TAG_GIT_COMMIT = "git_commit"
 TAG_SPEC_NAME = "spec_name"
 TAG_BENTO_TAG = "bento_tag"
+TAG_REFERENCE_PROFILE = "reference_profile"
+REFERENCE_PROFILE_FILE = "reference_profile.json"
+# One drift episode retrains once: the drift sensor waits this long after a drift-triggered run.
+DRIFT_RETRAIN_COOLDOWN_HOURS = 24
 
 MODEL_ARTIFACT_NAME = "model"
 SKOPS_FILE = "model.skops"
@@ -54,6 +58,32 @@ class ServingLimits:
 
 
 @dataclass(frozen=True)
+class DriftThresholds:
+    """When a feature, the prediction score and a whole window count as drifted.
+
+    A feature's distribution drifts when it differs significantly (KS p-value for numeric
+    columns, chi-square for categorical ones, at most `p_value`) AND by a large amount (an effect
+    size at or over its threshold). Either alone misleads: on a million rows a p-value flags
+    differences far too small to matter, and on a few hundred rows the effect sizes are noisy
+    (normalized Wasserstein reached 0.3 on stable simulated days of 400 rows). Any effect size can
+    be switched off with None. The defaults are the usual rules of thumb.
+    """
+
+    p_value: float = 0.01
+    psi: float | None = 0.2
+    ks_statistic: float | None = 0.1
+    # Wasserstein-1 distance divided by the reference standard deviation.
+    wasserstein: float | None = 0.1
+    js_distance: float | None = 0.1
+    # Absolute change of the missing rate, e.g. 0.05 means 4% -> 9% missing.
+    missing_rate_change: float | None = 0.05
+    # The window drifts when at least this share of features drifts, or the score drifts.
+    drifted_share: float = 0.3
+    # Below this many non-missing values a feature's distribution gets no verdict: too noisy.
+    min_rows: int = 100
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where the embedded default keeps its state; every path can be overridden by environment.
 
@@ -66,6 +96,7 @@ class Settings:
     mlflow_experiment: str = "lifecycle-assets"
     gates: GateThresholds = field(default_factory=GateThresholds)
     serving: ServingLimits = field(default_factory=ServingLimits)
+    drift: DriftThresholds = field(default_factory=DriftThresholds)
 
     @property
     def lake_dir(self) -> Path:
@@ -109,29 +140,3 @@ LEDGER_LOCK_DIR = "locks"
 ALIAS_LOCK_TIMEOUT_SECONDS = 30.0
 # Version tag that marks a retired version: never an alias target again, never a rollback target.
 TAG_RETIRED = "retired"
-
-
-@dataclass(frozen=True)
-class DriftThresholds:
-    """When a feature, the prediction score and a whole window count as drifted.
-
-    A feature's distribution drifts when it differs significantly (KS p-value for numeric
-    columns, chi-square for categorical ones, at most `p_value`) AND by a large amount (an effect
-    size at or over its threshold). Either alone misleads: on a million rows a p-value flags
-    differences far too small to matter, and on a few hundred rows the effect sizes are noisy
-    (normalized Wasserstein reached 0.3 on stable simulated days of 400 rows). Any effect size can
-    be switched off with None. The defaults are the usual rules of thumb.
-    """
-
-    p_value: float = 0.01
-    psi: float | None = 0.2
-    ks_statistic: float | None = 0.1
-    # Wasserstein-1 distance divided by the reference standard deviation.
-    wasserstein: float | None = 0.1
-    js_distance: float | None = 0.1
-    # Absolute change of the missing rate, e.g. 0.05 means 4% -> 9% missing.
-    missing_rate_change: float | None = 0.05
-    # The window drifts when at least this share of features drifts, or the score drifts.
-    drifted_share: float = 0.3
-    # Below this many non-missing values a feature's distribution gets no verdict: too noisy.
-    min_rows: int = 100

@@ -8,6 +8,7 @@ import dagster as dg
 
 from lifecycle_assets.defs.assets.data import build_data_assets
 from lifecycle_assets.defs.assets.deployment import build_deployment_assets
+from lifecycle_assets.defs.assets.drift import build_drift_assets
 from lifecycle_assets.defs.assets.evaluation import build_evaluation_asset
 from lifecycle_assets.defs.assets.monitoring import build_monitoring_assets
 from lifecycle_assets.defs.assets.training import build_training_assets
@@ -31,6 +32,7 @@ def daily_partitions(spec: ModelSpec) -> dg.DailyPartitionsDefinition:
 def build_model_defs(spec: ModelSpec) -> dg.Definitions:
     partitions = daily_partitions(spec)
     jobs = build_jobs(spec, partitions)
+    drift_report, drift_check = build_drift_assets(spec)
     return dg.Definitions(
         assets=[
             *build_data_assets(spec, partitions),
@@ -38,8 +40,13 @@ def build_model_defs(spec: ModelSpec) -> dg.Definitions:
             build_evaluation_asset(spec),
             *build_deployment_assets(spec),
             *build_monitoring_assets(spec),
+            drift_report,
         ],
-        asset_checks=[*build_data_checks(spec, partitions), *build_model_checks(spec)],
+        asset_checks=[
+            *build_data_checks(spec, partitions),
+            *build_model_checks(spec),
+            drift_check,
+        ],
         jobs=jobs,
         schedules=build_schedules(spec, jobs),
         sensors=build_sensors(spec, jobs),

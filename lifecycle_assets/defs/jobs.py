@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from lifecycle_assets.defs import names
+from lifecycle_assets.defs.assets.monitoring import serving_partitions
 from lifecycle_assets.spec import ModelSpec
 
 TRAINING_ASSETS = (
@@ -25,6 +26,13 @@ def training_job_name(spec: ModelSpec) -> str:
     return f"{spec.name}_training_job"
 
 
+MONITORING_ASSETS = (names.PREDICTION_LOG, names.DRIFT_REPORT)
+
+
+def monitoring_job_name(spec: ModelSpec) -> str:
+    return f"{spec.name}_monitoring_job"
+
+
 def build_jobs(spec: ModelSpec, partitions: dg.PartitionsDefinition) -> list:
     ingest = dg.define_asset_job(
         ingest_job_name(spec),
@@ -41,4 +49,11 @@ def build_jobs(spec: ModelSpec, partitions: dg.PartitionsDefinition) -> list:
         executor_def=dg.in_process_executor,
         description=f"Train, evaluate, gate, promote and package {spec.name}.",
     )
-    return [ingest, training]
+    monitoring = dg.define_asset_job(
+        monitoring_job_name(spec),
+        selection=dg.AssetSelection.assets(*(names.key(spec.name, a) for a in MONITORING_ASSETS)),
+        partitions_def=serving_partitions(spec),
+        executor_def=dg.in_process_executor,
+        description=f"Collect a day of {spec.name} predictions and judge their drift.",
+    )
+    return [ingest, training, monitoring]

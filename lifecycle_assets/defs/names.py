@@ -12,10 +12,12 @@ EVALUATION_REPORT = "evaluation_report"
 CHAMPION_MODEL = "champion_model"
 BENTO_SERVICE = "bento_service"
 PREDICTION_LOG = "prediction_log"
+DRIFT_REPORT = "drift_report"
 
 RAW_SCHEMA_CHECK = "raw_batch_matches_schema"
 FEATURE_SCHEMA_CHECK = "features_match_schema"
 PARITY_CHECK = "train_serve_parity"
+DRIFT_CHECK = "no_data_drift"
 
 
 def key(model_name: str, asset_name: str) -> dg.AssetKey:

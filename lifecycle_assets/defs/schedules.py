@@ -1,10 +1,10 @@
-"""Time-based automation: daily ingestion and weekly retraining (both start stopped)."""
+"""Time-based automation: daily ingestion and monitoring, weekly retraining (all start stopped)."""
 
-from __future__ import annotations
+import datetime as dt
 
 import dagster as dg
 
-from lifecycle_assets.defs.jobs import ingest_job_name, training_job_name
+from lifecycle_assets.defs.jobs import ingest_job_name, monitoring_job_name, training_job_name
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -23,4 +23,17 @@ def build_schedules(spec: ModelSpec, jobs: list) -> list[dg.ScheduleDefinition]:
         execution_timezone="UTC",
         description=f"Retrain {spec.name} on the latest window every Monday; gates still decide.",
     )
-    return [daily_ingest, weekly_retrain]
+
+    @dg.schedule(
+        name=f"{spec.name}_daily_monitoring_schedule",
+        job=by_name[monitoring_job_name(spec)],
+        cron_schedule="0 2 * * *",
+        execution_timezone="UTC",
+        description=f"Collect yesterday's {spec.name} predictions and report their drift.",
+    )
+    def daily_monitoring(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        # The serving partitions include today (a live view); the nightly run closes yesterday.
+        day = (context.scheduled_execution_time - dt.timedelta(days=1)).date().isoformat()
+        return dg.RunRequest(run_key=f"monitoring-{day}", partition_key=day)
+
+    return [daily_ingest, weekly_retrain, daily_monitoring]

@@ -1,16 +1,20 @@
-"""Event-based automation: ingest each day a newly landed file carries."""
+"""Event-based automation: ingest newly landed files; retrain when traffic drifts."""
 
+import datetime as dt
 import json
 
 import dagster as dg
 
+from lifecycle_assets import config
 from lifecycle_assets.data.landing import days_in_file, landed_files, landing_folder
-from lifecycle_assets.defs.jobs import ingest_job_name
+from lifecycle_assets.defs import names
+from lifecycle_assets.defs.jobs import ingest_job_name, training_job_name
 from lifecycle_assets.spec import ModelSpec
 
 
 def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
     ingest = {job.name: job for job in jobs}[ingest_job_name(spec)]
+    drift_key = names.key(spec.name, names.DRIFT_REPORT)
 
     @dg.sensor(
         name=f"{spec.name}_new_data_sensor",
@@ -51,4 +55,45 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
             context.log.warning(f"days outside the partitions, not ingested: {sorted(outside)}")
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
-    return [new_data_sensor]
+    @dg.sensor(
+        name=f"{spec.name}_drift_sensor",
+        job_name=training_job_name(spec),
+        minimum_interval_seconds=60,
+        description=f"Requests {spec.name}'s retraining when the newest drift report drifted, "
+        f"at most once per {config.DRIFT_RETRAIN_COOLDOWN_HOURS} h.",
+    )
+    def drift_sensor(context: dg.SensorEvaluationContext):
+        state = json.loads(context.cursor or "{}")
+        records = context.instance.fetch_materializations(drift_key, limit=1).records
+        if not records:
+            return dg.SkipReason("no drift report has been materialized yet")
+        latest = records[0]
+        if latest.storage_id <= state.get("storage_id", -1):
+            return dg.SkipReason(f"no new drift report since {latest.partition_key}")
+        state["storage_id"] = latest.storage_id
+        metadata = latest.asset_materialization.metadata
+        day = latest.partition_key
+        if not metadata.get("drifted") or not metadata["drifted"].value:
+            return dg.SensorResult(
+                skip_reason=f"the drift report of {day} shows no drift",
+                cursor=json.dumps(state),
+            )
+        now = dt.datetime.now(dt.UTC)
+        last = state.get("triggered_at")
+        cooldown = dt.timedelta(hours=config.DRIFT_RETRAIN_COOLDOWN_HOURS)
+        if last and now - dt.datetime.fromisoformat(last) < cooldown:
+            return dg.SensorResult(
+                skip_reason=f"drift on {day}, but a drift retrain was already requested at "
+                f"{last}; the cooldown lasts until {dt.datetime.fromisoformat(last) + cooldown}",
+                cursor=json.dumps(state),
+            )
+        features = metadata["drifted_features"].value if "drifted_features" in metadata else []
+        reason = f"drift on {day} in {features or 'the score'}"
+        state["triggered_at"] = now.isoformat(timespec="seconds")
+        request = dg.RunRequest(
+            run_key=f"drift-retrain-{day}-{latest.storage_id}",
+            tags={"lifecycle/trigger": "drift", "lifecycle/reason": reason[:250]},
+        )
+        return dg.SensorResult(run_requests=[request], cursor=json.dumps(state))
+
+    return [new_data_sensor, drift_sensor]

@@ -81,9 +81,15 @@ def track_and_register(
     val_metrics: dict[str, float],
     spec: ModelSpec,
     dagster_run_id: str,
+    reference_profile: dict[str, Any],
 ) -> ModelRef:
-    """Log params, metrics, datasets and provenance to the active run; register the version."""
+    """Log params, metrics, datasets and provenance to the active run; register the version.
+
+    The reference profile (what the training data and its scores looked like) is logged with
+    the run, so drift is later judged against exactly the data this version learned from.
+    """
     commit = git_commit()
+    mlflow.log_dict(reference_profile, config.REFERENCE_PROFILE_FILE)
     mlflow.log_params(
         {
             "estimator": spec.estimator.kind,
@@ -112,5 +118,14 @@ def track_and_register(
             config.TAG_TEST_DIGEST: training_set["split_digests"]["test"],
             config.TAG_DAGSTER_RUN_ID: dagster_run_id,
             config.TAG_GIT_COMMIT: commit,
+            config.TAG_REFERENCE_PROFILE: config.REFERENCE_PROFILE_FILE,
         },
     )
+
+
+def load_reference_profile(ref: ModelRef) -> dict[str, Any]:
+    """The reference profile logged with the version's training run."""
+    path = ref.tags.get(config.TAG_REFERENCE_PROFILE)
+    if not path:
+        raise LookupError(f"{ref.name} v{ref.version} was registered without a reference profile")
+    return mlflow.artifacts.load_dict(f"runs:/{ref.run_id}/{path}")

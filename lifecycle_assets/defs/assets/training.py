@@ -12,6 +12,7 @@ from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.ml.metrics import classification_metrics
+from lifecycle_assets.ml.profile import build_profile
 from lifecycle_assets.ml.training import (
     SPLITS,
     assign_splits,
@@ -112,9 +113,15 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         )
         mlf = context.resources.mlflow
         run_id = mlflow.active_run().info.run_id
+        profile = build_profile(
+            train,
+            predict_proba(pipeline, train, spec),
+            spec.numeric_features,
+            spec.categorical_features,
+        )
         try:
             ref = track_and_register(
-                pipeline, table, training_set, val_metrics, spec, context.run_id
+                pipeline, table, training_set, val_metrics, spec, context.run_id, profile.to_dict()
             )
         except BaseException:
             mlf.end_run(status="FAILED")  # then re-raised: the Dagster step fails too

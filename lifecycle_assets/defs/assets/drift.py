@@ -1,0 +1,121 @@
+"""The daily drift report: the day's served traffic against the serving version's profile."""
+
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from lifecycle_assets.data.lake import PREDICTION_LOGS
+from lifecycle_assets.defs import names
+from lifecycle_assets.defs.assets.data import lake_for
+from lifecycle_assets.defs.assets.monitoring import serving_partitions
+from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.ml.drift import drift_report
+from lifecycle_assets.ml.drift_html import render_drift_html
+from lifecycle_assets.ml.drift_plots import psi_bars_png, score_distribution_png
+from lifecycle_assets.ml.features import compute_features
+from lifecycle_assets.ml.profile import ReferenceProfile
+from lifecycle_assets.registry.models import get_version
+from lifecycle_assets.registry.tracking import configure_mlflow, load_reference_profile
+from lifecycle_assets.spec import ModelSpec
+
+
+def _markdown_table(table: pl.DataFrame) -> str:
+    def cell(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.iter_rows()]
+    return "\n".join(lines)
+
+
+def build_drift_assets(spec: ModelSpec) -> list:
+    """`drift_report` and its non-blocking warning check."""
+
+    @dg.asset(
+        key=names.key(spec.name, names.DRIFT_REPORT),
+        deps=[names.key(spec.name, names.PREDICTION_LOG)],
+        partitions_def=serving_partitions(spec),
+        group_name=spec.name,
+        kinds={"polars", "html"},
+        io_manager_key="json_io_manager",
+        description=f"Drift of the day's {spec.name} inputs and scores against the training "
+        "profile of the version that served them.",
+    )
+    def drift_report_asset(
+        context: dg.AssetExecutionContext, lifecycle: LifecycleResource
+    ) -> dg.Output[dict[str, Any]]:
+        settings = lifecycle.settings()
+        entry = lake_for(lifecycle, spec).daily_entry(PREDICTION_LOGS, context.partition_key)
+        if entry is None:
+            raise dg.Failure(f"no prediction_log for {context.partition_key}: materialize it first")
+        log = pl.read_parquet(entry["path"])
+        if log.is_empty():
+            value = {"day": context.partition_key, "rows": 0, "drifted": False, "report": None}
+            return dg.Output(value, metadata={"rows": 0, "verdict": "no predictions that day"})
+        # Judged against the version that answered most of the day's requests.
+        version = log["model_version"].cast(pl.String).mode().sort().item(0)
+        client = configure_mlflow(settings)
+        ref = get_version(client, spec.name, version)
+        profile = ReferenceProfile.from_dict(load_reference_profile(ref))
+        scores = log["probability"].cast(pl.Float64).to_numpy()
+        report = drift_report(compute_features(log, spec), profile, settings.drift, scores)
+        pngs = {
+            "PSI by feature": psi_bars_png(report),
+            "score distribution": score_distribution_png(profile, scores),
+        }
+        page = settings.reports_dir / spec.name / "drift" / f"{context.partition_key}.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        title = f"{spec.name} v{version} drift on {context.partition_key}"
+        page.write_text(render_drift_html(title, report, pngs))
+        value = {
+            "day": context.partition_key,
+            "rows": report.rows,
+            "model_version": version,
+            "drifted": report.drifted,
+            "drifted_features": report.drifted_features,
+            "score_drifted": report.score_drifted,
+            "report": report.to_dict(),
+            "html": str(page),
+            "computed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        return dg.Output(
+            value,
+            metadata={
+                "rows": report.rows,
+                "model_version": version,
+                "drifted": report.drifted,
+                "drifted_share": report.drifted_share,
+                "drifted_features": dg.MetadataValue.json(report.drifted_features),
+                "table": dg.MetadataValue.md(_markdown_table(report.table())),
+                "html_report": dg.MetadataValue.path(str(page)),
+            },
+        )
+
+    @dg.asset_check(
+        asset=names.key(spec.name, names.DRIFT_REPORT),
+        name=names.DRIFT_CHECK,
+        partitions_def=serving_partitions(spec),
+        description="Warns when the day's traffic drifted from the training profile.",
+    )
+    def no_data_drift(
+        lifecycle: LifecycleResource, drift_report: dict[str, Any]
+    ) -> dg.AssetCheckResult:
+        features = drift_report.get("drifted_features", [])
+        report = drift_report.get("report") or {}
+        return dg.AssetCheckResult(
+            passed=not drift_report["drifted"],
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"drift in {features or 'the score'}"
+                if drift_report["drifted"]
+                else f"no drift over {drift_report['rows']} predictions"
+            ),
+            metadata={
+                "actual": report.get("drifted_share", 0.0),
+                "threshold": lifecycle.settings().drift.drifted_share,
+            },
+        )
+
+    return [drift_report_asset, no_data_drift]
