@@ -129,6 +129,10 @@ def test_http_service_end_to_end(
     server: str, registered_champion: ModelRef, lifecycle_env: Settings, spec: ModelSpec
 ) -> None:
     records = sample_records(spec, 5)
+    # What the drift_report asset leaves for the service to export as gauges.
+    latest = lifecycle_env.reports_dir / spec.name / "drift" / "latest.json"
+    latest.parent.mkdir(parents=True, exist_ok=True)
+    latest.write_text(json.dumps({"day": "2026-11-01", "drifted": True, "psi": {"age": 0.31}}))
     with httpx.Client(base_url=server, timeout=10) as client:
         assert client.get("/livez").status_code == 200
         assert client.get("/readyz").status_code == 200
@@ -185,6 +189,10 @@ def test_http_service_end_to_end(
             metrics.text
         )
         assert client.get("/metadata").json()["prediction_log_failures"] == 0
+        assert 'lifecycle_feature_drift_psi{feature="age",model_name="credit_default"} 0.31' in (
+            metrics.text
+        )
+        assert 'lifecycle_drift_detected{model_name="credit_default"} 1.0' in metrics.text
 
     # The log is written just after the answers are sent: give the last batch a moment.
     data_dir = lifecycle_env.prediction_log_dir / "credit_default" / "data"

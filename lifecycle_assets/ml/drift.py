@@ -17,7 +17,9 @@ The verdict wants significance and size together; see `DriftThresholds`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -267,3 +269,20 @@ def drift_report(
         drifted=drifted,
         thresholds=thresholds,
     )
+
+
+def latest_drift_path(reports_dir: Path, model_name: str) -> Path:
+    """Where the newest day's per-feature drift scores are kept for the service to export."""
+    return Path(reports_dir) / model_name / "drift" / "latest.json"
+
+
+def write_latest_drift(reports_dir: Path, model_name: str, day: str, report: DriftReport) -> None:
+    """Record the newest day's scores; an older day re-materialized later does not win."""
+    path = latest_drift_path(reports_dir, model_name)
+    if path.exists() and json.loads(path.read_text()).get("day", "") > day:
+        return
+    scores = {f.feature: f.psi for f in report.features}
+    if report.score is not None:
+        scores["__score__"] = report.score.psi
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"day": day, "drifted": report.drifted, "psi": scores}))

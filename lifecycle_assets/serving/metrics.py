@@ -34,6 +34,19 @@ class PredictionMetrics:
             "Requests refused before scoring, by HTTP status.",
             ["model_name", "status"],
         )
+        # Gauges in BentoML's multiprocess registry need a mode: the newest value wins.
+        self.drift_psi = prom.Gauge(
+            "lifecycle_feature_drift_psi",
+            "PSI of each feature (and __score__) in the newest drift report.",
+            ["model_name", "feature"],
+            multiprocess_mode="mostrecent",
+        )
+        self.drifted = prom.Gauge(
+            "lifecycle_drift_detected",
+            "1 when the newest drift report says the traffic drifted.",
+            ["model_name"],
+            multiprocess_mode="mostrecent",
+        )
         self.log_failures = prom.Counter(
             "lifecycle_prediction_log_failures",
             "Prediction log rows that could not be written.",
@@ -45,3 +58,9 @@ class PredictionMetrics:
         histogram = self.scores.labels(name, version)
         for probability in probabilities:
             histogram.observe(probability)
+
+    def export_drift(self, name: str, latest: dict) -> None:
+        """Publish the newest drift report's scores (as written by the drift_report asset)."""
+        for feature, psi in latest.get("psi", {}).items():
+            self.drift_psi.labels(name, feature).set(psi)
+        self.drifted.labels(name).set(1.0 if latest.get("drifted") else 0.0)

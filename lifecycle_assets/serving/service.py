@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime as dt
+import json
 import logging
 import os
 import uuid
@@ -34,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lifecycle_assets.config import Settings
+from lifecycle_assets.ml.drift import latest_drift_path
 from lifecycle_assets.ml.features import compute_features
 from lifecycle_assets.ml.training import predict_proba
 from lifecycle_assets.serving.metrics import PredictionMetrics
@@ -65,11 +67,23 @@ class Predictor:
         self._worker: asyncio.Task[None] | None = None
         self.metrics = PredictionMetrics()
         self.log_failures = 0
+        self.drift_file = latest_drift_path(settings.reports_dir, self.spec.name)
+        self._drift_seen = 0.0
 
     def score(self, frame: pl.DataFrame) -> np.ndarray:
         """Probabilities for raw rows: the pipeline's own feature code, then the model."""
         features = compute_features(frame, self.spec)
         return predict_proba(self.served.loaded.pipeline, features, self.spec)
+
+    def refresh_drift(self) -> None:
+        """Re-export drift gauges when the drift_report asset wrote a newer file (cheap stat)."""
+        try:
+            mtime = self.drift_file.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if mtime > self._drift_seen:
+            self._drift_seen = mtime
+            self.metrics.export_drift(self.spec.name, json.loads(self.drift_file.read_text()))
 
     async def predict(self, batch: ValidatedBatch) -> list[dict[str, Any]]:
         """Queue a batch and wait for its rows; one worker task runs the model."""
@@ -126,6 +140,7 @@ class Predictor:
         probabilities = self.score(frame).tolist()
         ref = self.served.ref
         self.metrics.observe(ref.name, ref.version, probabilities)
+        self.refresh_drift()
         all_rows: list[dict[str, Any]] = []
         start = 0
         for item in pending:
@@ -215,7 +230,9 @@ async def predict_endpoint(request: Request) -> Response:
 
 
 async def metadata_endpoint(_: Request) -> Response:
-    return JSONResponse(_predictor().metadata())
+    predictor = _predictor()
+    predictor.refresh_drift()
+    return JSONResponse(predictor.metadata())
 
 
 http_app = Starlette(

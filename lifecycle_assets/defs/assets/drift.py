@@ -11,7 +11,7 @@ from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.assets.monitoring import serving_partitions
 from lifecycle_assets.defs.resources import LifecycleResource
-from lifecycle_assets.ml.drift import drift_report
+from lifecycle_assets.ml.drift import drift_report, write_latest_drift
 from lifecycle_assets.ml.drift_html import render_drift_html
 from lifecycle_assets.ml.drift_plots import psi_bars_png, score_distribution_png
 from lifecycle_assets.ml.features import compute_features
@@ -69,6 +69,7 @@ def build_drift_assets(spec: ModelSpec) -> list:
         page.parent.mkdir(parents=True, exist_ok=True)
         title = f"{spec.name} v{version} drift on {context.partition_key}"
         page.write_text(render_drift_html(title, report, pngs))
+        write_latest_drift(settings.reports_dir, spec.name, context.partition_key, report)
         value = {
             "day": context.partition_key,
             "rows": report.rows,
