@@ -316,3 +316,36 @@ def mock_environ(env: dict[str, str]) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.mark.e2e
+def test_every_prediction_from_several_workers_is_logged_once(
+    registered_champion: ModelRef, lifecycle_env: Settings, spec: ModelSpec, tmp_path: Path
+) -> None:
+    records = sample_records(spec, 60, day=3)
+    with serving(
+        SERVICE,
+        tmp_path,
+        LIFECYCLE_MODEL_SOURCE="registry",
+        BENTOML_CONFIG_OPTIONS="services.lifecycle_model.workers=2",
+    ) as url:
+
+        async def send_all() -> list[httpx.Response]:
+            # One connection per request spreads them over both workers.
+            async def one(record: dict[str, Any]) -> httpx.Response:
+                async with httpx.AsyncClient(base_url=url, timeout=20) as client:
+                    return await client.post("/predict", json={"records": [record]})
+
+            return await asyncio.gather(*(one(record) for record in records))
+
+        responses = asyncio.run(send_all())
+        assert all(r.status_code == 200 for r in responses)
+        data_dir = lifecycle_env.prediction_log_dir / spec.name / "data"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            lines = sum(1 for f in data_dir.glob("data.*.log") for _ in f.open())
+            if lines >= len(records):
+                break
+            time.sleep(0.1)
+    assert len(list(data_dir.glob("data.*.log"))) == 2, "both workers answered and logged"
+    assert_prediction_log_asset_keeps_every_prediction_once(spec, data_dir, len(records))
