@@ -7,6 +7,7 @@ imported earlier would write to no file that `/metrics` reads.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
@@ -64,3 +65,9 @@ class PredictionMetrics:
         for feature, psi in latest.get("psi", {}).items():
             self.drift_psi.labels(name, feature).set(psi)
         self.drifted.labels(name).set(1.0 if latest.get("drifted") else 0.0)
+
+
+@functools.cache
+def prediction_metrics() -> PredictionMetrics:
+    """One set per process: Prometheus refuses to register the same metric twice."""
+    return PredictionMetrics()

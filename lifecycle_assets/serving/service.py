@@ -38,7 +38,7 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.drift import latest_drift_path
 from lifecycle_assets.ml.features import compute_features
 from lifecycle_assets.ml.training import predict_proba
-from lifecycle_assets.serving.metrics import PredictionMetrics
+from lifecycle_assets.serving.metrics import prediction_metrics
 from lifecycle_assets.serving.model_source import ServedModel, load_served_model
 from lifecycle_assets.serving.requests import RequestError, RequestValidator, ValidatedBatch
 
@@ -65,7 +65,7 @@ class Predictor:
         self._waiting: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
-        self.metrics = PredictionMetrics()
+        self.metrics = prediction_metrics()
         self.log_failures = 0
         self.drift_file = latest_drift_path(settings.reports_dir, self.spec.name)
         self._drift_seen = 0.0
