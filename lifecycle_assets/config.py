@@ -28,6 +28,8 @@ TAG_REFERENCE_PROFILE = "reference_profile"
 REFERENCE_PROFILE_FILE = "reference_profile.json"
 # One drift episode retrains once: the drift sensor waits this long after a drift-triggered run.
 DRIFT_RETRAIN_COOLDOWN_HOURS = 24
+# Labels arrive late; live performance of the last this many days is re-scored every night.
+LABEL_REFRESH_DAYS = 7
 
 MODEL_ARTIFACT_NAME = "model"
 SKOPS_FILE = "model.skops"

@@ -26,11 +26,20 @@ def training_job_name(spec: ModelSpec) -> str:
     return f"{spec.name}_training_job"
 
 
-MONITORING_ASSETS = (names.PREDICTION_LOG, names.DRIFT_REPORT)
+MONITORING_ASSETS = (
+    names.PREDICTION_LOG,
+    names.DRIFT_REPORT,
+    names.GROUND_TRUTH,
+    names.LIVE_PERFORMANCE,
+)
 
 
 def monitoring_job_name(spec: ModelSpec) -> str:
     return f"{spec.name}_monitoring_job"
+
+
+def live_performance_job_name(spec: ModelSpec) -> str:
+    return f"{spec.name}_live_performance_job"
 
 
 def build_jobs(spec: ModelSpec, partitions: dg.PartitionsDefinition) -> list:
@@ -54,6 +63,14 @@ def build_jobs(spec: ModelSpec, partitions: dg.PartitionsDefinition) -> list:
         selection=dg.AssetSelection.assets(*(names.key(spec.name, a) for a in MONITORING_ASSETS)),
         partitions_def=serving_partitions(spec),
         executor_def=dg.in_process_executor,
-        description=f"Collect a day of {spec.name} predictions and judge their drift.",
+        description=f"Collect a day of {spec.name} predictions, judge their drift, and "
+        "score them against the labels received.",
     )
-    return [ingest, training, monitoring]
+    live_performance = dg.define_asset_job(
+        live_performance_job_name(spec),
+        selection=dg.AssetSelection.assets(names.key(spec.name, names.LIVE_PERFORMANCE)),
+        partitions_def=serving_partitions(spec),
+        executor_def=dg.in_process_executor,
+        description=f"Re-score past days of {spec.name} predictions as late labels arrive.",
+    )
+    return [ingest, training, monitoring, live_performance]

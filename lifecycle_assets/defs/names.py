@@ -13,6 +13,8 @@ CHAMPION_MODEL = "champion_model"
 BENTO_SERVICE = "bento_service"
 PREDICTION_LOG = "prediction_log"
 DRIFT_REPORT = "drift_report"
+GROUND_TRUTH = "ground_truth"
+LIVE_PERFORMANCE = "live_performance"
 
 RAW_SCHEMA_CHECK = "raw_batch_matches_schema"
 FEATURE_SCHEMA_CHECK = "features_match_schema"

@@ -4,7 +4,13 @@ import datetime as dt
 
 import dagster as dg
 
-from lifecycle_assets.defs.jobs import ingest_job_name, monitoring_job_name, training_job_name
+from lifecycle_assets import config
+from lifecycle_assets.defs.jobs import (
+    ingest_job_name,
+    live_performance_job_name,
+    monitoring_job_name,
+    training_job_name,
+)
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -36,4 +42,23 @@ def build_schedules(spec: ModelSpec, jobs: list) -> list[dg.ScheduleDefinition]:
         day = (context.scheduled_execution_time - dt.timedelta(days=1)).date().isoformat()
         return dg.RunRequest(run_key=f"monitoring-{day}", partition_key=day)
 
-    return [daily_ingest, weekly_retrain, daily_monitoring]
+    @dg.schedule(
+        name=f"{spec.name}_label_refresh_schedule",
+        job=by_name[live_performance_job_name(spec)],
+        cron_schedule="0 3 * * *",
+        execution_timezone="UTC",
+        description=f"Re-score the last {config.LABEL_REFRESH_DAYS} days of {spec.name} "
+        "predictions with the labels that arrived since.",
+    )
+    def label_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        # Labels for day D arrive days later, under a later ground_truth partition; D's
+        # live performance is only complete once they are in, so recent days are re-scored.
+        today = context.scheduled_execution_time.date()
+        days = [today - dt.timedelta(days=n) for n in range(1, config.LABEL_REFRESH_DAYS + 1)]
+        return [
+            dg.RunRequest(run_key=f"live-{d.isoformat()}-{today}", partition_key=d.isoformat())
+            for d in days
+            if d >= spec.start_date
+        ]
+
+    return [daily_ingest, weekly_retrain, daily_monitoring, label_refresh]

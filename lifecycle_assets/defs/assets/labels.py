@@ -1,0 +1,142 @@
+"""Delayed labels: the ground truth that arrived each day, and the live performance it reveals."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from lifecycle_assets.data import ground_truth
+from lifecycle_assets.data.lake import PREDICTION_LOGS, Lake
+from lifecycle_assets.defs import names
+from lifecycle_assets.defs.assets.data import lake_for
+from lifecycle_assets.defs.assets.monitoring import serving_partitions
+from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.ml import live_performance
+from lifecycle_assets.spec import ModelSpec
+
+
+def labels_received(lake: Lake) -> pl.DataFrame:
+    """Every label stored so far, the last one per prediction id.
+
+    Not only the days up to the partition: a day's labels arrive after it, so re-materializing
+    an old day once they are in is how its realized performance appears.
+    """
+    frames = []
+    for day in lake.daily_days(ground_truth.GROUND_TRUTH):
+        entry = lake.daily_entry(ground_truth.GROUND_TRUTH, day) or {}
+        frames.append(Lake.read_verified(entry["path"], entry["sha256"]))
+    if not frames:
+        return pl.DataFrame(schema=ground_truth.LABEL_SCHEMA)
+    return ground_truth.latest_labels(pl.concat(frames))
+
+
+def _summary(day: str, report: dict) -> str:
+    overall = report["overall"]
+    if overall is None:
+        return f"No predictions were logged on {day}: nothing to measure."
+    if not report["labelled_rows"]:
+        return (
+            f"Labels have not arrived yet for the {report['rows']} predictions of {day}: only "
+            "the performance estimated from the calibrated probabilities is shown."
+        )
+    auc, gap = overall["realized"]["roc_auc"], overall["gap"]["roc_auc"]
+    auc_text = (
+        f"realized ROC AUC {auc:.3f} (realized minus estimated {gap:+.3f})"
+        if auc is not None
+        else "ROC AUC undefined: only one class has arrived so far"
+    )
+    return (
+        f"{report['labelled_rows']}/{report['rows']} predictions of {day} labelled "
+        f"({report['label_coverage']:.0%}): {auc_text}."
+    )
+
+
+def _metadata(day: str, report: dict, label_days: int) -> dict:
+    overall = report["overall"] or {}
+    realized, estimated, gap = (overall.get(k) or {} for k in ("realized", "estimated", "gap"))
+    metadata = {
+        "summary": _summary(day, report),
+        "rows": report["rows"],
+        "labelled_rows": report["labelled_rows"],
+        "label_coverage": report["label_coverage"],
+        "label_days_read": label_days,
+        "performance": dg.MetadataValue.md(live_performance.report_markdown(report)),
+    }
+    # Only metrics that exist: a realized AUC of 0.0 before labels arrive would be a lie.
+    for name, value in (
+        ("realized_roc_auc", realized.get("roc_auc")),
+        ("estimated_roc_auc", estimated.get("roc_auc")),
+        ("roc_auc_gap", gap.get("roc_auc")),
+    ):
+        if value is not None:
+            metadata[name] = dg.MetadataValue.float(float(value))
+    return metadata
+
+
+def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
+    """The ground truth and live performance assets of one model, on the serving days."""
+    partitions = serving_partitions(spec)
+
+    @dg.asset(
+        key=names.key(spec.name, names.GROUND_TRUTH),
+        partitions_def=partitions,
+        group_name=spec.name,
+        kinds={"polars", "parquet"},
+        description=f"Labels of {spec.name} predictions that arrived that day, last one per id.",
+    )
+    def ground_truth_asset(
+        context: dg.AssetExecutionContext, lifecycle: LifecycleResource
+    ) -> dg.MaterializeResult:
+        folder = ground_truth.labels_folder(lifecycle.settings().landing_dir, spec.name)
+        day = dt.date.fromisoformat(context.partition_key)
+        labels, sources = ground_truth.arrivals(folder, day)
+        if labels.is_empty():
+            context.log.info(f"no labels arrived on {day} in {folder}")
+        entry = lake_for(lifecycle, spec).store_daily(
+            ground_truth.GROUND_TRUTH,
+            context.partition_key,
+            labels,
+            files=[str(p) for p in sources],
+        )
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(entry["sha256"]),
+            metadata={
+                "rows": labels.height,
+                "files_read": len(sources),
+                "files": dg.MetadataValue.json([p.name for p in sources]),
+                "files_in_folder": len(ground_truth.label_files(folder)),
+                "folder": dg.MetadataValue.path(str(folder)),
+                "sha256": entry["sha256"],
+                "path": dg.MetadataValue.path(entry["path"]),
+            },
+        )
+
+    @dg.asset(
+        key=names.key(spec.name, names.LIVE_PERFORMANCE),
+        deps=[ground_truth_asset, names.key(spec.name, names.PREDICTION_LOG)],
+        partitions_def=partitions,
+        group_name=spec.name,
+        kinds={"polars"},
+        io_manager_key="json_io_manager",
+        description=(
+            f"Realized vs estimated performance of {spec.name} on that day's predictions, "
+            "per model version."
+        ),
+    )
+    def live_performance_asset(
+        context: dg.AssetExecutionContext, lifecycle: LifecycleResource
+    ) -> dg.Output[dict]:
+        lake = lake_for(lifecycle, spec)
+        day = context.partition_key
+        entry = lake.daily_entry(PREDICTION_LOGS, day)
+        if entry is None:
+            raise dg.Failure(f"no prediction log stored for {day}: materialize prediction_log")
+        predictions = Lake.read_verified(entry["path"], entry["sha256"])
+        joined = live_performance.join_labels(predictions, labels_received(lake))
+        label_days = len(lake.daily_days(ground_truth.GROUND_TRUTH))
+        report = {"day": day, **live_performance.live_report(joined)}
+        metadata = _metadata(day, report, label_days)
+        context.log.info(metadata["summary"])
+        return dg.Output(report, metadata=metadata)
+
+    return [ground_truth_asset, live_performance_asset]

@@ -1,0 +1,229 @@
+"""How the served model does in production: realized where labels arrived, estimated elsewhere.
+
+Labels arrive weeks after predictions, so a day's realized performance is at first unknown. A
+calibrated model still says what it expects of itself: a row scored p is a positive with
+probability p, so the expected confusion counts, Brier score, log loss and even ROC AUC follow
+from the scores alone. Once labels arrive, realized minus estimated is the gap: near zero while
+the world matches training, clearly negative (for AUC, accuracy) when the relation between
+features and outcome moved, which no input-drift report can see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy.special import entr
+from sklearn import metrics as skm
+
+from lifecycle_assets.data.ground_truth import LABEL, PREDICTION_ID
+from lifecycle_assets.ml.metrics import classification_metrics, confusion_counts
+
+# The service's decision threshold: `prediction` is 1 when the probability is at least this.
+DECISION_THRESHOLD = 0.5
+VERSION = "model_version"
+PROBABILITY = "probability"
+METRICS = ("roc_auc", "log_loss", "brier", "accuracy", "precision", "recall", "positive_rate")
+# Where higher is better: realized minus estimated below zero means worse than promised.
+HIGHER_IS_BETTER = ("roc_auc", "accuracy", "precision", "recall")
+
+_COUNTS = {VERSION: pl.String, "rows": pl.Int64}
+ESTIMATED_SCHEMA = {**_COUNTS, **dict.fromkeys(METRICS, pl.Float64)}
+REALIZED_SCHEMA = {**_COUNTS, "labelled_rows": pl.Int64, **dict.fromkeys(METRICS, pl.Float64)}
+GAP_SCHEMA = {VERSION: pl.String, "labelled_rows": pl.Int64, **dict.fromkeys(METRICS, pl.Float64)}
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    # An undefined rate (no predicted positives, no positives) is unknown, not zero.
+    return float(numerator / denominator) if denominator > 0 else None
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 62, version)
+
+
+def _by_version(frame: pl.DataFrame) -> Iterator[tuple[str, pl.DataFrame]]:
+    frame = frame.with_columns(pl.col(VERSION).cast(pl.String).fill_null("unknown"))
+    for version in sorted(frame[VERSION].unique().to_list(), key=_version_key):
+        yield version, frame.filter(pl.col(VERSION) == version)
+
+
+JOINED_SCHEMA = {
+    PREDICTION_ID: pl.String,
+    VERSION: pl.String,
+    PROBABILITY: pl.Float64,
+    LABEL: pl.Int8,
+}
+
+
+def join_labels(predictions: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+    """Every prediction with its label where one arrived (null where not), by prediction id."""
+    if predictions.is_empty():
+        # A day without traffic has a log without columns beyond the id and the timestamp.
+        return pl.DataFrame(schema=JOINED_SCHEMA)
+    labels = labels.select(pl.col(PREDICTION_ID).cast(pl.String), pl.col(LABEL).cast(pl.Int8))
+    return predictions.select(
+        pl.col(PREDICTION_ID).cast(pl.String),
+        pl.col(VERSION).cast(pl.String),
+        pl.col(PROBABILITY).cast(pl.Float64),
+    ).join(labels, on=PREDICTION_ID, how="left", maintain_order="left")
+
+
+def expected_roc_auc(p: np.ndarray) -> float | None:
+    """ROC AUC expected if each row is positive with probability p (ratio of expected pairs).
+
+    Pairs (i, j), i != j, count with weight p_i (1 - p_j); a pair wins when p_i > p_j and counts
+    half when tied, exactly as the realized AUC counts ties.
+    """
+    p = np.asarray(p, dtype=float)
+    _, inverse = np.unique(p, return_inverse=True)
+    positives = np.bincount(inverse, weights=p)
+    negatives = np.bincount(inverse, weights=1.0 - p)
+    below = np.cumsum(negatives) - negatives
+    self_pairs = float(np.sum(p * (1.0 - p)))  # a row is never paired with itself
+    pairs = float(positives.sum() * negatives.sum()) - self_pairs
+    if pairs <= 1e-12:
+        return None
+    wins = float(np.sum(positives * (below + 0.5 * negatives))) - 0.5 * self_pairs
+    return wins / pairs
+
+
+def expected_metrics(proba: Any) -> dict[str, float | None]:
+    """The metrics a perfectly calibrated model expects on these scores, labels unseen."""
+    p = np.asarray(proba, dtype=float).ravel()
+    if p.size == 0 or np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError("expected metrics need a non-empty set of probabilities in [0, 1]")
+    positive = p >= DECISION_THRESHOLD
+    tp, fp, fn = p[positive].sum(), (1.0 - p[positive]).sum(), p[~positive].sum()
+    return {
+        "roc_auc": expected_roc_auc(p),
+        "log_loss": float(np.mean(entr(p) + entr(1.0 - p))),
+        "brier": float(np.mean(p * (1.0 - p))),
+        "accuracy": float(np.mean(np.maximum(p, 1.0 - p))),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "positive_rate": float(p.mean()),
+    }
+
+
+def labelled_metrics(y_true: Any, proba: Any) -> dict[str, float | None]:
+    """Realized metrics on labelled rows; AUC is None (not 0) when only one class arrived."""
+    y = np.asarray(y_true).astype(int).ravel()
+    p = np.asarray(proba, dtype=float).ravel()
+    counts = confusion_counts(y, p, DECISION_THRESHOLD)  # validates y and p
+    both_classes = 0 < int(y.sum()) < y.size
+    scores = classification_metrics(y, p, DECISION_THRESHOLD) if both_classes else None
+    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
+    return {
+        "roc_auc": scores["roc_auc"] if scores else None,
+        "log_loss": scores["log_loss"] if scores else float(skm.log_loss(y, p, labels=[0, 1])),
+        "brier": scores["brier_score"] if scores else float(np.mean((p - y) ** 2)),
+        "accuracy": (tp + counts["tn"]) / y.size,
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "positive_rate": float(y.mean()),
+    }
+
+
+def realized_performance(joined: pl.DataFrame) -> pl.DataFrame:
+    """Per model version: rows, labelled rows and the metrics on the labelled ones (else null)."""
+    rows = []
+    for version, group in _by_version(joined):
+        labelled = group.filter(pl.col(LABEL).is_not_null())
+        metrics = (
+            labelled_metrics(labelled[LABEL].to_numpy(), labelled[PROBABILITY].to_numpy())
+            if labelled.height
+            else dict.fromkeys(METRICS)
+        )
+        rows.append(
+            {VERSION: version, "rows": group.height, "labelled_rows": labelled.height, **metrics}
+        )
+    return pl.DataFrame(rows, schema=REALIZED_SCHEMA)
+
+
+def estimated_performance(predictions: pl.DataFrame) -> pl.DataFrame:
+    """Per model version: the metrics expected from the probabilities alone, trusting them."""
+    rows = [
+        {VERSION: version, "rows": group.height, **expected_metrics(group[PROBABILITY])}
+        for version, group in _by_version(predictions)
+    ]
+    return pl.DataFrame(rows, schema=ESTIMATED_SCHEMA)
+
+
+def performance_gap(realized: pl.DataFrame, estimated: pl.DataFrame) -> pl.DataFrame:
+    """Realized minus estimated per shared metric, for versions with at least one label.
+
+    Compare like with like: estimate on the same labelled rows, or labels arriving first for
+    one kind of applicant would show up as a gap.
+    """
+    joined = realized.filter(pl.col("labelled_rows") > 0).join(
+        estimated.select(VERSION, *METRICS), on=VERSION, how="inner", suffix="_estimated"
+    )
+    return joined.select(
+        VERSION,
+        "labelled_rows",
+        *[(pl.col(m) - pl.col(f"{m}_estimated")).alias(m) for m in METRICS],
+    ).cast(GAP_SCHEMA)
+
+
+def _first_row(frame: pl.DataFrame) -> dict[str, Any] | None:
+    return {m: frame[m][0] for m in METRICS} if frame.height else None
+
+
+def _entry(version: str, group: pl.DataFrame) -> dict[str, Any]:
+    realized = realized_performance(group)
+    labelled = group.filter(pl.col(LABEL).is_not_null())
+    gap = performance_gap(realized, estimated_performance(labelled)) if labelled.height else None
+    return {
+        VERSION: version,
+        "rows": group.height,
+        "labelled_rows": labelled.height,
+        "label_coverage": labelled.height / group.height,
+        "realized": _first_row(realized) if labelled.height else None,
+        "estimated": _first_row(estimated_performance(group)),
+        "gap": _first_row(gap) if gap is not None else None,
+    }
+
+
+def live_report(joined: pl.DataFrame) -> dict[str, Any]:
+    """JSON-safe summary per model version and over all of them (`overall`, version "all").
+
+    `estimated` covers every prediction; `gap` compares the realized metrics with the estimate
+    on the same labelled rows; `realized` and `gap` are None until a label has arrived.
+    """
+    labelled = int(joined[LABEL].is_not_null().sum()) if joined.height else 0
+    return {
+        "rows": joined.height,
+        "labelled_rows": labelled,
+        "label_coverage": labelled / joined.height if joined.height else None,
+        "versions": [_entry(version, group) for version, group in _by_version(joined)],
+        "overall": _entry("all", joined.with_columns(pl.lit("all").alias(VERSION)))
+        if joined.height
+        else None,
+    }
+
+
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """Realized beside estimated per version and metric, as a markdown table."""
+    lines = [
+        "| version | metric | realized (labelled rows) | estimated (all rows) | gap (same rows) |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in report["versions"]:
+        realized, gap = entry["realized"] or {}, entry["gap"] or {}
+        for metric in METRICS:
+            cells = (realized.get(metric), entry["estimated"][metric], gap.get(metric))
+            lines.append(
+                f"| {entry[VERSION]} | {metric} | " + " | ".join(_cell(c) for c in cells) + " |"
+            )
+    coverage = [
+        f"- version {e[VERSION]}: {e['labelled_rows']}/{e['rows']} labelled"
+        for e in report["versions"]
+    ]
+    return "\n".join([*lines, "", "Label coverage:", *coverage])
