@@ -349,3 +349,25 @@ def test_every_prediction_from_several_workers_is_logged_once(
             time.sleep(0.1)
     assert len(list(data_dir.glob("data.*.log"))) == 2, "both workers answered and logged"
     assert_prediction_log_asset_keeps_every_prediction_once(spec, data_dir, len(records))
+
+
+@pytest.mark.e2e
+def test_simulated_traffic_lands_delayed_labels(
+    server: str, lifecycle_env: Settings, spec: ModelSpec, tmp_path: Path
+) -> None:
+    from lifecycle_assets.data.ground_truth import read_labels
+    from lifecycle_assets.data.traffic import simulate_traffic
+
+    batches = [(dt.date(2026, 3, 9), simulate_day(dt.date(2026, 3, 9), rows_per_day=120))]
+    answers, files = simulate_traffic(
+        server, batches, spec, labels_dir=tmp_path / "labels", label_delay=dt.timedelta(days=2)
+    )
+    assert answers.height == 120 and answers["prediction_id"].n_unique() == 120
+    arrival = (answers["predicted_at"][0] + dt.timedelta(days=2)).date()
+    assert read_labels(tmp_path / "labels", arrival - dt.timedelta(days=2)).is_empty()
+    labels = read_labels(tmp_path / "labels", arrival)
+    assert set(labels["prediction_id"]) == set(answers["prediction_id"])
+    truth = dict(zip(batches[0][1]["application_id"], batches[0][1]["default"], strict=True))
+    by_record = dict(zip(answers["prediction_id"], answers["record_id"], strict=True))
+    assert all(truth[by_record[p]] == y for p, y in labels.select("prediction_id", "label").rows())
+    assert files

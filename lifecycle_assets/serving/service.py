@@ -212,6 +212,7 @@ class Predictor:
             "source": self.served.source,
             "loaded_at": self.served.loaded_at,
             "prediction_log_failures": self.log_failures,
+            "health": {"prediction_log": "failing" if self.log_failures else "ok"},
         }
 
 

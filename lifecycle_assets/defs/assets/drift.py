@@ -9,6 +9,7 @@ import polars as pl
 from lifecycle_assets.data.lake import PREDICTION_LOGS
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
+from lifecycle_assets.defs.assets.evaluation import image_markdown
 from lifecycle_assets.defs.assets.monitoring import serving_partitions
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.ml.drift import drift_report, write_latest_drift
@@ -90,6 +91,9 @@ def build_drift_assets(spec: ModelSpec) -> list:
                 "drifted_share": report.drifted_share,
                 "drifted_features": dg.MetadataValue.json(report.drifted_features),
                 "table": dg.MetadataValue.md(_markdown_table(report.table())),
+                "plots": dg.MetadataValue.md(
+                    "\n\n".join(image_markdown(name, png) for name, png in pngs.items())
+                ),
                 "html_report": dg.MetadataValue.path(str(page)),
             },
         )

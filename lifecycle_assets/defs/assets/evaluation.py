@@ -21,7 +21,7 @@ from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 
 
-def _image_markdown(title: str, png: bytes) -> str:
+def image_markdown(title: str, png: bytes) -> str:
     return f"**{title}**\n\n![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
@@ -134,7 +134,7 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                     )
                 ),
                 "plots": dg.MetadataValue.md(
-                    "\n\n".join(_image_markdown(n, png) for n, png in pngs.items())
+                    "\n\n".join(image_markdown(n, png) for n, png in pngs.items())
                 ),
                 "model_card": dg.MetadataValue.md(card),
                 "report_dir": dg.MetadataValue.path(str(folder)),
