@@ -1,16 +1,190 @@
 """Move registry aliases (`champion` and friends); the only module that writes them.
 
-Every move is recorded on the model version as tags (who, when, why, which Dagster run) so the
-registry itself answers "who promoted this version".
+Every change runs under the model's cross-process lock and in three recorded steps: a PENDING
+ledger entry, the MLflow alias write, then COMMITTED. `reconcile` settles whatever a killed
+process left PENDING by asking the registry (the source of truth) what actually happened, and
+records changes made behind the ledger's back, so the ledger and the registry never disagree.
+Callers may pass `expected_version` to refuse a move when the alias changed since they looked
+(optimistic concurrency): two concurrent promotions cannot both win.
+
+The move is also mirrored on the model version as tags (who, when, why, which Dagster run) so
+the registry alone answers "who promoted this version".
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
+import dataclasses
+import enum
+import functools
+from collections.abc import Iterator
 
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
-from lifecycle_assets.registry.models import ModelRef, get_version, resolve
+from lifecycle_assets import config
+from lifecycle_assets.registry.ledger import (
+    ABORTED,
+    COMMITTED,
+    PENDING,
+    AliasError,
+    Ledger,
+    LedgerEntry,
+    previous_holder,
+)
+from lifecycle_assets.registry.models import ModelRef, get_version
+
+
+class _Unchecked(enum.Enum):
+    ANY = "any"
+
+
+# Default of `expected_version`: move whoever holds the alias. None means "expect it unset".
+ANY_VERSION = _Unchecked.ANY
+Expected = str | None | _Unchecked
+
+
+def _label(version: str | None) -> str:
+    return "unset" if version is None else f"v{version}"
+
+
+class ConcurrentAliasChange(AliasError):
+    """The alias no longer points where the caller expected: someone else moved it first."""
+
+    def __init__(self, name: str, alias: str, expected: str | None, actual: str | None):
+        self.expected, self.actual = expected, actual
+        super().__init__(
+            f"`{alias}` of {name} changed concurrently: expected {_label(expected)}, "
+            f"the registry shows {_label(actual)}; nothing was changed"
+        )
+
+
+def _checkpoint(step: str) -> None:
+    """A no-op between two steps; fault-injection tests replace it to kill the process there."""
+
+
+def _live_aliases(client: MlflowClient, name: str) -> dict[str, str]:
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise AliasError(f"no registered model named {name!r}") from None
+        raise
+    return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+
+
+def _target(client: MlflowClient, name: str, version: str) -> ModelRef:
+    """The version an alias may point to: it exists and is not retired."""
+    try:
+        ref = get_version(client, name, version)
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise AliasError(f"{name} has no version {version!r}") from None
+        raise
+    if ref.tags.get(config.TAG_RETIRED, "").lower() == "true":
+        raise AliasError(f"{name} v{version} is retired and cannot hold an alias")
+    return ref
+
+
+def _usable(client: MlflowClient, name: str, version: str) -> bool:
+    try:
+        _target(client, name, version)
+    except AliasError:
+        return False
+    return True
+
+
+def _stamp(client: MlflowClient, entry: LedgerEntry) -> None:
+    if entry.to_version is None:
+        return
+    tags = {
+        f"{entry.alias}_since": entry.time,
+        f"{entry.alias}_by": entry.actor,
+        f"{entry.alias}_reason": entry.reason,
+        f"{entry.alias}_dagster_run_id": entry.dagster_run_id,
+        f"{entry.alias}_previous_version": entry.from_version or "",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(entry.model, entry.to_version, key, value)
+
+
+def _reconcile_locked(client: MlflowClient, name: str, ledger: Ledger) -> list[LedgerEntry]:
+    live = _live_aliases(client, name)
+    settled = []
+    for entry in ledger.entries(name, state=PENDING):
+        if live.get(entry.alias) == entry.to_version:
+            _stamp(client, entry)
+            note = "reconciled: the registry shows the change, its process did not confirm it"
+            settled.append(ledger.settle(entry.operation_id, COMMITTED, note))
+        else:
+            note = "reconciled: the registry does not show the change"
+            settled.append(ledger.settle(entry.operation_id, ABORTED, note))
+    recorded = {alias: e.to_version for alias, e in ledger.holders(name).items()}
+    for alias in sorted(set(live) | set(recorded)):
+        if live.get(alias) != recorded.get(alias):
+            found = LedgerEntry.new(
+                name, alias, recorded.get(alias), live.get(alias), kind="external",
+                reason="the alias was changed outside the ledger", actor="reconcile",
+            )  # fmt: skip
+            found = dataclasses.replace(found, state=COMMITTED, settled_at=found.time)
+            settled.append(ledger.append(found))
+    return settled
+
+
+def reconcile(
+    client: MlflowClient, name: str, *, ledger: Ledger | None = None
+) -> list[LedgerEntry]:
+    """Make the ledger agree with the registry; returns the entries it settled or added."""
+    ledger = ledger or Ledger.default()
+    with ledger.lock(name):
+        return _reconcile_locked(client, name, ledger)
+
+
+@contextlib.contextmanager
+def _operation(client: MlflowClient, name: str, ledger: Ledger) -> Iterator[None]:
+    """Hold the model's lock, and start from a ledger that agrees with the registry."""
+    with ledger.lock(name):
+        _reconcile_locked(client, name, ledger)
+        yield
+
+
+def _change_locked(
+    client: MlflowClient,
+    ledger: Ledger,
+    name: str,
+    alias: str,
+    to_version: str | None,
+    expected: Expected | int,
+    **audit: str,
+) -> str | None:
+    """PENDING, registry write, COMMITTED; returns the previous holder. Caller holds the lock."""
+    current = _live_aliases(client, name).get(alias)
+    if expected is not ANY_VERSION and expected is not None:
+        expected = str(expected)  # a version number given as an int is still that version
+    if expected is not ANY_VERSION and expected != current:
+        raise ConcurrentAliasChange(name, alias, expected, current)
+    if current == to_version:
+        return current
+    entry = ledger.append(LedgerEntry.new(name, alias, current, to_version, **audit))
+    _checkpoint("pending-written")
+    try:
+        if to_version is None:
+            client.delete_registered_model_alias(name, alias)
+        else:
+            client.set_registered_model_alias(name, alias, to_version)
+        _checkpoint("alias-set")
+        _stamp(client, entry)
+    except Exception:
+        # Settle from what the registry shows; if even that fails, the next operation will.
+        with contextlib.suppress(Exception):
+            _reconcile_locked(client, name, ledger)
+        raise
+    ledger.settle(entry.operation_id, COMMITTED)
+    return current
+
+
+def _ref_or_none(client: MlflowClient, name: str, version: str | None) -> ModelRef | None:
+    return get_version(client, name, version) if version else None
 
 
 def move_alias(
@@ -22,18 +196,71 @@ def move_alias(
     reason: str,
     actor: str,
     dagster_run_id: str = "",
+    expected_version: Expected = ANY_VERSION,
+    ledger: Ledger | None = None,
 ) -> tuple[ModelRef | None, ModelRef]:
-    """Point `alias` at `version`; return (previous holder, new holder)."""
-    previous = resolve(client, name, alias)
-    client.set_registered_model_alias(name, alias, version)
-    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    tags = {
-        f"{alias}_since": stamp,
-        f"{alias}_by": actor,
-        f"{alias}_reason": reason,
-        f"{alias}_dagster_run_id": dagster_run_id,
-        f"{alias}_previous_version": previous.version if previous else "",
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    return previous, get_version(client, name, version)
+    """Point `alias` at `version`; return (previous holder, new holder).
+
+    Moving an alias to the version it already points at changes and records nothing.
+    """
+    ledger, version = ledger or Ledger.default(), str(version)
+    with _operation(client, name, ledger):
+        _target(client, name, version)
+        previous = _change_locked(
+            client, ledger, name, alias, version, expected_version,
+            kind="move", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
+        )  # fmt: skip
+    return _ref_or_none(client, name, previous), get_version(client, name, version)
+
+
+def remove_alias(
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    *,
+    reason: str,
+    actor: str,
+    dagster_run_id: str = "",
+    expected_version: Expected = ANY_VERSION,
+    ledger: Ledger | None = None,
+) -> ModelRef | None:
+    """Unset `alias`; returns the version that held it (None if it was not set)."""
+    ledger = ledger or Ledger.default()
+    with _operation(client, name, ledger):
+        previous = _change_locked(
+            client, ledger, name, alias, None, expected_version,
+            kind="remove", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
+        )  # fmt: skip
+    return _ref_or_none(client, name, previous)
+
+
+def rollback(
+    client: MlflowClient,
+    name: str,
+    *,
+    actor: str,
+    reason: str = "",
+    to_version: str | None = None,
+    alias: str = config.CHAMPION_ALIAS,
+    dagster_run_id: str = "",
+    ledger: Ledger | None = None,
+) -> tuple[ModelRef | None, ModelRef]:
+    """Move `alias` back to its previous holder from the ledger, or to `to_version`."""
+    ledger = ledger or Ledger.default()
+    with _operation(client, name, ledger):
+        current = _live_aliases(client, name).get(alias)
+        target = None if to_version is None else str(to_version)
+        if target is None:
+            usable = functools.partial(_usable, client, name)
+            target = previous_holder(name, alias, usable=usable, ledger=ledger)
+        if target is None:
+            raise AliasError(f"the ledger has no earlier `{alias}` of {name} to roll back to")
+        if target == current:
+            raise AliasError(f"{name} v{target} already holds `{alias}`")
+        _target(client, name, target)
+        why = f"rollback from {_label(current)} to v{target}" + (f": {reason}" if reason else "")
+        _change_locked(
+            client, ledger, name, alias, target, current,
+            kind="rollback", reason=why, actor=actor, dagster_run_id=dagster_run_id,
+        )  # fmt: skip
+    return _ref_or_none(client, name, current), get_version(client, name, target)

@@ -18,8 +18,8 @@ import sqlite3
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +35,9 @@ ABORTED = "ABORTED"
 KINDS = ("move", "remove", "rollback", "external")
 
 _COLUMNS = (
-    "operation_id",
-    "time",
-    "model",
-    "alias",
-    "from_version",
-    "to_version",
-    "kind",
-    "reason",
-    "actor",
-    "dagster_run_id",
-)
+    "operation_id", "time", "model", "alias", "from_version", "to_version",
+    "kind", "reason", "actor", "dagster_run_id",
+)  # fmt: skip
 _IMMUTABLE = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in ("seq", *_COLUMNS))
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS alias_ledger (
@@ -129,17 +121,9 @@ class LedgerEntry:
         if kind not in KINDS:
             raise ValueError(f"unknown ledger entry kind {kind!r}")
         return cls(
-            operation_id=uuid.uuid4().hex,
-            time=utc_now(),
-            model=model,
-            alias=alias,
-            from_version=from_version,
-            to_version=to_version,
-            kind=kind,
-            reason=reason,
-            actor=actor,
-            dagster_run_id=dagster_run_id,
-        )
+            uuid.uuid4().hex, utc_now(), model, alias, from_version, to_version,
+            kind, reason, actor, dagster_run_id,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,7 +173,7 @@ class Ledger:
                 [*values, entry.state, entry.settled_at, entry.note],
             )
             conn.execute("COMMIT")
-        return self._get(cursor.lastrowid)
+        return replace(entry, seq=cursor.lastrowid or 0)
 
     def settle(self, operation_id: str, state: str, note: str = "") -> LedgerEntry:
         """Move a PENDING entry to COMMITTED or ABORTED (the only update the schema allows)."""
@@ -207,10 +191,6 @@ class Ledger:
             ).fetchone()
             conn.execute("COMMIT")
         return _entry(row)
-
-    def _get(self, seq: int | None) -> LedgerEntry:
-        with self._connect() as conn:
-            return _entry(conn.execute("SELECT * FROM alias_ledger WHERE seq = ?", (seq,)).fetchone())
 
     def entries(
         self, model: str, alias: str | None = None, state: str | None = None
@@ -257,10 +237,12 @@ class Ledger:
 
 
 def _entry(row: sqlite3.Row) -> LedgerEntry:
-    return LedgerEntry(**{key: row[key] for key in row.keys()})  # noqa: SIM118
+    return LedgerEntry(**dict(zip(row.keys(), row, strict=True)))
 
 
-def history(name: str, alias: str | None = None, *, ledger: Ledger | None = None) -> list[LedgerEntry]:
+def history(
+    name: str, alias: str | None = None, *, ledger: Ledger | None = None
+) -> list[LedgerEntry]:
     """Every recorded change of the model's aliases (or one alias), oldest first."""
     return (ledger or Ledger.default()).entries(name, alias)
 
@@ -269,7 +251,7 @@ def previous_holder(
     name: str,
     alias: str = config.CHAMPION_ALIAS,
     *,
-    usable: Any = None,
+    usable: Callable[[str], bool] | None = None,
     ledger: Ledger | None = None,
 ) -> str | None:
     """The version a rollback of `alias` returns to, or None when there is none.
@@ -279,7 +261,7 @@ def previous_holder(
     check that the version still exists and is not retired). Skipping versions that a rollback
     left means a second rollback goes further back instead of returning to the bad version.
     """
-    entries = [e for e in (ledger or Ledger.default()).entries(name, alias, COMMITTED)]
+    entries = (ledger or Ledger.default()).entries(name, alias, COMMITTED)
     if not entries:
         return None
     current = entries[-1].to_version

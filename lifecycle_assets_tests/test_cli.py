@@ -1,0 +1,102 @@
+"""The alias commands of the `lifecycle` CLI against a real temporary MLflow registry."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from click.testing import CliRunner, Result
+from sklearn.pipeline import Pipeline
+
+from lifecycle_assets import config
+from lifecycle_assets.cli import main
+from lifecycle_assets.config import Settings
+from lifecycle_assets.ml.training import fit_pipeline
+from lifecycle_assets.registry.ledger import default_actor
+from lifecycle_assets.spec import ModelSpec, default_spec
+from lifecycle_assets_tests.test_ledger import register_versions
+
+
+@pytest.fixture(scope="module")
+def pipeline(small_feature_table: pl.DataFrame) -> Pipeline:
+    return fit_pipeline(small_feature_table, default_spec())
+
+
+@pytest.fixture
+def two_versions(
+    lifecycle_env: Settings, spec: ModelSpec, pipeline: Pipeline, small_feature_table: pl.DataFrame
+) -> list[str]:
+    """Versions 1 (`champion`) and 2 in the temporary registry."""
+    return register_versions(2, spec, pipeline, small_feature_table)
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def as_json(*args: str) -> dict | list:
+    result = invoke(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("command", ["promote", "rollback", "history", "status"])
+def test_every_alias_command_has_help(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0 and "--json" in result.output
+
+
+def test_promote_rollback_history_and_status(two_versions: list[str], spec: ModelSpec) -> None:
+    (v1, v2), name = two_versions, spec.name
+
+    moved = as_json("promote", name, v2, "--reason", "better auc", "--expect", v1)
+    assert moved == {
+        "model": name,
+        "alias": config.CHAMPION_ALIAS,
+        "previous": v1,
+        "current": v2,
+        "changed": True,
+    }
+    status = as_json("status", name)
+    champion = status[config.CHAMPION_ALIAS]
+    assert champion["version"] == v2 and champion["by"] == default_actor()
+    assert champion["reason"] == "better auc" and champion["since"].endswith("+00:00")
+    assert status[config.CANARY_ALIAS] is None
+    assert as_json("status") == status  # the default spec names the same model
+
+    assert as_json("rollback", name, "--actor", "oncall")["current"] == v1
+    assert as_json("rollback", name, "--to", v2, "--reason", "false alarm")["current"] == v2
+    assert as_json("promote", name, v2)["changed"] is False
+    entries = as_json("history", name)
+    assert [(e["from_version"], e["to_version"], e["kind"]) for e in entries] == [
+        (None, v1, "move"),
+        (v1, v2, "move"),
+        (v2, v1, "rollback"),
+        (v1, v2, "rollback"),
+    ]
+    assert entries[2]["actor"] == "oncall" and entries[3]["reason"].endswith(": false alarm")
+    assert {e["state"] for e in entries} == {"COMMITTED"}
+
+    table = invoke("history", name).output
+    assert "COMMITTED" in table and "oncall" in table
+    assert "not in ledger" not in invoke("status", name).output
+
+
+def test_errors_are_one_line_and_a_nonzero_exit(two_versions: list[str], spec: ModelSpec) -> None:
+    v1, name = two_versions[0], spec.name
+    cases = {
+        ("promote", name, "99"): "has no version '99'",
+        ("promote", name, v1, "--alias", "shadow", "--expect", "7"): "changed concurrently",
+        ("promote", "no_such_model", "1"): "no registered model named 'no_such_model'",
+        ("rollback", name): "no earlier `champion`",
+        ("rollback", name, "--to", v1): "already holds `champion`",
+    }
+    for args, message in cases.items():
+        result = invoke(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.stdout == ""
+        assert result.stderr.startswith("Error: ") and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert as_json("history", name)[-1]["to_version"] == v1
+    assert invoke("history", "no_such_model").output.startswith("no alias changes")
