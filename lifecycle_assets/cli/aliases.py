@@ -1,0 +1,160 @@
+"""Commands that move aliases through the ledger and show what holds them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from lifecycle_assets import config
+from lifecycle_assets.cli.app import (
+    ALIASES,
+    _actor_option,
+    _clear_errors,
+    _client,
+    _load,
+    _spec_option,
+    console,
+    main,
+)
+
+
+def _report_move(name: str, alias: str, previous, current, as_json: bool) -> None:
+    before = previous.version if previous else None
+    if as_json:
+        payload = {"model": name, "alias": alias, "previous": before, "current": current.version}
+        click.echo(json.dumps({**payload, "changed": before != current.version}, indent=2))
+    elif before == current.version:
+        console.print(f"{name} `{alias}` already points to v{current.version}; nothing changed.")
+    else:
+        console.print(
+            f"{name} `{alias}`: {f'v{before}' if before else 'unset'} -> v{current.version}"
+        )
+
+
+@main.command()
+@click.argument("model")
+@click.argument("version")
+@click.option(
+    "--alias", type=click.Choice(ALIASES), default=config.CHAMPION_ALIAS, show_default=True
+)
+@click.option("--reason", default="promoted from the command line", show_default=True)
+@click.option(
+    "--expect",
+    default=None,
+    help="Refuse unless the alias still points to this version ('none': unset).",
+)
+@_actor_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_clear_errors
+def promote(
+    model: str,
+    version: str,
+    alias: str,
+    reason: str,
+    expect: str | None,
+    actor: str,
+    as_json: bool,
+) -> None:
+    """Point an alias (default `champion`) at VERSION of MODEL, recorded in the ledger."""
+    from lifecycle_assets.registry.aliases import ANY_VERSION, move_alias
+
+    expected = ANY_VERSION if expect is None else None if expect.lower() == "none" else expect
+    previous, current = move_alias(
+        _client(), model, alias, version, reason=reason, actor=actor,
+        expected_version=expected,
+    )  # fmt: skip
+    _report_move(model, alias, previous, current, as_json)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--to", "to_version", default=None, help="Version to roll back to.")
+@click.option("--reason", default="", help="Why (kept in the ledger).")
+@_actor_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_clear_errors
+def rollback(model: str, to_version: str | None, reason: str, actor: str, as_json: bool) -> None:
+    """Move `champion` of MODEL back to the previous champion in the ledger, or to --to."""
+    from lifecycle_assets.registry.aliases import rollback as roll_back
+
+    previous, current = roll_back(
+        _client(), model, actor=actor, reason=reason, to_version=to_version
+    )
+    _report_move(model, config.CHAMPION_ALIAS, previous, current, as_json)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--alias", default=None, help="Only this alias.")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@_clear_errors
+def history(model: str, alias: str | None, as_json: bool) -> None:
+    """Every recorded alias change of MODEL, oldest first."""
+    from lifecycle_assets.registry.ledger import history as ledger_history
+
+    entries = ledger_history(model, alias)
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
+        return
+    if not entries:
+        console.print(f"no alias changes of {model} recorded")
+        return
+    table = Table("time (UTC)", "alias", "from", "to", "state", "actor", "reason", title=model)
+    for e in entries:
+        state = {"COMMITTED": "[green]", "ABORTED": "[red]"}.get(e.state, "[yellow]") + e.state
+        table.add_row(
+            e.time[:19].replace("T", " "), e.alias, e.from_version or "-", e.to_version or "-",
+            state, escape(e.actor), escape(e.reason),
+        )  # fmt: skip
+    console.print(table)
+
+
+@main.command()
+@click.argument("model", required=False)
+@_spec_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@_clear_errors
+def status(model: str | None, spec_path: Path | None, as_json: bool) -> None:
+    """Which version each alias of MODEL (default: the spec's) points to, since when, by whom."""
+    from lifecycle_assets.registry.ledger import Ledger
+    from lifecycle_assets.registry.models import resolve
+
+    name = model or _load(spec_path).name
+    client = _client()
+    recorded = Ledger.default().holders(name)
+    held: dict[str, dict[str, Any] | None] = {}
+    for alias in ALIASES:
+        ref = resolve(client, name, alias)
+        entry = recorded.get(alias)
+        if ref is None:
+            held[alias] = None
+            continue
+        # The ledger's word only when it agrees with the registry, the source of truth.
+        known = entry if entry is not None and entry.to_version == ref.version else None
+        held[alias] = {
+            **ref.to_dict(),
+            "since": known.time if known else None,
+            "by": known.actor if known else None,
+            "reason": known.reason if known else None,
+        }
+    if as_json:
+        click.echo(json.dumps(held, indent=2))
+        return
+    table = Table("alias", "version", "since (UTC)", "by", "mlflow run", "training digest", "bento")
+    table.title = name
+    for alias, ref in held.items():
+        if ref is None:
+            table.add_row(alias, "-", "", "", "", "", "")
+            continue
+        since = ref["since"][:19].replace("T", " ") if ref["since"] else "not in ledger"
+        tags = ref["tags"]
+        table.add_row(
+            alias, ref["version"], since, escape(ref["by"] or ""), ref["run_id"][:12],
+            tags.get(config.TAG_TRAINING_DIGEST, "")[:12], tags.get(config.TAG_BENTO_TAG, ""),
+        )  # fmt: skip
+    console.print(table)

@@ -1,0 +1,94 @@
+"""The `lifecycle` command group and what its commands share (console, options, errors)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from lifecycle_assets import config
+from lifecycle_assets.config import Settings
+from lifecycle_assets.registry.ledger import default_actor
+from lifecycle_assets.spec import DEFAULT_SPEC_PATH, ModelSpec, load_spec
+
+console = Console()
+PROJECT_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
+ALIASES = (config.CHAMPION_ALIAS, config.CHALLENGER_ALIAS, config.CANARY_ALIAS, config.SHADOW_ALIAS)
+
+
+def _dagster_instance():
+    """The persistent instance under DAGSTER_HOME (default `.dagster_home`, with our yaml)."""
+    import dagster as dg
+
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    if PROJECT_DAGSTER_YAML.exists() and not (home / "dagster.yaml").exists():
+        shutil.copy(PROJECT_DAGSTER_YAML, home / "dagster.yaml")
+    return dg.DagsterInstance.get()
+
+
+def _spec_option(function):
+    return click.option(
+        "--spec",
+        "spec_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="Model spec file (default: LIFECYCLE_SPECS's first entry or the built-in spec).",
+    )(function)
+
+
+def _load(spec_path: Path | None) -> ModelSpec:
+    if spec_path is None:
+        first = (os.environ.get("LIFECYCLE_SPECS") or str(DEFAULT_SPEC_PATH)).split(",")[0]
+        spec_path = Path(first.strip())
+    return load_spec(spec_path)
+
+
+@click.group()
+def main() -> None:
+    """The ML model lifecycle as Dagster assets, tracked in MLflow, served by BentoML."""
+    # Dagster labels APIs we rely on (dagster-mlflow, data versions, partitioned checks) as
+    # beta or preview; the notice on every run says nothing a user can act on.
+    warnings.filterwarnings("ignore", module="dagster")
+    warnings.filterwarnings("ignore", message=".*is currently in (beta|preview)")
+    # Keep Bentos and BentoML models with the rest of the project's state, as `make` does.
+    os.environ.setdefault("BENTOML_HOME", str(Settings.from_env().home / "bentoml"))
+
+
+def _clear_errors(function: Callable[..., None]) -> Callable[..., None]:
+    """Registry errors end the command with one line on stderr and exit code 1."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from mlflow.exceptions import MlflowException
+
+        from lifecycle_assets.registry.ledger import AliasError
+
+        try:
+            function(*args, **kwargs)
+        except (AliasError, MlflowException) as error:
+            raise click.ClickException(str(error).strip().splitlines()[0]) from None
+
+    return wrapper
+
+
+def _client():
+    from lifecycle_assets.registry.tracking import configure_mlflow
+
+    return configure_mlflow(Settings.from_env())
+
+
+def _actor_option(function):
+    return click.option(
+        "--actor",
+        default=None,
+        callback=lambda _ctx, _param, value: value or default_actor(),
+        help="Who is making the change (default: $USER@hostname).",
+    )(function)

@@ -1,0 +1,169 @@
+"""Commands that run the lifecycle and simulate data and traffic."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import click
+from rich.progress import Progress
+from rich.table import Table
+
+from lifecycle_assets import config
+from lifecycle_assets.cli.app import _dagster_instance, _load, _spec_option, console, main
+from lifecycle_assets.config import Settings
+from lifecycle_assets.data.simulator import ShiftKnobs, simulate_range
+
+
+@main.command()
+@_spec_option
+@click.option("--refresh", is_flag=True, help="Re-ingest days that are already materialized.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def run(spec_path: Path | None, refresh: bool, as_json: bool) -> None:
+    """Ingest the training window, train, evaluate, gate, promote and build the Bento."""
+    from lifecycle_assets.definitions import build_definitions
+    from lifecycle_assets.lifecycle_run import (
+        ingest_window,
+        partitions_in_window,
+        train_and_deploy,
+        write_summary,
+    )
+
+    spec = _load(spec_path)
+    if spec_path is not None:
+        os.environ["LIFECYCLE_SPECS"] = str(spec_path.resolve())
+    settings = Settings.from_env()
+    instance = _dagster_instance()
+    defs = build_definitions([spec])
+    days = partitions_in_window(spec)
+    with Progress(console=console, transient=True, disable=as_json) as progress:
+        task = progress.add_task(f"ingesting {len(days)} days of {spec.name}", total=len(days))
+        ingest = ingest_window(
+            defs, spec, instance, refresh=refresh, progress=lambda _: progress.advance(task)
+        )
+    if not as_json:
+        console.print(
+            f"ingested {len(ingest.ingested)} day(s), {len(ingest.skipped)} already done, "
+            f"{len(ingest.quarantined)} quarantined"
+        )
+        console.print("training, evaluating and gating (one Dagster run)...")
+    summary = train_and_deploy(defs, spec, instance, ingest)
+    path = write_summary(summary, settings)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2, default=str))
+    else:
+        _print_summary(summary, settings, path)
+    if summary.model_version is None:
+        raise SystemExit(1)
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _print_summary(summary, settings: Settings, path: Path) -> None:
+    from lifecycle_assets.registry.models import resolve
+    from lifecycle_assets.registry.tracking import configure_mlflow
+
+    champion = resolve(configure_mlflow(settings), summary.model_name, config.CHAMPION_ALIAS)
+    console.rule(f"[bold]{summary.model_name} v{summary.model_version}")
+    metrics = Table("metric", "value", title="test-set metrics")
+    for key in ("roc_auc", "f1", "precision", "recall", "log_loss", "brier_score"):
+        if key in summary.metrics:
+            metrics.add_row(key, f"{summary.metrics[key]:.4f}")
+    console.print(metrics)
+    gates = Table("gate", "verdict", "actual", "threshold", title="gates (blocking checks)")
+    for gate in summary.gates:
+        verdict = "[green]PASS" if gate["passed"] else "[red]FAIL"
+        gates.add_row(gate["name"], verdict, _number(gate["actual"]), _number(gate["threshold"]))
+    console.print(gates)
+    if summary.promoted:
+        console.print(f"[green]v{summary.model_version} is now `champion`.")
+    else:
+        held = f"v{champion.version}" if champion else "nobody"
+        console.print(f"[red]not promoted[/red] ({summary.failure}); `champion` stays {held}.")
+    console.print(f"Bento: {summary.bento_tag or 'not built'}")
+    console.print(f"summary: {path}")
+    console.print(
+        "next: `make dev` (Dagster UI on http://127.0.0.1:3000), `make serve` "
+        "(champion on http://127.0.0.1:3001), `make mlflow-ui`, `lifecycle status`"
+    )
+
+
+@main.command()
+@click.option("--days", type=int, default=7, show_default=True)
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2026-03-02", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Landing folder (default: $LIFECYCLE_HOME/landing/credit_default).",
+)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--rows-per-day", type=int, default=400, show_default=True)
+@click.option("--covariate-shift", type=float, default=0.0, show_default=True)
+@click.option("--concept-shift", type=float, default=0.0, show_default=True)
+@click.option("--label-shift", type=float, default=0.0, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet")
+def simulate(
+    days: int,
+    start: dt.datetime,
+    out: Path | None,
+    seed: int,
+    rows_per_day: int,
+    covariate_shift: float,
+    concept_shift: float,
+    label_shift: float,
+    fmt: str,
+) -> None:
+    """Write simulated credit-risk batches (one file per day) into a landing folder."""
+    out = out or Settings.from_env().landing_dir / "credit_default"
+    out.mkdir(parents=True, exist_ok=True)
+    shift = ShiftKnobs(covariate=covariate_shift, concept=concept_shift, label=label_shift)
+    for day, frame in simulate_range(
+        start.date(), days, seed=seed, rows_per_day=rows_per_day, shift=shift
+    ):
+        path = out / f"{day.isoformat()}.{fmt}"
+        if fmt == "parquet":
+            frame.write_parquet(path)
+        else:
+            frame.write_csv(path)
+        console.print(f"wrote {path} ({frame.height} rows)")
+
+
+@main.command("simulate-traffic")
+@_spec_option
+@click.option("--url", default="http://127.0.0.1:3001", show_default=True, help="The service.")
+@click.option("--days", type=int, default=1, show_default=True)
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2026-03-02", show_default=True)
+@click.option("--rows-per-day", type=int, default=200, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--covariate-shift", type=float, default=0.0, show_default=True)
+@click.option("--concept-shift", type=float, default=0.0, show_default=True)
+@click.option("--label-shift", type=float, default=0.0, show_default=True)
+@click.option("--label-delay-days", type=float, default=3.0, show_default=True)
+@click.option("--label-fraction", type=float, default=1.0, show_default=True)
+def simulate_traffic(
+    spec_path: Path | None, url: str, days: int, start: dt.datetime, rows_per_day: int, seed: int,
+    covariate_shift: float, concept_shift: float, label_shift: float, label_delay_days: float,
+    label_fraction: float,
+) -> None:  # fmt: skip
+    """Send simulated applications to the service, then land their outcomes as delayed labels."""
+    from lifecycle_assets.data.ground_truth import labels_folder
+    from lifecycle_assets.data.traffic import simulate_traffic as play
+
+    spec = _load(spec_path)
+    shift = ShiftKnobs(covariate=covariate_shift, concept=concept_shift, label=label_shift)
+    batches = simulate_range(start.date(), days, seed=seed, rows_per_day=rows_per_day, shift=shift)
+    folder = labels_folder(Settings.from_env().landing_dir, spec.name)
+    answers, files = play(
+        url, batches, spec, labels_dir=folder,
+        label_delay=dt.timedelta(days=label_delay_days), label_fraction=label_fraction,
+    )  # fmt: skip
+    versions = answers.group_by("model_version").len().sort("model_version").rows()
+    console.print(f"{answers.height} predictions from {url} (versions: {versions})")
+    console.print(
+        f"{len(files)} label file(s) in {folder}, arriving {label_delay_days} day(s) later"
+    )
