@@ -167,3 +167,46 @@ def simulate_traffic(
     console.print(
         f"{len(files)} label file(s) in {folder}, arriving {label_delay_days} day(s) later"
     )
+
+
+@main.command()
+@_spec_option
+@click.option(
+    "--day", type=click.DateTime(["%Y-%m-%d"]), default=None, help="UTC day (default: today)."
+)
+def monitor(spec_path: Path | None, day: dt.datetime | None) -> None:
+    """Collect a day's predictions, report their drift and score them against arrived labels."""
+    from lifecycle_assets.definitions import build_definitions
+    from lifecycle_assets.defs import names
+    from lifecycle_assets.defs.jobs import monitoring_job_name
+
+    spec = _load(spec_path)
+    key = (day.date() if day else dt.datetime.now(dt.UTC).date()).isoformat()
+    job = build_definitions([spec]).resolve_job_def(monitoring_job_name(spec))
+    result = job.execute_in_process(
+        partition_key=key,
+        instance=_dagster_instance(),
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    drift = (
+        result.output_for_node(f"{spec.name}__{names.DRIFT_REPORT}")
+        if result.is_node_success(f"{spec.name}__{names.DRIFT_REPORT}")
+        else None
+    )
+    live = (
+        result.output_for_node(f"{spec.name}__{names.LIVE_PERFORMANCE}")
+        if result.is_node_success(f"{spec.name}__{names.LIVE_PERFORMANCE}")
+        else None
+    )
+    if drift is None or live is None:
+        failures = result.get_step_failure_events()
+        message = failures[0].event_specific_data.error.message.strip() if failures else "failed"
+        raise click.ClickException(f"monitoring {key} failed: {message.splitlines()[0]}")
+    verdict = "[red]DRIFT" if drift["drifted"] else "[green]no drift"
+    console.print(f"{spec.name} {key}: {drift['rows']} predictions, {verdict}[/]")
+    if drift.get("drifted_features"):
+        console.print(f"drifted features: {', '.join(drift['drifted_features'])}")
+    if drift.get("html"):
+        console.print(f"drift report: {drift['html']}")
+    console.print(live.get("summary", ""))

@@ -137,6 +137,6 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         report = {"day": day, **live_performance.live_report(joined)}
         metadata = _metadata(day, report, label_days)
         context.log.info(metadata["summary"])
-        return dg.Output(report, metadata=metadata)
+        return dg.Output({**report, "summary": metadata["summary"]}, metadata=metadata)
 
     return [ground_truth_asset, live_performance_asset]
