@@ -6,20 +6,15 @@ and every figure is closed in a `finally` so daily reports do not leak memory.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 
 from lifecycle_assets.ml.drift import DriftReport
+from lifecycle_assets.ml.plots import png_figure
 from lifecycle_assets.ml.profile import SCORE_NAME, ReferenceProfile, bin_counts_expr, dense_counts
 
 DPI = 100
@@ -27,22 +22,10 @@ DRIFTED_COLOR = "#c0392b"
 STABLE_COLOR = "#5d8aa8"
 
 
-@contextmanager
-def _figure(size: tuple[float, float]) -> Iterator[tuple[Any, io.BytesIO]]:
-    fig, ax = plt.subplots(figsize=size, dpi=DPI)
-    buffer = io.BytesIO()
-    try:
-        yield ax, buffer
-        fig.tight_layout()
-        fig.savefig(buffer, format="png", dpi=DPI)
-    finally:
-        plt.close(fig)
-
-
 def psi_bars_png(report: DriftReport) -> bytes:
     """PSI per feature (and the score), drifted ones in red, the PSI threshold as a line."""
     rows = [*report.features, *([report.score] if report.score else [])]
-    with _figure((6, 0.3 * len(rows) + 1.2)) as (ax, buffer):
+    with png_figure((6, 0.3 * len(rows) + 1.2)) as (ax, buffer):
         names = [r.feature for r in rows]
         colors = [DRIFTED_COLOR if r.drifted else STABLE_COLOR for r in rows]
         ax.barh(names, [r.psi for r in rows], color=colors)
@@ -79,7 +62,7 @@ def score_distribution_png(
     frame = pl.DataFrame({SCORE_NAME: np.asarray(scores, dtype=np.float64).ravel()})
     pairs = frame.select(bin_counts_expr(SCORE_NAME, profile.score.edges))[SCORE_NAME][0]
     current = dense_counts(pairs, edges.size + 1)
-    with _figure((6, 3.5)) as (ax, buffer):
+    with png_figure((6, 3.5)) as (ax, buffer):
         for counts, label, color in (
             (reference, "reference", STABLE_COLOR),
             (current, "current", DRIFTED_COLOR),

@@ -25,8 +25,9 @@ DPI = 100
 
 
 @contextmanager
-def _figure() -> Iterator[tuple[Any, io.BytesIO]]:
-    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+def png_figure(size: tuple[float, float] = FIGSIZE) -> Iterator[tuple[Any, io.BytesIO]]:
+    """One axes to draw on; the PNG lands in the buffer and the figure is always closed."""
+    fig, ax = plt.subplots(figsize=size, dpi=DPI)
     buffer = io.BytesIO()
     try:
         yield ax, buffer
@@ -50,7 +51,7 @@ def roc_curve_png(
     curves = [(labels[0], proba)]
     if champion_proba is not None:
         curves.append((labels[1], champion_proba))
-    with _figure() as (ax, buffer):
+    with png_figure() as (ax, buffer):
         for label, scores in curves:
             fpr, tpr, _ = roc_curve(y_true, scores)
             auc = roc_auc_score(y_true, scores)
@@ -64,7 +65,7 @@ def roc_curve_png(
 def calibration_png(calibration_table: pl.DataFrame | Sequence[dict[str, Any]]) -> bytes:
     """Reliability diagram: mean predicted probability against observed rate per bin."""
     table = _rows(calibration_table)
-    with _figure() as (ax, buffer):
+    with png_figure() as (ax, buffer):
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
         if table.height:
             ax.plot(
@@ -89,7 +90,7 @@ def confusion_matrix_png(confusion: dict[str, int]) -> bytes:
     matrix = np.array(
         [[confusion["tn"], confusion["fp"]], [confusion["fn"], confusion["tp"]]], dtype=int
     )
-    with _figure() as (ax, buffer):
+    with png_figure() as (ax, buffer):
         image = ax.imshow(matrix, cmap="Blues")
         ax.figure.colorbar(image, ax=ax)
         midpoint = matrix.max() / 2 if matrix.max() else 0.5
@@ -111,7 +112,7 @@ def slice_metrics_png(slices: pl.DataFrame | Sequence[dict[str, Any]]) -> bytes:
     ppr = table["predicted_positive_rate"].to_list() if groups else []
     x = np.arange(len(groups))
     width = 0.4
-    with _figure() as (ax, buffer):
+    with png_figure() as (ax, buffer):
         ax.bar(x - width / 2, np.nan_to_num(tpr), width, label="TPR")
         ax.bar(x + width / 2, ppr, width, label="predicted positive rate")
         tick_labels = [
