@@ -1,4 +1,4 @@
-"""Jobs of one model. Both run in-process: a step is cheap work, and the multiprocess
+"""Jobs of one model. All run in-process: each step is cheap work, and the multiprocess
 executor would spend about 2 s per step starting processes."""
 
 from __future__ import annotations
