@@ -142,3 +142,47 @@ LEDGER_LOCK_DIR = "locks"
 ALIAS_LOCK_TIMEOUT_SECONDS = 30.0
 # Version tag that marks a retired version: never an alias target again, never a rollback target.
 TAG_RETIRED = "retired"
+
+# Deployment operations (canary, shadow, retire). The canary's traffic share is a
+# registered-model tag so the service reads it with the alias, from the registry.
+TAG_CANARY_WEIGHT = "canary_weight"
+TAG_RETIRED_AT = "retired_at"
+TAG_RETIRED_BY = "retired_by"
+TAG_RETIRED_REASON = "retired_reason"
+TAG_ARCHIVE_PATH = "archive_path"
+# Retired versions' artifacts are copied under LIFECYCLE_HOME/<ARCHIVE_DIR>/<model>/v<version>/.
+ARCHIVE_DIR = "archive"
+ARCHIVE_MANIFEST = "manifest.json"
+DEFAULT_SERVICE_URL = "http://127.0.0.1:3001"
+# `retire` asks the running service what it serves; a service slower than this counts as absent.
+SERVICE_PROBE_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class CanaryThresholds:
+    """When the automated canary analysis promotes the canary, rolls it back, or waits.
+
+    Fewer rows than `min_rows` per variant give no verdict (wait). Any limit crossed rolls back.
+    A promotion also needs `min_labelled_rows` labelled rows per variant when `require_labels`,
+    so that a canary is never promoted on its score distribution alone.
+    """
+
+    min_rows: int = 200
+    # Score distributions of canary and champion on the same traffic: PSI and KS statistic.
+    max_score_psi: float = 0.2
+    max_score_ks: float = 0.15
+    max_mean_score_shift: float = 0.05
+    # Share of rows flagged failed: canary minus champion.
+    max_error_rate_increase: float = 0.01
+    # p95 latency of the canary over the champion's, when the log carries latencies.
+    max_latency_ratio: float = 1.5
+    min_labelled_rows: int = 100
+    max_auc_drop: float = 0.02
+    max_accuracy_drop: float = 0.02
+    require_labels: bool = True
+
+
+# Serving in registry mode: how often the service re-reads the aliases it follows, and how long
+# shadow scoring of one batch may take before its result is dropped.
+REGISTRY_POLL_SECONDS = 2.0
+SHADOW_BUDGET_MS = 200.0

@@ -6,6 +6,7 @@ import datetime as dt
 
 import dagster as dg
 
+from lifecycle_assets.defs.assets.canary import build_canary_assets
 from lifecycle_assets.defs.assets.data import build_data_assets
 from lifecycle_assets.defs.assets.deployment import build_deployment_assets
 from lifecycle_assets.defs.assets.drift import build_drift_assets
@@ -15,6 +16,7 @@ from lifecycle_assets.defs.assets.monitoring import build_monitoring_assets
 from lifecycle_assets.defs.assets.training import build_training_assets
 from lifecycle_assets.defs.checks import build_data_checks, build_model_checks
 from lifecycle_assets.defs.jobs import build_jobs
+from lifecycle_assets.defs.operations import build_operation_jobs
 from lifecycle_assets.defs.schedules import build_schedules
 from lifecycle_assets.defs.sensors import build_sensors
 from lifecycle_assets.spec import ModelSpec
@@ -43,13 +45,14 @@ def build_model_defs(spec: ModelSpec) -> dg.Definitions:
             *build_monitoring_assets(spec),
             drift_report,
             *build_label_assets(spec),
+            *build_canary_assets(spec),
         ],
         asset_checks=[
             *build_data_checks(spec, partitions),
             *build_model_checks(spec),
             drift_check,
         ],
-        jobs=jobs,
+        jobs=[*jobs, *build_operation_jobs(spec)],
         schedules=build_schedules(spec, jobs),
         sensors=build_sensors(spec, jobs),
     )

@@ -73,6 +73,10 @@ def _live_aliases(client: MlflowClient, name: str) -> dict[str, str]:
     return {alias: str(version) for alias, version in (model.aliases or {}).items()}
 
 
+def _is_retired(ref: ModelRef) -> bool:
+    return ref.tags.get(config.TAG_RETIRED, "").lower() == "true"
+
+
 def _target(client: MlflowClient, name: str, version: str) -> ModelRef:
     """The version an alias may point to: it exists and is not retired."""
     try:
@@ -81,7 +85,7 @@ def _target(client: MlflowClient, name: str, version: str) -> ModelRef:
         if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise AliasError(f"{name} has no version {version!r}") from None
         raise
-    if ref.tags.get(config.TAG_RETIRED, "").lower() == "true":
+    if _is_retired(ref):
         raise AliasError(f"{name} v{version} is retired and cannot hold an alias")
     return ref
 
@@ -108,11 +112,23 @@ def _stamp(client: MlflowClient, entry: LedgerEntry) -> None:
         client.set_model_version_tag(entry.model, entry.to_version, key, value)
 
 
+def _settle_retire(client: MlflowClient, ledger: Ledger, entry: LedgerEntry) -> LedgerEntry:
+    """A retire is done once the version carries the retired tag (its last step)."""
+    version = entry.from_version or ""
+    if _is_retired(get_version(client, entry.model, version)):
+        note = "reconciled: the version is tagged retired, its process did not confirm it"
+        return ledger.settle(entry.operation_id, COMMITTED, note)
+    note = "reconciled: the version is not tagged retired"
+    return ledger.settle(entry.operation_id, ABORTED, note)
+
+
 def _reconcile_locked(client: MlflowClient, name: str, ledger: Ledger) -> list[LedgerEntry]:
     live = _live_aliases(client, name)
     settled = []
     for entry in ledger.entries(name, state=PENDING):
-        if live.get(entry.alias) == entry.to_version:
+        if entry.kind == "retire":
+            settled.append(_settle_retire(client, ledger, entry))
+        elif live.get(entry.alias) == entry.to_version:
             _stamp(client, entry)
             note = "reconciled: the registry shows the change, its process did not confirm it"
             settled.append(ledger.settle(entry.operation_id, COMMITTED, note))

@@ -31,8 +31,10 @@ COMMITTED = "COMMITTED"
 ABORTED = "ABORTED"
 
 # What an entry did: `external` records a change made behind the ledger's back, found by
-# reconcile, so that the ledger still matches the registry afterwards.
-KINDS = ("move", "remove", "rollback", "external")
+# reconcile, so that the ledger still matches the registry afterwards. `retire` records a version
+# leaving service for good; its `alias` is RETIRE_ALIAS, which no registry alias may be named.
+KINDS = ("move", "remove", "rollback", "external", "retire")
+RETIRE_ALIAS = "(retired)"
 
 _COLUMNS = (
     "operation_id", "time", "model", "alias", "from_version", "to_version",
@@ -206,7 +208,8 @@ class Ledger:
 
     def holders(self, model: str) -> dict[str, LedgerEntry]:
         """Per alias, the last committed entry: what the ledger says the alias points to."""
-        return {e.alias: e for e in self.entries(model, state=COMMITTED)}
+        entries = self.entries(model, state=COMMITTED)
+        return {e.alias: e for e in entries if e.kind != "retire"}
 
     def _lock_path(self, model: str) -> Path:
         safe = urllib.parse.quote(model, safe="")

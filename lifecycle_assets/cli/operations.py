@@ -1,0 +1,140 @@
+"""Deployment commands: canary (with its traffic weight), shadow and retire."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.markup import escape
+
+from lifecycle_assets import config
+from lifecycle_assets.cli.app import _actor_option, _clear_errors, _client, console, main
+
+
+def _echo(payload: dict, as_json: bool, text: str) -> None:
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        console.print(escape(text))
+
+
+def _version_or_clear(version: str | None, clear: bool, alias: str) -> None:
+    if clear == (version is not None):
+        raise click.UsageError(f"give either a VERSION for `{alias}` or --clear, not both")
+
+
+@main.command()
+@click.argument("model")
+@click.argument("version", required=False)
+@click.option("--weight", type=float, default=0.1, show_default=True, help="Traffic share.")
+@click.option("--clear", is_flag=True, help="Unset the canary and its weight.")
+@click.option("--reason", default="canary from the command line", show_default=True)
+@_actor_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_clear_errors
+def canary(
+    model: str,
+    version: str | None,
+    weight: float,
+    clear: bool,
+    reason: str,
+    actor: str,
+    as_json: bool,
+) -> None:
+    """Route --weight of MODEL's traffic to VERSION (the `canary` alias), or --clear it."""
+    from lifecycle_assets.registry.canary import clear_canary, set_canary
+
+    _version_or_clear(version, clear, config.CANARY_ALIAS)
+    client = _client()
+    if clear:
+        previous = clear_canary(client, model, reason=reason, actor=actor)
+        before = previous.version if previous else None
+        payload = {"model": model, "alias": "canary", "previous": before, "current": None}
+        _echo(payload, as_json, f"{model} `canary`: {before and f'v{before}'} -> unset")
+        return
+    previous, current = set_canary(client, model, version, weight, reason=reason, actor=actor)
+    before = previous.version if previous else None
+    payload = {
+        "model": model, "alias": "canary", "previous": before,
+        "current": current.version, "weight": weight,
+    }  # fmt: skip
+    text = f"{model} `canary`: {f'v{before}' if before else 'unset'} -> v{current.version}"
+    _echo(payload, as_json, f"{text} at weight {weight:g}")
+
+
+@main.command()
+@click.argument("model")
+@click.argument("version", required=False)
+@click.option("--clear", is_flag=True, help="Unset the shadow.")
+@click.option("--reason", default="shadow from the command line", show_default=True)
+@_actor_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_clear_errors
+def shadow(
+    model: str, version: str | None, clear: bool, reason: str, actor: str, as_json: bool
+) -> None:
+    """Let VERSION of MODEL score every request without answering (`shadow`), or --clear it."""
+    from lifecycle_assets.registry.canary import clear_shadow, set_shadow
+
+    _version_or_clear(version, clear, config.SHADOW_ALIAS)
+    client = _client()
+    if clear:
+        previous = clear_shadow(client, model, reason=reason, actor=actor)
+        before, after = (previous.version if previous else None), None
+    else:
+        old, current = set_shadow(client, model, version, reason=reason, actor=actor)
+        before, after = (old.version if old else None), current.version
+    payload = {"model": model, "alias": "shadow", "previous": before, "current": after}
+    label = {None: "unset"}
+    text = f"{model} `shadow`: {label.get(before, f'v{before}')} -> {label.get(after, f'v{after}')}"
+    _echo(payload, as_json, text)
+
+
+@main.command()
+@click.argument("model")
+@click.argument("version")
+@click.option("--reason", default="retired from the command line", show_default=True)
+@click.option(
+    "--service-url",
+    default=config.DEFAULT_SERVICE_URL,
+    show_default=True,
+    help="Running service asked what it serves ('' to skip).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_actor_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_clear_errors
+def retire(
+    model: str, version: str, reason: str, service_url: str, yes: bool, actor: str, as_json: bool
+) -> None:
+    """Archive VERSION of MODEL for good; refused while an alias or the service uses it."""
+    from lifecycle_assets.registry.retire import dependents, probe_service
+    from lifecycle_assets.registry.retire import retire as retire_version
+
+    client = _client()
+    found = dependents(client, model, version)
+    if not as_json:
+        console.print(f"{model} v{version} is referred to by:")
+        console.print(f"  aliases: {', '.join(found.aliases) or 'none'}")
+        console.print(f"  BentoML models: {', '.join(found.bento_models) or 'none'}")
+        console.print(f"  Bentos: {', '.join(found.bentos) or 'none'}")
+        console.print(f"  MLflow run: {found.run_id or 'none'}")
+        console.print(f"  ledger entries: {len(found.ledger_entries)}")
+        if service_url:
+            console.print(f"  service: {escape(probe_service(service_url, model).note)}")
+    if not yes:
+        if as_json:
+            raise click.UsageError("--json cannot ask for confirmation: add --yes")
+        click.confirm(f"Retire {model} v{version}?", abort=True)
+    done = retire_version(
+        client, model, version, reason=reason, actor=actor, service_url=service_url or None
+    )
+    payload = {
+        "model": model,
+        "version": version,
+        "archive": str(done.archive_dir),
+        "artifact_sha256": done.manifest["artifact_sha256"],
+        "service": done.service.note,
+        "dependents": done.dependents.to_dict(),
+    }
+    _echo(payload, as_json, f"{model} v{version} retired; archived to {done.archive_dir}")

@@ -1,0 +1,96 @@
+"""Automated canary analysis: judge a day of canary traffic, then promote or roll back."""
+
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from lifecycle_assets.config import CANARY_ALIAS, CanaryThresholds
+from lifecycle_assets.data.ground_truth import LABEL, PREDICTION_ID
+from lifecycle_assets.data.lake import PREDICTION_LOGS, Lake
+from lifecycle_assets.defs import names
+from lifecycle_assets.defs.assets.data import lake_for
+from lifecycle_assets.defs.assets.labels import labels_received
+from lifecycle_assets.defs.assets.monitoring import serving_partitions
+from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.ml.canary_analysis import CanaryVerdict, analyze_canary
+from lifecycle_assets.registry.canary import clear_canary, promote_canary
+from lifecycle_assets.registry.ledger import Ledger
+from lifecycle_assets.registry.models import resolve
+from lifecycle_assets.registry.tracking import configure_mlflow
+from lifecycle_assets.spec import ModelSpec
+
+CANARY_ANALYSIS = "canary_analysis"
+
+
+def day_with_labels(lake: Lake, day: str) -> pl.DataFrame:
+    """The stored prediction log of `day`, with each row's label where one arrived."""
+    entry = lake.daily_entry(PREDICTION_LOGS, day)
+    if entry is None:
+        return pl.DataFrame()
+    log = Lake.read_verified(entry["path"], entry["sha256"])
+    if log.is_empty() or PREDICTION_ID not in log.columns or LABEL in log.columns:
+        return log
+    labels = labels_received(lake).select(
+        pl.col(PREDICTION_ID).cast(pl.String), pl.col(LABEL).cast(pl.Int8)
+    )
+    return log.with_columns(pl.col(PREDICTION_ID).cast(pl.String)).join(
+        labels, on=PREDICTION_ID, how="left", maintain_order="left"
+    )
+
+
+def apply_verdict(
+    client: Any, spec: ModelSpec, verdict: CanaryVerdict, run_id: str, ledger: Ledger
+) -> str:
+    """Promote or roll back the canary the verdict is about; returns what was done."""
+    canary = resolve(client, spec.name, CANARY_ALIAS)
+    if verdict.decision == "wait" or canary is None:
+        return "nothing: " + ("waiting" if canary else "no canary is set")
+    if canary.version != verdict.canary_version:
+        # The log judged another version than today's canary: acting would misattribute it.
+        return f"nothing: the log judged v{verdict.canary_version}, the canary is v{canary.version}"
+    audit = {"actor": f"dagster:{run_id}", "dagster_run_id": run_id, "ledger": ledger}
+    reason = "canary analysis: " + "; ".join(verdict.reasons)
+    if verdict.decision == "promote":
+        promote_canary(client, spec.name, reason=reason, **audit)
+        return f"promoted v{canary.version} to champion"
+    clear_canary(client, spec.name, reason=f"rolled back by {reason}", **audit)
+    return f"rolled back canary v{canary.version}"
+
+
+def build_canary_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
+    """The daily canary analysis of one model."""
+
+    @dg.asset(
+        key=[spec.name, CANARY_ANALYSIS],
+        partitions_def=serving_partitions(spec),
+        deps=[names.key(spec.name, names.PREDICTION_LOG)],
+        group_name=spec.name,
+        kinds={"mlflow"},
+        io_manager_key="json_io_manager",
+        description="Compares the canary with the champion on live traffic, then promotes "
+        "the canary or rolls it back.",
+    )
+    def canary_analysis(
+        context: dg.AssetExecutionContext, lifecycle: LifecycleResource
+    ) -> dg.Output[dict[str, Any]]:
+        settings = lifecycle.settings()
+        log = day_with_labels(lake_for(lifecycle, spec), context.partition_key)
+        verdict = analyze_canary(log, CanaryThresholds())
+        client = configure_mlflow(settings)
+        action = apply_verdict(client, spec, verdict, context.run_id, Ledger.for_settings(settings))
+        context.log.info(f"canary verdict {verdict.decision}: {action}")
+        return dg.Output(
+            {**verdict.to_dict(), "action": action},
+            metadata={
+                "decision": verdict.decision,
+                "action": action,
+                "reasons": dg.MetadataValue.json(list(verdict.reasons)),
+                "canary_version": verdict.canary_version or "none",
+                "canary_rows": verdict.canary.rows,
+                "champion_rows": verdict.champion.rows,
+                "score_psi": verdict.score_psi if verdict.score_psi is not None else "n/a",
+            },
+        )
+
+    return [canary_analysis]

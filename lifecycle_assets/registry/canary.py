@@ -1,0 +1,151 @@
+"""Canary and shadow: aliases moved through the ledger, plus the canary's traffic weight.
+
+The weight is a registered-model tag (`canary_weight`, a float in [0, 1] as a string) so the
+service reads which version is canary and how much traffic it gets from one place, the registry.
+Neither the canary nor the shadow may be the champion's own version: comparing a model with
+itself proves nothing, and the analysis could then "promote" what already serves.
+"""
+
+from __future__ import annotations
+
+import math
+
+from mlflow import MlflowClient
+
+from lifecycle_assets import config
+from lifecycle_assets.registry.aliases import move_alias, remove_alias
+from lifecycle_assets.registry.ledger import AliasError, Ledger
+from lifecycle_assets.registry.models import ModelRef, resolve
+
+
+def validate_weight(weight: float) -> float:
+    """The weight as a float in [0, 1], or AliasError."""
+    try:
+        value = float(weight)
+    except (TypeError, ValueError):
+        raise AliasError(f"a canary weight is a number in [0, 1], not {weight!r}") from None
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise AliasError(f"a canary weight is a number in [0, 1], not {weight!r}")
+    return value
+
+
+def canary_weight(client: MlflowClient, name: str) -> float | None:
+    """The canary's traffic weight from the registry; None when no weight is set."""
+    raw = (client.get_registered_model(name).tags or {}).get(config.TAG_CANARY_WEIGHT)
+    return None if raw in (None, "") else float(raw)
+
+
+def _refuse_champion(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    champion = resolve(client, name, config.CHAMPION_ALIAS)
+    if champion is not None and champion.version == version:
+        raise AliasError(f"{name} v{version} is the champion; it cannot also be the {alias}")
+
+
+def set_canary(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    weight: float,
+    *,
+    reason: str,
+    actor: str,
+    dagster_run_id: str = "",
+    ledger: Ledger | None = None,
+) -> tuple[ModelRef | None, ModelRef]:
+    """Point `canary` at `version` with `weight` of the traffic; (previous, new) canary.
+
+    The weight tag is written after the alias: a failed move leaves the current canary's
+    weight untouched.
+    """
+    version, value = str(version), validate_weight(weight)
+    _refuse_champion(client, name, config.CANARY_ALIAS, version)
+    why = f"canary weight {value:g}" + (f": {reason}" if reason else "")
+    previous, current = move_alias(
+        client, name, config.CANARY_ALIAS, version, reason=why, actor=actor,
+        dagster_run_id=dagster_run_id, ledger=ledger,
+    )  # fmt: skip
+    client.set_registered_model_tag(name, config.TAG_CANARY_WEIGHT, str(value))
+    return previous, current
+
+
+def clear_canary(
+    client: MlflowClient,
+    name: str,
+    *,
+    reason: str,
+    actor: str,
+    dagster_run_id: str = "",
+    ledger: Ledger | None = None,
+) -> ModelRef | None:
+    """Unset `canary` and its weight; returns the version that was canary."""
+    previous = remove_alias(
+        client, name, config.CANARY_ALIAS, reason=reason, actor=actor,
+        dagster_run_id=dagster_run_id, ledger=ledger,
+    )  # fmt: skip
+    if config.TAG_CANARY_WEIGHT in (client.get_registered_model(name).tags or {}):
+        client.delete_registered_model_tag(name, config.TAG_CANARY_WEIGHT)
+    return previous
+
+
+def set_shadow(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    *,
+    reason: str,
+    actor: str,
+    dagster_run_id: str = "",
+    ledger: Ledger | None = None,
+) -> tuple[ModelRef | None, ModelRef]:
+    """Point `shadow` at `version`: it scores every request, its answers are only logged."""
+    version = str(version)
+    _refuse_champion(client, name, config.SHADOW_ALIAS, version)
+    return move_alias(
+        client, name, config.SHADOW_ALIAS, version, reason=reason, actor=actor,
+        dagster_run_id=dagster_run_id, ledger=ledger,
+    )  # fmt: skip
+
+
+def clear_shadow(
+    client: MlflowClient,
+    name: str,
+    *,
+    reason: str,
+    actor: str,
+    dagster_run_id: str = "",
+    ledger: Ledger | None = None,
+) -> ModelRef | None:
+    """Unset `shadow`; returns the version that was shadow."""
+    return remove_alias(
+        client,
+        name,
+        config.SHADOW_ALIAS,
+        reason=reason,
+        actor=actor,
+        dagster_run_id=dagster_run_id,
+        ledger=ledger,
+    )
+
+
+def promote_canary(
+    client: MlflowClient,
+    name: str,
+    *,
+    reason: str,
+    actor: str,
+    dagster_run_id: str = "",
+    ledger: Ledger | None = None,
+) -> tuple[ModelRef | None, ModelRef]:
+    """Make the canary the champion, then clear the canary; (previous, new) champion."""
+    canary = resolve(client, name, config.CANARY_ALIAS)
+    if canary is None:
+        raise AliasError(f"{name} has no canary to promote")
+    moved = move_alias(
+        client, name, config.CHAMPION_ALIAS, canary.version, reason=f"canary promoted: {reason}",
+        actor=actor, dagster_run_id=dagster_run_id, ledger=ledger,
+    )  # fmt: skip
+    clear_canary(
+        client, name, reason=f"promoted to champion: {reason}", actor=actor,
+        dagster_run_id=dagster_run_id, ledger=ledger,
+    )  # fmt: skip
+    return moved
