@@ -97,3 +97,13 @@ def test_lake_quarantines_bad_batches_and_detects_tampering(tmp_path: Path, spec
     Path(record.path).write_bytes(canonical_parquet(good.head(10)))
     with pytest.raises(IntegrityError, match="expected"):
         lake.read_batch(record)
+
+
+def test_shadow_scores_are_not_traffic() -> None:
+    from lifecycle_assets.data.prediction_log import answered
+
+    rows = pl.DataFrame(
+        {"prediction_id": ["a", "b", "c"], "variant": ["champion", "shadow", "canary"]}
+    )
+    assert answered(rows)["prediction_id"].to_list() == ["a", "c"]
+    assert answered(rows.drop("variant")).height == 3

@@ -38,3 +38,11 @@ def read_day(log_dir: Path, model_name: str, day: dt.date) -> pl.DataFrame:
         .sort(PREDICTED_AT)
         .unique(subset=PREDICTION_ID, keep="first", maintain_order=True)
     )
+
+
+def answered(rows: pl.DataFrame) -> pl.DataFrame:
+    """Only the predictions that were returned to clients: shadow scores are logged beside
+    them (`variant == "shadow"`) but are not traffic, so drift and live performance skip them."""
+    if "variant" not in rows.columns:
+        return rows
+    return rows.filter(pl.col("variant").is_null() | (pl.col("variant") != "shadow"))

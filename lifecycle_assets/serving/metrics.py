@@ -53,6 +53,26 @@ class PredictionMetrics:
             "Prediction log rows that could not be written.",
             ["model_name"],
         )
+        self.swap_failures = prom.Counter(
+            "lifecycle_model_swap_failures",
+            "Registry versions refused by the service (load, verify or smoke prediction failed).",
+            ["model_name", "role"],
+        )
+        self.swaps = prom.Counter(
+            "lifecycle_model_swaps",
+            "Registry versions the service swapped in, by role.",
+            ["model_name", "role"],
+        )
+        self.shadow_predictions = prom.Counter(
+            "lifecycle_shadow_predictions",
+            "Rows scored by the shadow model and logged, never answered.",
+            ["model_name", "model_version"],
+        )
+        self.shadow_skipped = prom.Counter(
+            "lifecycle_shadow_skipped",
+            "Batches the shadow model did not score: over budget, busy or failed.",
+            ["model_name", "reason"],
+        )
 
     def observe(self, name: str, version: str, probabilities: Sequence[float]) -> None:
         self.predictions.labels(name, version).inc(len(probabilities))

@@ -11,13 +11,18 @@ concurrent requests are coalesced: whatever arrived while the model was busy goe
 `compute_features` and `predict_proba` as one vectorized batch, so scikit-learn's per-call cost
 (about 5 ms here whether for 1 row or 64) is paid once per batch, with no waiting timer at low
 load (BentoML's adaptive batching, timer-based, answered 503 under load).
+
+In registry mode the service follows the registry (`watcher.py`): champion, canary and shadow are
+swapped in as one immutable `ModelSet`, and each batch is scored by the set it started with. The
+canary answers a stable share of records (`router.py`); the shadow scores each batch after it is
+answered (`shadow.py`). A Bento serves its bundled model and never swaps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -34,17 +39,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.drift import latest_drift_path
-from lifecycle_assets.ml.features import compute_features
-from lifecycle_assets.ml.training import predict_proba
+from lifecycle_assets.registry.tracking import configure_mlflow
+from lifecycle_assets.serving import admin
 from lifecycle_assets.serving.metrics import prediction_metrics
+from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ModelSet, score
 from lifecycle_assets.serving.model_source import ServedModel, load_served_model
+from lifecycle_assets.serving.prediction_log import write_rows
 from lifecycle_assets.serving.requests import RequestError, RequestValidator, ValidatedBatch
+from lifecycle_assets.serving.router import canary_mask
+from lifecycle_assets.serving.shadow import ShadowScorer, shadow_rows
+from lifecycle_assets.serving.watcher import RegistryWatcher
+from lifecycle_assets.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
 THRESHOLD = 0.5
+ENV_POLL_SECONDS = "LIFECYCLE_REGISTRY_POLL_SECONDS"
+ENV_SHADOW_BUDGET_MS = "LIFECYCLE_SHADOW_BUDGET_MS"
 
 
 @dataclass
@@ -54,14 +68,16 @@ class _Pending:
 
 
 class Predictor:
-    """Scores validated batches with one model, coalescing concurrent requests."""
+    """Scores validated batches with the current model set, coalescing concurrent requests."""
 
-    def __init__(self, served: ServedModel, settings: Settings) -> None:
-        self.served = served
-        self.spec = served.loaded.spec
-        self.validator = RequestValidator(self.spec, settings.serving.max_batch_size)
-        self.log_path = str(settings.prediction_log_dir)
+    def __init__(
+        self, served: ServedModel, settings: Settings, shadow_budget_ms: float | None = None
+    ) -> None:
+        # Replaced whole by the registry watcher (from its thread): readers take one reference.
+        self.models = ModelSet(champion=served)
         self.max_rows = settings.serving.max_batch_size
+        self._validator = RequestValidator(served.loaded.spec, self.max_rows)
+        self.log_path = str(settings.prediction_log_dir)
         self._waiting: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -69,11 +85,30 @@ class Predictor:
         self.log_failures = 0
         self.drift_file = latest_drift_path(settings.reports_dir, self.spec.name)
         self._drift_seen = 0.0
+        budget = config.SHADOW_BUDGET_MS if shadow_budget_ms is None else shadow_budget_ms
+        self.shadow = ShadowScorer(self.spec.name, budget, self.metrics)
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self.watcher: RegistryWatcher | None = None
+
+    @property
+    def served(self) -> ServedModel:
+        return self.models.champion
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.models.champion.loaded.spec
+
+    @property
+    def validator(self) -> RequestValidator:
+        """Validates against the champion's spec; rebuilt when a champion brings a new spec."""
+        spec = self.spec
+        if self._validator.spec is not spec:
+            self._validator = RequestValidator(spec, self.max_rows)
+        return self._validator
 
     def score(self, frame: pl.DataFrame) -> np.ndarray:
-        """Probabilities for raw rows: the pipeline's own feature code, then the model."""
-        features = compute_features(frame, self.spec)
-        return predict_proba(self.served.loaded.pipeline, features, self.spec)
+        """The champion's probabilities for raw rows."""
+        return score(self.models.champion, frame)
 
     def refresh_drift(self) -> None:
         """Re-export drift gauges when the drift_report asset wrote a newer file (cheap stat)."""
@@ -112,8 +147,9 @@ class Predictor:
             await asyncio.sleep(0)
             while self._waiting:
                 pending = self._take()
+                models = self.models
                 try:
-                    rows, records = self._score_pending(pending)
+                    rows, records, frame = self._score_pending(pending, models)
                 except Exception as error:
                     logger.exception("scoring a batch of %d requests failed", len(pending))
                     for item in pending:
@@ -125,73 +161,105 @@ class Predictor:
                 try:
                     # A fresh context per call: the monitor keeps per-record state in context
                     # variables, and this task lives as long as the process.
-                    contextvars.copy_context().run(self._log, rows, records)
+                    contextvars.copy_context().run(self._log, rows, records, models)
                 except Exception:
                     # The answers are already sent; a failing log must not stop serving, but it
                     # must be loud: in the log, in /metrics and in /metadata.
                     logger.exception("writing %d prediction log rows failed", len(rows))
                     self.log_failures += len(rows)
                     self.metrics.log_failures.labels(self.spec.name).inc(len(rows))
+                if models.shadow is not None:
+                    task = asyncio.get_running_loop().create_task(
+                        self._shadow(models, frame, rows, records)
+                    )
+                    self._shadow_tasks.add(task)
+                    task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow(
+        self,
+        models: ModelSet,
+        frame: pl.DataFrame,
+        rows: list[dict[str, Any]],
+        records: list[dict[str, Any]],
+    ) -> None:
+        """Score an answered batch with the shadow and log it; never raises, never answers."""
+        shadow = models.shadow
+        assert shadow is not None
+        probabilities = await self.shadow.score(shadow, frame)
+        if probabilities is None:
+            return
+        ref = shadow.ref
+        logged = shadow_rows(probabilities, rows, ref, THRESHOLD)
+        self.metrics.shadow_predictions.labels(ref.name, ref.version).inc(len(logged))
+        try:
+            contextvars.copy_context().run(self._log, logged, records, models)
+        except Exception:
+            logger.exception("writing %d shadow log rows failed", len(logged))
+            self.log_failures += len(logged)
+            self.metrics.log_failures.labels(self.spec.name).inc(len(logged))
+
+    def _split_score(
+        self, models: ModelSet, frame: pl.DataFrame, route_ids: list[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and the canary mask: one vectorized call per model that answers."""
+        canary = models.canary
+        mask = canary_mask(route_ids, models.canary_weight if canary is not None else 0.0)
+        if canary is None or not mask.any():
+            return score(models.champion, frame), mask
+        if mask.all():
+            return score(canary, frame), mask
+        probabilities = np.empty(frame.height, dtype=float)
+        selector = pl.Series(mask)
+        probabilities[mask] = score(canary, frame.filter(selector))
+        probabilities[~mask] = score(models.champion, frame.filter(~selector))
+        return probabilities, mask
 
     def _score_pending(
-        self, pending: list[_Pending]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        self, pending: list[_Pending], models: ModelSet
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], pl.DataFrame]:
         frame = pl.concat([item.batch.frame for item in pending], how="vertical")
-        probabilities = self.score(frame).tolist()
-        ref = self.served.ref
-        self.metrics.observe(ref.name, ref.version, probabilities)
-        self.refresh_drift()
+        ids = [identifier for item in pending for identifier in item.batch.ids]
+        # Always minted here: a client's record id may repeat (a re-scored application), a
+        # prediction id never does. Records without an id are routed by their prediction id.
+        prediction_ids = [uuid.uuid4().hex for _ in ids]
+        route_ids = [r if r is not None else p for r, p in zip(ids, prediction_ids, strict=True)]
+        probabilities, mask = self._split_score(models, frame, route_ids)
+        answered = {False: (CHAMPION, models.champion.ref)}
+        if models.canary is not None:
+            answered[True] = (CANARY, models.canary.ref)
+        scores, flags = probabilities.tolist(), mask.tolist()
         all_rows: list[dict[str, Any]] = []
+        for index, (probability, to_canary) in enumerate(zip(scores, flags, strict=True)):
+            variant, ref = answered[to_canary]
+            all_rows.append(
+                {
+                    "prediction": int(probability >= THRESHOLD),
+                    "probability": probability,
+                    "prediction_id": prediction_ids[index],
+                    "record_id": ids[index],
+                    "model_name": ref.name,
+                    "model_version": ref.version,
+                    "variant": variant,
+                }
+            )
+        for to_canary, (_, ref) in answered.items():
+            chosen = [p for p, m in zip(scores, flags, strict=True) if m == to_canary]
+            if chosen:
+                self.metrics.observe(ref.name, ref.version, chosen)
+        self.refresh_drift()
         start = 0
         for item in pending:
-            rows = []
-            for offset, identifier in enumerate(item.batch.ids):
-                probability = probabilities[start + offset]
-                rows.append(
-                    {
-                        "prediction": int(probability >= THRESHOLD),
-                        "probability": probability,
-                        # Always minted here: a client's record id may repeat (a re-scored
-                        # application), a prediction id never does.
-                        "prediction_id": uuid.uuid4().hex,
-                        "record_id": identifier,
-                        "model_name": ref.name,
-                        "model_version": ref.version,
-                    }
-                )
+            rows = all_rows[start : start + len(item.batch.ids)]
             start += len(rows)
             if not item.future.done():
                 item.future.set_result(rows)
-            all_rows.extend(rows)
-        return all_rows, [record for item in pending for record in item.batch.records]
+        records = [record for item in pending for record in item.batch.records]
+        return all_rows, records, frame
 
-    def _log(self, rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> None:
-        """One monitor row per prediction: inputs, outputs and the model's provenance."""
-        ref = self.served.ref
-        n = len(rows)
-        columns: list[tuple[str, list[Any], str, str]] = [
-            (
-                f.name,
-                [record.get(f.name) for record in records],
-                "feature",
-                "numerical" if f.type == "numeric" else "categorical",
-            )
-            for f in self.spec.features
-        ]
-        columns += [
-            ("probability", [r["probability"] for r in rows], "prediction", "numerical"),
-            ("prediction", [r["prediction"] for r in rows], "prediction", "categorical"),
-            ("prediction_id", [r["prediction_id"] for r in rows], "id", "categorical"),
-            ("record_id", [r["record_id"] for r in rows], "id", "categorical"),
-            ("model_name", [ref.name] * n, "meta", "categorical"),
-            ("model_version", [ref.version] * n, "meta", "categorical"),
-            ("training_digest", [ref.training_digest] * n, "meta", "categorical"),
-            # The monitor's own `timestamp` is naive local time; this one is unambiguous.
-            ("predicted_at", [dt.datetime.now(dt.UTC).isoformat()] * n, "meta", "categorical"),
-        ]
-        with bentoml.monitor(self.spec.name, monitor_options={"log_path": self.log_path}) as mon:
-            for name, values, role, kind in columns:
-                mon.log_batch(values, name, role, kind)
+    def _log(
+        self, rows: list[dict[str, Any]], records: list[dict[str, Any]], models: ModelSet
+    ) -> None:
+        write_rows(self.spec, self.log_path, rows, records, models)
 
     def metadata(self) -> dict[str, Any]:
         ref = self.served.ref
@@ -213,6 +281,9 @@ class Predictor:
             "loaded_at": self.served.loaded_at,
             "prediction_log_failures": self.log_failures,
             "health": {"prediction_log": "failing" if self.log_failures else "ok"},
+            "serving": self.models.describe(),
+            "shadow_skipped": dict(self.shadow.skipped),
+            **(self.watcher.status() if self.watcher else {"follows_registry": False}),
         }
 
 
@@ -240,6 +311,8 @@ http_app = Starlette(
     routes=[
         Route("/predict", predict_endpoint, methods=["POST"]),
         Route("/metadata", metadata_endpoint, methods=["GET"]),
+        Route("/admin/reload", admin.reload_endpoint, methods=["POST"]),
+        Route("/admin/status", admin.status_endpoint, methods=["GET"]),
     ]
 )
 
@@ -260,7 +333,22 @@ class PredictionService:
     def __init__(self) -> None:
         settings = Settings.from_env()
         served = load_served_model()
-        self.predictor = Predictor(served, settings)
+        env = os.environ
+        self.admin_token = env.get(admin.ENV_ADMIN_TOKEN) or None
+        budget = float(env.get(ENV_SHADOW_BUDGET_MS) or config.SHADOW_BUDGET_MS)
+        self.predictor = Predictor(served, settings, shadow_budget_ms=budget)
+        if served.source == "registry":
+            poll = float(env.get(ENV_POLL_SECONDS) or config.REGISTRY_POLL_SECONDS)
+            watcher = RegistryWatcher(
+                configure_mlflow(settings),
+                served.ref.name,
+                current=lambda: self.predictor.models,
+                publish=functools.partial(setattr, self.predictor, "models"),
+                metrics=self.predictor.metrics,
+                poll_seconds=poll,
+            )
+            self.predictor.watcher = watcher
+            watcher.start()
         logger.info(
             "serving %s version %s from %s (pid %d)",
             served.ref.name,

@@ -6,7 +6,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from lifecycle_assets.data.lake import PREDICTION_LOGS
+from lifecycle_assets.data.lake import PREDICTION_LOGS, Lake
+from lifecycle_assets.data.prediction_log import answered
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.assets.evaluation import image_markdown
@@ -51,7 +52,7 @@ def build_drift_assets(spec: ModelSpec) -> list:
         entry = lake_for(lifecycle, spec).daily_entry(PREDICTION_LOGS, context.partition_key)
         if entry is None:
             raise dg.Failure(f"no prediction_log for {context.partition_key}: materialize it first")
-        log = pl.read_parquet(entry["path"])
+        log = answered(Lake.read_verified(entry["path"], entry["sha256"]))
         if log.is_empty():
             value = {"day": context.partition_key, "rows": 0, "drifted": False, "report": None}
             return dg.Output(value, metadata={"rows": 0, "verdict": "no predictions that day"})

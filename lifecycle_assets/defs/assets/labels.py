@@ -7,6 +7,7 @@ import polars as pl
 
 from lifecycle_assets.data import ground_truth
 from lifecycle_assets.data.lake import PREDICTION_LOGS, Lake
+from lifecycle_assets.data.prediction_log import answered
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.assets.monitoring import serving_partitions
@@ -131,7 +132,7 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         entry = lake.daily_entry(PREDICTION_LOGS, day)
         if entry is None:
             raise dg.Failure(f"no prediction log stored for {day}: materialize prediction_log")
-        predictions = Lake.read_verified(entry["path"], entry["sha256"])
+        predictions = answered(Lake.read_verified(entry["path"], entry["sha256"]))
         joined = live_performance.join_labels(predictions, labels_received(lake))
         label_days = len(lake.daily_days(ground_truth.GROUND_TRUTH))
         report = {"day": day, **live_performance.live_report(joined)}

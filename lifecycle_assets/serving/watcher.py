@@ -1,0 +1,181 @@
+"""Follow the registry: when an alias the service serves moves, load, verify, smoke, then swap.
+
+A daemon thread polls the registered model (one cheap registry call: aliases and tags together)
+every few seconds, off the request path. A moved alias is loaded in that thread, checked against
+its recorded SHA-256 (`load_version`), asked for a smoke prediction, and only then published as a
+new `ModelSet`; anything failing on the way is refused: the old model keeps serving, and the
+refusal is logged, listed in `/metadata` and counted in `/metrics`. A refused version is not
+retried on every poll, only once its alias has moved away and back (or on `POST /admin/reload`
+with `retry`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mlflow import MlflowClient
+
+from lifecycle_assets import config
+from lifecycle_assets.registry.models import get_version, load_version
+from lifecycle_assets.serving.metrics import PredictionMetrics
+from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ROLES, ModelSet, smoke_test
+from lifecycle_assets.serving.model_source import ServedModel
+from lifecycle_assets.serving.router import parse_weight
+
+logger = logging.getLogger(__name__)
+
+ALIASES = {
+    CHAMPION: config.CHAMPION_ALIAS,
+    CANARY: config.CANARY_ALIAS,
+    "shadow": config.SHADOW_ALIAS,
+}
+# Refusals kept for /metadata; older ones are in the service log.
+MAX_REFUSALS = 20
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    role: str
+    version: str
+    reason: str
+    time: str
+
+
+class RegistryWatcher:
+    """Polls the aliases of one registered model and publishes verified `ModelSet`s."""
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        name: str,
+        current: Callable[[], ModelSet],
+        publish: Callable[[ModelSet], None],
+        metrics: PredictionMetrics,
+        poll_seconds: float,
+    ) -> None:
+        self.client, self.name = client, name
+        self.current, self.publish = current, publish
+        self.metrics = metrics
+        self.poll_seconds = poll_seconds
+        self.refused: list[Refusal] = []
+        self.last_swap: dict[str, Any] | None = None
+        self.last_poll: str | None = None
+        self.last_poll_error: str | None = None
+        # What each alias pointed at when last acted on: a refused version is not retried until
+        # its alias moves. Starts from what is served, so the champion loaded at start-up counts.
+        self._seen: dict[str, str | None] = {
+            role: None if (m := current().get(role)) is None else m.ref.version for role in ROLES
+        }
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="registry-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.poll()
+            except Exception as error:
+                # The registry may be briefly unreachable: keep serving, say so, try again.
+                logger.exception("polling the registry for %s failed", self.name)
+                self.last_poll_error = f"{type(error).__name__}: {error}"
+
+    def poll(self, *, retry_refused: bool = False) -> ModelSet:
+        """Read the aliases once and swap whatever moved; returns the model set now served."""
+        with self._lock:
+            model = self.client.get_registered_model(self.name)
+            aliases = {alias: str(v) for alias, v in (model.aliases or {}).items()}
+            tags = dict(model.tags or {})
+            self.last_poll, self.last_poll_error = _now(), None
+            models = self.current()
+            changes: dict[str, Any] = {}
+            for role, alias in ALIASES.items():
+                target = aliases.get(alias)
+                if target == self._seen[role] and not (retry_refused and self._is_refused(role)):
+                    continue
+                self._seen[role] = target
+                served = models.get(role)
+                if target is None:
+                    if role == CHAMPION:
+                        logger.warning("%s lost `%s`; still serving it", self.name, alias)
+                    else:
+                        changes[role] = None
+                elif served is None or served.ref.version != target:
+                    loaded = self._load(role, target, models)
+                    if loaded is not None:
+                        changes[role] = loaded
+            weight = self._weight(tags.get(config.TAG_CANARY_WEIGHT), models.canary_weight)
+            if weight != models.canary_weight:
+                changes["canary_weight"] = weight
+            if changes:
+                models = models.replace(**changes)
+                self.publish(models)
+                self._record_swap(changes, models)
+            return models
+
+    def _is_refused(self, role: str) -> bool:
+        return any(r.role == role and r.version == self._seen[role] for r in self.refused)
+
+    def _weight(self, raw: str | None, current: float) -> float:
+        try:
+            return parse_weight(raw)
+        except ValueError as error:
+            tag = config.TAG_CANARY_WEIGHT
+            logger.error("ignoring the %s tag of %s: %s", tag, self.name, error)
+            return current
+
+    def _load(self, role: str, version: str, models: ModelSet) -> ServedModel | None:
+        """The verified, smoke-tested version, or None after recording why it was refused."""
+        for served in (models.champion, models.canary, models.shadow):
+            if served is not None and served.ref.version == version:
+                return served  # already loaded and verified for another role
+        try:
+            ref = get_version(self.client, self.name, version)
+            if ref.tags.get(config.TAG_RETIRED, "").lower() == "true":
+                raise ValueError("the version is retired")
+            candidate = ServedModel(loaded=load_version(ref), source="registry", loaded_at=_now())
+            # A new champion brings its own spec (requests are validated against it); the other
+            # roles must answer the rows the champion's spec accepts.
+            spec = candidate.loaded.spec if role == CHAMPION else models.champion.loaded.spec
+            smoke_test(candidate, spec)
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}"
+            logger.error("refused %s v%s as %s: %s", self.name, version, role, reason)
+            self.refused = [*self.refused, Refusal(role, version, reason, _now())][-MAX_REFUSALS:]
+            self.metrics.swap_failures.labels(self.name, role).inc()
+            return None
+        return candidate
+
+    def _record_swap(self, changes: dict[str, Any], models: ModelSet) -> None:
+        roles = {}
+        for role in ROLES:
+            if role in changes:
+                roles[role] = None if changes[role] is None else changes[role].ref.version
+                self.metrics.swaps.labels(self.name, role).inc()
+        self.last_swap = {"time": _now(), "roles": roles, "canary_weight": models.canary_weight}
+        logger.info("%s now serves %s", self.name, models.describe())
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "follows_registry": True,
+            "poll_seconds": self.poll_seconds,
+            "last_poll": self.last_poll,
+            "last_poll_error": self.last_poll_error,
+            "last_swap": self.last_swap,
+            "refused": [asdict(r) for r in self.refused],
+        }
