@@ -117,10 +117,17 @@ def history(model: str, alias: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("model", required=False)
 @_spec_option
+@click.option(
+    "--service-url",
+    default=config.DEFAULT_SERVICE_URL,
+    show_default=True,
+    help="The running service to ask what it actually serves.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @_clear_errors
-def status(model: str | None, spec_path: Path | None, as_json: bool) -> None:
-    """Which version each alias of MODEL (default: the spec's) points to, since when, by whom."""
+def status(model: str | None, spec_path: Path | None, service_url: str, as_json: bool) -> None:
+    """Which version each alias of MODEL points to (since when, by whom), and what the running
+    service actually serves."""
     from lifecycle_assets.registry.ledger import Ledger
     from lifecycle_assets.registry.models import resolve
 
@@ -142,8 +149,9 @@ def status(model: str | None, spec_path: Path | None, as_json: bool) -> None:
             "by": known.actor if known else None,
             "reason": known.reason if known else None,
         }
+    served = served_by(service_url)
     if as_json:
-        click.echo(json.dumps(held, indent=2))
+        click.echo(json.dumps({**held, "service": served}, indent=2))
         return
     table = Table("alias", "version", "since (UTC)", "by", "mlflow run", "training digest", "bento")
     table.title = name
@@ -158,3 +166,32 @@ def status(model: str | None, spec_path: Path | None, as_json: bool) -> None:
             tags.get(config.TAG_TRAINING_DIGEST, "")[:12], tags.get(config.TAG_BENTO_TAG, ""),
         )  # fmt: skip
     console.print(table)
+    if served["reachable"]:
+        roles = ", ".join(
+            f"{role} v{held_role['version']}"
+            for role, held_role in (served["serving"] or {}).items()
+            if held_role
+        )
+        console.print(f"service {service_url} serves: {roles or 'nothing'}")
+        for refusal in served.get("refused") or []:
+            console.print(f"[red]refused[/red]: {escape(json.dumps(refusal))}")
+    else:
+        console.print(f"service {service_url}: {served['error']}")
+
+
+def served_by(url: str) -> dict[str, Any]:
+    """What the service at `url` says it serves (best effort: an unreachable one is reported)."""
+    import httpx
+
+    try:
+        metadata = httpx.get(url.rstrip("/") + "/metadata", timeout=1.0).json()
+    except (httpx.HTTPError, ValueError) as error:
+        return {"url": url, "reachable": False, "error": f"not reachable ({type(error).__name__})"}
+    serving = metadata.get("serving") or {"champion": {"version": metadata.get("model_version")}}
+    return {
+        "url": url,
+        "reachable": True,
+        "serving": serving,
+        "refused": metadata.get("refused", []),
+        "last_swap": metadata.get("last_swap"),
+    }
