@@ -57,6 +57,9 @@ from lifecycle_assets.spec import ModelSpec
 logger = logging.getLogger(__name__)
 
 THRESHOLD = 0.5
+# Shadow work waits this long to be scored together, and is dropped (counted) past this backlog.
+SHADOW_GATHER_SECONDS = 0.1
+SHADOW_BACKLOG_ROWS = 10_000
 ENV_POLL_SECONDS = "LIFECYCLE_REGISTRY_POLL_SECONDS"
 ENV_SHADOW_BUDGET_MS = "LIFECYCLE_SHADOW_BUDGET_MS"
 
@@ -87,7 +90,8 @@ class Predictor:
         self._drift_seen = 0.0
         budget = config.SHADOW_BUDGET_MS if shadow_budget_ms is None else shadow_budget_ms
         self.shadow = ShadowScorer(self.spec.name, budget, self.metrics)
-        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._shadow_pending: list[tuple[ModelSet, pl.DataFrame, list, list]] = []
+        self._shadow_flush: asyncio.Task[None] | None = None
         self.watcher: RegistryWatcher | None = None
 
     @property
@@ -169,11 +173,41 @@ class Predictor:
                     self.log_failures += len(rows)
                     self.metrics.log_failures.labels(self.spec.name).inc(len(rows))
                 if models.shadow is not None:
-                    task = asyncio.get_running_loop().create_task(
-                        self._shadow(models, frame, rows, records)
-                    )
-                    self._shadow_tasks.add(task)
-                    task.add_done_callback(self._shadow_tasks.discard)
+                    self._queue_shadow(models, frame, rows, records)
+
+    def _queue_shadow(
+        self,
+        models: ModelSet,
+        frame: pl.DataFrame,
+        rows: list[dict[str, Any]],
+        records: list[dict[str, Any]],
+    ) -> None:
+        """Gather answered batches for the shadow; one flush scores them together shortly after.
+
+        A 64-row call costs about what a 1-row call does, so scoring every request one by one
+        would spend a model call per request on the shadow; gathered, its share of the CPU stays
+        small at any traffic level (measured: the p50 cost of shadow mode at concurrency 1).
+        """
+        if sum(item[1].height for item in self._shadow_pending) >= SHADOW_BACKLOG_ROWS:
+            self.shadow.skip("backlog")
+            return
+        self._shadow_pending.append((models, frame, rows, records))
+        if self._shadow_flush is None or self._shadow_flush.done():
+            self._shadow_flush = asyncio.get_running_loop().create_task(self._flush_shadow())
+
+    async def _flush_shadow(self) -> None:
+        await asyncio.sleep(SHADOW_GATHER_SECONDS)
+        pending, self._shadow_pending = self._shadow_pending, []
+        groups: dict[int, list[tuple[ModelSet, pl.DataFrame, list, list]]] = {}
+        for item in pending:
+            groups.setdefault(id(item[0].shadow), []).append(item)
+        for group in groups.values():
+            await self._shadow(
+                group[0][0],
+                pl.concat([item[1] for item in group], how="vertical"),
+                [row for item in group for row in item[2]],
+                [record for item in group for record in item[3]],
+            )
 
     async def _shadow(
         self,

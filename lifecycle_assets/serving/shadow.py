@@ -1,9 +1,10 @@
 """Score batches with the shadow model after their answers are sent, within a time budget.
 
-The shadow never touches a response: it runs once the batch is answered, in a thread, at most
-one batch at a time. A batch arriving while the shadow is still busy, a scoring that overruns the
-budget, or one that fails is skipped and counted (`lifecycle_shadow_skipped_total`); its rows are
-simply not logged, so shadow mode costs the answered traffic a bounded share of the CPU.
+The shadow never touches a response: answered batches are gathered for a moment and scored
+together once, in a thread, at most one scoring at a time. Work arriving while the shadow is
+still busy, a scoring that overruns the budget, one that fails, or a backlog past its bound is
+skipped and counted (`lifecycle_shadow_skipped_total`); its rows are simply not logged, so shadow
+mode costs the answered traffic a bounded share of the CPU.
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ class ShadowScorer:
         self.busy = False
         self.skipped: dict[str, int] = {}
 
-    def _skip(self, reason: str) -> None:
+    def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
         self.metrics.shadow_skipped.labels(self.name, reason).inc()
 
     async def score(self, shadow: ServedModel, frame: pl.DataFrame) -> np.ndarray | None:
         """The shadow's probabilities, or None when skipped (busy, over budget or failed)."""
         if self.busy:
-            self._skip("busy")
+            self.skip("busy")
             return None
         self.busy = True
         started = time.perf_counter()
@@ -52,14 +53,14 @@ class ShadowScorer:
         try:
             probabilities = await asyncio.wait_for(asyncio.shield(work), self.budget)
         except TimeoutError:
-            self._skip("budget")
+            self.skip("budget")
             return None
         except Exception:
             logger.exception("shadow v%s failed on %d rows", shadow.ref.version, frame.height)
-            self._skip("error")
+            self.skip("error")
             return None
         if time.perf_counter() - started > self.budget:
-            self._skip("budget")
+            self.skip("budget")
             return None
         return probabilities
 
