@@ -25,8 +25,12 @@ def test_code_location_name_is_the_same_everywhere() -> None:
     assert module["module_name"] == project["code_location_target_module"]
 
 
-def test_definitions_load_lazily() -> None:
-    assert isinstance(defs, dg.Definitions) or callable(defs)
+def test_code_location_loads_the_default_spec(monkeypatch) -> None:
+    monkeypatch.delenv("LIFECYCLE_SPECS", raising=False)
+    loaded = defs() if callable(defs) else defs
+    keys = loaded.resolve_asset_graph().get_all_asset_keys()
+    assert dg.AssetKey(["credit_default", "raw_batches"]) in keys
+    assert dg.AssetKey(["credit_default", "bento_service"]) in keys
 
 
 def test_every_object_has_a_description(spec) -> None:
