@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import ROOT, free_port, prepare, start, wait_ready
+from serving import HEADERS, ROOT, free_port, prepare, start, wait_ready, warm_clients
 
 ACTOR = "benchmark"
 SPEC_NAME = "credit_default"
@@ -170,16 +170,8 @@ async def drive(
     variants: Counter[str] = Counter()
     failures: list[str] = []
     issued = 0
-    headers = {"content-type": "application/json"}
-    clients = [
-        httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=1), timeout=30)
-        for _ in range(concurrency)
-    ]
+    clients = await warm_clients(url, concurrency, bodies[0])
     try:
-        for _ in range(3):  # warm-up: open every connection
-            await asyncio.gather(
-                *(c.post("/predict", content=bodies[0], headers=headers) for c in clients)
-            )
         if on_start is not None:
             on_start()
         deadline = time.perf_counter() + seconds
@@ -191,7 +183,7 @@ async def drive(
                 issued += 1
                 began = time.perf_counter()
                 try:
-                    response = await client.post("/predict", content=body, headers=headers)
+                    response = await client.post("/predict", content=body, headers=HEADERS)
                 except httpx.HTTPError as error:
                     failures.append(f"{type(error).__name__}: {error}")
                     continue

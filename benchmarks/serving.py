@@ -176,29 +176,34 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 90) 
     raise TimeoutError(f"{url} not ready after {timeout} s")
 
 
-async def load(
-    url: str, bodies: list[bytes], concurrency: int, count: int, seconds: float
-) -> dict[str, float]:
-    """`count` requests (or `seconds`, whichever ends first) from `concurrency` clients.
+HEADERS = {"content-type": "application/json"}
 
-    One `AsyncClient` with one connection per simulated client: a single shared client with a
-    64-connection pool measured about 110 req/s against an empty endpoint on this machine (its
-    pool, not the server, was the bottleneck), one client per connection about 1,200 req/s.
+
+async def warm_clients(url: str, concurrency: int, body: bytes) -> list[httpx.AsyncClient]:
+    """One `AsyncClient` per simulated client, each with one connection, opened and warmed.
+
+    A single shared client with a 64-connection pool measured about 110 req/s against an empty
+    endpoint on this machine (its pool, not the server, was the bottleneck); one client per
+    connection about 1,200 req/s.
     """
-    latencies: list[float] = []
-    errors = 0
-    issued = 0
-    headers = {"content-type": "application/json"}
     clients = [
         httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=1), timeout=30)
         for _ in range(concurrency)
     ]
+    for _ in range(3):  # open every connection and let the server settle
+        await asyncio.gather(*(c.post("/predict", content=body, headers=HEADERS) for c in clients))
+    return clients
+
+
+async def load(
+    url: str, bodies: list[bytes], concurrency: int, count: int, seconds: float
+) -> dict[str, float]:
+    """`count` requests (or `seconds`, whichever ends first) from `concurrency` clients."""
+    latencies: list[float] = []
+    errors = 0
+    issued = 0
+    clients = await warm_clients(url, concurrency, bodies[0])
     try:
-        # Warm-up: open every connection and let the server settle.
-        for _ in range(3):
-            await asyncio.gather(
-                *(c.post("/predict", content=bodies[0], headers=headers) for c in clients)
-            )
         deadline = time.perf_counter() + seconds
 
         async def worker(client: httpx.AsyncClient) -> None:
@@ -207,7 +212,7 @@ async def load(
                 body = bodies[issued % len(bodies)]
                 issued += 1
                 start = time.perf_counter()
-                response = await client.post("/predict", content=body, headers=headers)
+                response = await client.post("/predict", content=body, headers=HEADERS)
                 latencies.append(time.perf_counter() - start)
                 errors += response.status_code != 200
 

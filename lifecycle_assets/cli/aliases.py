@@ -149,7 +149,7 @@ def status(model: str | None, spec_path: Path | None, service_url: str, as_json:
             "by": known.actor if known else None,
             "reason": known.reason if known else None,
         }
-    served = served_by(service_url)
+    served = served_by(service_url, name)
     if as_json:
         click.echo(json.dumps({**held, "service": served}, indent=2))
         return
@@ -179,14 +179,14 @@ def status(model: str | None, spec_path: Path | None, service_url: str, as_json:
         console.print(f"service {service_url}: {served['error']}")
 
 
-def served_by(url: str) -> dict[str, Any]:
+def served_by(url: str, name: str) -> dict[str, Any]:
     """What the service at `url` says it serves (best effort: an unreachable one is reported)."""
-    import httpx
+    from lifecycle_assets.registry.retire import probe_service
 
-    try:
-        metadata = httpx.get(url.rstrip("/") + "/metadata", timeout=1.0).json()
-    except (httpx.HTTPError, ValueError) as error:
-        return {"url": url, "reachable": False, "error": f"not reachable ({type(error).__name__})"}
+    probe = probe_service(url, name, timeout=1.0)
+    if not probe.reachable or probe.metadata is None:
+        return {"url": url, "reachable": False, "error": probe.note}
+    metadata = probe.metadata
     serving = metadata.get("serving") or {"champion": {"version": metadata.get("model_version")}}
     return {
         "url": url,

@@ -47,6 +47,7 @@ class ServiceProbe:
     reachable: bool
     versions: tuple[str, ...] = ()
     note: str = ""
+    metadata: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ def probe_service(
         # Unreachable or not our service: nothing there serves the version.
         return ServiceProbe(url, False, (), f"no service answered at {target} ({error})")
     versions = tuple(sorted(_versions_in(payload, name)))
-    return ServiceProbe(url, True, versions, f"{target} serves {', '.join(versions) or 'nothing'}")
+    note = f"{target} serves {', '.join(versions) or 'nothing'}"
+    return ServiceProbe(url, True, versions, note, payload)
 
 
 def _bento_dependents(name: str, version: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

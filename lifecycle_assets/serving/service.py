@@ -26,6 +26,7 @@ import functools
 import json
 import logging
 import os
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ THRESHOLD = 0.5
 # Shadow work waits this long to be scored together, and is dropped (counted) past this backlog.
 SHADOW_GATHER_SECONDS = 0.1
 SHADOW_BACKLOG_ROWS = 10_000
+DRIFT_CHECK_SECONDS = 5.0
 ENV_POLL_SECONDS = "LIFECYCLE_REGISTRY_POLL_SECONDS"
 ENV_SHADOW_BUDGET_MS = "LIFECYCLE_SHADOW_BUDGET_MS"
 
@@ -88,6 +90,7 @@ class Predictor:
         self.log_failures = 0
         self.drift_file = latest_drift_path(settings.reports_dir, self.spec.name)
         self._drift_seen = 0.0
+        self._drift_checked = -DRIFT_CHECK_SECONDS
         budget = config.SHADOW_BUDGET_MS if shadow_budget_ms is None else shadow_budget_ms
         self.shadow = ShadowScorer(self.spec.name, budget, self.metrics)
         self._shadow_pending: list[tuple[ModelSet, pl.DataFrame, list, list]] = []
@@ -114,8 +117,16 @@ class Predictor:
         """The champion's probabilities for raw rows."""
         return score(self.models.champion, frame)
 
-    def refresh_drift(self) -> None:
-        """Re-export drift gauges when the drift_report asset wrote a newer file (cheap stat)."""
+    def refresh_drift(self, *, force: bool = False) -> None:
+        """Re-export drift gauges when the drift_report asset wrote a newer file.
+
+        Called after answers are sent; the file is looked at most every few seconds, since a
+        drift report changes once a day.
+        """
+        now = time.monotonic()
+        if not force and now - self._drift_checked < DRIFT_CHECK_SECONDS:
+            return
+        self._drift_checked = now
         try:
             mtime = self.drift_file.stat().st_mtime
         except FileNotFoundError:
@@ -162,16 +173,8 @@ class Predictor:
                     continue
                 # Answer first, then write the prediction log, so the log never adds latency.
                 await asyncio.sleep(0)
-                try:
-                    # A fresh context per call: the monitor keeps per-record state in context
-                    # variables, and this task lives as long as the process.
-                    contextvars.copy_context().run(self._log, rows, records, models)
-                except Exception:
-                    # The answers are already sent; a failing log must not stop serving, but it
-                    # must be loud: in the log, in /metrics and in /metadata.
-                    logger.exception("writing %d prediction log rows failed", len(rows))
-                    self.log_failures += len(rows)
-                    self.metrics.log_failures.labels(self.spec.name).inc(len(rows))
+                self._write_log(rows, records, models)
+                self.refresh_drift()
                 if models.shadow is not None:
                     self._queue_shadow(models, frame, rows, records)
 
@@ -225,12 +228,24 @@ class Predictor:
         ref = shadow.ref
         logged = shadow_rows(probabilities, rows, ref, THRESHOLD)
         self.metrics.shadow_predictions.labels(ref.name, ref.version).inc(len(logged))
+        self._write_log(logged, records, models)
+
+    def _write_log(
+        self, rows: list[dict[str, Any]], records: list[dict[str, Any]], models: ModelSet
+    ) -> None:
+        """Log answered (or shadow) rows; a failure is counted and loud, never raised.
+
+        The answers are already sent: a failing log must not stop serving, but it must show in
+        the log, in /metrics and in /metadata.
+        """
         try:
-            contextvars.copy_context().run(self._log, logged, records, models)
+            # A fresh context per call: the monitor keeps per-record state in context
+            # variables, and the worker task lives as long as the process.
+            contextvars.copy_context().run(self._log, rows, records, models)
         except Exception:
-            logger.exception("writing %d shadow log rows failed", len(logged))
-            self.log_failures += len(logged)
-            self.metrics.log_failures.labels(self.spec.name).inc(len(logged))
+            logger.exception("writing %d prediction log rows failed", len(rows))
+            self.log_failures += len(rows)
+            self.metrics.log_failures.labels(self.spec.name).inc(len(rows))
 
     def _split_score(
         self, models: ModelSet, frame: pl.DataFrame, route_ids: list[str]
@@ -280,7 +295,6 @@ class Predictor:
             chosen = [p for p, m in zip(scores, flags, strict=True) if m == to_canary]
             if chosen:
                 self.metrics.observe(ref.name, ref.version, chosen)
-        self.refresh_drift()
         start = 0
         for item in pending:
             rows = all_rows[start : start + len(item.batch.ids)]
@@ -337,7 +351,7 @@ async def predict_endpoint(request: Request) -> Response:
 
 async def metadata_endpoint(_: Request) -> Response:
     predictor = _predictor()
-    predictor.refresh_drift()
+    predictor.refresh_drift(force=True)
     return JSONResponse(predictor.metadata())
 
 
