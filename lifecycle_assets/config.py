@@ -37,15 +37,24 @@ SKOPS_FILE = "model.skops"
 
 @dataclass(frozen=True)
 class GateThresholds:
-    """Thresholds of the blocking gates that stand between a trained model and `champion`."""
+    """Thresholds of the blocking gates that stand between a trained model and `champion`.
+
+    Each model's spec may override any field (`gates:` in the spec file). Classifiers are judged
+    on ROC AUC and the true-positive-rate gap, regressors on R² and the gap in mean absolute error
+    between slices relative to the overall error.
+    """
 
     min_roc_auc: float = 0.70
-    # A challenger may be at most this much worse than the champion on the same test set.
-    max_auc_regression: float = 0.01
+    min_r2: float = 0.30
+    # A challenger's primary metric (ROC AUC or R²) may trail the champion's on the same test
+    # set by at most this much.
+    max_metric_regression: float = 0.01
     # Largest allowed gap between slices of the sensitive attribute in true-positive rate
     # (equal opportunity difference). Small slices are noisy: about 0.13 was seen by chance alone
     # on 4,800 simulated test rows with a 4% slice.
     max_fairness_gap: float = 0.20
+    # Regressors: (largest slice MAE - smallest slice MAE) / overall MAE.
+    max_relative_error_gap: float = 0.50
     min_training_rows: int = 1_000
     min_positive_rate: float = 0.02
     max_positive_rate: float = 0.60
@@ -96,9 +105,7 @@ class Settings:
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
     mlflow_experiment: str = "lifecycle-assets"
-    gates: GateThresholds = field(default_factory=GateThresholds)
     serving: ServingLimits = field(default_factory=ServingLimits)
-    drift: DriftThresholds = field(default_factory=DriftThresholds)
 
     @property
     def lake_dir(self) -> Path:
@@ -179,6 +186,8 @@ class CanaryThresholds:
     min_labelled_rows: int = 100
     max_auc_drop: float = 0.02
     max_accuracy_drop: float = 0.02
+    # Regressors: the canary's MAE may exceed the champion's by at most this share.
+    max_mae_increase: float = 0.05
     require_labels: bool = True
 
 
@@ -186,3 +195,29 @@ class CanaryThresholds:
 # shadow scoring of one batch may take before its result is dropped.
 REGISTRY_POLL_SECONDS = 2.0
 SHADOW_BUDGET_MS = 200.0
+
+
+@dataclass(frozen=True)
+class RetirementPolicy:
+    """When the portfolio scorecard names a model as a candidate for retirement, and what it reads.
+
+    A model is a candidate when nobody called it for longer than `max_days_without_traffic`
+    (counted from its first registration at most, so a model never deployed yet is not flagged on
+    its first day), or when its champion's live primary metric stayed under the spec's gate floor
+    (`min_roc_auc`, `min_r2`) in each of its last `metric_floor_windows` labelled days. A day with
+    fewer than `min_window_labels` labels is no window: a metric on a handful of rows is noise.
+    The scorecard only flags; retiring stays a human decision (`lifecycle retire`).
+    """
+
+    max_days_without_traffic: int = 14
+    metric_floor_windows: int = 3
+    min_window_labels: int = 100
+    # Requests and p99 latency are over the last this many days, today included.
+    traffic_window_days: int = 7
+    # How far back the last request is searched; older silence reads "at least" this long.
+    traffic_lookback_days: int = 60
+    # Days of live performance read for the floor windows and the trend.
+    live_lookback_days: int = 30
+    trend_windows: int = 7
+    # Gate history covers the newest this many registered versions.
+    gate_history_versions: int = 5

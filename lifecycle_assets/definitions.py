@@ -1,24 +1,18 @@
 """The code location's one entry point: a graph per model spec plus the shared resources.
 
-Specs come from LIFECYCLE_SPECS (a comma-separated list of spec files), defaulting to the
-built-in credit-default spec on the simulator. Loading is deferred to `@dg.definitions`, so
-importing this module does no I/O.
+Specs come from LIFECYCLE_SPECS (a comma-separated list of spec files), defaulting to the two
+built-in specs on the simulator (`spec.configured_specs`). Loading is deferred to
+`@dg.definitions`, so importing this module does no I/O.
 """
-
-from __future__ import annotations
 
 import os
 
 import dagster as dg
 
+from lifecycle_assets.defs.assets.portfolio import build_portfolio_defs
 from lifecycle_assets.defs.factory import build_model_defs
 from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, mlflow_tracking_run
-from lifecycle_assets.spec import DEFAULT_SPEC_PATH, ModelSpec, load_spec
-
-
-def configured_specs() -> list[ModelSpec]:
-    paths = os.environ.get("LIFECYCLE_SPECS") or str(DEFAULT_SPEC_PATH)
-    return [load_spec(path.strip()) for path in paths.split(",") if path.strip()]
+from lifecycle_assets.spec import ModelSpec, configured_specs
 
 
 def build_definitions(specs: list[ModelSpec]) -> dg.Definitions:
@@ -35,7 +29,9 @@ def build_definitions(specs: list[ModelSpec]) -> dg.Definitions:
             ),
         }
     )
-    return dg.Definitions.merge(resources, *(build_model_defs(spec) for spec in specs))
+    return dg.Definitions.merge(
+        resources, *(build_model_defs(spec) for spec in specs), build_portfolio_defs(specs)
+    )
 
 
 @dg.definitions

@@ -20,7 +20,7 @@ import dagster as dg
 from lifecycle_assets.config import Settings
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.factory import daily_partitions
-from lifecycle_assets.defs.jobs import ingest_job_name, training_job_name
+from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -52,6 +52,7 @@ class LifecycleSummary:
     training_run_id: str
     ingest: IngestOutcome
     failure: str | None = None
+    model_card: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -126,6 +127,14 @@ def train_and_deploy(
         }
         for e in result.get_asset_check_evaluations()
     ]
+    card = None
+    if report is not None:
+        # What the model card sensor does in a deployment, done here so that every evaluated
+        # version (a rejected one too) has its card when the command returns.
+        card_result = defs.resolve_job_def(model_card_job_name(spec)).execute_in_process(
+            instance=instance, run_config=_console_logging("WARNING")
+        )
+        card = card_result.output_for_node(f"{spec.name}__{names.MODEL_CARD}")["html_path"]
     failure = None
     if not result.success:
         failures = result.get_step_failure_events()
@@ -144,6 +153,7 @@ def train_and_deploy(
         training_run_id=result.run_id,
         ingest=ingest,
         failure=failure,
+        model_card=card,
     )
 
 

@@ -8,7 +8,9 @@ derived from it, so a spec is the single description of one model.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -16,9 +18,20 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lifecycle_assets.config import DriftThresholds, GateThresholds
+
 BUILTIN_SPECS_DIR = Path(__file__).parent / "specs"
 DEFAULT_SPEC_PATH = BUILTIN_SPECS_DIR / "credit_default.yaml"
+# The default project: a classifier and a regressor on the same simulated stream.
+DEFAULT_SPEC_PATHS = (DEFAULT_SPEC_PATH, BUILTIN_SPECS_DIR / "expected_loss.yaml")
+ENV_SPECS = "LIFECYCLE_SPECS"
 SIMULATOR_SCHEME = "simulator://"
+
+Task = Literal["binary_classification", "regression"]
+ESTIMATORS: dict[str, tuple[str, ...]] = {
+    "binary_classification": ("hist_gradient_boosting", "logistic_regression", "random_forest"),
+    "regression": ("hist_gradient_boosting", "ridge", "random_forest"),
+}
 
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -71,7 +84,7 @@ class SourceSpec(_Strict):
 class EstimatorSpec(_Strict):
     """The scikit-learn estimator at the end of the pipeline, by short name, with its params."""
 
-    kind: Literal["hist_gradient_boosting", "logistic_regression", "random_forest"] = (
+    kind: Literal["hist_gradient_boosting", "logistic_regression", "ridge", "random_forest"] = (
         "hist_gradient_boosting"
     )
     params: dict[str, Any] = Field(default_factory=dict)
@@ -86,11 +99,30 @@ class TrainingSpec(_Strict):
     random_seed: int = 7
 
 
+class ScheduleSpec(_Strict):
+    """Cron expressions (UTC) of the model's schedules; every schedule starts stopped."""
+
+    ingest_hour: int = Field(default=1, ge=0, le=23)
+    monitoring_cron: str = "0 2 * * *"
+    label_refresh_cron: str = "0 3 * * *"
+    retrain_cron: str = "0 3 * * 1"
+
+
+def _override(defaults: Any, overrides: dict[str, Any], what: str) -> Any:
+    """`defaults` with `overrides` applied; an unknown key is an error naming the valid ones."""
+    known = {f.name for f in dataclasses.fields(defaults)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; valid: {sorted(known)}")
+    return dataclasses.replace(defaults, **overrides)
+
+
 class ModelSpec(_Strict):
-    """A whole model: source, columns, estimator and training window."""
+    """A whole model: source, columns, task, estimator, training window, gates and schedules."""
 
     name: str
     description: str = ""
+    task: Task = "binary_classification"
     source: SourceSpec
     target: str
     timestamp: str
@@ -102,6 +134,10 @@ class ModelSpec(_Strict):
     end_date: dt.date | None = None
     estimator: EstimatorSpec = Field(default_factory=EstimatorSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    # Overrides of `config.GateThresholds` and `config.DriftThresholds` fields for this model.
+    gates: dict[str, float] = Field(default_factory=dict)
+    drift: dict[str, float | None] = Field(default_factory=dict)
+    schedules: ScheduleSpec = Field(default_factory=ScheduleSpec)
 
     @field_validator("name")
     @classmethod
@@ -137,7 +173,26 @@ class ModelSpec(_Strict):
                 raise ValueError(f"derived feature {derived.name!r} clashes with a column")
         if self.end_date is not None and self.end_date < self.start_date:
             raise ValueError("end_date is before start_date")
+        if self.estimator.kind not in ESTIMATORS[self.task]:
+            raise ValueError(
+                f"estimator {self.estimator.kind!r} does not fit task {self.task!r}; "
+                f"choose one of {list(ESTIMATORS[self.task])}"
+            )
+        self.gate_thresholds()
+        self.drift_thresholds()
         return self
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task == "binary_classification"
+
+    def gate_thresholds(self) -> GateThresholds:
+        """The project defaults with this spec's `gates` overrides."""
+        return _override(GateThresholds(), self.gates, "gate thresholds")
+
+    def drift_thresholds(self) -> DriftThresholds:
+        """The project defaults with this spec's `drift` overrides."""
+        return _override(DriftThresholds(), self.drift, "drift thresholds")
 
     @property
     def input_columns(self) -> list[str]:
@@ -188,3 +243,18 @@ def load_spec(path: str | Path) -> ModelSpec:
 def default_spec() -> ModelSpec:
     """The built-in credit-default spec on the simulator."""
     return load_spec(DEFAULT_SPEC_PATH)
+
+
+def configured_specs(environ: dict[str, str] | None = None) -> list[ModelSpec]:
+    """The project's models: LIFECYCLE_SPECS (comma-separated spec files), else the built-ins.
+
+    Read by the Dagster code location, the CLI and the service alike, so all three agree on
+    which models exist.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV_SPECS) or ",".join(str(p) for p in DEFAULT_SPEC_PATHS)
+    specs = [load_spec(path.strip()) for path in raw.split(",") if path.strip()]
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{ENV_SPECS} names a model twice: {names}")
+    return specs

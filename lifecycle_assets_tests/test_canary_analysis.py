@@ -40,7 +40,7 @@ def synthetic_log(n: int, *, canary_shift: float = 0.0, canary_noise: float = 0.
                     "prediction_id": [f"{variant}-{i}" for i in range(n)],
                     "variant": variant,
                     "model_version": version,
-                    "probability": scores,
+                    "score": scores,
                     "label": labels.astype(np.int8),
                 }
             )

@@ -3,7 +3,6 @@
 import dagster as dg
 
 from lifecycle_assets.definitions import build_definitions
-from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.ml import gates
 from lifecycle_assets.ml.evaluation import evaluate
 
@@ -28,11 +27,11 @@ def _report(good: bool) -> dict:
 
 def test_auc_check_fails_a_useless_model_with_actual_and_threshold(spec, lifecycle_env) -> None:
     check = _check(spec, gates.AUC_GATE)
-    failed = check(lifecycle=LifecycleResource(), evaluation_report=_report(good=False))
+    failed = check(evaluation_report=_report(good=False))
     assert not failed.passed
     assert failed.metadata["threshold"].value == 0.70
     assert failed.metadata["actual"].value < 0.6
-    passed = check(lifecycle=LifecycleResource(), evaluation_report=_report(good=True))
+    passed = check(evaluation_report=_report(good=True))
     assert passed.passed
 
 
@@ -43,7 +42,7 @@ def test_training_data_check_explains_a_single_class_split(spec, lifecycle_env) 
         "validation": {"rows": 1_000, "positives": 200},
         "test": {"rows": 1_000, "positives": 0},
     }
-    result = check(lifecycle=LifecycleResource(), training_set={"split_stats": stats})
+    result = check(training_set={"split_stats": stats})
     assert not result.passed
     assert "test" in result.description
 

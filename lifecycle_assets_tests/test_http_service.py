@@ -160,10 +160,10 @@ def test_http_service_end_to_end(
         # The service scores exactly as the registered model does in-process.
         loaded = load_served_model().loaded
         from lifecycle_assets.ml.features import compute_features
-        from lifecycle_assets.ml.training import predict_proba
+        from lifecycle_assets.ml.training import predict_scores
 
         frame = pl.DataFrame(records[:1]).drop(spec.id_column)
-        expected = predict_proba(loaded.pipeline, compute_features(frame, spec), spec)
+        expected = predict_scores(loaded.pipeline, compute_features(frame, spec), spec)
         assert predictions[0]["probability"] == pytest.approx(float(expected[0]), abs=1e-12)
 
         for case, body, status, text in bad_requests(records[0]):
@@ -208,7 +208,8 @@ def test_http_service_end_to_end(
     assert first["model_version"] == "1"
     assert first["training_digest"] == "test-digest"
     assert first["age"] == records[0]["age"]
-    assert first["probability"] == predictions[0]["probability"]
+    assert first["score"] == predictions[0]["probability"]
+    assert first["latency_ms"] > 0
     assert len(rows) == 8 + 40
     assert_prediction_log_asset_keeps_every_prediction_once(spec, data_dir, expected=8 + 40)
 
@@ -282,7 +283,7 @@ def test_exported_bento_model_serves_without_the_registry(
 def test_built_bento_serves_its_own_model_without_the_registry(
     registered_champion: ModelRef, lifecycle_env: Settings, tmp_path: Path
 ) -> None:
-    bento_tag = build_bento(ROOT, export_version(registered_champion))
+    bento_tag = build_bento(ROOT, [export_version(registered_champion)])
     env = {k: v for k, v in os.environ.items() if k != "LIFECYCLE_MODEL_SOURCE"}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'nowhere' / 'gone.db'}"
     with (

@@ -62,8 +62,11 @@ def test_full_lifecycle_promotes_then_blocks_a_bad_model(spec, lifecycle_env) ->
     assert run.data.metrics["test_roc_auc"] == pytest.approx(summary.metrics["roc_auc"])
     assert {i.dataset.name for i in run.inputs.dataset_inputs} >= {f"{spec.name}-train"}
     artifacts = {a.path for a in client.list_artifacts(champion.run_id, "evaluation")}
-    for name in ("roc_curve.png", "calibration.png", "confusion_matrix.png", "model_card.md"):
+    for name in ("roc_curve.png", "calibration.png", "confusion_matrix.png"):
         assert f"evaluation/{name}" in artifacts
+    cards = {a.path for a in client.list_artifacts(champion.run_id, "model_card")}
+    assert cards == {"model_card/model_card.md", "model_card/model_card.html"}
+    assert summary.model_card and Path(summary.model_card).exists()
 
     bento = bentoml.get(summary.bento_tag)
     assert bento.info.labels or bento.tag

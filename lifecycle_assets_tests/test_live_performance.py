@@ -37,7 +37,7 @@ from lifecycle_assets.ml.live_performance import (
     performance_gap,
     realized_performance,
 )
-from lifecycle_assets.ml.training import fit_pipeline, predict_proba
+from lifecycle_assets.ml.training import fit_pipeline, predict_scores
 from lifecycle_assets.spec import ModelSpec, default_spec
 
 P = [0.9, 0.6, 0.2, 0.1]
@@ -49,7 +49,7 @@ def _frame(proba: list[float], labels: list[int | None], version: str = "1") -> 
         {
             "prediction_id": [uuid.uuid4().hex for _ in proba],
             "model_version": [version] * len(proba),
-            "probability": proba,
+            "score": proba,
             "label": labels,
         },
         schema_overrides={"label": pl.Int8},
@@ -228,14 +228,14 @@ def pipeline(small_feature_table: pl.DataFrame) -> Pipeline:
 
 def _serve(settings: Settings, spec: ModelSpec, pipeline: Pipeline, batch: pl.DataFrame) -> None:
     """Append what the service would have logged for `batch`, one JSON line per prediction."""
-    proba = predict_proba(pipeline, feature_table(batch, spec), spec)
+    proba = predict_scores(pipeline, feature_table(batch, spec), spec)
     folder = settings.prediction_log_dir / spec.name / "data"
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "data.1.log").open("a") as log:
         for record, p in zip(batch.iter_rows(named=True), proba.tolist(), strict=True):
             row = {f.name: record[f.name] for f in spec.features}
             row |= {
-                "probability": p,
+                "score": p,
                 "prediction": int(p >= 0.5),
                 "prediction_id": uuid.uuid4().hex,
                 "record_id": record[spec.id_column],

@@ -13,7 +13,7 @@ from lifecycle_assets.data.simulator import ShiftKnobs, simulate_day
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs.jobs import monitoring_job_name, training_job_name
 from lifecycle_assets.ml.features import compute_features
-from lifecycle_assets.ml.training import predict_proba
+from lifecycle_assets.ml.training import predict_scores
 from lifecycle_assets.registry.models import load_version, resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets_tests.test_lifecycle_e2e import _run, _small
@@ -25,7 +25,7 @@ def serve_day(settings: Settings, spec, day: dt.date, shift: ShiftKnobs) -> None
     """Score a simulated day with the champion and log it in the service's monitor format."""
     champion = load_version(resolve(configure_mlflow(settings), spec.name, config.CHAMPION_ALIAS))
     rows = simulate_day(day, seed=7, rows_per_day=500, shift=shift)
-    scores = predict_proba(champion.pipeline, compute_features(rows, spec), spec)
+    scores = predict_scores(champion.pipeline, compute_features(rows, spec), spec)
     start = dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC)
     log = settings.prediction_log_dir / spec.name / "data" / "data.1.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +35,7 @@ def serve_day(settings: Settings, spec, day: dt.date, shift: ShiftKnobs) -> None
         ):
             line = {
                 **record,
-                "probability": float(score),
+                "score": float(score),
                 "prediction": int(score >= 0.5),
                 "prediction_id": uuid.uuid4().hex,
                 "record_id": rows["application_id"][i],

@@ -1,10 +1,11 @@
 """Plots are real PNGs without leaked figures; the model card carries every gate and number."""
 
-from __future__ import annotations
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from lifecycle_assets import config
 from lifecycle_assets.config import GateThresholds
 from lifecycle_assets.ml.evaluation import EvaluationReport, evaluate
 from lifecycle_assets.ml.gates import (
@@ -17,13 +18,15 @@ from lifecycle_assets.ml.gates import (
     no_regression_vs_champion,
     training_data_is_sane,
 )
-from lifecycle_assets.ml.model_card import render_model_card
+from lifecycle_assets.ml.model_card import ModelCard
 from lifecycle_assets.ml.plots import (
     calibration_png,
     confusion_matrix_png,
     roc_curve_png,
     slice_metrics_png,
 )
+from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.spec import ModelSpec
 
 PNG_MAGIC = b"\x89PNG"
 
@@ -59,33 +62,41 @@ def test_plots_return_png_bytes_and_close_figures() -> None:
     assert len(plt.get_fignums()) == before
 
 
-def test_model_card_lists_gates_verdicts_and_lineage() -> None:
-    report, *_ = _report()
+def test_model_card_lists_gates_verdicts_and_lineage(spec: ModelSpec, tmp_path: Path) -> None:
+    report, y, proba, champion = _report()
+    (tmp_path / "roc_curve.png").write_bytes(roc_curve_png(y, proba, champion))
     thresholds = GateThresholds(min_roc_auc=0.99)
     split = {"rows": 1_000, "positives": 100}
+    stats = {"train": split, "validation": split, "test": split}
     gates = [
-        training_data_is_sane({"train": split, "validation": split, "test": split}, thresholds),
+        training_data_is_sane(stats, thresholds),
         auc_meets_minimum(report, thresholds),
         no_regression_vs_champion(report, thresholds),
         fairness_gap_within_limit(report, thresholds),
     ]
-    card = render_model_card(
-        model_name="credit_default",
-        version="3",
-        description="Scores the risk that a credit applicant defaults within 90 days.",
-        report=report,
-        gates=gates,
-        training={"window": "2024-01-01..2024-03-01", "train_rows": 1_000, "digest": "abc123"},
-        lineage={"mlflow_run_id": "run-42", "dagster_run_id": "dg-7", "git_commit": "deadbeef"},
+    tags = {config.TAG_TRAINING_DIGEST: "abc123", config.TAG_DAGSTER_RUN_ID: "dg-7",
+            config.TAG_GIT_COMMIT: "deadbeef"}  # fmt: skip
+    card = ModelCard.from_evaluation(
+        spec,
+        {
+            "model": ModelRef("credit_default", "3", "run-42", "models:/m-1", tags).to_dict(),
+            "report": report.to_dict(),
+            "gates": [gate.to_dict() for gate in gates],
+            "report_dir": str(tmp_path),
+        },
+        {"digest": "abc123", "days": ["2024-01-01", "2024-03-01"], "split_stats": stats},
     )
-    assert card.startswith("# Model card: credit_default v3")
+    text = card.to_markdown()
+    assert text.startswith("# Model card: credit_default v3")
     for name in (DATA_GATE, AUC_GATE, REGRESSION_GATE, FAIRNESS_GATE):
-        assert name in card
-    assert "| auc_meets_minimum | FAILED |" in card
-    assert "| training_data_is_sane | PASSED |" in card
-    assert "**auc_meets_minimum** failed" in card
-    assert "gates FAILED" in card
-    for text in ("run-42", "dg-7", "deadbeef", "abc123", "90 days", "champion version 2"):
-        assert text in card
-    assert f"{report.ece:.4f}" in card
-    assert f"{report.metrics['roc_auc']:.4f}" in card
+        assert name in text
+    auc = report.metrics["roc_auc"]
+    assert f"| auc_meets_minimum | {auc:.4f} | 0.9900 | FAILED |" in text
+    assert "| training_data_is_sane | 3000 | 1000 | PASSED |" in text
+    assert "**auc_meets_minimum** failed" in text
+    assert "**REJECTED**" in text
+    for expected in ("run-42", "dg-7", "deadbeef", "abc123", "12 months", "champion v2"):
+        assert expected in text
+    assert f"{report.ece:.4f}" in text
+    assert f"{report.metrics['roc_auc']:.4f}" in text
+    assert list(card.plots) == ["roc_curve"] and "roc_curve" in text

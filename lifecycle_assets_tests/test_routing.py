@@ -123,4 +123,4 @@ def test_shadow_scores_are_logged_never_returned(
         assert row["model_version"] == shadow.version
         assert row["prediction_id"] not in answered
         assert row["record_id"] == answer["record_id"]
-        assert row["probability"] == pytest.approx(answer["probability"])
+        assert row["score"] == pytest.approx(answer["probability"])

@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lifecycle_assets.ml.training import assign_splits, fit_pipeline, predict_proba, time_split
+from lifecycle_assets.ml.training import assign_splits, fit_pipeline, predict_scores, time_split
 from lifecycle_assets.registry.artifacts import IntegrityError, load_pipeline, save_pipeline
 
 
@@ -29,7 +29,7 @@ def test_pipeline_round_trips_through_skops_with_hash(
     sha = save_pipeline(pipeline, path)
     loaded = load_pipeline(path, sha)
     rows = small_feature_table.head(50)
-    assert (predict_proba(loaded, rows, spec) == predict_proba(pipeline, rows, spec)).all()
+    assert (predict_scores(loaded, rows, spec) == predict_scores(pipeline, rows, spec)).all()
 
     with pytest.raises(IntegrityError, match="recorded at registration"):
         load_pipeline(path, "0" * 64)
@@ -63,5 +63,5 @@ def test_other_estimators_fit_and_handle_unknown_levels(spec, small_feature_tabl
     pipeline = fit_pipeline(small_feature_table, other)
     odd = small_feature_table.head(2).with_columns(pl.lit("unheard_of").alias("region"))
     assert (
-        (predict_proba(pipeline, odd, other) > 0) & (predict_proba(pipeline, odd, other) < 1)
+        (predict_scores(pipeline, odd, other) > 0) & (predict_scores(pipeline, odd, other) < 1)
     ).all()

@@ -4,6 +4,7 @@ Alias commands call `registry.aliases`, so the CLI, the Dagster assets and scrip
 ledger and one lock; their errors are one line and a non-zero exit, never a traceback.
 """
 
+import lifecycle_assets.cli.provenance  # noqa: F401  (registers trace and lineage)
 from lifecycle_assets.cli import aliases, lifecycle, operations  # noqa: F401  (registers the commands)
 from lifecycle_assets.cli.app import main
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 from pathlib import Path
@@ -20,9 +21,10 @@ from lifecycle_assets.data.simulator import ShiftKnobs, simulate_range
 @main.command()
 @_spec_option
 @click.option("--refresh", is_flag=True, help="Re-ingest days that are already materialized.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
 def run(spec_path: Path | None, refresh: bool, as_json: bool) -> None:
-    """Ingest the training window, train, evaluate, gate, promote and build the Bento."""
+    """Ingest, train, evaluate, gate, promote and build the Bento, for every model of the
+    project (LIFECYCLE_SPECS, default: the built-in classifier and regressor) or `--spec`."""
     from lifecycle_assets.definitions import build_definitions
     from lifecycle_assets.lifecycle_run import (
         ingest_window,
@@ -30,33 +32,51 @@ def run(spec_path: Path | None, refresh: bool, as_json: bool) -> None:
         train_and_deploy,
         write_summary,
     )
+    from lifecycle_assets.spec import configured_specs
 
-    spec = _load(spec_path)
     if spec_path is not None:
         os.environ["LIFECYCLE_SPECS"] = str(spec_path.resolve())
+    specs = configured_specs()
     settings = Settings.from_env()
     instance = _dagster_instance()
-    defs = build_definitions([spec])
-    days = partitions_in_window(spec)
-    with Progress(console=console, transient=True, disable=as_json) as progress:
-        task = progress.add_task(f"ingesting {len(days)} days of {spec.name}", total=len(days))
-        ingest = ingest_window(
-            defs, spec, instance, refresh=refresh, progress=lambda _: progress.advance(task)
-        )
-    if not as_json:
-        console.print(
-            f"ingested {len(ingest.ingested)} day(s), {len(ingest.skipped)} already done, "
-            f"{len(ingest.quarantined)} quarantined"
-        )
-        console.print("training, evaluating and gating (one Dagster run)...")
-    summary = train_and_deploy(defs, spec, instance, ingest)
-    path = write_summary(summary, settings)
+    defs = build_definitions(specs)
+    summaries = []
+    for spec in specs:
+        days = partitions_in_window(spec)
+        with Progress(console=console, transient=True, disable=as_json) as progress:
+            bar = progress.add_task(f"ingesting {len(days)} days of {spec.name}", total=len(days))
+            ingest = ingest_window(
+                defs,
+                spec,
+                instance,
+                refresh=refresh,
+                progress=functools.partial(_advance, progress, bar),
+            )
+        if not as_json:
+            console.print(
+                f"{spec.name}: ingested {len(ingest.ingested)} day(s), {len(ingest.skipped)} "
+                f"already done, {len(ingest.quarantined)} quarantined"
+            )
+            console.print(f"{spec.name}: training, evaluating and gating (one Dagster run)...")
+        summary = train_and_deploy(defs, spec, instance, ingest)
+        path = write_summary(summary, settings)
+        summaries.append(summary)
+        if not as_json:
+            _print_summary(summary, settings, path)
     if as_json:
-        click.echo(json.dumps(summary.to_dict(), indent=2, default=str))
+        payload = [s.to_dict() for s in summaries]
+        click.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, default=str))
     else:
-        _print_summary(summary, settings, path)
-    if summary.model_version is None:
+        console.print(
+            "next: `make dev` (Dagster UI on http://127.0.0.1:3000), `make serve` "
+            "(every champion on http://127.0.0.1:3001), `make mlflow-ui`, `lifecycle status`"
+        )
+    if any(summary.model_version is None for summary in summaries):
         raise SystemExit(1)
+
+
+def _advance(progress: Progress, bar, _day: str) -> None:
+    progress.advance(bar)
 
 
 def _number(value) -> str:
@@ -70,9 +90,9 @@ def _print_summary(summary, settings: Settings, path: Path) -> None:
     champion = resolve(configure_mlflow(settings), summary.model_name, config.CHAMPION_ALIAS)
     console.rule(f"[bold]{summary.model_name} v{summary.model_version}")
     metrics = Table("metric", "value", title="test-set metrics")
-    for key in ("roc_auc", "f1", "precision", "recall", "log_loss", "brier_score"):
-        if key in summary.metrics:
-            metrics.add_row(key, f"{summary.metrics[key]:.4f}")
+    for key, value in summary.metrics.items():
+        if key != "n":
+            metrics.add_row(key, f"{value:.4f}")
     console.print(metrics)
     gates = Table("gate", "verdict", "actual", "threshold", title="gates (blocking checks)")
     for gate in summary.gates:
@@ -85,11 +105,8 @@ def _print_summary(summary, settings: Settings, path: Path) -> None:
         held = f"v{champion.version}" if champion else "nobody"
         console.print(f"[red]not promoted[/red] ({summary.failure}); `champion` stays {held}.")
     console.print(f"Bento: {summary.bento_tag or 'not built'}")
+    console.print(f"model card: {summary.model_card or 'not written'}")
     console.print(f"summary: {path}")
-    console.print(
-        "next: `make dev` (Dagster UI on http://127.0.0.1:3000), `make serve` "
-        "(champion on http://127.0.0.1:3001), `make mlflow-ui`, `lifecycle status`"
-    )
 
 
 @main.command()

@@ -24,7 +24,8 @@ LABEL = "label"
 LABELLED_AT = "labelled_at"
 LABEL_SCHEMA: dict[str, pl.DataType] = {
     PREDICTION_ID: pl.String(),
-    LABEL: pl.Int8(),
+    # Float for every task: 0/1 outcomes of classifiers and amounts of regressors alike.
+    LABEL: pl.Float64(),
     LABELLED_AT: pl.Datetime("us", "UTC"),
 }
 SUFFIXES = (".parquet", ".csv")
@@ -62,8 +63,11 @@ def _utc(column: pl.Series, path: Path) -> pl.Series:
     raise LabelFileError(f"{path}: column {LABELLED_AT!r} has type {dtype}, expected a timestamp")
 
 
-def read_label_file(path: Path) -> pl.DataFrame:
-    """One landed file as typed labels; raises LabelFileError naming the file and the column."""
+def read_label_file(path: Path, task: str = "binary_classification") -> pl.DataFrame:
+    """One landed file as typed labels; raises LabelFileError naming the file and the column.
+
+    Classifier labels must be 0 or 1, regressor labels finite numbers.
+    """
     path = Path(path)
     try:
         if path.suffix.lower() == ".csv":
@@ -82,14 +86,16 @@ def read_label_file(path: Path) -> pl.DataFrame:
             raise LabelFileError(f"{path}: column {name!r} has {nulls} empty value(s)")
     # Through floats, so that 0.5 is refused instead of truncated to 0, and "yes" is refused.
     numeric = raw[LABEL].cast(pl.Float64, strict=False)
-    valid = numeric.is_in([0.0, 1.0]).fill_null(False)
+    classifier = task == "binary_classification"
+    valid = (numeric.is_in([0.0, 1.0]) if classifier else numeric.is_finite()).fill_null(False)
     if not valid.all():
         bad = raw[LABEL].filter(~valid).cast(pl.String).unique().sort().head(5).to_list()
-        raise LabelFileError(f"{path}: column {LABEL!r} must hold only 0 and 1, found {bad}")
+        expected = "only 0 and 1" if classifier else "finite numbers"
+        raise LabelFileError(f"{path}: column {LABEL!r} must hold {expected}, found {bad}")
     return pl.DataFrame(
         {
             PREDICTION_ID: raw[PREDICTION_ID].cast(pl.String),
-            LABEL: numeric.cast(pl.Int8),
+            LABEL: numeric,
             LABELLED_AT: _utc(raw[LABELLED_AT], path),
         }
     )
@@ -105,11 +111,13 @@ def latest_labels(labels: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def arrivals(folder: Path, day: dt.date) -> tuple[pl.DataFrame, list[Path]]:
+def arrivals(
+    folder: Path, day: dt.date, task: str = "binary_classification"
+) -> tuple[pl.DataFrame, list[Path]]:
     """The labels that arrived on `day` (UTC) and the files they came from."""
     frames, sources = [], []
     for path in label_files(folder):
-        arrived = read_label_file(path).filter(pl.col(LABELLED_AT).dt.date() == day)
+        arrived = read_label_file(path, task).filter(pl.col(LABELLED_AT).dt.date() == day)
         if arrived.height:
             frames.append(arrived)
             sources.append(path)
@@ -165,7 +173,7 @@ def write_delayed_labels(
     outcomes = (
         truth.select(
             pl.col(record_id_column).cast(pl.String).alias("record_id"),
-            pl.col(label_column).cast(pl.Int8).alias(LABEL),
+            pl.col(label_column).cast(pl.Float64).alias(LABEL),
         )
         .drop_nulls()
         .unique(subset="record_id", keep="last", maintain_order=True)

@@ -6,6 +6,10 @@ The default rows never come from the network: they are generated here, determini
 - covariate shift moves the applicant population (lower incomes and credit scores, bigger loans);
 - concept shift changes how features relate to default (debt-to-income matters more);
 - label shift raises the base default rate without changing the features.
+
+Each row also carries `loss_amount`, the money lost on the loan (zero unless it defaulted): the
+target of the built-in regressor. Its severity depends on collateral and purpose, and concept
+shift makes losses heavier.
 """
 
 from __future__ import annotations
@@ -100,6 +104,19 @@ def simulate_day(
     employment_missing = rng.random(n) < 0.05
 
     seconds = np.sort(rng.integers(0, 86_400, n))
+    # Drawn last, so that adding it left every earlier column (and batch hash) unchanged.
+    severity = np.clip(
+        0.45
+        + 0.15 * shift.concept
+        + 0.2 * (home == "rent")
+        - 0.15 * (home == "mortgage")
+        - 0.12 * (purpose == "car")
+        + 0.002 * (loan_term - 36)
+        + rng.normal(0, 0.08, n),
+        0.05,
+        1.0,
+    )
+    loss_amount = np.where(default, loan_amount * severity, 0.0).round(2)
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     return pl.DataFrame(
         {
@@ -119,6 +136,7 @@ def simulate_day(
             "region": region,
             "gender": gender,
             "default": default.astype(np.int8),
+            "loss_amount": loss_amount,
         }
     ).with_columns(
         pl.col("event_time").dt.cast_time_unit("us"),

@@ -1,8 +1,9 @@
 """Play production against a running service: simulated requests now, their labels later.
 
 `lifecycle simulate-traffic` uses this to close the loop on one machine: it sends simulated
-applications to `/predict` (loopback, bounded by the rows given), keeps which prediction answered
-which application, and lands the true outcomes as delayed label files for `ground_truth`.
+applications to the model's route `/models/<name>/predict` (loopback, bounded by the rows
+given), keeps which prediction answered which application, and lands the true outcomes as
+delayed label files for `ground_truth`.
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ def send_rows(
     with httpx.Client(base_url=url.rstrip("/"), timeout=timeout) as client:
         for start in range(0, rows.height, batch_size):
             records = rows.slice(start, batch_size).select(columns).to_dicts()
-            response = client.post("/predict", content=json.dumps({"records": records}))
+            route = f"/models/{spec.name}/predict"
+            response = client.post(route, content=json.dumps({"records": records}))
             if response.status_code != 200:
-                raise RuntimeError(
-                    f"{url}/predict answered {response.status_code}: {response.text}"
-                )
+                raise RuntimeError(f"{url}{route} answered {response.status_code}: {response.text}")
             stamp = dt.datetime.now(dt.UTC)
             answers += [{**p, "predicted_at": stamp} for p in response.json()["predictions"]]
     return pl.DataFrame(answers)

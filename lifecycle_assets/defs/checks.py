@@ -16,6 +16,7 @@ from lifecycle_assets.ml import gates
 from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.features import compute_features
 from lifecycle_assets.ml.schemas import ValidationReport, feature_schema, validate, validate_raw
+from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.serving.requests import RequestValidator
 from lifecycle_assets.spec import ModelSpec
 
@@ -136,19 +137,29 @@ def build_data_checks(
 
 
 def build_model_checks(spec: ModelSpec) -> list[dg.AssetChecksDefinition]:
-    """The blocking gates between a trained model and the `champion` alias."""
+    """The blocking gates between a trained model and the `champion` alias.
+
+    Thresholds come from the spec (project defaults plus its `gates:` overrides); which metric
+    each gate reads comes from the spec's task.
+    """
+    thresholds = spec.gate_thresholds()
+    task = traits(spec)
+    regression = spec.task == "regression"
 
     @dg.asset_check(
         asset=names.key(spec.name, names.TRAINING_SET),
         name=gates.DATA_GATE,
         blocking=True,
-        description="Enough rows in every split, both classes present, a plausible positive rate.",
+        description=(
+            "Enough rows in every split and a target that varies in each."
+            if regression
+            else "Enough rows in every split, both classes present, a plausible positive rate."
+        ),
     )
-    def training_data_is_sane(
-        lifecycle: LifecycleResource, training_set: dict[str, Any]
-    ) -> dg.AssetCheckResult:
-        thresholds = lifecycle.settings().gates
-        return gate_result(gates.training_data_is_sane(training_set["split_stats"], thresholds))
+    def training_data_is_sane(training_set: dict[str, Any]) -> dg.AssetCheckResult:
+        return gate_result(
+            gates.training_data_is_sane(training_set["split_stats"], thresholds, spec.task)
+        )
 
     def report_gate(name: str, description: str, judge):
         @dg.asset_check(
@@ -157,29 +168,32 @@ def build_model_checks(spec: ModelSpec) -> list[dg.AssetChecksDefinition]:
             blocking=True,
             description=description,
         )
-        def _check(
-            lifecycle: LifecycleResource, evaluation_report: dict[str, Any]
-        ) -> dg.AssetCheckResult:
+        def _check(evaluation_report: dict[str, Any]) -> dg.AssetCheckResult:
             report = EvaluationReport.from_dict(evaluation_report["report"])
-            return gate_result(judge(report, lifecycle.settings().gates))
+            return gate_result(judge(report, thresholds))
 
         return _check
 
+    metric = "R²" if regression else "ROC AUC"
     return [
         training_data_is_sane,
         report_gate(
-            gates.AUC_GATE,
-            "Test ROC AUC is at least the configured minimum.",
-            gates.auc_meets_minimum,
+            task.performance_gate,
+            f"Test {metric} is at least the configured minimum.",
+            gates.performance_meets_minimum,
         ),
         report_gate(
             gates.REGRESSION_GATE,
-            "Test ROC AUC is not worse than the champion's on the same rows beyond the tolerance.",
+            f"Test {metric} is not worse than the champion's on the same rows beyond the "
+            "tolerance.",
             gates.no_regression_vs_champion,
         ),
         report_gate(
             gates.FAIRNESS_GATE,
-            "The true-positive-rate gap between sensitive-attribute slices is within the limit.",
+            "The slice MAE gap relative to the overall MAE is within the limit."
+            if regression
+            else "The true-positive-rate gap between sensitive-attribute slices is within the "
+            "limit.",
             gates.fairness_gap_within_limit,
         ),
     ]

@@ -12,6 +12,7 @@ from lifecycle_assets.defs.assets.deployment import build_deployment_assets
 from lifecycle_assets.defs.assets.drift import build_drift_assets
 from lifecycle_assets.defs.assets.evaluation import build_evaluation_asset
 from lifecycle_assets.defs.assets.labels import build_label_assets
+from lifecycle_assets.defs.assets.model_card import build_model_card_asset
 from lifecycle_assets.defs.assets.monitoring import build_monitoring_assets
 from lifecycle_assets.defs.assets.training import build_training_assets
 from lifecycle_assets.defs.checks import build_data_checks, build_model_checks
@@ -41,6 +42,7 @@ def build_model_defs(spec: ModelSpec) -> dg.Definitions:
             *build_data_assets(spec, partitions),
             *build_training_assets(spec),
             build_evaluation_asset(spec),
+            build_model_card_asset(spec),
             *build_deployment_assets(spec),
             *build_monitoring_assets(spec),
             drift_report,

@@ -34,6 +34,10 @@ MONITORING_ASSETS = (
 )
 
 
+def model_card_job_name(spec: ModelSpec) -> str:
+    return f"{spec.name}_model_card_job"
+
+
 def monitoring_job_name(spec: ModelSpec) -> str:
     return f"{spec.name}_monitoring_job"
 
@@ -73,4 +77,12 @@ def build_jobs(spec: ModelSpec, partitions: dg.PartitionsDefinition) -> list:
         executor_def=dg.in_process_executor,
         description=f"Re-score past days of {spec.name} predictions as late labels arrive.",
     )
-    return [ingest, training, monitoring, live_performance]
+    # Outside the training job on purpose: a failed blocking gate skips everything downstream
+    # of the evaluation in that run, and a rejected version needs its card most of all.
+    model_card = dg.define_asset_job(
+        model_card_job_name(spec),
+        selection=dg.AssetSelection.assets(names.key(spec.name, names.MODEL_CARD)),
+        executor_def=dg.in_process_executor,
+        description=f"Write the model card of the last evaluated {spec.name} version.",
+    )
+    return [ingest, training, monitoring, live_performance, model_card]

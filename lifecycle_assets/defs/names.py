@@ -15,6 +15,7 @@ PREDICTION_LOG = "prediction_log"
 DRIFT_REPORT = "drift_report"
 GROUND_TRUTH = "ground_truth"
 LIVE_PERFORMANCE = "live_performance"
+MODEL_CARD = "model_card"
 
 RAW_SCHEMA_CHECK = "raw_batch_matches_schema"
 FEATURE_SCHEMA_CHECK = "features_match_schema"

@@ -1,4 +1,8 @@
-"""Time-based automation: daily ingestion and monitoring, weekly retraining (all start stopped)."""
+"""Time-based automation: daily ingestion and monitoring, weekly retraining (all start stopped).
+
+When each runs is the spec's `schedules:` section, so models of one project can retrain on
+different days.
+"""
 
 import datetime as dt
 
@@ -19,21 +23,21 @@ def build_schedules(spec: ModelSpec, jobs: list) -> list[dg.ScheduleDefinition]:
     daily_ingest = dg.build_schedule_from_partitioned_job(
         by_name[ingest_job_name(spec)],
         name=f"{spec.name}_daily_ingest_schedule",
-        hour_of_day=1,
+        hour_of_day=spec.schedules.ingest_hour,
         description=f"Ingest yesterday's {spec.name} batch every night.",
     )
     weekly_retrain = dg.ScheduleDefinition(
         name=f"{spec.name}_weekly_retrain_schedule",
         job=by_name[training_job_name(spec)],
-        cron_schedule="0 3 * * 1",
+        cron_schedule=spec.schedules.retrain_cron,
         execution_timezone="UTC",
-        description=f"Retrain {spec.name} on the latest window every Monday; gates still decide.",
+        description=f"Retrain {spec.name} on the latest window; gates still decide.",
     )
 
     @dg.schedule(
         name=f"{spec.name}_daily_monitoring_schedule",
         job=by_name[monitoring_job_name(spec)],
-        cron_schedule="0 2 * * *",
+        cron_schedule=spec.schedules.monitoring_cron,
         execution_timezone="UTC",
         description=f"Collect yesterday's {spec.name} predictions and report their drift.",
     )
@@ -45,7 +49,7 @@ def build_schedules(spec: ModelSpec, jobs: list) -> list[dg.ScheduleDefinition]:
     @dg.schedule(
         name=f"{spec.name}_label_refresh_schedule",
         job=by_name[live_performance_job_name(spec)],
-        cron_schedule="0 3 * * *",
+        cron_schedule=spec.schedules.label_refresh_cron,
         execution_timezone="UTC",
         description=f"Re-score the last {config.LABEL_REFRESH_DAYS} days of {spec.name} "
         "predictions with the labels that arrived since.",

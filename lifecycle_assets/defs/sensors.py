@@ -1,4 +1,5 @@
-"""Event-based automation: ingest newly landed files; retrain when traffic drifts."""
+"""Event-based automation: ingest newly landed files; retrain when traffic drifts; write the
+model card of every evaluated version."""
 
 import datetime as dt
 import json
@@ -8,7 +9,7 @@ import dagster as dg
 from lifecycle_assets import config
 from lifecycle_assets.data.landing import days_in_file, landed_files, landing_folder
 from lifecycle_assets.defs import names
-from lifecycle_assets.defs.jobs import ingest_job_name, training_job_name
+from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -96,4 +97,17 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         )
         return dg.SensorResult(run_requests=[request], cursor=json.dumps(state))
 
-    return [new_data_sensor, drift_sensor]
+    @dg.asset_sensor(
+        asset_key=names.key(spec.name, names.EVALUATION_REPORT),
+        name=f"{spec.name}_model_card_sensor",
+        job_name=model_card_job_name(spec),
+        minimum_interval_seconds=30,
+        # Cheap and never changes what serves: on by default, so no version goes without a card.
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Writes the model card of each newly evaluated {spec.name} version, "
+        "including versions the gates rejected.",
+    )
+    def model_card_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+        return dg.RunRequest(run_key=f"model-card-{asset_event.storage_id}")
+
+    return [new_data_sensor, drift_sensor, model_card_sensor]

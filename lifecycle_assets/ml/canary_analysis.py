@@ -20,7 +20,7 @@ from lifecycle_assets.config import CanaryThresholds
 
 VARIANT = "variant"
 VERSION = "model_version"
-PROBABILITY = "probability"
+SCORE = "score"
 LABEL = "label"
 # Optional columns: a row flagged failed (the service answered an error) and its latency.
 FAILED = "failed"
@@ -44,6 +44,13 @@ class VariantStats:
     labelled_rows: int
     roc_auc: float | None
     accuracy: float | None
+    # Regressors: mean absolute error on the labelled rows.
+    mae: float | None = None
+
+    @property
+    def quality(self) -> float | None:
+        """The labelled metric a promotion waits for: ROC AUC, or MAE for regressors."""
+        return self.roc_auc if self.mae is None else self.mae
 
 
 @dataclass(frozen=True)
@@ -77,16 +84,24 @@ def score_psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) 
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def variant_stats(rows: pl.DataFrame) -> VariantStats:
-    """Rows, versions, error rate, scores, latency and (where labelled) AUC of one variant."""
+def variant_stats(rows: pl.DataFrame, regression: bool = False) -> VariantStats:
+    """Rows, versions, error rate, scores, latency and (where labelled) AUC or MAE of one
+    variant."""
     if rows.is_empty():
         return VariantStats(0, (), 0.0, None, None, 0, None, None)
-    scores = rows[PROBABILITY].cast(pl.Float64).drop_nulls().to_numpy()
+    scores = rows[SCORE].cast(pl.Float64).drop_nulls().to_numpy()
     failed = rows[FAILED].cast(pl.Boolean).fill_null(False) if FAILED in rows.columns else None
     latency = rows[LATENCY_MS].cast(pl.Float64).drop_nulls() if LATENCY_MS in rows.columns else None
-    labelled = rows.drop_nulls([PROBABILITY, LABEL]) if LABEL in rows.columns else rows.head(0)
-    y = labelled[LABEL].cast(pl.Int64).to_numpy() if labelled.height else np.array([])
-    p = labelled[PROBABILITY].cast(pl.Float64).to_numpy() if labelled.height else np.array([])
+    labelled = rows.drop_nulls([SCORE, LABEL]) if LABEL in rows.columns else rows.head(0)
+    y = labelled[LABEL].cast(pl.Float64).to_numpy() if labelled.height else np.array([])
+    p = labelled[SCORE].cast(pl.Float64).to_numpy() if labelled.height else np.array([])
+    if regression:
+        classified: dict[str, float | None] = {"roc_auc": None, "accuracy": None}
+    else:
+        classified = {
+            "roc_auc": float(skm.roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None,
+            "accuracy": float(np.mean((p >= 0.5) == y)) if y.size else None,
+        }
     return VariantStats(
         rows=rows.height,
         versions=tuple(sorted(rows[VERSION].cast(pl.String).drop_nulls().unique().to_list())),
@@ -96,8 +111,8 @@ def variant_stats(rows: pl.DataFrame) -> VariantStats:
         if latency is not None and latency.len()
         else None,
         labelled_rows=labelled.height,
-        roc_auc=float(skm.roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None,
-        accuracy=float(np.mean((p >= 0.5) == y)) if y.size else None,
+        **classified,
+        mae=float(np.mean(np.abs(y - p))) if regression and y.size else None,
     )
 
 
@@ -119,6 +134,13 @@ def _limit_failures(champion: VariantStats, canary: VariantStats, t: CanaryThres
             f"ROC AUC {canary.roc_auc:.3f} vs champion {champion.roc_auc:.3f} "
             f"(max drop {t.max_auc_drop})"
         )
+    if enough and canary.mae is not None and champion.mae:
+        ratio = canary.mae / champion.mae
+        if ratio - 1 > t.max_mae_increase:
+            failures.append(
+                f"MAE {canary.mae:.3f} is {ratio:.2f}x the champion's {champion.mae:.3f} "
+                f"(max increase {t.max_mae_increase:.0%})"
+            )
     accuracy = enough and canary.accuracy is not None and champion.accuracy is not None
     if accuracy and champion.accuracy - canary.accuracy > t.max_accuracy_drop:
         failures.append(
@@ -129,15 +151,22 @@ def _limit_failures(champion: VariantStats, canary: VariantStats, t: CanaryThres
 
 
 def analyze_canary(
-    log: pl.DataFrame, thresholds: CanaryThresholds = CanaryThresholds()
+    log: pl.DataFrame,
+    thresholds: CanaryThresholds = CanaryThresholds(),
+    task: str = "binary_classification",
 ) -> CanaryVerdict:
-    """The verdict on the canary from one prediction log (shadow rows are ignored)."""
-    has_rows = {VARIANT, PROBABILITY, VERSION} <= set(log.columns)
+    """The verdict on the canary from one prediction log (shadow rows are ignored).
+
+    A regressor's mean score shift is judged relative to the champion's mean score, since its
+    scores are in target units, not probabilities.
+    """
+    regression = task == "regression"
+    has_rows = {VARIANT, SCORE, VERSION} <= set(log.columns)
     rows = {
         name: log.filter(pl.col(VARIANT) == name) if has_rows else log.head(0)
         for name in (CHAMPION, CANARY)
     }
-    champion, canary = (variant_stats(rows[name]) for name in (CHAMPION, CANARY))
+    champion, canary = (variant_stats(rows[name], regression) for name in (CHAMPION, CANARY))
     limits = asdict(thresholds)
     if min(champion.rows, canary.rows) < thresholds.min_rows:
         reason = (
@@ -145,11 +174,13 @@ def analyze_canary(
             f"(need {thresholds.min_rows} each)"
         )
         return CanaryVerdict("wait", (reason,), champion, canary, thresholds=limits)
-    reference = rows[CHAMPION][PROBABILITY].cast(pl.Float64).drop_nulls().to_numpy()
-    current = rows[CANARY][PROBABILITY].cast(pl.Float64).drop_nulls().to_numpy()
+    reference = rows[CHAMPION][SCORE].cast(pl.Float64).drop_nulls().to_numpy()
+    current = rows[CANARY][SCORE].cast(pl.Float64).drop_nulls().to_numpy()
     psi = score_psi(reference, current)
     ks = float(stats.ks_2samp(reference, current).statistic)
     shift = float(current.mean() - reference.mean())
+    if regression and reference.mean():
+        shift /= abs(float(reference.mean()))
     failures = _limit_failures(champion, canary, thresholds)
     if psi > thresholds.max_score_psi:
         failures.append(f"score PSI {psi:.3f} (max {thresholds.max_score_psi})")
@@ -162,7 +193,7 @@ def analyze_canary(
         return CanaryVerdict("rollback", tuple(failures), champion, canary, **numbers)
     labelled = min(canary.labelled_rows, champion.labelled_rows)
     if thresholds.require_labels and (
-        labelled < thresholds.min_labelled_rows or canary.roc_auc is None
+        labelled < thresholds.min_labelled_rows or canary.quality is None
     ):
         reason = (
             f"scores agree (PSI {psi:.3f}, KS {ks:.3f}); waiting for labels: {labelled} "
@@ -172,4 +203,6 @@ def analyze_canary(
     reason = f"within every limit: score PSI {psi:.3f}, KS {ks:.3f}, mean shift {shift:+.3f}"
     if canary.roc_auc is not None and champion.roc_auc is not None:
         reason += f", ROC AUC {canary.roc_auc:.3f} vs {champion.roc_auc:.3f}"
+    if canary.mae is not None and champion.mae is not None:
+        reason += f", MAE {canary.mae:.3f} vs {champion.mae:.3f}"
     return CanaryVerdict("promote", (reason,), champion, canary, **numbers)

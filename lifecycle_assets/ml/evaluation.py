@@ -17,11 +17,15 @@ from lifecycle_assets.ml.metrics import (
     confusion_counts,
     expected_calibration_error,
     fairness_gaps,
+    regression_calibration_table,
+    regression_fairness_gaps,
+    regression_metrics,
+    regression_slice_metrics,
+    relative_calibration_error,
     slice_metrics,
 )
-
-# Metrics whose challenger-minus-champion difference the report keeps.
-COMPARED_METRICS = ("roc_auc", "log_loss", "brier_score", "f1")
+from lifecycle_assets.ml.tasks import traits
+from lifecycle_assets.spec import Task
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,11 @@ class ChampionComparison:
 
 @dataclass(frozen=True)
 class EvaluationReport:
-    """Everything measured about one model on one test set."""
+    """Everything measured about one model on one test set.
+
+    For regressors `confusion` is empty, `threshold` unused, calibration bins are prediction
+    quantiles (observed mean per bin) and `ece` is relative to the mean absolute target.
+    """
 
     threshold: float
     metrics: dict[str, float]
@@ -60,6 +68,11 @@ class EvaluationReport:
     slices: list[dict[str, Any]]
     fairness: dict[str, Any]
     champion: ChampionComparison | None = None
+    task: Task = "binary_classification"
+
+    @property
+    def primary_metric(self) -> float:
+        return float(self.metrics[traits(self.task).primary_metric])
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (plain floats, ints, strings, lists and None)."""
@@ -72,6 +85,7 @@ class EvaluationReport:
             "slices": [dict(row) for row in self.slices],
             "fairness": dict(self.fairness),
             "champion": None if self.champion is None else self.champion.to_dict(),
+            "task": self.task,
         }
 
     @classmethod
@@ -86,7 +100,21 @@ class EvaluationReport:
             slices=[dict(row) for row in data["slices"]],
             fairness=dict(data["fairness"]),
             champion=None if champion is None else ChampionComparison.from_dict(champion),
+            task=data.get("task", "binary_classification"),
         )
+
+
+def _compare(
+    metrics: dict[str, float],
+    champion_metrics: dict[str, float],
+    champion_version: str | None,
+    task: Task,
+) -> ChampionComparison:
+    return ChampionComparison(
+        champion_version=None if champion_version is None else str(champion_version),
+        champion_metrics=champion_metrics,
+        deltas={k: metrics[k] - champion_metrics[k] for k in traits(task).compared_metrics},
+    )
 
 
 def evaluate(
@@ -97,23 +125,24 @@ def evaluate(
     threshold: float = 0.5,
     champion_proba: np.ndarray | None = None,
     champion_version: str | None = None,
+    task: Task = "binary_classification",
 ) -> EvaluationReport:
     """Score a challenger (and, if given, the champion on the same rows) into one report.
 
-    Raises if the test set holds one class or fewer than two reportable slices: a model that
-    cannot be measured must not reach the gates with invented numbers.
+    `proba` is the model's score: the positive-class probability of a classifier, the predicted
+    value of a regressor. Raises if the test set holds one class (a constant target) or fewer
+    than two reportable slices: a model that cannot be measured must not reach the gates with
+    invented numbers.
     """
+    if task == "regression":
+        return _evaluate_regression(y_true, proba, groups, champion_proba, champion_version)
     metrics = classification_metrics(y_true, proba, threshold)
     table = calibration_table(y_true, proba)
     slices = slice_metrics(y_true, proba, groups, threshold)
     champion = None
     if champion_proba is not None:
         champion_metrics = classification_metrics(y_true, champion_proba, threshold)
-        champion = ChampionComparison(
-            champion_version=None if champion_version is None else str(champion_version),
-            champion_metrics=champion_metrics,
-            deltas={k: metrics[k] - champion_metrics[k] for k in COMPARED_METRICS},
-        )
+        champion = _compare(metrics, champion_metrics, champion_version, task)
     return EvaluationReport(
         threshold=float(threshold),
         metrics=metrics,
@@ -123,4 +152,31 @@ def evaluate(
         slices=slices.to_dicts(),
         fairness=fairness_gaps(slices),
         champion=champion,
+    )
+
+
+def _evaluate_regression(
+    y_true: np.ndarray,
+    predicted: np.ndarray,
+    groups: np.ndarray,
+    champion_predicted: np.ndarray | None,
+    champion_version: str | None,
+) -> EvaluationReport:
+    metrics = regression_metrics(y_true, predicted)
+    table = regression_calibration_table(y_true, predicted)
+    slices = regression_slice_metrics(y_true, predicted, groups)
+    champion = None
+    if champion_predicted is not None:
+        champion_metrics = regression_metrics(y_true, champion_predicted)
+        champion = _compare(metrics, champion_metrics, champion_version, "regression")
+    return EvaluationReport(
+        threshold=0.0,
+        metrics=metrics,
+        confusion={},
+        calibration=table.to_dicts(),
+        ece=relative_calibration_error(table, y_true),
+        slices=slices.to_dicts(),
+        fairness=regression_fairness_gaps(slices, metrics["mae"]),
+        champion=champion,
+        task="regression",
     )

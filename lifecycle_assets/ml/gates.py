@@ -11,12 +11,21 @@ from typing import Any
 
 from lifecycle_assets.config import GateThresholds
 from lifecycle_assets.ml.evaluation import EvaluationReport
+from lifecycle_assets.ml.tasks import CLASSIFICATION, REGRESSION, traits
+from lifecycle_assets.spec import Task
 
-AUC_GATE = "auc_meets_minimum"
+AUC_GATE = CLASSIFICATION.performance_gate
+R2_GATE = REGRESSION.performance_gate
 REGRESSION_GATE = "no_regression_vs_champion"
 FAIRNESS_GATE = "fairness_gap_within_limit"
 DATA_GATE = "training_data_is_sane"
 GATE_NAMES = (DATA_GATE, AUC_GATE, REGRESSION_GATE, FAIRNESS_GATE)
+
+
+def gate_names(task: Task) -> tuple[str, ...]:
+    """The gates of a task, in the order `all_gates` judges them."""
+    return (DATA_GATE, traits(task).performance_gate, REGRESSION_GATE, FAIRNESS_GATE)
+
 
 _SPLITS = ("train", "validation", "test")
 
@@ -43,53 +52,82 @@ class GateResult:
 
 def auc_meets_minimum(report: EvaluationReport, thresholds: GateThresholds) -> GateResult:
     """The challenger's test ROC AUC must reach the floor."""
-    auc = float(report.metrics["roc_auc"])
-    floor = float(thresholds.min_roc_auc)
-    passed = auc >= floor
+    return _meets_minimum(AUC_GATE, "ROC AUC", report.primary_metric, thresholds.min_roc_auc)
+
+
+def r2_meets_minimum(report: EvaluationReport, thresholds: GateThresholds) -> GateResult:
+    """The regressor's test R² must reach the floor."""
+    return _meets_minimum(R2_GATE, "R²", report.primary_metric, thresholds.min_r2)
+
+
+def _meets_minimum(gate: str, label: str, value: float, floor: float) -> GateResult:
+    passed = value >= floor
     verb = "meets" if passed else "is below"
     return GateResult(
-        AUC_GATE, passed, auc, floor, f"test ROC AUC {auc:.4f} {verb} the minimum {floor:.4f}"
+        gate,
+        passed,
+        value,
+        float(floor),
+        f"test {label} {value:.4f} {verb} the minimum {floor:.4f}",
     )
 
 
+def performance_meets_minimum(report: EvaluationReport, thresholds: GateThresholds) -> GateResult:
+    """The task's performance gate: ROC AUC for classifiers, R² for regressors."""
+    if report.task == "regression":
+        return r2_meets_minimum(report, thresholds)
+    return auc_meets_minimum(report, thresholds)
+
+
 def no_regression_vs_champion(report: EvaluationReport, thresholds: GateThresholds) -> GateResult:
-    """The challenger may trail the champion on the same test set by at most the tolerance."""
-    limit = -float(thresholds.max_auc_regression)
+    """The challenger's primary metric may trail the champion's on the same test set by at most
+    the tolerance (ROC AUC for classifiers, R² for regressors)."""
+    limit = -float(thresholds.max_metric_regression)
     if report.champion is None:
         return GateResult(
             REGRESSION_GATE, True, None, limit, "no champion yet: nothing to regress against"
         )
-    champion_auc = float(report.champion.champion_metrics["roc_auc"])
-    delta = float(report.metrics["roc_auc"]) - champion_auc
+    metric = traits(report.task).primary_metric
+    champion_value = float(report.champion.champion_metrics[metric])
+    delta = report.primary_metric - champion_value
     passed = delta >= limit
     version = report.champion.champion_version or "unknown"
     verdict = "within" if passed else "exceeds"
     description = (
-        f"challenger minus champion (v{version}, AUC {champion_auc:.4f}) ROC AUC is {delta:+.4f}; "
-        f"a drop {verdict} the allowed regression of {thresholds.max_auc_regression:.4f} "
-        f"(delta must be >= {limit:+.4f})"
+        f"challenger minus champion (v{version}, {metric} {champion_value:.4f}) {metric} is "
+        f"{delta:+.4f}; a drop {verdict} the allowed regression of "
+        f"{thresholds.max_metric_regression:.4f} (delta must be >= {limit:+.4f})"
     )
     return GateResult(REGRESSION_GATE, passed, delta, limit, description)
 
 
 def fairness_gap_within_limit(report: EvaluationReport, thresholds: GateThresholds) -> GateResult:
-    """The true-positive-rate gap between slices (equal opportunity) must stay under the limit."""
-    gap = float(report.fairness["equal_opportunity_difference"])
-    limit = float(thresholds.max_fairness_gap)
+    """The gap between slices must stay under the limit: the true-positive-rate gap (equal
+    opportunity) for classifiers, the MAE gap relative to the overall MAE for regressors."""
+    regression = report.task == "regression"
+    gap = float(report.fairness[traits(report.task).fairness_gate_metric])
+    limit = float(thresholds.max_relative_error_gap if regression else thresholds.max_fairness_gap)
     passed = gap <= limit
     groups = ", ".join(str(g) for g in report.fairness.get("groups_compared", []))
     verb = "is within" if passed else "exceeds"
-    description = (
-        f"equal opportunity difference (TPR gap) {gap:.4f} across [{groups}] {verb} "
-        f"the limit {limit:.4f}"
+    what = (
+        "slice MAE gap relative to the overall MAE"
+        if regression
+        else "equal opportunity difference (TPR gap)"
     )
+    description = f"{what} {gap:.4f} across [{groups}] {verb} the limit {limit:.4f}"
     return GateResult(FAIRNESS_GATE, passed, gap, limit, description)
 
 
 def training_data_is_sane(
-    split_stats: dict[str, dict[str, int]], thresholds: GateThresholds
+    split_stats: dict[str, dict[str, int]],
+    thresholds: GateThresholds,
+    task: Task = "binary_classification",
 ) -> GateResult:
-    """Enough rows overall and per split, both classes everywhere, a plausible positive rate."""
+    """Enough rows overall and per split, both classes everywhere, a plausible positive rate;
+    for regressors, a target that varies in every split instead of the class checks."""
+    if task == "regression":
+        return _regression_data_is_sane(split_stats, thresholds)
     missing = [split for split in _SPLITS if split not in split_stats]
     if missing:
         raise ValueError(f"split_stats lacks splits {missing}; expected {list(_SPLITS)}")
@@ -152,15 +190,56 @@ def training_data_is_sane(
     return GateResult(DATA_GATE, False, float(actual), float(limit), description)
 
 
+def _regression_data_is_sane(
+    split_stats: dict[str, dict[str, int]], thresholds: GateThresholds
+) -> GateResult:
+    missing = [split for split in _SPLITS if split not in split_stats]
+    if missing:
+        raise ValueError(f"split_stats lacks splits {missing}; expected {list(_SPLITS)}")
+    total = sum(int(split_stats[s]["rows"]) for s in _SPLITS)
+    violations: list[tuple[float, float, str]] = []
+    if total < thresholds.min_training_rows:
+        violations.append(
+            (
+                total,
+                thresholds.min_training_rows,
+                f"total rows {total} < minimum {thresholds.min_training_rows}",
+            )
+        )
+    for split in _SPLITS:
+        rows, distinct = int(split_stats[split]["rows"]), int(split_stats[split]["distinct"])
+        if rows < thresholds.min_rows_per_split:
+            violations.append(
+                (
+                    rows,
+                    thresholds.min_rows_per_split,
+                    f"{split} rows {rows} < minimum {thresholds.min_rows_per_split}",
+                )
+            )
+        if distinct < 2:
+            violations.append((distinct, 2, f"{split} target is constant ({rows} rows)"))
+    if not violations:
+        description = (
+            f"{total} rows (>= {thresholds.min_training_rows}), every split >= "
+            f"{thresholds.min_rows_per_split} rows with a varying target"
+        )
+        return GateResult(
+            DATA_GATE, True, float(total), float(thresholds.min_training_rows), description
+        )
+    actual, limit, _ = violations[0]
+    description = "training data rejected: " + "; ".join(v[2] for v in violations)
+    return GateResult(DATA_GATE, False, float(actual), float(limit), description)
+
+
 def all_gates(
     report: EvaluationReport,
     split_stats: dict[str, dict[str, int]],
     thresholds: GateThresholds,
 ) -> list[GateResult]:
-    """Every gate in `GATE_NAMES` order; promotion requires all of them to pass."""
+    """Every gate in `gate_names(report.task)` order; promotion requires all of them to pass."""
     return [
-        training_data_is_sane(split_stats, thresholds),
-        auc_meets_minimum(report, thresholds),
+        training_data_is_sane(split_stats, thresholds, report.task),
+        performance_meets_minimum(report, thresholds),
         no_regression_vs_champion(report, thresholds),
         fairness_gap_within_limit(report, thresholds),
     ]

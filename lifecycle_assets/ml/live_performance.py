@@ -6,6 +6,9 @@ probability p, so the expected confusion counts, Brier score, log loss and even 
 from the scores alone. Once labels arrive, realized minus estimated is the gap: near zero while
 the world matches training, clearly negative (for AUC, accuracy) when the relation between
 features and outcome moved, which no input-drift report can see.
+
+A regressor's scores promise no distribution of outcomes, so regressors get realized error
+metrics only (no estimate, no gap).
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ from sklearn import metrics as skm
 
 from lifecycle_assets.data.ground_truth import LABEL, PREDICTION_ID
 from lifecycle_assets.ml.metrics import classification_metrics, confusion_counts
+from lifecycle_assets.spec import Task
 
 # The service's decision threshold: `prediction` is 1 when the probability is at least this.
 DECISION_THRESHOLD = 0.5
 VERSION = "model_version"
-PROBABILITY = "probability"
+# The prediction log's score column: the probability of a classifier, a regressor's value.
+SCORE = "score"
 METRICS = ("roc_auc", "log_loss", "brier", "accuracy", "precision", "recall", "positive_rate")
+REGRESSION_METRICS = ("r2", "rmse", "mae", "mean_target", "mean_prediction")
 # Where higher is better: realized minus estimated below zero means worse than promised.
-HIGHER_IS_BETTER = ("roc_auc", "accuracy", "precision", "recall")
+HIGHER_IS_BETTER = ("roc_auc", "accuracy", "precision", "recall", "r2")
 
 _COUNTS = {VERSION: pl.String, "rows": pl.Int64}
 ESTIMATED_SCHEMA = {**_COUNTS, **dict.fromkeys(METRICS, pl.Float64)}
@@ -53,8 +59,8 @@ def _by_version(frame: pl.DataFrame) -> Iterator[tuple[str, pl.DataFrame]]:
 JOINED_SCHEMA = {
     PREDICTION_ID: pl.String,
     VERSION: pl.String,
-    PROBABILITY: pl.Float64,
-    LABEL: pl.Int8,
+    SCORE: pl.Float64,
+    LABEL: pl.Float64,
 }
 
 
@@ -63,11 +69,11 @@ def join_labels(predictions: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame
     if predictions.is_empty():
         # A day without traffic has a log without columns beyond the id and the timestamp.
         return pl.DataFrame(schema=JOINED_SCHEMA)
-    labels = labels.select(pl.col(PREDICTION_ID).cast(pl.String), pl.col(LABEL).cast(pl.Int8))
+    labels = labels.select(pl.col(PREDICTION_ID).cast(pl.String), pl.col(LABEL).cast(pl.Float64))
     return predictions.select(
         pl.col(PREDICTION_ID).cast(pl.String),
         pl.col(VERSION).cast(pl.String),
-        pl.col(PROBABILITY).cast(pl.Float64),
+        pl.col(SCORE).cast(pl.Float64),
     ).join(labels, on=PREDICTION_ID, how="left", maintain_order="left")
 
 
@@ -133,7 +139,7 @@ def realized_performance(joined: pl.DataFrame) -> pl.DataFrame:
     for version, group in _by_version(joined):
         labelled = group.filter(pl.col(LABEL).is_not_null())
         metrics = (
-            labelled_metrics(labelled[LABEL].to_numpy(), labelled[PROBABILITY].to_numpy())
+            labelled_metrics(labelled[LABEL].to_numpy(), labelled[SCORE].to_numpy())
             if labelled.height
             else dict.fromkeys(METRICS)
         )
@@ -146,7 +152,7 @@ def realized_performance(joined: pl.DataFrame) -> pl.DataFrame:
 def estimated_performance(predictions: pl.DataFrame) -> pl.DataFrame:
     """Per model version: the metrics expected from the probabilities alone, trusting them."""
     rows = [
-        {VERSION: version, "rows": group.height, **expected_metrics(group[PROBABILITY])}
+        {VERSION: version, "rows": group.height, **expected_metrics(group[SCORE])}
         for version, group in _by_version(predictions)
     ]
     return pl.DataFrame(rows, schema=ESTIMATED_SCHEMA)
@@ -187,19 +193,53 @@ def _entry(version: str, group: pl.DataFrame) -> dict[str, Any]:
     }
 
 
-def live_report(joined: pl.DataFrame) -> dict[str, Any]:
+def regression_realized(y_true: Any, predicted: Any) -> dict[str, float | None]:
+    """Realized errors of a regressor on labelled rows; R² is None below two distinct labels."""
+    y = np.asarray(y_true, dtype=float).ravel()
+    p = np.asarray(predicted, dtype=float).ravel()
+    return {
+        "r2": float(skm.r2_score(y, p)) if np.unique(y).size > 1 else None,
+        "rmse": float(np.sqrt(np.mean((y - p) ** 2))),
+        "mae": float(np.mean(np.abs(y - p))),
+        "mean_target": float(y.mean()),
+        "mean_prediction": float(p.mean()),
+    }
+
+
+def _regression_entry(version: str, group: pl.DataFrame) -> dict[str, Any]:
+    labelled = group.filter(pl.col(LABEL).is_not_null())
+    realized = (
+        regression_realized(labelled[LABEL].to_numpy(), labelled[SCORE].to_numpy())
+        if labelled.height
+        else None
+    )
+    return {
+        VERSION: version,
+        "rows": group.height,
+        "labelled_rows": labelled.height,
+        "label_coverage": labelled.height / group.height,
+        "realized": realized,
+        "estimated": None,
+        "gap": None,
+    }
+
+
+def live_report(joined: pl.DataFrame, task: Task = "binary_classification") -> dict[str, Any]:
     """JSON-safe summary per model version and over all of them (`overall`, version "all").
 
     `estimated` covers every prediction; `gap` compares the realized metrics with the estimate
-    on the same labelled rows; `realized` and `gap` are None until a label has arrived.
+    on the same labelled rows; `realized` and `gap` are None until a label has arrived. For
+    regressors only `realized` is filled.
     """
+    entry = _regression_entry if task == "regression" else _entry
     labelled = int(joined[LABEL].is_not_null().sum()) if joined.height else 0
     return {
+        "task": task,
         "rows": joined.height,
         "labelled_rows": labelled,
         "label_coverage": labelled / joined.height if joined.height else None,
-        "versions": [_entry(version, group) for version, group in _by_version(joined)],
-        "overall": _entry("all", joined.with_columns(pl.lit("all").alias(VERSION)))
+        "versions": [entry(version, group) for version, group in _by_version(joined)],
+        "overall": entry("all", joined.with_columns(pl.lit("all").alias(VERSION)))
         if joined.height
         else None,
     }
@@ -215,10 +255,12 @@ def report_markdown(report: dict[str, Any]) -> str:
         "| version | metric | realized (labelled rows) | estimated (all rows) | gap (same rows) |",
         "|---|---|---|---|---|",
     ]
+    metrics = REGRESSION_METRICS if report.get("task") == "regression" else METRICS
     for entry in report["versions"]:
         realized, gap = entry["realized"] or {}, entry["gap"] or {}
-        for metric in METRICS:
-            cells = (realized.get(metric), entry["estimated"][metric], gap.get(metric))
+        estimated = entry["estimated"] or {}
+        for metric in metrics:
+            cells = (realized.get(metric), estimated.get(metric), gap.get(metric))
             lines.append(
                 f"| {entry[VERSION]} | {metric} | " + " | ".join(_cell(c) for c in cells) + " |"
             )

@@ -1,144 +1,454 @@
-"""A Markdown model card built from an evaluation report, gate results and lineage.
+"""The model card of one evaluated version, as Markdown and as a self-contained HTML page.
 
-Pure string building with no I/O: the caller decides whether the card goes to MLflow, to a file
-or to the Dagster UI. Every number comes from the report, so the card cannot disagree with the
-gates that promoted (or refused) the model.
+A card is built from what the evaluation asset stored (the report, the gate verdicts, the
+version's tags) plus the spec and the training-set manifest, so it cannot disagree with the gates
+that promoted or refused the version. Sections follow the task: a regressor's card shows errors
+and a relative calibration error, a classifier's the confusion counts and a probability ECE.
+Both renderings come from one list of sections, so the Markdown and the HTML say the same thing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import datetime as dt
+import html
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from lifecycle_assets import config
 from lifecycle_assets.ml.evaluation import EvaluationReport
-from lifecycle_assets.ml.gates import GateResult
+from lifecycle_assets.ml.gates import FAIRNESS_GATE, GateResult
+from lifecycle_assets.ml.tasks import traits
+from lifecycle_assets.spec import ModelSpec
 
-LIMITATIONS = (
-    "This model was evaluated on a single held-out time window; performance on later data may "
-    "differ as the population drifts, which is why production inputs and predictions are "
-    "monitored. Metrics on small slices are noisy, and slices below the minimum size are not "
-    "compared for fairness at all. Passing the fairness gate means the true-positive-rate gap "
-    "stayed under the configured limit on this test set; it is not a guarantee of fair outcomes "
-    "for every group or individual. Predicted probabilities are only as calibrated as the "
-    "calibration section shows."
-)
-
-_SLICE_COLUMNS = (
-    "group",
-    "n",
-    "positives",
-    "positive_rate",
-    "predicted_positive_rate",
-    "tpr",
-    "fpr",
-    "precision",
-    "roc_auc",
-    "reported",
+CARD_ARTIFACT_DIR = "model_card"
+MARKDOWN_FILE = "model_card.md"
+HTML_FILE = "model_card.html"
+# Model version tag holding the run-relative path of the Markdown card (like reference_profile).
+TAG_MODEL_CARD = "model_card"
+# Plots the evaluation asset writes, in reading order; any other PNG follows by file name.
+PLOT_ORDER = ("roc_curve", "calibration", "confusion_matrix", "slices")
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
+    "th{background:#f4f4f4}code{background:#f4f4f4;padding:0 3px}.PASSED{color:#137333}"
+    ".FAILED{color:#b3261e;font-weight:bold}img{max-width:100%}"
 )
 
 
-def _cell(value: Any) -> str:
-    if value is None:
+@dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[str, ...]
+
+
+# A paragraph (with `code` and **bold** inline), a table or a bullet list.
+Block = str | Table | Bullets
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    blocks: tuple[Block, ...]
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
         return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        # Whole numbers (row counts stored as floats, bin edges) read better without decimals.
+        return f"{value:.0f}" if value.is_integer() else f"{value:.4f}"
     if isinstance(value, (list, tuple)):
-        return ", ".join(_cell(v) for v in value) or "none"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+        return ", ".join(_text(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = [
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join("---" for _ in headers) + "|",
-    ]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+def _markdown(block: Block) -> str:
+    if isinstance(block, Table):
+        cells = [[_text(v).replace("|", "\\|").replace("\n", " ") for v in r] for r in block.rows]
+        lines = ["| " + " | ".join(block.headers) + " |", "|" + "---|" * len(block.headers)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+    if isinstance(block, Bullets):
+        return "\n".join(f"- {item}" for item in block.items)
+    return block
 
 
-def _key_values(data: dict[str, Any]) -> str:
-    if not data:
-        return "_Not recorded._"
-    return _table(["field", "value"], [(key, value) for key, value in data.items()])
+def _inline_html(text: str) -> str:
+    """Escape first, then turn the card's own `code` and **bold** marks into tags."""
+    escaped = html.escape(text)
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
 
 
-def _champion_section(report: EvaluationReport) -> str:
+def _cell_html(text: str) -> str:
+    """A table cell; gate verdicts get a class so the page colours them."""
+    css = f' class="{text}"' if text in ("PASSED", "FAILED") else ""
+    return f"<td{css}>{html.escape(text)}</td>"
+
+
+def _html(block: Block) -> str:
+    if isinstance(block, Table):
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
+        rows = "".join(
+            "<tr>" + "".join(_cell_html(_text(v)) for v in row) + "</tr>" for row in block.rows
+        )
+        return f"<table><tr>{head}</tr>{rows}</table>"
+    if isinstance(block, Bullets):
+        return "<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in block.items) + "</ul>"
+    return f"<p>{_inline_html(block)}</p>"
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """Every key of the rows, in first-seen order, so both tasks' slice tables render whole."""
+    return tuple(dict.fromkeys(key for row in rows for key in row))
+
+
+def _rows_table(rows: Sequence[Mapping[str, Any]], headers: tuple[str, ...] = ()) -> Table:
+    headers = headers or _columns(rows)
+    return Table(headers, tuple(tuple(row.get(h) for h in headers) for row in rows))
+
+
+def read_plots(folder: str | Path) -> dict[str, bytes]:
+    """The evaluation plots (PNG) in a report folder, known ones first; {} if there is none."""
+    folder = Path(folder)
+    pngs = {path.stem: path for path in sorted(folder.glob("*.png"))} if folder.is_dir() else {}
+    order = [n for n in PLOT_ORDER if n in pngs] + [n for n in pngs if n not in PLOT_ORDER]
+    return {name: pngs[name].read_bytes() for name in order}
+
+
+def metrics_section(report: EvaluationReport) -> Section:
+    """Test metrics with the task's primary metric first, champion deltas, confusion counts."""
+    primary = traits(report.task).primary_metric
+    names = [primary, *(n for n in report.metrics if n != primary)]
+    rows = tuple(
+        (f"{n} (primary)" if n == primary else n, v)
+        for n in names
+        if (v := report.metrics.get(n)) is not None
+    )
+    blocks: list[Block] = [Table(("metric", "value"), rows)]
     champion = report.champion
     if champion is None:
-        return "No champion existed when this model was evaluated; nothing to compare against."
-    rows = [
-        (
-            name,
-            report.metrics.get(name),
-            champion.champion_metrics.get(name),
-            champion.deltas.get(name),
+        blocks.append("No champion existed at evaluation: nothing to compare against.")
+    else:
+        blocks.append(f"Compared with champion v{champion.champion_version} on the same rows:")
+        blocks.append(
+            Table(
+                ("metric", "this version", "champion", "delta"),
+                tuple(
+                    (n, report.metrics.get(n), champion.champion_metrics.get(n), d)
+                    for n, d in champion.deltas.items()
+                ),
+            )
         )
-        for name in champion.deltas
-    ]
-    header = f"Compared with champion version {_cell(champion.champion_version)} on the same rows."
-    return header + "\n\n" + _table(["metric", "challenger", "champion", "delta"], rows)
+    if report.confusion:
+        blocks.append(f"Confusion counts at decision threshold {report.threshold:.2f}:")
+        blocks.append(Table(("cell", "count"), tuple(report.confusion.items())))
+    return Section("Metrics (test set)", tuple(blocks))
 
 
-def _gates_section(gates: Sequence[GateResult]) -> str:
-    if not gates:
-        return "_No gates were evaluated._"
-    rows = [
-        (g.name, "PASSED" if g.passed else "FAILED", g.actual, g.threshold, g.description)
+def slices_section(report: EvaluationReport, sensitive_attribute: str) -> Section:
+    note = (
+        "`reported` marks slices large enough to compare"
+        + (" and holding both classes" if report.confusion else "")
+        + "; only those enter the fairness gaps."
+    )
+    return Section(f"Slices of `{sensitive_attribute}`", (_rows_table(report.slices), note))
+
+
+def fairness_section(report: EvaluationReport, gates: Sequence[GateResult]) -> Section:
+    metric = traits(report.task).fairness_gate_metric
+    gaps = tuple((k, v) for k, v in report.fairness.items() if not isinstance(v, list))
+    blocks: list[Block] = [Table(("gap", "value"), gaps)]
+    gate = next((g for g in gates if g.name == FAIRNESS_GATE), None)
+    if gate is None:
+        blocks.append(f"Gate metric `{metric}`: no fairness gate was evaluated for this version.")
+    else:
+        verdict = "within" if gate.passed else "**exceeds**"
+        blocks.append(
+            f"Gate metric `{metric}` = {_text(gate.actual)} is {verdict} the limit "
+            f"{_text(gate.threshold)} (`{FAIRNESS_GATE}`)."
+        )
+    blocks.append(
+        f"Groups compared: {_text(report.fairness.get('groups_compared', []))}. "
+        f"Groups excluded (not `reported`): {_text(report.fairness.get('groups_excluded'))}."
+    )
+    return Section("Fairness gaps", tuple(blocks))
+
+
+def calibration_section(report: EvaluationReport) -> Section:
+    bins = len(report.calibration)
+    if report.task == "regression":
+        text = (
+            f"Relative calibration error {report.ece:.4f}: the count-weighted mean "
+            f"|mean predicted - observed mean target| over {bins} prediction-quantile bins, "
+            "divided by the mean |target|."
+        )
+        observed = "observed_mean"
+    else:
+        text = f"Expected calibration error (ECE) {report.ece:.4f} over {bins} equal-width bins."
+        observed = "observed_rate"
+    rows = tuple(
+        (r["bin_lower"], r["bin_upper"], r["count"], r["mean_predicted"], r["observed_rate"])
+        for r in report.calibration
+    )
+    headers = ("bin_lower", "bin_upper", "count", "mean_predicted", observed)
+    return Section("Calibration", (text, Table(headers, rows)))
+
+
+def gates_section(gates: Sequence[GateResult]) -> Section:
+    rows = tuple(
+        (g.name, g.actual, g.threshold, "PASSED" if g.passed else "FAILED", g.description)
         for g in gates
-    ]
-    return _table(["gate", "verdict", "actual", "threshold", "why"], rows)
+    )
+    note = (
+        "A card is written for every evaluated version, rejected ones included; only a version "
+        "that passed every gate can become `champion`."
+    )
+    if not gates:
+        return Section("Gates", ("No gates were evaluated.", note))
+    return Section("Gates", (Table(("gate", "actual", "threshold", "verdict", "why"), rows), note))
 
 
-def _limitations(gates: Sequence[GateResult]) -> str:
-    failed = [g for g in gates if not g.passed]
-    if not failed:
-        return LIMITATIONS + "\n\nAll gates passed."
-    bullets = "\n".join(f"- **{g.name}** failed: {g.description}" for g in failed)
-    return LIMITATIONS + "\n\nFailed gates (this version must not be promoted):\n\n" + bullets
+def _document(title: str, status: str, sections: Sequence[Section]) -> str:
+    parts = [f"# {title}", status]
+    for section in sections:
+        parts += [f"## {section.title}", *(_markdown(b) for b in section.blocks)]
+    return "\n\n".join(parts) + "\n"
 
 
-def render_model_card(
-    *,
-    model_name: str,
-    version: str,
-    description: str,
-    report: EvaluationReport,
-    gates: list[GateResult],
-    training: dict[str, Any],
-    lineage: dict[str, Any],
-) -> str:
-    """The whole card as Markdown: use, data, metrics, fairness, champion, gates, lineage."""
-    verdict = "all gates passed" if all(g.passed for g in gates) else "gates FAILED"
-    metric_rows = [(name, value) for name, value in report.metrics.items()]
-    confusion_rows = [(name, value) for name, value in report.confusion.items()]
-    slice_rows = [[row.get(c) for c in _SLICE_COLUMNS] for row in report.slices]
-    fairness_rows = [(name, value) for name, value in report.fairness.items()]
-    sections = [
-        f"# Model card: {model_name} v{version}",
-        f"Status: **{verdict}** (decision threshold {report.threshold:.2f}).",
-        "## Intended use",
-        description.strip() or "_No description was given in the spec._",
-        "## Training data",
-        _key_values(training),
-        "## Metrics (test set)",
-        _table(["metric", "value"], metric_rows),
-        _table(["cell", "count"], confusion_rows),
-        "## Calibration",
-        f"Expected calibration error (ECE): {report.ece:.4f} over {len(report.calibration)} "
-        "non-empty equal-width bins.",
-        "## Slices of the sensitive attribute",
-        _table(list(_SLICE_COLUMNS), slice_rows),
-        "## Fairness gaps",
-        _table(["gap", "value"], fairness_rows),
-        "## Champion comparison",
-        _champion_section(report),
-        "## Gates",
-        _gates_section(gates),
-        "## Lineage",
-        _key_values(lineage),
-        "## Limitations",
-        _limitations(gates),
-    ]
-    return "\n\n".join(sections) + "\n"
+def _status(gates: Sequence[GateResult]) -> str:
+    failed = [g.name for g in gates if not g.passed]
+    if failed:
+        return (
+            f"Status: **REJECTED**: failed {', '.join(failed)}; this version must not be promoted."
+        )
+    return "Status: **all gates passed**."
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What one card says about one registered version; render with `to_markdown`/`to_html`."""
+
+    spec: ModelSpec
+    model: dict[str, Any]
+    report: EvaluationReport
+    gates: tuple[GateResult, ...]
+    training_set: dict[str, Any]
+    registered_at: str | None = None
+    plots: dict[str, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def from_evaluation(
+        cls,
+        spec: ModelSpec,
+        evaluation: dict[str, Any],
+        training_set: dict[str, Any],
+        *,
+        registered_at: dt.datetime | None = None,
+    ) -> ModelCard:
+        """A card from the evaluation asset's value; reads the plots in its `report_dir`.
+
+        Raises if the training set is not the one the version was trained on (a card that
+        describes other data would be wrong) or if the report is for another task than the spec.
+        """
+        model = dict(evaluation["model"])
+        report = EvaluationReport.from_dict(evaluation["report"])
+        trained_on = model.get("tags", {}).get(config.TAG_TRAINING_DIGEST)
+        if trained_on and trained_on != training_set["digest"]:
+            raise ValueError(
+                f"{model['name']} v{model['version']} was trained on {trained_on}, but the "
+                f"training set given is {training_set['digest']}: rerun the training job"
+            )
+        if report.task != spec.task:
+            raise ValueError(f"the report is for {report.task}, the spec for {spec.task}")
+        report_dir = evaluation.get("report_dir")
+        return cls(
+            spec=spec,
+            model=model,
+            report=report,
+            gates=tuple(GateResult(**gate) for gate in evaluation["gates"]),
+            training_set=training_set,
+            registered_at=registered_at.isoformat(timespec="seconds") if registered_at else None,
+            plots=read_plots(report_dir) if report_dir else {},
+        )
+
+    @property
+    def title(self) -> str:
+        return f"Model card: {self.model['name']} v{self.model['version']}"
+
+    @property
+    def passed(self) -> bool:
+        return all(gate.passed for gate in self.gates)
+
+    def _days(self, split: str | None = None) -> str:
+        days = self.training_set.get("split_days", {}).get(split) if split else None
+        days = days or self.training_set.get("days") or []
+        count = f"{len(days)} day" + ("s" if len(days) > 1 else "")
+        return f"{days[0]} .. {days[-1]} ({count})" if days else "not recorded"
+
+    def _details(self) -> Section:
+        spec, report = self.spec, self.report
+        rows: list[tuple[str, Any]] = [
+            ("name", self.model["name"]),
+            ("version", self.model["version"]),
+            ("task", report.task),
+            ("target", spec.target),
+            ("output", traits(report.task).score_kind),
+            ("estimator", spec.estimator.kind),
+            ("estimator params", spec.estimator.params or "scikit-learn defaults"),
+            ("model inputs", spec.feature_names),
+            ("sensitive attribute", f"{spec.sensitive_attribute} (slices only, never an input)"),
+        ]
+        if report.confusion:
+            rows.append(("decision threshold", report.threshold))
+        rows += [
+            ("registered", self.registered_at or "not recorded"),
+            ("model source", self.model.get("source")),
+        ]
+        return Section("Model details", (Table(("field", "value"), tuple(rows)),))
+
+    def _intended_use(self) -> tuple[Section, Section]:
+        spec, target = self.spec, f"`{self.spec.target}`"
+        if self.report.task == "regression":
+            does = f"It predicts {target} for each record as a point estimate"
+            misuse = "Using a prediction as a bound or guarantee: see MAE and RMSE for its error."
+        else:
+            does = (
+                f"It scores each record with the probability that {target} is 1, for decisions "
+                f"at threshold {self.report.threshold:.2f} or for ranking"
+            )
+            misuse = "Reading scores as calibrated beyond the calibration section, or moving the "
+            misuse += "threshold without evaluating the new one."
+        use = (
+            spec.description.strip() or "No description was given in the spec.",
+            f"{does}, on records like those of the training window: same source, feature "
+            "definitions and population.",
+        )
+        out = [
+            f"Other populations, products or sources, or periods far from {self._days()}.",
+            f"Decisions about `{spec.sensitive_attribute}`: it is withheld from the model and "
+            "kept only to measure gaps between its groups; other attributes were not examined.",
+            misuse,
+            "Fully automated decisions about people without human review or a way to appeal.",
+        ]
+        if not self.passed:
+            out.append("Serving this version at all: it failed its gates (see Gates).")
+        return Section("Intended use", use), Section("Out-of-scope use", (Bullets(tuple(out)),))
+
+    def _training_data(self) -> Section:
+        manifest = self.training_set
+        stats: dict[str, dict[str, Any]] = manifest.get("split_stats", {})
+        digests: dict[str, str] = manifest.get("split_digests", {})
+        rows = [
+            {"split": s, "days": self._days(s), **counts, "digest": digests.get(s)}
+            for s, counts in stats.items()
+        ]
+        return Section(
+            "Training data",
+            (
+                f"Window {self._days()}, split by time (oldest days train, newest test).",
+                f"Training set digest `{manifest['digest']}` (SHA-256 of the snapshot).",
+                _rows_table(rows),
+            ),
+        )
+
+    def _limitations(self) -> Section:
+        report, metric = self.report, traits(self.report.task).fairness_gate_metric
+        items = [
+            f"Evaluated on one held-out time window ({self._days('test')}); later data may "
+            "differ as the population drifts, which is why predictions are monitored.",
+        ]
+        excluded = report.fairness.get("groups_excluded") or []
+        if excluded:
+            items.append(f"Slices {_text(excluded)} could not be compared: their gaps are unknown.")
+        worst = max(
+            report.calibration,
+            key=lambda r: abs(r["mean_predicted"] - r["observed_rate"]),
+            default=None,
+        )
+        if worst is not None:
+            gap = abs(worst["mean_predicted"] - worst["observed_rate"])
+            items.append(
+                f"Calibration error {report.ece:.4f}; the worst bin ({_text(worst['bin_lower'])} "
+                f"to {_text(worst['bin_upper'])}) is off by {gap:.4f}."
+            )
+        items.append(
+            f"Passing the fairness gate means `{metric}` stayed under its limit on this test set "
+            "only; it does not guarantee fair outcomes for every group or person."
+        )
+        if self.spec.source.is_simulator:
+            items.append(f"Trained on simulated data ({self.spec.source.uri}), not real records.")
+        items += [f"**{g.name}** failed: {g.description}" for g in self.gates if not g.passed]
+        return Section("Limitations", (Bullets(tuple(items)),))
+
+    def _lineage(self) -> Section:
+        tags, model = self.model.get("tags", {}), self.model
+        rows = (
+            ("registered model", f"{model['name']} v{model['version']}"),
+            ("MLflow run id", model.get("run_id")),
+            ("Dagster run id (training)", tags.get(config.TAG_DAGSTER_RUN_ID)),
+            ("git commit", tags.get(config.TAG_GIT_COMMIT)),
+            ("artifact sha256", tags.get(config.TAG_ARTIFACT_SHA256)),
+            ("training set digest", tags.get(config.TAG_TRAINING_DIGEST)),
+            ("test set digest", tags.get(config.TAG_TEST_DIGEST)),
+        )
+        trace = f"Trace it: `lifecycle lineage {model['name']} {model['version']}`."
+        return Section("Lineage", (Table(("field", "value"), rows), trace))
+
+    def sections(self) -> list[Section]:
+        use, out_of_scope = self._intended_use()
+        return [
+            self._details(),
+            use,
+            out_of_scope,
+            self._training_data(),
+            metrics_section(self.report),
+            slices_section(self.report, self.spec.sensitive_attribute),
+            fairness_section(self.report, self.gates),
+            calibration_section(self.report),
+            gates_section(self.gates),
+            self._limitations(),
+            self._lineage(),
+        ]
+
+    def to_markdown(self) -> str:
+        """The card as Markdown (no images: the HTML card embeds the plots)."""
+        sections = self.sections()
+        if self.plots:
+            names = ", ".join(self.plots)
+            sections.append(Section("Plots", (f"Embedded in `{HTML_FILE}`: {names}.",)))
+        return _document(self.title, _status(self.gates), sections)
+
+    def to_html(self) -> str:
+        """The card as one self-contained page: escaped text, inline CSS, embedded plots."""
+        body = [
+            f"<h1>{html.escape(self.title)}</h1>",
+            f"<p>{_inline_html(_status(self.gates))}</p>",
+        ]
+        for section in self.sections():
+            body.append(f"<h2>{_inline_html(section.title)}</h2>")
+            body += [_html(block) for block in section.blocks]
+        if self.plots:
+            body.append("<h2>Plots</h2>")
+        for name, png in self.plots.items():
+            body.append(
+                f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" '
+                f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+            )
+        return (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}"
+            f"</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
+        )

@@ -122,3 +122,73 @@ def slice_metrics_png(slices: pl.DataFrame | Sequence[dict[str, Any]]) -> bytes:
         ax.set(ylabel="rate", ylim=(0, 1), title="Metrics by slice")
         ax.legend(loc="upper right")
     return buffer.getvalue()
+
+
+def predicted_vs_actual_png(
+    y_true: np.ndarray, predicted: np.ndarray, champion_predicted: np.ndarray | None = None
+) -> bytes:
+    """Regressors: binned mean actual against mean predicted (the champion's overlaid if given),
+    on the diagonal when the model is right on average across its range."""
+    curves = [("challenger", predicted)]
+    if champion_predicted is not None:
+        curves.append(("champion", champion_predicted))
+    with png_figure() as (ax, buffer):
+        high = float(max(np.max(y_true), *(np.max(p) for _, p in curves)))
+        ax.plot([0, high], [0, high], linestyle="--", color="grey", linewidth=1, label="perfect")
+        for label, values in curves:
+            edges = np.unique(np.quantile(values, np.linspace(0, 1, 21)))
+            index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, edges.size - 2)
+            bins = [b for b in range(edges.size - 1) if (index == b).any()]
+            ax.plot(
+                [values[index == b].mean() for b in bins],
+                [y_true[index == b].mean() for b in bins],
+                marker="o",
+                label=label,
+            )
+        ax.set(xlabel="Mean predicted", ylabel="Mean actual", title="Predicted vs actual")
+        ax.legend(loc="upper left")
+    return buffer.getvalue()
+
+
+def residuals_png(y_true: np.ndarray, predicted: np.ndarray) -> bytes:
+    """Regressors: the distribution of residuals (actual minus predicted)."""
+    residuals = np.asarray(y_true, dtype=float) - np.asarray(predicted, dtype=float)
+    with png_figure() as (ax, buffer):
+        ax.hist(residuals, bins=50, color="tab:blue", alpha=0.8)
+        ax.axvline(0, color="grey", linestyle="--", linewidth=1)
+        ax.set(xlabel="actual - predicted", ylabel="rows", title="Residuals")
+    return buffer.getvalue()
+
+
+def regression_slices_png(slices: pl.DataFrame | Sequence[dict[str, Any]]) -> bytes:
+    """Regressors: MAE and bias of each slice of the sensitive attribute."""
+    table = _rows(slices)
+    groups = [str(g) for g in table["group"].to_list()] if table.height else []
+    x = np.arange(len(groups))
+    width = 0.4
+    with png_figure() as (ax, buffer):
+        ax.bar(x - width / 2, table["mae"].to_list() if groups else [], width, label="MAE")
+        ax.bar(x + width / 2, table["bias"].to_list() if groups else [], width, label="bias")
+        ax.axhline(0, color="grey", linewidth=1)
+        ax.set_xticks(x, labels=groups, rotation=30, ha="right")
+        ax.set(ylabel="target units", title="Errors by slice")
+        ax.legend(loc="upper right")
+    return buffer.getvalue()
+
+
+def evaluation_pngs(
+    report: Any, y_true: np.ndarray, scores: np.ndarray, champion_scores: np.ndarray | None
+) -> dict[str, bytes]:
+    """The evaluation plots of a report's task, by file stem."""
+    if report.task == "regression":
+        return {
+            "predicted_vs_actual": predicted_vs_actual_png(y_true, scores, champion_scores),
+            "residuals": residuals_png(y_true, scores),
+            "slices": regression_slices_png(report.slices),
+        }
+    return {
+        "roc_curve": roc_curve_png(y_true, scores, champion_scores),
+        "calibration": calibration_png(report.calibration),
+        "confusion_matrix": confusion_matrix_png(report.confusion),
+        "slices": slice_metrics_png(report.slices),
+    }

@@ -43,12 +43,17 @@ def _raw_column(feature: FeatureSpec) -> pa.Column:
 
 
 def raw_schema(spec: ModelSpec) -> pa.DataFrameSchema:
-    """What a raw batch must look like: typed columns, allowed ranges and levels, a 0/1 label.
+    """What a raw batch must look like: typed columns, allowed ranges and levels, and a 0/1
+    label (classifiers) or a finite number (regressors).
 
     Applied to the output of `normalize_raw`, which has already cast every column to its type.
     """
     columns: dict[str, pa.Column] = {f.name: _raw_column(f) for f in spec.features}
-    columns[spec.target] = pa.Column(pl.Int64, checks=[pa.Check.isin([0, 1])])
+    if spec.is_classifier:
+        columns[spec.target] = pa.Column(pl.Int64, checks=[pa.Check.isin([0, 1])])
+    else:
+        finite = pa.Check(_finite_or_null, name="finite")
+        columns[spec.target] = pa.Column(pl.Float64, checks=[finite], nullable=False)
     columns[spec.timestamp] = pa.Column(DateTime(time_zone_agnostic=True), nullable=False)
     if spec.id_column:
         columns[spec.id_column] = pa.Column(pl.String, unique=True)
@@ -57,7 +62,7 @@ def raw_schema(spec: ModelSpec) -> pa.DataFrameSchema:
 
 def _target_dtype(spec: ModelSpec, column: str) -> pl.DataType:
     if column == spec.target:
-        return pl.Int64()
+        return pl.Int64() if spec.is_classifier else pl.Float64()
     if column == spec.timestamp:
         return pl.Datetime("us", "UTC")
     if column in spec.numeric_columns:

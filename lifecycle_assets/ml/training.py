@@ -13,9 +13,14 @@ import numpy as np
 import pandas as pd
 import polars as pl
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
@@ -49,7 +54,7 @@ def _native_preprocess(spec: ModelSpec) -> ColumnTransformer:
 def _encoded_preprocess(spec: ModelSpec) -> ColumnTransformer:
     """For estimators that need complete numeric input: impute, flag missing, one-hot."""
     numeric_steps = [("impute", SimpleImputer(strategy="median", add_indicator=True))]
-    if spec.estimator.kind == "logistic_regression":
+    if spec.estimator.kind in ("logistic_regression", "ridge"):
         numeric_steps.append(("scale", StandardScaler()))
     categorical = Pipeline(
         [
@@ -70,16 +75,19 @@ def _encoded_preprocess(spec: ModelSpec) -> ColumnTransformer:
 
 
 def build_pipeline(spec: ModelSpec) -> Pipeline:
-    """Preprocessing suited to the spec's estimator, then the estimator."""
+    """Preprocessing suited to the spec's estimator, then the estimator for the spec's task."""
     params = {"random_state": spec.training.random_seed, **spec.estimator.params}
-    kind = spec.estimator.kind
+    kind, classifier = spec.estimator.kind, spec.is_classifier
     if kind == "hist_gradient_boosting":
         n_numeric, n_categorical = len(spec.numeric_features), len(spec.categorical_features)
         categorical = list(range(n_numeric, n_numeric + n_categorical)) or None
-        model = HistGradientBoostingClassifier(categorical_features=categorical, **params)
+        boosting = HistGradientBoostingClassifier if classifier else HistGradientBoostingRegressor
+        model = boosting(categorical_features=categorical, **params)
         return Pipeline([("preprocess", _native_preprocess(spec)), ("model", model)])
     if kind == "random_forest":
-        model = RandomForestClassifier(**params)
+        model = (RandomForestClassifier if classifier else RandomForestRegressor)(**params)
+    elif kind == "ridge":
+        model = Ridge(**params)
     else:
         model = LogisticRegression(max_iter=1_000, **params)
     return Pipeline([("preprocess", _encoded_preprocess(spec)), ("model", model)])
@@ -98,9 +106,17 @@ def fit_pipeline(train: pl.DataFrame, spec: ModelSpec) -> Pipeline:
     return pipeline
 
 
-def predict_proba(pipeline: Pipeline, features: pl.DataFrame, spec: ModelSpec) -> np.ndarray:
-    """Probability of the positive class for each row."""
-    return pipeline.predict_proba(model_input(features, spec))[:, 1]
+def predict_scores(pipeline: Pipeline, features: pl.DataFrame, spec: ModelSpec) -> np.ndarray:
+    """The model's score for each row: positive-class probability, or the predicted value."""
+    frame = model_input(features, spec)
+    if spec.is_classifier:
+        return pipeline.predict_proba(frame)[:, 1]
+    return np.asarray(pipeline.predict(frame), dtype=float)
+
+
+def decide(scores: np.ndarray, spec: ModelSpec, threshold: float = 0.5) -> np.ndarray:
+    """The prediction a client receives: the class at `threshold`, or the value itself."""
+    return (scores >= threshold).astype(int) if spec.is_classifier else scores
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,10 @@ def log_and_register(
     if active is None:
         raise RuntimeError("log_and_register needs an active MLflow run")
     example = input_example.head(5)
-    signature = infer_signature(example, pipeline.predict_proba(example)[:, 1])
+    scores = (
+        pipeline.predict_proba(example)[:, 1] if spec.is_classifier else pipeline.predict(example)
+    )
+    signature = infer_signature(example, scores)
     info = mlflow.sklearn.log_model(
         pipeline,
         name=config.MODEL_ARTIFACT_NAME,

@@ -92,6 +92,7 @@ def track_and_register(
     mlflow.log_dict(reference_profile, config.REFERENCE_PROFILE_FILE)
     mlflow.log_params(
         {
+            "task": spec.task,
             "estimator": spec.estimator.kind,
             **{f"estimator.{k}": v for k, v in spec.estimator.params.items()},
             "window_days": len(training_set["days"]),

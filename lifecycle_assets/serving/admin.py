@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from typing import Any
 
 import bentoml
 from starlette.requests import Request
@@ -34,16 +35,40 @@ def deny(request: Request, token: str | None) -> Response | None:
     return None
 
 
+def _chosen(request: Request, service: Any) -> list[str] | Response:
+    """The models an admin request is about: `?model=NAME`, else every served model."""
+    name = request.query_params.get("model")
+    if name is None:
+        return list(service.predictors)
+    if name not in service.predictors:
+        served = sorted(service.predictors)
+        return JSONResponse({"error": f"model {name!r} is not served; served: {served}"}, 404)
+    return [name]
+
+
 async def reload_endpoint(request: Request) -> Response:
-    """Poll the registry now (`?retry=1` also retries refused versions); answer the metadata."""
+    """Poll the registry now (`?retry=1` also retries refused versions, `?model=NAME` limits it
+    to one model); answer the metadata of the default model plus every model's under `models`.
+    """
     service = bentoml.get_current_service()
     if (denied := deny(request, service.admin_token)) is not None:
         return denied
-    predictor = service.predictor
-    if predictor.watcher is not None:  # a Bento serves its bundled model and never swaps
-        retry = request.query_params.get("retry", "") in ("1", "true")
-        await asyncio.to_thread(predictor.watcher.poll, retry_refused=retry)
-    return JSONResponse(predictor.metadata())
+    chosen = _chosen(request, service)
+    if isinstance(chosen, Response):
+        return chosen
+    retry = request.query_params.get("retry", "") in ("1", "true")
+    for name in chosen:
+        watcher = service.predictors[name].watcher
+        if watcher is not None:  # a Bento serves its bundled models and never swaps
+            await asyncio.to_thread(watcher.poll, retry_refused=retry)
+    return _status(service, chosen)
+
+
+def _status(service: Any, chosen: list[str]) -> Response:
+    first = service.predictors[chosen[0] if len(chosen) == 1 else service.default_model]
+    return JSONResponse(
+        {**first.metadata(), "models": {n: service.predictors[n].metadata() for n in chosen}}
+    )
 
 
 async def status_endpoint(request: Request) -> Response:
@@ -51,4 +76,5 @@ async def status_endpoint(request: Request) -> Response:
     service = bentoml.get_current_service()
     if (denied := deny(request, service.admin_token)) is not None:
         return denied
-    return JSONResponse(service.predictor.metadata())
+    chosen = _chosen(request, service)
+    return chosen if isinstance(chosen, Response) else _status(service, chosen)

@@ -3,7 +3,8 @@
 A built Bento must serve without the registry (DESIGN: "a built Bento is self-contained"), so the
 MLflow model directory is copied into a BentoML model whose metadata carries the registry
 provenance (`ModelRef.to_dict()`); the service in `bento` mode reads both back and re-checks the
-SHA-256 before loading. Every build setting lives in `bentofile.yaml`, not here.
+SHA-256 before loading. Every build setting lives in `bentofile.yaml`, not here, except which
+model versions a Bento carries: the champions of the project's models at build time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import bentoml
+import yaml
 
 from lifecycle_assets import config
 from lifecycle_assets.registry.models import ModelRef, download_model
@@ -42,22 +44,33 @@ def export_version(ref: ModelRef) -> str:
     return str(model.tag)
 
 
-def build_bento(project_dir: str | Path, model_tag: str) -> str:
-    """Build the Bento described by `project_dir/bentofile.yaml`; return the Bento tag.
+def exported_tag(ref: ModelRef) -> str:
+    """The BentoML model holding this registered version, exported now if it is not yet."""
+    for model in bentoml.models.list(ref.name):
+        if model.info.labels.get("model_version") == ref.version:
+            return str(model.tag)
+    return export_version(ref)
 
-    `model_tag` must be the model the bentofile references (`<name>:latest` resolves to the one
-    just exported); it is recorded as a label so the Bento names the exact model it carries.
+
+def build_bento(project_dir: str | Path, model_tags: list[str]) -> str:
+    """Build the Bento described by `project_dir/bentofile.yaml`, carrying exactly
+    `model_tags`; return the Bento tag.
+
+    Every setting comes from the bentofile except `models`: which versions a Bento carries is
+    decided at build time (the current champions), and the exact tags are recorded as labels.
     """
     project_dir = Path(project_dir)
-    bento = bentoml.bentos.build_bentofile(
-        str(project_dir / BENTOFILE),
-        build_ctx=str(project_dir),
-        labels={"model_tag": model_tag},
-    )
-    models = {str(info.tag) for info in bento.info.all_models}
-    if model_tag not in models:
-        raise RuntimeError(
-            f"the Bento {bento.tag} carries {sorted(models)}, not {model_tag}; a newer model "
-            f"was exported in between, or bentofile.yaml references another model"
+    options = yaml.safe_load((project_dir / BENTOFILE).read_text())
+    options["models"] = list(model_tags)
+    with tempfile.TemporaryDirectory() as tmp:
+        bentofile = Path(tmp) / BENTOFILE
+        bentofile.write_text(yaml.safe_dump(options, sort_keys=False))
+        bento = bentoml.bentos.build_bentofile(
+            str(bentofile),
+            build_ctx=str(project_dir),
+            labels={"models": ",".join(model_tags)},
         )
+    carried = {str(info.tag) for info in bento.info.all_models}
+    if not set(model_tags) <= carried:
+        raise RuntimeError(f"the Bento {bento.tag} carries {sorted(carried)}, not {model_tags}")
     return str(bento.tag)

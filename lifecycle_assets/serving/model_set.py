@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from lifecycle_assets.ml.features import compute_features
-from lifecycle_assets.ml.training import predict_proba
+from lifecycle_assets.ml.training import predict_scores
 from lifecycle_assets.serving.model_source import ServedModel
 from lifecycle_assets.spec import ModelSpec
 
@@ -55,9 +55,10 @@ class ModelSet:
 
 
 def score(served: ServedModel, frame: pl.DataFrame) -> np.ndarray:
-    """Probabilities for raw rows: the pipeline's own feature code, then the model."""
+    """Scores for raw rows (probabilities or predicted values): the pipeline's own feature
+    code, then the model."""
     loaded = served.loaded
-    return predict_proba(loaded.pipeline, compute_features(frame, loaded.spec), loaded.spec)
+    return predict_scores(loaded.pipeline, compute_features(frame, loaded.spec), loaded.spec)
 
 
 def smoke_frame(spec: ModelSpec) -> pl.DataFrame:
@@ -83,9 +84,14 @@ def smoke_test(served: ServedModel, serving_spec: ModelSpec) -> None:
     missing = sorted(set(spec.input_columns) - {f.name for f in serving_spec.features})
     if missing:
         raise ValueError(f"needs columns the served spec does not accept: {missing}")
-    probabilities = score(served, smoke_frame(serving_spec))
-    if probabilities.shape != (3,):
-        raise ValueError(f"smoke prediction returned shape {probabilities.shape}, expected (3,)")
-    bad = [p for p in probabilities.tolist() if not (math.isfinite(p) and 0.0 <= p <= 1.0)]
-    if bad:
-        raise ValueError(f"smoke prediction returned probabilities outside [0, 1]: {bad}")
+    if spec.task != serving_spec.task:
+        raise ValueError(f"is a {spec.task} model; the service serves a {serving_spec.task}")
+    scores = score(served, smoke_frame(serving_spec))
+    if scores.shape != (3,):
+        raise ValueError(f"smoke prediction returned shape {scores.shape}, expected (3,)")
+    if spec.is_classifier:
+        bad = [p for p in scores.tolist() if not (math.isfinite(p) and 0.0 <= p <= 1.0)]
+        if bad:
+            raise ValueError(f"smoke prediction returned probabilities outside [0, 1]: {bad}")
+    elif not np.isfinite(scores).all():
+        raise ValueError(f"smoke prediction returned non-finite values: {scores.tolist()}")

@@ -1,6 +1,8 @@
 """Find, fetch and verify the model a service process serves.
 
-Two sources, chosen by `LIFECYCLE_MODEL_SOURCE`:
+Which models: `LIFECYCLE_MODEL_NAMES` (comma-separated), else in a Bento the models it carries,
+else every model of the project's specs (`spec.configured_specs`) that has a champion. Two
+sources, chosen by `LIFECYCLE_MODEL_SOURCE`:
 - `registry` (default): the version holding the `champion` alias in the MLflow registry, downloaded
   and checked against the SHA-256 recorded at registration;
 - `bento`: the model bundled in the BentoML model store (inside a built Bento, the Bento's own
@@ -13,6 +15,7 @@ do, instead of a service that is up but cannot answer.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,10 +36,12 @@ from lifecycle_assets.registry.models import (
     resolve,
 )
 from lifecycle_assets.registry.tracking import configure_mlflow
+from lifecycle_assets.spec import configured_specs
 
-ENV_MODEL_NAME = "LIFECYCLE_MODEL_NAME"
+logger = logging.getLogger(__name__)
+
+ENV_MODEL_NAMES = "LIFECYCLE_MODEL_NAMES"
 ENV_MODEL_SOURCE = "LIFECYCLE_MODEL_SOURCE"
-DEFAULT_MODEL_NAME = "credit_default"
 # Subfolder of a BentoML model that holds the MLflow model directory (MLmodel, model.skops).
 BENTO_MODEL_SUBDIR = "mlflow_model"
 # Key of a BentoML model's metadata that holds `ModelRef.to_dict()`.
@@ -133,15 +138,53 @@ def load_from_bento_store(name: str) -> ServedModel:
     )
 
 
-def load_served_model(environ: Mapping[str, str] | None = None) -> ServedModel:
-    """Load the model the environment asks for (see the module docstring)."""
+def _bundled_names(env: Mapping[str, str]) -> list[str]:
+    """The models a Bento carries; outside a Bento, the project's models in the model store."""
+    manifest = bento_manifest()
+    if manifest is not None:
+        return [str(m["tag"]).split(":")[0] for m in manifest.get("models", []) if m.get("tag")]
+    stored = {model.tag.name for model in bentoml.models.list()}
+    return [spec.name for spec in configured_specs(dict(env)) if spec.name in stored]
+
+
+def load_served_models(environ: Mapping[str, str] | None = None) -> list[ServedModel]:
+    """Load every model the environment asks for (see the module docstring), in order.
+
+    Models named explicitly must all load. Of the project's models taken by default, one
+    without a champion yet is skipped with a warning (a portfolio where one model is still in
+    training must not stop the others from serving); none at all is an error.
+    """
     env = os.environ if environ is None else environ
-    name = env.get(ENV_MODEL_NAME) or DEFAULT_MODEL_NAME
     # BentoML applies a bentofile's `envs` in containers only; a Bento served with
     # `bentoml serve <tag>` is recognised by its manifest.
     source = env.get(ENV_MODEL_SOURCE) or ("bento" if bento_manifest() else "registry")
-    if source == "registry":
-        return load_from_registry(name, Settings.from_env(dict(env)))
+    if source not in ("registry", "bento"):
+        raise ModelSourceError(f"{ENV_MODEL_SOURCE} must be 'registry' or 'bento', not {source!r}")
+    explicit = [n.strip() for n in (env.get(ENV_MODEL_NAMES) or "").split(",") if n.strip()]
     if source == "bento":
-        return load_from_bento_store(name)
-    raise ModelSourceError(f"{ENV_MODEL_SOURCE} must be 'registry' or 'bento', not {source!r}")
+        names = explicit or _bundled_names(env)
+        if not names:
+            raise ModelSourceError(
+                f"no model of the project is in the BentoML model store; export one with "
+                f"lifecycle_assets.serving.bento_store.export_version, or set {ENV_MODEL_NAMES}"
+            )
+        return [load_from_bento_store(name) for name in names]
+    settings = Settings.from_env(dict(env))
+    if explicit:
+        return [load_from_registry(name, settings) for name in explicit]
+    served, missing = [], []
+    for spec in configured_specs(dict(env)):
+        try:
+            served.append(load_from_registry(spec.name, settings))
+        except ModelSourceError as error:
+            missing.append(str(error))
+    if not served:
+        raise ModelSourceError("no model to serve: " + "; ".join(missing))
+    for reason in missing:
+        logger.warning("not serving: %s", reason)
+    return served
+
+
+def load_served_model(environ: Mapping[str, str] | None = None) -> ServedModel:
+    """The first model `load_served_models` would serve (the service's default route)."""
+    return load_served_models(environ)[0]

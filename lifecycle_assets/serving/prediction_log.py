@@ -1,9 +1,11 @@
 """Write answered and shadow predictions to the prediction log (`bentoml.monitor`).
 
-Every row carries the model that produced it (`model_name`, `model_version`, `training_digest`)
-and its `variant`: `champion` or `canary` for answers, `shadow` for rows never returned, whose
-`shadow_of` is the prediction id of the answer they mirror (null on answered rows). Readers of
-the log that want what clients received filter out `variant == "shadow"`.
+Every row carries the model's output (`prediction`, and `score`: the positive-class probability
+of a classifier or a regressor's predicted value), the model that produced it (`model_name`,
+`model_version`, `training_digest`), the server-side latency of its request (`latency_ms`, null
+on shadow rows) and its `variant`: `champion` or `canary` for answers, `shadow` for rows never
+returned, whose `shadow_of` is the prediction id of the answer they mirror (null on answered
+rows). Readers of the log that want what clients received filter out `variant == "shadow"`.
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ def write_rows(
         )
         for f in spec.features
     ]
+    kind = "categorical" if spec.is_classifier else "numerical"
+    score_key = "probability" if spec.is_classifier else "prediction"
     columns += [
-        ("probability", [r["probability"] for r in rows], "prediction", "numerical"),
-        ("prediction", [r["prediction"] for r in rows], "prediction", "categorical"),
+        ("score", [r.get("score", r.get(score_key)) for r in rows], "prediction", "numerical"),
+        ("prediction", [r["prediction"] for r in rows], "prediction", kind),
         ("prediction_id", [r["prediction_id"] for r in rows], "id", "categorical"),
         ("record_id", [r["record_id"] for r in rows], "id", "categorical"),
         ("model_name", [r["model_name"] for r in rows], "meta", "categorical"),
@@ -56,6 +60,7 @@ def write_rows(
             "meta",
             "categorical",
         ),
+        ("latency_ms", [r.get("latency_ms") for r in rows], "meta", "numerical"),
         # The monitor's own `timestamp` is naive local time; this one is unambiguous.
         ("predicted_at", [dt.datetime.now(dt.UTC).isoformat()] * n, "meta", "categorical"),
     ]

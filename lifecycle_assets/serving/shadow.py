@@ -71,13 +71,13 @@ class ShadowScorer:
 
 
 def shadow_rows(
-    probabilities: np.ndarray, answered: list[dict[str, Any]], ref: ModelRef, threshold: float
+    decisions: np.ndarray, scores: np.ndarray, answered: list[dict[str, Any]], ref: ModelRef
 ) -> list[dict[str, Any]]:
-    """Log rows of the shadow's scores, each pointing at the answer it mirrors."""
+    """Log rows of the shadow's predictions, each pointing at the answer it mirrors."""
     return [
         {
-            "prediction": int(p >= threshold),
-            "probability": p,
+            "prediction": decision,
+            "score": value,
             "prediction_id": uuid.uuid4().hex,
             "record_id": row["record_id"],
             "model_name": ref.name,
@@ -85,5 +85,5 @@ def shadow_rows(
             "variant": SHADOW,
             "shadow_of": row["prediction_id"],
         }
-        for p, row in zip(probabilities.tolist(), answered, strict=True)
+        for decision, value, row in zip(decisions.tolist(), scores.tolist(), answered, strict=True)
     ]

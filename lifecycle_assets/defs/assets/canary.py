@@ -76,7 +76,7 @@ def build_canary_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     ) -> dg.Output[dict[str, Any]]:
         settings = lifecycle.settings()
         log = day_with_labels(lake_for(lifecycle, spec), context.partition_key)
-        verdict = analyze_canary(log, CanaryThresholds())
+        verdict = analyze_canary(log, CanaryThresholds(), spec.task)
         client = configure_mlflow(settings)
         action = apply_verdict(client, spec, verdict, context.run_id, Ledger.for_settings(settings))
         context.log.info(f"canary verdict {verdict.decision}: {action}")

@@ -13,10 +13,15 @@ from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.registry.aliases import move_alias
 from lifecycle_assets.registry.models import get_version, resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
-from lifecycle_assets.serving.bento_store import build_bento, export_version
-from lifecycle_assets.spec import ModelSpec
+from lifecycle_assets.serving.bento_store import build_bento, export_version, exported_tag
+from lifecycle_assets.spec import ModelSpec, configured_specs
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
+
+
+def portfolio_names(spec: ModelSpec) -> list[str]:
+    """The project's other models (`LIFECYCLE_SPECS`), whose champions share the Bento."""
+    return [other.name for other in configured_specs() if other.name != spec.name]
 
 
 def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
@@ -43,7 +48,7 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         # Blocking checks stop this step within a run; re-judging here also stops a run that
         # targets this asset alone, so a failed gate can never be promoted around.
         report = EvaluationReport.from_dict(evaluation_report["report"])
-        verdicts = all_gates(report, training_set["split_stats"], settings.gates)
+        verdicts = all_gates(report, training_set["split_stats"], spec.gate_thresholds())
         failed = [gate for gate in verdicts if not gate.passed]
         if failed:
             raise dg.Failure(
@@ -93,14 +98,27 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             )
         ref = get_version(client, spec.name, champion["version"])
         model_tag = export_version(ref)
-        bento_tag = build_bento(PROJECT_DIR, model_tag)
+        # One Bento serves the portfolio: this champion plus the other models' current ones.
+        others = [
+            exported_tag(other)
+            for name in portfolio_names(spec)
+            if (other := resolve(client, name, config.CHAMPION_ALIAS)) is not None
+        ]
+        model_tags = [model_tag, *others]
+        bento_tag = build_bento(PROJECT_DIR, model_tags)
         client.set_model_version_tag(spec.name, ref.version, config.TAG_BENTO_TAG, bento_tag)
-        context.log.info(f"built {bento_tag} with {model_tag}")
+        context.log.info(f"built {bento_tag} with {model_tags}")
         return dg.Output(
-            {"bento_tag": bento_tag, "model_tag": model_tag, "model_version": ref.version},
+            {
+                "bento_tag": bento_tag,
+                "model_tag": model_tag,
+                "model_tags": model_tags,
+                "model_version": ref.version,
+            },
             metadata={
                 "bento_tag": bento_tag,
                 "bentoml_model_tag": model_tag,
+                "bentoml_model_tags": ", ".join(model_tags),
                 "model_version": ref.version,
                 "serve": f"bentoml serve {bento_tag} --host 127.0.0.1",
             },

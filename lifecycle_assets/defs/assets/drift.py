@@ -61,8 +61,8 @@ def build_drift_assets(spec: ModelSpec) -> list:
         client = configure_mlflow(settings)
         ref = get_version(client, spec.name, version)
         profile = ReferenceProfile.from_dict(load_reference_profile(ref))
-        scores = log["probability"].cast(pl.Float64).to_numpy()
-        report = drift_report(compute_features(log, spec), profile, settings.drift, scores)
+        scores = log["score"].cast(pl.Float64).to_numpy()
+        report = drift_report(compute_features(log, spec), profile, spec.drift_thresholds(), scores)
         pngs = {
             "PSI by feature": psi_bars_png(report),
             "score distribution": score_distribution_png(profile, scores),
@@ -120,7 +120,7 @@ def build_drift_assets(spec: ModelSpec) -> list:
             ),
             metadata={
                 "actual": report.get("drifted_share", 0.0),
-                "threshold": lifecycle.settings().drift.drifted_share,
+                "threshold": spec.drift_thresholds().drifted_share,
             },
         )
 

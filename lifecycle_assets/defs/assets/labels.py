@@ -13,6 +13,7 @@ from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.assets.monitoring import serving_partitions
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.ml import live_performance
+from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -31,7 +32,7 @@ def labels_received(lake: Lake) -> pl.DataFrame:
     return ground_truth.latest_labels(pl.concat(frames))
 
 
-def _summary(day: str, report: dict) -> str:
+def _summary(day: str, report: dict, metric: str) -> str:
     overall = report["overall"]
     if overall is None:
         return f"No predictions were logged on {day}: nothing to measure."
@@ -39,12 +40,15 @@ def _summary(day: str, report: dict) -> str:
         return (
             f"Labels have not arrived yet for the {report['rows']} predictions of {day}: only "
             "the performance estimated from the calibrated probabilities is shown."
+            if report.get("task") != "regression"
+            else "realized errors appear once they do."
         )
-    auc, gap = overall["realized"]["roc_auc"], overall["gap"]["roc_auc"]
+    value, gap = overall["realized"][metric], (overall["gap"] or {}).get(metric)
+    gap_text = f" (realized minus estimated {gap:+.3f})" if gap is not None else ""
     auc_text = (
-        f"realized ROC AUC {auc:.3f} (realized minus estimated {gap:+.3f})"
-        if auc is not None
-        else "ROC AUC undefined: only one class has arrived so far"
+        f"realized {metric} {value:.3f}{gap_text}"
+        if value is not None
+        else f"{metric} undefined on the labels arrived so far"
     )
     return (
         f"{report['labelled_rows']}/{report['rows']} predictions of {day} labelled "
@@ -52,11 +56,11 @@ def _summary(day: str, report: dict) -> str:
     )
 
 
-def _metadata(day: str, report: dict, label_days: int) -> dict:
+def _metadata(day: str, report: dict, label_days: int, metric: str) -> dict:
     overall = report["overall"] or {}
     realized, estimated, gap = (overall.get(k) or {} for k in ("realized", "estimated", "gap"))
     metadata = {
-        "summary": _summary(day, report),
+        "summary": _summary(day, report, metric),
         "rows": report["rows"],
         "labelled_rows": report["labelled_rows"],
         "label_coverage": report["label_coverage"],
@@ -65,9 +69,9 @@ def _metadata(day: str, report: dict, label_days: int) -> dict:
     }
     # Only metrics that exist: a realized AUC of 0.0 before labels arrive would be a lie.
     for name, value in (
-        ("realized_roc_auc", realized.get("roc_auc")),
-        ("estimated_roc_auc", estimated.get("roc_auc")),
-        ("roc_auc_gap", gap.get("roc_auc")),
+        (f"realized_{metric}", realized.get(metric)),
+        (f"estimated_{metric}", estimated.get(metric)),
+        (f"{metric}_gap", gap.get(metric)),
     ):
         if value is not None:
             metadata[name] = dg.MetadataValue.float(float(value))
@@ -90,7 +94,7 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         folder = ground_truth.labels_folder(lifecycle.settings().landing_dir, spec.name)
         day = dt.date.fromisoformat(context.partition_key)
-        labels, sources = ground_truth.arrivals(folder, day)
+        labels, sources = ground_truth.arrivals(folder, day, spec.task)
         if labels.is_empty():
             context.log.info(f"no labels arrived on {day} in {folder}")
         entry = lake_for(lifecycle, spec).store_daily(
@@ -135,8 +139,8 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         predictions = answered(Lake.read_verified(entry["path"], entry["sha256"]))
         joined = live_performance.join_labels(predictions, labels_received(lake))
         label_days = len(lake.daily_days(ground_truth.GROUND_TRUTH))
-        report = {"day": day, **live_performance.live_report(joined)}
-        metadata = _metadata(day, report, label_days)
+        report = {"day": day, **live_performance.live_report(joined, spec.task)}
+        metadata = _metadata(day, report, label_days, traits(spec).primary_metric)
         context.log.info(metadata["summary"])
         return dg.Output({**report, "summary": metadata["summary"]}, metadata=metadata)
 

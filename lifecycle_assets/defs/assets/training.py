@@ -11,13 +11,13 @@ from lifecycle_assets import config
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.resources import LifecycleResource
-from lifecycle_assets.ml.metrics import classification_metrics
+from lifecycle_assets.ml.metrics import task_metrics
 from lifecycle_assets.ml.profile import build_profile
 from lifecycle_assets.ml.training import (
     SPLITS,
     assign_splits,
     fit_pipeline,
-    predict_proba,
+    predict_scores,
     time_split,
 )
 from lifecycle_assets.registry.tracking import track_and_register
@@ -32,10 +32,15 @@ def window_days(available: list[str], spec: ModelSpec) -> list[str]:
 
 
 def split_stats(table: pl.DataFrame, spec: ModelSpec) -> dict[str, dict[str, int]]:
+    """Rows per split, with positives (classifiers) or distinct target values (regressors)."""
     stats = {}
     for split in SPLITS:
-        part = table.filter(pl.col("split") == split)
-        stats[split] = {"rows": part.height, "positives": int(part[spec.target].sum() or 0)}
+        target = table.filter(pl.col("split") == split)[spec.target]
+        stats[split] = {"rows": target.len()}
+        if spec.is_classifier:
+            stats[split]["positives"] = int(target.sum() or 0)
+        else:
+            stats[split]["distinct"] = target.drop_nulls().n_unique()
     return stats
 
 
@@ -108,14 +113,16 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         train = table.filter(pl.col("split") == "train")
         validation = table.filter(pl.col("split") == "validation")
         pipeline = fit_pipeline(train, spec)
-        val_metrics = classification_metrics(
-            validation[spec.target].to_numpy(), predict_proba(pipeline, validation, spec)
+        val_metrics = task_metrics(
+            spec.task,
+            validation[spec.target].to_numpy(),
+            predict_scores(pipeline, validation, spec),
         )
         mlf = context.resources.mlflow
         run_id = mlflow.active_run().info.run_id
         profile = build_profile(
             train,
-            predict_proba(pipeline, train, spec),
+            predict_scores(pipeline, train, spec),
             spec.numeric_features,
             spec.categorical_features,
         )
@@ -138,8 +145,7 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 "artifact_sha256": ref.artifact_sha256,
                 "training_set_digest": training_set["digest"],
                 "git_commit": ref.tags[config.TAG_GIT_COMMIT],
-                "validation_roc_auc": float(val_metrics["roc_auc"]),
-                "validation_log_loss": float(val_metrics["log_loss"]),
+                **{f"validation_{k}": float(v) for k, v in val_metrics.items() if k != "n"},
             },
         )
 

@@ -1,0 +1,223 @@
+"""The lineage of one model version as a graph, from source batches to the predictions it made.
+
+An auditor wants the whole picture at once: which raw batches (with their source URI and hash)
+became which feature partitions, the training-set snapshot, the MLflow run, the registered
+version with its gates and promotions, and what it answered, day by day. Every node is built
+from the same checked links as `trace`, so a tampered file shows as a broken node here too.
+Graphviz DOT is written as text: rendering it is the reader's choice, not a dependency.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+from mlflow import MlflowClient
+
+from lifecycle_assets import config
+from lifecycle_assets.config import Settings
+from lifecycle_assets.data.lake import FEATURES
+from lifecycle_assets.data.prediction_log import log_files
+from lifecycle_assets.provenance.trace import (
+    BROKEN,
+    EVALUATION,
+    MISSING,
+    MLFLOW_RUN,
+    MODEL_VERSION,
+    OK,
+    RAW_BATCH,
+    TRAINING_SET,
+    Link,
+    version_chain,
+)
+from lifecycle_assets.registry.ledger import COMMITTED, Ledger
+from lifecycle_assets.registry.tracking import configure_mlflow
+
+PREDICTIONS = "predictions"
+# How each kind of node feeds the next one downstream.
+RELATIONS = {
+    RAW_BATCH: "featurized",
+    FEATURES: "snapshotted",
+    TRAINING_SET: "trained",
+    MLFLOW_RUN: "registered",
+    EVALUATION: "judged",
+    MODEL_VERSION: "served",
+}
+_FILL = {OK: "#e8f4ea", BROKEN: "#f8d0d0", MISSING: "#fff1c9"}
+
+
+@dataclass(frozen=True)
+class Node:
+    """One artifact of the lineage, with the verdict of the link check that found it."""
+
+    id: str
+    kind: str
+    label: str
+    status: str = OK
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """`source` fed `target` (downstream direction, as an auditor reads it)."""
+
+    source: str
+    target: str
+    relation: str
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Nodes and edges from raw batches to predictions of one model version."""
+
+    model: str
+    version: str
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(node.status == OK for node in self.nodes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "ok": self.ok,
+            "nodes": [asdict(node) for node in self.nodes],
+            "edges": [
+                {"from": e.source, "to": e.target, "relation": e.relation} for e in self.edges
+            ],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+    def to_dot(self) -> str:
+        """Graphviz DOT, left to right; broken nodes red, missing ones dashed and yellow."""
+        lines = [
+            "digraph lineage {",
+            f"  graph [rankdir=LR, labelloc=t, label={_quote(f'{self.model} v{self.version}')}];",
+            '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10];',
+            '  edge [fontname="Helvetica", fontsize=9];',
+        ]
+        for node in self.nodes:
+            label = node.label + (f"\n{node.status.upper()}: {node.reason}" if node.reason else "")
+            style = ', style="rounded,filled,dashed"' if node.status == MISSING else ""
+            color = ', color="#c00000", penwidth=2' if node.status == BROKEN else ""
+            lines.append(
+                f"  {_quote(node.id)} [label={_quote(label)}, "
+                f'fillcolor="{_FILL.get(node.status, "#ffffff")}"{style}{color}];'
+            )
+        lines += [
+            f"  {_quote(e.source)} -> {_quote(e.target)} [label={_quote(e.relation)}];"
+            for e in self.edges
+        ]
+        return "\n".join([*lines, "}", ""])
+
+
+def _quote(text: str) -> str:
+    """A DOT string: quotes and backslashes escaped, line breaks as DOT's own `\\n`."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _label(link: Link) -> str:
+    d, short = link.details, link.id.rsplit("/", 1)[-1][:12]
+    if link.kind == RAW_BATCH:
+        rows = f"{d['rows']} rows, {d['status']}" if "rows" in d else "re-ingested since"
+        return f"raw batch {d.get('day', '')}\n{short}\n{rows}\n{d.get('source', '')}".strip()
+    if link.kind == FEATURES:
+        return f"features {d.get('day', '')}\n{short}"
+    if link.kind == TRAINING_SET:
+        days = d.get("days") or ["?"]
+        return f"training set {short}\n{days[0]} .. {days[-1]} ({len(days)} days)"
+    if link.kind == MLFLOW_RUN:
+        return f"MLflow run {short}\ngit {(d.get('git_commit') or '?')[:12]}"
+    if link.kind == EVALUATION:
+        gates = d.get("gates", [])
+        return f"evaluation\n{sum(bool(g.get('passed')) for g in gates)}/{len(gates)} gates passed"
+    if link.kind == MODEL_VERSION:
+        sha = (d.get("artifact_sha256") or "?")[:12]
+        return f"{d.get('name')} v{d.get('version')}\nartifact {sha}"
+    return f"{link.kind}\n{link.id}"
+
+
+def predictions_by_day(settings: Settings, model: str, version: str) -> list[dict[str, Any]]:
+    """What the version answered (or shadowed), per UTC day: count, first and last id, variants.
+
+    Read from the service's log like `data.prediction_log.read_day`, once per prediction id.
+    """
+    files = [p for p in log_files(settings.prediction_log_dir, model) if p.stat().st_size]
+    if not files:
+        return []
+    rows = pl.concat(
+        [pl.read_ndjson(p, infer_schema_length=None) for p in files], how="diagonal_relaxed"
+    )
+    for column in ("variant", "training_digest"):
+        if column not in rows.columns:
+            rows = rows.with_columns(pl.lit(None, pl.String).alias(column))
+    rows = (
+        rows.filter(pl.col("model_version").cast(pl.String) == version)
+        .unique(subset="prediction_id", keep="first")
+        .with_columns(at=pl.col("predicted_at").str.to_datetime(time_unit="us", time_zone="UTC"))
+        .sort("at")
+    )
+    days = rows.group_by(pl.col("at").dt.date().alias("day"), maintain_order=True).agg(
+        count=pl.len(),
+        first_prediction_id=pl.col("prediction_id").first(),
+        last_prediction_id=pl.col("prediction_id").last(),
+        first_at=pl.col("at").first(),
+        last_at=pl.col("at").last(),
+        variants=pl.col("variant").fill_null(config.CHAMPION_ALIAS).unique().sort(),
+        training_digests=pl.col("training_digest").drop_nulls().unique().sort(),
+    )
+    return [
+        {**row, "day": row["day"].isoformat(), "first_at": row["first_at"].isoformat(),
+         "last_at": row["last_at"].isoformat()}
+        for row in days.to_dicts()
+    ]  # fmt: skip
+
+
+def _prediction_node(day: dict[str, Any], digest: str) -> Node:
+    label = f"predictions {day['day']}\n{day['count']} ({', '.join(day['variants'])})"
+    others = [d for d in day["training_digests"] if d and d != digest]
+    if others:
+        reason = f"rows logged training digest {others[0]}, the version records {digest}"
+        return Node(f"{PREDICTIONS}:{day['day']}", PREDICTIONS, label, BROKEN, reason, day)
+    return Node(f"{PREDICTIONS}:{day['day']}", PREDICTIONS, label, OK, "", day)
+
+
+def build_lineage(
+    settings: Settings, model: str, version: str, client: MlflowClient | None = None
+) -> Lineage:
+    """The checked graph of `model` `version`: data, run, version, evaluation, predictions."""
+    client = client or configure_mlflow(settings)
+    links, ref = version_chain(client, settings, model, version)
+    nodes = [
+        Node(link.key, link.kind, _label(link), link.status, link.reason, link.details)
+        for link in links
+    ]
+    edges = []
+    for link in links:
+        if link.via is None:
+            continue
+        # Links point upstream (who referred to me); lineage flows downstream, except the
+        # evaluation, which judges the version rather than feeding it.
+        pair = (link.via, link.key) if link.kind == EVALUATION else (link.key, link.via)
+        edges.append(Edge(*pair, RELATIONS.get(link.kind, "")))
+    if ref is not None:
+        promotions = [
+            e.to_dict()
+            for e in Ledger.for_settings(settings).entries(model, state=COMMITTED)
+            if e.to_version == version
+        ]
+        nodes[0].details["promotions"] = promotions
+        for day in predictions_by_day(settings, model, version):
+            node = _prediction_node(day, ref.training_digest)
+            nodes.append(node)
+            edges.append(Edge(nodes[0].id, node.id, RELATIONS[MODEL_VERSION]))
+    return Lineage(model, version, tuple(nodes), tuple(edges))
