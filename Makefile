@@ -40,7 +40,7 @@ lint: install
 dev: install $(DAGSTER_HOME)/dagster.yaml  ## the Dagster UI on http://127.0.0.1:3000
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-serve: install  ## the champion over HTTP on http://127.0.0.1:3001
+serve: install  ## every model's champion over HTTP on http://127.0.0.1:3001
 	$(BIN)/bentoml serve . --host 127.0.0.1 --port 3001
 
 mlflow-ui: install  ## MLflow runs and registry on http://127.0.0.1:5000

@@ -272,7 +272,7 @@ def test_exported_bento_model_serves_without_the_registry(
     assert served.ref.version == registered_champion.version
     assert served.ref.training_digest == "test-digest"
 
-    bento_tag = build_bento(ROOT, tag)
+    bento_tag = build_bento(ROOT, [tag])
     bento = bentoml.get(bento_tag)
     assert [str(m.tag) for m in bento.info.all_models] == [tag]
     assert any(env.name == "LIFECYCLE_MODEL_SOURCE" for env in bento.info.envs)

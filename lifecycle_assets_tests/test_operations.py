@@ -44,12 +44,12 @@ def versions(
 
 @contextlib.contextmanager
 def fake_service(name: str, version: str) -> Iterator[str]:
-    """A tiny service on 127.0.0.1 whose /metadata says it serves `version`."""
+    """A tiny service on 127.0.0.1 whose `/models/<name>/metadata` says it serves `version`."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             body = json.dumps({"model_name": name, "model_version": version}).encode()
-            self.send_response(200 if self.path == "/metadata" else 404)
+            self.send_response(200 if self.path == f"/models/{name}/metadata" else 404)
             self.end_headers()
             self.wfile.write(body)
 

@@ -92,11 +92,16 @@ def _versions_in(payload: Any, name: str) -> set[str]:
 def probe_service(
     url: str, name: str, timeout: float = config.SERVICE_PROBE_TIMEOUT_SECONDS
 ) -> ServiceProbe:
-    """Ask `GET <url>/metadata` which versions of `name` the service serves (best effort)."""
-    target = url.rstrip("/") + "/metadata"
+    """Ask `GET <url>/models/<name>/metadata` which versions of `name` the service serves
+    (best effort)."""
+    target = f"{url.rstrip('/')}/models/{name}/metadata"
     try:
         with urllib.request.urlopen(target, timeout=timeout) as response:
             payload = json.loads(response.read().decode())
+    except urllib.error.HTTPError as error:
+        if error.code == 404:  # the service is up and serves other models, not this one
+            return ServiceProbe(url, True, (), f"{target}: {name} is not served there")
+        return ServiceProbe(url, False, (), f"{target} answered {error.code}")
     except (OSError, ValueError) as error:
         # Unreachable or not our service: nothing there serves the version.
         return ServiceProbe(url, False, (), f"no service answered at {target} ({error})")

@@ -11,6 +11,8 @@ import functools
 from collections.abc import Sequence
 
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+# Regressors' predicted values span orders of magnitude: 0, then powers of two up to about 1e6.
+VALUE_BUCKETS = (0.0, *(2.0**i for i in range(-4, 21)))
 
 
 class PredictionMetrics:
@@ -26,9 +28,15 @@ class PredictionMetrics:
         )
         self.scores = prom.Histogram(
             "lifecycle_prediction_score",
-            "Predicted probability of the positive class.",
+            "Predicted probability of the positive class (classifiers).",
             ["model_name", "model_version"],
             buckets=SCORE_BUCKETS,
+        )
+        self.values = prom.Histogram(
+            "lifecycle_prediction_value",
+            "Predicted value (regressors).",
+            ["model_name", "model_version"],
+            buckets=VALUE_BUCKETS,
         )
         self.rejected = prom.Counter(
             "lifecycle_rejected_requests",
@@ -74,11 +82,14 @@ class PredictionMetrics:
             ["model_name", "reason"],
         )
 
-    def observe(self, name: str, version: str, probabilities: Sequence[float]) -> None:
-        self.predictions.labels(name, version).inc(len(probabilities))
-        histogram = self.scores.labels(name, version)
-        for probability in probabilities:
-            histogram.observe(probability)
+    def observe(
+        self, name: str, version: str, scores: Sequence[float], *, classifier: bool = True
+    ) -> None:
+        """Count answers and record their scores: probabilities, or a regressor's values."""
+        self.predictions.labels(name, version).inc(len(scores))
+        histogram = (self.scores if classifier else self.values).labels(name, version)
+        for score in scores:
+            histogram.observe(score)
 
     def export_drift(self, name: str, latest: dict) -> None:
         """Publish the newest drift report's scores (as written by the drift_report asset)."""

@@ -285,7 +285,7 @@ class Predictor:
         for to_canary, (_, ref) in answered.items():
             chosen = [p for p, m in zip(scores, flags, strict=True) if m == to_canary]
             if chosen:
-                self.metrics.observe(ref.name, ref.version, chosen)
+                self.metrics.observe(ref.name, ref.version, chosen, classifier=classifier)
         start = 0
         logged: list[dict[str, Any]] = []
         for item in pending:
