@@ -26,6 +26,8 @@ TAG_SPEC_NAME = "spec_name"
 TAG_BENTO_TAG = "bento_tag"
 TAG_REFERENCE_PROFILE = "reference_profile"
 REFERENCE_PROFILE_FILE = "reference_profile.json"
+# Model version tag holding the run-relative path of the Markdown card (like reference_profile).
+TAG_MODEL_CARD = "model_card"
 # One drift episode retrains once: the drift sensor waits this long after a drift-triggered run.
 DRIFT_RETRAIN_COOLDOWN_HOURS = 24
 # Labels arrive late; live performance of the last this many days is re-scored every night.

@@ -15,7 +15,7 @@ from lifecycle_assets.defs.assets.model_card import build_model_card_asset
 from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource
 from lifecycle_assets.ml.evaluation import EvaluationReport, evaluate
 from lifecycle_assets.ml.gates import FAIRNESS_GATE, GateResult, all_gates
-from lifecycle_assets.ml.model_card import TAG_MODEL_CARD, ModelCard
+from lifecycle_assets.ml.model_card import ModelCard
 from lifecycle_assets.ml.plots import calibration_png
 from lifecycle_assets.registry.models import ModelRef
 from lifecycle_assets.registry.tracking import configure_mlflow
@@ -239,5 +239,5 @@ def test_asset_writes_card_files_mlflow_artifacts_and_metadata(
     logged = {Path(f.path).name for f in client.list_artifacts(run_id, "model_card")}
     assert logged == {"model_card.md", "model_card.html"}
     version = client.get_model_version(spec.name, registered_champion.version)
-    assert version.tags[TAG_MODEL_CARD] == "model_card/model_card.md"
+    assert version.tags[config.TAG_MODEL_CARD] == "model_card/model_card.md"
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/model_card/model_card.md") == markdown

@@ -20,10 +20,11 @@ from lifecycle_assets.defs.assets.portfolio import (
     build_portfolio_defs,
 )
 from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource
-from lifecycle_assets.ml import live_performance, scorecard
+from lifecycle_assets.ml import live_performance, scorecard, scorecard_html
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.ml.training import model_input
 from lifecycle_assets.registry.aliases import move_alias
+from lifecycle_assets.registry.ledger import COMMITTED, Ledger
 from lifecycle_assets.registry.models import ModelRef, load_version, log_and_register
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import BUILTIN_SPECS_DIR, ModelSpec, Task, load_spec
@@ -156,7 +157,7 @@ def test_unknown_latency_stays_unknown_and_a_new_model_is_not_silent_long(spec, 
     )
     assert scorecard.silent_days(new, POLICY, TODAY) == (5, "since registration")
     assert scorecard.retirement_reasons(new, POLICY, TODAY) == []
-    html = scorecard.render_html([row], POLICY, TODAY)
+    html = scorecard_html.render_html([row], POLICY, TODAY)
     assert "unknown" in html and 'class="flag"' not in html
 
 
@@ -223,7 +224,14 @@ def test_the_asset_shows_the_table_and_flags_the_candidate(
     credit = rows[spec.name]
     assert {column.name for column in table.schema.columns} == set(credit)
     assert credit["champion"] == f"v{champion.version}" and credit["promoted_by"] == "pytest"
-    assert credit["champion_age_days"] == 0 and credit["offline_metric"] == pytest.approx(0.78)
+    # Age from the ledger's promotion day to the asset's own day: right across midnight UTC too.
+    promoted = Ledger.for_settings(lifecycle_env).entries(
+        spec.name, config.CHAMPION_ALIAS, COMMITTED
+    )
+    as_of = dt.date.fromisoformat(result.output_for_node("portfolio__health_scorecard")["as_of"])
+    age = (as_of - dt.datetime.fromisoformat(promoted[-1].time).date()).days
+    assert credit["champion_age_days"] == age and age in (0, 1)
+    assert credit["offline_metric"] == pytest.approx(0.78)
     assert credit["previous_champion"] == registered_champion.version
     assert credit["offline_delta"] == pytest.approx(-0.02)
     assert credit["requests"] == 20 and credit["p99_latency_ms"] == pytest.approx(12.5)

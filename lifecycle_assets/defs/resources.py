@@ -40,9 +40,12 @@ class JsonIOManager(dg.ConfigurableIOManager):
 
     base_dir: str | None = None
 
+    def root(self) -> Path:
+        """The folder every value is stored under: `base_dir`, else `dagster_io` in the home."""
+        return Path(self.base_dir) if self.base_dir else Settings.from_env().home / "dagster_io"
+
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        root = Path(self.base_dir) if self.base_dir else Settings.from_env().home / "dagster_io"
-        path = root.joinpath(*context.asset_key.path)
+        path = self.root().joinpath(*context.asset_key.path)
         if context.has_asset_partitions:
             path = path / context.asset_partition_key
         return path.with_suffix(".json")

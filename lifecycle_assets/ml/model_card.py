@@ -9,17 +9,23 @@ Both renderings come from one list of sections, so the Markdown and the HTML say
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
-import json
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lifecycle_assets import config
+from lifecycle_assets.ml.card_markup import (
+    Block,
+    Bullets,
+    Section,
+    Table,
+    format_value,
+    html_document,
+    markdown_document,
+    rows_table,
+)
 from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.gates import FAIRNESS_GATE, GateResult
 from lifecycle_assets.ml.tasks import traits
@@ -28,97 +34,8 @@ from lifecycle_assets.spec import ModelSpec
 CARD_ARTIFACT_DIR = "model_card"
 MARKDOWN_FILE = "model_card.md"
 HTML_FILE = "model_card.html"
-# Model version tag holding the run-relative path of the Markdown card (like reference_profile).
-TAG_MODEL_CARD = "model_card"
 # Plots the evaluation asset writes, in reading order; any other PNG follows by file name.
 PLOT_ORDER = ("roc_curve", "calibration", "confusion_matrix", "slices")
-_CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;color:#222}"
-    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
-    "th{background:#f4f4f4}code{background:#f4f4f4;padding:0 3px}.PASSED{color:#137333}"
-    ".FAILED{color:#b3261e;font-weight:bold}img{max-width:100%}"
-)
-
-
-@dataclass(frozen=True)
-class Table:
-    headers: tuple[str, ...]
-    rows: tuple[tuple[Any, ...], ...]
-
-
-@dataclass(frozen=True)
-class Bullets:
-    items: tuple[str, ...]
-
-
-# A paragraph (with `code` and **bold** inline), a table or a bullet list.
-Block = str | Table | Bullets
-
-
-@dataclass(frozen=True)
-class Section:
-    title: str
-    blocks: tuple[Block, ...]
-
-
-def _text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        # Whole numbers (row counts stored as floats, bin edges) read better without decimals.
-        return f"{value:.0f}" if value.is_integer() else f"{value:.4f}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_text(v) for v in value) or "none"
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, default=str)
-    return str(value)
-
-
-def _markdown(block: Block) -> str:
-    if isinstance(block, Table):
-        cells = [[_text(v).replace("|", "\\|").replace("\n", " ") for v in r] for r in block.rows]
-        lines = ["| " + " | ".join(block.headers) + " |", "|" + "---|" * len(block.headers)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
-    if isinstance(block, Bullets):
-        return "\n".join(f"- {item}" for item in block.items)
-    return block
-
-
-def _inline_html(text: str) -> str:
-    """Escape first, then turn the card's own `code` and **bold** marks into tags."""
-    escaped = html.escape(text)
-    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
-
-
-def _cell_html(text: str) -> str:
-    """A table cell; gate verdicts get a class so the page colours them."""
-    css = f' class="{text}"' if text in ("PASSED", "FAILED") else ""
-    return f"<td{css}>{html.escape(text)}</td>"
-
-
-def _html(block: Block) -> str:
-    if isinstance(block, Table):
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
-        rows = "".join(
-            "<tr>" + "".join(_cell_html(_text(v)) for v in row) + "</tr>" for row in block.rows
-        )
-        return f"<table><tr>{head}</tr>{rows}</table>"
-    if isinstance(block, Bullets):
-        return "<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in block.items) + "</ul>"
-    return f"<p>{_inline_html(block)}</p>"
-
-
-def _columns(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
-    """Every key of the rows, in first-seen order, so both tasks' slice tables render whole."""
-    return tuple(dict.fromkeys(key for row in rows for key in row))
-
-
-def _rows_table(rows: Sequence[Mapping[str, Any]], headers: tuple[str, ...] = ()) -> Table:
-    headers = headers or _columns(rows)
-    return Table(headers, tuple(tuple(row.get(h) for h in headers) for row in rows))
 
 
 def read_plots(folder: str | Path) -> dict[str, bytes]:
@@ -165,7 +82,7 @@ def slices_section(report: EvaluationReport, sensitive_attribute: str) -> Sectio
         + (" and holding both classes" if report.confusion else "")
         + "; only those enter the fairness gaps."
     )
-    return Section(f"Slices of `{sensitive_attribute}`", (_rows_table(report.slices), note))
+    return Section(f"Slices of `{sensitive_attribute}`", (rows_table(report.slices), note))
 
 
 def fairness_section(report: EvaluationReport, gates: Sequence[GateResult]) -> Section:
@@ -178,12 +95,12 @@ def fairness_section(report: EvaluationReport, gates: Sequence[GateResult]) -> S
     else:
         verdict = "within" if gate.passed else "**exceeds**"
         blocks.append(
-            f"Gate metric `{metric}` = {_text(gate.actual)} is {verdict} the limit "
-            f"{_text(gate.threshold)} (`{FAIRNESS_GATE}`)."
+            f"Gate metric `{metric}` = {format_value(gate.actual)} is {verdict} the limit "
+            f"{format_value(gate.threshold)} (`{FAIRNESS_GATE}`)."
         )
     blocks.append(
-        f"Groups compared: {_text(report.fairness.get('groups_compared', []))}. "
-        f"Groups excluded (not `reported`): {_text(report.fairness.get('groups_excluded'))}."
+        f"Groups compared: {format_value(report.fairness.get('groups_compared', []))}. "
+        f"Groups excluded (not `reported`): {format_value(report.fairness.get('groups_excluded'))}."
     )
     return Section("Fairness gaps", tuple(blocks))
 
@@ -220,13 +137,6 @@ def gates_section(gates: Sequence[GateResult]) -> Section:
     if not gates:
         return Section("Gates", ("No gates were evaluated.", note))
     return Section("Gates", (Table(("gate", "actual", "threshold", "verdict", "why"), rows), note))
-
-
-def _document(title: str, status: str, sections: Sequence[Section]) -> str:
-    parts = [f"# {title}", status]
-    for section in sections:
-        parts += [f"## {section.title}", *(_markdown(b) for b in section.blocks)]
-    return "\n\n".join(parts) + "\n"
 
 
 def _status(gates: Sequence[GateResult]) -> str:
@@ -361,7 +271,7 @@ class ModelCard:
             (
                 f"Window {self._days()}, split by time (oldest days train, newest test).",
                 f"Training set digest `{manifest['digest']}` (SHA-256 of the snapshot).",
-                _rows_table(rows),
+                rows_table(rows),
             ),
         )
 
@@ -373,7 +283,9 @@ class ModelCard:
         ]
         excluded = report.fairness.get("groups_excluded") or []
         if excluded:
-            items.append(f"Slices {_text(excluded)} could not be compared: their gaps are unknown.")
+            items.append(
+                f"Slices {format_value(excluded)} could not be compared: their gaps are unknown."
+            )
         worst = max(
             report.calibration,
             key=lambda r: abs(r["mean_predicted"] - r["observed_rate"]),
@@ -381,9 +293,10 @@ class ModelCard:
         )
         if worst is not None:
             gap = abs(worst["mean_predicted"] - worst["observed_rate"])
+            low, high = format_value(worst["bin_lower"]), format_value(worst["bin_upper"])
             items.append(
-                f"Calibration error {report.ece:.4f}; the worst bin ({_text(worst['bin_lower'])} "
-                f"to {_text(worst['bin_upper'])}) is off by {gap:.4f}."
+                f"Calibration error {report.ece:.4f}; the worst bin ({low} to {high}) is off by "
+                f"{gap:.4f}."
             )
         items.append(
             f"Passing the fairness gate means `{metric}` stayed under its limit on this test set "
@@ -430,25 +343,8 @@ class ModelCard:
         if self.plots:
             names = ", ".join(self.plots)
             sections.append(Section("Plots", (f"Embedded in `{HTML_FILE}`: {names}.",)))
-        return _document(self.title, _status(self.gates), sections)
+        return markdown_document(self.title, _status(self.gates), sections)
 
     def to_html(self) -> str:
         """The card as one self-contained page: escaped text, inline CSS, embedded plots."""
-        body = [
-            f"<h1>{html.escape(self.title)}</h1>",
-            f"<p>{_inline_html(_status(self.gates))}</p>",
-        ]
-        for section in self.sections():
-            body.append(f"<h2>{_inline_html(section.title)}</h2>")
-            body += [_html(block) for block in section.blocks]
-        if self.plots:
-            body.append("<h2>Plots</h2>")
-        for name, png in self.plots.items():
-            body.append(
-                f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" '
-                f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-            )
-        return (
-            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}"
-            f"</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
-        )
+        return html_document(self.title, _status(self.gates), self.sections(), self.plots)

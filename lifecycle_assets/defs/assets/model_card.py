@@ -6,15 +6,10 @@ from typing import Any
 
 import dagster as dg
 
+from lifecycle_assets.config import TAG_MODEL_CARD
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.resources import LifecycleResource
-from lifecycle_assets.ml.model_card import (
-    CARD_ARTIFACT_DIR,
-    HTML_FILE,
-    MARKDOWN_FILE,
-    TAG_MODEL_CARD,
-    ModelCard,
-)
+from lifecycle_assets.ml.model_card import CARD_ARTIFACT_DIR, HTML_FILE, MARKDOWN_FILE, ModelCard
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 

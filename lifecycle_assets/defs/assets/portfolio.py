@@ -2,15 +2,14 @@
 
 import dataclasses
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from lifecycle_assets.config import RetirementPolicy, Settings
+from lifecycle_assets.config import RetirementPolicy
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource
-from lifecycle_assets.ml import scorecard
+from lifecycle_assets.ml import scorecard, scorecard_html
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 
@@ -53,11 +52,6 @@ _SCHEMA = dg.TableSchema(
 )
 
 
-def _io_root(manager: JsonIOManager) -> Path:
-    # The same root JsonIOManager writes under; live performance reports are its daily outputs.
-    return Path(manager.base_dir) if manager.base_dir else Settings.from_env().home / "dagster_io"
-
-
 def _candidates_markdown(candidates: dict[str, list[str]]) -> str:
     if not candidates:
         return "No model meets the retirement policy."
@@ -84,7 +78,8 @@ def build_portfolio_defs(specs: list[ModelSpec]) -> dg.Definitions:
         settings, policy = lifecycle.settings(), RetirementPolicy()
         client = configure_mlflow(settings)
         today = dt.datetime.now(dt.UTC).date()
-        root = _io_root(json_io_manager)
+        # Live performance reports are the JSON IO manager's daily outputs: read them in place.
+        root = json_io_manager.root()
         rows = [
             scorecard.model_health(
                 spec,
@@ -99,7 +94,7 @@ def build_portfolio_defs(specs: list[ModelSpec]) -> dg.Definitions:
         candidates = scorecard.retirement_candidates(rows, policy, today)
         page = settings.reports_dir / PORTFOLIO / "scorecard.html"
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(scorecard.render_html(rows, policy, today))
+        page.write_text(scorecard_html.render_html(rows, policy, today))
         records = [scorecard.health_record(row, policy, today) for row in rows]
         context.log.info(_candidates_markdown(candidates))
         value = {
