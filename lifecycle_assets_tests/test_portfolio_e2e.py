@@ -1,7 +1,10 @@
 """The default two-model project (a classifier and a regressor) end to end: both are ingested,
 trained, gated and promoted on a real Dagster instance, get a model card, and one Bento serves
-both champions, each under its own route, without the registry."""
+both champions, each under its own route, without the registry. The regressor's traffic then
+closes the loop (prediction log, drift, amount labels, realized errors), and the portfolio
+scorecard shows both models."""
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -11,7 +14,12 @@ import httpx
 import pytest
 
 from lifecycle_assets.config import Settings
+from lifecycle_assets.data.ground_truth import labels_folder
+from lifecycle_assets.data.simulator import simulate_day
+from lifecycle_assets.data.traffic import simulate_traffic
 from lifecycle_assets.definitions import build_definitions
+from lifecycle_assets.defs.assets.portfolio import SCORECARD_JOB
+from lifecycle_assets.defs.jobs import monitoring_job_name
 from lifecycle_assets.lifecycle_run import ingest_window, train_and_deploy
 from lifecycle_assets.ml import gates
 from lifecycle_assets.spec import ModelSpec, configured_specs
@@ -73,6 +81,16 @@ def test_default_project_gates_promotes_and_serves_both_models(
             assert (metadata["source"], metadata["model_version"]) == ("bento", "1")
         missing = c.post("/models/churn/predict", content=body)
         assert missing.status_code == 404 and "credit_default" in missing.json()["error"]
+        # Production traffic for the regressor; its loss amounts come back as labels at once.
+        loss = specs[1]
+        traffic, _ = simulate_traffic(
+            url,
+            [(dt.date(2026, 3, 2), simulate_day(dt.date(2026, 3, 2), rows_per_day=300))],
+            loss,
+            labels_dir=labels_folder(lifecycle_env.landing_dir, loss.name),
+            label_delay=dt.timedelta(0),
+        )
+        assert traffic.height == 300
 
     for row in answers["credit_default"]:
         assert row["prediction"] in (0, 1) and 0.0 <= row["probability"] <= 1.0
@@ -80,3 +98,28 @@ def test_default_project_gates_promotes_and_serves_both_models(
     for row in answers["expected_loss"]:
         assert "probability" not in row and row["prediction"] >= 0.0
         assert row["model_name"] == "expected_loss"
+
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    monitoring = defs.resolve_job_def(monitoring_job_name(specs[1])).execute_in_process(
+        instance=instance, partition_key=today
+    )
+    assert monitoring.success
+    drift = monitoring.output_for_node("expected_loss__drift_report")
+    # The 5 records answered above plus the 300 of simulated traffic, all of today.
+    assert drift["rows"] == 305 and drift["drifted"] is False, drift.get("drifted_features")
+    live = monitoring.output_for_node("expected_loss__live_performance")
+    realized = live["overall"]["realized"]
+    assert (live["rows"], live["labelled_rows"]) == (305, 300)
+    assert live["overall"]["estimated"] is None
+    assert realized["mae"] > 0 and realized["r2"] is not None
+
+    scorecard = defs.resolve_job_def(SCORECARD_JOB).execute_in_process(instance=instance)
+    rows = {
+        row["model"]: row
+        for row in scorecard.output_for_node("portfolio__health_scorecard")["rows"]
+    }
+    assert set(rows) == {"credit_default", "expected_loss"}
+    assert rows["expected_loss"]["metric"] == "r2" and rows["expected_loss"]["requests"] >= 300
+    assert (
+        rows["credit_default"]["metric"] == "roc_auc" and rows["credit_default"]["champion"] == "v1"
+    )

@@ -20,7 +20,7 @@ from lifecycle_assets.defs.assets.portfolio import (
     build_portfolio_defs,
 )
 from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource
-from lifecycle_assets.ml import live_performance, scorecard, scorecard_html
+from lifecycle_assets.ml import live_performance, scorecard, scorecard_html, scorecard_sources
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.ml.training import model_input
 from lifecycle_assets.registry.aliases import move_alias
@@ -91,17 +91,17 @@ def health(
         model=spec.name,
         task=spec.task,
         metric=metric,
-        metric_floor=scorecard.metric_floor(spec),
+        metric_floor=scorecard_sources.metric_floor(spec),
         registered_at=dt.datetime(2025, 12, 1, tzinfo=dt.UTC),
         last_retrain_at=dt.datetime(2026, 2, 1, tzinfo=dt.UTC),
-        champion=scorecard.Champion("1", None, None, None, 0),
+        champion=scorecard_sources.Champion("1", None, None, None, 0),
         offline_metric=None,
         offline_delta=None,
-        live=scorecard.live_windows(live_dir, "1", metric, POLICY, TODAY),
+        live=scorecard_sources.live_windows(live_dir, "1", metric, POLICY, TODAY),
         drift_day=None,
         drifted=None,
-        traffic=scorecard.traffic(tmp_path / "logs", spec.name, POLICY, TODAY),
-        gates=scorecard.GateHistory(1, 0, 0, ()),
+        traffic=scorecard_sources.traffic(tmp_path / "logs", spec.name, POLICY, TODAY),
+        gates=scorecard_sources.GateHistory(1, 0, 0, ()),
     )
 
 
@@ -153,7 +153,7 @@ def test_unknown_latency_stays_unknown_and_a_new_model_is_not_silent_long(spec, 
     new = dataclasses.replace(
         row,
         registered_at=dt.datetime(2026, 2, 24, tzinfo=dt.UTC),
-        traffic=scorecard.Traffic(0, None, None, 0),
+        traffic=scorecard_sources.Traffic(0, None, None, 0),
     )
     assert scorecard.silent_days(new, POLICY, TODAY) == (5, "since registration")
     assert scorecard.retirement_reasons(new, POLICY, TODAY) == []

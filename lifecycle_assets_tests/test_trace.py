@@ -209,7 +209,8 @@ def test_an_unknown_prediction_is_missing(project: ServedProject) -> None:
 def test_a_prediction_rotated_out_of_the_log_is_found_in_the_lake(
     project: ServedProject,
 ) -> None:
-    """The daily prediction_log table in the lake is the fallback once the log files are gone."""
+    """The daily prediction_log table in the lake is the fallback once the log files are gone,
+    for the trace and for the lineage's count of predictions alike."""
     answer, record = project.answers[2], project.records[2]
     log_dir = project.settings.prediction_log_dir / project.spec.name
     (logged,) = [
@@ -227,11 +228,13 @@ def test_a_prediction_rotated_out_of_the_log_is_found_in_the_lake(
     manifest = project.lake.root / PREDICTION_LOGS / "manifests" / f"{day.isoformat()}.json"
     try:
         trace = trace_json(answer["prediction_id"])
+        lineage = invoke("lineage", project.spec.name, "1")
         # An edited answer: still valid Parquet, but no longer the bytes the lake recorded.
         pl.read_parquet(table).with_columns(prediction=1 - pl.col("prediction")).write_parquet(
             table
         )
         tampered = trace_json(answer["prediction_id"], exit_code=1)
+        tampered_lineage = invoke("lineage", project.spec.name, "1")
     finally:
         moved.rename(log_dir)
         # The lake held no prediction table before this test; leave it so.
@@ -243,6 +246,15 @@ def test_a_prediction_rotated_out_of_the_log_is_found_in_the_lake(
     assert prediction["details"]["inputs"] == inputs
     (broken,) = [link for link in tampered["links"] if link["status"] != "ok"]
     assert broken["kind"] == "prediction" and "hash mismatch" in broken["reason"]
+
+    assert lineage.exit_code == 0, lineage.output
+    served = [n for n in json.loads(lineage.stdout)["nodes"] if n["kind"] == "predictions"]
+    answered_by_v1 = rows.filter(pl.col("model_version").cast(pl.String) == "1").height
+    assert [(n["id"], n["details"]["count"]) for n in served] == [
+        (f"predictions:{day.isoformat()}", answered_by_v1)
+    ]
+    assert tampered_lineage.exit_code == 1
+    assert f"broken: predictions:{day.isoformat()}: hash mismatch" in tampered_lineage.stderr
 
 
 def test_lineage_connects_every_raw_batch_to_the_predictions(
@@ -326,8 +338,8 @@ def test_a_version_registered_outside_the_pipeline_has_missing_links(
 def test_the_cli_spells_link_kinds_as_the_trace_does() -> None:
     """The CLI names kinds itself to start fast; they must not drift from the JSON's."""
     from lifecycle_assets.cli import provenance as cli
-    from lifecycle_assets.provenance import trace
+    from lifecycle_assets.provenance import links
 
     for name in ("PREDICTION", "MODEL_VERSION", "PROMOTION", "EVALUATION", "MLFLOW_RUN",
                  "TRAINING_SET", "FEATURES", "RAW_BATCH", "OK"):  # fmt: skip
-        assert getattr(cli, name) == getattr(trace, name), name
+        assert getattr(cli, name) == getattr(links, name), name

@@ -18,9 +18,9 @@ from lifecycle_assets.cli.app import _clear_errors, _client, console, main
 from lifecycle_assets.config import Settings
 
 if TYPE_CHECKING:
-    from lifecycle_assets.provenance.trace import Link, Trace
+    from lifecycle_assets.provenance.links import Link, Trace
 
-# Link kinds and statuses as they appear in the JSON (`provenance.trace` names them): spelled out
+# Link kinds and statuses as they appear in the JSON (`provenance.links` names them): spelled out
 # here because importing the provenance modules (MLflow, polars) would slow every command's start.
 PREDICTION, MODEL_VERSION, PROMOTION, EVALUATION = (
     "prediction", "model_version", "promotion", "evaluation",

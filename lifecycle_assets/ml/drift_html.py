@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import html
 
+from lifecycle_assets.ml.card_markup import png_html
 from lifecycle_assets.ml.drift import DriftReport
 
 
@@ -19,11 +19,7 @@ def render_drift_html(title: str, report: DriftReport, pngs: dict[str, bytes]) -
             for v in row.values()
         )
         rows.append(f"<tr{style}>{cells}</tr>")
-    images = "".join(
-        f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" '
-        f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        for name, png in pngs.items()
-    )
+    images = "".join(png_html(name, png) for name, png in pngs.items())
     verdict = "DRIFT" if report.drifted else "no drift"
     drifted = ", ".join(report.drifted_features) or "none"
     return (

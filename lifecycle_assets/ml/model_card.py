@@ -17,7 +17,6 @@ from typing import Any
 
 from lifecycle_assets import config
 from lifecycle_assets.ml.card_markup import (
-    Block,
     Bullets,
     Section,
     Table,
@@ -26,8 +25,15 @@ from lifecycle_assets.ml.card_markup import (
     markdown_document,
     rows_table,
 )
+from lifecycle_assets.ml.card_sections import (
+    calibration_section,
+    fairness_section,
+    gates_section,
+    metrics_section,
+    slices_section,
+)
 from lifecycle_assets.ml.evaluation import EvaluationReport
-from lifecycle_assets.ml.gates import FAIRNESS_GATE, GateResult
+from lifecycle_assets.ml.gates import GateResult
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.spec import ModelSpec
 
@@ -44,99 +50,6 @@ def read_plots(folder: str | Path) -> dict[str, bytes]:
     pngs = {path.stem: path for path in sorted(folder.glob("*.png"))} if folder.is_dir() else {}
     order = [n for n in PLOT_ORDER if n in pngs] + [n for n in pngs if n not in PLOT_ORDER]
     return {name: pngs[name].read_bytes() for name in order}
-
-
-def metrics_section(report: EvaluationReport) -> Section:
-    """Test metrics with the task's primary metric first, champion deltas, confusion counts."""
-    primary = traits(report.task).primary_metric
-    names = [primary, *(n for n in report.metrics if n != primary)]
-    rows = tuple(
-        (f"{n} (primary)" if n == primary else n, v)
-        for n in names
-        if (v := report.metrics.get(n)) is not None
-    )
-    blocks: list[Block] = [Table(("metric", "value"), rows)]
-    champion = report.champion
-    if champion is None:
-        blocks.append("No champion existed at evaluation: nothing to compare against.")
-    else:
-        blocks.append(f"Compared with champion v{champion.champion_version} on the same rows:")
-        blocks.append(
-            Table(
-                ("metric", "this version", "champion", "delta"),
-                tuple(
-                    (n, report.metrics.get(n), champion.champion_metrics.get(n), d)
-                    for n, d in champion.deltas.items()
-                ),
-            )
-        )
-    if report.confusion:
-        blocks.append(f"Confusion counts at decision threshold {report.threshold:.2f}:")
-        blocks.append(Table(("cell", "count"), tuple(report.confusion.items())))
-    return Section("Metrics (test set)", tuple(blocks))
-
-
-def slices_section(report: EvaluationReport, sensitive_attribute: str) -> Section:
-    note = (
-        "`reported` marks slices large enough to compare"
-        + (" and holding both classes" if report.confusion else "")
-        + "; only those enter the fairness gaps."
-    )
-    return Section(f"Slices of `{sensitive_attribute}`", (rows_table(report.slices), note))
-
-
-def fairness_section(report: EvaluationReport, gates: Sequence[GateResult]) -> Section:
-    metric = traits(report.task).fairness_gate_metric
-    gaps = tuple((k, v) for k, v in report.fairness.items() if not isinstance(v, list))
-    blocks: list[Block] = [Table(("gap", "value"), gaps)]
-    gate = next((g for g in gates if g.name == FAIRNESS_GATE), None)
-    if gate is None:
-        blocks.append(f"Gate metric `{metric}`: no fairness gate was evaluated for this version.")
-    else:
-        verdict = "within" if gate.passed else "**exceeds**"
-        blocks.append(
-            f"Gate metric `{metric}` = {format_value(gate.actual)} is {verdict} the limit "
-            f"{format_value(gate.threshold)} (`{FAIRNESS_GATE}`)."
-        )
-    blocks.append(
-        f"Groups compared: {format_value(report.fairness.get('groups_compared', []))}. "
-        f"Groups excluded (not `reported`): {format_value(report.fairness.get('groups_excluded'))}."
-    )
-    return Section("Fairness gaps", tuple(blocks))
-
-
-def calibration_section(report: EvaluationReport) -> Section:
-    bins = len(report.calibration)
-    if report.task == "regression":
-        text = (
-            f"Relative calibration error {report.ece:.4f}: the count-weighted mean "
-            f"|mean predicted - observed mean target| over {bins} prediction-quantile bins, "
-            "divided by the mean |target|."
-        )
-        observed = "observed_mean"
-    else:
-        text = f"Expected calibration error (ECE) {report.ece:.4f} over {bins} equal-width bins."
-        observed = "observed_rate"
-    rows = tuple(
-        (r["bin_lower"], r["bin_upper"], r["count"], r["mean_predicted"], r["observed_rate"])
-        for r in report.calibration
-    )
-    headers = ("bin_lower", "bin_upper", "count", "mean_predicted", observed)
-    return Section("Calibration", (text, Table(headers, rows)))
-
-
-def gates_section(gates: Sequence[GateResult]) -> Section:
-    rows = tuple(
-        (g.name, g.actual, g.threshold, "PASSED" if g.passed else "FAILED", g.description)
-        for g in gates
-    )
-    note = (
-        "A card is written for every evaluated version, rejected ones included; only a version "
-        "that passed every gate can become `champion`."
-    )
-    if not gates:
-        return Section("Gates", ("No gates were evaluated.", note))
-    return Section("Gates", (Table(("gate", "actual", "threshold", "verdict", "why"), rows), note))
 
 
 def _status(gates: Sequence[GateResult]) -> str:

@@ -5,6 +5,7 @@ MLflow runs, the content-addressed lake); no Dagster import, so the CLI can audi
 """
 
 from lifecycle_assets.provenance.lineage import Lineage, build_lineage
-from lifecycle_assets.provenance.trace import Link, Trace, trace_prediction
+from lifecycle_assets.provenance.links import Link, Trace
+from lifecycle_assets.provenance.trace import trace_prediction
 
 __all__ = ["Lineage", "Link", "Trace", "build_lineage", "trace_prediction"]

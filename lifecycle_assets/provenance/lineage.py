@@ -18,11 +18,10 @@ from mlflow import MlflowClient
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.data.lake import FEATURES
-from lifecycle_assets.data.prediction_log import log_files
-from lifecycle_assets.provenance.trace import (
+from lifecycle_assets.provenance.links import (
     BROKEN,
     EVALUATION,
+    FEATURES,
     MISSING,
     MLFLOW_RUN,
     MODEL_VERSION,
@@ -30,8 +29,9 @@ from lifecycle_assets.provenance.trace import (
     RAW_BATCH,
     TRAINING_SET,
     Link,
-    version_chain,
 )
+from lifecycle_assets.provenance.predictions import logged_predictions
+from lifecycle_assets.provenance.trace import version_chain
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
 from lifecycle_assets.registry.tracking import configure_mlflow
 
@@ -147,48 +147,54 @@ def _label(link: Link) -> str:
 
 
 def predictions_by_day(settings: Settings, model: str, version: str) -> list[dict[str, Any]]:
-    """What the version answered (or shadowed), per UTC day: count, first and last id, variants.
+    """What the version answered (or shadowed), per UTC day: count, first and last id, variants,
+    and the problems of the lake tables the day was read from.
 
-    Read from the service's log like `data.prediction_log.read_day`, once per prediction id.
+    Read where `trace` finds a prediction (the service's log, then the lake's daily tables), once
+    per prediction id. A day whose table cannot be read is listed with a count of None: the
+    version may have answered then.
     """
-    files = [p for p in log_files(settings.prediction_log_dir, model) if p.stat().st_size]
-    if not files:
-        return []
-    rows = pl.concat(
-        [pl.read_ndjson(p, infer_schema_length=None) for p in files], how="diagonal_relaxed"
-    )
-    for column in ("variant", "training_digest"):
+    rows, unreadable = logged_predictions(settings, model)
+    for column in ("model_version", "variant", "training_digest"):
         if column not in rows.columns:
             rows = rows.with_columns(pl.lit(None, pl.String).alias(column))
-    rows = (
-        rows.filter(pl.col("model_version").cast(pl.String) == version)
-        .unique(subset="prediction_id", keep="first")
-        .with_columns(at=pl.col("predicted_at").str.to_datetime(time_unit="us", time_zone="UTC"))
-        .sort("at")
-    )
-    days = rows.group_by(pl.col("at").dt.date().alias("day"), maintain_order=True).agg(
+    rows = rows.filter(pl.col("model_version") == version).sort("predicted_at")
+    days = rows.group_by(pl.col("predicted_at").dt.date().alias("day"), maintain_order=True).agg(
         count=pl.len(),
         first_prediction_id=pl.col("prediction_id").first(),
         last_prediction_id=pl.col("prediction_id").last(),
-        first_at=pl.col("at").first(),
-        last_at=pl.col("at").last(),
+        first_at=pl.col("predicted_at").first(),
+        last_at=pl.col("predicted_at").last(),
         variants=pl.col("variant").fill_null(config.CHAMPION_ALIAS).unique().sort(),
         training_digests=pl.col("training_digest").drop_nulls().unique().sort(),
+        problems=pl.col("problem").drop_nulls().unique().sort(),
     )
-    return [
-        {**row, "day": row["day"].isoformat(), "first_at": row["first_at"].isoformat(),
-         "last_at": row["last_at"].isoformat()}
+    by_day = {
+        row["day"].isoformat(): {
+            **row, "day": row["day"].isoformat(), "first_at": row["first_at"].isoformat(),
+            "last_at": row["last_at"].isoformat(),
+        }
         for row in days.to_dicts()
-    ]  # fmt: skip
+    }  # fmt: skip
+    for table in unreadable:
+        blank = {"day": table.day, "count": None, "problems": []}
+        by_day.setdefault(table.day, blank)["problems"].append(table.problem)
+    return [by_day[day] for day in sorted(by_day)]
 
 
 def _prediction_node(day: dict[str, Any], digest: str) -> Node:
+    ident, problems = f"{PREDICTIONS}:{day['day']}", "; ".join(day["problems"])
+    if day["count"] is None:
+        label = f"predictions {day['day']}\nnot counted"
+        return Node(ident, PREDICTIONS, label, MISSING, f"unreadable: {problems}", day)
     label = f"predictions {day['day']}\n{day['count']} ({', '.join(day['variants'])})"
+    if problems:
+        return Node(ident, PREDICTIONS, label, BROKEN, problems, day)
     others = [d for d in day["training_digests"] if d and d != digest]
     if others:
         reason = f"rows logged training digest {others[0]}, the version records {digest}"
-        return Node(f"{PREDICTIONS}:{day['day']}", PREDICTIONS, label, BROKEN, reason, day)
-    return Node(f"{PREDICTIONS}:{day['day']}", PREDICTIONS, label, OK, "", day)
+        return Node(ident, PREDICTIONS, label, BROKEN, reason, day)
+    return Node(ident, PREDICTIONS, label, OK, "", day)
 
 
 def build_lineage(

@@ -1,0 +1,205 @@
+"""Where the scorecard's facts come from: one small reader per source that owns a fact.
+
+The registry gives the versions and their offline test metrics, the alias ledger the champion's
+story (since, by whom, replacing which, rollbacks), the daily live performance reports the
+realized metric, the newest drift report its verdict, the prediction log traffic and p99 latency,
+and each version's evaluation report its gate verdicts. A fact that is not there stays None: a p99
+of 0 ms or a metric of 0.0 would be a lie.
+"""
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import polars as pl
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from lifecycle_assets import config
+from lifecycle_assets.config import RetirementPolicy
+from lifecycle_assets.data.prediction_log import PREDICTED_AT, answered, read_day
+from lifecycle_assets.ml.drift import latest_drift_path
+from lifecycle_assets.ml.tasks import traits
+from lifecycle_assets.registry.ledger import COMMITTED, Ledger
+from lifecycle_assets.registry.models import resolve
+from lifecycle_assets.spec import ModelSpec
+
+# Server-side time to answer a row's request; optional in the log (older rows lack it).
+LATENCY_MS = "latency_ms"
+EVALUATION_FILE = "evaluation.json"
+# Where the evaluation asset logs its report folder in the version's MLflow run.
+EVALUATION_ARTIFACT = f"evaluation/{EVALUATION_FILE}"
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The version holding `champion`, since when and by whom (from the ledger)."""
+
+    version: str
+    since: dt.datetime | None  # None when the ledger has no entry for the current holder
+    promoted_by: str | None
+    previous_version: str | None
+    rollbacks: int
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Answered requests in the recent window and when the last one came."""
+
+    requests: int
+    last_request_at: dt.datetime | None
+    p99_latency_ms: float | None
+    latency_rows: int
+
+
+@dataclass(frozen=True)
+class LiveWindow:
+    """One day's realized primary metric of the champion, on that day's labelled predictions."""
+
+    day: dt.date
+    value: float
+    labelled_rows: int
+
+
+@dataclass(frozen=True)
+class GateHistory:
+    """Verdicts of the newest registered versions: all gates passed, one failed, or no report."""
+
+    passed: int
+    failed: int
+    not_evaluated: int
+    failures: tuple[str, ...]  # "v4: auc_meets_minimum"
+
+    def summary(self) -> str:
+        text = f"{self.passed} passed, {self.failed} failed"
+        return text + (f", {self.not_evaluated} not evaluated" if self.not_evaluated else "")
+
+
+def registered_versions(client: MlflowClient, model: str) -> list[ModelVersion]:
+    """Every registered version of the model, oldest first; empty when it was never trained."""
+    versions = client.search_model_versions(f"name = '{model}'")
+    return sorted(versions, key=lambda v: int(v.version))
+
+
+def champion_facts(client: MlflowClient, ledger: Ledger, model: str) -> Champion | None:
+    """The registry's champion with the ledger's story of it: since, by whom, replacing which."""
+    ref = resolve(client, model, config.CHAMPION_ALIAS)
+    if ref is None:
+        return None
+    entries = ledger.entries(model, config.CHAMPION_ALIAS, COMMITTED)
+    entry = entries[-1] if entries and entries[-1].to_version == ref.version else None
+    return Champion(
+        version=ref.version,
+        since=dt.datetime.fromisoformat(entry.time) if entry else None,
+        promoted_by=entry.actor if entry else None,
+        previous_version=entry.from_version if entry else None,
+        rollbacks=sum(e.kind == "rollback" for e in entries),
+    )
+
+
+def offline_metric(client: MlflowClient, model: str, version: str, metric: str) -> float | None:
+    """The `test_<metric>` the evaluation logged on the version's run; None if never evaluated."""
+    try:
+        run_id = client.get_model_version(model, version).run_id
+    except MlflowException as error:
+        # A deleted version has no metric left to compare with: unknown, not an error.
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return client.get_run(run_id).data.metrics.get(f"test_{metric}") if run_id else None
+
+
+def live_windows(
+    live_dir: Path, version: str, metric: str, policy: RetirementPolicy, today: dt.date
+) -> tuple[LiveWindow, ...]:
+    """The champion's realized metric per day, from the live performance reports (`<day>.json`).
+
+    Only the champion's own rows count: a canary's or the previous champion's days say nothing
+    about the version that serves now, and retraining a weak model resets its record.
+    """
+    start = today - dt.timedelta(days=policy.live_lookback_days)
+    windows = []
+    for path in sorted(Path(live_dir).glob("*.json")):
+        day = dt.date.fromisoformat(path.stem)
+        if not start <= day <= today:
+            continue
+        report = json.loads(path.read_text())
+        entry = next((e for e in report["versions"] if e["model_version"] == version), None)
+        value = ((entry or {}).get("realized") or {}).get(metric)
+        if entry and value is not None and entry["labelled_rows"] >= policy.min_window_labels:
+            windows.append(LiveWindow(day, float(value), int(entry["labelled_rows"])))
+    return tuple(windows)
+
+
+def drift_status(reports_dir: Path, model: str) -> tuple[str | None, bool | None]:
+    """(day, drifted) of the newest drift report; (None, None) when drift was never measured."""
+    path = latest_drift_path(reports_dir, model)
+    if not path.exists():
+        return None, None
+    latest = json.loads(path.read_text())
+    return latest["day"], bool(latest["drifted"])
+
+
+def traffic(log_dir: Path, model: str, policy: RetirementPolicy, today: dt.date) -> Traffic:
+    """Answered requests and p99 latency of the recent window, and the last request's time.
+
+    Walks back one day at a time and stops once both the window is read and a request was
+    found, so a busy model costs `traffic_window_days` reads; a silent one is searched back to
+    `traffic_lookback_days`. Rows without a latency never count as 0 ms.
+    """
+    requests, last, latencies = 0, None, []
+    for back in range(policy.traffic_lookback_days + 1):
+        if last is not None and back >= policy.traffic_window_days:
+            break
+        rows = answered(read_day(log_dir, model, today - dt.timedelta(days=back)))
+        if last is None and rows.height:
+            last = rows[PREDICTED_AT].max()
+        if back < policy.traffic_window_days:
+            requests += rows.height
+            if LATENCY_MS in rows.columns:
+                latencies.append(rows[LATENCY_MS].cast(pl.Float64).drop_nulls())
+    latency = pl.concat(latencies) if latencies else pl.Series(LATENCY_MS, [], pl.Float64)
+    return Traffic(
+        requests=requests,
+        last_request_at=last,
+        p99_latency_ms=float(latency.quantile(0.99)) if latency.len() else None,
+        latency_rows=latency.len(),
+    )
+
+
+def _evaluation(client: MlflowClient, reports_dir: Path, version: ModelVersion) -> dict | None:
+    local = Path(reports_dir) / version.name / f"v{version.version}" / EVALUATION_FILE
+    if local.exists():
+        return json.loads(local.read_text())
+    if not version.run_id:
+        return None
+    # Evaluated on another machine: the report folder was also logged to the version's run.
+    logged = {f.path for f in client.list_artifacts(version.run_id, "evaluation")}
+    if EVALUATION_ARTIFACT not in logged:
+        return None
+    return mlflow.artifacts.load_dict(f"runs:/{version.run_id}/{EVALUATION_ARTIFACT}")
+
+
+def gate_history(
+    client: MlflowClient, reports_dir: Path, versions: list[ModelVersion], count: int
+) -> GateHistory:
+    """Gate verdicts of the newest `count` versions, from each version's evaluation report."""
+    passed = failed = missing = 0
+    failures = []
+    for version in versions[-count:]:
+        report = _evaluation(client, reports_dir, version)
+        if report is None:
+            missing += 1
+            continue
+        failing = [g["name"] for g in report["gates"] if not g["passed"]]
+        passed, failed = passed + (not failing), failed + bool(failing)
+        failures += [f"v{version.version}: {name}" for name in failing]
+    return GateHistory(passed, failed, missing, tuple(failures))
+
+
+def metric_floor(spec: ModelSpec) -> float:
+    """The spec's gate floor of its primary metric (`min_roc_auc`, `min_r2`)."""
+    return float(getattr(spec.gate_thresholds(), f"min_{traits(spec).primary_metric}"))

@@ -1,0 +1,169 @@
+"""The model version's own links: the registry, the promotion ledger, its evaluation, its run.
+
+Each is re-read from its store: the artifact is downloaded again and hashed against its tag, the
+ledger is asked who moved the alias before the prediction, and the evaluation and the MLflow run
+must name the same artifact and training set as the version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from lifecycle_assets import config
+from lifecycle_assets.config import Settings
+from lifecycle_assets.provenance.links import (
+    BROKEN,
+    EVALUATION,
+    MISSING,
+    MLFLOW_RUN,
+    MODEL_VERSION,
+    OK,
+    PROMOTION,
+    Link,
+    file_link,
+)
+from lifecycle_assets.registry.ledger import COMMITTED, Ledger
+from lifecycle_assets.registry.models import ModelRef, download_model, get_version
+
+
+def _when(value: str | None) -> dt.datetime | None:
+    """A stored time; the project writes UTC, so one without an offset is read as UTC."""
+    if not value:
+        return None
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _ms(millis: int | None) -> str | None:
+    if millis is None:
+        return None
+    return dt.datetime.fromtimestamp(millis / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
+def version_link(
+    client: MlflowClient, name: str, version: str, via: str | None
+) -> tuple[Link, ModelRef | None]:
+    """The registered version, with its artifact downloaded and hashed against its tag."""
+    ident = f"{name}/v{version}"
+    try:
+        ref = get_version(client, name, version)
+    except MlflowException as error:
+        return Link(MODEL_VERSION, ident, MISSING, str(error).splitlines()[0], via=via), None
+    registered = client.get_model_version(name, version)
+    details = {
+        "name": name, "version": version, "run_id": ref.run_id, "source": ref.source,
+        "registered_at": _ms(registered.creation_timestamp), "aliases": list(ref.aliases),
+        "artifact_sha256": ref.artifact_sha256, "tags": dict(ref.tags),
+    }  # fmt: skip
+    if not ref.artifact_sha256:
+        return Link(MODEL_VERSION, ident, BROKEN, "no artifact SHA-256 recorded", details, via), ref
+    artifact = ref.tags.get(config.TAG_ARTIFACT_PATH, config.SKOPS_FILE)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = download_model(ref, tmp) / artifact
+        except MlflowException as error:
+            reason = f"artifact cannot be downloaded: {str(error).splitlines()[0]}"
+            return Link(MODEL_VERSION, ident, MISSING, reason, details, via), ref
+        checked = file_link(MODEL_VERSION, ident, local, ref.artifact_sha256, details, via)
+    # The temporary path means nothing once deleted; say where the artifact lives instead.
+    checked.details["path"] = f"models:/{name}/{version}/{artifact}"
+    return Link(checked.kind, ident, checked.status, checked.reason, checked.details, via), ref
+
+
+def answered_by_link(prediction: Link, ref: ModelRef) -> Link:
+    """The prediction row and the version it names agree on the training data digest."""
+    logged, tagged = prediction.details["training_digest"], ref.training_digest
+    if prediction.status == OK and logged and logged != tagged:
+        reason = f"the prediction logged training digest {logged}, the version records {tagged}"
+        return Link(prediction.kind, prediction.id, BROKEN, reason, prediction.details)
+    return prediction
+
+
+def promotion_link(ledger: Ledger, ref: ModelRef, alias: str, at: str | None, via: str) -> Link:
+    """Who moved `alias` to this version and when, from the ledger, before the prediction."""
+    entries = ledger.entries(ref.name, alias, COMMITTED)
+    moves = [e.to_dict() for e in entries if e.to_version == ref.version]
+    predicted = _when(at)
+    before = [e for e in entries if predicted is None or _when(e.time) <= predicted]
+    details = {
+        "alias": alias,
+        "moves": moves,
+        # Right after a move the service may still answer with the old holder for a poll
+        # interval, so a different holder here is reported, not judged.
+        "holder_at_prediction": before[-1].to_version if before else None,
+    }
+    ident = f"{ref.name}/{alias}/v{ref.version}"
+    held = bool(moves) if predicted is None else any(_when(m["time"]) <= predicted for m in moves)
+    if not held:
+        reason = f"the ledger records no move of `{alias}` to v{ref.version} before the prediction"
+        return Link(PROMOTION, ident, MISSING, reason, details, via)
+    return Link(PROMOTION, ident, OK, "", details, via)
+
+
+def _evaluation(ref: ModelRef, settings: Settings) -> tuple[dict[str, Any] | None, str]:
+    """The evaluation logged to the version's run (the source of truth), else the report dir."""
+    uri = f"runs:/{ref.run_id}/evaluation/evaluation.json"
+    try:
+        return mlflow.artifacts.load_dict(uri), uri
+    except (MlflowException, OSError):
+        path = settings.reports_dir / ref.name / f"v{ref.version}" / "evaluation.json"
+        return (json.loads(path.read_text()), str(path)) if path.exists() else (None, "")
+
+
+def evaluation_link(ref: ModelRef, settings: Settings, via: str) -> Link:
+    """The gates the version was judged by, with their values; the link checks the report is
+    about this very artifact. A failed gate is shown, not judged: promoting past a gate by hand
+    is a recorded human decision (see the ledger), not a broken chain."""
+    ident = f"{ref.name}/v{ref.version}"
+    evaluation, source = _evaluation(ref, settings)
+    if evaluation is None:
+        return Link(EVALUATION, ident, MISSING, "no evaluation.json in the run or reports", via=via)
+    gates = evaluation.get("gates", [])
+    evaluated = evaluation.get("model", {})
+    details = {
+        "source": source,
+        "evaluated_version": evaluated.get("version"),
+        "gates": gates,
+        "all_passed": all(g.get("passed") for g in gates),
+        "metrics": evaluation.get("report", {}).get("metrics", {}),
+    }
+    evaluated_sha = evaluated.get("tags", {}).get(config.TAG_ARTIFACT_SHA256)
+    if evaluated_sha != ref.artifact_sha256:
+        reason = f"the evaluation is of artifact {evaluated_sha}, not {ref.artifact_sha256}"
+        return Link(EVALUATION, ident, BROKEN, reason, details, via)
+    return Link(EVALUATION, ident, OK, "", details, via)
+
+
+def run_link(client: MlflowClient, ref: ModelRef, via: str) -> tuple[Link, Any]:
+    """The MLflow run that trained the version; its tags must name the same digest and file."""
+    try:
+        run = client.get_run(ref.run_id)
+    except MlflowException as error:
+        return Link(MLFLOW_RUN, ref.run_id, MISSING, str(error).splitlines()[0], via=via), None
+    tags = run.data.tags
+    details = {
+        "status": run.info.status,
+        "started_at": _ms(run.info.start_time), "ended_at": _ms(run.info.end_time),
+        "experiment_id": run.info.experiment_id,
+        "git_commit": tags.get(config.TAG_GIT_COMMIT), "dagster_run_id": tags.get("dagster_run_id"),
+        "training_set_digest": tags.get(config.TAG_TRAINING_DIGEST),
+        "params": dict(run.data.params), "metrics": dict(run.data.metrics),
+        "datasets": {
+            i.dataset.name: {t.key: t.value for t in i.tags} for i in run.inputs.dataset_inputs
+        },
+    }  # fmt: skip
+    for tag, expected in (
+        (config.TAG_TRAINING_DIGEST, ref.training_digest),
+        (config.TAG_ARTIFACT_SHA256, ref.artifact_sha256),
+    ):
+        if tags.get(tag) and tags[tag] != expected:
+            reason = f"the run's {tag} is {tags[tag]}, the version records {expected}"
+            return Link(MLFLOW_RUN, ref.run_id, BROKEN, reason, details, via), run
+    return Link(MLFLOW_RUN, ref.run_id, OK, "", details, via), run
