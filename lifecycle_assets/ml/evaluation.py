@@ -17,12 +17,14 @@ from lifecycle_assets.ml.metrics import (
     confusion_counts,
     expected_calibration_error,
     fairness_gaps,
+    slice_metrics,
+)
+from lifecycle_assets.ml.regression_metrics import (
     regression_calibration_table,
     regression_fairness_gaps,
     regression_metrics,
     regression_slice_metrics,
     relative_calibration_error,
-    slice_metrics,
 )
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.spec import Task

@@ -124,104 +124,46 @@ def training_data_is_sane(
     thresholds: GateThresholds,
     task: Task = "binary_classification",
 ) -> GateResult:
-    """Enough rows overall and per split, both classes everywhere, a plausible positive rate;
-    for regressors, a target that varies in every split instead of the class checks."""
-    if task == "regression":
-        return _regression_data_is_sane(split_stats, thresholds)
+    """Enough rows overall and per split; for classifiers both classes everywhere and a
+    plausible positive rate, for regressors a target that varies in every split."""
     missing = [split for split in _SPLITS if split not in split_stats]
     if missing:
         raise ValueError(f"split_stats lacks splits {missing}; expected {list(_SPLITS)}")
+    classifier = task != "regression"
     total = sum(int(split_stats[s]["rows"]) for s in _SPLITS)
-    positives = sum(int(split_stats[s]["positives"]) for s in _SPLITS)
     # (quantity, limit, message) for each violation, in the order they are checked.
     violations: list[tuple[float, float, str]] = []
     if total < thresholds.min_training_rows:
-        violations.append(
-            (
-                total,
-                thresholds.min_training_rows,
-                f"total rows {total} < minimum {thresholds.min_training_rows}",
-            )
-        )
+        message = f"total rows {total} < minimum {thresholds.min_training_rows}"
+        violations.append((total, thresholds.min_training_rows, message))
     for split in _SPLITS:
-        rows, pos = int(split_stats[split]["rows"]), int(split_stats[split]["positives"])
+        rows = int(split_stats[split]["rows"])
         if rows < thresholds.min_rows_per_split:
-            violations.append(
-                (
-                    rows,
-                    thresholds.min_rows_per_split,
-                    f"{split} rows {rows} < minimum {thresholds.min_rows_per_split}",
-                )
-            )
-        classes = int(pos > 0) + int(pos < rows)
-        if classes < 2:
+            message = f"{split} rows {rows} < minimum {thresholds.min_rows_per_split}"
+            violations.append((rows, thresholds.min_rows_per_split, message))
+        if classifier:
+            pos = int(split_stats[split]["positives"])
             # Quantity = number of classes present, so actual/threshold read as "1 < 2".
-            violations.append(
-                (classes, 2, f"{split} lacks a class ({pos} of {rows} rows positive)")
-            )
-    rate = positives / total if total else 0.0
-    if rate < thresholds.min_positive_rate:
-        violations.append(
-            (
-                rate,
-                thresholds.min_positive_rate,
-                f"positive rate {rate:.4f} < minimum {thresholds.min_positive_rate:.4f}",
-            )
-        )
-    elif rate > thresholds.max_positive_rate:
-        violations.append(
-            (
-                rate,
-                thresholds.max_positive_rate,
-                f"positive rate {rate:.4f} > maximum {thresholds.max_positive_rate:.4f}",
-            )
-        )
-    if not violations:
-        description = (
-            f"{total} rows (>= {thresholds.min_training_rows}), every split >= "
-            f"{thresholds.min_rows_per_split} rows with both classes, positive rate {rate:.4f} "
-            f"within [{thresholds.min_positive_rate}, {thresholds.max_positive_rate}]"
-        )
-        return GateResult(
-            DATA_GATE, True, float(total), float(thresholds.min_training_rows), description
-        )
-    actual, limit, _ = violations[0]
-    description = "training data rejected: " + "; ".join(v[2] for v in violations)
-    return GateResult(DATA_GATE, False, float(actual), float(limit), description)
-
-
-def _regression_data_is_sane(
-    split_stats: dict[str, dict[str, int]], thresholds: GateThresholds
-) -> GateResult:
-    missing = [split for split in _SPLITS if split not in split_stats]
-    if missing:
-        raise ValueError(f"split_stats lacks splits {missing}; expected {list(_SPLITS)}")
-    total = sum(int(split_stats[s]["rows"]) for s in _SPLITS)
-    violations: list[tuple[float, float, str]] = []
-    if total < thresholds.min_training_rows:
-        violations.append(
-            (
-                total,
-                thresholds.min_training_rows,
-                f"total rows {total} < minimum {thresholds.min_training_rows}",
-            )
-        )
-    for split in _SPLITS:
-        rows, distinct = int(split_stats[split]["rows"]), int(split_stats[split]["distinct"])
-        if rows < thresholds.min_rows_per_split:
-            violations.append(
-                (
-                    rows,
-                    thresholds.min_rows_per_split,
-                    f"{split} rows {rows} < minimum {thresholds.min_rows_per_split}",
-                )
-            )
-        if distinct < 2:
+            classes = int(pos > 0) + int(pos < rows)
+            if classes < 2:
+                message = f"{split} lacks a class ({pos} of {rows} rows positive)"
+                violations.append((classes, 2, message))
+        elif (distinct := int(split_stats[split]["distinct"])) < 2:
             violations.append((distinct, 2, f"{split} target is constant ({rows} rows)"))
+    content = "a varying target"
+    if classifier:
+        positives = sum(int(split_stats[s]["positives"]) for s in _SPLITS)
+        rate = positives / total if total else 0.0
+        low, high = thresholds.min_positive_rate, thresholds.max_positive_rate
+        if rate < low:
+            violations.append((rate, low, f"positive rate {rate:.4f} < minimum {low:.4f}"))
+        elif rate > high:
+            violations.append((rate, high, f"positive rate {rate:.4f} > maximum {high:.4f}"))
+        content = f"both classes, positive rate {rate:.4f} within [{low}, {high}]"
     if not violations:
         description = (
             f"{total} rows (>= {thresholds.min_training_rows}), every split >= "
-            f"{thresholds.min_rows_per_split} rows with a varying target"
+            f"{thresholds.min_rows_per_split} rows with {content}"
         )
         return GateResult(
             DATA_GATE, True, float(total), float(thresholds.min_training_rows), description

@@ -7,7 +7,10 @@ matters for a model, so a regressor is never judged by a classifier's yardstick.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from lifecycle_assets.ml.metrics import classification_metrics
+from lifecycle_assets.ml.regression_metrics import regression_metrics
 from lifecycle_assets.spec import ModelSpec, Task
 
 
@@ -47,3 +50,10 @@ _TRAITS = {t.task: t for t in (CLASSIFICATION, REGRESSION)}
 def traits(task: Task | ModelSpec) -> TaskTraits:
     """The traits of a task name or of a spec's task."""
     return _TRAITS[task.task if isinstance(task, ModelSpec) else task]
+
+
+def task_metrics(task: Task, y_true: Any, scores: Any) -> dict[str, float]:
+    """The metrics of a task: classification on probabilities, regression on predicted values."""
+    if task == "regression":
+        return regression_metrics(y_true, scores)
+    return classification_metrics(y_true, scores)

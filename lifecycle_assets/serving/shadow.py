@@ -13,28 +13,96 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from lifecycle_assets.ml.training import decide
 from lifecycle_assets.registry.models import ModelRef
 from lifecycle_assets.serving.metrics import PredictionMetrics
-from lifecycle_assets.serving.model_set import SHADOW, score
+from lifecycle_assets.serving.model_set import SHADOW, ModelSet, score
 from lifecycle_assets.serving.model_source import ServedModel
 
 logger = logging.getLogger(__name__)
 
 
-class ShadowScorer:
-    """At most one shadow scoring in flight; counts what it skips and why."""
+# Shadow work waits this long to be scored together, and is dropped (counted) past this backlog.
+SHADOW_GATHER_SECONDS = 0.1
+SHADOW_BACKLOG_ROWS = 10_000
+# What the predictor hands over: the model set that answered, its frame, answers and records.
+Answered = tuple[ModelSet, pl.DataFrame, list[dict[str, Any]], list[dict[str, Any]]]
+WriteLog = Callable[[list[dict[str, Any]], list[dict[str, Any]], ModelSet], None]
 
-    def __init__(self, name: str, budget_ms: float, metrics: PredictionMetrics) -> None:
+
+class ShadowScorer:
+    """Gathers answered batches, scores them with the shadow, logs the rows; at most one
+    scoring in flight, and counts what it skips and why."""
+
+    def __init__(
+        self, name: str, budget_ms: float, metrics: PredictionMetrics, write_log: WriteLog
+    ) -> None:
         self.name = name
         self.budget = budget_ms / 1000.0
         self.metrics = metrics
+        self.write_log = write_log
         self.busy = False
         self.skipped: dict[str, int] = {}
+        self._pending: list[Answered] = []
+        self._flush: asyncio.Task[None] | None = None
+
+    def queue(
+        self,
+        models: ModelSet,
+        frame: pl.DataFrame,
+        rows: list[dict[str, Any]],
+        records: list[dict[str, Any]],
+    ) -> None:
+        """Gather an answered batch; one flush scores what gathered together shortly after.
+
+        A 64-row call costs about what a 1-row call does, so scoring every request one by one
+        would spend a model call per request on the shadow; gathered, its share of the CPU stays
+        small at any traffic level (measured: the p50 cost of shadow mode at concurrency 1).
+        """
+        if sum(item[1].height for item in self._pending) >= SHADOW_BACKLOG_ROWS:
+            self.skip("backlog")
+            return
+        self._pending.append((models, frame, rows, records))
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.get_running_loop().create_task(self._flush_pending())
+
+    async def _flush_pending(self) -> None:
+        await asyncio.sleep(SHADOW_GATHER_SECONDS)
+        pending, self._pending = self._pending, []
+        groups: dict[int, list[Answered]] = {}
+        for item in pending:
+            groups.setdefault(id(item[0].shadow), []).append(item)
+        for group in groups.values():
+            await self._score_and_log(
+                group[0][0],
+                pl.concat([item[1] for item in group], how="vertical"),
+                [row for item in group for row in item[2]],
+                [record for item in group for record in item[3]],
+            )
+
+    async def _score_and_log(
+        self,
+        models: ModelSet,
+        frame: pl.DataFrame,
+        rows: list[dict[str, Any]],
+        records: list[dict[str, Any]],
+    ) -> None:
+        """Score answered rows with the shadow and log them; never raises, never answers."""
+        shadow = models.shadow
+        assert shadow is not None
+        scores = await self.score(shadow, frame)
+        if scores is None:
+            return
+        ref = shadow.ref
+        logged = shadow_rows(decide(scores, shadow.loaded.spec), scores, rows, ref)
+        self.metrics.shadow_predictions.labels(ref.name, ref.version).inc(len(logged))
+        self.write_log(logged, records, models)
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1

@@ -11,8 +11,8 @@ from lifecycle_assets import config
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.resources import LifecycleResource
-from lifecycle_assets.ml.metrics import task_metrics
 from lifecycle_assets.ml.profile import build_profile
+from lifecycle_assets.ml.tasks import task_metrics
 from lifecycle_assets.ml.training import (
     SPLITS,
     assign_splits,
