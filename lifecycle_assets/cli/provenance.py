@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -16,17 +16,20 @@ from rich.tree import Tree
 
 from lifecycle_assets.cli.app import _clear_errors, _client, console, main
 from lifecycle_assets.config import Settings
+from lifecycle_assets.provenance.links import (
+    EVALUATION,
+    FEATURES,
+    MLFLOW_RUN,
+    MODEL_VERSION,
+    OK,
+    PREDICTION,
+    PROMOTION,
+    RAW_BATCH,
+    TRAINING_SET,
+    Link,
+    Trace,
+)
 
-if TYPE_CHECKING:
-    from lifecycle_assets.provenance.links import Link, Trace
-
-# Link kinds and statuses as they appear in the JSON (`provenance.links` names them): spelled out
-# here because importing the provenance modules (MLflow, polars) would slow every command's start.
-PREDICTION, MODEL_VERSION, PROMOTION, EVALUATION = (
-    "prediction", "model_version", "promotion", "evaluation",
-)  # fmt: skip
-MLFLOW_RUN, TRAINING_SET = "mlflow_run", "training_set"
-FEATURES, RAW_BATCH, OK = "features", "raw_batch", "ok"
 _MARKS = {
     OK: "[green]✓[/green]",
     "broken": "[red]✗ broken[/red]",

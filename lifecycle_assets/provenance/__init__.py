@@ -2,10 +2,6 @@
 
 Plain functions over the stores the lifecycle already writes (prediction log, registry, ledger,
 MLflow runs, the content-addressed lake); no Dagster import, so the CLI can audit anywhere.
+`trace.trace_prediction` walks one prediction, `lineage.build_lineage` graphs one version, and
+`links` names the vocabulary; nothing is imported here, so the CLI starts without MLflow.
 """
-
-from lifecycle_assets.provenance.lineage import Lineage, build_lineage
-from lifecycle_assets.provenance.links import Link, Trace
-from lifecycle_assets.provenance.trace import trace_prediction
-
-__all__ = ["Lineage", "Link", "Trace", "build_lineage", "trace_prediction"]

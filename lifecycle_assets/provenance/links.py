@@ -2,8 +2,8 @@
 
 A link is `ok`, `broken` (found, but it disagrees with what was recorded: a hash mismatch, two
 stores naming different digests) or `missing` (the record points at nothing). Kinds and statuses
-are spelled here as the JSON shows them; the CLI spells them again to start fast, and a test
-keeps the two in step.
+are spelled here as the JSON shows them. The module imports nothing heavy, so the CLI reads the
+names from here without slowing every command's start.
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The features link is named as the lake names the folder it checks.
-from lifecycle_assets.data.lake import FEATURES as FEATURES
-from lifecycle_assets.registry.artifacts import sha256_file
-
 OK, BROKEN, MISSING = "ok", "broken", "missing"
-# Kinds of link, in the order a trace walks them (FEATURES comes between the last two).
+# Kinds of link, in the order a trace walks them.
 PREDICTION, MODEL_VERSION, PROMOTION, EVALUATION = (
     "prediction", "model_version", "promotion", "evaluation",
 )  # fmt: skip
-MLFLOW_RUN, TRAINING_SET, RAW_BATCH = "mlflow_run", "training_set", "raw_batch"
+MLFLOW_RUN, TRAINING_SET, FEATURES, RAW_BATCH = (
+    "mlflow_run", "training_set", "features", "raw_batch",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,6 +84,8 @@ def file_link(
     details = {**details, "path": str(path), "sha256": expected}
     if not path.is_file():
         return Link(kind, ident, MISSING, f"file {path} does not exist", details, via)
+    from lifecycle_assets.registry.artifacts import sha256_file  # skops: only when hashing
+
     actual = sha256_file(path)
     details["actual_sha256"] = actual
     reason = hash_mismatch(path, actual, expected)
