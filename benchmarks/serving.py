@@ -84,24 +84,24 @@ def prepare(home: Path) -> tuple[dict[str, str], list[dict[str, Any]]]:
 
 
 def model_floor(records: list[dict[str, Any]], repeats: int) -> dict[str, float]:
-    """Median seconds per single record: predict_proba alone, and with compute_features."""
+    """Median seconds per single record: predict_scores alone, and with compute_features."""
     import polars as pl
 
     from lifecycle_assets.ml.features import compute_features
-    from lifecycle_assets.ml.training import predict_proba
+    from lifecycle_assets.ml.training import predict_scores
     from lifecycle_assets.serving.model_source import load_served_model
 
     loaded = load_served_model().loaded
     spec = loaded.spec
     frames = [pl.DataFrame([r]) for r in records[:repeats]]
     features = [compute_features(frame, spec) for frame in frames]
-    timings: dict[str, list[float]] = {"predict_proba": [], "features+predict": []}
+    timings: dict[str, list[float]] = {"predict_scores": [], "features+predict": []}
     for frame, feats in zip(frames, features, strict=True):
         start = time.perf_counter()
-        predict_proba(loaded.pipeline, feats, spec)
-        timings["predict_proba"].append(time.perf_counter() - start)
+        predict_scores(loaded.pipeline, feats, spec)
+        timings["predict_scores"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        predict_proba(loaded.pipeline, compute_features(frame, spec), spec)
+        predict_scores(loaded.pipeline, compute_features(frame, spec), spec)
         timings["features+predict"].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in timings.items()}
 
@@ -115,7 +115,7 @@ def baseline_app():
     from starlette.routing import Route
 
     from lifecycle_assets.ml.features import compute_features
-    from lifecycle_assets.ml.training import predict_proba
+    from lifecycle_assets.ml.training import predict_scores
     from lifecycle_assets.serving.model_source import load_served_model
 
     loaded = load_served_model().loaded
@@ -125,7 +125,7 @@ def baseline_app():
     async def predict(request: Request) -> JSONResponse:
         records = json.loads(await request.body())["records"]
         frame = pl.DataFrame([{k: r.get(k) for k in schema} for r in records], schema=schema)
-        probabilities = predict_proba(loaded.pipeline, compute_features(frame, spec), spec)
+        probabilities = predict_scores(loaded.pipeline, compute_features(frame, spec), spec)
         return JSONResponse(
             {
                 "predictions": [
@@ -232,9 +232,9 @@ async def load(
 
 
 def report(results: dict[str, dict[int, dict[str, float]]], floor: dict[str, float]) -> None:
-    predict_ms, both_ms = 1000 * floor["predict_proba"], 1000 * floor["features+predict"]
-    print(f"\nmodel floor per single record: predict_proba {predict_ms:.2f} ms, "
-          f"compute_features+predict_proba {both_ms:.2f} ms\n")  # fmt: skip
+    predict_ms, both_ms = 1000 * floor["predict_scores"], 1000 * floor["features+predict"]
+    print(f"\nmodel floor per single record: predict_scores {predict_ms:.2f} ms, "
+          f"compute_features+predict_scores {both_ms:.2f} ms\n")  # fmt: skip
     header = f"{'server':<10}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'n':>7}{'err':>5}"
     print(header)
     print("-" * len(header))
