@@ -67,22 +67,28 @@ def small_feature_table() -> pl.DataFrame:
     return pl.concat([feature_table(frame, spec) for _, frame in batches])
 
 
-@pytest.fixture
-def registered_champion(
-    lifecycle_env: Settings, spec: ModelSpec, small_feature_table: pl.DataFrame
-) -> ModelRef:
-    """A real registered version in the temporary MLflow registry, holding `champion`."""
-    pipeline = fit_pipeline(small_feature_table, spec)
-    client = configure_mlflow(lifecycle_env)
-    mlflow.set_experiment(lifecycle_env.mlflow_experiment)
+def register_champion(settings: Settings, spec: ModelSpec, table: pl.DataFrame) -> ModelRef:
+    """Fit `spec`'s pipeline on `table`, register it in the temporary registry, make it
+    `champion`."""
+    pipeline = fit_pipeline(table, spec)
+    client = configure_mlflow(settings)
+    mlflow.set_experiment(settings.mlflow_experiment)
     with mlflow.start_run():
         ref = log_and_register(
             pipeline,
             spec,
-            input_example=model_input(small_feature_table, spec),
+            input_example=model_input(table, spec),
             version_tags={config.TAG_TRAINING_DIGEST: "test-digest"},
         )
     _, ref = move_alias(
         client, spec.name, config.CHAMPION_ALIAS, ref.version, reason="test", actor="pytest"
     )
     return ref
+
+
+@pytest.fixture
+def registered_champion(
+    lifecycle_env: Settings, spec: ModelSpec, small_feature_table: pl.DataFrame
+) -> ModelRef:
+    """A real registered version in the temporary MLflow registry, holding `champion`."""
+    return register_champion(lifecycle_env, spec, small_feature_table)

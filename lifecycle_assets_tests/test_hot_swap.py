@@ -94,3 +94,36 @@ def test_moved_champion_is_swapped_in_and_a_tampered_one_refused(
             'lifecycle_model_swap_failures_total{model_name="credit_default",role="champion"} 1.0'
             in metrics
         )
+
+
+def test_a_model_promoted_after_start_up_joins_the_running_service(
+    registered_champion: ModelRef, lifecycle_env: Settings, tmp_path: Path
+) -> None:
+    """The default project has two models; the service starts with the one that has a
+    champion and serves the other as soon as its first version is promoted, no restart."""
+    import datetime as dt
+
+    import polars as pl
+
+    from lifecycle_assets.data.simulator import simulate_range
+    from lifecycle_assets.ml.features import feature_table
+    from lifecycle_assets.spec import BUILTIN_SPECS_DIR, load_spec
+    from lifecycle_assets_tests.conftest import register_champion
+
+    loss = load_spec(BUILTIN_SPECS_DIR / "expected_loss.yaml")
+    env = {"LIFECYCLE_MODEL_SOURCE": "registry", "LIFECYCLE_REGISTRY_POLL_SECONDS": "0.5"}
+    with serving(SERVICE, tmp_path, **env) as url, httpx.Client(base_url=url, timeout=10) as c:
+        assert set(c.get("/models").json()["models"]) == {"credit_default"}
+        body = {"records": sample_records(loss, 3)}
+        assert c.post("/models/expected_loss/predict", json=body).status_code == 404
+
+        batches = simulate_range(dt.date(2026, 1, 1), 8, seed=42)
+        table = pl.concat([feature_table(frame, loss) for _, frame in batches])
+        register_champion(lifecycle_env, loss, table)
+        wait_for(lambda: "expected_loss" in c.get("/models").json()["models"], seconds=20)
+        answered = c.post("/models/expected_loss/predict", json=body)
+        assert answered.status_code == 200, answered.text
+        rows = answered.json()["predictions"]
+        assert [r["model_version"] for r in rows] == ["1"] * 3
+        assert all("probability" not in r and r["prediction"] >= 0 for r in rows)
+        assert c.post("/predict", json=body).status_code == 422, "the default stays credit_default"

@@ -94,6 +94,11 @@ def load_from_registry(name: str, settings: Settings) -> ServedModel:
             f"{settings.mlflow_tracking_uri}; train and promote one first, or set "
             f"{ENV_MODEL_SOURCE}=bento to serve a bundled model"
         )
+    return served_from_registry(ref)
+
+
+def served_from_registry(ref: ModelRef) -> ServedModel:
+    """A registered version, downloaded and SHA-256 verified, ready to serve."""
     return ServedModel(loaded=load_version(ref), source="registry", loaded_at=_now())
 
 
@@ -183,6 +188,16 @@ def load_served_models(environ: Mapping[str, str] | None = None) -> list[ServedM
     for reason in missing:
         logger.warning("not serving: %s", reason)
     return served
+
+
+def awaited_models(served: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """The project's models a registry-mode service should start serving once they get a
+    champion: those it serves by default (no explicit names) and could not load at start-up."""
+    env = os.environ if environ is None else environ
+    source = env.get(ENV_MODEL_SOURCE) or ("bento" if bento_manifest() else "registry")
+    if source != "registry" or (env.get(ENV_MODEL_NAMES) or "").strip():
+        return []
+    return [spec.name for spec in configured_specs(dict(env)) if spec.name not in served]
 
 
 def load_served_model(environ: Mapping[str, str] | None = None) -> ServedModel:

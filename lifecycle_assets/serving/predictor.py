@@ -179,18 +179,18 @@ class Predictor:
     def _split_score(
         self, models: ModelSet, frame: pl.DataFrame, route_ids: list[str]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and the canary mask: one vectorized call per model that answers."""
+        """Scores and the canary mask: one vectorized call per model that answers."""
         canary = models.canary
         mask = canary_mask(route_ids, models.canary_weight if canary is not None else 0.0)
         if canary is None or not mask.any():
             return score(models.champion, frame), mask
         if mask.all():
             return score(canary, frame), mask
-        probabilities = np.empty(frame.height, dtype=float)
+        scores = np.empty(frame.height, dtype=float)
         selector = pl.Series(mask)
-        probabilities[mask] = score(canary, frame.filter(selector))
-        probabilities[~mask] = score(models.champion, frame.filter(~selector))
-        return probabilities, mask
+        scores[mask] = score(canary, frame.filter(selector))
+        scores[~mask] = score(models.champion, frame.filter(~selector))
+        return scores, mask
 
     def _score_pending(
         self, pending: list[_Pending], models: ModelSet
@@ -201,12 +201,12 @@ class Predictor:
         # prediction id never does. Records without an id are routed by their prediction id.
         prediction_ids = [uuid.uuid4().hex for _ in ids]
         route_ids = [r if r is not None else p for r, p in zip(ids, prediction_ids, strict=True)]
-        probabilities, mask = self._split_score(models, frame, route_ids)
+        values, mask = self._split_score(models, frame, route_ids)
         answered = {False: (CHAMPION, models.champion.ref)}
         if models.canary is not None:
             answered[True] = (CANARY, models.canary.ref)
-        scores, flags = probabilities.tolist(), mask.tolist()
-        decisions = decide(probabilities, self.spec, THRESHOLD).tolist()
+        scores, flags = values.tolist(), mask.tolist()
+        decisions = decide(values, self.spec, THRESHOLD).tolist()
         classifier = self.spec.is_classifier
         all_rows: list[dict[str, Any]] = []
         for index, (value, to_canary) in enumerate(zip(scores, flags, strict=True)):

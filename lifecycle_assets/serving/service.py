@@ -20,7 +20,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Any
+import threading
+import time
 
 import bentoml
 from starlette.applications import Starlette
@@ -30,9 +31,16 @@ from starlette.routing import Route
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
+from lifecycle_assets.registry.models import resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.serving import admin
-from lifecycle_assets.serving.model_source import load_served_models
+from lifecycle_assets.serving.model_set import smoke_test
+from lifecycle_assets.serving.model_source import (
+    ServedModel,
+    awaited_models,
+    load_served_models,
+    served_from_registry,
+)
 from lifecycle_assets.serving.predictor import Predictor
 from lifecycle_assets.serving.requests import RequestError
 from lifecycle_assets.serving.watcher import RegistryWatcher
@@ -134,38 +142,68 @@ class PredictionService:
     """Loads and verifies every model once per worker, before the worker reports ready."""
 
     def __init__(self) -> None:
-        settings = Settings.from_env()
+        self.settings = Settings.from_env()
         env = os.environ
         self.admin_token = env.get(admin.ENV_ADMIN_TOKEN) or None
-        budget = float(env.get(ENV_SHADOW_BUDGET_MS) or config.SHADOW_BUDGET_MS)
-        poll = float(env.get(ENV_POLL_SECONDS) or config.REGISTRY_POLL_SECONDS)
+        self.shadow_budget = float(env.get(ENV_SHADOW_BUDGET_MS) or config.SHADOW_BUDGET_MS)
+        self.poll_seconds = float(env.get(ENV_POLL_SECONDS) or config.REGISTRY_POLL_SECONDS)
         self.predictors: dict[str, Predictor] = {}
         for served in load_served_models():
-            predictor = Predictor(served, settings, shadow_budget_ms=budget)
-            if served.source == "registry":
-                predictor.watcher = RegistryWatcher(
-                    configure_mlflow(settings),
-                    served.ref.name,
-                    current=functools.partial(getattr, predictor, "models"),
-                    publish=functools.partial(setattr, predictor, "models"),
-                    metrics=predictor.metrics,
-                    poll_seconds=poll,
-                )
-                predictor.watcher.start()
-            self.predictors[served.ref.name] = predictor
-            logger.info(
-                "serving %s version %s from %s (pid %d)",
-                served.ref.name,
-                served.ref.version,
-                served.source,
-                os.getpid(),
-            )
+            self._serve(served)
         self.default_model = next(iter(self.predictors))
+        self.awaited = awaited_models(list(self.predictors))
+        if self.awaited:
+            threading.Thread(target=self._await_champions, name="champions", daemon=True).start()
 
     @property
     def default_predictor(self) -> Predictor:
         return self.predictors[self.default_model]
 
-    def status(self) -> dict[str, Any]:
-        """Every served model's metadata, for the admin endpoints."""
-        return {name: p.metadata() for name, p in self.predictors.items()}
+    def _serve(self, served: ServedModel) -> None:
+        """Start answering for a verified model (and following its aliases, from a registry)."""
+        predictor = Predictor(served, self.settings, shadow_budget_ms=self.shadow_budget)
+        if served.source == "registry":
+            predictor.watcher = RegistryWatcher(
+                configure_mlflow(self.settings),
+                served.ref.name,
+                current=functools.partial(getattr, predictor, "models"),
+                publish=functools.partial(setattr, predictor, "models"),
+                metrics=predictor.metrics,
+                poll_seconds=self.poll_seconds,
+            )
+            predictor.watcher.start()
+        # One dict store: requests find the model from the next one on.
+        self.predictors[served.ref.name] = predictor
+        logger.info(
+            "serving %s version %s from %s (pid %d)",
+            served.ref.name,
+            served.ref.version,
+            served.source,
+            os.getpid(),
+        )
+
+    def _await_champions(self) -> None:
+        """Models of the project that had no champion at start-up join once one is promoted.
+
+        Same bar as a swap: SHA-256 verified and a smoke prediction answered; a version that
+        fails is logged once and not retried until the alias moves.
+        """
+        client = configure_mlflow(self.settings)
+        refused: dict[str, str] = {}
+        while self.awaited:
+            time.sleep(self.poll_seconds)
+            for name in list(self.awaited):
+                ref = None
+                try:
+                    ref = resolve(client, name, config.CHAMPION_ALIAS)
+                    if ref is None or refused.get(name) == ref.version:
+                        continue
+                    served = served_from_registry(ref)
+                    smoke_test(served, served.loaded.spec)
+                except Exception:
+                    logger.exception("cannot serve %s yet", name)
+                    if ref is not None:
+                        refused[name] = ref.version
+                    continue
+                self._serve(served)
+                self.awaited.remove(name)
