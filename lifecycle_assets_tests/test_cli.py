@@ -100,3 +100,19 @@ def test_errors_are_one_line_and_a_nonzero_exit(two_versions: list[str], spec: M
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert as_json("history", name)[-1]["to_version"] == v1
     assert invoke("history", "no_such_model").output.startswith("no alias changes")
+
+
+def test_spec_option_takes_a_file_or_a_project_model_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lifecycle_assets.cli.app import _load
+    from lifecycle_assets.spec import BUILTIN_SPECS_DIR
+
+    monkeypatch.delenv("LIFECYCLE_SPECS", raising=False)
+    assert _load(None).name == "credit_default", "the project's first model"
+    assert _load("expected_loss").task == "regression"
+    assert _load(BUILTIN_SPECS_DIR / "expected_loss.yaml").name == "expected_loss"
+    result = CliRunner().invoke(main, ["monitor", "--spec", "churn"])
+    assert result.exit_code == 2
+    assert "neither a spec file nor one of the project's models" in result.output
+    assert "['credit_default', 'expected_loss']" in result.output

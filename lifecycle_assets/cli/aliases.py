@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -125,7 +124,7 @@ def history(model: str, alias: str | None, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @_clear_errors
-def status(model: str | None, spec_path: Path | None, service_url: str, as_json: bool) -> None:
+def status(model: str | None, spec_path: str | None, service_url: str, as_json: bool) -> None:
     """Which version each alias of MODEL points to (since when, by whom), and what the running
     service actually serves."""
     from lifecycle_assets.registry.ledger import Ledger

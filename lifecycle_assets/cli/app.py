@@ -16,7 +16,7 @@ from rich.console import Console
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.ledger import default_actor
-from lifecycle_assets.spec import DEFAULT_SPEC_PATH, ModelSpec, load_spec
+from lifecycle_assets.spec import ModelSpec, configured_specs, load_spec
 
 console = Console()
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
@@ -38,17 +38,28 @@ def _spec_option(function):
     return click.option(
         "--spec",
         "spec_path",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
         default=None,
-        help="Model spec file (default: LIFECYCLE_SPECS's first entry or the built-in spec).",
+        metavar="FILE|MODEL",
+        help="A model spec file, or the name of one of the project's models (LIFECYCLE_SPECS); "
+        "default: the project's first model.",
     )(function)
 
 
-def _load(spec_path: Path | None) -> ModelSpec:
+def _load(spec_path: str | Path | None) -> ModelSpec:
+    """A spec file, or the project's model of that name, or the project's first model."""
+    if spec_path is not None and Path(spec_path).is_file():
+        return load_spec(spec_path)
+    specs = configured_specs()
     if spec_path is None:
-        first = (os.environ.get("LIFECYCLE_SPECS") or str(DEFAULT_SPEC_PATH)).split(",")[0]
-        spec_path = Path(first.strip())
-    return load_spec(spec_path)
+        return specs[0]
+    by_name = {spec.name: spec for spec in specs}
+    if str(spec_path) not in by_name:
+        raise click.BadParameter(
+            f"{spec_path!r} is neither a spec file nor one of the project's models "
+            f"{sorted(by_name)}",
+            param_hint="--spec",
+        )
+    return by_name[str(spec_path)]
 
 
 @click.group()

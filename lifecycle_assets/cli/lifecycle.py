@@ -22,7 +22,7 @@ from lifecycle_assets.data.simulator import ShiftKnobs, simulate_range
 @_spec_option
 @click.option("--refresh", is_flag=True, help="Re-ingest days that are already materialized.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
-def run(spec_path: Path | None, refresh: bool, as_json: bool) -> None:
+def run(spec_path: str | None, refresh: bool, as_json: bool) -> None:
     """Ingest, train, evaluate, gate, promote and build the Bento, for every model of the
     project (LIFECYCLE_SPECS, default: the built-in classifier and regressor) or `--spec`."""
     from lifecycle_assets.definitions import build_definitions
@@ -34,9 +34,10 @@ def run(spec_path: Path | None, refresh: bool, as_json: bool) -> None:
     )
     from lifecycle_assets.spec import configured_specs
 
-    if spec_path is not None:
-        os.environ["LIFECYCLE_SPECS"] = str(spec_path.resolve())
-    specs = configured_specs()
+    if spec_path is not None and Path(spec_path).is_file():
+        # A spec of its own is the project for this run (and the service's default models).
+        os.environ["LIFECYCLE_SPECS"] = str(Path(spec_path).resolve())
+    specs = [_load(spec_path)] if spec_path is not None else configured_specs()
     settings = Settings.from_env()
     instance = _dagster_instance()
     defs = build_definitions(specs)
@@ -163,7 +164,7 @@ def simulate(
 @click.option("--label-delay-days", type=float, default=3.0, show_default=True)
 @click.option("--label-fraction", type=float, default=1.0, show_default=True)
 def simulate_traffic(
-    spec_path: Path | None, url: str, days: int, start: dt.datetime, rows_per_day: int, seed: int,
+    spec_path: str | None, url: str, days: int, start: dt.datetime, rows_per_day: int, seed: int,
     covariate_shift: float, concept_shift: float, label_shift: float, label_delay_days: float,
     label_fraction: float,
 ) -> None:  # fmt: skip
@@ -191,7 +192,7 @@ def simulate_traffic(
 @click.option(
     "--day", type=click.DateTime(["%Y-%m-%d"]), default=None, help="UTC day (default: today)."
 )
-def monitor(spec_path: Path | None, day: dt.datetime | None) -> None:
+def monitor(spec_path: str | None, day: dt.datetime | None) -> None:
     """Collect a day's predictions, report their drift and score them against arrived labels."""
     from lifecycle_assets.definitions import build_definitions
     from lifecycle_assets.defs import names
