@@ -25,6 +25,12 @@ def log_files(log_dir: Path, model_name: str) -> list[Path]:
 
 def read_day(log_dir: Path, model_name: str, day: dt.date) -> pl.DataFrame:
     """Every logged prediction of `day`, one row per prediction id, oldest first."""
+    return read_days(log_dir, model_name, day, day)
+
+
+def read_days(log_dir: Path, model_name: str, first: dt.date, last: dt.date) -> pl.DataFrame:
+    """Every logged prediction from `first` to `last` (UTC days, inclusive), one row per
+    prediction id, oldest first; the log files are read once whatever the span."""
     files = log_files(log_dir, model_name)
     if not files:
         schema = {PREDICTION_ID: pl.String, PREDICTED_AT: pl.Datetime("us", "UTC")}
@@ -34,7 +40,7 @@ def read_day(log_dir: Path, model_name: str, day: dt.date) -> pl.DataFrame:
         pl.col(PREDICTED_AT).str.to_datetime(time_unit="us", time_zone="UTC")
     )
     return (
-        rows.filter(pl.col(PREDICTED_AT).dt.date() == day)
+        rows.filter(pl.col(PREDICTED_AT).dt.date().is_between(first, last))
         .sort(PREDICTED_AT)
         .unique(subset=PREDICTION_ID, keep="first", maintain_order=True)
     )

@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 
 from lifecycle_assets import config
 from lifecycle_assets.config import RetirementPolicy
-from lifecycle_assets.data.prediction_log import PREDICTED_AT, answered, read_day
+from lifecycle_assets.data.prediction_log import PREDICTED_AT, answered, read_days
 from lifecycle_assets.ml.drift import latest_drift_path
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
@@ -144,26 +144,20 @@ def drift_status(reports_dir: Path, model: str) -> tuple[str | None, bool | None
 
 
 def traffic(log_dir: Path, model: str, policy: RetirementPolicy, today: dt.date) -> Traffic:
-    """Answered requests and p99 latency of the recent window, and the last request's time.
-
-    Walks back one day at a time and stops once both the window is read and a request was
-    found, so a busy model costs `traffic_window_days` reads; a silent one is searched back to
-    `traffic_lookback_days`. Rows without a latency never count as 0 ms.
-    """
-    requests, last, latencies = 0, None, []
-    for back in range(policy.traffic_lookback_days + 1):
-        if last is not None and back >= policy.traffic_window_days:
-            break
-        rows = answered(read_day(log_dir, model, today - dt.timedelta(days=back)))
-        if last is None and rows.height:
-            last = rows[PREDICTED_AT].max()
-        if back < policy.traffic_window_days:
-            requests += rows.height
-            if LATENCY_MS in rows.columns:
-                latencies.append(rows[LATENCY_MS].cast(pl.Float64).drop_nulls())
-    latency = pl.concat(latencies) if latencies else pl.Series(LATENCY_MS, [], pl.Float64)
+    """Answered requests and p99 latency of the recent window, and the last request's time
+    within the lookback. One read of the logs; rows without a latency never count as 0 ms."""
+    first = today - dt.timedelta(days=policy.traffic_lookback_days)
+    rows = answered(read_days(log_dir, model, first, today))
+    last = rows[PREDICTED_AT].max() if rows.height else None
+    window_start = today - dt.timedelta(days=policy.traffic_window_days - 1)
+    recent = rows.filter(pl.col(PREDICTED_AT).dt.date() >= window_start) if rows.height else rows
+    latency = (
+        recent[LATENCY_MS].cast(pl.Float64).drop_nulls()
+        if LATENCY_MS in recent.columns
+        else pl.Series(LATENCY_MS, [], pl.Float64)
+    )
     return Traffic(
-        requests=requests,
+        requests=recent.height,
         last_request_at=last,
         p99_latency_ms=float(latency.quantile(0.99)) if latency.len() else None,
         latency_rows=latency.len(),
