@@ -134,7 +134,7 @@ def train_and_deploy(
         card_result = defs.resolve_job_def(model_card_job_name(spec)).execute_in_process(
             instance=instance, run_config=_console_logging("WARNING")
         )
-        card = card_result.output_for_node(f"{spec.name}__{names.MODEL_CARD}")["html_path"]
+        card = _output(card_result, spec, names.MODEL_CARD)["html_path"]
     failure = None
     if not result.success:
         failures = result.get_step_failure_events()

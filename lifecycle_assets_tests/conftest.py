@@ -11,6 +11,7 @@ from pathlib import Path
 import mlflow
 import polars as pl
 import pytest
+from sklearn.pipeline import Pipeline
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
@@ -70,7 +71,13 @@ def small_feature_table() -> pl.DataFrame:
 def register_champion(settings: Settings, spec: ModelSpec, table: pl.DataFrame) -> ModelRef:
     """Fit `spec`'s pipeline on `table`, register it in the temporary registry, make it
     `champion`."""
-    pipeline = fit_pipeline(table, spec)
+    return register_pipeline(settings, spec, fit_pipeline(table, spec), table)
+
+
+def register_pipeline(
+    settings: Settings, spec: ModelSpec, pipeline: Pipeline, table: pl.DataFrame
+) -> ModelRef:
+    """Register a fitted pipeline as a new version and make it `champion` (by "pytest")."""
     client = configure_mlflow(settings)
     mlflow.set_experiment(settings.mlflow_experiment)
     with mlflow.start_run():

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import mlflow
 import polars as pl
 import pytest
 from mlflow import MlflowClient
@@ -17,7 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.ml.training import fit_pipeline, model_input
+from lifecycle_assets.ml.training import fit_pipeline
 from lifecycle_assets.registry.aliases import (
     AliasError,
     ConcurrentAliasChange,
@@ -35,8 +34,9 @@ from lifecycle_assets.registry.ledger import (
     history,
     previous_holder,
 )
-from lifecycle_assets.registry.models import log_and_register, resolve
+from lifecycle_assets.registry.models import resolve
 from lifecycle_assets.spec import ModelSpec, default_spec
+from lifecycle_assets_tests.conftest import register_pipeline
 
 CHAMPION = config.CHAMPION_ALIAS
 
@@ -56,20 +56,12 @@ def register_versions(
     real registry versions, without paying for another `log_model` each. The first one is made
     `champion` by "pytest", through the ledger.
     """
-    mlflow.set_experiment(Settings.from_env().mlflow_experiment)
-    with mlflow.start_run():
-        ref = log_and_register(
-            pipeline,
-            spec,
-            input_example=model_input(table, spec),
-            version_tags={config.TAG_TRAINING_DIGEST: "test-digest"},
-        )
+    ref = register_pipeline(Settings.from_env(), spec, pipeline, table)
     client = MlflowClient()
     versions = [ref.version]
     for _ in range(count - 1):
         copy = client.create_model_version(spec.name, ref.source, ref.run_id, tags=ref.tags)
         versions.append(str(copy.version))
-    move_alias(client, spec.name, CHAMPION, versions[0], reason="test", actor="pytest")
     return versions
 
 

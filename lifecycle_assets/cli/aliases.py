@@ -20,6 +20,7 @@ from lifecycle_assets.cli.app import (
     console,
     main,
 )
+from lifecycle_assets.registry.ledger import version_label
 
 
 def _report_move(name: str, alias: str, previous, current, as_json: bool) -> None:
@@ -30,9 +31,7 @@ def _report_move(name: str, alias: str, previous, current, as_json: bool) -> Non
     elif before == current.version:
         console.print(f"{name} `{alias}` already points to v{current.version}; nothing changed.")
     else:
-        console.print(
-            f"{name} `{alias}`: {f'v{before}' if before else 'unset'} -> v{current.version}"
-        )
+        console.print(f"{name} `{alias}`: {version_label(before)} -> v{current.version}")
 
 
 @main.command()

@@ -15,7 +15,6 @@ from rich.table import Table
 from lifecycle_assets import config
 from lifecycle_assets.cli.app import _dagster_instance, _load, _spec_option, console, main
 from lifecycle_assets.config import Settings
-from lifecycle_assets.data.simulator import ShiftKnobs, simulate_range
 
 
 @main.command()
@@ -85,10 +84,6 @@ def _number(value) -> str:
 
 
 def _print_summary(summary, settings: Settings, path: Path) -> None:
-    from lifecycle_assets.registry.models import resolve
-    from lifecycle_assets.registry.tracking import configure_mlflow
-
-    champion = resolve(configure_mlflow(settings), summary.model_name, config.CHAMPION_ALIAS)
     console.rule(f"[bold]{summary.model_name} v{summary.model_version}")
     metrics = Table("metric", "value", title="test-set metrics")
     for key, value in summary.metrics.items():
@@ -103,6 +98,10 @@ def _print_summary(summary, settings: Settings, path: Path) -> None:
     if summary.promoted:
         console.print(f"[green]v{summary.model_version} is now `champion`.")
     else:
+        from lifecycle_assets.registry.models import resolve
+        from lifecycle_assets.registry.tracking import configure_mlflow
+
+        champion = resolve(configure_mlflow(settings), summary.model_name, config.CHAMPION_ALIAS)
         held = f"v{champion.version}" if champion else "nobody"
         console.print(f"[red]not promoted[/red] ({summary.failure}); `champion` stays {held}.")
     console.print(f"Bento: {summary.bento_tag or 'not built'}")
@@ -137,6 +136,8 @@ def simulate(
     fmt: str,
 ) -> None:
     """Write simulated credit-risk batches (one file per day) into a landing folder."""
+    from lifecycle_assets.data.simulator import ShiftKnobs, simulate_range
+
     out = out or Settings.from_env().landing_dir / "credit_default"
     out.mkdir(parents=True, exist_ok=True)
     shift = ShiftKnobs(covariate=covariate_shift, concept=concept_shift, label=label_shift)
@@ -170,6 +171,7 @@ def simulate_traffic(
 ) -> None:  # fmt: skip
     """Send simulated applications to the service, then land their outcomes as delayed labels."""
     from lifecycle_assets.data.ground_truth import labels_folder
+    from lifecycle_assets.data.simulator import ShiftKnobs, simulate_range
     from lifecycle_assets.data.traffic import simulate_traffic as play
 
     spec = _load(spec_path)

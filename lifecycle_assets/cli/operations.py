@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from lifecycle_assets import config
 from lifecycle_assets.cli.app import _actor_option, _clear_errors, _client, console, main
+from lifecycle_assets.registry.ledger import version_label
 
 
 def _echo(payload: dict, as_json: bool, text: str) -> None:
@@ -16,6 +17,20 @@ def _echo(payload: dict, as_json: bool, text: str) -> None:
         click.echo(json.dumps(payload, indent=2, default=str))
     else:
         console.print(escape(text))
+
+
+def _report(
+    model: str, alias: str, previous, current, as_json: bool, weight: float | None = None
+) -> None:
+    """`<model> `<alias>`: v1 -> v2` (`at weight w` for a canary), or the same as JSON."""
+    before = previous.version if previous else None
+    after = current.version if current else None
+    payload = {"model": model, "alias": alias, "previous": before, "current": after}
+    text = f"{model} `{alias}`: {version_label(before)} -> {version_label(after)}"
+    if weight is not None:
+        payload["weight"] = weight
+        text += f" at weight {weight:g}"
+    _echo(payload, as_json, text)
 
 
 def _version_or_clear(version: str | None, clear: bool, alias: str) -> None:
@@ -48,18 +63,10 @@ def canary(
     client = _client()
     if clear:
         previous = clear_canary(client, model, reason=reason, actor=actor)
-        before = previous.version if previous else None
-        payload = {"model": model, "alias": "canary", "previous": before, "current": None}
-        _echo(payload, as_json, f"{model} `canary`: {before and f'v{before}'} -> unset")
+        _report(model, config.CANARY_ALIAS, previous, None, as_json)
         return
     previous, current = set_canary(client, model, version, weight, reason=reason, actor=actor)
-    before = previous.version if previous else None
-    payload = {
-        "model": model, "alias": "canary", "previous": before,
-        "current": current.version, "weight": weight,
-    }  # fmt: skip
-    text = f"{model} `canary`: {f'v{before}' if before else 'unset'} -> v{current.version}"
-    _echo(payload, as_json, f"{text} at weight {weight:g}")
+    _report(model, config.CANARY_ALIAS, previous, current, as_json, weight=weight)
 
 
 @main.command()
@@ -79,15 +86,10 @@ def shadow(
     _version_or_clear(version, clear, config.SHADOW_ALIAS)
     client = _client()
     if clear:
-        previous = clear_shadow(client, model, reason=reason, actor=actor)
-        before, after = (previous.version if previous else None), None
+        previous, current = clear_shadow(client, model, reason=reason, actor=actor), None
     else:
-        old, current = set_shadow(client, model, version, reason=reason, actor=actor)
-        before, after = (old.version if old else None), current.version
-    payload = {"model": model, "alias": "shadow", "previous": before, "current": after}
-    label = {None: "unset"}
-    text = f"{model} `shadow`: {label.get(before, f'v{before}')} -> {label.get(after, f'v{after}')}"
-    _echo(payload, as_json, text)
+        previous, current = set_shadow(client, model, version, reason=reason, actor=actor)
+    _report(model, config.SHADOW_ALIAS, previous, current, as_json)
 
 
 @main.command()
@@ -112,8 +114,8 @@ def retire(
     from lifecycle_assets.registry.retire import retire as retire_version
 
     client = _client()
-    found = dependents(client, model, version)
-    if not as_json:
+    if not as_json:  # what retiring would cut off, before asking; `retire` checks it again
+        found = dependents(client, model, version)
         console.print(f"{model} v{version} is referred to by:")
         console.print(f"  aliases: {', '.join(found.aliases) or 'none'}")
         console.print(f"  BentoML models: {', '.join(found.bento_models) or 'none'}")

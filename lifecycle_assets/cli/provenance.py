@@ -29,6 +29,7 @@ from lifecycle_assets.provenance.links import (
     Link,
     Trace,
 )
+from lifecycle_assets.registry.ledger import version_label
 
 _MARKS = {
     OK: "[green]✓[/green]",
@@ -42,10 +43,6 @@ def _value(value: Any) -> str:
         return "n/a"
     text = f"{value:.4g}" if isinstance(value, float) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _version(version: str | None) -> str:
-    return f"v{version}" if version else "unset"
 
 
 def _pairs(values: dict[str, Any], limit: int = 16) -> str:
@@ -110,12 +107,15 @@ def _facts(link: Link) -> list[str]:
         ]
     if link.kind == PROMOTION:
         facts = [
-            f"{m['time']} {m['kind']} {_version(m['from_version'])} -> v{m['to_version']} by "
+            f"{m['time']} {m['kind']} {version_label(m['from_version'])} -> v{m['to_version']} by "
             f"{escape(m['actor'])}: {escape(m['reason'])}"
             + (f" (dagster run {m['dagster_run_id']})" if m.get("dagster_run_id") else "")
             for m in d.get("moves", [])
         ]
-        return [*facts, f"holder at prediction time: {_version(d.get('holder_at_prediction'))}"]
+        return [
+            *facts,
+            f"holder at prediction time: {version_label(d.get('holder_at_prediction'))}",
+        ]
     if link.kind == EVALUATION:
         return [
             f"{_MARKS[OK] if g.get('passed') else '[red]✗[/red]'} {g['name']}: "

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from lifecycle_assets.data.lake import canonical_parquet, sha256_bytes
+from lifecycle_assets.data.lake import canonical_parquet, sha256_bytes, write_atomic
+from lifecycle_assets.data.prediction_log import PREDICTED_AT, PREDICTION_ID
 
 GROUND_TRUTH = "ground_truth"  # lake kind of the daily tables
-PREDICTION_ID = "prediction_id"
 LABEL = "label"
 LABELLED_AT = "labelled_at"
 LABEL_SCHEMA: dict[str, pl.DataType] = {
@@ -47,20 +47,27 @@ def label_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
+def _timestamps(column: pl.Series) -> pl.Series:
+    """ISO strings or timestamps as UTC; a naive timestamp is UTC by contract."""
+    if column.dtype == pl.String:
+        return column.str.to_datetime(time_unit="us", time_zone="UTC")
+    if column.dtype.time_zone is None:
+        column = column.dt.replace_time_zone("UTC")
+    return column.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+
+
 def _utc(column: pl.Series, path: Path) -> pl.Series:
     dtype = column.dtype
+    if dtype != pl.String and not isinstance(dtype, pl.Datetime):
+        raise LabelFileError(
+            f"{path}: column {LABELLED_AT!r} has type {dtype}, expected a timestamp"
+        )
     try:
-        if dtype == pl.String:
-            return column.str.to_datetime(time_unit="us", time_zone="UTC")
-        if isinstance(dtype, pl.Datetime):
-            # A naive timestamp in a label file is UTC by contract.
-            utc = column.dt.replace_time_zone("UTC") if dtype.time_zone is None else column
-            return utc.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+        return _timestamps(column)
     except pl.exceptions.PolarsError as error:
         raise LabelFileError(
             f"{path}: column {LABELLED_AT!r} is not a timestamp: {error}"
         ) from None
-    raise LabelFileError(f"{path}: column {LABELLED_AT!r} has type {dtype}, expected a timestamp")
 
 
 def read_label_file(path: Path, task: str = "binary_classification") -> pl.DataFrame:
@@ -131,15 +138,6 @@ def read_labels(folder: Path, day: dt.date) -> pl.DataFrame:
     return arrivals(folder, day)[0]
 
 
-def _timestamps(column: pl.Series) -> pl.Series:
-    """The log's `predicted_at` as UTC, whether read raw (ISO strings) or from the lake."""
-    if column.dtype == pl.String:
-        return column.str.to_datetime(time_unit="us", time_zone="UTC")
-    if column.dtype.time_zone is None:
-        column = column.dt.replace_time_zone("UTC")
-    return column.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
-
-
 def write_delayed_labels(
     predictions: pl.DataFrame,
     truth: pl.DataFrame,
@@ -165,7 +163,7 @@ def write_delayed_labels(
     if delay < dt.timedelta(0):
         raise ValueError(f"labels cannot arrive before the prediction: delay is {delay}")
     for frame, columns in (
-        (predictions, (PREDICTION_ID, "record_id", "predicted_at")),
+        (predictions, (PREDICTION_ID, "record_id", PREDICTED_AT)),
         (truth, (record_id_column, label_column)),
     ):
         if missing := [c for c in columns if c not in frame.columns]:
@@ -182,10 +180,11 @@ def write_delayed_labels(
         predictions.select(
             pl.col(PREDICTION_ID).cast(pl.String),
             pl.col("record_id").cast(pl.String),
-            _timestamps(predictions["predicted_at"]).alias("predicted_at"),
+            # The log's `predicted_at`, whether read raw (ISO strings) or from the lake.
+            _timestamps(predictions[PREDICTED_AT]).alias(PREDICTED_AT),
         )
         .join(outcomes, on="record_id", how="inner", maintain_order="left")
-        .select(PREDICTION_ID, LABEL, (pl.col("predicted_at") + delay).alias(LABELLED_AT))
+        .select(PREDICTION_ID, LABEL, (pl.col(PREDICTED_AT) + delay).alias(LABELLED_AT))
     )
     keep = np.random.default_rng(seed).random(labelled.height) < fraction
     labelled = labelled.filter(pl.Series(keep)).sort(LABELLED_AT, PREDICTION_ID)
@@ -195,9 +194,6 @@ def write_delayed_labels(
     for (day,), rows in labelled.group_by(pl.col(LABELLED_AT).dt.date(), maintain_order=True):
         data = canonical_parquet(rows)
         path = out_dir / f"labels-{day}-{sha256_bytes(data)[:12]}.parquet"
-        # Written aside then renamed: a reader never sees half a file (`.partial` is ignored).
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_bytes(data)
-        partial.replace(path)
+        write_atomic(path, data)  # the reader ignores the `.partial` file it writes first
         written.append(path)
     return written

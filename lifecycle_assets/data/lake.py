@@ -34,7 +34,8 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Written aside then renamed: a reader never sees half a file (`.partial` names)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     partial.write_bytes(data)
@@ -73,7 +74,7 @@ class Lake:
         sha = sha256_bytes(data)
         path = self.root / kind / "objects" / f"{sha}.parquet"
         if not path.exists():
-            _write_atomic(path, data)
+            write_atomic(path, data)
         return sha, path
 
     @staticmethod
@@ -99,8 +100,8 @@ class Lake:
             data = canonical_parquet(frame)
             sha = sha256_bytes(data)
             path = self.quarantine_root / day / f"{sha}.parquet"
-            _write_atomic(path, data)
-            _write_atomic(path.with_suffix(".report.json"), json.dumps(report, indent=2).encode())
+            write_atomic(path, data)
+            write_atomic(path.with_suffix(".report.json"), json.dumps(report, indent=2).encode())
         record = BatchRecord(
             day=day,
             sha256=sha,
@@ -112,7 +113,7 @@ class Lake:
             ingested_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             report=report,
         )
-        _write_atomic(self._raw_manifest(day), json.dumps(asdict(record), indent=2).encode())
+        write_atomic(self._raw_manifest(day), json.dumps(asdict(record), indent=2).encode())
         return record
 
     def batch(self, day: str) -> BatchRecord | None:
@@ -132,7 +133,7 @@ class Lake:
         """Store one day of a derived table by content, and point the day at it."""
         sha, path = self.put(frame, kind)
         entry = {"day": day, "sha256": sha, "path": str(path), "rows": frame.height, **extra}
-        _write_atomic(self._manifest(kind, day), json.dumps(entry, indent=2).encode())
+        write_atomic(self._manifest(kind, day), json.dumps(entry, indent=2).encode())
         return entry
 
     def daily_entry(self, kind: str, day: str) -> dict[str, Any] | None:
@@ -156,7 +157,7 @@ class Lake:
     def store_training_set(self, frame: pl.DataFrame, manifest: dict[str, Any]) -> dict[str, Any]:
         sha, path = self.put(frame, "training_sets")
         manifest = {**manifest, "digest": sha, "path": str(path)}
-        _write_atomic(
+        write_atomic(
             self.root / "training_sets" / "manifests" / f"{sha}.json",
             json.dumps(manifest, indent=2, default=str).encode(),
         )

@@ -5,13 +5,11 @@ The new-data sensor uses this to turn "a file arrived" into "these daily partiti
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import polars as pl
-
-from lifecycle_assets.data.sources import source_format, timestamp_utc
+from lifecycle_assets.data.lake import sha256_bytes
+from lifecycle_assets.data.sources import scan, source_format, timestamp_utc
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -38,18 +36,14 @@ def landing_folder(spec: ModelSpec) -> Path | None:
 def landed_files(spec: ModelSpec, folder: Path) -> list[LandedFile]:
     fmt = source_format(spec)
     return [
-        LandedFile(path, hashlib.sha256(path.read_bytes()).hexdigest())
+        LandedFile(path, sha256_bytes(path.read_bytes()))
         for path in sorted(folder.glob(f"*.{fmt}"))
     ]
 
 
 def days_in_file(spec: ModelSpec, path: Path) -> list[str]:
     """The distinct UTC days of the file's event timestamps, as partition keys."""
-    scan = (
-        pl.scan_parquet(path)
-        if source_format(spec) == "parquet"
-        else pl.scan_csv(path, infer_schema=False)
-    )
-    dtype = scan.collect_schema()[spec.timestamp]
-    days = scan.select(timestamp_utc(spec.timestamp, dtype).dt.date().unique()).collect()
+    rows = scan(path, source_format(spec))
+    dtype = rows.collect_schema()[spec.timestamp]
+    days = rows.select(timestamp_utc(spec.timestamp, dtype).dt.date().unique()).collect()
     return sorted(day.isoformat() for day in days.to_series().drop_nulls())

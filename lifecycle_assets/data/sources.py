@@ -33,16 +33,21 @@ def source_format(spec: ModelSpec) -> str:
     )
 
 
-def _scan(spec: ModelSpec) -> pl.LazyFrame:
-    fmt = source_format(spec)
-    uri = spec.source.uri
-    if Path(uri).is_dir():
-        uri = str(Path(uri) / f"*.{fmt}")
+def scan(uri: str | Path, fmt: str) -> pl.LazyFrame:
+    """A lazy scan of source files (a path or a glob) in the spec's format."""
     if fmt == "parquet":
         return pl.scan_parquet(uri)
     # Every column is read as text and typed by the validation step, so that a bad value is
     # reported with its row instead of failing the read.
     return pl.scan_csv(uri, infer_schema=False)
+
+
+def _scan(spec: ModelSpec) -> pl.LazyFrame:
+    fmt = source_format(spec)
+    uri = spec.source.uri
+    if Path(uri).is_dir():
+        uri = str(Path(uri) / f"*.{fmt}")
+    return scan(uri, fmt)
 
 
 def timestamp_utc(column: str, dtype: pl.DataType) -> pl.Expr:

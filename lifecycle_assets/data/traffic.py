@@ -24,11 +24,11 @@ def send_rows(
 ) -> pl.DataFrame:
     """POST the rows' spec columns (and id) in batches; one answer row per request row."""
     columns = [f.name for f in spec.features] + ([spec.id_column] if spec.id_column else [])
+    route = f"/models/{spec.name}/predict"
     answers = []
     with httpx.Client(base_url=url.rstrip("/"), timeout=timeout) as client:
         for start in range(0, rows.height, batch_size):
             records = rows.slice(start, batch_size).select(columns).to_dicts()
-            route = f"/models/{spec.name}/predict"
             response = client.post(route, content=json.dumps({"records": records}))
             if response.status_code != 200:
                 raise RuntimeError(f"{url}{route} answered {response.status_code}: {response.text}")

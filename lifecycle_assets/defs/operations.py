@@ -14,11 +14,13 @@ from lifecycle_assets.config import (
     CHAMPION_ALIAS,
     DEFAULT_SERVICE_URL,
     SHADOW_ALIAS,
+    Settings,
 )
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.registry import aliases, canary, retire
 from lifecycle_assets.registry.ledger import Ledger
+from lifecycle_assets.registry.models import ModelRef
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 
@@ -66,26 +68,34 @@ class RetireConfig(dg.Config):
 
 
 def record_operation(
-    context: dg.OpExecutionContext, spec: ModelSpec, operation: str, alias: str, **details: Any
+    context: dg.OpExecutionContext,
+    spec: ModelSpec,
+    operation: str,
+    alias: str,
+    previous: ModelRef | None,
+    current: ModelRef | None,
+    reason: str,
+    **details: Any,
 ) -> None:
-    """Log the change as an observation of the model's `bento_service` asset."""
-    metadata = {"operation": operation, "alias": alias}
-    metadata.update({k: "none" if v is None else v for k, v in details.items()})
+    """Log the change (`previous` to `current` holder) as an observation of `bento_service`."""
+    metadata = {
+        "operation": operation,
+        "alias": alias,
+        "from": previous.version if previous else None,
+        "to": current.version if current else None,
+        "reason": reason,
+        **details,
+    }
     context.log_event(
         dg.AssetObservation(
             asset_key=names.key(spec.name, names.BENTO_SERVICE),
             description=f"{operation} `{alias}` of {spec.name}",
-            metadata=metadata,
+            metadata={k: "none" if v is None else v for k, v in metadata.items()},
         )
     )
 
 
-def _version(ref: Any) -> str | None:
-    return ref.version if ref is not None else None
-
-
-def _audit(context: dg.OpExecutionContext, lifecycle: LifecycleResource) -> dict[str, Any]:
-    settings = lifecycle.settings()
+def _audit(context: dg.OpExecutionContext, settings: Settings) -> dict[str, Any]:
     return {
         "actor": f"dagster:{context.run_id}",
         "dagster_run_id": context.run_id,
@@ -101,77 +111,63 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
     def promote_op(
         context: dg.OpExecutionContext, config: PromoteConfig, lifecycle: LifecycleResource
     ) -> None:
-        client = configure_mlflow(lifecycle.settings())
+        settings = lifecycle.settings()
         expected = (
             aliases.ANY_VERSION if config.expected_version is None else config.expected_version
         )
         previous, current = aliases.move_alias(
-            client, name, config.alias, config.version, reason=config.reason,
-            expected_version=expected, **_audit(context, lifecycle),
+            configure_mlflow(settings), name, config.alias, config.version, reason=config.reason,
+            expected_version=expected, **_audit(context, settings),
         )  # fmt: skip
-        record_operation(
-            context, spec, "promote", config.alias,
-            **{"from": _version(previous), "to": current.version, "reason": config.reason},
-        )  # fmt: skip
+        record_operation(context, spec, "promote", config.alias, previous, current, config.reason)
 
     @dg.op(name=f"{name}_rollback", description=f"Moves an alias of {name} back in the ledger.")
     def rollback_op(
         context: dg.OpExecutionContext, config: RollbackConfig, lifecycle: LifecycleResource
     ) -> None:
-        client = configure_mlflow(lifecycle.settings())
+        settings = lifecycle.settings()
         previous, current = aliases.rollback(
-            client, name, reason=config.reason, to_version=config.to_version, alias=config.alias,
-            **_audit(context, lifecycle),
+            configure_mlflow(settings), name, reason=config.reason, to_version=config.to_version,
+            alias=config.alias, **_audit(context, settings),
         )  # fmt: skip
-        record_operation(
-            context, spec, "rollback", config.alias,
-            **{"from": _version(previous), "to": current.version, "reason": config.reason},
-        )  # fmt: skip
+        record_operation(context, spec, "rollback", config.alias, previous, current, config.reason)
 
     @dg.op(name=f"{name}_canary", description=f"Sets or clears the canary of {name}.")
     def canary_op(
         context: dg.OpExecutionContext, config: CanaryConfig, lifecycle: LifecycleResource
     ) -> None:
-        client = configure_mlflow(lifecycle.settings())
+        settings = lifecycle.settings()
+        client, audit = configure_mlflow(settings), _audit(context, settings)
         if config.clear:
-            previous = canary.clear_canary(
-                client, name, reason=config.reason, **_audit(context, lifecycle)
-            )
-            to, weight = None, 0.0
+            previous = canary.clear_canary(client, name, reason=config.reason, **audit)
+            current, weight = None, 0.0
         else:
             if config.version is None:
                 raise dg.Failure("give a version, or clear: true", allow_retries=False)
             previous, current = canary.set_canary(
-                client, name, config.version, config.weight, reason=config.reason,
-                **_audit(context, lifecycle),
-            )  # fmt: skip
-            to, weight = current.version, config.weight
+                client, name, config.version, config.weight, reason=config.reason, **audit
+            )
+            weight = config.weight
         record_operation(
-            context, spec, "canary", CANARY_ALIAS,
-            **{"from": _version(previous), "to": to, "weight": weight, "reason": config.reason},
-        )  # fmt: skip
+            context, spec, "canary", CANARY_ALIAS, previous, current, config.reason, weight=weight
+        )
 
     @dg.op(name=f"{name}_shadow", description=f"Sets or clears the shadow of {name}.")
     def shadow_op(
         context: dg.OpExecutionContext, config: ShadowConfig, lifecycle: LifecycleResource
     ) -> None:
-        client = configure_mlflow(lifecycle.settings())
+        settings = lifecycle.settings()
+        client, audit = configure_mlflow(settings), _audit(context, settings)
         if config.clear:
-            previous = canary.clear_shadow(
-                client, name, reason=config.reason, **_audit(context, lifecycle)
-            )
-            to = None
+            previous = canary.clear_shadow(client, name, reason=config.reason, **audit)
+            current = None
         else:
             if config.version is None:
                 raise dg.Failure("give a version, or clear: true", allow_retries=False)
             previous, current = canary.set_shadow(
-                client, name, config.version, reason=config.reason, **_audit(context, lifecycle)
+                client, name, config.version, reason=config.reason, **audit
             )
-            to = current.version
-        record_operation(
-            context, spec, "shadow", SHADOW_ALIAS,
-            **{"from": _version(previous), "to": to, "reason": config.reason},
-        )  # fmt: skip
+        record_operation(context, spec, "shadow", SHADOW_ALIAS, previous, current, config.reason)
 
     @dg.op(name=f"{name}_retire", description=f"Archives a version of {name} for good.")
     def retire_op(
@@ -181,16 +177,12 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
         done = retire.retire(
             configure_mlflow(settings), name, config.version, reason=config.reason,
             service_url=config.service_url or None, settings=settings,
-            **_audit(context, lifecycle),
+            **_audit(context, settings),
         )  # fmt: skip
         record_operation(
-            context, spec, "retire", "none",
-            **{
-                "from": config.version, "to": None, "reason": config.reason,
-                "archive": dg.MetadataValue.path(str(done.archive_dir)),
-                "artifact_sha256": done.manifest["artifact_sha256"],
-                "service": done.service.note,
-            },
+            context, spec, "retire", "none", done.ref, None, config.reason,
+            archive=dg.MetadataValue.path(str(done.archive_dir)),
+            artifact_sha256=done.manifest["artifact_sha256"], service=done.service.note,
         )  # fmt: skip
 
     def job(op: dg.OpDefinition, operation: str, description: str) -> dg.JobDefinition:

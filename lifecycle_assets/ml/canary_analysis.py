@@ -17,6 +17,7 @@ from scipy import stats
 from sklearn import metrics as skm
 
 from lifecycle_assets.config import CanaryThresholds
+from lifecycle_assets.ml.drift import PSI_GROUPS, psi_from_counts
 
 VARIANT = "variant"
 VERSION = "model_version"
@@ -26,8 +27,6 @@ LABEL = "label"
 FAILED = "failed"
 LATENCY_MS = "latency_ms"
 CHAMPION, CANARY = "champion", "canary"
-PSI_BINS = 10
-PSI_EPSILON = 1e-4
 
 Decision = Literal["promote", "rollback", "wait"]
 
@@ -74,14 +73,11 @@ class CanaryVerdict:
         return {**asdict(self), "canary_version": self.canary_version}
 
 
-def score_psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
+def score_psi(reference: np.ndarray, current: np.ndarray) -> float:
     """Population stability index of `current` against `reference`, on reference deciles."""
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, PSI_GROUPS + 1)))
     edges[0], edges[-1] = -np.inf, np.inf
-    p = np.histogram(reference, edges)[0] / max(len(reference), 1)
-    q = np.histogram(current, edges)[0] / max(len(current), 1)
-    p, q = np.clip(p, PSI_EPSILON, None), np.clip(q, PSI_EPSILON, None)
-    return float(np.sum((q - p) * np.log(q / p)))
+    return psi_from_counts(np.histogram(reference, edges)[0], np.histogram(current, edges)[0])
 
 
 def variant_stats(rows: pl.DataFrame, regression: bool = False) -> VariantStats:

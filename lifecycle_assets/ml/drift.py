@@ -113,16 +113,18 @@ _METRICS += ("missing_rate_reference", "missing_rate_current")
 _TABLE_COLUMNS = ["feature", "kind", "drifted", "rows", *_METRICS, "reasons"]
 
 
-def _psi(reference: np.ndarray, current: np.ndarray) -> float:
+def psi_from_counts(reference: np.ndarray, current: np.ndarray) -> float:
+    """Population stability index of `current` against `reference`, both counts per bin."""
     p = np.clip(reference / max(reference.sum(), 1), PSI_EPSILON, None)
     q = np.clip(current / max(current.sum(), 1), PSI_EPSILON, None)
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def _psi_groups(reference: np.ndarray) -> np.ndarray:
-    """Merge the fine bins into about PSI_GROUPS groups of equal reference mass."""
+def mass_groups(reference: np.ndarray, groups: int = PSI_GROUPS) -> np.ndarray:
+    """The group of each fine bin, merging them into about `groups` of equal reference mass."""
     before = (np.cumsum(reference) - reference) / max(reference.sum(), 1)
-    return np.minimum((before * PSI_GROUPS + 1e-9).astype(int), PSI_GROUPS - 1)
+    # The tolerance keeps a share that rounds to just below a group boundary in the next group.
+    return np.minimum((before * groups + 1e-9).astype(int), groups - 1)
 
 
 def _numeric_metrics(
@@ -130,8 +132,8 @@ def _numeric_metrics(
 ) -> dict[str, float | None]:
     reference = np.asarray(profile.counts, dtype=np.float64)
     n_ref, n_cur = reference.sum(), current.sum()
-    groups = _psi_groups(reference)
-    psi = _psi(
+    groups = mass_groups(reference)
+    psi = psi_from_counts(
         np.bincount(groups, weights=reference, minlength=PSI_GROUPS),
         np.bincount(groups, weights=current, minlength=PSI_GROUPS),
     )
@@ -156,14 +158,15 @@ def _categorical_metrics(
     unseen = sum(n for level, n in current.items() if level not in profile.levels)
     reference = np.asarray([*profile.counts, 0], dtype=np.float64)
     window = np.asarray([*(current.get(v, 0) for v in profile.levels), unseen], dtype=np.float64)
+    psi = psi_from_counts(reference, window)
     if reference.sum() == 0 or window.sum() == 0:
-        return {"psi": _psi(reference, window), "p_value": None, "js_distance": None}
+        return {"psi": psi, "p_value": None, "js_distance": None}
     # Chi-square on the 2 x levels table, so the reference's own sampling noise counts too.
     table = np.vstack([reference, window])
     table = table[:, table.sum(axis=0) > 0]
     p_value = float(stats.chi2_contingency(table).pvalue) if table.shape[1] > 1 else 1.0
     js = float(distance.jensenshannon(reference, window, base=2))
-    return {"psi": _psi(reference, window), "p_value": p_value, "js_distance": js}
+    return {"psi": psi, "p_value": p_value, "js_distance": js}
 
 
 def _verdict(

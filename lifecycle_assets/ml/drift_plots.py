@@ -1,23 +1,18 @@
 """Drift plots as PNG bytes for Dagster metadata and the HTML report.
 
-Like the evaluation plots: the Agg backend is chosen before pyplot is imported (headless runs),
-and every figure is closed in a `finally` so daily reports do not leak memory.
+Drawn with the evaluation plots' `png_figure`: headless (Agg) and every figure closed, so daily
+reports do not leak memory.
 """
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import numpy as np
 import polars as pl
 
-from lifecycle_assets.ml.drift import DriftReport
+from lifecycle_assets.ml.drift import DriftReport, mass_groups
 from lifecycle_assets.ml.plots import png_figure
 from lifecycle_assets.ml.profile import SCORE_NAME, ReferenceProfile, bin_counts_expr, dense_counts
 
-DPI = 100
 DRIFTED_COLOR = "#c0392b"
 STABLE_COLOR = "#5d8aa8"
 
@@ -36,19 +31,12 @@ def psi_bars_png(report: DriftReport) -> bytes:
     return buffer.getvalue()
 
 
-def _grouped(edges: np.ndarray, counts: np.ndarray, reference: np.ndarray, groups: int):
-    """Fold the open outer bins inward, then merge bins into groups of equal reference mass."""
+def _folded(counts: np.ndarray) -> np.ndarray:
+    """Counts of the finite bins, the open outer bins folded into their neighbours."""
     finite = counts[1:-1].astype(np.float64)
     finite[0] += counts[0]
     finite[-1] += counts[-1]
-    ref = reference[1:-1].astype(np.float64)
-    ref[0] += reference[0]
-    ref[-1] += reference[-1]
-    before = (np.cumsum(ref) - ref) / max(ref.sum(), 1)
-    group = np.minimum((before * groups).astype(int), groups - 1)
-    starts = np.flatnonzero(np.diff(group, prepend=-1))
-    bounds = np.append(edges[starts], edges[-1])
-    return bounds, np.add.reduceat(finite, starts)
+    return finite
 
 
 def score_distribution_png(
@@ -62,12 +50,15 @@ def score_distribution_png(
     frame = pl.DataFrame({SCORE_NAME: np.asarray(scores, dtype=np.float64).ravel()})
     pairs = frame.select(bin_counts_expr(SCORE_NAME, profile.score.edges))[SCORE_NAME][0]
     current = dense_counts(pairs, edges.size + 1)
+    # Both curves on the same bounds: the fine bins merged into groups of equal reference mass.
+    starts = np.flatnonzero(np.diff(mass_groups(_folded(reference), groups), prepend=-1))
+    bounds = np.append(edges[starts], edges[-1])
     with png_figure((6, 3.5)) as (ax, buffer):
         for counts, label, color in (
             (reference, "reference", STABLE_COLOR),
             (current, "current", DRIFTED_COLOR),
         ):
-            bounds, mass = _grouped(edges, counts, reference, groups)
+            mass = np.add.reduceat(_folded(counts), starts)
             density = mass / max(mass.sum(), 1) / np.maximum(np.diff(bounds), 1e-12)
             ax.stairs(density, bounds, label=label, color=color, linewidth=1.5)
         ax.set_xlabel("score")

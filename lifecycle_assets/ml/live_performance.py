@@ -32,8 +32,6 @@ VERSION = "model_version"
 SCORE = "score"
 METRICS = ("roc_auc", "log_loss", "brier", "accuracy", "precision", "recall", "positive_rate")
 REGRESSION_METRICS = ("r2", "rmse", "mae", "mean_target", "mean_prediction")
-# Where higher is better: realized minus estimated below zero means worse than promised.
-HIGHER_IS_BETTER = ("roc_auc", "accuracy", "precision", "recall", "r2")
 
 _COUNTS = {VERSION: pl.String, "rows": pl.Int64}
 ESTIMATED_SCHEMA = {**_COUNTS, **dict.fromkeys(METRICS, pl.Float64)}
@@ -178,21 +176,6 @@ def _first_row(frame: pl.DataFrame) -> dict[str, Any] | None:
     return {m: frame[m][0] for m in METRICS} if frame.height else None
 
 
-def _entry(version: str, group: pl.DataFrame) -> dict[str, Any]:
-    realized = realized_performance(group)
-    labelled = group.filter(pl.col(LABEL).is_not_null())
-    gap = performance_gap(realized, estimated_performance(labelled)) if labelled.height else None
-    return {
-        VERSION: version,
-        "rows": group.height,
-        "labelled_rows": labelled.height,
-        "label_coverage": labelled.height / group.height,
-        "realized": _first_row(realized) if labelled.height else None,
-        "estimated": _first_row(estimated_performance(group)),
-        "gap": _first_row(gap) if gap is not None else None,
-    }
-
-
 def regression_realized(y_true: Any, predicted: Any) -> dict[str, float | None]:
     """Realized errors of a regressor on labelled rows; R² is None below two distinct labels."""
     y = np.asarray(y_true, dtype=float).ravel()
@@ -206,21 +189,27 @@ def regression_realized(y_true: Any, predicted: Any) -> dict[str, float | None]:
     }
 
 
-def _regression_entry(version: str, group: pl.DataFrame) -> dict[str, Any]:
+def _entry(version: str, group: pl.DataFrame, task: Task) -> dict[str, Any]:
+    """One version's rows, label coverage, and its realized, estimated and gap metrics."""
     labelled = group.filter(pl.col(LABEL).is_not_null())
-    realized = (
-        regression_realized(labelled[LABEL].to_numpy(), labelled[SCORE].to_numpy())
-        if labelled.height
-        else None
-    )
+    realized = estimated = gap = None
+    if task == "regression":
+        if labelled.height:
+            realized = regression_realized(labelled[LABEL].to_numpy(), labelled[SCORE].to_numpy())
+    else:
+        estimated = _first_row(estimated_performance(group))
+        if labelled.height:
+            on_labelled = realized_performance(labelled)
+            realized = _first_row(on_labelled)
+            gap = _first_row(performance_gap(on_labelled, estimated_performance(labelled)))
     return {
         VERSION: version,
         "rows": group.height,
         "labelled_rows": labelled.height,
         "label_coverage": labelled.height / group.height,
         "realized": realized,
-        "estimated": None,
-        "gap": None,
+        "estimated": estimated,
+        "gap": gap,
     }
 
 
@@ -231,15 +220,14 @@ def live_report(joined: pl.DataFrame, task: Task = "binary_classification") -> d
     on the same labelled rows; `realized` and `gap` are None until a label has arrived. For
     regressors only `realized` is filled.
     """
-    entry = _regression_entry if task == "regression" else _entry
     labelled = int(joined[LABEL].is_not_null().sum()) if joined.height else 0
     return {
         "task": task,
         "rows": joined.height,
         "labelled_rows": labelled,
         "label_coverage": labelled / joined.height if joined.height else None,
-        "versions": [entry(version, group) for version, group in _by_version(joined)],
-        "overall": entry("all", joined.with_columns(pl.lit("all").alias(VERSION)))
+        "versions": [_entry(version, group, task) for version, group in _by_version(joined)],
+        "overall": _entry("all", joined.with_columns(pl.lit("all").alias(VERSION)), task)
         if joined.height
         else None,
     }

@@ -20,6 +20,8 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from lifecycle_assets.ml.regression_metrics import regression_calibration_table
+
 FIGSIZE = (5, 4)
 DPI = 100
 
@@ -136,15 +138,8 @@ def predicted_vs_actual_png(
         high = float(max(np.max(y_true), *(np.max(p) for _, p in curves)))
         ax.plot([0, high], [0, high], linestyle="--", color="grey", linewidth=1, label="perfect")
         for label, values in curves:
-            edges = np.unique(np.quantile(values, np.linspace(0, 1, 21)))
-            index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, edges.size - 2)
-            bins = [b for b in range(edges.size - 1) if (index == b).any()]
-            ax.plot(
-                [values[index == b].mean() for b in bins],
-                [y_true[index == b].mean() for b in bins],
-                marker="o",
-                label=label,
-            )
+            table = regression_calibration_table(y_true, values, bins=20)
+            ax.plot(table["mean_predicted"], table["observed_rate"], marker="o", label=label)
         ax.set(xlabel="Mean predicted", ylabel="Mean actual", title="Predicted vs actual")
         ax.legend(loc="upper left")
     return buffer.getvalue()

@@ -22,8 +22,20 @@ SCORE_NAME = "__score__"
 PROFILE_VERSION = 1
 
 
+class _Counted:
+    """A profiled column's share of missing values, from its `count` and `missing` fields."""
+
+    count: int  # non-missing values
+    missing: int
+
+    @property
+    def missing_rate(self) -> float:
+        total = self.count + self.missing
+        return self.missing / total if total else 0.0
+
+
 @dataclass(frozen=True)
-class NumericProfile:
+class NumericProfile(_Counted):
     """Binned distribution of one numeric column in the reference data."""
 
     name: str
@@ -34,14 +46,9 @@ class NumericProfile:
     mean: float
     std: float
 
-    @property
-    def missing_rate(self) -> float:
-        total = self.count + self.missing
-        return self.missing / total if total else 0.0
-
 
 @dataclass(frozen=True)
-class CategoricalProfile:
+class CategoricalProfile(_Counted):
     """Level counts of one categorical column in the reference data."""
 
     name: str
@@ -49,11 +56,6 @@ class CategoricalProfile:
     counts: tuple[int, ...]
     count: int
     missing: int
-
-    @property
-    def missing_rate(self) -> float:
-        total = self.count + self.missing
-        return self.missing / total if total else 0.0
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,9 @@ def model_health(
     champion = champion_facts(client, Ledger.for_settings(settings), spec.name)
     offline = previous = None
     if champion is not None:
-        offline = offline_metric(client, spec.name, champion.version, metric)
+        offline = offline_metric(client, versions, champion.version, metric)
         if champion.previous_version is not None:
-            previous = offline_metric(client, spec.name, champion.previous_version, metric)
+            previous = offline_metric(client, versions, champion.previous_version, metric)
     drift_day, drifted = drift_status(settings.reports_dir, spec.name)
     return ModelHealth(
         model=spec.name,
@@ -98,7 +98,7 @@ def model_health(
         drift_day=drift_day,
         drifted=drifted,
         traffic=traffic(settings.prediction_log_dir, spec.name, policy, today),
-        gates=gate_history(client, settings.reports_dir, versions, policy.gate_history_versions),
+        gates=gate_history(settings.reports_dir, versions, policy.gate_history_versions),
     )
 
 

@@ -12,16 +12,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import polars as pl
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
 
 from lifecycle_assets import config
 from lifecycle_assets.config import RetirementPolicy
 from lifecycle_assets.data.prediction_log import PREDICTED_AT, answered, read_days
 from lifecycle_assets.ml.drift import latest_drift_path
+from lifecycle_assets.ml.evaluation import load_evaluation
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
 from lifecycle_assets.registry.models import resolve
@@ -29,9 +28,6 @@ from lifecycle_assets.spec import ModelSpec
 
 # Server-side time to answer a row's request; optional in the log (older rows lack it).
 LATENCY_MS = "latency_ms"
-EVALUATION_FILE = "evaluation.json"
-# Where the evaluation asset logs its report folder in the version's MLflow run.
-EVALUATION_ARTIFACT = f"evaluation/{EVALUATION_FILE}"
 
 
 @dataclass(frozen=True)
@@ -100,15 +96,14 @@ def champion_facts(client: MlflowClient, ledger: Ledger, model: str) -> Champion
     )
 
 
-def offline_metric(client: MlflowClient, model: str, version: str, metric: str) -> float | None:
-    """The `test_<metric>` the evaluation logged on the version's run; None if never evaluated."""
-    try:
-        run_id = client.get_model_version(model, version).run_id
-    except MlflowException as error:
-        # A deleted version has no metric left to compare with: unknown, not an error.
-        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
+def offline_metric(
+    client: MlflowClient, versions: list[ModelVersion], version: str, metric: str
+) -> float | None:
+    """The `test_<metric>` the evaluation logged on the version's run; None if never evaluated.
+
+    A version missing from `versions` was deleted: it has no metric left to compare with.
+    """
+    run_id = next((v.run_id for v in versions if str(v.version) == version), None)
     return client.get_run(run_id).data.metrics.get(f"test_{metric}") if run_id else None
 
 
@@ -164,27 +159,12 @@ def traffic(log_dir: Path, model: str, policy: RetirementPolicy, today: dt.date)
     )
 
 
-def _evaluation(client: MlflowClient, reports_dir: Path, version: ModelVersion) -> dict | None:
-    local = Path(reports_dir) / version.name / f"v{version.version}" / EVALUATION_FILE
-    if local.exists():
-        return json.loads(local.read_text())
-    if not version.run_id:
-        return None
-    # Evaluated on another machine: the report folder was also logged to the version's run.
-    logged = {f.path for f in client.list_artifacts(version.run_id, "evaluation")}
-    if EVALUATION_ARTIFACT not in logged:
-        return None
-    return mlflow.artifacts.load_dict(f"runs:/{version.run_id}/{EVALUATION_ARTIFACT}")
-
-
-def gate_history(
-    client: MlflowClient, reports_dir: Path, versions: list[ModelVersion], count: int
-) -> GateHistory:
+def gate_history(reports_dir: Path, versions: list[ModelVersion], count: int) -> GateHistory:
     """Gate verdicts of the newest `count` versions, from each version's evaluation report."""
     passed = failed = missing = 0
     failures = []
     for version in versions[-count:]:
-        report = _evaluation(client, reports_dir, version)
+        report, _ = load_evaluation(reports_dir, version.name, str(version.version), version.run_id)
         if report is None:
             missing += 1
             continue

@@ -16,7 +16,7 @@ from lifecycle_assets.spec import ModelSpec, Task
 
 @dataclass(frozen=True)
 class TaskTraits:
-    """How one task type is measured; every metric named here is higher-is-better."""
+    """How one task type is measured; the primary metric is higher-is-better."""
 
     task: Task
     primary_metric: str

@@ -8,16 +8,15 @@ must name the same artifact and training set as the version.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import tempfile
 from typing import Any
 
-import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
+from lifecycle_assets.ml.evaluation import load_evaluation
 from lifecycle_assets.provenance.links import (
     BROKEN,
     EVALUATION,
@@ -107,22 +106,14 @@ def promotion_link(ledger: Ledger, ref: ModelRef, alias: str, at: str | None, vi
     return Link(PROMOTION, ident, OK, "", details, via)
 
 
-def _evaluation(ref: ModelRef, settings: Settings) -> tuple[dict[str, Any] | None, str]:
-    """The evaluation logged to the version's run (the source of truth), else the report dir."""
-    uri = f"runs:/{ref.run_id}/evaluation/evaluation.json"
-    try:
-        return mlflow.artifacts.load_dict(uri), uri
-    except (MlflowException, OSError):
-        path = settings.reports_dir / ref.name / f"v{ref.version}" / "evaluation.json"
-        return (json.loads(path.read_text()), str(path)) if path.exists() else (None, "")
-
-
 def evaluation_link(ref: ModelRef, settings: Settings, via: str) -> Link:
     """The gates the version was judged by, with their values; the link checks the report is
     about this very artifact. A failed gate is shown, not judged: promoting past a gate by hand
     is a recorded human decision (see the ledger), not a broken chain."""
     ident = f"{ref.name}/v{ref.version}"
-    evaluation, source = _evaluation(ref, settings)
+    evaluation, source = load_evaluation(
+        settings.reports_dir, ref.name, ref.version, ref.run_id, run_first=True
+    )
     if evaluation is None:
         return Link(EVALUATION, ident, MISSING, "no evaluation.json in the run or reports", via=via)
     gates = evaluation.get("gates", [])

@@ -31,6 +31,7 @@ from lifecycle_assets.registry.ledger import (
     Ledger,
     LedgerEntry,
     previous_holder,
+    version_label,
 )
 from lifecycle_assets.registry.models import ModelRef, get_version
 
@@ -44,18 +45,14 @@ ANY_VERSION = _Unchecked.ANY
 Expected = str | None | _Unchecked
 
 
-def _label(version: str | None) -> str:
-    return "unset" if version is None else f"v{version}"
-
-
 class ConcurrentAliasChange(AliasError):
     """The alias no longer points where the caller expected: someone else moved it first."""
 
     def __init__(self, name: str, alias: str, expected: str | None, actual: str | None):
         self.expected, self.actual = expected, actual
         super().__init__(
-            f"`{alias}` of {name} changed concurrently: expected {_label(expected)}, "
-            f"the registry shows {_label(actual)}; nothing was changed"
+            f"`{alias}` of {name} changed concurrently: expected {version_label(expected)}, "
+            f"the registry shows {version_label(actual)}; nothing was changed"
         )
 
 
@@ -122,8 +119,10 @@ def _settle_retire(client: MlflowClient, ledger: Ledger, entry: LedgerEntry) -> 
     return ledger.settle(entry.operation_id, ABORTED, note)
 
 
-def _reconcile_locked(client: MlflowClient, name: str, ledger: Ledger) -> list[LedgerEntry]:
-    live = _live_aliases(client, name)
+def _reconcile_locked(
+    client: MlflowClient, name: str, ledger: Ledger, live: dict[str, str]
+) -> list[LedgerEntry]:
+    """Settle PENDING entries and record external changes against `live`, the registry's aliases."""
     settled = []
     for entry in ledger.entries(name, state=PENDING):
         if entry.kind == "retire":
@@ -153,15 +152,19 @@ def reconcile(
     """Make the ledger agree with the registry; returns the entries it settled or added."""
     ledger = ledger or Ledger.default()
     with ledger.lock(name):
-        return _reconcile_locked(client, name, ledger)
+        return _reconcile_locked(client, name, ledger, _live_aliases(client, name))
 
 
 @contextlib.contextmanager
-def _operation(client: MlflowClient, name: str, ledger: Ledger) -> Iterator[None]:
-    """Hold the model's lock, and start from a ledger that agrees with the registry."""
+def _operation(client: MlflowClient, name: str, ledger: Ledger) -> Iterator[dict[str, str]]:
+    """Hold the model's lock, and start from a ledger that agrees with the registry.
+
+    Yields the registry's aliases as read under the lock (reconciling writes no alias).
+    """
     with ledger.lock(name):
-        _reconcile_locked(client, name, ledger)
-        yield
+        live = _live_aliases(client, name)
+        _reconcile_locked(client, name, ledger, live)
+        yield live
 
 
 def _change_locked(
@@ -169,18 +172,18 @@ def _change_locked(
     ledger: Ledger,
     name: str,
     alias: str,
+    current: str | None,
     to_version: str | None,
     expected: Expected | int,
     **audit: str,
-) -> str | None:
-    """PENDING, registry write, COMMITTED; returns the previous holder. Caller holds the lock."""
-    current = _live_aliases(client, name).get(alias)
+) -> None:
+    """PENDING, registry write, COMMITTED. The caller holds the lock and read `current` under it."""
     if expected is not ANY_VERSION and expected is not None:
         expected = str(expected)  # a version number given as an int is still that version
     if expected is not ANY_VERSION and expected != current:
         raise ConcurrentAliasChange(name, alias, expected, current)
     if current == to_version:
-        return current
+        return
     entry = ledger.append(LedgerEntry.new(name, alias, current, to_version, **audit))
     _checkpoint("pending-written")
     try:
@@ -193,10 +196,9 @@ def _change_locked(
     except Exception:
         # Settle from what the registry shows; if even that fails, the next operation will.
         with contextlib.suppress(Exception):
-            _reconcile_locked(client, name, ledger)
+            _reconcile_locked(client, name, ledger, _live_aliases(client, name))
         raise
     ledger.settle(entry.operation_id, COMMITTED)
-    return current
 
 
 def _ref_or_none(client: MlflowClient, name: str, version: str | None) -> ModelRef | None:
@@ -220,10 +222,11 @@ def move_alias(
     Moving an alias to the version it already points at changes and records nothing.
     """
     ledger, version = ledger or Ledger.default(), str(version)
-    with _operation(client, name, ledger):
+    with _operation(client, name, ledger) as live:
         _target(client, name, version)
-        previous = _change_locked(
-            client, ledger, name, alias, version, expected_version,
+        previous = live.get(alias)
+        _change_locked(
+            client, ledger, name, alias, previous, version, expected_version,
             kind="move", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
         )  # fmt: skip
     return _ref_or_none(client, name, previous), get_version(client, name, version)
@@ -242,9 +245,10 @@ def remove_alias(
 ) -> ModelRef | None:
     """Unset `alias`; returns the version that held it (None if it was not set)."""
     ledger = ledger or Ledger.default()
-    with _operation(client, name, ledger):
-        previous = _change_locked(
-            client, ledger, name, alias, None, expected_version,
+    with _operation(client, name, ledger) as live:
+        previous = live.get(alias)
+        _change_locked(
+            client, ledger, name, alias, previous, None, expected_version,
             kind="remove", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
         )  # fmt: skip
     return _ref_or_none(client, name, previous)
@@ -263,20 +267,23 @@ def rollback(
 ) -> tuple[ModelRef | None, ModelRef]:
     """Move `alias` back to its previous holder from the ledger, or to `to_version`."""
     ledger = ledger or Ledger.default()
-    with _operation(client, name, ledger):
-        current = _live_aliases(client, name).get(alias)
-        target = None if to_version is None else str(to_version)
-        if target is None:
+    with _operation(client, name, ledger) as live:
+        current = live.get(alias)
+        if to_version is None:
+            # `previous_holder` only returns versions that pass `_usable` (`_target` holds).
             usable = functools.partial(_usable, client, name)
             target = previous_holder(name, alias, usable=usable, ledger=ledger)
-        if target is None:
-            raise AliasError(f"the ledger has no earlier `{alias}` of {name} to roll back to")
-        if target == current:
-            raise AliasError(f"{name} v{target} already holds `{alias}`")
-        _target(client, name, target)
-        why = f"rollback from {_label(current)} to v{target}" + (f": {reason}" if reason else "")
+            if target is None:
+                raise AliasError(f"the ledger has no earlier `{alias}` of {name} to roll back to")
+        else:
+            target = str(to_version)
+            if target == current:
+                raise AliasError(f"{name} v{target} already holds `{alias}`")
+            _target(client, name, target)
+        why = f"rollback from {version_label(current)} to v{target}"
+        why += f": {reason}" if reason else ""
         _change_locked(
-            client, ledger, name, alias, target, current,
+            client, ledger, name, alias, current, target, ANY_VERSION,
             kind="rollback", reason=why, actor=actor, dagster_run_id=dagster_run_id,
         )  # fmt: skip
     return _ref_or_none(client, name, current), get_version(client, name, target)

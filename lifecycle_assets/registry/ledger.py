@@ -79,6 +79,11 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
+def version_label(version: str | None) -> str:
+    """`v3`, or `unset` for an alias that points nowhere: how messages name a holder."""
+    return "unset" if version is None else f"v{version}"
+
+
 def default_actor() -> str:
     """`user@host`: who is behind a change made from a shell."""
     try:

@@ -7,7 +7,6 @@ resolves an alias or version, downloads the artifact, checks the SHA-256, then l
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,7 +161,3 @@ def load_version(ref: ModelRef) -> LoadedModel:
     """Download and verify a registered version; raises IntegrityError on a hash mismatch."""
     with tempfile.TemporaryDirectory() as tmp:
         return read_model_dir(ref, download_model(ref, tmp))
-
-
-def version_summary(ref: ModelRef) -> str:
-    return json.dumps(ref.to_dict(), indent=2, sort_keys=True)

@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.registry.aliases import _is_retired, _live_aliases, _operation, _target
+from lifecycle_assets.registry.aliases import _is_retired, _live_aliases, _operation
 from lifecycle_assets.registry.artifacts import IntegrityError, sha256_file
 from lifecycle_assets.registry.ledger import (
     ABORTED,
@@ -137,14 +137,18 @@ def dependents(
     client: MlflowClient, name: str, version: str, *, ledger: Ledger | None = None
 ) -> Dependents:
     """Aliases, BentoML models, Bentos, the MLflow run and ledger entries of one version."""
-    version, ledger = str(version), ledger or Ledger.default()
-    ref = get_version(client, name, version)
-    aliases = tuple(sorted(a for a, v in _live_aliases(client, name).items() if v == version))
-    bento_models, bentos = _bento_dependents(name, version)
+    ref = get_version(client, name, str(version))
+    return _dependents(ref, _live_aliases(client, name), ledger or Ledger.default())
+
+
+def _dependents(ref: ModelRef, live: dict[str, str], ledger: Ledger) -> Dependents:
+    """`dependents` of a version already read, given the model's aliases (`live`)."""
+    aliases = tuple(sorted(a for a, v in live.items() if v == ref.version))
+    bento_models, bentos = _bento_dependents(ref.name, ref.version)
     entries = tuple(
         {k: e.to_dict()[k] for k in ("time", "alias", "kind", "from_version", "to_version")}
-        for e in ledger.entries(name)
-        if version in (e.from_version, e.to_version)
+        for e in ledger.entries(ref.name)
+        if ref.version in (e.from_version, e.to_version)
     )
     return Dependents(aliases, bento_models, bentos, ref.run_id, entries)
 
@@ -205,12 +209,11 @@ def retire(
     """
     settings = settings or Settings.from_env()
     ledger, version = ledger or Ledger.for_settings(settings), str(version)
-    with _operation(client, name, ledger):
+    with _operation(client, name, ledger) as live:
         ref = get_version(client, name, version)
         if _is_retired(ref):
             raise AliasError(f"{name} v{version} is already retired")
-        _target(client, name, version)
-        found = dependents(client, name, version, ledger=ledger)
+        found = _dependents(ref, live, ledger)
         probe = (
             probe_service(service_url, name, probe_timeout)
             if service_url

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import bentoml
 import yaml
+from bentoml.exceptions import NotFound
 
 from lifecycle_assets import config
 from lifecycle_assets.registry.models import ModelRef, download_model
@@ -45,9 +46,20 @@ def export_version(ref: ModelRef) -> str:
 
 
 def exported_tag(ref: ModelRef) -> str:
-    """The BentoML model holding this registered version, exported now if it is not yet."""
-    for model in bentoml.models.list(ref.name):
-        if model.info.labels.get("model_version") == ref.version:
+    """The BentoML model holding this registered version, exported now if it is not yet.
+
+    Matched by version and artifact SHA-256: a model store may outlive a registry, and another
+    registry's v1 is another model.
+    """
+    try:
+        stored = bentoml.models.list(ref.name)
+    except NotFound:  # BentoML's answer when no model of that name was ever exported
+        stored = []
+    for model in stored:
+        if (
+            model.info.labels.get("model_version") == ref.version
+            and model.info.metadata.get(config.TAG_ARTIFACT_SHA256) == ref.artifact_sha256
+        ):
             return str(model.tag)
     return export_version(ref)
 

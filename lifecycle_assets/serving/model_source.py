@@ -15,6 +15,7 @@ do, instead of a service that is up but cannot answer.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -102,10 +103,12 @@ def served_from_registry(ref: ModelRef) -> ServedModel:
     return ServedModel(loaded=load_version(ref), source="registry", loaded_at=_now())
 
 
+@functools.cache
 def bento_manifest() -> dict[str, Any] | None:
     """The `bento.yaml` of the built Bento this code runs from, or None in a project checkout.
 
-    A Bento lays out `<bento>/bento.yaml` and `<bento>/src/lifecycle_assets/serving/...`.
+    A Bento lays out `<bento>/bento.yaml` and `<bento>/src/lifecycle_assets/serving/...`; read
+    once per process, since the code it runs from does not change under it.
     """
     manifest = Path(__file__).resolve().parents[3] / "bento.yaml"
     return yaml.safe_load(manifest.read_text()) if manifest.exists() else None
@@ -152,6 +155,16 @@ def _bundled_names(env: Mapping[str, str]) -> list[str]:
     return [spec.name for spec in configured_specs(dict(env)) if spec.name in stored]
 
 
+def _source_mode(env: Mapping[str, str]) -> str:
+    # BentoML applies a bentofile's `envs` in containers only; a Bento served with
+    # `bentoml serve <tag>` is recognised by its manifest.
+    return env.get(ENV_MODEL_SOURCE) or ("bento" if bento_manifest() else "registry")
+
+
+def _explicit_names(env: Mapping[str, str]) -> list[str]:
+    return [n.strip() for n in (env.get(ENV_MODEL_NAMES) or "").split(",") if n.strip()]
+
+
 def load_served_models(environ: Mapping[str, str] | None = None) -> list[ServedModel]:
     """Load every model the environment asks for (see the module docstring), in order.
 
@@ -160,12 +173,10 @@ def load_served_models(environ: Mapping[str, str] | None = None) -> list[ServedM
     training must not stop the others from serving); none at all is an error.
     """
     env = os.environ if environ is None else environ
-    # BentoML applies a bentofile's `envs` in containers only; a Bento served with
-    # `bentoml serve <tag>` is recognised by its manifest.
-    source = env.get(ENV_MODEL_SOURCE) or ("bento" if bento_manifest() else "registry")
+    source = _source_mode(env)
     if source not in ("registry", "bento"):
         raise ModelSourceError(f"{ENV_MODEL_SOURCE} must be 'registry' or 'bento', not {source!r}")
-    explicit = [n.strip() for n in (env.get(ENV_MODEL_NAMES) or "").split(",") if n.strip()]
+    explicit = _explicit_names(env)
     if source == "bento":
         names = explicit or _bundled_names(env)
         if not names:
@@ -194,8 +205,7 @@ def awaited_models(served: list[str], environ: Mapping[str, str] | None = None) 
     """The project's models a registry-mode service should start serving once they get a
     champion: those it serves by default (no explicit names) and could not load at start-up."""
     env = os.environ if environ is None else environ
-    source = env.get(ENV_MODEL_SOURCE) or ("bento" if bento_manifest() else "registry")
-    if source != "registry" or (env.get(ENV_MODEL_NAMES) or "").strip():
+    if _source_mode(env) != "registry" or _explicit_names(env):
         return []
     return [spec.name for spec in configured_specs(dict(env)) if spec.name not in served]
 

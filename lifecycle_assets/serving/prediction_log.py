@@ -25,8 +25,12 @@ def write_rows(
     rows: list[dict[str, Any]],
     records: list[dict[str, Any]],
     models: ModelSet,
+    latencies: list[float] | None = None,
 ) -> None:
-    """One monitor row per prediction: inputs, outputs and the model's provenance."""
+    """One monitor row per prediction: inputs, outputs and the model's provenance.
+
+    `latencies` holds each answered row's server-side latency in ms (None: shadow rows).
+    """
     digests = {
         m.ref.version: m.ref.training_digest
         for m in (models.champion, models.canary, models.shadow)
@@ -60,7 +64,7 @@ def write_rows(
             "meta",
             "categorical",
         ),
-        ("latency_ms", [r.get("latency_ms") for r in rows], "meta", "numerical"),
+        ("latency_ms", [None] * n if latencies is None else latencies, "meta", "numerical"),
         # The monitor's own `timestamp` is naive local time; this one is unambiguous.
         ("predicted_at", [dt.datetime.now(dt.UTC).isoformat()] * n, "meta", "categorical"),
     ]

@@ -43,7 +43,6 @@ from lifecycle_assets.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
-THRESHOLD = 0.5
 DRIFT_CHECK_SECONDS = 5.0
 
 
@@ -94,10 +93,6 @@ class Predictor:
             self._validator = RequestValidator(spec, self.max_rows)
         return self._validator
 
-    def score(self, frame: pl.DataFrame) -> np.ndarray:
-        """The champion's scores (probabilities or values) for raw rows."""
-        return score(self.models.champion, frame)
-
     def refresh_drift(self, *, force: bool = False) -> None:
         """Re-export drift gauges when the drift_report asset wrote a newer file.
 
@@ -145,7 +140,7 @@ class Predictor:
                 pending = self._take()
                 models = self.models
                 try:
-                    rows, records, frame = self._score_pending(pending, models)
+                    rows, latencies, records, frame = self._score_pending(pending, models)
                 except Exception as error:
                     logger.exception("scoring a batch of %d requests failed", len(pending))
                     for item in pending:
@@ -154,13 +149,17 @@ class Predictor:
                     continue
                 # Answer first, then write the prediction log, so the log never adds latency.
                 await asyncio.sleep(0)
-                self._write_log(rows, records, models)
+                self._write_log(rows, records, models, latencies)
                 self.refresh_drift()
                 if models.shadow is not None:
                     self.shadow.queue(models, frame, rows, records)
 
     def _write_log(
-        self, rows: list[dict[str, Any]], records: list[dict[str, Any]], models: ModelSet
+        self,
+        rows: list[dict[str, Any]],
+        records: list[dict[str, Any]],
+        models: ModelSet,
+        latencies: list[float] | None = None,
     ) -> None:
         """Log answered (or shadow) rows; a failure is counted and loud, never raised.
 
@@ -170,19 +169,30 @@ class Predictor:
         try:
             # A fresh context per call: the monitor keeps per-record state in context
             # variables, and the worker task lives as long as the process.
-            contextvars.copy_context().run(self._log, rows, records, models)
+            spec = models.champion.loaded.spec
+            contextvars.copy_context().run(
+                write_rows, spec, self.log_path, rows, records, models, latencies
+            )
         except Exception:
             logger.exception("writing %d prediction log rows failed", len(rows))
             self.log_failures += len(rows)
             self.metrics.log_failures.labels(self.spec.name).inc(len(rows))
 
     def _split_score(
-        self, models: ModelSet, frame: pl.DataFrame, route_ids: list[str]
+        self,
+        models: ModelSet,
+        frame: pl.DataFrame,
+        ids: list[str | None],
+        prediction_ids: list[str],
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scores and the canary mask: one vectorized call per model that answers."""
         canary = models.canary
-        mask = canary_mask(route_ids, models.canary_weight if canary is not None else 0.0)
-        if canary is None or not mask.any():
+        if canary is None:
+            return score(models.champion, frame), np.zeros(frame.height, dtype=bool)
+        # Records without an id are routed by their prediction id.
+        route_ids = [r if r is not None else p for r, p in zip(ids, prediction_ids, strict=True)]
+        mask = canary_mask(route_ids, models.canary_weight)
+        if not mask.any():
             return score(models.champion, frame), mask
         if mask.all():
             return score(canary, frame), mask
@@ -194,60 +204,55 @@ class Predictor:
 
     def _score_pending(
         self, pending: list[_Pending], models: ModelSet
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], pl.DataFrame]:
+    ) -> tuple[list[dict[str, Any]], list[float], list[dict[str, Any]], pl.DataFrame]:
+        """Score, answer each request, and return the rows, per-row latencies and records to
+        log, and the frame (for the shadow)."""
+        spec = models.champion.loaded.spec
         frame = pl.concat([item.batch.frame for item in pending], how="vertical")
         ids = [identifier for item in pending for identifier in item.batch.ids]
         # Always minted here: a client's record id may repeat (a re-scored application), a
-        # prediction id never does. Records without an id are routed by their prediction id.
+        # prediction id never does.
         prediction_ids = [uuid.uuid4().hex for _ in ids]
-        route_ids = [r if r is not None else p for r, p in zip(ids, prediction_ids, strict=True)]
-        values, mask = self._split_score(models, frame, route_ids)
+        values, mask = self._split_score(models, frame, ids, prediction_ids)
         answered = {False: (CHAMPION, models.champion.ref)}
         if models.canary is not None:
             answered[True] = (CANARY, models.canary.ref)
-        scores, flags = values.tolist(), mask.tolist()
-        decisions = decide(values, self.spec, THRESHOLD).tolist()
-        classifier = self.spec.is_classifier
+        classifier = spec.is_classifier
+        decisions = decide(values, spec).tolist()
+        scores = values.tolist()
         all_rows: list[dict[str, Any]] = []
-        for index, (value, to_canary) in enumerate(zip(scores, flags, strict=True)):
+        for decision, value, to_canary, prediction_id, record_id in zip(
+            decisions, scores, mask.tolist(), prediction_ids, ids, strict=True
+        ):
             variant, ref = answered[to_canary]
             # Classifiers answer the class and its probability, regressors the value alone.
-            outputs = {"prediction": decisions[index]}
+            row: dict[str, Any] = {"prediction": decision}
             if classifier:
-                outputs["probability"] = value
-            all_rows.append(
-                {
-                    **outputs,
-                    "prediction_id": prediction_ids[index],
-                    "record_id": ids[index],
-                    "model_name": ref.name,
-                    "model_version": ref.version,
-                    "variant": variant,
-                }
-            )
+                row["probability"] = value
+            row["prediction_id"] = prediction_id
+            row["record_id"] = record_id
+            row["model_name"] = ref.name
+            row["model_version"] = ref.version
+            row["variant"] = variant
+            all_rows.append(row)
         for to_canary, (_, ref) in answered.items():
-            chosen = [p for p, m in zip(scores, flags, strict=True) if m == to_canary]
+            chosen = values[mask == to_canary].tolist()
             if chosen:
                 self.metrics.observe(ref.name, ref.version, chosen, classifier=classifier)
         start = 0
-        logged: list[dict[str, Any]] = []
+        latencies: list[float] = []
         for item in pending:
             rows = all_rows[start : start + len(item.batch.ids)]
             start += len(rows)
             if not item.future.done():
                 item.future.set_result(rows)
-            latency_ms = (time.perf_counter() - item.queued_at) * 1000.0
-            logged += [{**row, "latency_ms": latency_ms} for row in rows]
+            latencies += [(time.perf_counter() - item.queued_at) * 1000.0] * len(rows)
         records = [record for item in pending for record in item.batch.records]
-        return logged, records, frame
-
-    def _log(
-        self, rows: list[dict[str, Any]], records: list[dict[str, Any]], models: ModelSet
-    ) -> None:
-        write_rows(self.spec, self.log_path, rows, records, models)
+        return all_rows, latencies, records, frame
 
     def metadata(self) -> dict[str, Any]:
-        ref = self.served.ref
+        served = self.served
+        ref = served.ref
         bento_version = bentoml.server_context.bento_version
         bento_tag = (
             f"{bentoml.server_context.bento_name}:{bento_version}"
@@ -261,9 +266,9 @@ class Predictor:
             "training_data_digest": ref.training_digest,
             "artifact_sha256": ref.artifact_sha256,
             "bento_tag": bento_tag,
-            "bento_model_tag": self.served.bento_model_tag,
-            "source": self.served.source,
-            "loaded_at": self.served.loaded_at,
+            "bento_model_tag": served.bento_model_tag,
+            "source": served.source,
+            "loaded_at": served.loaded_at,
             "prediction_log_failures": self.log_failures,
             "health": {"prediction_log": "failing" if self.log_failures else "ok"},
             "serving": self.models.describe(),

@@ -11,7 +11,6 @@ with `retry`).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
@@ -21,10 +20,11 @@ from typing import Any
 from mlflow import MlflowClient
 
 from lifecycle_assets import config
-from lifecycle_assets.registry.models import get_version, load_version
+from lifecycle_assets.registry.ledger import utc_now
+from lifecycle_assets.registry.models import get_version
 from lifecycle_assets.serving.metrics import PredictionMetrics
-from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ROLES, ModelSet, smoke_test
-from lifecycle_assets.serving.model_source import ServedModel
+from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ROLES, SHADOW, ModelSet, smoke_test
+from lifecycle_assets.serving.model_source import ServedModel, served_from_registry
 from lifecycle_assets.serving.router import parse_weight
 
 logger = logging.getLogger(__name__)
@@ -32,14 +32,10 @@ logger = logging.getLogger(__name__)
 ALIASES = {
     CHAMPION: config.CHAMPION_ALIAS,
     CANARY: config.CANARY_ALIAS,
-    "shadow": config.SHADOW_ALIAS,
+    SHADOW: config.SHADOW_ALIAS,
 }
 # Refusals kept for /metadata; older ones are in the service log.
 MAX_REFUSALS = 20
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)
@@ -101,7 +97,7 @@ class RegistryWatcher:
             model = self.client.get_registered_model(self.name)
             aliases = {alias: str(v) for alias, v in (model.aliases or {}).items()}
             tags = dict(model.tags or {})
-            self.last_poll, self.last_poll_error = _now(), None
+            self.last_poll, self.last_poll_error = utc_now(), None
             models = self.current()
             changes: dict[str, Any] = {}
             for role, alias in ALIASES.items():
@@ -148,7 +144,7 @@ class RegistryWatcher:
             ref = get_version(self.client, self.name, version)
             if ref.tags.get(config.TAG_RETIRED, "").lower() == "true":
                 raise ValueError("the version is retired")
-            candidate = ServedModel(loaded=load_version(ref), source="registry", loaded_at=_now())
+            candidate = served_from_registry(ref)
             # A new champion brings its own spec (requests are validated against it); the other
             # roles must answer the rows the champion's spec accepts.
             spec = candidate.loaded.spec if role == CHAMPION else models.champion.loaded.spec
@@ -156,7 +152,8 @@ class RegistryWatcher:
         except Exception as error:
             reason = f"{type(error).__name__}: {error}"
             logger.error("refused %s v%s as %s: %s", self.name, version, role, reason)
-            self.refused = [*self.refused, Refusal(role, version, reason, _now())][-MAX_REFUSALS:]
+            refusal = Refusal(role, version, reason, utc_now())
+            self.refused = [*self.refused, refusal][-MAX_REFUSALS:]
             self.metrics.swap_failures.labels(self.name, role).inc()
             return None
         return candidate
@@ -167,7 +164,7 @@ class RegistryWatcher:
             if role in changes:
                 roles[role] = None if changes[role] is None else changes[role].ref.version
                 self.metrics.swaps.labels(self.name, role).inc()
-        self.last_swap = {"time": _now(), "roles": roles, "canary_weight": models.canary_weight}
+        self.last_swap = {"time": utc_now(), "roles": roles, "canary_weight": models.canary_weight}
         logger.info("%s now serves %s", self.name, models.describe())
 
     def status(self) -> dict[str, Any]:

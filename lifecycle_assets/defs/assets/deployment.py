@@ -11,9 +11,9 @@ from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.registry.aliases import move_alias
-from lifecycle_assets.registry.models import get_version, resolve
+from lifecycle_assets.registry.models import resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
-from lifecycle_assets.serving.bento_store import build_bento, export_version, exported_tag
+from lifecycle_assets.serving.bento_store import build_bento, exported_tag
 from lifecycle_assets.spec import ModelSpec, configured_specs
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
@@ -91,20 +91,14 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     ) -> dg.Output[dict[str, Any]]:
         client = configure_mlflow(lifecycle.settings())
         champion = champion_model["champion"]
-        still_champion = resolve(client, spec.name, config.CHAMPION_ALIAS)
-        if still_champion is None or still_champion.version != champion["version"]:
-            raise dg.Failure(
-                f"champion moved since promotion (now {still_champion and still_champion.version})"
-            )
-        ref = get_version(client, spec.name, champion["version"])
-        model_tag = export_version(ref)
-        # One Bento serves the portfolio: this champion plus the other models' current ones.
-        others = [
-            exported_tag(other)
-            for name in portfolio_names(spec)
-            if (other := resolve(client, name, config.CHAMPION_ALIAS)) is not None
-        ]
-        model_tags = [model_tag, *others]
+        ref = resolve(client, spec.name, config.CHAMPION_ALIAS)
+        if ref is None or ref.version != champion["version"]:
+            raise dg.Failure(f"champion moved since promotion (now {ref and ref.version})")
+        # One Bento serves the portfolio: this champion plus the other models' current ones,
+        # each exported to the model store once per version.
+        others = [resolve(client, name, config.CHAMPION_ALIAS) for name in portfolio_names(spec)]
+        model_tags = [exported_tag(r) for r in (ref, *others) if r is not None]
+        model_tag = model_tags[0]
         bento_tag = build_bento(PROJECT_DIR, model_tags)
         client.set_model_version_tag(spec.name, ref.version, config.TAG_BENTO_TAG, bento_tag)
         context.log.info(f"built {bento_tag} with {model_tags}")

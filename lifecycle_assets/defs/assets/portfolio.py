@@ -96,7 +96,8 @@ def build_portfolio_defs(specs: list[ModelSpec]) -> dg.Definitions:
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(scorecard_html.render_html(rows, policy, today))
         records = [scorecard.health_record(row, policy, today) for row in rows]
-        context.log.info(_candidates_markdown(candidates))
+        summary = _candidates_markdown(candidates)
+        context.log.info(summary)
         value = {
             "as_of": today.isoformat(),
             "policy": dataclasses.asdict(policy),
@@ -112,7 +113,7 @@ def build_portfolio_defs(specs: list[ModelSpec]) -> dg.Definitions:
                 "scorecard": dg.MetadataValue.table(
                     [dg.TableRecord(record) for record in records], schema=_SCHEMA
                 ),
-                "candidates": dg.MetadataValue.md(_candidates_markdown(candidates)),
+                "candidates": dg.MetadataValue.md(summary),
                 "html_report": dg.MetadataValue.path(str(page)),
             },
         )
