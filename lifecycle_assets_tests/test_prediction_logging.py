@@ -30,4 +30,4 @@ def test_unwritable_log_location_is_surfaced_not_silent(registered_champion, spe
     assert len(rows) == 4 and all(0 <= r["probability"] <= 1 for r in rows)
     assert predictor.log_failures == 4
     assert predictor.metadata()["prediction_log_failures"] == 4
-    assert predictor.metadata()["health"]["prediction_log"] == "failing"
+    assert predictor.metadata()["health"]["prediction_log"] == "failing: ENOTDIR, 4 rows lost"

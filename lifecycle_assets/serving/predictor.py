@@ -14,11 +14,9 @@ is answered (`shadow.py`). A service serving several models holds one `Predictor
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import logging
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +32,7 @@ from lifecycle_assets.ml.training import decide
 from lifecycle_assets.serving.metrics import prediction_metrics
 from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ModelSet, score
 from lifecycle_assets.serving.model_source import ServedModel
-from lifecycle_assets.serving.prediction_log import write_rows
+from lifecycle_assets.serving.prediction_log import PredictionLogWriter, new_prediction_id
 from lifecycle_assets.serving.requests import RequestValidator, ValidatedBatch
 from lifecycle_assets.serving.router import canary_mask
 from lifecycle_assets.serving.shadow import ShadowScorer
@@ -64,17 +62,16 @@ class Predictor:
         self.models = ModelSet(champion=served)
         self.max_rows = settings.serving.max_batch_size
         self._validator = RequestValidator(served.loaded.spec, self.max_rows)
-        self.log_path = str(settings.prediction_log_dir)
         self._waiting: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self.metrics = prediction_metrics()
-        self.log_failures = 0
+        self.log = PredictionLogWriter(settings.prediction_log_dir, self.spec.name, self.metrics)
         self.drift_file = latest_drift_path(settings.reports_dir, self.spec.name)
         self._drift_seen = 0.0
         self._drift_checked = -DRIFT_CHECK_SECONDS
         budget = config.SHADOW_BUDGET_MS if shadow_budget_ms is None else shadow_budget_ms
-        self.shadow = ShadowScorer(self.spec.name, budget, self.metrics, self._write_log)
+        self.shadow = ShadowScorer(self.spec.name, budget, self.metrics, self.log.log)
         self.watcher: RegistryWatcher | None = None
 
     @property
@@ -149,34 +146,15 @@ class Predictor:
                     continue
                 # Answer first, then write the prediction log, so the log never adds latency.
                 await asyncio.sleep(0)
-                self._write_log(rows, records, models, latencies)
+                self.log.log(rows, records, models, latencies)
                 self.refresh_drift()
                 if models.shadow is not None:
                     self.shadow.queue(models, frame, rows, records)
 
-    def _write_log(
-        self,
-        rows: list[dict[str, Any]],
-        records: list[dict[str, Any]],
-        models: ModelSet,
-        latencies: list[float] | None = None,
-    ) -> None:
-        """Log answered (or shadow) rows; a failure is counted and loud, never raised.
-
-        The answers are already sent: a failing log must not stop serving, but it must show in
-        the log, in /metrics and in /metadata.
-        """
-        try:
-            # A fresh context per call: the monitor keeps per-record state in context
-            # variables, and the worker task lives as long as the process.
-            spec = models.champion.loaded.spec
-            contextvars.copy_context().run(
-                write_rows, spec, self.log_path, rows, records, models, latencies
-            )
-        except Exception:
-            logger.exception("writing %d prediction log rows failed", len(rows))
-            self.log_failures += len(rows)
-            self.metrics.log_failures.labels(self.spec.name).inc(len(rows))
+    @property
+    def log_failures(self) -> int:
+        """Prediction log rows lost in this process (the writer never raises, it counts)."""
+        return self.log.rows_lost
 
     def _split_score(
         self,
@@ -212,7 +190,7 @@ class Predictor:
         ids = [identifier for item in pending for identifier in item.batch.ids]
         # Always minted here: a client's record id may repeat (a re-scored application), a
         # prediction id never does.
-        prediction_ids = [uuid.uuid4().hex for _ in ids]
+        prediction_ids = [new_prediction_id() for _ in ids]
         values, mask = self._split_score(models, frame, ids, prediction_ids)
         answered = {False: (CHAMPION, models.champion.ref)}
         if models.canary is not None:
@@ -270,7 +248,8 @@ class Predictor:
             "source": served.source,
             "loaded_at": served.loaded_at,
             "prediction_log_failures": self.log_failures,
-            "health": {"prediction_log": "failing" if self.log_failures else "ok"},
+            "prediction_log": self.log.status(),
+            "health": {"prediction_log": self.log.health()},
             "serving": self.models.describe(),
             "shadow_skipped": dict(self.shadow.skipped),
             **(self.watcher.status() if self.watcher else {"follows_registry": False}),

@@ -92,9 +92,16 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     def ground_truth_asset(
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource
     ) -> dg.MaterializeResult:
-        folder = ground_truth.labels_folder(lifecycle.settings().landing_dir, spec.name)
+        settings = lifecycle.settings()
+        folder = ground_truth.labels_folder(settings.landing_dir, spec.name)
         day = dt.date.fromisoformat(context.partition_key)
-        labels, sources = ground_truth.arrivals(folder, day, spec.task)
+        quarantine_to = ground_truth.labels_quarantine(settings.quarantine_dir, spec.name)
+        found = ground_truth.arrivals(folder, day, spec.task, quarantine_to)
+        labels, sources = found.labels, found.sources
+        if found.problems:
+            # Bad files and rows are set aside (copied with a report), the rest is used.
+            shown = "; ".join(str(p) for p in found.problems[:5])
+            context.log.warning(f"{len(found.problems)} label problem(s) quarantined: {shown}")
         if labels.is_empty():
             context.log.info(f"no labels arrived on {day} in {folder}")
         entry = lake_for(lifecycle, spec).store_daily(
@@ -110,6 +117,13 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 "files_read": len(sources),
                 "files": dg.MetadataValue.json([p.name for p in sources]),
                 "files_in_folder": len(ground_truth.label_files(folder)),
+                "label_problems": len(found.problems),
+                "quarantined": dg.MetadataValue.json(
+                    {
+                        "problems": [str(p) for p in found.problems[:20]],
+                        "reports": [str(r) for r in found.quarantined],
+                    }
+                ),
                 "folder": dg.MetadataValue.path(str(folder)),
                 "sha256": entry["sha256"],
                 "path": dg.MetadataValue.path(entry["path"]),

@@ -1,4 +1,4 @@
-"""What happened in production: the daily prediction log, read from the service's monitor."""
+"""What happened in production: the daily prediction log, read from the service's own log."""
 
 import datetime as dt
 
@@ -47,7 +47,11 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         settings = lifecycle.settings()
         day = dt.date.fromisoformat(context.partition_key)
-        rows = typed_log(prediction_log.read_day(settings.prediction_log_dir, spec.name, day), spec)
+        scan = prediction_log.scan_days(settings, spec.name, day, day)
+        rows = typed_log(scan.rows, spec)
+        if scan.bad:
+            shown = "; ".join(str(b) for b in scan.bad[:5])
+            context.log.warning(f"{scan.summary()}: {shown}")
         entry = lake_for(lifecycle, spec).store_daily(PREDICTION_LOGS, context.partition_key, rows)
         versions = (
             rows.group_by("model_version").len().sort("model_version").to_dicts()
@@ -58,6 +62,12 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             data_version=dg.DataVersion(entry["sha256"]),
             metadata={
                 "rows": rows.height,
+                "log_segments": scan.files,
+                # Skipped lines, each copied to the quarantine with its file, line and reason.
+                "bad_lines": len(scan.bad),
+                "bad_line_reports": dg.MetadataValue.json(
+                    {"lines": [str(b) for b in scan.bad[:20]], "reports": scan.quarantine_reports}
+                ),
                 "sha256": entry["sha256"],
                 "predictions_per_version": dg.MetadataValue.json(versions),
                 "path": dg.MetadataValue.path(entry["path"]),
