@@ -36,6 +36,8 @@ LABEL_SCHEMA: dict[str, pl.DataType] = {
     LABELLED_AT: pl.Datetime("us", "UTC"),
 }
 CLASSIFIER = "binary_classification"
+# Keys of a CSV line that does not split into the header's fields: its fields and the reason.
+_FIELDS, _RAGGED = "__fields__", "__ragged__"
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,8 @@ def _row_by_row(path: Path, rows: list[tuple[str, dict[str, Any]]], task: str) -
     good: dict[str, list[Any]] = {name: [] for name in LABEL_SCHEMA}
     for where, values in rows:
         try:
+            if ragged := values.get(_RAGGED):
+                raise ValueError(ragged)
             identifier = values.get(PREDICTION_ID)
             if identifier is None or str(identifier) == "":
                 raise ValueError(f"column {PREDICTION_ID!r} is empty")
@@ -140,7 +144,8 @@ def _row_by_row(path: Path, rows: list[tuple[str, dict[str, Any]]], task: str) -
             when = _labelled_at(values.get(LABELLED_AT))
         except ValueError as error:
             check.problems.append(LabelProblem(str(path), where, str(error)))
-            check.bad_rows.append({"where": where, "reason": str(error), "values": values})
+            raw = values.get(_FIELDS, values)
+            check.bad_rows.append({"where": where, "reason": str(error), "values": raw})
             continue
         good[PREDICTION_ID].append(str(identifier))
         good[LABEL].append(label)
@@ -178,17 +183,12 @@ def _check_csv(path: Path, task: str) -> LabelCheck:
                 where = f"line {reader.line_num}"
                 if len(fields) != len(header):
                     reason = f"{len(fields)} field(s), the header has {len(header)}"
-                    rows.append((where, {"__fields__": fields, "__problem__": reason}))
+                    rows.append((where, {_FIELDS: fields, _RAGGED: reason}))
                 else:
                     rows.append((where, dict(zip(header, fields, strict=True))))
     except (UnicodeDecodeError, csv.Error, OSError) as error:
         return _unreadable(path, f"cannot be read as csv: {error}")
-    check = _row_by_row(path, [r for r in rows if "__problem__" not in r[1]], task)
-    for where, values in (r for r in rows if "__problem__" in r[1]):
-        reason = values["__problem__"]
-        check.problems.append(LabelProblem(str(path), where, reason))
-        check.bad_rows.append({"where": where, "reason": reason, "values": values["__fields__"]})
-    return check
+    return _row_by_row(path, rows, task)
 
 
 def _check_parquet(path: Path, task: str) -> LabelCheck:
