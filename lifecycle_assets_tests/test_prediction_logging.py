@@ -199,6 +199,9 @@ def test_a_poison_log_line_is_quarantined_and_the_day_processed(
         {"prediction_id": f"p{i}", "predicted_at": at, "model_name": spec.name, "age": 30 + i}
         for i in range(4)
     ]
+    # Valid rows whose types disagree with the others' must not stop the day either.
+    good[3] |= {"age": True, "record_id": {"nested": 1}}
+    good[1] |= {"record_id": 7}
     (path,) = append_log_rows(lifecycle_env.prediction_log_dir, spec.name, good[:2])
     poison = [
         b'{"prediction_id": "bad-nan", "predicted_at": "2026-03-05T10:00:00+00:00", "age": NaN}',

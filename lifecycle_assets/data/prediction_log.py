@@ -170,9 +170,22 @@ def quarantine_lines(quarantine_dir: Path, model: str, scan: SegmentScan) -> Pat
 _EMPTY = {PREDICTION_ID: pl.String, PREDICTED_AT: pl.Datetime("us", "UTC")}
 
 
+def _flat(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
 def _rows(lines: list[bytes]) -> pl.DataFrame:
-    """Valid lines as a frame, types inferred over every line."""
-    return pl.read_ndjson(io.BytesIO(b"\n".join(lines)), infer_schema_length=None)
+    """Valid lines as one frame, types inferred over every line.
+
+    Rows whose types disagree (a number where other rows hold text, an object where others
+    hold a number) must not stop the day: they are then built value by value, nested values
+    kept as JSON text and each column cast to a type every row fits.
+    """
+    try:
+        return pl.read_ndjson(io.BytesIO(b"\n".join(lines)), infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        rows = [{k: _flat(v) for k, v in valid_json.loads(line).items()} for line in lines]
+        return pl.from_dicts(rows, infer_schema_length=None, strict=False)
 
 
 @dataclass
@@ -197,18 +210,18 @@ def scan_days(settings: Settings, model: str, first: dt.date, last: dt.date) -> 
     """Every valid logged prediction of `model` from `first` to `last` (UTC days, inclusive),
     one row per prediction id, oldest first; bad lines are quarantined and reported."""
     files = segment_files(settings.prediction_log_dir, model, first, last)
-    frames, bad, pending, reports = [], [], 0, []
+    good, bad, pending, reports = [], [], 0, []
     for path in files:
         scan = scan_segment(path)
+        good += scan.good
         bad += [b for b, _ in scan.bad]
         pending += scan.pending_tail
         report = quarantine_lines(settings.quarantine_dir, model, scan)
         reports += [str(report)] if report else []
-        if scan.good:
-            frames.append(_rows(scan.good))
-    if not frames:
+    if not good:
         return LogScan(pl.DataFrame(schema=_EMPTY), len(files), bad, pending, reports)
-    rows = pl.concat(frames, how="diagonal_relaxed").with_columns(
+    # One frame over every segment: types are inferred once, across all of them.
+    rows = _rows(good).with_columns(
         pl.col(PREDICTED_AT).str.to_datetime(time_unit="us", time_zone="UTC")
     )
     rows = (

@@ -4,7 +4,7 @@
 - `POST /predict` and `GET /metadata` for the default (first) model, so a one-model project
   keeps its plain URLs; `GET /models` lists what is served.
 
-BentoML runs the process (worker, `/livez`, `/readyz`, `/metrics`, the monitor, the Bento); the
+BentoML runs the process (worker, `/livez`, `/readyz`, `/metrics`, the Bento); the
 endpoints are a small Starlette app mounted into it. Measured on this machine with an empty
 handler, BentoML's typed `@bentoml.api` path (pydantic IO descriptors, a hop to a one-thread pool
 for sync methods) added 0.45-0.65 ms per request over a mounted route and cut throughput at
