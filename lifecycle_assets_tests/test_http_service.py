@@ -98,6 +98,11 @@ def bad_requests(good: dict[str, Any]) -> list[tuple[str, bytes, int, str]]:
         ("null not nullable", body({**good, "loan_amount": None}), 422, "loan_amount"),
         ("NaN not nullable", re.sub(rb'"age": [0-9.]+', b'"age": NaN', body(good)), 422, "age"),
         ("non-string category", body({**good, "region": 7}), 422, "region"),
+        ("unknown level", body({**good, "home_ownership": "houseboat"}), 422, "home_ownership"),
+        ("out of range", body({**good, "credit_score": 5000}), 422, "credit_score"),
+        ("huge integer", b'{"records": [{"age": ' + b"9" * 5000 + b"}]}", 422, "age"),
+        ("deep nesting", b"[" * 10_000 + b"]" * 10_000, 400, "nested"),
+        ("oversized body", body({**good, "region": "x" * (5 << 20)}), 413, "exceeds"),
     ]
 
 
@@ -146,8 +151,7 @@ def test_http_service_end_to_end(
         assert metadata["source"] == "registry"
 
         anonymous = {k: v for k, v in records[1].items() if k != spec.id_column}
-        unknown_level = {**records[2], "home_ownership": "houseboat"}
-        response = post(client, [records[0], anonymous, unknown_level])
+        response = post(client, [records[0], anonymous, records[2]])
         assert response.status_code == 200, response.text
         predictions = response.json()["predictions"]
         assert predictions[0]["record_id"] == records[0][spec.id_column]

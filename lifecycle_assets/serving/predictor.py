@@ -54,6 +54,15 @@ class _Pending:
     queued_at: float = field(default_factory=time.perf_counter)
 
 
+def _starts(pending: list[_Pending]) -> list[int]:
+    """The index of each request's first row in the coalesced batch."""
+    starts, start = [], 0
+    for item in pending:
+        starts.append(start)
+        start += len(item.batch.ids)
+    return starts
+
+
 class Predictor:
     """Scores validated batches with the current model set, coalescing concurrent requests."""
 
@@ -247,6 +256,11 @@ class Predictor:
             chosen = values[mask == to_canary].tolist()
             if chosen:
                 self.metrics.observe(ref.name, ref.version, chosen, classifier=classifier)
+        for item, first in zip(pending, _starts(pending), strict=True):
+            # Values the spec's `on_out_of_range: flag` let through: answered and logged.
+            for offset, flagged in enumerate(item.batch.flags):
+                if flagged:
+                    all_rows[first + offset]["flags"] = flagged
         start = 0
         latencies: list[float] = []
         for item in pending:
