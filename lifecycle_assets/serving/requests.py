@@ -30,6 +30,8 @@ MAX_REPORTED_ERRORS = 20
 DEFAULT_MAX_LENGTH = 256
 # An integer literal longer than this is no number a model can use (float() overflows at 309).
 MAX_INT_DIGITS = 300
+# Integer record ids are 64-bit: what every database and log reader can hold.
+MIN_ID, MAX_ID = -(2**63), 2**63 - 1
 # How much of a client's field name an error message repeats.
 MAX_NAME_IN_MESSAGE = 64
 
@@ -227,6 +229,8 @@ class RequestValidator:
         identifier = record.get(id_column) if id_column else None
         if isinstance(identifier, bool | _HugeInt) or not isinstance(identifier, str | int | None):
             errors.append(FieldError(id_column, "expected a string or an integer", index))
+        elif isinstance(identifier, int) and not MIN_ID <= identifier <= MAX_ID:
+            errors.append(FieldError(id_column, "integer ids must fit in 64 bits", index))
         elif isinstance(identifier, str) and (
             len(identifier) > DEFAULT_MAX_LENGTH or not _is_text(identifier)
         ):

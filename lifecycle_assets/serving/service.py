@@ -2,7 +2,8 @@
 
 - `POST /models/<name>/predict` and `GET /models/<name>/metadata` for each model;
 - `POST /predict` and `GET /metadata` for the default (first) model, so a one-model project
-  keeps its plain URLs; `GET /models` lists what is served.
+  keeps its plain URLs; `GET /models` lists what is served; `GET /openapi.json` describes it all
+  (`openapi.py`).
 
 BentoML runs the process (worker, `/livez`, `/readyz`, `/metrics`, the monitor, the Bento); the
 endpoints are a small Starlette app mounted into it. Measured on this machine with an empty
@@ -43,6 +44,7 @@ from lifecycle_assets.serving.model_source import (
     awaited_models,
     load_served_models,
 )
+from lifecycle_assets.serving.openapi import openapi_document
 from lifecycle_assets.serving.predictor import Predictor
 from lifecycle_assets.serving.requests import RequestError
 from lifecycle_assets.serving.watcher import RegistryWatcher
@@ -103,6 +105,13 @@ async def model_metadata_endpoint(request: Request) -> Response:
     return _not_served(name) if predictor is None else _metadata(predictor)
 
 
+async def openapi_endpoint(_: Request) -> Response:
+    service = _service()
+    specs = {name: predictor.spec for name, predictor in service.predictors.items()}
+    limit = service.default_predictor.max_rows
+    return JSONResponse(openapi_document(specs, service.default_model, limit))
+
+
 async def models_endpoint(_: Request) -> Response:
     service = _service()
     return JSONResponse(
@@ -126,6 +135,7 @@ http_app = Starlette(
         Route("/predict", predict_endpoint, methods=["POST"]),
         Route("/metadata", metadata_endpoint, methods=["GET"]),
         Route("/models", models_endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         Route("/models/{name}/predict", model_predict_endpoint, methods=["POST"]),
         Route("/models/{name}/metadata", model_metadata_endpoint, methods=["GET"]),
         Route("/admin/reload", admin.reload_endpoint, methods=["POST"]),
