@@ -172,3 +172,27 @@ def test_the_worker_dies_with_its_supervisor(
             except AssertionError:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
+
+
+def test_the_fallback_is_the_most_recent_earlier_holder_that_verifies(
+    registered_champion: ModelRef, lifecycle_env: Settings
+) -> None:
+    """In-process start-up choice: versions a rollback left, or that fail too, are skipped."""
+    from lifecycle_assets.registry.aliases import rollback
+    from lifecycle_assets.serving.model_source import load_served_model
+
+    env = {**os.environ, "LIFECYCLE_MODEL_SOURCE": "registry"}
+    v2, v3, v4 = (register_copy(registered_champion) for _ in range(3))
+    move(v2)
+    move(v3)
+    rollback(MlflowClient(), v3.name, actor="pytest", reason="bad canary")  # v3 -> v2
+    move(v4)
+    tamper_tag(v4)
+    served = load_served_model(env)
+    assert served.ref.version == v2.version, "v3 was rolled back from: never a fallback"
+    assert served.degradation is not None and served.degradation.holder == v4.version
+
+    tamper_tag(v2)
+    served = load_served_model(env)
+    assert served.ref.version == registered_champion.version
+    assert served.degradation.serving == registered_champion.version

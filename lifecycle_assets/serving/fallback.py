@@ -16,6 +16,7 @@ from here once it exists, so promotion and serving apply one rule.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,7 +150,12 @@ def choose(
         first = refused
     logger.error("%s; looking for the last good version in the ledger", first.detail)
     tried = [holder.version, *also_refused]
-    for version in earlier_holders(ledger, name, alias, tried):
+    try:
+        candidates = earlier_holders(ledger, name, alias, tried)
+    except sqlite3.Error as error:
+        logger.error("the alias ledger %s cannot be read: %s", ledger.path, error)
+        candidates = []
+    for version in candidates:
         try:
             served = verify_and_load(fetch(version))
         except VersionRefused as error:
