@@ -8,6 +8,8 @@ from typing import Any
 import polars as pl
 import pytest
 
+from lifecycle_assets.config import Settings
+from lifecycle_assets.registry.models import ModelRef
 from lifecycle_assets.serving.requests import RequestError, RequestValidator
 from lifecycle_assets.spec import ModelSpec
 
@@ -211,3 +213,33 @@ def test_max_length_comes_from_the_spec(spec: ModelSpec) -> None:
 def test_nan_is_logged_as_null(validator: RequestValidator) -> None:
     batch = validator.parse(body(good_record()).replace(b'"income": 52000.0', b'"income": NaN'))
     assert batch.records[0]["income"] is None
+
+
+def test_flagged_values_are_scored_and_flagged_in_the_answer(
+    registered_champion: ModelRef, lifecycle_env: Settings, spec: ModelSpec
+) -> None:
+    """`on_out_of_range: flag`: the record is answered, and its row says what was let through."""
+    import asyncio
+    import dataclasses
+    import os
+
+    from lifecycle_assets.serving.model_source import load_served_model
+    from lifecycle_assets.serving.predictor import Predictor
+
+    served = load_served_model({**os.environ, "LIFECYCLE_MODEL_SOURCE": "registry"})
+    flagging = served.loaded.spec.model_copy(update={"on_out_of_range": "flag"})
+    served = dataclasses.replace(served, loaded=dataclasses.replace(served.loaded, spec=flagging))
+    predictor = Predictor(served, lifecycle_env)
+    odd = {**good_record(), "application_id": "odd", "age": 5, "region": "Atlantis"}
+    batch = predictor.validator.parse(body(good_record(), odd))
+
+    async def answer() -> list[dict[str, Any]]:
+        return await predictor.predict(batch)
+
+    rows = asyncio.run(answer())
+    assert "flags" not in rows[0]
+    assert rows[1]["record_id"] == "odd" and 0.0 <= rows[1]["probability"] <= 1.0
+    assert rows[1]["flags"] == [
+        "age: 5 is below the minimum 18",
+        "region: unknown level 'Atlantis'; expected one of ['north', 'south', 'east', 'west']",
+    ]
