@@ -196,3 +196,31 @@ def test_the_fallback_is_the_most_recent_earlier_holder_that_verifies(
     served = load_served_model(env)
     assert served.ref.version == registered_champion.version
     assert served.degradation.serving == registered_champion.version
+
+
+@pytest.mark.parametrize(
+    ("uri", "fragment"),
+    [
+        ("sqlite:///{tmp}/empty.db", "not an MLflow registry"),
+        ("sqlite:///{tmp}/corrupt.db", "cannot be read"),
+        ("sqlite:///{tmp}/missing/mlflow.db", "no registry at"),
+        ("http://127.0.0.1:{port}", "did not answer within 1 s"),
+    ],
+)
+def test_preflight_names_each_fatal_registry_problem(
+    tmp_path: Path, uri: str, fragment: str
+) -> None:
+    """The supervisor's checks, in-process: one message per cause, within the bounded wait."""
+    from lifecycle_assets.serving.startup import FatalConfigError, preflight
+
+    (tmp_path / "empty.db").write_bytes(b"")
+    (tmp_path / "corrupt.db").write_bytes(b"this is not a database" * 100)
+    env = {
+        "LIFECYCLE_HOME": str(tmp_path / "home"),
+        "MLFLOW_TRACKING_URI": uri.format(tmp=tmp_path, port=free_port()),
+        "LIFECYCLE_MODEL_SOURCE": "registry",
+        "LIFECYCLE_REGISTRY_WAIT_SECONDS": "1",
+    }
+    with pytest.raises(FatalConfigError, match=fragment):
+        preflight(env)
+    assert not (tmp_path / "missing").exists()
