@@ -141,15 +141,15 @@ def check_names(settings: Settings, names: list[str]) -> None:
 
 def preflight(env: Mapping[str, str]) -> None:
     """The checks that need no model loaded; raises FatalConfigError naming the cause."""
-    try:
-        configured_specs(dict(env))
-    except (OSError, ValueError) as error:
-        raise FatalConfigError(f"the project's specs cannot be read: {error}") from error
     mode = source_mode(env)
     if mode not in ("registry", "bento"):
         raise FatalConfigError(f"{ENV_MODEL_SOURCE} must be 'registry' or 'bento', not {mode!r}")
     if mode != "registry":
-        return
+        return  # a Bento serves what it carries: no registry, no specs to read
+    try:
+        configured_specs(dict(env))
+    except (OSError, ValueError) as error:
+        raise FatalConfigError(f"the project's specs cannot be read: {error}") from error
     settings = Settings.from_env(dict(env))
     wait = float(env.get(ENV_REGISTRY_WAIT) or config.REGISTRY_WAIT_SECONDS)
     check_registry(settings, wait)
