@@ -99,7 +99,7 @@ def test_a_champion_that_cannot_serve_falls_back_to_the_last_good_version(
         assert f"{GAUGE} 1.0" in c.get("/metrics").text
 
 
-def run_to_exit(tmp_path: Path, seconds: float = 45, **env: str) -> tuple[int, str, int]:
+def run_to_exit(tmp_path: Path, seconds: float = 120, **env: str) -> tuple[int, str, int]:
     """Start `bentoml serve`, wait for it to exit; (exit code, output, port)."""
     port = free_port()
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)]
