@@ -196,6 +196,8 @@ class CanaryThresholds:
 # Serving in registry mode: how often the service re-reads the aliases it follows, and how long
 # shadow scoring of one batch may take before its result is dropped.
 REGISTRY_POLL_SECONDS = 2.0
+# How long a starting service waits for an unreachable tracking server before it exits.
+REGISTRY_WAIT_SECONDS = 20.0
 SHADOW_BUDGET_MS = 200.0
 
 

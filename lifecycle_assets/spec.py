@@ -49,6 +49,8 @@ class FeatureSpec(_Strict):
     min: float | None = None
     max: float | None = None
     categories: tuple[str, ...] | None = None
+    # Longest accepted string (categorical columns); the service applies its default when unset.
+    max_length: int | None = Field(default=None, ge=1)
     # False for columns kept for slicing and audit only (the sensitive attribute, by default):
     # they are validated and logged but never shown to the model.
     model_input: bool = True
@@ -130,6 +132,9 @@ class ModelSpec(_Strict):
     features: tuple[FeatureSpec, ...]
     derived_features: tuple[DerivedFeatureSpec, ...] = ()
     id_column: str | None = None
+    # A request value outside `min`/`max` or an unknown level: `reject` answers 422 naming the
+    # record and field; `flag` scores it and flags it in the answer and the prediction log.
+    on_out_of_range: Literal["reject", "flag"] = "reject"
     start_date: dt.date
     end_date: dt.date | None = None
     estimator: EstimatorSpec = Field(default_factory=EstimatorSpec)

@@ -42,7 +42,9 @@ def service_features(raw: pl.DataFrame, spec: ModelSpec) -> pl.DataFrame:
     """The service path: JSON records, validation, the validator's frame, compute_features."""
     columns = [f.name for f in spec.features] + [spec.id_column]
     body = json.dumps({"records": raw.select(columns).to_dicts()}).encode()
-    validator = RequestValidator(spec, max_batch_size=ServingLimits().max_batch_size)
+    # The awkward rows hold unknown levels on purpose: flag them instead of refusing the batch.
+    limit = ServingLimits().max_batch_size
+    validator = RequestValidator(spec, max_batch_size=limit, on_out_of_range="flag")
     return compute_features(validator.parse(body).frame, spec)
 
 

@@ -52,6 +52,15 @@ class _Pending:
     queued_at: float = field(default_factory=time.perf_counter)
 
 
+def _starts(pending: list[_Pending]) -> list[int]:
+    """The index of each request's first row in the coalesced batch."""
+    starts, start = [], 0
+    for item in pending:
+        starts.append(start)
+        start += len(item.batch.ids)
+    return starts
+
+
 class Predictor:
     """Scores validated batches with the current model set, coalescing concurrent requests."""
 
@@ -100,13 +109,21 @@ class Predictor:
         if not force and now - self._drift_checked < DRIFT_CHECK_SECONDS:
             return
         self._drift_checked = now
+        mtime = self._drift_seen
         try:
             mtime = self.drift_file.stat().st_mtime
+            if mtime > self._drift_seen:
+                report = json.loads(self.drift_file.read_text())
+                if not isinstance(report, dict):
+                    raise ValueError("the drift report is not a JSON object")
+                self.metrics.export_drift(self.spec.name, report)
+                self._drift_seen = mtime
         except FileNotFoundError:
             return
-        if mtime > self._drift_seen:
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            # Half-written or corrupt: keep the last gauges, try again when the file changes.
             self._drift_seen = mtime
-            self.metrics.export_drift(self.spec.name, json.loads(self.drift_file.read_text()))
+            logger.warning("cannot read the drift report %s: %s", self.drift_file, error)
 
     async def predict(self, batch: ValidatedBatch) -> list[dict[str, Any]]:
         """Queue a batch and wait for its rows; one worker task runs the model."""
@@ -217,6 +234,11 @@ class Predictor:
             chosen = values[mask == to_canary].tolist()
             if chosen:
                 self.metrics.observe(ref.name, ref.version, chosen, classifier=classifier)
+        for item, first in zip(pending, _starts(pending), strict=True):
+            # Values the spec's `on_out_of_range: flag` let through: answered and logged.
+            for offset, flagged in enumerate(item.batch.flags):
+                if flagged:
+                    all_rows[first + offset]["flags"] = flagged
         start = 0
         latencies: list[float] = []
         for item in pending:
@@ -228,7 +250,8 @@ class Predictor:
         records = [record for item in pending for record in item.batch.records]
         return all_rows, latencies, records, frame
 
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self, *, admin: bool = False) -> dict[str, Any]:
+        """What `/metadata` answers; `admin` adds the full error texts (for `/admin/status`)."""
         served = self.served
         ref = served.ref
         bento_version = bentoml.server_context.bento_version
@@ -252,5 +275,9 @@ class Predictor:
             "health": {"prediction_log": self.log.health()},
             "serving": self.models.describe(),
             "shadow_skipped": dict(self.shadow.skipped),
-            **(self.watcher.status() if self.watcher else {"follows_registry": False}),
+            **(
+                self.watcher.status(admin=admin)
+                if self.watcher
+                else {"follows_registry": False, "degraded": None}
+            ),
         }
