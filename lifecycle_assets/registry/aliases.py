@@ -37,6 +37,7 @@ from lifecycle_assets.registry.ledger import (
     version_label,
 )
 from lifecycle_assets.registry.models import ModelRef, get_version
+from lifecycle_assets.registry.recovery import recover_registry
 from lifecycle_assets.registry.verify import verify_version
 
 
@@ -176,10 +177,12 @@ def reconcile(
 def _operation(client: MlflowClient, name: str, ledger: Ledger) -> Iterator[dict[str, str]]:
     """Hold the model's lock, and start from a ledger that agrees with the registry.
 
-    Yields the registry's aliases as read under the lock (reconciling writes no alias).
+    Yields the registry's aliases as read under the lock (reconciling writes no alias). What
+    a crash left behind (an open MLflow run, an untagged version) is settled first.
     """
     with ledger.lock(name):
         live = _live_aliases(client, name)
+        recover_registry(client, name)
         _reconcile_locked(client, name, ledger, live)
         yield live
 
