@@ -25,8 +25,8 @@ from mlflow.exceptions import MlflowException
 
 from lifecycle_assets.registry.aliases import reconcile
 from lifecycle_assets.registry.ledger import PENDING, Ledger
+from lifecycle_assets.registry.owner import TAG_HOST
 from lifecycle_assets.registry.recovery import (
-    TAG_HOST,
     end_orphaned_runs,
     mark_incomplete_versions,
     process_gone,

@@ -7,6 +7,8 @@ resolves an alias or version, downloads the artifact, checks the SHA-256, then l
 
 from __future__ import annotations
 
+import os
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from sklearn.pipeline import Pipeline
 from lifecycle_assets import config
 from lifecycle_assets.crash import crash_point
 from lifecycle_assets.registry.artifacts import load_pipeline, sha256_file, trusted_types_of
+from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
 from lifecycle_assets.spec import ModelSpec
 
 # Explicit requirements: inferring them costs about 5 s per call and would pin whatever
@@ -87,6 +90,8 @@ def log_and_register(
     active = mlflow.active_run()
     if active is None:
         raise RuntimeError("log_and_register needs an active MLflow run")
+    # Who owns the run, so reconcile can end it FAILED if this process dies before it does.
+    mlflow.set_tags({TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid())})
     example = input_example.head(5)
     scores = (
         pipeline.predict_proba(example)[:, 1] if spec.is_classifier else pipeline.predict(example)

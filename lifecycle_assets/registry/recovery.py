@@ -16,11 +16,9 @@ import psutil
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 
+from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
 from lifecycle_assets.registry.verify import REQUIRED_TAGS, TAG_INCOMPLETE
 
-# Written on the MLflow run by the training step (see registry/tracking.py).
-TAG_HOST = "lifecycle.host"
-TAG_PID = "lifecycle.pid"
 TAG_RECONCILED = "lifecycle.reconciled"
 
 
