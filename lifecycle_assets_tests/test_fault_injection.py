@@ -67,7 +67,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """One small project with v1 as champion, trained once, snapshotted for every scenario."""
     base = tmp_path_factory.mktemp("faults")
     root = base / "project"
-    env = project_env(root)
+    # No pooled connection: each scenario replaces the MLflow database file under this process.
+    env = {**project_env(root), "MLFLOW_SQLALCHEMYSTORE_POOLCLASS": "NullPool"}
     spec_path = write_spec(base, WINDOW_DAYS)
     retrain = write_spec(base, WINDOW_DAYS - 1)
     with mock.patch.dict(os.environ, env):

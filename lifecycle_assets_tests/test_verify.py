@@ -3,6 +3,8 @@ are refused with the reason, by the CLI and the library, and skipped by a rollba
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 import urllib.parse
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from lifecycle_assets.registry.models import ModelRef, get_version, log_and_regi
 from lifecycle_assets.registry.verify import (
     TAG_COMPILED_PATH,
     TAG_COMPILED_SHA256,
+    TAG_COMPILED_STATUS,
     TAG_INCOMPLETE,
     refusal,
     verify_version,
@@ -56,6 +59,23 @@ def copy_of(ref: ModelRef, drop: tuple[str, ...] = (), **tags: str) -> ModelRef:
     merged = {k: v for k, v in {**ref.tags, **tags}.items() if k not in drop}
     created = client.create_model_version(ref.name, ref.source, ref.run_id, tags=merged)
     return get_version(client, ref.name, str(created.version))
+
+
+COMPILED_BYTES = b"a compiled form"
+COMPILED_OK = {
+    TAG_COMPILED_STATUS: "ok",
+    TAG_COMPILED_PATH: "compiled/compiled_model.npz",
+    TAG_COMPILED_SHA256: hashlib.sha256(COMPILED_BYTES).hexdigest(),
+}
+
+
+def with_compiled_file(ref: ModelRef) -> ModelRef:
+    """A copy of `ref` whose run carries a compiled file, tagged as a proven compiled form."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "compiled_model.npz"
+        path.write_bytes(COMPILED_BYTES)
+        MlflowClient().log_artifact(ref.run_id, str(path), "compiled")
+    return copy_of(ref, **COMPILED_OK)
 
 
 def promote_cli(name: str, version: str):
@@ -102,16 +122,17 @@ def test_a_missing_artifact_is_refused(
 @pytest.mark.parametrize(
     ("drop", "tags", "why"),
     [
-        ((config.TAG_ARTIFACT_SHA256,), {}, "incomplete registration"),
+        ((config.TAG_ARTIFACT_SHA256,), {}, "incomplete"),
         ((), {TAG_INCOMPLETE: "true"}, "interrupted"),
-        ((), {TAG_COMPILED_PATH: "MLmodel", TAG_COMPILED_SHA256: "0" * 64}, "compiled form"),
-        ((), {TAG_COMPILED_PATH: "missing.onnx", TAG_COMPILED_SHA256: "0" * 64}, "missing"),
+        ((), {**COMPILED_OK, TAG_COMPILED_SHA256: "0" * 64}, "compiled form has SHA-256"),
+        ((), {**COMPILED_OK, TAG_COMPILED_PATH: "compiled/absent.npz"}, "compiled form is missing"),
+        ((TAG_COMPILED_SHA256,), COMPILED_OK, "without its path and SHA-256"),
     ],
 )
 def test_incomplete_or_mismatched_versions_never_hold_an_alias(
     registered_champion: ModelRef, drop: tuple[str, ...], tags: dict[str, str], why: str
 ) -> None:
-    bad = copy_of(registered_champion, drop=drop, **tags)
+    bad = copy_of(with_compiled_file(registered_champion), drop=drop, **tags)
     client = MlflowClient()
     with pytest.raises(UnverifiedVersion, match=why):
         move_alias(client, bad.name, CHAMPION, bad.version, reason="t", actor="pytest")
@@ -122,12 +143,13 @@ def test_incomplete_or_mismatched_versions_never_hold_an_alias(
 
 
 def test_a_matching_compiled_form_verifies(registered_champion: ModelRef) -> None:
-    folder = model_dir(registered_champion)
-    good = copy_of(
-        registered_champion,
-        **{TAG_COMPILED_PATH: "MLmodel", TAG_COMPILED_SHA256: sha256_file(folder / "MLmodel")},
-    )
+    good = with_compiled_file(registered_champion)
     assert verify_version(MlflowClient(), good.name, good.version).ok
+    for status in ("fallback", None):  # scikit-learn serves: no compiled file is needed
+        drop = (TAG_COMPILED_PATH,) if status is None else ()
+        tags = {TAG_COMPILED_STATUS: status} if status else {}
+        other = copy_of(registered_champion, drop=drop, **tags)
+        assert verify_version(MlflowClient(), other.name, other.version).ok
 
 
 def test_rollback_skips_a_version_that_no_longer_verifies(

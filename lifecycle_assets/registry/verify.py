@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -31,10 +32,13 @@ from lifecycle_assets.registry.models import ModelRef, download_model, get_versi
 
 # Set by reconcile on a version a crash left without its required tags: it can never serve.
 TAG_INCOMPLETE = "lifecycle.incomplete"
-# A compiled inference form logged beside the skops file: its path in the model directory
-# and its SHA-256. Absent tags mean the version has no compiled form (scikit-learn serves).
-TAG_COMPILED_PATH = "compiled_artifact_path"
+# The compiled inference form (`lifecycle_assets.compiled.artifact` writes these tags, same
+# names): with status `ok`, a file at `compiled_path` among the version's run artifacts whose
+# SHA-256 is `compiled_sha256`. Any other status (or none) means scikit-learn serves it.
+TAG_COMPILED_STATUS = "compiled_status"
+TAG_COMPILED_PATH = "compiled_path"
 TAG_COMPILED_SHA256 = "compiled_sha256"
+COMPILED_OK = "ok"
 # Tags a complete registration always carries (written in the registering call itself).
 REQUIRED_TAGS = (config.TAG_ARTIFACT_SHA256,)
 
@@ -68,9 +72,14 @@ def refusal(tags: Mapping[str, str]) -> str | None:
         return "its registration was interrupted (marked incomplete)"
     if not tags.get(config.TAG_ARTIFACT_SHA256):
         return f"no `{config.TAG_ARTIFACT_SHA256}` tag (an incomplete registration)"
-    if bool(tags.get(TAG_COMPILED_PATH)) != bool(tags.get(TAG_COMPILED_SHA256)):
-        return f"`{TAG_COMPILED_PATH}` and `{TAG_COMPILED_SHA256}` must be tagged together"
+    if has_compiled(tags) and not (tags.get(TAG_COMPILED_PATH) and tags.get(TAG_COMPILED_SHA256)):
+        return f"its compiled form is tagged `{COMPILED_OK}` without its path and SHA-256"
     return None
+
+
+def has_compiled(tags: Mapping[str, str]) -> bool:
+    """Whether the version claims a compiled form that serves (parity proven)."""
+    return tags.get(TAG_COMPILED_STATUS) == COMPILED_OK
 
 
 def _file_refusal(path: Path, expected: str, what: str) -> str | None:
@@ -83,19 +92,30 @@ def _file_refusal(path: Path, expected: str, what: str) -> str | None:
 
 
 def dir_refusal(tags: Mapping[str, str], model_dir: str | Path) -> str | None:
-    """Why the downloaded files do not match the tags (SHA-256 of skops and compiled form)."""
-    model_dir = Path(model_dir)
-    skops = model_dir / (tags.get(config.TAG_ARTIFACT_PATH) or config.SKOPS_FILE)
-    reason = _file_refusal(skops, tags[config.TAG_ARTIFACT_SHA256], "model file")
-    if reason is None and tags.get(TAG_COMPILED_PATH):
-        compiled = model_dir / tags[TAG_COMPILED_PATH]
-        reason = _file_refusal(compiled, tags[TAG_COMPILED_SHA256], "compiled form")
-    return reason
+    """Why the downloaded model directory does not match the `artifact_sha256` tag."""
+    skops = Path(model_dir) / (tags.get(config.TAG_ARTIFACT_PATH) or config.SKOPS_FILE)
+    return _file_refusal(skops, tags[config.TAG_ARTIFACT_SHA256], "model file")
 
 
-def verify_dir(ref: ModelRef, model_dir: str | Path) -> Verification:
-    """Verify a downloaded model directory against the version's tags, then load it."""
-    reason = refusal(ref.tags) or dir_refusal(ref.tags, model_dir)
+def compiled_refusal(tags: Mapping[str, str], compiled_file: str | Path | None) -> str | None:
+    """Why the downloaded compiled file (None: not found) does not match its tag."""
+    if not has_compiled(tags):
+        return None
+    if compiled_file is None:
+        return "its compiled form is missing from the artifact store"
+    return _file_refusal(Path(compiled_file), tags[TAG_COMPILED_SHA256], "compiled form")
+
+
+def verify_dir(
+    ref: ModelRef, model_dir: str | Path, compiled_file: str | Path | None = None
+) -> Verification:
+    """Verify a downloaded version (model directory, compiled file) against its tags, then
+    load it with the allow-list."""
+    reason = (
+        refusal(ref.tags)
+        or dir_refusal(ref.tags, model_dir)
+        or compiled_refusal(ref.tags, compiled_file)
+    )
     if reason is None:
         skops = Path(model_dir) / (ref.tags.get(config.TAG_ARTIFACT_PATH) or config.SKOPS_FILE)
         try:
@@ -107,6 +127,16 @@ def verify_dir(ref: ModelRef, model_dir: str | Path) -> Verification:
         except Exception as error:  # any load failure means it cannot serve
             reason = f"its model file does not load ({type(error).__name__})"
     return Verification(ref.name, ref.version, [reason] if reason else [])
+
+
+def _download_compiled(ref: ModelRef, dst: str) -> Path | None:
+    if not has_compiled(ref.tags):
+        return None
+    uri = f"runs:/{ref.run_id}/{ref.tags[TAG_COMPILED_PATH]}"
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
+    except (MlflowException, OSError):
+        return None
 
 
 def verify_version(
@@ -122,8 +152,11 @@ def verify_version(
     if reason is not None:
         return Verification(name, version, [reason])
     with tempfile.TemporaryDirectory(prefix="lifecycle-verify-") as tmp:
+        (Path(tmp) / "model").mkdir()
+        (Path(tmp) / "compiled").mkdir()
         try:
-            model_dir = download_model(ref, tmp)
+            model_dir = download_model(ref, Path(tmp) / "model")
         except (MlflowException, OSError):
             return Verification(name, version, ["its artifact is missing from the artifact store"])
-        return verify_dir(ref, model_dir)
+        compiled = _download_compiled(ref, str(Path(tmp) / "compiled"))
+        return verify_dir(ref, model_dir, compiled)
