@@ -21,6 +21,7 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.factory import daily_partitions
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
+from lifecycle_assets.recovery import recover_at_start
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -77,6 +78,7 @@ def ingest_window(
     refresh: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> IngestOutcome:
+    recover_at_start(instance, [spec.name])  # settle what a killed run left behind, first
     job = defs.resolve_job_def(ingest_job_name(spec))
     done = instance.get_materialized_partitions(names.key(spec.name, names.FEATURES))
     outcome = IngestOutcome()

@@ -26,3 +26,9 @@ DRIFT_CHECK = "no_data_drift"
 def key(model_name: str, asset_name: str) -> dg.AssetKey:
     """Every model's assets live under its own prefix, so several models never collide."""
     return dg.AssetKey([model_name, asset_name])
+
+
+def training_pool(model_name: str) -> str:
+    """The Dagster concurrency pool of a model's training steps (limit 1 in dagster.yaml), so
+    overlapping training runs of one model (a schedule, a sensor, a manual run) take turns."""
+    return f"{model_name}_training"

@@ -9,6 +9,7 @@ import dagster as dg
 from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 
 from lifecycle_assets.config import Settings
+from lifecycle_assets.data.lake import write_atomic
 from lifecycle_assets.registry.tracking import configure_mlflow
 
 
@@ -36,7 +37,15 @@ class LifecycleResource(dg.ConfigurableResource):
 
 
 class JsonIOManager(dg.ConfigurableIOManager):
-    """Stores small asset values (manifests, model references, reports) as JSON, never pickle."""
+    """Stores small asset values (manifests, model references, reports) as JSON, never pickle.
+
+    A partitioned asset keeps one file per partition (`<asset>/<partition>.json`): the
+    partition is its data version. Any other asset keeps one file per run
+    (`<asset>/<run id>.json`), so two overlapping runs of one model never read each other's
+    values: a step reads what its own run produced, and only an asset its run did not
+    materialize comes from that asset's latest materialization. Every file is written aside
+    and renamed, so a reader never sees half of one.
+    """
 
     base_dir: str | None = None
 
@@ -44,22 +53,41 @@ class JsonIOManager(dg.ConfigurableIOManager):
         """The folder every value is stored under: `base_dir`, else `dagster_io` in the home."""
         return Path(self.base_dir) if self.base_dir else Settings.from_env().home / "dagster_io"
 
-    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        path = self.root().joinpath(*context.asset_key.path)
-        if context.has_asset_partitions:
-            path = path / context.asset_partition_key
-        return path.with_suffix(".json")
+    def _asset_dir(self, key: dg.AssetKey) -> Path:
+        return self.root().joinpath(*key.path)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
-        path = self._path(context)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+        folder = self._asset_dir(context.asset_key)
+        name = context.asset_partition_key if context.has_asset_partitions else context.run_id
+        data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+        write_atomic(folder / f"{name}.json", data)
+
+    def _producing_run(self, context: dg.InputContext) -> str | None:
+        """The run whose value this input reads: this run's when it computes the asset."""
+        upstream = context.upstream_output
+        try:
+            step = context.step_context
+        except dg.DagsterInvariantViolationError:
+            step = None  # a context built outside a run (direct invocation)
+        if (
+            step is not None
+            and upstream is not None
+            and upstream.step_key in step.execution_plan.step_keys_to_execute
+        ):
+            return step.run_id
+        latest = context.instance.get_latest_materialization_event(context.asset_key)
+        return latest.run_id if latest is not None else None
 
     def load_input(self, context: dg.InputContext) -> Any:
-        path = self._path(context)
-        if not path.exists():
+        folder = self._asset_dir(context.asset_key)
+        if context.has_asset_partitions:
+            name: str | None = context.asset_partition_key
+        else:
+            name = self._producing_run(context)
+        path = folder / f"{name}.json"
+        if name is None or not path.exists():
             raise FileNotFoundError(
                 f"{context.asset_key.to_user_string()} has not been materialized yet ({path})"
             )

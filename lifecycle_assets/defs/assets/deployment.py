@@ -34,6 +34,7 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             "training_set": dg.AssetIn(names.key(spec.name, names.TRAINING_SET)),
         },
         group_name=spec.name,
+        pool=names.training_pool(spec.name),
         kinds={"mlflow"},
         io_manager_key="json_io_manager",
         description="Moves the `champion` alias to the evaluated version once every gate passed.",
@@ -65,6 +66,8 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             reason="passed gates: " + ", ".join(g.name for g in verdicts),
             actor=f"dagster:{context.run_id}",
             dagster_run_id=context.run_id,
+            # Refused if the champion moved since this run's gates compared against it.
+            expected_version=report.champion.champion_version if report.champion else None,
         )
         return dg.Output(
             {"champion": current.to_dict(), "previous": previous.version if previous else None},

@@ -42,6 +42,7 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             "training_set": dg.AssetIn(names.key(spec.name, names.TRAINING_SET)),
         },
         group_name=spec.name,
+        pool=names.training_pool(spec.name),
         kinds={"mlflow", "markdown"},
         io_manager_key="json_io_manager",
         description="Test-set metrics, calibration, slices, fairness and champion comparison.",

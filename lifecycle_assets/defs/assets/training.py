@@ -27,6 +27,7 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         key=names.key(spec.name, names.TRAINED_MODEL),
         ins={"training_set": dg.AssetIn(names.key(spec.name, names.TRAINING_SET))},
         group_name=spec.name,
+        pool=names.training_pool(spec.name),
         kinds={"scikit-learn", "mlflow"},
         io_manager_key="json_io_manager",
         required_resource_keys={"mlflow"},
