@@ -72,3 +72,22 @@ def read_day(spec: ModelSpec, day: dt.date) -> tuple[pl.DataFrame, str]:
     ts = timestamp_utc(spec.timestamp, schema[spec.timestamp])
     frame = scan.filter(ts.dt.date() == day).collect()
     return frame, spec.source.uri
+
+
+def read_source(spec: ModelSpec) -> pl.DataFrame:
+    """Every row of a file-based source (text columns for CSV), for preflight and drafting."""
+    return _scan(spec).collect()
+
+
+def last_day(spec: ModelSpec) -> dt.date | None:
+    """The newest UTC day in the source's event timestamps; None for the simulator or when the
+    source has no readable timestamp (the window then ends today)."""
+    if spec.source.is_simulator:
+        return None
+    rows = _scan(spec)
+    schema = rows.collect_schema()
+    if spec.timestamp not in schema:
+        return None
+    latest = rows.select(timestamp_utc(spec.timestamp, schema[spec.timestamp]).max()).collect()
+    value = latest.item()
+    return value.date() if value is not None else None

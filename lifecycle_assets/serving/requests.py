@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from lifecycle_assets.ml.features import boolean_level
 from lifecycle_assets.spec import FeatureSpec, ModelSpec
 
 # Enough to fix a request, small enough that a 1,000-record garbage body gives a short answer.
@@ -80,7 +81,7 @@ def _check_value(feature: FeatureSpec, value: Any) -> str | None:
         if isinstance(value, float) and math.isinf(value):
             return "must be a finite number"
         return None
-    if not isinstance(value, str):
+    if not isinstance(value, str | bool):
         # Unknown levels are fine (they map to __unknown__ in the features); other types are not.
         return f"expected a string, got {_type_name(value)}"
     return None
@@ -165,7 +166,9 @@ class RequestValidator:
                 floats = [None if v is None or v != v else float(v) for v in values]
                 columns[name] = pl.Series(name, floats, dtype=pl.Float64)
             else:
-                columns[name] = pl.Series(name, values, dtype=pl.String)
+                # JSON true/false are levels of a boolean column, spelled as the spec spells them.
+                text = [boolean_level(v, feature) if isinstance(v, bool) else v for v in values]
+                columns[name] = pl.Series(name, text, dtype=pl.String)
         id_column = self.spec.id_column
         ids = [
             None if id_column is None or record.get(id_column) is None else str(record[id_column])

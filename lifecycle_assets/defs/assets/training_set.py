@@ -1,15 +1,25 @@
-"""The training set: a time-split window of feature partitions, snapshotted by SHA-256 digest."""
+"""The training set: a split window of fresh, accepted feature partitions, snapshotted by digest.
+
+Days whose newest batch was quarantined (or whose stored partition no longer matches its inputs)
+are left out, never replaced by older data, and counted in the manifest for the
+`quarantined_share_within_limit` gate.
+"""
 
 import datetime as dt
 from typing import Any
 
 import dagster as dg
 import polars as pl
+from mlflow import MlflowClient
 
+from lifecycle_assets import config
+from lifecycle_assets.data.fingerprint import model_spec_hash
+from lifecycle_assets.data.ingest import read_features, select_window
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.ml.training import SPLITS, assign_splits, time_split
+from lifecycle_assets.registry.models import ModelRef, resolve
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -33,6 +43,19 @@ def split_stats(table: pl.DataFrame, spec: ModelSpec) -> dict[str, dict[str, int
     return stats
 
 
+def unchanged_champion(
+    client: MlflowClient, spec: ModelSpec, training_set: dict[str, Any]
+) -> ModelRef | None:
+    """The champion when it was trained on this very training set under the same model spec:
+    training again would register a copy of it, so nothing is registered or promoted."""
+    champion = resolve(client, spec.name, config.CHAMPION_ALIAS)
+    if champion is None or champion.training_digest != training_set["digest"]:
+        return None
+    if champion.tags.get(config.TAG_MODEL_SPEC) != training_set.get("model_spec_sha256"):
+        return None
+    return champion
+
+
 def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     """The training set snapshot of one model."""
 
@@ -48,11 +71,23 @@ def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource
     ) -> dg.Output[dict[str, Any]]:
         lake = lake_for(lifecycle, spec)
-        days = window_days(lake.feature_days(), spec)
+        selection = select_window(lake, spec)
+        days = selection.days
+        if selection.quarantined or selection.stale:
+            context.log.warning(
+                f"{len(selection.quarantined)} of {len(selection.window)} window day(s) "
+                f"quarantined {selection.quarantined}, {len(selection.stale)} stale "
+                f"{selection.stale}: left out of training"
+            )
         if len(days) < 3:
-            raise dg.Failure(f"only {len(days)} day(s) of features; materialize more partitions")
-        entries = [lake.feature_entry(day) for day in days]
-        table = pl.concat([lake.read_verified(e["path"], e["sha256"]) for e in entries])
+            raise dg.Failure(
+                f"{len(days)} usable day(s) of data in the window of {len(selection.window)} "
+                f"({len(selection.quarantined)} quarantined, {len(selection.stale)} stale); "
+                "a time split needs 3: fix the quarantined data (see the quarantine reports) "
+                "or ingest more days",
+                allow_retries=False,
+            )
+        table, entries = read_features(lake, days)
         split = time_split([dt.date.fromisoformat(d) for d in days], spec)
         table = assign_splits(table, split, spec)
         digests = {
@@ -67,6 +102,8 @@ def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "split_days": {s: [d.isoformat() for d in split.days(s)] for s in SPLITS},
                 "split_digests": digests,
                 "split_stats": stats,
+                "quarantine": selection.to_dict(),
+                "model_spec_sha256": model_spec_hash(spec),
                 "feature_partitions": {e["day"]: e["sha256"] for e in entries},
                 "raw_batches": {e["day"]: e["raw_sha256"] for e in entries},
                 "dagster_run_id": context.run_id,
@@ -80,6 +117,7 @@ def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "digest": manifest["digest"],
                 "rows": table.height,
                 "window": f"{days[0]} .. {days[-1]} ({len(days)} days)",
+                "quarantined_days": len(selection.quarantined),
                 "split_stats": dg.MetadataValue.json(stats),
                 "split_digests": dg.MetadataValue.json(digests),
                 "path": dg.MetadataValue.path(manifest["path"]),
