@@ -25,7 +25,7 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.data.fingerprint import fingerprint
 from lifecycle_assets.data.ingest import day_state
 from lifecycle_assets.data.lake import Lake
-from lifecycle_assets.data.sources import last_day
+from lifecycle_assets.data.sources import last_day, read_day
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.factory import daily_partitions
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
@@ -129,17 +129,24 @@ def days_to_ingest(
     return needed
 
 
-def record_outcome(lake: Lake, day: str, reason: str, outcome: IngestOutcome) -> None:
-    """File one ingested day under its result, from what the lake now holds."""
+def record_outcome(
+    spec: ModelSpec, lake: Lake, day: str, reason: str, outcome: IngestOutcome
+) -> bool:
+    """File one ingested day under its result, from what the lake now holds; False when the
+    day ended in no known state (the run failed for another reason)."""
+    state, _ = day_state(lake, day, fingerprint(spec))
     record = lake.batch(day)
-    if record is None:
+    if state == "empty":
         outcome.empty.append(day)
-    elif record.status != "accepted":
+    elif state == "quarantined" and record is not None:
         outcome.quarantined[day] = (record.report or {}).get("summary", "quarantined")
-    else:
+    elif state == "fresh":
         outcome.ingested.append(day)
         if reason not in ("new", "--refresh"):
             outcome.reingested[day] = reason
+    else:
+        return False
+    return True
 
 
 def ingest_window(
@@ -159,26 +166,40 @@ def ingest_window(
     for day in days:
         if day not in needed:
             record = lake.batch(day)
-            if record is not None and record.status != "accepted":
+            if record is None:
+                outcome.empty.append(day)
+            elif record.status != "accepted":
                 outcome.quarantined[day] = (record.report or {}).get("summary", "quarantined")
-            elif record is not None:
+            else:
                 outcome.skipped.append(day)
+        elif source_is_empty(spec, day):
+            # A calendar gap: noted without a Dagster run, so nothing is launched to do nothing.
+            lake.mark_empty(day, fingerprint(spec).to_dict())
+            outcome.empty.append(day)
         else:
             result = job.execute_in_process(
                 partition_key=day, instance=instance, raise_on_error=False, run_config=QUIET
             )
-            write_run_log(instance, result.run_id, spec, settings)
-            if not result.success and lake.batch(day) is None:
-                raise RuntimeError(f"ingest of {day} failed: {failure_cause(result)}")
-            record_outcome(lake, day, needed[day], outcome)
+            log = write_run_log(instance, result.run_id, spec, settings)
+            if not record_outcome(spec, lake, day, needed[day], outcome):
+                raise RuntimeError(f"ingest of {day} failed: {failure_cause(result)} (log: {log})")
         if progress:
             progress(day)
     return outcome
 
 
+def source_is_empty(spec: ModelSpec, day: str) -> bool:
+    return read_day(spec, dt.date.fromisoformat(day))[0].is_empty()
+
+
 def _output(result: dg.ExecuteInProcessResult, spec: ModelSpec, asset: str) -> Any:
     node = f"{spec.name}__{asset}"
-    return result.output_for_node(node) if result.is_node_success(node) else None
+    if not result.is_node_success(node):
+        return None
+    try:
+        return result.output_for_node(node)
+    except dg.DagsterInvariantViolationError:
+        return None  # the step succeeded without output: nothing to do (nothing changed)
 
 
 def _root_message(error: Any) -> str:

@@ -57,11 +57,15 @@ def weekdays(start: dt.date, count: int) -> list[dt.date]:
 
 
 def members_frame(
-    days: int = 6, rows_per_day: int = 250, seed: int = 5, positive_rate_shift: float = 0.0
+    days: int = 6,
+    rows_per_day: int = 250,
+    seed: int = 5,
+    positive_rate_shift: float = 0.0,
+    start: dt.date = dt.date(2026, 3, 2),
 ) -> pl.DataFrame:
     """Members who leave or not (`Yes`/`No`), with capitalized levels and a boolean column."""
     rng = np.random.default_rng(seed)
-    dates = weekdays(dt.date(2026, 3, 2), days)
+    dates = weekdays(start, days)
     n = days * rows_per_day
     tenure = rng.integers(0, 60, n).astype(float)
     spend = rng.normal(50, 20, n).round(2)

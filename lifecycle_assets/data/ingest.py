@@ -45,12 +45,12 @@ def ingest_day(
 ) -> DayIngest:
     """Read, validate and store one day; quarantine a bad batch, skip an empty one."""
     frame, source = read_day(spec, dt.date.fromisoformat(day))
+    current = current or fingerprint(spec)
     if frame.is_empty():
         # Calendar gaps (weekends, holidays) are normal: nothing to store, nothing to train on.
-        lake.forget_day(day)
+        lake.mark_empty(day, current.to_dict())
         return DayIngest(day, "empty", source, 0)
     typed, report = validate_raw(frame, spec)
-    current = current or fingerprint(spec)
     record = lake.store_batch(
         day, typed if report.passed else frame, source, report.to_dict(), current.to_dict()
     )
@@ -72,10 +72,15 @@ def featurize_day(spec: ModelSpec, lake: Lake, day: str) -> dict[str, Any]:
 
 
 def day_state(lake: Lake, day: str, current: Fingerprint) -> tuple[str, list[str]]:
-    """`fresh` (usable as stored), `quarantined`, `stale` (with what changed) or `missing`."""
+    """`fresh` (usable as stored), `quarantined`, `empty` (no rows, same inputs), `stale`
+    (with what changed) or `missing`."""
     record = lake.batch(day)
     if record is None:
-        return "missing", []
+        empty = lake.empty_fingerprint(day)
+        if empty is None:
+            return "missing", []
+        changes = current.changes_from(empty)
+        return ("stale", changes) if changes else ("empty", [])
     if record.status != "accepted":
         changes = current.changes_from(record.fingerprint)
         return ("stale", changes) if changes else ("quarantined", [])

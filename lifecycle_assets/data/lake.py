@@ -128,6 +128,7 @@ class Lake:
             fingerprint=fingerprint,
         )
         write_atomic(self._raw_manifest(day), json.dumps(asdict(record), indent=2).encode())
+        self._empty_marker(day).unlink(missing_ok=True)
         if not accepted:
             self._manifest(FEATURES, day).unlink(missing_ok=True)
         return record
@@ -135,11 +136,24 @@ class Lake:
     def forget_day(self, day: str) -> bool:
         """Drop the day's raw and feature manifests (the source no longer has rows for it);
         the content-addressed objects stay. True if there was something to drop."""
-        paths = (self._raw_manifest(day), self._manifest(FEATURES, day))
+        paths = (self._raw_manifest(day), self._manifest(FEATURES, day), self._empty_marker(day))
         existed = any(p.exists() for p in paths)
         for path in paths:
             path.unlink(missing_ok=True)
         return existed
+
+    def mark_empty(self, day: str, fingerprint: dict[str, Any]) -> None:
+        """Note that the source had no rows for `day` under this fingerprint (no data is
+        stored), so that the next run need not read the day again until its inputs change."""
+        self.forget_day(day)
+        write_atomic(self._empty_marker(day), json.dumps({"fingerprint": fingerprint}).encode())
+
+    def empty_fingerprint(self, day: str) -> dict[str, Any] | None:
+        path = self._empty_marker(day)
+        return json.loads(path.read_text())["fingerprint"] if path.exists() else None
+
+    def _empty_marker(self, day: str) -> Path:
+        return self.root / "raw" / "empty" / f"{day}.json"
 
     def batch_days(self) -> list[str]:
         """Days with a stored raw batch, accepted or quarantined."""

@@ -218,7 +218,16 @@ class ValidationReport:
     def summary(self) -> str:
         if self.passed:
             return f"{self.rows} rows pass {self.schema}"
-        checks = sorted({f"{f['column']}: {f['check']}" for f in self.failures})
+        examples: dict[str, list[str]] = {}
+        for f in self.failures:
+            cases = examples.setdefault(f"{f['column']}: {f['check']}", [])
+            case = f.get("failure_case")
+            if case is not None and str(case) not in cases and len(cases) < 2:
+                cases.append(str(case))
+        checks = sorted(
+            key + (f" (e.g. {', '.join(repr(c) for c in cases)})" if cases else "")
+            for key, cases in examples.items()
+        )
         return (
             f"{self.failure_count} failure(s) in {self.rows} rows against {self.schema}: "
             + "; ".join(checks[:10])
