@@ -278,9 +278,11 @@ def _outcome(
         return REFUSED, f"blocked by {reasons}"
     cause = failure_cause(result)
     if ingest.quarantined and training_set is None:
+        first = sorted(ingest.quarantined.items())[0]
         return (
             REFUSED,
-            f"{len(ingest.quarantined)} quarantined day(s) left too little data: {cause}",
+            f"{len(ingest.quarantined)} day(s) quarantined, too few left to train "
+            f"(first, {first[0]}: {first[1]})",
         )
     return ERROR, cause
 

@@ -66,7 +66,7 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
             report = preflight(spec)
             if not as_json and (report.errors or report.warnings):
                 for line in report.lines():
-                    console.print(line, markup=False, highlight=False)
+                    console.print(line, markup=False, highlight=False, soft_wrap=True)
             report.raise_for_errors()
     except (SpecError, PreflightError) as error:
         raise click.ClickException(str(error)) from None
@@ -88,7 +88,9 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         if not as_json:
             console.print(ingest.line(spec.name), markup=False, highlight=False)
             for day, reason in sorted(ingest.quarantined.items()):
-                console.print(f"  quarantined {day}: {reason}", markup=False, highlight=False)
+                console.print(
+                    f"  quarantined {day}: {reason}", markup=False, highlight=False, soft_wrap=True
+                )
             console.print(f"{spec.name}: training, evaluating and gating (one Dagster run)...")
         summary = train_and_deploy(defs, spec, instance, ingest)
         path = write_summary(summary, settings)
@@ -115,6 +117,7 @@ def _print_summary(summary, settings: Settings, path: Path) -> None:
             f"{summary.model_name}: {summary.failure}; no new version, `champion` stays v{held}.",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
         return
     console.rule(f"[bold]{summary.model_name} v{summary.model_version or '-'}")
@@ -149,6 +152,7 @@ def _print_summary(summary, settings: Settings, path: Path) -> None:
             f"not promoted: {summary.failure}; `champion` stays {holder}.",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
     console.print(f"Bento: {summary.bento_tag or 'not built'}")
     console.print(f"model card: {summary.model_card or 'not written'}")
