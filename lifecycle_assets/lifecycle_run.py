@@ -23,11 +23,10 @@ import dagster as dg
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.data.fingerprint import fingerprint
-from lifecycle_assets.data.ingest import day_state
+from lifecycle_assets.data.ingest import day_state, window_keys
 from lifecycle_assets.data.lake import Lake
-from lifecycle_assets.data.sources import last_day, read_day
+from lifecycle_assets.data.sources import read_day
 from lifecycle_assets.defs import names
-from lifecycle_assets.defs.factory import daily_partitions
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
 from lifecycle_assets.spec import ModelSpec
 
@@ -95,19 +94,10 @@ class LifecycleSummary:
         return data
 
 
-def window_anchor(spec: ModelSpec) -> dt.date:
-    """The window's last day: `end_date`, else the data's own last day, else today."""
-    return spec.end_date or last_day(spec) or dt.datetime.now(dt.UTC).date()
-
-
 def partitions_in_window(spec: ModelSpec, today: dt.date | None = None) -> list[str]:
-    """The partition keys the training window needs (the newest `window_days` up to the anchor)."""
-    anchor = today or window_anchor(spec)
-    partitions = daily_partitions(spec)
-    keys = partitions.get_partition_keys(
-        current_time=dt.datetime.combine(anchor + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    )
-    return [key for key in keys if key <= anchor.isoformat()][-spec.training.window_days :]
+    """The partition keys the training window needs: `data.ingest.window_keys`, anchored on
+    `today` when given, else on the end date or the data's own last day."""
+    return window_keys(spec, today)
 
 
 def days_to_ingest(

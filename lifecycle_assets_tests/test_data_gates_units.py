@@ -11,11 +11,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from click.testing import CliRunner
 
+from lifecycle_assets.cli import main
 from lifecycle_assets.config import GateThresholds, ServingLimits
 from lifecycle_assets.data.draft import draft_spec
 from lifecycle_assets.data.fingerprint import fingerprint
 from lifecycle_assets.data.preflight import preflight
+from lifecycle_assets.lifecycle_run import partitions_in_window
 from lifecycle_assets.ml import gates
 from lifecycle_assets.ml.evaluation import evaluate
 from lifecycle_assets.ml.features import UNKNOWN_CATEGORY, compute_features, feature_table
@@ -338,3 +341,42 @@ def test_quarantined_share_gate() -> None:
 def test_readme_lists_every_gate_key_with_its_default() -> None:
     """The README table is `gate_keys_markdown()` verbatim: regenerate it when a key changes."""
     assert gates.gate_keys_markdown() in README.read_text()
+
+
+def test_window_ends_on_the_data_s_own_last_day(tmp_path: Path) -> None:
+    csv = write_csv(members_frame(days=6), tmp_path / "members.csv")
+    spec = write_spec(tmp_path, csv, window=5)
+    open_ended = spec.model_copy(update={"end_date": None})
+    # Weekdays from Monday 2026-03-02: the data ends on Monday 2026-03-09, not today.
+    assert partitions_in_window(open_ended) == [
+        "2026-03-05",
+        "2026-03-06",
+        "2026-03-07",
+        "2026-03-08",
+        "2026-03-09",
+    ]
+
+
+def test_cli_preflight_draft_spec_and_a_bad_spec(tmp_path: Path) -> None:
+    csv = write_csv(members_frame(), tmp_path / "members.csv")
+    runner = CliRunner()
+    drafted = runner.invoke(main, ["draft-spec", str(csv), "--target", "left"])
+    assert drafted.exit_code == 0 and "positive_label: 'Yes'" not in drafted.output
+    assert 'positive_label: "Yes"' in drafted.output, drafted.output
+    spec_file = tmp_path / "draft.yaml"
+    spec_file.write_text(drafted.output)
+    checked = runner.invoke(main, ["preflight", "--spec", str(spec_file)])
+    assert checked.exit_code == 0, checked.output
+    assert "positive rate" in checked.output and "rows per split" in checked.output
+
+    write_spec(tmp_path, csv, label="")
+    refused = runner.invoke(main, ["preflight", "--spec", str(tmp_path / "members.yaml")])
+    assert refused.exit_code == 1 and "set `positive_label: Yes`" in refused.output
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(drafted.output.replace("target: left", "target: [left"))
+    for command in ("run", "preflight"):
+        result = runner.invoke(main, [command, "--spec", str(bad)])
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output and str(bad) in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output

@@ -16,7 +16,7 @@ import polars as pl
 
 from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint
 from lifecycle_assets.data.lake import BatchRecord, Lake
-from lifecycle_assets.data.sources import read_day
+from lifecycle_assets.data.sources import last_day, read_day
 from lifecycle_assets.ml.features import feature_table
 from lifecycle_assets.ml.schemas import ValidationReport, validate_raw
 from lifecycle_assets.spec import ModelSpec
@@ -121,14 +121,32 @@ class WindowSelection:
         }
 
 
+def window_anchor(spec: ModelSpec) -> dt.date:
+    """The window's last day: `end_date`, else the data's own last day, else yesterday; never
+    today or later (a daily partition exists once its day is over)."""
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    return min(spec.end_date or last_day(spec) or yesterday, yesterday)
+
+
+def window_keys(spec: ModelSpec, anchor: dt.date | None = None) -> list[str]:
+    """The window's calendar days (daily partition keys): the newest `window_days` from
+    `start_date` up to the anchor. Days without rows are in it, and simply hold no batch."""
+    anchor = anchor or window_anchor(spec)
+    first = max(spec.start_date, anchor - dt.timedelta(days=spec.training.window_days - 1))
+    return [
+        (first + dt.timedelta(days=offset)).isoformat()
+        for offset in range((anchor - first).days + 1)
+    ]
+
+
 def select_window(
     lake: Lake, spec: ModelSpec, current: Fingerprint | None = None
 ) -> WindowSelection:
-    """The newest `window_days` stored days up to the spec's end date, split into those whose
-    newest batch is accepted and fresh (used) and those quarantined or stale (left out)."""
+    """The stored days of the window (`window_keys`), split into those whose newest batch is
+    accepted and fresh (used) and those quarantined or stale (left out)."""
     current = current or fingerprint(spec)
-    end = spec.end_date.isoformat() if spec.end_date else "9999-12-31"
-    stored = [day for day in lake.batch_days() if day <= end][-spec.training.window_days :]
+    keys = set(window_keys(spec))
+    stored = [day for day in lake.batch_days() if day in keys]
     selection = WindowSelection()
     for day in stored:
         state, _ = day_state(lake, day, current)

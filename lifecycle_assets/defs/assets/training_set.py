@@ -23,13 +23,6 @@ from lifecycle_assets.registry.models import ModelRef, resolve
 from lifecycle_assets.spec import ModelSpec
 
 
-def window_days(available: list[str], spec: ModelSpec) -> list[str]:
-    """The newest `window_days` days that have features, up to the spec's end date."""
-    end = spec.end_date.isoformat() if spec.end_date else "9999-12-31"
-    eligible = [day for day in sorted(available) if day <= end]
-    return eligible[-spec.training.window_days :]
-
-
 def split_stats(table: pl.DataFrame, spec: ModelSpec) -> dict[str, dict[str, int]]:
     """Rows per split, with positives (classifiers) or distinct target values (regressors)."""
     stats = {}
