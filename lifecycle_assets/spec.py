@@ -26,6 +26,9 @@ DEFAULT_SPEC_PATH = BUILTIN_SPECS_DIR / "credit_default.yaml"
 DEFAULT_SPEC_PATHS = (DEFAULT_SPEC_PATH, BUILTIN_SPECS_DIR / "expected_loss.yaml")
 ENV_SPECS = "LIFECYCLE_SPECS"
 SIMULATOR_SCHEME = "simulator://"
+# The event-time column of a snapshot (data without timestamps): the reader adds it, holding the
+# spec's `start_date`, so the whole file is one partition of that day.
+SNAPSHOT_TIMESTAMP = "__snapshot_time__"
 
 Task = Literal["binary_classification", "regression"]
 ESTIMATORS: dict[str, tuple[str, ...]] = {
@@ -132,7 +135,9 @@ class ModelSpec(_Strict):
     positive_label: str | int | float | bool | None = None
     # The value that means 0; unset: the one other value found. A third value fails validation.
     negative_label: str | int | float | bool | None = None
-    timestamp: str
+    # Each row's event time; leave it out for a snapshot without one (one partition, filed
+    # under `start_date`, split at random, stratified by the target).
+    timestamp: str = SNAPSHOT_TIMESTAMP
     sensitive_attribute: str
     features: tuple[FeatureSpec, ...]
     derived_features: tuple[DerivedFeatureSpec, ...] = ()
@@ -193,6 +198,11 @@ class ModelSpec(_Strict):
         self.gate_thresholds()
         self.drift_thresholds()
         return self
+
+    @property
+    def is_snapshot(self) -> bool:
+        """Data without a timestamp: one content-addressed partition, a random split."""
+        return self.timestamp == SNAPSHOT_TIMESTAMP
 
     @property
     def is_classifier(self) -> bool:

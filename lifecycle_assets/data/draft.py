@@ -2,11 +2,13 @@
 
 Types come from what the values parse as, levels from the distinct values (as written), the
 target from its name or from being the one two-valued column, the timestamp from the first
-column whose values read as datetimes. Every guess is marked with a comment in the YAML.
+column whose values read as datetimes (none: a snapshot). Every guess is marked with a comment
+in the YAML.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -67,11 +69,6 @@ def draft_spec(path: Path, *, name: str | None = None, target: str | None = None
         raise ValueError(f"{path}: no rows to draft a spec from")
     columns = frame.columns
     timestamp = next((c for c in columns if _is_timestamp(frame[c])), None)
-    if timestamp is None:
-        raise ValueError(
-            f"{path}: no column reads as a timestamp; every row needs an event time "
-            "(days are the unit of ingest, quarantine and the time split)"
-        )
     if target is None:
         named = [c for c in columns if c.lower() in TARGET_NAMES]
         binary = [c for c in columns if c != timestamp and frame[c].drop_nulls().n_unique() == 2]
@@ -105,7 +102,6 @@ def draft_spec(path: Path, *, name: str | None = None, target: str | None = None
         )
     if not categorical:
         raise ValueError(f"{path}: no categorical column to use as sensitive_attribute")
-    days = frame[timestamp].cast(pl.String).str.slice(0, 10)
     lines = [
         f"name: {model}",
         f"description: Drafted from {path.name}; read and edit before use.",
@@ -117,10 +113,17 @@ def draft_spec(path: Path, *, name: str | None = None, target: str | None = None
         lines.append(f"positive_label: {_yaml_scalar(values[-1])}  # guess: check it")
     if not classifier:
         lines.append("task: regression  # the target has more than two values")
+    if timestamp is None:
+        lines += [
+            "# no timestamp column: a snapshot, filed as one partition under start_date and",
+            "# split at random (stratified by the target)",
+            f"start_date: {dt.datetime.now(dt.UTC).date()}",
+        ]
+    else:
+        days = frame[timestamp].cast(pl.String).str.slice(0, 10)
+        lines += [f"timestamp: {timestamp}", f"start_date: {days.min()}"]
     lines += [
-        f"timestamp: {timestamp}",
         f"sensitive_attribute: {categorical[0]}  # guess: the column fairness is judged on",
-        f"start_date: {days.min()}",
         "features:",
         *features,
     ]

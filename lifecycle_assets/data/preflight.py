@@ -253,10 +253,12 @@ def _days(spec: ModelSpec, frame: pl.DataFrame, report: PreflightReport) -> pl.D
 
 def _fit(spec: ModelSpec, frame: pl.DataFrame, rate: float | None, report: PreflightReport) -> None:
     """Whether the default-or-configured split and gates fit this data, with the options."""
-    gates = spec.gate_thresholds()
     end = spec.end_date or frame["__day__"].max()
     days = sorted(d for d in frame["__day__"].drop_nulls().unique().to_list() if d <= end)
     days = [d for d in days if d >= spec.start_date][-spec.training.window_days :]
+    if spec.is_snapshot:
+        _fit_snapshot(spec, frame, rate, report)
+        return
     if len(days) < 3:
         report.add(
             "error",
@@ -267,6 +269,36 @@ def _fit(spec: ModelSpec, frame: pl.DataFrame, rate: float | None, report: Prefl
     split = time_split([dt.date.fromisoformat(str(d)) for d in days], spec)
     window = frame.filter(pl.col("__day__").is_in(days))
     sizes = {s: window.filter(pl.col("__day__").is_in(split.days(s))).height for s in SPLITS}
+    test = window.filter(pl.col("__day__").is_in(split.days("test")))
+    _judge_fit(spec, window.height, sizes, test, rate, report)
+
+
+def _fit_snapshot(
+    spec: ModelSpec, frame: pl.DataFrame, rate: float | None, report: PreflightReport
+) -> None:
+    """A snapshot splits its rows at random in the spec's fractions."""
+    report.add(
+        "info",
+        f"no timestamp: one snapshot filed under {spec.start_date}, split at random "
+        f"(seed {spec.training.random_seed}, stratified by the target)",
+    )
+    n = frame.height
+    test = round(n * spec.training.test_fraction)
+    validation = round(n * spec.training.validation_fraction)
+    sizes = {"train": n - test - validation, "validation": validation, "test": test}
+    sample = frame.sample(n=test, seed=spec.training.random_seed) if test else frame.head(0)
+    _judge_fit(spec, n, sizes, sample, rate, report)
+
+
+def _judge_fit(
+    spec: ModelSpec,
+    total: int,
+    sizes: dict[str, int],
+    test: pl.DataFrame,
+    rate: float | None,
+    report: PreflightReport,
+) -> None:
+    gates = spec.gate_thresholds()
     report.add("info", "rows per split: " + ", ".join(f"{s} {n}" for s, n in sizes.items()))
     small = {s: n for s, n in sizes.items() if n < gates.min_rows_per_split}
     if small:
@@ -276,10 +308,10 @@ def _fit(spec: ModelSpec, frame: pl.DataFrame, rate: float | None, report: Prefl
             "lower it, or widen training.test_fraction / training.validation_fraction "
             f"(now {spec.training.test_fraction} / {spec.training.validation_fraction})",
         )
-    if window.height < gates.min_training_rows:
+    if total < gates.min_training_rows:
         report.add(
             "warning",
-            f"{window.height} rows in the window < gates.min_training_rows="
+            f"{total} rows in the window < gates.min_training_rows="
             f"{gates.min_training_rows}: lower it or widen training.window_days",
         )
     if rate is not None and not gates.min_positive_rate <= rate <= gates.max_positive_rate:
@@ -290,8 +322,7 @@ def _fit(spec: ModelSpec, frame: pl.DataFrame, rate: float | None, report: Prefl
             f"{gates.max_positive_rate}]: set gates.{option} to allow it",
         )
     sensitive = spec.sensitive_attribute
-    if sensitive in frame.columns:
-        test = window.filter(pl.col("__day__").is_in(split.days("test")))
+    if sensitive in test.columns:
         counts = test.group_by(pl.col(sensitive).cast(pl.String)).len().sort("len")
         tiny = [(g, n) for g, n in counts.rows() if n < gates.min_slice_size]
         if tiny:

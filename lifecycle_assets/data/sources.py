@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from lifecycle_assets.data.simulator import simulate_day
-from lifecycle_assets.spec import ModelSpec
+from lifecycle_assets.spec import SNAPSHOT_TIMESTAMP, ModelSpec
 
 
 def source_format(spec: ModelSpec) -> str:
@@ -47,7 +47,12 @@ def _scan(spec: ModelSpec) -> pl.LazyFrame:
     uri = spec.source.uri
     if Path(uri).is_dir():
         uri = str(Path(uri) / f"*.{fmt}")
-    return scan(uri, fmt)
+    rows = scan(uri, fmt)
+    if spec.is_snapshot:
+        # No event times: every row belongs to the snapshot's one day.
+        day = dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.UTC)
+        rows = rows.with_columns(pl.lit(day, pl.Datetime("us", "UTC")).alias(SNAPSHOT_TIMESTAMP))
+    return rows
 
 
 def timestamp_utc(column: str, dtype: pl.DataType) -> pl.Expr:

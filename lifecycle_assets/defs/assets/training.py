@@ -47,7 +47,11 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 f"nothing changed: training set {training_set['digest'][:12]} is champion "
                 f"v{same.version}'s; no new version"
             )
+            # The Dagster run's MLflow run was opened for a model that is not trained: drop it.
+            unused = mlflow.active_run()
             context.resources.mlflow.end_run()
+            if unused is not None:
+                client.delete_run(unused.info.run_id)
             return
         table = pl.read_parquet(training_set["path"])
         train = table.filter(pl.col("split") == "train")

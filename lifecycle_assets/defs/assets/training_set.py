@@ -18,7 +18,7 @@ from lifecycle_assets.data.ingest import read_features, select_window
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.resources import LifecycleResource
-from lifecycle_assets.ml.training import SPLITS, assign_splits, time_split
+from lifecycle_assets.ml.training import SPLITS, assign_splits, snapshot_split, time_split
 from lifecycle_assets.registry.models import ModelRef, resolve
 from lifecycle_assets.spec import ModelSpec
 
@@ -72,7 +72,7 @@ def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 f"quarantined {selection.quarantined}, {len(selection.stale)} stale "
                 f"{selection.stale}: left out of training"
             )
-        if len(days) < 3:
+        if len(days) < (1 if spec.is_snapshot else 3):
             raise dg.Failure(
                 f"{len(days)} usable day(s) of data in the window of {len(selection.window)} "
                 f"({len(selection.quarantined)} quarantined, {len(selection.stale)} stale); "
@@ -81,8 +81,13 @@ def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 allow_retries=False,
             )
         table, entries = read_features(lake, days)
-        split = time_split([dt.date.fromisoformat(d) for d in days], spec)
-        table = assign_splits(table, split, spec)
+        if spec.is_snapshot:
+            table = snapshot_split(table, spec)
+            split_days = {s: days for s in SPLITS}
+        else:
+            split = time_split([dt.date.fromisoformat(d) for d in days], spec)
+            table = assign_splits(table, split, spec)
+            split_days = {s: [d.isoformat() for d in split.days(s)] for s in SPLITS}
         digests = {
             s: lake.put(table.filter(pl.col("split") == s), "training_sets")[0] for s in SPLITS
         }
@@ -92,7 +97,8 @@ def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             {
                 "model": spec.name,
                 "days": days,
-                "split_days": {s: [d.isoformat() for d in split.days(s)] for s in SPLITS},
+                "split_days": split_days,
+                "split": "stratified random (snapshot)" if spec.is_snapshot else "by time",
                 "split_digests": digests,
                 "split_stats": stats,
                 "quarantine": selection.to_dict(),
