@@ -18,12 +18,14 @@ from lifecycle_assets.config import GateThresholds, ServingLimits
 from lifecycle_assets.data.draft import draft_spec
 from lifecycle_assets.data.fingerprint import fingerprint
 from lifecycle_assets.data.preflight import preflight
+from lifecycle_assets.data.sources import read_day
 from lifecycle_assets.lifecycle_run import partitions_in_window
 from lifecycle_assets.ml import gates
 from lifecycle_assets.ml.evaluation import evaluate
 from lifecycle_assets.ml.features import UNKNOWN_CATEGORY, compute_features, feature_table
 from lifecycle_assets.ml.leakage import single_feature_aucs, unknown_level_problems
 from lifecycle_assets.ml.schemas import validate_raw
+from lifecycle_assets.ml.training import snapshot_split
 from lifecycle_assets.serving.requests import RequestValidator
 from lifecycle_assets.spec import ModelSpec, SpecError, load_spec
 
@@ -380,3 +382,33 @@ def test_cli_preflight_draft_spec_and_a_bad_spec(tmp_path: Path) -> None:
         assert result.exit_code == 1, result.output
         assert "Traceback" not in result.output and str(bad) in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_snapshot_splits_at_random_stratified_and_drafts_without_timestamp(
+    tmp_path: Path,
+) -> None:
+    csv = write_csv(members_frame().drop("event_time"), tmp_path / "members.csv")
+    text = draft_spec(csv, target="left")
+    assert "timestamp:" not in text and "snapshot" in text
+    path = tmp_path / "snapshot.yaml"
+    path.write_text(text)
+    spec = load_spec(path)
+    assert spec.is_snapshot
+    report = preflight(spec)
+    assert not report.errors, report.errors
+    assert any("split at random" in f.text for f in report.findings)
+    typed, validation = validate_raw(pl.read_csv(csv, infer_schema=False), spec)
+    assert not validation.passed  # no event time column in the raw file ...
+    frame, _ = read_day(spec, spec.start_date)
+    typed, validation = validate_raw(frame, spec)
+    assert validation.passed, validation.summary()  # ... the reader adds the snapshot's day
+    table = snapshot_split(feature_table(typed, spec), spec)
+    again = snapshot_split(feature_table(typed, spec), spec)
+    assert table["split"].to_list() == again["split"].to_list()
+    shares = table.group_by("split").agg(pl.col("left").mean(), pl.len()).sort("split")
+    assert shares["left"].max() - shares["left"].min() < 0.01
+    assert dict(shares.select("split", "len").rows()) == {
+        "test": 300,
+        "train": 975,
+        "validation": 225,
+    }

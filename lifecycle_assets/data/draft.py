@@ -44,7 +44,10 @@ def _is_timestamp(column: pl.Series) -> bool:
     present = column.drop_nulls().head(1000)
     if present.len() == 0 or _is_numeric(present):
         return False
-    parsed = present.str.to_datetime(strict=False, time_unit="us")
+    try:
+        parsed = present.str.to_datetime(strict=False, time_unit="us")
+    except pl.exceptions.ComputeError:  # no datetime format fits the values
+        return False
     return parsed.null_count() == 0
 
 
