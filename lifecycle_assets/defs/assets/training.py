@@ -78,9 +78,8 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             mlf.end_run(status="FAILED")  # then re-raised: the Dagster step fails too
             raise
         mlf.end_run()
-        client.set_model_version_tag(
-            ref.name, ref.version, config.TAG_MODEL_SPEC, training_set["model_spec_sha256"]
-        )
+        if spec_sha := training_set.get("model_spec_sha256"):
+            client.set_model_version_tag(ref.name, ref.version, config.TAG_MODEL_SPEC, spec_sha)
         context.log.info(f"registered {ref.name} v{ref.version} (run {run_id})")
         yield dg.Output(
             ref.to_dict(),
