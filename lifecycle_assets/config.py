@@ -20,6 +20,8 @@ TAG_ARTIFACT_SHA256 = "artifact_sha256"
 TAG_ARTIFACT_PATH = "artifact_path"
 TAG_TRAINING_DIGEST = "training_set_digest"
 TAG_TEST_DIGEST = "test_set_digest"
+# SHA-256 of the spec fields that shape the model (`data.fingerprint.model_spec_hash`).
+TAG_MODEL_SPEC = "model_spec_sha256"
 TAG_DAGSTER_RUN_ID = "dagster_run_id"
 TAG_GIT_COMMIT = "git_commit"
 TAG_SPEC_NAME = "spec_name"
@@ -61,6 +63,12 @@ class GateThresholds:
     min_positive_rate: float = 0.02
     max_positive_rate: float = 0.60
     min_rows_per_split: int = 200
+    # Slices of the sensitive attribute smaller than this (or holding one class) get
+    # "insufficient data" instead of a gap.
+    min_slice_size: int = 30
+    # Share of the training window's days whose newest batch was quarantined; above it the run
+    # does not promote. 0: any quarantined day blocks.
+    max_quarantined_share: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ class BatchRecord:
     schema: dict[str, str]
     ingested_at: str
     report: dict[str, Any] | None = None
+    # What produced it (`data.fingerprint.Fingerprint.to_dict()`); None before fingerprints.
+    fingerprint: dict[str, Any] | None = None
 
 
 class Lake:
@@ -90,9 +92,20 @@ class Lake:
         return self.root / "raw" / "manifests" / f"{day}.json"
 
     def store_batch(
-        self, day: str, frame: pl.DataFrame, source: str, report: dict[str, Any]
+        self,
+        day: str,
+        frame: pl.DataFrame,
+        source: str,
+        report: dict[str, Any],
+        fingerprint: dict[str, Any] | None = None,
     ) -> BatchRecord:
-        """Store an accepted batch in the lake, or a rejected one in quarantine with its report."""
+        """Store an accepted batch in the lake, or a rejected one in quarantine with its report.
+
+        A rejected batch also takes the day's features out of the lake: the day's newest data
+        is bad, so the day is excluded from training rather than served by an older batch.
+        """
+        if frame.is_empty():
+            raise ValueError(f"{day}: an empty batch is skipped, never stored")
         accepted = bool(report["passed"])
         if accepted:
             sha, path = self.put(frame, "raw")
@@ -112,9 +125,40 @@ class Lake:
             schema={name: str(dtype) for name, dtype in frame.schema.items()},
             ingested_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             report=report,
+            fingerprint=fingerprint,
         )
         write_atomic(self._raw_manifest(day), json.dumps(asdict(record), indent=2).encode())
+        self._empty_marker(day).unlink(missing_ok=True)
+        if not accepted:
+            self._manifest(FEATURES, day).unlink(missing_ok=True)
         return record
+
+    def forget_day(self, day: str) -> bool:
+        """Drop the day's raw and feature manifests (the source no longer has rows for it);
+        the content-addressed objects stay. True if there was something to drop."""
+        paths = (self._raw_manifest(day), self._manifest(FEATURES, day), self._empty_marker(day))
+        existed = any(p.exists() for p in paths)
+        for path in paths:
+            path.unlink(missing_ok=True)
+        return existed
+
+    def mark_empty(self, day: str, fingerprint: dict[str, Any]) -> None:
+        """Note that the source had no rows for `day` under this fingerprint (no data is
+        stored), so that the next run need not read the day again until its inputs change."""
+        self.forget_day(day)
+        write_atomic(self._empty_marker(day), json.dumps({"fingerprint": fingerprint}).encode())
+
+    def empty_fingerprint(self, day: str) -> dict[str, Any] | None:
+        path = self._empty_marker(day)
+        return json.loads(path.read_text())["fingerprint"] if path.exists() else None
+
+    def _empty_marker(self, day: str) -> Path:
+        return self.root / "raw" / "empty" / f"{day}.json"
+
+    def batch_days(self) -> list[str]:
+        """Days with a stored raw batch, accepted or quarantined."""
+        folder = self.root / "raw" / "manifests"
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
 
     def batch(self, day: str) -> BatchRecord | None:
         path = self._raw_manifest(day)
@@ -144,8 +188,16 @@ class Lake:
         folder = self.root / kind / "manifests"
         return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
 
-    def store_features(self, day: str, frame: pl.DataFrame, raw_sha256: str) -> dict[str, Any]:
-        return self.store_daily(FEATURES, day, frame, raw_sha256=raw_sha256)
+    def store_features(
+        self,
+        day: str,
+        frame: pl.DataFrame,
+        raw_sha256: str,
+        fingerprint: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return self.store_daily(
+            FEATURES, day, frame, raw_sha256=raw_sha256, fingerprint=fingerprint
+        )
 
     def feature_entry(self, day: str) -> dict[str, Any] | None:
         return self.daily_entry(FEATURES, day)

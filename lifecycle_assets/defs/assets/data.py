@@ -1,15 +1,17 @@
-"""Daily raw batches (content-addressed, validated, quarantined on failure) and their features."""
+"""Daily raw batches (content-addressed, validated, quarantined on failure) and their features.
 
-import datetime as dt
+The per-day work lives in `data.ingest`; these assets only run it and describe the result. A day
+with no rows materializes nothing (a calendar gap is not data), so nothing downstream runs.
+"""
+
+from collections.abc import Iterator
 
 import dagster as dg
 
+from lifecycle_assets.data.ingest import featurize_day, ingest_day
 from lifecycle_assets.data.lake import Lake
-from lifecycle_assets.data.sources import read_day
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.resources import LifecycleResource
-from lifecycle_assets.ml.features import feature_table
-from lifecycle_assets.ml.schemas import validate_raw
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -28,23 +30,21 @@ def build_data_assets(
         partitions_def=partitions,
         group_name=spec.name,
         kinds={"polars", "parquet"},
+        output_required=False,
         description=f"One day of raw {spec.name} rows, stored by SHA-256; bad batches quarantined.",
     )
     def raw_batches(
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource
-    ) -> dg.MaterializeResult:
-        day = dt.date.fromisoformat(context.partition_key)
-        frame, source = read_day(spec, day)
-        if frame.is_empty():
-            # A day without rows is recorded as such (weekends, holidays), not treated as an error.
-            context.log.warning(f"source {source} has no rows for {day}")
-        typed, report = validate_raw(frame, spec)
-        record = lake_for(lifecycle, spec).store_batch(
-            context.partition_key, typed if report.passed else frame, source, report.to_dict()
-        )
-        if not report.passed:
-            context.log.warning(f"quarantined {day}: {report.summary()} -> {record.path}")
-        return dg.MaterializeResult(
+    ) -> Iterator[dg.MaterializeResult]:
+        outcome = ingest_day(spec, lake_for(lifecycle, spec), context.partition_key)
+        if outcome.record is None:
+            context.log.info(outcome.reason)
+            return
+        record = outcome.record
+        if record.status != "accepted":
+            context.log.warning(f"quarantined {outcome.day}: {outcome.reason} -> {record.path}")
+        source = outcome.source
+        yield dg.MaterializeResult(
             data_version=dg.DataVersion(record.sha256),
             metadata={
                 "sha256": record.sha256,
@@ -52,8 +52,9 @@ def build_data_assets(
                 "rows": record.rows,
                 "status": record.status,
                 "path": dg.MetadataValue.path(record.path),
-                "validation": report.summary(),
+                "validation": outcome.reason,
                 "schema": dg.MetadataValue.json(record.schema),
+                "fingerprint": (record.fingerprint or {}).get("digest", ""),
             },
         )
 
@@ -69,22 +70,16 @@ def build_data_assets(
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource
     ) -> dg.MaterializeResult:
         lake = lake_for(lifecycle, spec)
-        record = lake.batch(context.partition_key)
-        if record is None:
-            raise dg.Failure(f"no raw batch for {context.partition_key}: materialize raw first")
-        if record.status != "accepted":
-            raise dg.Failure(
-                f"raw batch {context.partition_key} is quarantined ({record.path}): "
-                f"{(record.report or {}).get('summary', '')}",
-                allow_retries=False,
-            )
-        table = feature_table(lake.read_batch(record), spec)
-        entry = lake.store_features(context.partition_key, table, record.sha256)
+        try:
+            entry = featurize_day(spec, lake, context.partition_key)
+        except LookupError as error:
+            raise dg.Failure(str(error), allow_retries=False) from error
+        table = lake.read_verified(entry["path"], entry["sha256"])
         return dg.MaterializeResult(
             data_version=dg.DataVersion(entry["sha256"]),
             metadata={
                 "sha256": entry["sha256"],
-                "raw_sha256": record.sha256,
+                "raw_sha256": entry["raw_sha256"],
                 "rows": table.height,
                 "columns": dg.MetadataValue.json(spec.feature_names),
                 "null_counts": dg.MetadataValue.json(

@@ -49,7 +49,12 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         # Blocking checks stop this step within a run; re-judging here also stops a run that
         # targets this asset alone, so a failed gate can never be promoted around.
         report = EvaluationReport.from_dict(evaluation_report["report"])
-        verdicts = all_gates(report, training_set["split_stats"], spec.gate_thresholds())
+        verdicts = all_gates(
+            report,
+            training_set["split_stats"],
+            spec.gate_thresholds(),
+            training_set.get("quarantine"),
+        )
         failed = [gate for gate in verdicts if not gate.passed]
         if failed:
             raise dg.Failure(

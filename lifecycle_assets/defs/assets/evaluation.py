@@ -72,8 +72,14 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             champion_proba=champion_proba,
             champion_version=champion_ref.version if champion_proba is not None else None,
             task=spec.task,
+            min_slice_size=spec.gate_thresholds().min_slice_size,
         )
-        gates = all_gates(report, training_set["split_stats"], spec.gate_thresholds())
+        gates = all_gates(
+            report,
+            training_set["split_stats"],
+            spec.gate_thresholds(),
+            training_set.get("quarantine"),
+        )
 
         folder = settings.reports_dir / spec.name / f"v{candidate_ref.version}"
         folder.mkdir(parents=True, exist_ok=True)
