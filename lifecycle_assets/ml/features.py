@@ -27,7 +27,8 @@ def _derived_expression(derived: DerivedFeatureSpec) -> pl.Expr:
 
 
 def _categorical_expression(spec: ModelSpec, name: str) -> pl.Expr:
-    column = pl.col(name).cast(pl.String).str.strip_chars().str.to_lowercase()
+    # Levels are compared exactly as written in the spec (no case or space folding).
+    column = pl.col(name).cast(pl.String)
     levels = spec.feature(name).categories
     if levels is None:
         return column.alias(name)
