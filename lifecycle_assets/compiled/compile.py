@@ -318,12 +318,16 @@ def _hgb_trees(model: Any, n_inputs: int) -> tuple[dict[str, np.ndarray], dict[s
         offset += n
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     arrays["roots"] = np.array(roots, dtype=np.intp)
+    quick = _leaf_masks(all_nodes)
+    if quick is not None:
+        arrays.update(quick)
     arrays["is_code"] = is_code
     arrays["edges"] = np.concatenate(edges) if edges else np.array([])
     arrays["edge_offsets"] = np.cumsum([0] + [e.size for e in edges]).astype(np.intp)
     header = {
         "estimator": "trees",
         "binned": True,
+        "masked": quick is not None,
         "aggregate": "sum",
         "baseline": float(np.asarray(model._baseline_prediction).ravel()[0]),
         "link": link,
@@ -331,6 +335,55 @@ def _hgb_trees(model: Any, n_inputs: int) -> tuple[dict[str, np.ndarray], dict[s
         "max_depth": depth,
     }
     return arrays, header
+
+
+def _leaf_masks(all_nodes: list[np.ndarray]) -> dict[str, np.ndarray] | None:
+    """Per split, the leaves it rules out when it goes right (its left subtree), as a bit mask
+    over its tree's leaves in left-to-right order; None when a tree has more than 64 leaves.
+
+    The leaf a row reaches is the leftmost leaf no split ruled out (QuickScorer), so a row is
+    scored by one table lookup per split and one AND per tree, with no walk down the levels.
+    """
+    splits, node_ids, masks, starts, leaf_values, leaf_starts = [], [], [], [], [], []
+    offset = 0
+    for nodes in all_nodes:
+        order: list[int] = []  # leaves, left to right
+        spans: dict[int, tuple[int, int]] = {}  # node -> [first, last) leaf positions
+
+        def visit(i: int, nodes: np.ndarray = nodes, order: list[int] = order, spans=spans) -> None:
+            first = len(order)
+            if nodes["is_leaf"][i]:
+                order.append(i)
+            else:
+                visit(int(nodes["left"][i]))
+                visit(int(nodes["right"][i]))
+            spans[i] = (first, len(order))
+
+        visit(0)
+        if len(order) > 64:
+            return None
+        starts.append(len(splits))
+        leaf_starts.append(len(leaf_values))
+        leaf_values.extend(float(nodes["value"][i]) for i in order)
+        internal = [i for i in range(nodes.shape[0]) if not nodes["is_leaf"][i]] or [0]
+        for i in internal:
+            mask = (1 << 64) - 1
+            if not nodes["is_leaf"][i]:
+                first, last = spans[int(nodes["left"][i])]
+                for position in range(first, last):
+                    mask &= ~(1 << position)
+            splits.append(int(nodes["feature_idx"][i]) if not nodes["is_leaf"][i] else 0)
+            node_ids.append(offset + i)
+            masks.append(mask)
+        offset += nodes.shape[0]
+    return {
+        "mask_feature": np.array(splits, dtype=np.intp),
+        "mask_node": np.array(node_ids, dtype=np.intp),
+        "mask_bits": np.array(masks, dtype=np.uint64),
+        "mask_starts": np.array(starts, dtype=np.intp),
+        "mask_leaf_value": np.array(leaf_values, dtype=np.float64),
+        "mask_leaf_start": np.array(leaf_starts, dtype=np.intp),
+    }
 
 
 def _forest_trees(model: Any, classifier: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -26,6 +26,9 @@ import numpy as np
 FORMAT_VERSION = 1
 # Column of a categorical split's table taken by a missing (NaN or negative) code.
 MISSING_CODE = 256
+_ALL_LEAVES = np.uint64(0xFFFFFFFFFFFFFFFF)
+# Rows scored per step of the leaf-mask evaluator (bounds its rows x splits temporaries).
+_CHUNK = 256
 
 
 @dataclass
@@ -127,16 +130,35 @@ class CompiledModel:
         n = inputs.shape[0]
         roots = a["roots"]
         n_trees = roots.size
-        node = np.tile(roots, n)
-        if h["binned"]:
-            node = self._walk_binned(inputs, node, n_trees)
+        if h.get("masked"):
+            leaves = (
+                np.concatenate([self._masked(inputs[i : i + _CHUNK]) for i in range(0, n, _CHUNK)])
+                if n > _CHUNK
+                else self._masked(inputs)
+            )
         else:
-            node = self._walk(inputs, node, n_trees)
-        leaves = a["value"][node].reshape(n, n_trees)
+            node = np.tile(roots, n)
+            if h["binned"]:
+                node = self._walk_binned(inputs, node, n_trees)
+            else:
+                node = self._walk(inputs, node, n_trees)
+            leaves = a["value"][node].reshape(n, n_trees)
         # Summed tree by tree, in scikit-learn's order, so rounding matches it too.
         first = np.full((n, 1), float(h["baseline"]))
         total = np.cumsum(np.concatenate([first, leaves], axis=1), axis=1)[:, -1]
         return total / n_trees if h["aggregate"] == "mean" else total
+
+    def _masked(self, inputs: np.ndarray) -> np.ndarray:
+        """Leaf values (rows x trees) by leaf masks: every split decided at once, then per tree
+        the leftmost leaf that no split ruled out."""
+        a = self.arrays
+        bins = self.bins(inputs)[:, a["mask_feature"]]
+        right = a["goes_right"][a["mask_node"] * (MISSING_CODE + 1) + bins].astype(bool)
+        ruled = np.where(right, a["mask_bits"], _ALL_LEAVES)
+        alive = np.bitwise_and.reduceat(ruled, a["mask_starts"], axis=1)
+        lowest = alive & (~alive + np.uint64(1))
+        position = np.log2(lowest.astype(np.float64)).astype(np.intp)
+        return a["mask_leaf_value"][a["mask_leaf_start"] + position]
 
     def _walk(self, inputs: np.ndarray, node: np.ndarray, n_trees: int) -> np.ndarray:
         """Every (row, tree) pair one level down per step, comparing raw values."""

@@ -29,6 +29,7 @@ from lifecycle_assets.provenance.links import (
     Link,
     hash_mismatch,
 )
+from lifecycle_assets.provenance.prediction_index import candidate_days, may_hold
 
 # The monitor's schema file names each logged column's role; inputs are its `feature` columns
 # and outputs its `prediction` columns (`score` or `probability`, whichever the service wrote).
@@ -71,10 +72,12 @@ def prediction_tables(lake: Lake) -> Iterator[PredictionTable]:
         yield PredictionTable(day, path, rows, mismatch)
 
 
-def _logged_lines(log_dir: Path) -> Iterator[tuple[Path, str]]:
+def _logged_lines(log_dir: Path, days: frozenset[str] | None = None) -> Iterator[tuple[Path, str]]:
     models = sorted(p.name for p in log_dir.iterdir() if p.is_dir()) if log_dir.exists() else []
     for model in models:
         for path in log_files(log_dir, model):
+            if not may_hold(path, days):
+                continue
             with path.open() as handle:
                 for line in handle:
                     yield path, line
@@ -122,7 +125,9 @@ def _from_lake(settings: Settings, prediction_id: str) -> Found:
 def find_prediction(settings: Settings, prediction_id: str) -> Found:
     """The logged row of `prediction_id`, where it was found, and any shadow rows mirroring it."""
     found, shadows = Found(), {}
-    for path, line in _logged_lines(settings.prediction_log_dir):
+    # A UUIDv7 id names its day: only that day's log folders (and neighbours) are read.
+    days = candidate_days(prediction_id)
+    for path, line in _logged_lines(settings.prediction_log_dir, days):
         if prediction_id not in line:  # cheap filter before parsing every line
             continue
         row = json.loads(line)

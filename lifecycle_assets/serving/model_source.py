@@ -56,6 +56,9 @@ logger = logging.getLogger(__name__)
 
 ENV_MODEL_NAMES = "LIFECYCLE_MODEL_NAMES"
 ENV_MODEL_SOURCE = "LIFECYCLE_MODEL_SOURCE"
+# `sklearn` serves every model with scikit-learn even when a compiled form is proven (a switch
+# for operators and the benchmark's comparison); `auto` (default) serves the compiled form.
+ENV_SCORER = "LIFECYCLE_SCORER"
 # Subfolder of a BentoML model that holds the MLflow model directory (MLmodel, model.skops).
 BENTO_MODEL_SUBDIR = "mlflow_model"
 # Subfolder of a BentoML model that holds the compiled file, when the version has one.
@@ -157,6 +160,8 @@ def attach_compiled(
     is absent). Any failure falls back to scikit-learn: the pipeline is the source of truth.
     """
     tags = loaded.ref.tags
+    if os.environ.get(ENV_SCORER, "auto") == "sklearn":
+        return None, f"scikit-learn chosen by {ENV_SCORER}=sklearn"
     status = tags.get(TAG_COMPILED_STATUS)
     if status is None:
         return None, "no compiled artifact registered with this version"
