@@ -258,7 +258,7 @@ def _ms(text: str) -> float:
 def run_wrk(wrk: str, url: str, script: Path, concurrency: int, seconds: float) -> dict[str, float]:
     """One wrk run from CPU 1; req/s, p50/p99 in ms and errors (non-2xx, socket errors)."""
     command = [
-        "taskset", "-c", LOAD_CPU, wrk, "-t1", f"-c{concurrency}", f"-d{seconds}s",
+        "taskset", "-c", LOAD_CPU, wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
         "--latency", "--timeout", "10s", "-s", str(script), url,
     ]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
