@@ -226,7 +226,7 @@ def test_registered_version_serves_compiled_and_a_tampered_file_is_refused(
     assert served.describe_scorer()["scorer"] == "compiled"
     records = generated_records(spec, 50, seed=5)
     batch = RequestValidator(spec, 1000).validate(records)
-    from_records = score_records(served, batch.records, batch.frame)
+    from_records = score_records(served, batch.records, lambda: batch.frame)
     np.testing.assert_allclose(
         from_records,
         served.loaded.pipeline.predict_proba(

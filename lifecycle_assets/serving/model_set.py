@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,13 +71,15 @@ def score(served: ServedModel, frame: pl.DataFrame) -> np.ndarray:
 
 
 def score_records(
-    served: ServedModel, records: Sequence[dict[str, Any]], frame: pl.DataFrame
+    served: ServedModel,
+    records: Sequence[dict[str, Any]],
+    frame: Callable[[], pl.DataFrame],
 ) -> np.ndarray:
     """Scores for validated records: straight from the records into the compiled model (no
-    data frame), or through `score` on their frame when scikit-learn serves."""
+    data frame), or through `score` on their frame (`frame()`) when scikit-learn serves."""
     if served.compiled is not None:
         return served.compiled.score(*served.row_encoder.encode(records))
-    return score(served, frame)
+    return score(served, frame())
 
 
 def smoke_frame(spec: ModelSpec) -> pl.DataFrame:

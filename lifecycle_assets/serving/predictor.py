@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +153,7 @@ class Predictor:
                 await asyncio.sleep(0)
                 self._write_log(rows, records, models, latencies)
                 self.refresh_drift()
-                if models.shadow is not None:
+                if models.shadow is not None and frame is not None:
                     self.shadow.queue(models, frame, rows, records)
 
     def _write_log(
@@ -181,13 +183,13 @@ class Predictor:
     def _split_score(
         self,
         models: ModelSet,
-        frame: pl.DataFrame,
+        frame: Callable[[], pl.DataFrame],
         records: list[dict[str, Any]],
         ids: list[str | None],
         prediction_ids: list[str],
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scores and the canary mask: one vectorized call per model that answers (from the
-        records when the model is compiled, else from the frame)."""
+        records when the model is compiled, else from the batch's frame, built on demand)."""
         canary = models.canary
         n = len(records)
         if canary is None:
@@ -200,21 +202,28 @@ class Predictor:
         if mask.all():
             return score_records(canary, records, frame), mask
         scores = np.empty(n, dtype=float)
-        selector = pl.Series(mask)
         chosen = mask.tolist()
         to_canary = [r for r, c in zip(records, chosen, strict=True) if c]
         to_champion = [r for r, c in zip(records, chosen, strict=True) if not c]
-        scores[mask] = score_records(canary, to_canary, frame.filter(selector))
-        scores[~mask] = score_records(models.champion, to_champion, frame.filter(~selector))
+        scores[mask] = score_records(canary, to_canary, lambda: frame().filter(pl.Series(mask)))
+        scores[~mask] = score_records(
+            models.champion, to_champion, lambda: frame().filter(pl.Series(~mask))
+        )
         return scores, mask
 
     def _score_pending(
         self, pending: list[_Pending], models: ModelSet
-    ) -> tuple[list[dict[str, Any]], list[float], list[dict[str, Any]], pl.DataFrame]:
+    ) -> tuple[list[dict[str, Any]], list[float], list[dict[str, Any]], pl.DataFrame | None]:
         """Score, answer each request, and return the rows, per-row latencies and records to
-        log, and the frame (for the shadow)."""
+        log, and the frame (for the shadow; None without one)."""
         spec = models.champion.loaded.spec
-        frame = pl.concat([item.batch.frame for item in pending], how="vertical")
+
+        @functools.cache
+        def frame() -> pl.DataFrame:
+            # Only scikit-learn and the shadow need the batch as a frame; compiled models
+            # score the records themselves.
+            return pl.concat([item.batch.frame for item in pending], how="vertical")
+
         records = [record for item in pending for record in item.batch.records]
         ids = [identifier for item in pending for identifier in item.batch.ids]
         # Always minted here: a client's record id may repeat (a re-scored application), a
@@ -254,7 +263,7 @@ class Predictor:
             if not item.future.done():
                 item.future.set_result(rows)
             latencies += [(time.perf_counter() - item.queued_at) * 1000.0] * len(rows)
-        return all_rows, latencies, records, frame
+        return all_rows, latencies, records, frame() if models.shadow is not None else None
 
     def metadata(self) -> dict[str, Any]:
         served = self.served
