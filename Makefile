@@ -46,8 +46,11 @@ serve: install  ## every model's champion over HTTP on http://127.0.0.1:3001
 mlflow-ui: install  ## MLflow runs and registry on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_DB) --host 127.0.0.1 --port 5000
 
-bench: install
+bench: install  ## serving (wrk on pinned cores), CLI latency, lifecycle at three sizes; targets pass/fail
+	command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y wrk || sudo apt-get install -y wrk; }
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/cli.py
+	[ ! -f benchmarks/lifecycle.py ] || $(BIN)/python benchmarks/lifecycle.py
 
 clean:
 	rm -rf .lifecycle .dagster_home

@@ -114,6 +114,7 @@ def track_and_register(
         pipeline,
         spec,
         input_example=model_input(table.filter(pl.col("split") == "train"), spec),
+        evaluation=model_input(table.filter(pl.col("split") == "test"), spec),
         version_tags={
             config.TAG_TRAINING_DIGEST: training_set["digest"],
             config.TAG_TEST_DIGEST: training_set["split_digests"]["test"],
