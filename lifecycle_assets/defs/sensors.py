@@ -3,6 +3,7 @@ model card of every evaluated version."""
 
 import datetime as dt
 import json
+from typing import Any
 
 import dagster as dg
 
@@ -13,9 +14,16 @@ from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, tra
 from lifecycle_assets.spec import ModelSpec
 
 
+def _metadata_value(record: dg.EventLogRecord, key: str) -> Any:
+    metadata = record.asset_materialization.metadata
+    return metadata[key].value if key in metadata else None
+
+
 def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
     ingest = {job.name: job for job in jobs}[ingest_job_name(spec)]
     drift_key = names.key(spec.name, names.DRIFT_REPORT)
+    evaluation_key = names.key(spec.name, names.EVALUATION_REPORT)
+    card_key = names.key(spec.name, names.MODEL_CARD)
 
     @dg.sensor(
         name=f"{spec.name}_new_data_sensor",
@@ -97,8 +105,7 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         )
         return dg.SensorResult(run_requests=[request], cursor=json.dumps(state))
 
-    @dg.asset_sensor(
-        asset_key=names.key(spec.name, names.EVALUATION_REPORT),
+    @dg.sensor(
         name=f"{spec.name}_model_card_sensor",
         job_name=model_card_job_name(spec),
         minimum_interval_seconds=30,
@@ -107,7 +114,30 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         description=f"Writes the model card of each newly evaluated {spec.name} version, "
         "including versions the gates rejected.",
     )
-    def model_card_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-        return dg.RunRequest(run_key=f"model-card-{asset_event.storage_id}")
+    def model_card_sensor(context: dg.SensorEvaluationContext):
+        # The cursor is the storage id of the last evaluation handled.
+        after = int(context.cursor) if context.cursor else None
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=evaluation_key, after_storage_id=after), limit=1
+        ).records
+        if not records:
+            return dg.SkipReason(
+                "no new evaluation since the last card" if after else "nothing evaluated yet"
+            )
+        latest = records[0]
+        version = _metadata_value(latest, "model_version")
+        cards = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=card_key, after_storage_id=latest.storage_id), limit=1
+        ).records
+        if cards:
+            # `lifecycle run` writes the card right after training: nothing left to do.
+            return dg.SensorResult(
+                skip_reason=f"v{version} already has its card", cursor=str(latest.storage_id)
+            )
+        request = dg.RunRequest(
+            run_key=f"model-card-{latest.storage_id}",
+            tags={"lifecycle/model_version": str(version)},
+        )
+        return dg.SensorResult(run_requests=[request], cursor=str(latest.storage_id))
 
     return [new_data_sensor, drift_sensor, model_card_sensor]
