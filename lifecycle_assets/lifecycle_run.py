@@ -1,9 +1,10 @@
 """Run the whole lifecycle of one model against a real Dagster instance, and summarize it.
 
 This is what `make run` and `lifecycle run` do, and what a person does in the UI: backfill the
-ingest job over the window, then launch the training job. Each partition is its own Dagster run
-(visible in the UI with its data version); the training job is one run whose blocking checks
-decide whether the new version becomes `champion`.
+ingest job over the window, then launch the training job. The window is one Dagster run per
+model (a single-run backfill over the partition range, each day still its own partition with its
+own metadata); the training job is one run whose blocking checks decide whether the new version
+becomes `champion`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from lifecycle_assets.config import Settings
+from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.factory import daily_partitions
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
@@ -69,6 +71,42 @@ def partitions_in_window(spec: ModelSpec, today: dt.date | None = None) -> list[
     return keys[-spec.training.window_days :]
 
 
+# Dagster's run tags for a run over a partition range (what a single-run backfill launches).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+ONE_DAY = dt.timedelta(days=1)
+
+
+def contiguous_blocks(days: list[str]) -> list[list[str]]:
+    """Runs of consecutive days: a partition range covers consecutive days only."""
+    blocks: list[list[str]] = []
+    for day in sorted(days):
+        previous = blocks[-1][-1] if blocks else None
+        if previous and dt.date.fromisoformat(day) - dt.date.fromisoformat(previous) == ONE_DAY:
+            blocks[-1].append(day)
+        else:
+            blocks.append([day])
+    return blocks
+
+
+def _run_range(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    days: list[str],
+    asset_selection: list[dg.AssetKey] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """One Dagster run over `days` (consecutive): each day its own partition, in one run."""
+    return job.execute_in_process(
+        instance=instance,
+        tags={RANGE_START_TAG: days[0], RANGE_END_TAG: days[-1]},
+        asset_selection=asset_selection,
+        raise_on_error=False,
+        run_config=_console_logging("WARNING"),
+    )
+
+
 def ingest_window(
     defs: dg.Definitions,
     spec: ModelSpec,
@@ -77,28 +115,40 @@ def ingest_window(
     refresh: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> IngestOutcome:
+    """Ingest the window's missing days in ONE Dagster run (per run of consecutive days).
+
+    A quarantined day fails its blocking schema check, which holds back the features of the
+    whole run; the features of the accepted days then get one more run of their own.
+    """
     job = defs.resolve_job_def(ingest_job_name(spec))
     done = instance.get_materialized_partitions(names.key(spec.name, names.FEATURES))
-    outcome = IngestOutcome()
-    for day in partitions_in_window(spec):
-        if day in done and not refresh:
-            outcome.skipped.append(day)
-        else:
-            result = job.execute_in_process(
-                partition_key=day,
-                instance=instance,
-                raise_on_error=False,
-                run_config=_console_logging("WARNING"),
+    window = partitions_in_window(spec)
+    outcome = IngestOutcome(skipped=[d for d in window if d in done and not refresh])
+    needed = [d for d in window if d not in outcome.skipped]
+    settings = Settings.from_env()
+    lake = Lake(settings.lake_dir, settings.quarantine_dir, spec.name)
+    for block in contiguous_blocks(needed):
+        result = _run_range(job, instance, block)
+        stored = {day: lake.batch(day) for day in block}
+        quarantined = {
+            day: (record.report or {}).get("summary", "quarantined")
+            for day, record in stored.items()
+            if record is not None and record.status != "accepted"
+        }
+        outcome.quarantined.update(quarantined)
+        accepted = [d for d in block if d not in quarantined]
+        missing = [d for d in accepted if lake.feature_entry(d) is None]
+        for rest in contiguous_blocks(missing) if quarantined else []:
+            _run_range(job, instance, rest, [names.key(spec.name, names.FEATURES)])
+        failed = [d for d in accepted if lake.feature_entry(d) is None]
+        if failed:
+            raise RuntimeError(
+                f"ingest of {failed[0]} failed: {result.get_run_failure_event() or 'no features'}"
             )
-            failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
-            if failed:
-                outcome.quarantined[day] = failed[0].description or "failed a blocking check"
-            elif not result.success:
-                raise RuntimeError(f"ingest of {day} failed: {result.get_run_failure_event()}")
-            else:
-                outcome.ingested.append(day)
+        outcome.ingested.extend(accepted)
         if progress:
-            progress(day)
+            for day in block:
+                progress(day)
     return outcome
 
 
