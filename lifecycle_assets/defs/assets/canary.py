@@ -13,6 +13,7 @@ from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.assets.labels import labels_received
 from lifecycle_assets.defs.assets.monitoring import serving_partitions
 from lifecycle_assets.defs.automation import canary_condition
+from lifecycle_assets.defs.metadata import rounded
 from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.canary_analysis import CanaryVerdict, analyze_canary
 from lifecycle_assets.registry.canary import clear_canary, promote_canary
@@ -90,7 +91,7 @@ def build_canary_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 "canary_version": verdict.canary_version or "none",
                 "canary_rows": verdict.canary.rows,
                 "champion_rows": verdict.champion.rows,
-                "score_psi": verdict.score_psi if verdict.score_psi is not None else "n/a",
+                "score_psi": rounded(verdict.score_psi) if verdict.score_psi is not None else "n/a",
             },
         )
 

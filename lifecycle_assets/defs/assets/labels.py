@@ -12,6 +12,7 @@ from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.assets.monitoring import serving_partitions
 from lifecycle_assets.defs.automation import IO_RETRY, monitoring_freshness
+from lifecycle_assets.defs.metadata import rounded
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.ml import live_performance
 from lifecycle_assets.ml.tasks import traits
@@ -60,11 +61,12 @@ def _summary(day: str, report: dict, metric: str) -> str:
 def _metadata(day: str, report: dict, label_days: int, metric: str) -> dict:
     overall = report["overall"] or {}
     realized, estimated, gap = (overall.get(k) or {} for k in ("realized", "estimated", "gap"))
+    coverage = report["label_coverage"]
     metadata = {
         "summary": _summary(day, report, metric),
         "rows": report["rows"],
         "labelled_rows": report["labelled_rows"],
-        "label_coverage": report["label_coverage"],
+        "label_coverage": rounded(coverage) if coverage is not None else None,
         "label_days_read": label_days,
         "performance": dg.MetadataValue.md(live_performance.report_markdown(report)),
     }
@@ -75,7 +77,7 @@ def _metadata(day: str, report: dict, label_days: int, metric: str) -> dict:
         (f"{metric}_gap", gap.get(metric)),
     ):
         if value is not None:
-            metadata[name] = dg.MetadataValue.float(float(value))
+            metadata[name] = dg.MetadataValue.float(rounded(float(value)))
     return metadata
 
 
