@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from lifecycle_assets import config
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs.assets import training
+from lifecycle_assets.defs.metadata import rounded, rounded_metrics
 from lifecycle_assets.lifecycle_run import IngestOutcome, ingest_window, train_and_deploy
 from lifecycle_assets.ml import gates
 from lifecycle_assets.registry import tracking
@@ -86,3 +87,28 @@ def test_a_failing_model_leaves_no_open_run_and_shares_none(spec, lifecycle_env,
     logged = {m.key for m in client.get_logged_model(tracking.logged_model_id(version)).metrics}
     expected = {"test_r2", "test_mae", *(f"gate_{g}_passed" for g in gates.gate_names(loss.task))}
     assert expected <= logged, expected - logged
+
+
+def test_the_resource_reads_mlflow_addresses_from_the_environment(lifecycle_env, monkeypatch):
+    monkeypatch.setenv("LIFECYCLE_MLFLOW_UI_URL", "http://mlflow.example:5000/")
+    resource = build_definitions([]).resources["mlflow"]
+    assert isinstance(resource.tracking_uri, dg.EnvVar)
+    assert isinstance(resource.ui_url, dg.EnvVar)
+    live = resource.process_config_and_initialize()  # EnvVars resolve here, as in a run
+    assert live.settings().mlflow_tracking_uri == lifecycle_env.mlflow_tracking_uri
+    run_link = live.run_link("abc123", "7")
+    assert run_link.value == "http://mlflow.example:5000/#/experiments/7/runs/abc123"
+    assert isinstance(run_link, dg.UrlMetadataValue)
+
+    monkeypatch.delenv("LIFECYCLE_MLFLOW_UI_URL")
+    plain = build_definitions([]).resources["mlflow"].process_config_and_initialize()
+    assert plain.run_link("abc123", "7") == dg.MetadataValue.text("abc123")
+
+
+def test_metrics_are_rounded_to_four_significant_digits() -> None:
+    values = rounded_metrics({"roc_auc": 0.812345678, "mae": 12345.678, "n": 4800, "ok": True})
+    assert values == {
+        "roc_auc": dg.MetadataValue.float(0.8123),
+        "mae": dg.MetadataValue.float(12350.0),
+    }
+    assert rounded(0.0) == 0.0 and rounded(-0.000123456) == -0.0001235
