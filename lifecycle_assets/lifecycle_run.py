@@ -23,6 +23,7 @@ from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.factory import daily_partitions
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
+from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -71,26 +72,6 @@ def partitions_in_window(spec: ModelSpec, today: dt.date | None = None) -> list[
     return keys[-spec.training.window_days :]
 
 
-# Dagster's run tags for a run over a partition range (what a single-run backfill launches).
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-
-
-ONE_DAY = dt.timedelta(days=1)
-
-
-def contiguous_blocks(days: list[str]) -> list[list[str]]:
-    """Runs of consecutive days: a partition range covers consecutive days only."""
-    blocks: list[list[str]] = []
-    for day in sorted(days):
-        previous = blocks[-1][-1] if blocks else None
-        if previous and dt.date.fromisoformat(day) - dt.date.fromisoformat(previous) == ONE_DAY:
-            blocks[-1].append(day)
-        else:
-            blocks.append([day])
-    return blocks
-
-
 def _run_range(
     job: dg.JobDefinition,
     instance: dg.DagsterInstance,
@@ -100,7 +81,7 @@ def _run_range(
     """One Dagster run over `days` (consecutive): each day its own partition, in one run."""
     return job.execute_in_process(
         instance=instance,
-        tags={RANGE_START_TAG: days[0], RANGE_END_TAG: days[-1]},
+        tags=range_tags(days),
         asset_selection=asset_selection,
         raise_on_error=False,
         run_config=_console_logging("WARNING"),

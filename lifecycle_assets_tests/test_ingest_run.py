@@ -14,7 +14,8 @@ from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.data.simulator import simulate_day
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs import names
-from lifecycle_assets.lifecycle_run import contiguous_blocks, ingest_window, partitions_in_window
+from lifecycle_assets.defs.partition_ranges import contiguous_blocks
+from lifecycle_assets.lifecycle_run import ingest_window, partitions_in_window
 from lifecycle_assets.spec import ModelSpec
 
 pytestmark = pytest.mark.e2e

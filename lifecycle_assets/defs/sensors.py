@@ -11,6 +11,7 @@ from lifecycle_assets import config
 from lifecycle_assets.data.landing import days_in_file, landed_files, landing_folder
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
+from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -47,18 +48,19 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         valid = set(ingest.partitions_def.get_partition_keys())
         requests, outside = [], []
         for landed in fresh:
-            for day in days_in_file(spec, landed.path):
-                if day in valid:
-                    # Keyed by content: the same file never triggers the same day twice.
-                    requests.append(
-                        dg.RunRequest(
-                            run_key=f"{day}:{landed.fingerprint}",
-                            partition_key=day,
-                            tags={"lifecycle/landed_file": landed.path.name},
-                        )
+            days = days_in_file(spec, landed.path)
+            outside += [day for day in days if day not in valid]
+            # One run per run of consecutive days in the file, keyed by content: the same file
+            # never triggers the same days twice.
+            for block in contiguous_blocks([day for day in days if day in valid]):
+                tags = {"lifecycle/landed_file": landed.path.name}
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"{block[0]}..{block[-1]}:{landed.fingerprint}",
+                        partition_key=block[0] if len(block) == 1 else None,
+                        tags=tags if len(block) == 1 else {**tags, **range_tags(block)},
                     )
-                else:
-                    outside.append(day)
+                )
             seen[landed.path.name] = landed.fingerprint
         if outside:
             context.log.warning(f"days outside the partitions, not ingested: {sorted(outside)}")
