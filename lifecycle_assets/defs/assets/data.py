@@ -40,7 +40,7 @@ def each_day(
         return dg.MaterializeResult(data_version=dg.DataVersion(next(iter(versions.values()))))
     digest = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(digest), metadata={"days": len(versions)}
+        data_version=dg.DataVersion(digest), metadata={"days_in_run": len(versions)}
     )
 
 
