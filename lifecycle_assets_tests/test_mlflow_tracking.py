@@ -19,6 +19,7 @@ from lifecycle_assets.defs.metadata import rounded, rounded_metrics
 from lifecycle_assets.lifecycle_run import IngestOutcome, ingest_window, train_and_deploy
 from lifecycle_assets.ml import gates
 from lifecycle_assets.registry import tracking
+from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
 from lifecycle_assets.spec import BUILTIN_SPECS_DIR, ModelSpec, load_spec
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +60,7 @@ def test_a_failing_model_leaves_no_open_run_and_shares_none(spec, lifecycle_env,
     runs = {
         run.info.run_name: run
         for run in client.search_runs([experiment.experiment_id])
-        if tracking.TAG_HOST in run.data.tags
+        if TAG_HOST in run.data.tags
     }
     assert not [name for name, run in runs.items() if run.info.status == "RUNNING"]
     assert set(runs) == {f"credit_default-{failed.training_run_id[:8]}", "expected_loss-v1"}
@@ -75,8 +76,8 @@ def test_a_failing_model_leaves_no_open_run_and_shares_none(spec, lifecycle_env,
     tags = good.data.tags
     assert tags[tracking.TAG_MODEL_NAME] == "expected_loss"
     assert tags[config.TAG_DAGSTER_RUN_ID] == trained.training_run_id
-    assert tags[tracking.TAG_HOST] == socket.gethostname()
-    assert tags[tracking.TAG_PID] == str(os.getpid())
+    assert tags[TAG_HOST] == socket.gethostname()
+    assert tags[TAG_PID] == str(os.getpid())
     assert tags[config.TAG_GIT_COMMIT]
     assert good.data.params["task"] == "regression"
     assert good.data.params["features"] == ",".join(loss.feature_names)

@@ -28,6 +28,7 @@ from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.training import model_input
 from lifecycle_assets.registry.models import ModelRef, log_and_register
+from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -48,9 +49,6 @@ def configure_mlflow(settings: Settings) -> MlflowClient:
     return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
 
 
-# Who ran a training: a run still RUNNING whose host and pid are gone crashed (crash reconcile).
-TAG_HOST = "lifecycle.host"
-TAG_PID = "lifecycle.pid"
 TAG_MODEL_NAME = "model_name"
 
 
