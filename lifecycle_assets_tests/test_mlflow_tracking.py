@@ -37,7 +37,7 @@ def test_a_failing_model_leaves_no_open_run_and_shares_none(spec, lifecycle_env,
 
     # 1. No features yet: training_set fails before any MLflow run is opened.
     no_data = train_and_deploy(defs, credit, instance, IngestOutcome())
-    assert no_data.model_version is None and "day(s) of features" in no_data.failure
+    assert no_data.model_version is None and "day(s)" in no_data.failure
 
     # 2. Fitting fails inside credit_default's MLflow run.
     ingest_window(defs, credit, instance)
