@@ -1,8 +1,9 @@
 """Run the whole lifecycle of one model against a real Dagster instance, and summarize it.
 
 This is what `make run` and `lifecycle run` do, and what a person does in the UI: ingest the
-window's days that are new or whose inputs changed, then launch the training job. Each partition
-is its own Dagster run (visible in the UI with its data version); the training job is one run
+window's days that are new or whose inputs changed, then launch the training job. The days to
+read are one Dagster run per block of consecutive days (a single-run backfill over the partition
+range, each day still its own partition with its own metadata); the training job is one run
 whose blocking checks decide whether the new version becomes `champion`.
 
 The console gets one line per outcome; every Dagster event of a run goes to
@@ -28,6 +29,7 @@ from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.data.sources import read_day
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
+from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
 from lifecycle_assets.recovery import recover_at_start
 from lifecycle_assets.spec import ModelSpec
 
@@ -140,6 +142,22 @@ def record_outcome(
     return True
 
 
+def _run_range(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    days: list[str],
+    asset_selection: list[dg.AssetKey] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """One Dagster run over `days` (consecutive): each day its own partition, in one run."""
+    return job.execute_in_process(
+        instance=instance,
+        tags=range_tags(days),
+        asset_selection=asset_selection,
+        raise_on_error=False,
+        run_config=QUIET,
+    )
+
+
 def ingest_window(
     defs: dg.Definitions,
     spec: ModelSpec,
@@ -148,6 +166,11 @@ def ingest_window(
     refresh: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> IngestOutcome:
+    """Ingest the window's days that need reading, each block of consecutive days in ONE run.
+
+    A quarantined day fails its blocking schema check, which holds back the features of the
+    whole run; the features of the accepted days then get one more run of their own.
+    """
     recover_at_start(instance, [spec.name])  # settle what a killed run left behind, first
     settings = Settings.from_env()
     lake = Lake(settings.lake_dir, settings.quarantine_dir, spec.name)
@@ -155,6 +178,7 @@ def ingest_window(
     days = partitions_in_window(spec)
     needed = days_to_ingest(spec, lake, days, refresh=refresh)
     outcome = IngestOutcome()
+    to_read = []
     for day in days:
         if day not in needed:
             record = lake.batch(day)
@@ -169,14 +193,28 @@ def ingest_window(
             lake.mark_empty(day, fingerprint(spec).to_dict())
             outcome.empty.append(day)
         else:
-            result = job.execute_in_process(
-                partition_key=day, instance=instance, raise_on_error=False, run_config=QUIET
-            )
-            log = write_run_log(instance, result.run_id, spec, settings)
+            to_read.append(day)
+    for block in contiguous_blocks(to_read):
+        result = _run_range(job, instance, block)
+        log = write_run_log(instance, result.run_id, spec, settings)
+        held_back = [
+            day
+            for day in block
+            if (record := lake.batch(day)) is not None
+            and record.status == "accepted"
+            and lake.feature_entry(day) is None
+        ]
+        # A quarantined day failed its blocking check and held back the others' features.
+        for rest in contiguous_blocks(held_back):
+            features = [names.key(spec.name, names.FEATURES)]
+            rerun = _run_range(job, instance, rest, features)
+            write_run_log(instance, rerun.run_id, spec, settings)
+        for day in block:
             if not record_outcome(spec, lake, day, needed[day], outcome):
                 raise RuntimeError(f"ingest of {day} failed: {failure_cause(result)} (log: {log})")
         if progress:
-            progress(day)
+            for day in block:
+                progress(day)
     return outcome
 
 

@@ -4,6 +4,7 @@ Each check is thin: it loads what it judges and calls a pure function in `ml/`, 
 verdict is reached by the promotion step, the model card and the tests.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -79,6 +80,36 @@ def validation_result(report: ValidationReport, path: str) -> dg.AssetCheckResul
     )
 
 
+def each_day_check(
+    context: dg.AssetCheckExecutionContext, judge: Callable[[str], dg.AssetCheckResult]
+) -> dg.AssetCheckResult:
+    """Judge every day of the run (one day, or a window ingested in one run); one verdict.
+
+    One day keeps its own result. A window passes when every day does; otherwise it names the
+    failed days, with the first failure's description and metadata.
+    """
+    results = {day: judge(day) for day in context.partition_keys}
+    if len(results) == 1:
+        return next(iter(results.values()))
+    failed = {day: result for day, result in results.items() if not result.passed}
+    if not failed:
+        return dg.AssetCheckResult(
+            passed=True,
+            description=f"all {len(results)} days pass",
+            metadata={"days_checked": len(results)},
+        )
+    first_day, first = next(iter(failed.items()))
+    return dg.AssetCheckResult(
+        passed=False,
+        description=f"{len(failed)} of {len(results)} days fail; {first_day}: {first.description}",
+        metadata={
+            **(first.metadata or {}),
+            "days_checked": len(results),
+            "failed_days": dg.MetadataValue.json(sorted(failed)),
+        },
+    )
+
+
 def build_data_checks(
     spec: ModelSpec, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetChecksDefinition]:
@@ -94,8 +125,11 @@ def build_data_checks(
     def raw_batch_matches_schema(
         context: dg.AssetCheckExecutionContext, lifecycle: LifecycleResource
     ) -> dg.AssetCheckResult:
+        return each_day_check(context, lambda day: raw_day(lifecycle, day))
+
+    def raw_day(lifecycle: LifecycleResource, day: str) -> dg.AssetCheckResult:
         lake = lake_for(lifecycle, spec)
-        record = lake.batch(context.partition_key)
+        record = lake.batch(day)
         if record is None:
             return dg.AssetCheckResult(passed=False, description="no batch stored for this day")
         batch = lake.read_batch(record)
@@ -117,8 +151,11 @@ def build_data_checks(
     def features_match_schema(
         context: dg.AssetCheckExecutionContext, lifecycle: LifecycleResource
     ) -> dg.AssetCheckResult:
+        return each_day_check(context, lambda day: features_day(lifecycle, day))
+
+    def features_day(lifecycle: LifecycleResource, day: str) -> dg.AssetCheckResult:
         lake = lake_for(lifecycle, spec)
-        entry = lake.feature_entry(context.partition_key)
+        entry = lake.feature_entry(day)
         if entry is None:
             return dg.AssetCheckResult(passed=False, description="no features stored for this day")
         table = lake.read_verified(entry["path"], entry["sha256"])
@@ -143,8 +180,11 @@ def build_data_checks(
     def train_serve_parity(
         context: dg.AssetCheckExecutionContext, lifecycle: LifecycleResource
     ) -> dg.AssetCheckResult:
+        return each_day_check(context, lambda day: parity_day(lifecycle, day))
+
+    def parity_day(lifecycle: LifecycleResource, day: str) -> dg.AssetCheckResult:
         lake = lake_for(lifecycle, spec)
-        record, entry = lake.batch(context.partition_key), lake.feature_entry(context.partition_key)
+        record, entry = lake.batch(day), lake.feature_entry(day)
         if record is None or entry is None:
             return dg.AssetCheckResult(passed=False, description="no batch or features stored")
         raw = lake.read_batch(record).head(PARITY_SAMPLE_ROWS)

@@ -8,9 +8,9 @@ import dagster as dg
 
 from lifecycle_assets.config import TAG_MODEL_CARD
 from lifecycle_assets.defs import names
-from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.defs.automation import IO_RETRY
+from lifecycle_assets.defs.resources import MlflowResource
 from lifecycle_assets.ml.model_card import CARD_ARTIFACT_DIR, HTML_FILE, MARKDOWN_FILE, ModelCard
-from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -25,16 +25,17 @@ def build_model_card_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         },
         group_name=spec.name,
         kinds={"mlflow", "markdown", "html"},
+        retry_policy=IO_RETRY,
         io_manager_key="json_io_manager",
         description="The evaluated version's model card (Markdown and HTML), rejected or not.",
     )
     def model_card(
         context: dg.AssetExecutionContext,
-        lifecycle: LifecycleResource,
+        mlflow: MlflowResource,
         evaluation_report: dict[str, Any],
         training_set: dict[str, Any],
     ) -> dg.Output[dict[str, Any]]:
-        client = configure_mlflow(lifecycle.settings())
+        client = mlflow.client()
         model = evaluation_report["model"]
         registered = client.get_model_version(model["name"], model["version"])
         card = ModelCard.from_evaluation(
