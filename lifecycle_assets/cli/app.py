@@ -16,6 +16,7 @@ from rich.console import Console
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.ledger import default_actor
+from lifecycle_assets.settings import load_env_file
 from lifecycle_assets.spec import ModelSpec, configured_specs, load_spec
 
 console = Console()
@@ -69,6 +70,8 @@ def main() -> None:
     # beta or preview; the notice on every run says nothing a user can act on.
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", message=".*is currently in (beta|preview)")
+    # `.env` reaches MLflow, boto3 and Dagster too, which read only the process environment.
+    load_env_file()
     # Keep Bentos and BentoML models with the rest of the project's state, as `make` does.
     os.environ.setdefault("BENTOML_HOME", str(Settings.from_env().home / "bentoml"))
 

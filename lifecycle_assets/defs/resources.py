@@ -1,6 +1,5 @@
 """Typed resources: project settings, a JSON IO manager, and dagster-mlflow's tracking run."""
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ class LifecycleResource(dg.ConfigurableResource):
             overrides["mlflow_tracking_uri"] = self.mlflow_tracking_uri
         if self.mlflow_artifact_root:
             overrides["mlflow_artifact_root"] = self.mlflow_artifact_root
-        return dataclasses.replace(base, **overrides)
+        return base.replace(**overrides)
 
 
 class JsonIOManager(dg.ConfigurableIOManager):
@@ -73,8 +72,8 @@ def mlflow_tracking_run(init_context: dg.InitResourceContext) -> MlFlow:
     The experiment is created first with an explicit artifact location: left to MLflow, a
     SQLite store would put artifacts in `./mlruns` of whatever folder the process runs in.
     """
-    settings = dataclasses.replace(
-        Settings.from_env(), mlflow_experiment=init_context.resource_config["experiment_name"]
+    settings = Settings.from_env().replace(
+        mlflow_experiment=init_context.resource_config["experiment_name"]
     )
     configure_mlflow(settings)
     return MlFlow(init_context)

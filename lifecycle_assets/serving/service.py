@@ -44,6 +44,7 @@ from lifecycle_assets.serving.model_source import (
 from lifecycle_assets.serving.predictor import Predictor
 from lifecycle_assets.serving.requests import RequestError
 from lifecycle_assets.serving.watcher import RegistryWatcher
+from lifecycle_assets.settings import load_env_file
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class PredictionService:
     """Loads and verifies every model once per worker, before the worker reports ready."""
 
     def __init__(self) -> None:
+        load_env_file()  # `.env` reaches MLflow and boto3 as it reaches the CLI
         self.settings = Settings.from_env()
         env = os.environ
         self.admin_token = env.get(admin.ENV_ADMIN_TOKEN) or None
