@@ -126,9 +126,9 @@ class LifecycleSettings(BaseSettings):
 
     @property
     def storage_options(self) -> dict[str, Any]:
-        """fsspec options of the storage root: the S3 endpoint when one is set."""
-        if self.s3_endpoint_url and (self.storage_url or "").startswith(("s3://", "s3a://")):
-            return {"endpoint_url": self.s3_endpoint_url}
+        """fsspec options of the storage root: the S3 endpoint and no stale listings."""
+        if (self.storage_url or "").startswith(("s3://", "s3a://")):
+            return s3_options(self.s3_endpoint_url)
         return {}
 
     @property
@@ -168,6 +168,23 @@ class LifecycleSettings(BaseSettings):
     def dagster_io_dir(self) -> UPath:
         """Where the IO manager keeps asset values: shared, so steps on other hosts read them."""
         return self.storage_root / "dagster_io"
+
+
+def s3_options(endpoint_url: str | None) -> dict[str, Any]:
+    """s3fs options: the endpoint when one is set, and listings always read fresh.
+
+    s3fs caches directory listings per process by default; a lake shared by several machines
+    must see objects another writer added a moment ago.
+    """
+    options: dict[str, Any] = {"use_listings_cache": False}
+    if endpoint_url:
+        options["endpoint_url"] = endpoint_url
+    return options
+
+
+def s3_storage_options() -> dict[str, Any]:
+    """s3fs options of the environment's settings, for locations read back from manifests."""
+    return s3_options(LifecycleSettings.from_env().s3_endpoint_url)
 
 
 def _env_name(field: str) -> str:

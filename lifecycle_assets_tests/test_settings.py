@@ -65,7 +65,7 @@ def test_team_profile_points_every_store_at_shared_servers() -> None:
     settings = LifecycleSettings.from_env(TEAM)
     assert settings.team
     assert str(settings.lake_dir) == "s3://lifecycle-bucket/prod/lake"
-    assert settings.lake_dir.storage_options == {"endpoint_url": "http://minio:9000"}
+    assert settings.lake_dir.storage_options["endpoint_url"] == "http://minio:9000"
     assert str(settings.quarantine_dir).startswith("s3://lifecycle-bucket/prod/")
     assert settings.celery_broker == TEAM["LIFECYCLE_CELERY_BROKER"]
     changed = settings.replace(mlflow_experiment="other")

@@ -1,12 +1,13 @@
 """Typed resources: project settings, a JSON IO manager, and dagster-mlflow's tracking run."""
 
-import json
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
+from upath import UPath
 
+from lifecycle_assets import storage
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.tracking import configure_mlflow
 
@@ -35,15 +36,19 @@ class LifecycleResource(dg.ConfigurableResource):
 
 
 class JsonIOManager(dg.ConfigurableIOManager):
-    """Stores small asset values (manifests, model references, reports) as JSON, never pickle."""
+    """Stores small asset values (manifests, model references, reports) as JSON, never pickle.
+
+    Values live in the shared storage root (a local folder, or object storage in team mode), so
+    a step on another worker reads its inputs from there, never from a path on the writer's disk.
+    """
 
     base_dir: str | None = None
 
-    def root(self) -> Path:
-        """The folder every value is stored under: `base_dir`, else `dagster_io` in the home."""
-        return Path(self.base_dir) if self.base_dir else Settings.from_env().home / "dagster_io"
+    def root(self) -> UPath:
+        """The folder every value is stored under: `base_dir`, else `dagster_io` in storage."""
+        return storage.path(self.base_dir) if self.base_dir else Settings.from_env().dagster_io_dir
 
-    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+    def _path(self, context: dg.OutputContext | dg.InputContext) -> UPath:
         path = self.root().joinpath(*context.asset_key.path)
         if context.has_asset_partitions:
             path = path / context.asset_partition_key
@@ -52,17 +57,15 @@ class JsonIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
-        path = self._path(context)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+        storage.write_json(self._path(context), obj, sort_keys=True, default=str)
 
     def load_input(self, context: dg.InputContext) -> Any:
         path = self._path(context)
-        if not path.exists():
+        if not storage.exists(path):
             raise FileNotFoundError(
                 f"{context.asset_key.to_user_string()} has not been materialized yet ({path})"
             )
-        return json.loads(path.read_text())
+        return storage.read_json(path)
 
 
 @dg.resource(config_schema=CONFIG_SCHEMA)

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.ml import plots
@@ -56,7 +56,7 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         client = configure_mlflow(settings)
         candidate_ref = get_version(client, trained_model["name"], trained_model["version"])
         candidate = load_version(candidate_ref)
-        test = pl.read_parquet(training_set["path"]).filter(pl.col("split") == "test")
+        test = storage.read_parquet(training_set["path"]).filter(pl.col("split") == "test")
         y = test[spec.target].to_numpy()
         proba = predict_scores(candidate.pipeline, test, spec)
         champion_ref: ModelRef | None = resolve(client, spec.name, config.CHAMPION_ALIAS)

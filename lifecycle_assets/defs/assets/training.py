@@ -6,7 +6,7 @@ import dagster as dg
 import mlflow
 import polars as pl
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.training_set import build_training_set_asset
 from lifecycle_assets.ml.profile import build_profile
@@ -35,7 +35,7 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     def trained_model(
         context: dg.AssetExecutionContext, training_set: dict[str, Any]
     ) -> dg.Output[dict[str, Any]]:
-        table = pl.read_parquet(training_set["path"])
+        table = storage.read_parquet(training_set["path"])
         train = table.filter(pl.col("split") == "train")
         validation = table.filter(pl.col("split") == "validation")
         pipeline = fit_pipeline(train, spec)

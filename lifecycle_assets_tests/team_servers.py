@@ -1,0 +1,130 @@
+"""Real servers for team-mode tests: a moto S3 server started here, the machine's PostgreSQL.
+
+Team tests never skip: on the project's machines PostgreSQL and RabbitMQ run before any work
+begins, so a missing server is a broken machine and the tests say so loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "LIFECYCLE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+RABBITMQ_URL = os.environ.get(
+    "LIFECYCLE_TEST_CELERY_BROKER", "pyamqp://guest:guest@127.0.0.1:5672//"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} before listening")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint_url: str
+    bucket: str
+
+    def url(self, prefix: str) -> str:
+        return f"s3://{self.bucket}/{prefix}"
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's standalone S3 server on a free loopback port, with one bucket, and its endpoint
+    exported the way production points at MinIO (AWS_ENDPOINT_URL, dummy credentials)."""
+    import boto3
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    moto_server = Path(sys.executable).with_name("moto_server")
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(moto_server), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    credentials = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {key: os.environ.get(key) for key in [*credentials, "AWS_ENDPOINT_URL"]}
+    try:
+        wait_for_port(port, process, "moto_server")
+        os.environ.update(credentials)
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        bucket = f"lifecycle-test-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+        yield S3Server(endpoint, bucket)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def create_database(prefix: str = "lifecycle_test") -> str:
+    """A fresh database on the machine's PostgreSQL; its URL. Fails loudly if there is none."""
+    import psycopg2
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        conn = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+    except psycopg2.OperationalError as error:
+        raise RuntimeError(
+            f"team tests need PostgreSQL at {POSTGRES_ADMIN_URL} "
+            f"(set LIFECYCLE_TEST_POSTGRES_URL): {error}"
+        ) from error
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(url: str) -> None:
+    import psycopg2
+
+    name = url.rsplit("/", 1)[1]
+    conn = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A database of its own for one test, dropped afterwards."""
+    url = create_database()
+    try:
+        yield url
+    finally:
+        drop_database(url)
