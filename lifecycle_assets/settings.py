@@ -56,7 +56,11 @@ class LifecycleSettings(BaseSettings):
     # its own variables in deploy/dagster/dagster.yaml.
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")
     mlflow_tracking_uri: str = Field("", validation_alias="MLFLOW_TRACKING_URI")
-    mlflow_artifact_root: str = Field("", validation_alias="LIFECYCLE_MLFLOW_ARTIFACT_ROOT")
+    # Artifact location of new experiments. Against an MLflow server it stays unset unless given,
+    # so the server's `--artifacts-destination` applies to every experiment.
+    mlflow_artifact_root: str | None = Field(
+        None, validation_alias="LIFECYCLE_MLFLOW_ARTIFACT_ROOT"
+    )
     mlflow_experiment: str = Field(
         DEFAULT_EXPERIMENT, validation_alias="LIFECYCLE_MLFLOW_EXPERIMENT"
     )
@@ -82,7 +86,7 @@ class LifecycleSettings(BaseSettings):
     def _defaults_and_team_needs(self) -> LifecycleSettings:
         if not self.mlflow_tracking_uri:
             self.mlflow_tracking_uri = f"sqlite:///{self.home / 'mlflow.db'}"
-        if not self.mlflow_artifact_root:
+        if not self.mlflow_artifact_root and not self.mlflow_server:
             self.mlflow_artifact_root = (self.home / "mlartifacts").as_uri()
         if self.profile == TEAM:
             missing = [
@@ -93,7 +97,7 @@ class LifecycleSettings(BaseSettings):
                 )
                 if not value
             ]
-            if not self.mlflow_tracking_uri.startswith(("http://", "https://")):
+            if not self.mlflow_server:
                 missing.append("MLFLOW_TRACKING_URI (http:// of the MLflow server)")
             if missing:
                 raise ValueError(f"LIFECYCLE_PROFILE=team needs {', '.join(missing)}")
@@ -123,6 +127,11 @@ class LifecycleSettings(BaseSettings):
     @property
     def team(self) -> bool:
         return self.profile == TEAM
+
+    @property
+    def mlflow_server(self) -> bool:
+        """True when MLflow is reached over HTTP (a tracking server), not a local store."""
+        return self.mlflow_tracking_uri.startswith(("http://", "https://"))
 
     @property
     def storage_options(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ begins, so a missing server is a broken machine and the tests say so loudly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -128,3 +129,65 @@ def postgres_url() -> Iterator[str]:
         yield url
     finally:
         drop_database(url)
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    url: str
+    database_url: str
+    artifacts: str
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(
+    moto_s3: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MlflowServer]:
+    """`mlflow server` on PostgreSQL with artifacts proxied to the moto S3 bucket: what
+    `lifecycle mlflow-server` starts, on a database of its own."""
+    from lifecycle_assets.mlflow_server import server_command
+
+    database = create_database("lifecycle_mlflow")
+    port = free_port()
+    artifacts = moto_s3.url("mlartifacts")
+    command = server_command(
+        database_url=database, artifacts_destination=artifacts, host="127.0.0.1", port=port
+    )
+    log = tmp_path_factory.mktemp("mlflow") / "server.log"
+    env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": moto_s3.endpoint_url}
+    with log.open("w") as out:
+        # Its own process group: the server forks uvicorn workers that must stop with it.
+        process = subprocess.Popen(command, stdout=out, stderr=out, env=env, start_new_session=True)
+    try:
+        wait_for_port(port, process, "mlflow server", timeout=150)
+        yield MlflowServer(f"http://127.0.0.1:{port}", database, artifacts)
+    finally:
+        stop_group(process)
+        drop_database(database)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop a process started with `start_new_session=True` and everything it forked."""
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def team_environment(
+    s3: S3Server, database_url: str, mlflow: MlflowServer, prefix: str
+) -> dict[str, str]:
+    """The variables that switch a process to team mode on the test's servers."""
+    return {
+        "LIFECYCLE_PROFILE": "team",
+        "DATABASE_URL": database_url,
+        "LIFECYCLE_STORAGE_URL": s3.url(prefix),
+        "MLFLOW_TRACKING_URI": mlflow.url,
+        "AWS_ENDPOINT_URL": s3.endpoint_url,
+        "MLFLOW_S3_ENDPOINT_URL": s3.endpoint_url,
+    }
