@@ -191,3 +191,18 @@ def team_environment(
         "AWS_ENDPOINT_URL": s3.endpoint_url,
         "MLFLOW_S3_ENDPOINT_URL": s3.endpoint_url,
     }
+
+
+TEAM_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "deploy" / "dagster" / "dagster.yaml"
+
+
+def team_dagster_home(folder: Path, database_url: str) -> dict[str, str]:
+    """A DAGSTER_HOME holding the team dagster.yaml, and the variables that point it at
+    `database_url`: what every Dagster process of a team deployment gets."""
+    import shutil
+
+    from lifecycle_assets.mlflow_server import sqlalchemy_url
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(TEAM_DAGSTER_YAML, folder / "dagster.yaml")
+    return {"DAGSTER_HOME": str(folder), "DAGSTER_PG_URL": sqlalchemy_url(database_url)}
