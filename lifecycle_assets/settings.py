@@ -75,6 +75,8 @@ class LifecycleSettings(BaseSettings):
     # Celery broker of the distributed executor (pyamqp://guest:guest@host:5672//); unset means
     # steps run in the run's own process.
     celery_broker: str | None = Field(None, validation_alias="LIFECYCLE_CELERY_BROKER")
+    # The Celery queue the steps go to; workers listen on it (`dagster-celery worker -q`).
+    celery_queue: str = Field("dagster", validation_alias="LIFECYCLE_CELERY_QUEUE")
     serving: ServingLimits = Field(default_factory=ServingLimits)
 
     @field_validator("home")

@@ -206,3 +206,38 @@ def team_dagster_home(folder: Path, database_url: str) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(TEAM_DAGSTER_YAML, folder / "dagster.yaml")
     return {"DAGSTER_HOME": str(folder), "DAGSTER_PG_URL": sqlalchemy_url(database_url)}
+
+
+def start_celery_worker(
+    folder: Path, env: dict[str, str], broker: str, queue: str
+) -> subprocess.Popen:
+    """A dagster-celery worker in its own process group, listening on `queue` only (so that
+    workers of other test sessions on the same broker never take this test's steps)."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config_file = folder / "celery.yaml"
+    executor = {"broker": broker, "backend": "rpc://"}
+    executor["config_source"] = {"task_default_queue": queue}
+    config_file.write_text(yaml.safe_dump({"execution": {"config": executor}}))
+    worker = Path(sys.executable).with_name("dagster-celery")
+    command = [str(worker), "worker", "start", "-A", "dagster_celery.app"]
+    command += ["-y", str(config_file), "-q", queue, "--loglevel", "INFO"]
+    log = (folder / "worker.log").open("w")
+    return subprocess.Popen(
+        command, cwd=folder, env=env, stdout=log, stderr=log, start_new_session=True
+    )
+
+
+def wait_for_worker(worker: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+    """Until Celery logs `ready.`; a worker that dies first fails the test instead of leaving
+    the run waiting for steps nobody takes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text() if log.exists() else ""
+        if worker.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited ({worker.returncode}):\n{text[-3000:]}")
+        if " ready." in text:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the Celery worker was not ready within {timeout:.0f} s")
