@@ -9,9 +9,12 @@ that "did anything change" never needs to download and hash every object.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +110,22 @@ def write_json(location: Location, value: Any, **dumps: Any) -> None:
 def read_parquet(location: Location) -> pl.DataFrame:
     """Parquet through the bytes, so every store fsspec reaches works the same way."""
     return pl.read_parquet(io.BytesIO(read_bytes(location)))
+
+
+@contextlib.contextmanager
+def local_folder(location: Location) -> Iterator[Path]:
+    """The folder as a local path, for APIs that walk the disk (MLflow's `log_artifacts`).
+
+    A local folder is itself; a remote one is downloaded to a temporary folder for the block.
+    """
+    folder = path(location)
+    if not is_remote(folder):
+        yield Path(folder)
+        return
+    with tempfile.TemporaryDirectory(prefix="lifecycle-storage-") as tmp:
+        for info in list_objects(folder):
+            (Path(tmp) / info.name).write_bytes(read_bytes(info.path))
+        yield Path(tmp)
 
 
 def list_objects(folder: Location, suffix: str = "") -> list[ObjectInfo]:

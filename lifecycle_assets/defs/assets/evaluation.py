@@ -89,7 +89,8 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         for gap, metric in report.fairness.items():
             if isinstance(metric, float):
                 client.log_metric(candidate_ref.run_id, f"fairness_{gap}", metric)
-        client.log_artifacts(candidate_ref.run_id, str(folder), "evaluation")
+        with storage.local_folder(folder) as local:  # MLflow uploads from a local disk
+            client.log_artifacts(candidate_ref.run_id, str(local), "evaluation")
 
         metric = traits(spec).primary_metric
         champion_note = (
