@@ -77,6 +77,8 @@ class LifecycleSettings(BaseSettings):
     celery_broker: str | None = Field(None, validation_alias="LIFECYCLE_CELERY_BROKER")
     # The Celery queue the steps go to; workers listen on it (`dagster-celery worker -q`).
     celery_queue: str = Field("dagster", validation_alias="LIFECYCLE_CELERY_QUEUE")
+    # Secret of MLflow's registry webhooks to `POST /hooks/registry` (unset: the hook is off).
+    webhook_secret: str | None = Field(None, validation_alias="LIFECYCLE_WEBHOOK_SECRET")
     serving: ServingLimits = Field(default_factory=ServingLimits)
 
     @field_validator("home")
@@ -169,7 +171,9 @@ class LifecycleSettings(BaseSettings):
 
     @property
     def prediction_log_dir(self) -> UPath:
-        return self.storage_root / "prediction_logs"
+        """Local to each service host for now: the writer appends to files, which object storage
+        cannot do; the monitoring job collects the logs into the (shared) lake."""
+        return UPath(self.home) / "prediction_logs"
 
     @property
     def archive_dir(self) -> UPath:

@@ -19,8 +19,9 @@ from mlflow import MlflowClient
 from lifecycle_assets import config, storage
 from lifecycle_assets.config import Settings
 from lifecycle_assets.definitions import build_definitions
-from lifecycle_assets.defs.jobs import training_job_name
+from lifecycle_assets.defs.jobs import model_card_job_name, training_job_name
 from lifecycle_assets.lifecycle_run import ingest_window
+from lifecycle_assets.provenance.lineage import build_lineage
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.ledger_pg import PostgresLedger
 from lifecycle_assets.spec import configured_specs
@@ -94,6 +95,10 @@ def test_the_lifecycle_runs_on_postgres_s3_the_mlflow_server_and_a_celery_worker
                 assert result.success, [e.message for e in result.all_events if e.is_failure]
                 step_pids = {e.pid for e in result.all_events if e.step_key and e.is_step_start}
                 run_id = result.run_id
+            card = defs.resolve_job_def(model_card_job_name(spec)).execute_in_process(
+                instance=instance
+            )
+            assert card.success
     finally:
         stop_group(worker)
     assert step_pids and os.getpid() not in step_pids, "every step ran outside the test"
@@ -101,7 +106,7 @@ def test_the_lifecycle_runs_on_postgres_s3_the_mlflow_server_and_a_celery_worker
 
     with psycopg2.connect(postgres_url) as conn, conn.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM runs WHERE status = 'SUCCESS'")
-        assert cursor.fetchone()[0] == len(ingest.ingested) + 1, "ingest runs and training"
+        assert cursor.fetchone()[0] == len(ingest.ingested) + 2, "ingest, training, card"
     client = MlflowClient(mlflow_server.url, mlflow_server.url)
     champion = client.get_model_version_by_alias(spec.name, config.CHAMPION_ALIAS)
     assert champion.version == "1" and champion.tags[config.TAG_DAGSTER_RUN_ID] == run_id
@@ -119,6 +124,18 @@ def test_the_lifecycle_runs_on_postgres_s3_the_mlflow_server_and_a_celery_worker
     )
     for local in ("home", "worker_home"):
         assert not (tmp_path / local / "lake").exists(), "the lake is on S3, not on a disk"
+    assert not list(tmp_path.rglob("s3:")), "no URL was taken for a local folder"
+
+    reports = settings.reports_dir / spec.name / "v1"
+    names = {info.name for info in storage.list_objects(reports)}
+    assert {"evaluation.json", "model_card.html", "model_card.md"} <= names
+    assert any(name.endswith(".png") for name in names), "plots are stored with the report"
+    logged = {a.path for a in client.list_artifacts(champion.run_id, "evaluation")}
+    assert any(path.endswith(".png") for path in logged), "MLflow got the plots from S3"
+    lineage = build_lineage(settings, spec.name, "1", client)
+    hashed = [n for n in lineage.nodes if "actual_sha256" in n.details]
+    assert lineage.ok and hashed, [(n.id, n.status, n.reason) for n in lineage.nodes]
+    assert all(n.details["path"].startswith("s3://") for n in hashed if "path" in n.details)
 
 
 def _run_log(instance_url: str, run_id: str) -> str:

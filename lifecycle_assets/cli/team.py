@@ -30,3 +30,21 @@ def mlflow_server(port: int, print_only: bool) -> None:
         return
     env = {**WEBHOOK_ENVIRONMENT, **os.environ}
     raise SystemExit(subprocess.call(command, env=env))
+
+
+@main.command("register-webhook")
+@click.option("--service-url", required=True, help="Where a model service replica listens.")
+def register_webhook_command(service_url: str) -> None:
+    """Make the MLflow server call the service's /hooks/registry on every alias change.
+
+    Signed with LIFECYCLE_WEBHOOK_SECRET, which the service must share; the server needs
+    MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true to call addresses inside the team's network.
+    """
+    from lifecycle_assets.cli.app import _client
+    from lifecycle_assets.serving.registry_hooks import register_webhook
+
+    secret = LifecycleSettings.from_env().webhook_secret
+    if not secret:
+        raise click.ClickException("set LIFECYCLE_WEBHOOK_SECRET first (the service needs it too)")
+    webhook = register_webhook(_client(), service_url, secret)
+    click.echo(f"webhook {webhook.webhook_id} -> {webhook.url}")

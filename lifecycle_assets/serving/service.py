@@ -33,7 +33,7 @@ from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.models import resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
-from lifecycle_assets.serving import admin
+from lifecycle_assets.serving import admin, registry_hooks
 from lifecycle_assets.serving.model_set import smoke_test
 from lifecycle_assets.serving.model_source import (
     ServedModel,
@@ -125,6 +125,7 @@ http_app = Starlette(
         Route("/models/{name}/metadata", model_metadata_endpoint, methods=["GET"]),
         Route("/admin/reload", admin.reload_endpoint, methods=["POST"]),
         Route("/admin/status", admin.status_endpoint, methods=["GET"]),
+        Route(registry_hooks.PATH, registry_hooks.registry_hook_endpoint, methods=["POST"]),
     ]
 )
 
