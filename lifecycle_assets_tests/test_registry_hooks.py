@@ -33,9 +33,7 @@ def _headers(body: bytes, secret: str = SECRET, stamp: int | None = None) -> dic
     return {
         "x-mlflow-delivery-id": delivery,
         "x-mlflow-timestamp": stamp_text,
-        "x-mlflow-signature": _generate_hmac_signature(
-            secret, delivery, stamp_text, body.decode()
-        ),
+        "x-mlflow-signature": _generate_hmac_signature(secret, delivery, stamp_text, body.decode()),
     }
 
 
