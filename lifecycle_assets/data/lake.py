@@ -12,12 +12,17 @@ import datetime as dt
 import hashlib
 import io
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+from upath import UPath
+
+from lifecycle_assets import storage
+from lifecycle_assets.storage import write_atomic
+
+__all__ = ["write_atomic"]  # kept here for its callers; the one implementation is in storage
 
 FEATURES = "features"
 PREDICTION_LOGS = "prediction_logs"
@@ -32,14 +37,6 @@ def canonical_parquet(frame: pl.DataFrame) -> bytes:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Written aside then renamed: a reader never sees half a file (`.partial` names)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_bytes(data)
-    partial.replace(path)
 
 
 class IntegrityError(RuntimeError):
@@ -64,31 +61,33 @@ class BatchRecord:
 
 
 class Lake:
-    """One model's folders in the lake and the quarantine."""
+    """One model's folders in the lake and the quarantine, local or in object storage."""
 
-    def __init__(self, lake_dir: Path, quarantine_dir: Path, model_name: str) -> None:
-        self.root = Path(lake_dir) / model_name
-        self.quarantine_root = Path(quarantine_dir) / model_name
+    def __init__(
+        self, lake_dir: storage.Location, quarantine_dir: storage.Location, model_name: str
+    ) -> None:
+        self.root = storage.path(lake_dir) / model_name
+        self.quarantine_root = storage.path(quarantine_dir) / model_name
 
     # -- content-addressed objects -------------------------------------------------------
-    def put(self, frame: pl.DataFrame, kind: str) -> tuple[str, Path]:
+    def put(self, frame: pl.DataFrame, kind: str) -> tuple[str, UPath]:
         data = canonical_parquet(frame)
         sha = sha256_bytes(data)
         path = self.root / kind / "objects" / f"{sha}.parquet"
-        if not path.exists():
+        if not storage.exists(path):
             write_atomic(path, data)
         return sha, path
 
     @staticmethod
-    def read_verified(path: str | Path, sha256: str) -> pl.DataFrame:
-        data = Path(path).read_bytes()
+    def read_verified(path: storage.Location, sha256: str) -> pl.DataFrame:
+        data = storage.read_bytes(path)
         actual = sha256_bytes(data)
         if actual != sha256:
             raise IntegrityError(f"{path} has SHA-256 {actual}, expected {sha256}")
         return pl.read_parquet(io.BytesIO(data))
 
     # -- raw batches ---------------------------------------------------------------------
-    def _raw_manifest(self, day: str) -> Path:
+    def _raw_manifest(self, day: str) -> UPath:
         return self.root / "raw" / "manifests" / f"{day}.json"
 
     def store_batch(
@@ -162,15 +161,15 @@ class Lake:
 
     def batch(self, day: str) -> BatchRecord | None:
         path = self._raw_manifest(day)
-        if not path.exists():
+        if not storage.exists(path):
             return None
-        return BatchRecord(**json.loads(path.read_text()))
+        return BatchRecord(**storage.read_json(path))
 
     def read_batch(self, record: BatchRecord) -> pl.DataFrame:
         return self.read_verified(record.path, record.sha256)
 
     # -- daily derived tables (features, prediction logs) ---------------------------------
-    def _manifest(self, kind: str, day: str) -> Path:
+    def _manifest(self, kind: str, day: str) -> UPath:
         return self.root / kind / "manifests" / f"{day}.json"
 
     def store_daily(self, kind: str, day: str, frame: pl.DataFrame, **extra: Any) -> dict:
@@ -182,11 +181,11 @@ class Lake:
 
     def daily_entry(self, kind: str, day: str) -> dict[str, Any] | None:
         path = self._manifest(kind, day)
-        return json.loads(path.read_text()) if path.exists() else None
+        return storage.read_json(path) if storage.exists(path) else None
 
     def daily_days(self, kind: str) -> list[str]:
         folder = self.root / kind / "manifests"
-        return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+        return [Path(info.name).stem for info in storage.list_objects(folder, ".json")]
 
     def store_features(
         self,
@@ -216,5 +215,4 @@ class Lake:
         return manifest
 
     def training_manifest(self, digest: str) -> dict[str, Any]:
-        path = self.root / "training_sets" / "manifests" / f"{digest}.json"
-        return json.loads(path.read_text())
+        return storage.read_json(self.root / "training_sets" / "manifests" / f"{digest}.json")

@@ -1,7 +1,5 @@
 """Typed resources: project settings, a JSON IO manager, and MLflow (registry and runs)."""
 
-import dataclasses
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,9 +7,10 @@ from typing import Any
 
 import dagster as dg
 from mlflow import MlflowClient
+from upath import UPath
 
+from lifecycle_assets import storage
 from lifecycle_assets.config import Settings
-from lifecycle_assets.data.lake import write_atomic
 from lifecycle_assets.registry.tracking import (
     TrainingRun,
     configure_mlflow,
@@ -31,9 +30,14 @@ class LifecycleResource(dg.ConfigurableResource):
 
     def settings(self) -> Settings:
         base = Settings.from_env()
-        if not self.home:
-            return base
-        return dataclasses.replace(base, home=Path(self.home).resolve())
+        overrides: dict[str, Any] = {}
+        if self.home:
+            overrides["home"] = Path(self.home).resolve()
+        if self.mlflow_tracking_uri:
+            overrides["mlflow_tracking_uri"] = self.mlflow_tracking_uri
+        if self.mlflow_artifact_root:
+            overrides["mlflow_artifact_root"] = self.mlflow_artifact_root
+        return base.replace(**overrides)
 
 
 class JsonIOManager(dg.ConfigurableIOManager):
@@ -44,16 +48,18 @@ class JsonIOManager(dg.ConfigurableIOManager):
     (`<asset>/<run id>.json`), so two overlapping runs of one model never read each other's
     values: a step reads what its own run produced, and only an asset its run did not
     materialize comes from that asset's latest materialization. Every file is written aside
-    and renamed, so a reader never sees half of one.
+    and renamed, so a reader never sees half of one. Values live in the shared storage root (a
+    local folder, or object storage in team mode), so a step on another worker reads its inputs
+    from there, never from a path on the writer's disk.
     """
 
     base_dir: str | None = None
 
-    def root(self) -> Path:
-        """The folder every value is stored under: `base_dir`, else `dagster_io` in the home."""
-        return Path(self.base_dir) if self.base_dir else Settings.from_env().home / "dagster_io"
+    def root(self) -> UPath:
+        """The folder every value is stored under: `base_dir`, else `dagster_io` in storage."""
+        return storage.path(self.base_dir) if self.base_dir else Settings.from_env().dagster_io_dir
 
-    def _asset_dir(self, key: dg.AssetKey) -> Path:
+    def _asset_dir(self, key: dg.AssetKey) -> UPath:
         return self.root().joinpath(*key.path)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
@@ -61,8 +67,7 @@ class JsonIOManager(dg.ConfigurableIOManager):
             return
         folder = self._asset_dir(context.asset_key)
         name = context.asset_partition_key if context.has_asset_partitions else context.run_id
-        data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
-        write_atomic(folder / f"{name}.json", data)
+        storage.write_json(folder / f"{name}.json", obj, sort_keys=True, default=str)
 
     def _producing_run(self, context: dg.InputContext) -> str | None:
         """The run whose value this input reads: this run's when it computes the asset."""
@@ -87,11 +92,11 @@ class JsonIOManager(dg.ConfigurableIOManager):
         else:
             name = self._producing_run(context)
         path = folder / f"{name}.json"
-        if name is None or not path.exists():
+        if name is None or not storage.exists(path):
             raise FileNotFoundError(
                 f"{context.asset_key.to_user_string()} has not been materialized yet ({path})"
             )
-        return json.loads(path.read_text())
+        return storage.read_json(path)
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -117,7 +122,7 @@ class MlflowResource(dg.ConfigurableResource):
             overrides["mlflow_artifact_root"] = self.artifact_root
         if self.experiment:
             overrides["mlflow_experiment"] = self.experiment
-        return dataclasses.replace(base, **overrides)
+        return base.replace(**overrides)
 
     def client(self) -> MlflowClient:
         """A registry client on the configured store, with the experiment created."""

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from lifecycle_assets import storage
 from lifecycle_assets.ml.metrics import (
     calibration_table,
     classification_metrics,
@@ -250,7 +251,7 @@ def load_evaluation(
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    local = Path(reports_dir) / model / f"v{version}" / EVALUATION_FILE
+    local = storage.path(reports_dir) / model / f"v{version}" / EVALUATION_FILE  # local or S3
     artifact = f"{EVALUATION_ARTIFACT_DIR}/{EVALUATION_FILE}"
 
     def from_folder() -> tuple[dict[str, Any], str] | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.config import Settings
 from lifecycle_assets.data.lake import PREDICTION_LOGS, Lake, sha256_bytes
 from lifecycle_assets.data.prediction_log import (
@@ -63,10 +63,10 @@ def prediction_tables(lake: Lake) -> Iterator[PredictionTable]:
     for day in lake.daily_days(PREDICTION_LOGS):
         entry = lake.daily_entry(PREDICTION_LOGS, day) or {}
         path = entry["path"]
-        if not Path(path).is_file():
+        if not storage.path(path).is_file():
             yield PredictionTable(day, path, None, f"file {path} does not exist")
             continue
-        data = Path(path).read_bytes()
+        data = storage.read_bytes(path)
         mismatch = hash_mismatch(path, sha256_bytes(data), entry["sha256"])
         try:
             rows = pl.read_parquet(io.BytesIO(data))

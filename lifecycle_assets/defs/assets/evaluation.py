@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.automation import IO_RETRY
 from lifecycle_assets.defs.metadata import rounded, rounded_metrics
@@ -81,7 +81,7 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         client = mlflow.client()
         candidate_ref = get_version(client, trained_model["name"], trained_model["version"])
         candidate = load_version(candidate_ref)
-        test = pl.read_parquet(training_set["path"]).filter(pl.col("split") == "test")
+        test = storage.read_parquet(training_set["path"]).filter(pl.col("split") == "test")
         y = test[spec.target].to_numpy()
         proba = predict_scores(candidate.pipeline, test, spec)
         champion_ref: ModelRef | None = resolve(client, spec.name, config.CHAMPION_ALIAS)
@@ -125,7 +125,8 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 **gate_metrics(gates),
             },
         )
-        client.log_artifacts(candidate_ref.run_id, str(folder), PLOTS_ARTIFACT_DIR)
+        with storage.local_folder(folder) as local:  # MLflow uploads from a local disk
+            client.log_artifacts(candidate_ref.run_id, str(local), PLOTS_ARTIFACT_DIR)
 
         metric = traits(spec).primary_metric
         champion_note = (

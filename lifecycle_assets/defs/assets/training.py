@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.training_set import (
     build_training_set_asset,
@@ -26,7 +26,7 @@ def _fit_and_register(
     training_set: dict[str, Any], run: TrainingRun, spec: ModelSpec
 ) -> tuple[ModelRef, dict[str, float]]:
     """Fit on the training split, score the validation split, log and register the version."""
-    table = pl.read_parquet(training_set["path"])
+    table = storage.read_parquet(training_set["path"])
     train = table.filter(pl.col("split") == "train")
     validation = table.filter(pl.col("split") == "validation")
     pipeline = fit_pipeline(train, spec)
