@@ -64,6 +64,8 @@ class LifecycleSettings(BaseSettings):
     mlflow_experiment: str = Field(
         DEFAULT_EXPERIMENT, validation_alias="LIFECYCLE_MLFLOW_EXPERIMENT"
     )
+    # The MLflow UI's address: the Dagster UI then links MLflow runs and plots.
+    mlflow_ui_url: str | None = Field(None, validation_alias="LIFECYCLE_MLFLOW_UI_URL")
     service_host: str = Field(DEFAULT_SERVICE_HOST, validation_alias="LIFECYCLE_SERVICE_HOST")
     # S3-compatible endpoint (MinIO, moto); unset means AWS itself.
     s3_endpoint_url: str | None = Field(

@@ -120,6 +120,10 @@ class MlflowResource(dg.ConfigurableResource):
             overrides["mlflow_experiment"] = self.experiment
         return base.replace(**overrides)
 
+    def mlflow_ui(self) -> str | None:
+        """The MLflow UI's address: `ui_url`, else LIFECYCLE_MLFLOW_UI_URL (environment, .env)."""
+        return self.ui_url or self.settings().mlflow_ui_url
+
     def client(self) -> MlflowClient:
         """A registry client on the configured store, with the experiment created."""
         return configure_mlflow(self.settings())
@@ -139,19 +143,19 @@ class MlflowResource(dg.ConfigurableResource):
 
     def run_link(self, run_id: str, experiment_id: str | None = None) -> dg.MetadataValue:
         """The run as a link when an MLflow UI address is configured, else its id."""
-        if not self.ui_url:
+        if not self.mlflow_ui():
             return dg.MetadataValue.text(run_id)
         if experiment_id is None:
             experiment_id = self.client().get_run(run_id).info.experiment_id
-        base = self.ui_url.rstrip("/")
+        base = self.mlflow_ui().rstrip("/")
         return dg.MetadataValue.url(f"{base}/#/experiments/{experiment_id}/runs/{run_id}")
 
     def artifact_link(self, run_id: str, path: str) -> dg.MetadataValue | None:
         """A run artifact in the MLflow UI, when its address is configured."""
-        if not self.ui_url:
+        if not self.mlflow_ui():
             return None
         experiment_id = self.client().get_run(run_id).info.experiment_id
-        base = self.ui_url.rstrip("/")
+        base = self.mlflow_ui().rstrip("/")
         return dg.MetadataValue.url(
             f"{base}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/{path}"
         )
