@@ -128,6 +128,9 @@ def test_nan_and_infinities_are_logged_as_null_and_the_day_still_reads(
     scan = prediction_log.scan_days(lifecycle_env, spec.name, today, today)
     assert scan.rows.height == 3 and not scan.bad
     assert writer.health() == "ok" and writer.rows_written == 3
+    # Rows that cannot even be built (here: a record missing) are counted too, never raised.
+    writer.log(rows, records[:1], _models(spec))
+    assert writer.health() == "failing: ValueError, 3 rows lost"
 
 
 @contextlib.contextmanager
