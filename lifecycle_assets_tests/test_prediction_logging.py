@@ -128,6 +128,9 @@ def test_nan_and_infinities_are_logged_as_null_and_the_day_still_reads(
     scan = prediction_log.scan_days(lifecycle_env, spec.name, today, today)
     assert scan.rows.height == 3 and not scan.bad
     assert writer.health() == "ok" and writer.rows_written == 3
+    # Rows that cannot even be built (here: a record missing) are counted too, never raised.
+    writer.log(rows, records[:1], _models(spec))
+    assert writer.health() == "failing: ValueError, 3 rows lost"
 
 
 @contextlib.contextmanager
@@ -240,6 +243,18 @@ def test_a_poison_log_line_is_quarantined_and_the_day_processed(
     assert metadata["rows"] == 4 and metadata["bad_lines"] == 5
     assert f"{path}:3: not valid JSON" in metadata["bad_line_reports"]["lines"][0]
     assert (quarantined / f"{path.stem}.lines").read_bytes() == copied
+
+    # An unterminated last line is a write in progress while its segment is live, and bad
+    # once the segment has been still for a while (its writer died mid-line).
+    tail = path.with_name("other-1-0.jsonl")
+    tail.write_bytes(b'{"prediction_id": "p9", "predicted_at": "2026-03-05T1')
+    scan = prediction_log.scan_days(lifecycle_env, spec.name, day, day)
+    assert scan.pending_tails == 1 and len(scan.bad) == 5 and scan.rows.height == 4
+    old = tail.stat().st_mtime - 2 * prediction_log.LIVE_SEGMENT_SECONDS
+    os.utime(tail, (old, old))
+    scan = prediction_log.scan_days(lifecycle_env, spec.name, day, day)
+    assert scan.pending_tails == 0 and len(scan.bad) == 6
+    assert str(scan.bad[0]).startswith(f"{tail}:1: incomplete last line: not valid JSON")
 
 
 def _write_labels(folder: Path, day: dt.date) -> dict[str, Path]:

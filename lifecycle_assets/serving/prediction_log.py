@@ -70,9 +70,9 @@ def segment_name() -> str:
     return f"{host}-{os.getpid()}-{start}"
 
 
-def error_name(error: OSError) -> str:
-    """ENOSPC, EROFS, EIO...: what an operator searches for."""
-    return errno.errorcode.get(error.errno or 0, type(error).__name__)
+def error_name(error: Exception) -> str:
+    """ENOSPC, EROFS, EIO...: what an operator searches for (else the exception's type)."""
+    return errno.errorcode.get(getattr(error, "errno", None) or 0, type(error).__name__)
 
 
 class PredictionLogWriter:
@@ -109,7 +109,13 @@ class PredictionLogWriter:
         if not rows:
             return
         now = dt.datetime.now(dt.UTC)
-        lines = log_lines(rows, records, models, latencies, now)
+        try:
+            lines = log_lines(rows, records, models, latencies, now)
+        except Exception as error:  # a row that cannot be built is lost, counted, and loud
+            logger.exception("building %d prediction log rows of %s", len(rows), self.model)
+            with self._lock:
+                self._account(len(rows), 0, error)
+            return
         with self._lock:
             written, error = self._write(now.date(), lines)
             self._account(len(lines), written, error)
@@ -171,7 +177,7 @@ class PredictionLogWriter:
         self._close()
         return kept
 
-    def _account(self, total: int, written: int, error: OSError | None) -> None:
+    def _account(self, total: int, written: int, error: Exception | None) -> None:
         self.rows_written += written
         self.metrics.logged_rows.labels(self.model).inc(written)
         if error is None:
@@ -195,7 +201,7 @@ class PredictionLogWriter:
                 "and counted in lifecycle_prediction_log_failures_total",
                 self.model,
                 name,
-                error.strerror or error,
+                getattr(error, "strerror", None) or error,
             )
         self.failing, self.last_error = True, name
 
