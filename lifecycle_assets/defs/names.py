@@ -16,6 +16,7 @@ DRIFT_REPORT = "drift_report"
 GROUND_TRUTH = "ground_truth"
 LIVE_PERFORMANCE = "live_performance"
 MODEL_CARD = "model_card"
+CANARY_ANALYSIS = "canary_analysis"
 
 RAW_SCHEMA_CHECK = "raw_batch_matches_schema"
 FEATURE_SCHEMA_CHECK = "features_match_schema"

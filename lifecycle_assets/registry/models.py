@@ -22,6 +22,7 @@ from mlflow.models import Model, infer_signature
 from sklearn.pipeline import Pipeline
 
 from lifecycle_assets import config
+from lifecycle_assets.compiled.artifact import COMPILED_DIR, compile_for_registration
 from lifecycle_assets.crash import crash_point
 from lifecycle_assets.registry.artifacts import load_pipeline, sha256_file, trusted_types_of
 from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
@@ -79,6 +80,7 @@ def log_and_register(
     *,
     input_example: pd.DataFrame,
     version_tags: dict[str, str],
+    evaluation: pd.DataFrame | None = None,
 ) -> ModelRef:
     """Log the pipeline (skops) to the active MLflow run and register a new version.
 
@@ -86,6 +88,8 @@ def log_and_register(
     copy, so that what is verified at load time is exactly what was registered. The version is
     created with all its tags in one registry call (one transaction): a process killed at any
     point leaves either no version or a complete one, never one without `artifact_sha256`.
+    The compiled form (`lifecycle_assets.compiled`) is proven against `evaluation` (default:
+    the input example) and logged beside it, or the tags say why scikit-learn serves instead.
     """
     active = mlflow.active_run()
     if active is None:
@@ -111,8 +115,13 @@ def log_and_register(
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))
         sha = sha256_file(local / config.SKOPS_FILE)
+        parity = input_example if evaluation is None else evaluation
+        compiled = compile_for_registration(pipeline, spec, parity, tmp)
+        for path in compiled.files:
+            mlflow.log_artifact(str(path), COMPILED_DIR)
     tags = {
         **version_tags,
+        **compiled.tags,
         config.TAG_ARTIFACT_SHA256: sha,
         config.TAG_ARTIFACT_PATH: config.SKOPS_FILE,
         config.TAG_SPEC_NAME: spec.name,
