@@ -33,10 +33,6 @@ class LifecycleResource(dg.ConfigurableResource):
         overrides: dict[str, Any] = {}
         if self.home:
             overrides["home"] = Path(self.home).resolve()
-        if self.mlflow_tracking_uri:
-            overrides["mlflow_tracking_uri"] = self.mlflow_tracking_uri
-        if self.mlflow_artifact_root:
-            overrides["mlflow_artifact_root"] = self.mlflow_artifact_root
         return base.replace(**overrides)
 
 
