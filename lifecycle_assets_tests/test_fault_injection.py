@@ -174,7 +174,9 @@ RUN_POINTS = [
 
 
 @pytest.mark.parametrize(("point", "champion"), RUN_POINTS, ids=[p for p, _ in RUN_POINTS])
-def test_lifecycle_run_killed_at(fresh: Project, point: str, champion: str) -> None:
+def test_lifecycle_run_killed_at(
+    fresh: Project, point: str, champion: str, caplog: pytest.LogCaptureFixture
+) -> None:
     crash(fresh, point, "run", "--spec", str(fresh.retrain_spec_path))
     client, instance = MlflowClient(), dg.DagsterInstance.get()
     # The crash left work half done: a Dagster run STARTED holding its pool slot, and an open
@@ -186,6 +188,7 @@ def test_lifecycle_run_killed_at(fresh: Project, point: str, champion: str) -> N
     else:
         assert running_mlflow_runs(client)
     next_lifecycle_run(fresh)
+    assert "reconciled after a crash: " in caplog.text  # the one line a person sees
     assert_invariants(champion)
 
 
