@@ -74,6 +74,7 @@ class LifecycleSummary:
     model_name: str
     model_version: str | None
     metrics: dict[str, float]
+    # Blocking checks (the gates) of the training run; `warnings` holds its WARN-only checks.
     gates: list[dict[str, Any]]
     champion_version: str | None
     promoted: bool
@@ -85,6 +86,7 @@ class LifecycleSummary:
     # PROMOTED, UNCHANGED, REFUSED or ERROR; `EXIT_CODES` maps it to the exit code.
     outcome: str = ERROR
     run_logs: list[str] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -349,7 +351,8 @@ def train_and_deploy(
         model_name=spec.name,
         model_version=model["version"] if model else None,
         metrics=report["report"]["metrics"] if report else {},
-        gates=checks,
+        gates=[c for c in checks if c["severity"] != "WARN"],
+        warnings=[c for c in checks if c["severity"] == "WARN"],
         champion_version=champion["champion"]["version"] if champion else None,
         promoted=champion is not None,
         bento_tag=bento["bento_tag"] if bento else None,

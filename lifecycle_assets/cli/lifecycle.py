@@ -133,7 +133,7 @@ def _print_summary(summary, settings: Settings, path: Path) -> None:
         console.print(metrics)
     if summary.gates:
         gates = Table("gate", "verdict", "actual", "threshold", "reason", title="gates (checks)")
-        for gate in summary.gates:
+        for gate in [*summary.gates, *summary.warnings]:
             verdict = (
                 "[green]PASS"
                 if gate["passed"]
