@@ -174,6 +174,8 @@ def status(model: str | None, spec_path: str | None, service_url: str, as_json: 
         console.print(f"service {service_url} serves: {roles or 'nothing'}")
         for refusal in served.get("refused") or []:
             console.print(f"[red]refused[/red]: {escape(json.dumps(refusal))}")
+        if degraded := served.get("degraded"):
+            console.print(f"[red]degraded[/red]: {escape(json.dumps(degraded))}")
     else:
         console.print(f"service {service_url}: {served['error']}")
 
@@ -192,5 +194,7 @@ def served_by(url: str, name: str) -> dict[str, Any]:
         "reachable": True,
         "serving": serving,
         "refused": metadata.get("refused", []),
+        # The alias holder could not serve and an earlier good version does (serving/fallback).
+        "degraded": metadata.get("degraded"),
         "last_swap": metadata.get("last_swap"),
     }

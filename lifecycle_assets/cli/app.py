@@ -20,6 +20,7 @@ from lifecycle_assets.registry.ledger import default_actor
 
 if TYPE_CHECKING:  # the spec module (pydantic, yaml) loads only for commands that read specs
     from lifecycle_assets.spec import ModelSpec
+from lifecycle_assets.settings import load_env_file
 
 console = Console()
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
@@ -74,6 +75,8 @@ def main() -> None:
     # beta or preview; the notice on every run says nothing a user can act on.
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", message=".*is currently in (beta|preview)")
+    # `.env` reaches MLflow, boto3 and Dagster too, which read only the process environment.
+    load_env_file()
     # Keep Bentos and BentoML models with the rest of the project's state, as `make` does.
     os.environ.setdefault("BENTOML_HOME", str(Settings.from_env().home / "bentoml"))
 

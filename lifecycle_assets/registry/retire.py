@@ -8,16 +8,15 @@ and the retirement is a ledger entry of kind `retire`.
 
 from __future__ import annotations
 
-import json
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
+from upath import UPath
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.aliases import _is_retired, _live_aliases, _operation
 from lifecycle_assets.registry.artifacts import IntegrityError, sha256_file
@@ -106,22 +105,21 @@ def _dependents(ref: ModelRef, live: dict[str, str], ledger: Ledger) -> Dependen
     return Dependents(aliases, bento_models, bentos, ref.run_id, entries)
 
 
-def archive_version(ref: ModelRef, archive_root: Path) -> tuple[Path, dict[str, Any]]:
+def archive_version(ref: ModelRef, archive_root: storage.Location) -> tuple[UPath, dict[str, Any]]:
     """Copy the version's model directory to `<root>/<model>/v<version>/` with a manifest.
 
     The registered SHA-256 is checked on the copy: an archive of the wrong bytes is refused.
     """
-    target = Path(archive_root) / ref.name / f"v{ref.version}"
+    target = storage.path(archive_root) / ref.name / f"v{ref.version}"  # local or S3
+    if storage.exists(target):
+        target.fs.rm(target.path, recursive=True)
     with tempfile.TemporaryDirectory() as tmp:
-        downloaded = download_model(ref, tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(downloaded, target)
-    files = {
-        str(path.relative_to(target)): sha256_file(path)
-        for path in sorted(target.rglob("*"))
-        if path.is_file()
-    }
+        downloaded = Path(download_model(ref, tmp))
+        names = [p.relative_to(downloaded) for p in sorted(downloaded.rglob("*")) if p.is_file()]
+        for name in names:
+            storage.write_atomic(target.joinpath(*name.parts), (downloaded / name).read_bytes())
+    # Hashed as stored: the copy is what a restore would read.
+    files = {name.as_posix(): sha256_file(target.joinpath(*name.parts)) for name in names}
     skops_sha = files.get(config.SKOPS_FILE, "")
     if ref.artifact_sha256 and skops_sha != ref.artifact_sha256:
         raise IntegrityError(
@@ -137,7 +135,7 @@ def archive_version(ref: ModelRef, archive_root: Path) -> tuple[Path, dict[str, 
         "files": files,
         "archived_at": utc_now(),
     }
-    (target / config.ARCHIVE_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    storage.write_json(target / config.ARCHIVE_MANIFEST, manifest, sort_keys=True)
     return target, manifest
 
 
@@ -186,7 +184,7 @@ def retire(
             )
         )  # fmt: skip
         try:
-            archive_dir, manifest = archive_version(ref, settings.home / config.ARCHIVE_DIR)
+            archive_dir, manifest = archive_version(ref, settings.archive_dir)
             tags = {
                 config.TAG_RETIRED_AT: entry.time,
                 config.TAG_RETIRED_BY: actor,

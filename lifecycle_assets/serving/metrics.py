@@ -56,10 +56,21 @@ class PredictionMetrics:
             ["model_name"],
             multiprocess_mode="mostrecent",
         )
+        # Every answered prediction is either logged (rows) or counted lost (failures).
         self.log_failures = prom.Counter(
             "lifecycle_prediction_log_failures",
-            "Prediction log rows that could not be written.",
+            "Prediction log rows that could not be written (lost).",
             ["model_name"],
+        )
+        self.logged_rows = prom.Counter(
+            "lifecycle_prediction_log_rows",
+            "Prediction log rows written.",
+            ["model_name"],
+        )
+        self.log_write_errors = prom.Counter(
+            "lifecycle_prediction_log_write_errors",
+            "Failed prediction log writes, by errno name (ENOSPC, EROFS, EIO...).",
+            ["model_name", "error"],
         )
         self.swap_failures = prom.Counter(
             "lifecycle_model_swap_failures",
@@ -70,6 +81,13 @@ class PredictionMetrics:
             "lifecycle_model_swaps",
             "Registry versions the service swapped in, by role.",
             ["model_name", "role"],
+        )
+        self.degraded = prom.Gauge(
+            "lifecycle_serving_degraded",
+            "1 while the champion alias names a version that cannot serve and an earlier good "
+            "version serves instead.",
+            ["model_name"],
+            multiprocess_mode="mostrecent",
         )
         self.shadow_predictions = prom.Counter(
             "lifecycle_shadow_predictions",

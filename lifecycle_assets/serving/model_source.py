@@ -8,12 +8,14 @@ sources, chosen by `LIFECYCLE_MODEL_SOURCE`:
 - `bento`: the model bundled in the BentoML model store (inside a built Bento, the Bento's own
   store), so a Bento serves without any registry; its metadata carries the registry provenance
   and the same SHA-256 check runs on the bundled file.
-Either way a missing or tampered model stops the process at start-up with a message saying what to
-do, instead of a service that is up but cannot answer.
+A champion that cannot be verified is replaced by the last good version the alias ledger knows
+(`fallback.py`) and reported as a degradation; only when no version verifies does start-up fail,
+with a message saying what to do, instead of a service that is up but cannot answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -22,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import bentoml
 import mlflow
@@ -45,12 +47,16 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.models import (
     LoadedModel,
     ModelRef,
+    get_version,
     load_version,
     read_model_dir,
     resolve,
 )
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import configured_specs
+
+if TYPE_CHECKING:
+    from lifecycle_assets.serving.fallback import Degradation
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +92,8 @@ class ServedModel:
     source: SourceMode
     loaded_at: str
     bento_model_tag: str | None = None
+    # Set when the alias holder could not serve and this is the last good version instead.
+    degradation: Degradation | None = None
     compiled: CompiledModel | None = None
     scorer_reason: str = ""
 
@@ -122,7 +130,10 @@ def _now() -> str:
 
 
 def load_from_registry(name: str, settings: Settings) -> ServedModel:
-    """The `champion` version of `name`, downloaded and SHA-256 verified."""
+    """The `champion` version of `name`, verified; if it cannot serve, the last good one."""
+    from lifecycle_assets.registry.ledger import Ledger
+    from lifecycle_assets.serving.fallback import choose
+
     client = configure_mlflow(settings)
     ref = resolve(client, name, config.CHAMPION_ALIAS)
     if ref is None:
@@ -131,7 +142,16 @@ def load_from_registry(name: str, settings: Settings) -> ServedModel:
             f"{settings.mlflow_tracking_uri}; train and promote one first, or set "
             f"{ENV_MODEL_SOURCE}=bento to serve a bundled model"
         )
-    return served_from_registry(ref)
+    choice = choose(
+        name,
+        config.CHAMPION_ALIAS,
+        ref,
+        Ledger.for_settings(settings),
+        functools.partial(get_version, client, name),
+    )
+    if choice.degradation is None:
+        return choice.served
+    return dataclasses.replace(choice.served, degradation=choice.degradation)
 
 
 def served_from_registry(ref: ModelRef) -> ServedModel:
@@ -245,13 +265,13 @@ def _bundled_names(env: Mapping[str, str]) -> list[str]:
     return [spec.name for spec in configured_specs(dict(env)) if spec.name in stored]
 
 
-def _source_mode(env: Mapping[str, str]) -> str:
+def source_mode(env: Mapping[str, str]) -> str:
     # BentoML applies a bentofile's `envs` in containers only; a Bento served with
     # `bentoml serve <tag>` is recognised by its manifest.
     return env.get(ENV_MODEL_SOURCE) or ("bento" if bento_manifest() else "registry")
 
 
-def _explicit_names(env: Mapping[str, str]) -> list[str]:
+def explicit_names(env: Mapping[str, str]) -> list[str]:
     return [n.strip() for n in (env.get(ENV_MODEL_NAMES) or "").split(",") if n.strip()]
 
 
@@ -263,10 +283,10 @@ def load_served_models(environ: Mapping[str, str] | None = None) -> list[ServedM
     training must not stop the others from serving); none at all is an error.
     """
     env = os.environ if environ is None else environ
-    source = _source_mode(env)
+    source = source_mode(env)
     if source not in ("registry", "bento"):
         raise ModelSourceError(f"{ENV_MODEL_SOURCE} must be 'registry' or 'bento', not {source!r}")
-    explicit = _explicit_names(env)
+    explicit = explicit_names(env)
     if source == "bento":
         names = explicit or _bundled_names(env)
         if not names:
@@ -295,7 +315,7 @@ def awaited_models(served: list[str], environ: Mapping[str, str] | None = None) 
     """The project's models a registry-mode service should start serving once they get a
     champion: those it serves by default (no explicit names) and could not load at start-up."""
     env = os.environ if environ is None else environ
-    if _source_mode(env) != "registry" or _explicit_names(env):
+    if source_mode(env) != "registry" or explicit_names(env):
         return []
     return [spec.name for spec in configured_specs(dict(env)) if spec.name not in served]
 

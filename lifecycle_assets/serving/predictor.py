@@ -14,12 +14,10 @@ is answered (`shadow.py`). A service serving several models holds one `Predictor
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import json
 import logging
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +34,7 @@ from lifecycle_assets.ml.training import decide
 from lifecycle_assets.serving.metrics import prediction_metrics
 from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ModelSet, score_records
 from lifecycle_assets.serving.model_source import ServedModel
-from lifecycle_assets.serving.prediction_log import write_rows
+from lifecycle_assets.serving.prediction_log import PredictionLogWriter, new_prediction_id
 from lifecycle_assets.serving.requests import RequestValidator, ValidatedBatch
 from lifecycle_assets.serving.router import canary_mask
 from lifecycle_assets.serving.shadow import ShadowScorer
@@ -56,6 +54,15 @@ class _Pending:
     queued_at: float = field(default_factory=time.perf_counter)
 
 
+def _starts(pending: list[_Pending]) -> list[int]:
+    """The index of each request's first row in the coalesced batch."""
+    starts, start = [], 0
+    for item in pending:
+        starts.append(start)
+        start += len(item.batch.ids)
+    return starts
+
+
 class Predictor:
     """Scores validated batches with the current model set, coalescing concurrent requests."""
 
@@ -66,17 +73,16 @@ class Predictor:
         self.models = ModelSet(champion=served)
         self.max_rows = settings.serving.max_batch_size
         self._validator = RequestValidator(served.loaded.spec, self.max_rows)
-        self.log_path = str(settings.prediction_log_dir)
         self._waiting: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self.metrics = prediction_metrics()
-        self.log_failures = 0
+        self.log = PredictionLogWriter(settings.prediction_log_dir, self.spec.name, self.metrics)
         self.drift_file = latest_drift_path(settings.reports_dir, self.spec.name)
         self._drift_seen = 0.0
         self._drift_checked = -DRIFT_CHECK_SECONDS
         budget = config.SHADOW_BUDGET_MS if shadow_budget_ms is None else shadow_budget_ms
-        self.shadow = ShadowScorer(self.spec.name, budget, self.metrics, self._write_log)
+        self.shadow = ShadowScorer(self.spec.name, budget, self.metrics, self.log.log)
         self.watcher: RegistryWatcher | None = None
 
     @property
@@ -105,13 +111,21 @@ class Predictor:
         if not force and now - self._drift_checked < DRIFT_CHECK_SECONDS:
             return
         self._drift_checked = now
+        mtime = self._drift_seen
         try:
             mtime = self.drift_file.stat().st_mtime
+            if mtime > self._drift_seen:
+                report = json.loads(self.drift_file.read_text())
+                if not isinstance(report, dict):
+                    raise ValueError("the drift report is not a JSON object")
+                self.metrics.export_drift(self.spec.name, report)
+                self._drift_seen = mtime
         except FileNotFoundError:
             return
-        if mtime > self._drift_seen:
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            # Half-written or corrupt: keep the last gauges, try again when the file changes.
             self._drift_seen = mtime
-            self.metrics.export_drift(self.spec.name, json.loads(self.drift_file.read_text()))
+            logger.warning("cannot read the drift report %s: %s", self.drift_file, error)
 
     async def predict(self, batch: ValidatedBatch) -> list[dict[str, Any]]:
         """Queue a batch and wait for its rows; one worker task runs the model."""
@@ -151,34 +165,15 @@ class Predictor:
                     continue
                 # Answer first, then write the prediction log, so the log never adds latency.
                 await asyncio.sleep(0)
-                self._write_log(rows, records, models, latencies)
+                self.log.log(rows, records, models, latencies)
                 self.refresh_drift()
                 if models.shadow is not None and frame is not None:
                     self.shadow.queue(models, frame, rows, records)
 
-    def _write_log(
-        self,
-        rows: list[dict[str, Any]],
-        records: list[dict[str, Any]],
-        models: ModelSet,
-        latencies: list[float] | None = None,
-    ) -> None:
-        """Log answered (or shadow) rows; a failure is counted and loud, never raised.
-
-        The answers are already sent: a failing log must not stop serving, but it must show in
-        the log, in /metrics and in /metadata.
-        """
-        try:
-            # A fresh context per call: the monitor keeps per-record state in context
-            # variables, and the worker task lives as long as the process.
-            spec = models.champion.loaded.spec
-            contextvars.copy_context().run(
-                write_rows, spec, self.log_path, rows, records, models, latencies
-            )
-        except Exception:
-            logger.exception("writing %d prediction log rows failed", len(rows))
-            self.log_failures += len(rows)
-            self.metrics.log_failures.labels(self.spec.name).inc(len(rows))
+    @property
+    def log_failures(self) -> int:
+        """Prediction log rows lost in this process (the writer never raises, it counts)."""
+        return self.log.rows_lost
 
     def _split_score(
         self,
@@ -228,7 +223,7 @@ class Predictor:
         ids = [identifier for item in pending for identifier in item.batch.ids]
         # Always minted here: a client's record id may repeat (a re-scored application), a
         # prediction id never does.
-        prediction_ids = [uuid.uuid4().hex for _ in ids]
+        prediction_ids = [new_prediction_id() for _ in ids]
         values, mask = self._split_score(models, frame, records, ids, prediction_ids)
         answered = {False: (CHAMPION, models.champion.ref)}
         if models.canary is not None:
@@ -255,6 +250,11 @@ class Predictor:
             chosen = values[mask == to_canary].tolist()
             if chosen:
                 self.metrics.observe(ref.name, ref.version, chosen, classifier=classifier)
+        for item, first in zip(pending, _starts(pending), strict=True):
+            # Values the spec's `on_out_of_range: flag` let through: answered and logged.
+            for offset, flagged in enumerate(item.batch.flags):
+                if flagged:
+                    all_rows[first + offset]["flags"] = flagged
         start = 0
         latencies: list[float] = []
         for item in pending:
@@ -265,7 +265,8 @@ class Predictor:
             latencies += [(time.perf_counter() - item.queued_at) * 1000.0] * len(rows)
         return all_rows, latencies, records, frame() if models.shadow is not None else None
 
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self, *, admin: bool = False) -> dict[str, Any]:
+        """What `/metadata` answers; `admin` adds the full error texts (for `/admin/status`)."""
         served = self.served
         ref = served.ref
         bento_version = bentoml.server_context.bento_version
@@ -286,8 +287,13 @@ class Predictor:
             "loaded_at": served.loaded_at,
             "scorer": served.describe_scorer(),
             "prediction_log_failures": self.log_failures,
-            "health": {"prediction_log": "failing" if self.log_failures else "ok"},
+            "prediction_log": self.log.status(),
+            "health": {"prediction_log": self.log.health()},
             "serving": self.models.describe(),
             "shadow_skipped": dict(self.shadow.skipped),
-            **(self.watcher.status() if self.watcher else {"follows_registry": False}),
+            **(
+                self.watcher.status(admin=admin)
+                if self.watcher
+                else {"follows_registry": False, "degraded": None}
+            ),
         }
