@@ -163,24 +163,26 @@ def test_a_compiled_model_that_disagrees_fails_the_gate(
 
 
 def generated_records(spec: ModelSpec, n: int, seed: int) -> list[dict]:
-    """Records as clients send them: valid numbers, nulls where allowed, zeros and negatives
-    for ratios and logs, known levels, levels written differently, unknown levels."""
+    """Records as clients send them, valid for the spec: each number at its bounds, zero (a
+    ratio's zero denominator), huge where unbounded, integers and fractions inside the range;
+    nulls where allowed; known levels, levels written differently, unknown levels."""
     rng = np.random.default_rng(seed)
     records = []
     for i in range(n):
         record: dict = {spec.id_column: f"r{i}"}
         for feature in spec.features:
             if feature.type == "numeric":
-                choice = rng.integers(0, 6)
-                value = [0, -5.5, 1e9, int(rng.integers(0, 90)), float(rng.normal(100, 50)), 0.25][
-                    choice
-                ]
+                low = -1e6 if feature.min is None else feature.min
+                high = 1e9 if feature.max is None else feature.max
+                options = [low, high, 0, int(rng.integers(0, 90)), float(rng.uniform(low, high))]
+                value = float(np.clip(options[int(rng.integers(0, len(options)))], low, high))
+                value = int(value) if value.is_integer() and rng.random() < 0.5 else value
                 if feature.nullable and rng.random() < 0.25:
                     value = None
                 record[feature.name] = value
             else:
                 levels = list(feature.categories or ("a",))
-                options = [*levels, levels[0].upper(), f" {levels[0]}", "never-seen", ""]
+                options = [*levels, levels[0].upper(), levels[0].title(), "never-seen"]
                 record[feature.name] = options[int(rng.integers(0, len(options)))]
         records.append(record)
     return records
@@ -190,7 +192,7 @@ def generated_records(spec: ModelSpec, n: int, seed: int) -> list[dict]:
 def test_row_path_equals_polars_features(spec: ModelSpec) -> None:
     """The dict path and `compute_features` on the validator's frame give identical inputs."""
     records = generated_records(spec, 400, seed=3)
-    validator = RequestValidator(spec, ServingLimits().max_batch_size)
+    validator = RequestValidator(spec, ServingLimits().max_batch_size, on_out_of_range="flag")
     batch = validator.validate(records)
     numeric, categorical = RowEncoder(spec).encode(batch.records)
     expected_numeric, expected_categorical = frame_inputs(compute_features(batch.frame, spec), spec)
@@ -203,17 +205,24 @@ def test_row_path_equals_polars_features(spec: ModelSpec) -> None:
 
 
 def test_booleans_are_levels_on_both_paths(spec: ModelSpec) -> None:
+    """JSON true/false reach the model as the spec's own spelling of the level on both paths."""
     guarantor = spec.features[-1].model_copy(
-        update={"name": "has_guarantor", "categories": ("true", "false"), "model_input": True}
+        update={
+            "name": "has_guarantor",
+            "categories": ("True", "False"),
+            "model_input": True,
+            "nullable": True,
+        }
     )
     spec = spec.model_copy(update={"features": (*spec.features, guarantor)})
-    values = [True, False, None]
-    frame = smoke_frame(spec).with_columns(pl.Series("has_guarantor", values))
-    expected = compute_features(frame, spec)["has_guarantor"].to_list()
-    encoder = RowEncoder(spec)
-    levels = frozenset({"true", "false"})
-    assert [encoder.categorical_value(levels, v) for v in values] == expected
-    assert expected == ["true", "false", None]
+    records = generated_records(spec, 3, seed=9)
+    for record, value in zip(records, [True, False, None], strict=True):
+        record["has_guarantor"] = value
+    batch = RequestValidator(spec, 10, on_out_of_range="flag").validate(records)
+    _, categorical = RowEncoder(spec).encode(batch.records)
+    _, expected = frame_inputs(compute_features(batch.frame, spec), spec)
+    position = spec.categorical_features.index("has_guarantor")
+    assert categorical[position] == expected[position] == ["True", "False", None]
 
 
 def test_registered_version_serves_compiled_and_a_tampered_file_is_refused(
@@ -225,7 +234,7 @@ def test_registered_version_serves_compiled_and_a_tampered_file_is_refused(
     assert served.compiled is not None
     assert served.describe_scorer()["scorer"] == "compiled"
     records = generated_records(spec, 50, seed=5)
-    batch = RequestValidator(spec, 1000).validate(records)
+    batch = RequestValidator(spec, 1000, on_out_of_range="flag").validate(records)
     from_records = score_records(served, batch.records, lambda: batch.frame)
     np.testing.assert_allclose(
         from_records,

@@ -4,8 +4,8 @@
 request costs a few microseconds instead of building polars expressions and frames. The polars
 code stays the one definition (batches, training, profiles); a test feeds both the same
 generated records and requires identical values. Categorical levels are compared exactly as
-written (the shared contract): anything else is `__unknown__`; booleans are levels too,
-spelled as polars casts them ("true", "false").
+written (the shared contract): anything else is `__unknown__`; a JSON boolean is the level
+`features.boolean_level` names, as the request validator spells it for the frame path.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from lifecycle_assets.ml.features import UNKNOWN_CATEGORY
-from lifecycle_assets.spec import DerivedFeatureSpec, ModelSpec
+from lifecycle_assets.ml.features import UNKNOWN_CATEGORY, boolean_level
+from lifecycle_assets.spec import DerivedFeatureSpec, FeatureSpec, ModelSpec
 
 NAN = float("nan")
 Inputs = tuple[np.ndarray, list[list[str | None]]]
@@ -45,11 +45,11 @@ def _derived(derived: DerivedFeatureSpec, record: dict[str, Any]) -> float | Non
     return first / second
 
 
-def _level(value: Any) -> str | None:
+def _level(value: Any, feature: FeatureSpec) -> str | None:
     if value is None or (isinstance(value, float) and value != value):
         return None
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return boolean_level(value, feature)
     return value if isinstance(value, str) else str(value)
 
 
@@ -62,7 +62,7 @@ class RowEncoder:
         self.raw_numeric = [name for name in spec.numeric_features if name in inputs]
         self.derived = list(spec.derived_features)
         self.categorical = [
-            (name, None if levels is None else frozenset(levels))
+            (name, spec.feature(name), None if levels is None else frozenset(levels))
             for name in spec.categorical_features
             for levels in [spec.feature(name).categories]
         ]
@@ -72,8 +72,10 @@ class RowEncoder:
         row += [_derived(derived, record) for derived in self.derived]
         return [NAN if value is None else value for value in row]
 
-    def categorical_value(self, levels: frozenset[str] | None, value: Any) -> str | None:
-        level = _level(value)
+    def categorical_value(
+        self, feature: FeatureSpec, levels: frozenset[str] | None, value: Any
+    ) -> str | None:
+        level = _level(value, feature)
         if level is None or levels is None or level in levels:
             return level
         return UNKNOWN_CATEGORY
@@ -82,8 +84,8 @@ class RowEncoder:
         numeric = np.array([self.numeric_row(r) for r in records], dtype=np.float64)
         numeric = numeric.reshape(len(records), len(self.raw_numeric) + len(self.derived))
         categorical = [
-            [self.categorical_value(levels, r.get(name)) for r in records]
-            for name, levels in self.categorical
+            [self.categorical_value(feature, levels, r.get(name)) for r in records]
+            for name, feature, levels in self.categorical
         ]
         return numeric, categorical
 
