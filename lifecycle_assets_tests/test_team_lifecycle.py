@@ -40,7 +40,7 @@ from lifecycle_assets_tests.team_servers import (  # noqa: F401  (fixtures)
     wait_for_worker,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.team]
 
 
 REPO = Path(__file__).resolve().parents[1]
