@@ -32,8 +32,8 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: install $(DAGSTER_HOME)/dagster.yaml  ## the whole lifecycle on the built-in data
 	$(BIN)/lifecycle run
 
-test: install  ## the test suite (what CI runs)
-	$(BIN)/python -m pytest
+test: install  ## the test suite without servers (team-mode tests: make test-team)
+	$(BIN)/python -m pytest -m "not team"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -74,11 +74,8 @@ team-dev: install team-dagster-home  ## Dagster webserver + daemon on the team i
 	DAGSTER_HOME=$(TEAM_DAGSTER_HOME) $(BIN)/dagster dev -w workspace.yaml \
 	  -h $(LIFECYCLE_SERVICE_HOST) -p 3000
 
-test-team: install  ## the team-mode tests (real PostgreSQL, RabbitMQ, a moto S3 server)
-	$(BIN)/python -m pytest lifecycle_assets_tests/test_settings.py \
-	  lifecycle_assets_tests/test_storage_s3.py lifecycle_assets_tests/test_ledger_pg.py \
-	  lifecycle_assets_tests/test_team_race.py lifecycle_assets_tests/test_team_lifecycle.py \
-	  lifecycle_assets_tests/test_deploy_files.py
+test-team: install  ## the team-mode tests (real PostgreSQL, RabbitMQ; they start moto, MLflow)
+	$(BIN)/python -m pytest -m team
 
 clean:
 	rm -rf .lifecycle .dagster_home .dagster_home_team

@@ -20,6 +20,8 @@ from lifecycle_assets.registry.ledger_pg import PostgresLedger
 from lifecycle_assets.settings import LifecycleSettings
 from lifecycle_assets_tests.team_servers import postgres_url  # noqa: F401  (fixture)
 
+pytestmark = pytest.mark.team  # real PostgreSQL (and servers the tests start)
+
 
 def _entry(alias: str, old: str | None, new: str | None) -> LedgerEntry:
     return LedgerEntry.new("m", alias, old, new, kind="move", reason="test", actor="pytest")

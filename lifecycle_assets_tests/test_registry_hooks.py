@@ -78,10 +78,12 @@ def receiver():
     thread.join(10)
 
 
+@pytest.mark.team  # the MLflow server on the machine's PostgreSQL
 def test_the_mlflow_server_delivers_signed_alias_events(
     mlflow_server: MlflowServer,  # noqa: F811
     receiver,
 ) -> None:
+
     url, received = receiver
     client = MlflowClient(mlflow_server.url, mlflow_server.url)
     name = f"hooked-{uuid.uuid4().hex[:8]}"

@@ -22,6 +22,7 @@ from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs.jobs import model_card_job_name, training_job_name
 from lifecycle_assets.lifecycle_run import ingest_window
 from lifecycle_assets.provenance.lineage import build_lineage
+from lifecycle_assets.provenance.links import FEATURES, RAW_BATCH, TRAINING_SET
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.ledger_pg import PostgresLedger
 from lifecycle_assets.spec import configured_specs
@@ -39,7 +40,7 @@ from lifecycle_assets_tests.team_servers import (  # noqa: F401  (fixtures)
     wait_for_worker,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.team]
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +136,9 @@ def test_the_lifecycle_runs_on_postgres_s3_the_mlflow_server_and_a_celery_worker
     lineage = build_lineage(settings, spec.name, "1", client)
     hashed = [n for n in lineage.nodes if "actual_sha256" in n.details]
     assert lineage.ok and hashed, [(n.id, n.status, n.reason) for n in lineage.nodes]
-    assert all(n.details["path"].startswith("s3://") for n in hashed if "path" in n.details)
+    lake_nodes = [n for n in hashed if n.kind in (TRAINING_SET, FEATURES, RAW_BATCH)]
+    assert {n.kind for n in lake_nodes} == {TRAINING_SET, FEATURES, RAW_BATCH}
+    assert all(n.details["path"].startswith("s3://") for n in lake_nodes), "re-hashed from S3"
 
 
 def _run_log(instance_url: str, run_id: str) -> str:

@@ -33,6 +33,7 @@ from lifecycle_assets_tests.team_servers import (  # noqa: F401  (fixtures)
     team_environment,
 )
 
+pytestmark = pytest.mark.team  # real PostgreSQL (and servers the tests start)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -45,6 +46,7 @@ def test_two_machines_race_to_promote_and_exactly_one_wins(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+
     team = team_environment(moto_s3, postgres_url, mlflow_server, f"race-{uuid.uuid4().hex[:8]}")
     for key, value in {**team, "LIFECYCLE_HOME": str(tmp_path / "parent")}.items():
         monkeypatch.setenv(key, value)
