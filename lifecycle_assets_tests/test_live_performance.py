@@ -39,6 +39,7 @@ from lifecycle_assets.ml.live_performance import (
 )
 from lifecycle_assets.ml.training import fit_pipeline, predict_scores
 from lifecycle_assets.spec import ModelSpec, default_spec
+from lifecycle_assets_tests.log_rows import append_log_rows
 
 P = [0.9, 0.6, 0.2, 0.1]
 DAY = dt.date(2026, 2, 10)
@@ -200,7 +201,7 @@ def test_read_labels_keeps_the_last_label_and_names_bad_files(tmp_path: Path) ->
 
     bad_files = {
         "c.csv": (first.drop("label"), r"missing column.*'label'"),
-        "c.parquet": (first.with_columns(label=pl.Series([0.0, 0.5])), r"'label'.* \['0.5'\]"),
+        "c.parquet": (first.with_columns(label=pl.Series([0.0, 0.5])), r"'label'.* found '0.5'"),
         "d.csv": (first.with_columns(labelled_at=pl.lit("yesterday")), r": column 'labelled_at'"),
     }
     for name, (frame, message) in bad_files.items():
@@ -229,29 +230,27 @@ def pipeline(small_feature_table: pl.DataFrame) -> Pipeline:
 def _serve(settings: Settings, spec: ModelSpec, pipeline: Pipeline, batch: pl.DataFrame) -> None:
     """Append what the service would have logged for `batch`, one JSON line per prediction."""
     proba = predict_scores(pipeline, feature_table(batch, spec), spec)
-    folder = settings.prediction_log_dir / spec.name / "data"
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "data.1.log").open("a") as log:
-        for record, p in zip(batch.iter_rows(named=True), proba.tolist(), strict=True):
-            row = {f.name: record[f.name] for f in spec.features}
-            row |= {
-                "score": p,
-                "prediction": int(p >= 0.5),
-                "prediction_id": uuid.uuid4().hex,
-                "record_id": record[spec.id_column],
-                "model_name": spec.name,
-                "model_version": "1",
-                "training_digest": "test-digest",
-                "predicted_at": record[spec.timestamp].isoformat(),
-                "timestamp": record[spec.timestamp].replace(tzinfo=None).isoformat(),
-            }
-            log.write(json.dumps(row) + "\n")
+    rows = [
+        {f.name: record[f.name] for f in spec.features}
+        | {
+            "score": p,
+            "prediction": int(p >= 0.5),
+            "prediction_id": uuid.uuid4().hex,
+            "record_id": record[spec.id_column],
+            "model_name": spec.name,
+            "model_version": "1",
+            "training_digest": "test-digest",
+            "predicted_at": record[spec.timestamp],
+        }
+        for record, p in zip(batch.iter_rows(named=True), proba.tolist(), strict=True)
+    ]
+    append_log_rows(settings.prediction_log_dir, spec.name, rows)
 
 
 def _land_labels(settings: Settings, spec: ModelSpec, day: dt.date, batch: pl.DataFrame) -> None:
     """The simulator's labelling side: each outcome lands one day after its prediction."""
     write_delayed_labels(
-        prediction_log.read_day(settings.prediction_log_dir, spec.name, day),
+        prediction_log.read_day(settings, spec.name, day),
         batch,
         record_id_column=spec.id_column,
         label_column=spec.target,

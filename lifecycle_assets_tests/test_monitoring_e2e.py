@@ -1,7 +1,6 @@
 """The closed loop on the simulator: served traffic -> prediction log -> drift report -> sensor."""
 
 import datetime as dt
-import json
 import uuid
 
 import dagster as dg
@@ -16,35 +15,35 @@ from lifecycle_assets.ml.features import compute_features
 from lifecycle_assets.ml.training import predict_scores
 from lifecycle_assets.registry.models import load_version, resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
+from lifecycle_assets_tests.log_rows import append_log_rows
 from lifecycle_assets_tests.test_lifecycle_e2e import _run, _small
 
 pytestmark = pytest.mark.e2e
 
 
 def serve_day(settings: Settings, spec, day: dt.date, shift: ShiftKnobs) -> None:
-    """Score a simulated day with the champion and log it in the service's monitor format."""
+    """Score a simulated day with the champion and log it as the service does."""
     champion = load_version(resolve(configure_mlflow(settings), spec.name, config.CHAMPION_ALIAS))
     rows = simulate_day(day, seed=7, rows_per_day=500, shift=shift)
     scores = predict_scores(champion.pipeline, compute_features(rows, spec), spec)
     start = dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC)
-    log = settings.prediction_log_dir / spec.name / "data" / "data.1.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as handle:
+    lines = [
+        {
+            **record,
+            "score": float(score),
+            "prediction": int(score >= 0.5),
+            "prediction_id": uuid.uuid4().hex,
+            "record_id": rows["application_id"][i],
+            "model_name": spec.name,
+            "model_version": champion.ref.version,
+            "training_digest": champion.ref.training_digest,
+            "predicted_at": start + dt.timedelta(seconds=i),
+        }
         for i, (record, score) in enumerate(
             zip(rows.select(f.name for f in spec.features).to_dicts(), scores, strict=True)
-        ):
-            line = {
-                **record,
-                "score": float(score),
-                "prediction": int(score >= 0.5),
-                "prediction_id": uuid.uuid4().hex,
-                "record_id": rows["application_id"][i],
-                "model_name": spec.name,
-                "model_version": champion.ref.version,
-                "training_digest": champion.ref.training_digest,
-                "predicted_at": (start + dt.timedelta(seconds=i)).isoformat(),
-            }
-            handle.write(json.dumps(line) + "\n")
+        )
+    ]
+    append_log_rows(settings.prediction_log_dir, spec.name, lines)
 
 
 def test_drift_triggers_one_retraining_and_gates_decide(spec, lifecycle_env) -> None:

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from lifecycle_assets.config import Settings
+from lifecycle_assets_tests.log_rows import logged_lines
 from lifecycle_assets_tests.test_hot_swap import wait_for
 from lifecycle_assets_tests.test_http_service import SERVICE, serving
 
@@ -109,9 +110,11 @@ def test_a_new_csv_dataset_runs_serves_and_traces(lifecycle_env: Settings, tmp_p
         assert response.status_code == 200, response.text
         answer = response.json()["predictions"][0]
         assert answer["model_name"] == "churn" and answer["record_id"] == "new-customer-1"
-        log_dir = lifecycle_env.prediction_log_dir / "churn" / "data"
         wait_for(
-            lambda: any(answer["prediction_id"] in f.read_text() for f in log_dir.glob("*.log")),
+            lambda: any(
+                row["prediction_id"] == answer["prediction_id"]
+                for row in logged_lines(lifecycle_env.prediction_log_dir, "churn")
+            ),
             10.0,
         )
 

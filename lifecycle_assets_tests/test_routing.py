@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.models import ModelRef
 from lifecycle_assets.serving.router import canary_mask, parse_weight, route_point
 from lifecycle_assets.spec import ModelSpec
+from lifecycle_assets_tests.log_rows import logged_lines
 from lifecycle_assets_tests.test_hot_swap import FAST_POLL, move, register_copy, wait_for
 from lifecycle_assets_tests.test_http_service import SERVICE, post, sample_records, serving
 
@@ -107,10 +107,9 @@ def test_shadow_scores_are_logged_never_returned(
             assert {r["variant"] for r in rows} == {"champion"}
             answered.update({r["prediction_id"]: r for r in rows})
             time.sleep(0.1)
-        data_dir = lifecycle_env.prediction_log_dir / spec.name / "data"
 
         def shadow_rows() -> list[dict]:
-            logged = [json.loads(line) for f in data_dir.glob("*.log") for line in f.open()]
+            logged = logged_lines(lifecycle_env.prediction_log_dir, spec.name)
             found = [row for row in logged if row["variant"] == "shadow"]
             return found if len(found) >= 100 else []
 

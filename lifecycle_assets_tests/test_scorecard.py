@@ -19,7 +19,7 @@ from lifecycle_assets.defs.assets.portfolio import (
     SCORECARD_KEY,
     build_portfolio_defs,
 )
-from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource
+from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, MlflowResource
 from lifecycle_assets.ml import live_performance, scorecard, scorecard_html, scorecard_sources
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.ml.training import model_input
@@ -28,29 +28,34 @@ from lifecycle_assets.registry.ledger import COMMITTED, Ledger
 from lifecycle_assets.registry.models import ModelRef, load_version, log_and_register
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import BUILTIN_SPECS_DIR, ModelSpec, Task, load_spec
+from lifecycle_assets_tests.log_rows import append_log_rows
 
 TODAY = dt.date(2026, 3, 1)
 POLICY = RetirementPolicy()
 
 
+def at_home(home: Path) -> Settings:
+    """Settings whose logs live under `home` (no registry is read through them)."""
+    return Settings(home=home, mlflow_tracking_uri="unused", mlflow_artifact_root="unused")
+
+
 def write_log(log_dir: Path, model: str, day: dt.date, rows: int, **extra: object) -> None:
-    """Append `rows` answered predictions of `day` plus one shadow row, in the monitor format."""
-    folder = log_dir / model / "data"
-    folder.mkdir(parents=True, exist_ok=True)
+    """Append `rows` answered predictions of `day` plus one shadow row, as the service logs."""
     start = dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC)
-    with (folder / "data.1.log").open("a") as log:
-        for i in range(rows + 1):
-            line = {
-                "score": 0.3,
-                "prediction": 0,
-                "prediction_id": uuid.uuid4().hex,
-                "model_name": model,
-                "model_version": "1",
-                "variant": "shadow" if i == rows else "champion",
-                "predicted_at": (start + dt.timedelta(minutes=i)).isoformat(),
-                **{k: (v(i) if callable(v) else v) for k, v in extra.items()},
-            }
-            log.write(json.dumps(line) + "\n")
+    lines = [
+        {
+            "score": 0.3,
+            "prediction": 0,
+            "prediction_id": uuid.uuid4().hex,
+            "model_name": model,
+            "model_version": "1",
+            "variant": "shadow" if i == rows else "champion",
+            "predicted_at": start + dt.timedelta(minutes=i),
+            **{k: (v(i) if callable(v) else v) for k, v in extra.items()},
+        }
+        for i in range(rows + 1)
+    ]
+    append_log_rows(log_dir, model, lines)
 
 
 def write_live_day(
@@ -100,7 +105,7 @@ def health(
         live=scorecard_sources.live_windows(live_dir, "1", metric, POLICY, TODAY),
         drift_day=None,
         drifted=None,
-        traffic=scorecard_sources.traffic(tmp_path / "logs", spec.name, POLICY, TODAY),
+        traffic=scorecard_sources.traffic(at_home(tmp_path), spec.name, POLICY, TODAY),
         gates=scorecard_sources.GateHistory(1, 0, 0, ()),
     )
 
@@ -110,7 +115,9 @@ def _days(*back: int) -> list[dt.date]:
 
 
 def test_a_model_without_traffic_for_longer_than_the_policy_is_flagged(spec, tmp_path) -> None:
-    write_log(tmp_path / "logs", spec.name, TODAY - dt.timedelta(days=21), rows=5)
+    write_log(
+        at_home(tmp_path).prediction_log_dir, spec.name, TODAY - dt.timedelta(days=21), rows=5
+    )
     row = health(spec, tmp_path, dict.fromkeys(_days(3, 2, 1), True))
     assert row.traffic.requests == 0
     assert row.traffic.last_request_at.date() == TODAY - dt.timedelta(days=21)
@@ -120,7 +127,7 @@ def test_a_model_without_traffic_for_longer_than_the_policy_is_flagged(spec, tmp
 
 
 def test_a_model_below_its_floor_for_the_last_windows_is_flagged(spec, tmp_path) -> None:
-    write_log(tmp_path / "logs", spec.name, TODAY, rows=5)
+    write_log(at_home(tmp_path).prediction_log_dir, spec.name, TODAY, rows=5)
     # An old good day, then three bad ones: the last three windows decide.
     row = health(
         spec, tmp_path, {**dict.fromkeys(_days(9), True), **dict.fromkeys(_days(3, 2, 1), False)}
@@ -135,7 +142,11 @@ def test_a_model_below_its_floor_for_the_last_windows_is_flagged(spec, tmp_path)
 def test_a_healthy_model_is_not_flagged(spec, tmp_path) -> None:
     latency = lambda i: float(10 + i)  # noqa: E731 - one value per row: 10, 11, ... ms
     write_log(
-        tmp_path / "logs", spec.name, TODAY - dt.timedelta(days=1), rows=100, latency_ms=latency
+        at_home(tmp_path).prediction_log_dir,
+        spec.name,
+        TODAY - dt.timedelta(days=1),
+        rows=100,
+        latency_ms=latency,
     )
     # Two bad days among good ones are not "every one of the last three".
     row = health(
@@ -147,7 +158,7 @@ def test_a_healthy_model_is_not_flagged(spec, tmp_path) -> None:
 
 
 def test_unknown_latency_stays_unknown_and_a_new_model_is_not_silent_long(spec, tmp_path) -> None:
-    write_log(tmp_path / "logs", spec.name, TODAY, rows=3, latency_ms=None)
+    write_log(at_home(tmp_path).prediction_log_dir, spec.name, TODAY, rows=3, latency_ms=None)
     row = health(spec, tmp_path, {})
     assert row.traffic.p99_latency_ms is None and row.traffic.latency_rows == 0
     new = dataclasses.replace(
@@ -163,7 +174,7 @@ def test_unknown_latency_stays_unknown_and_a_new_model_is_not_silent_long(spec, 
 
 def test_a_regressor_is_judged_on_r2_against_its_own_floor(tmp_path) -> None:
     spec = load_spec(BUILTIN_SPECS_DIR / "expected_loss.yaml")
-    write_log(tmp_path / "logs", spec.name, TODAY, rows=5)
+    write_log(at_home(tmp_path).prediction_log_dir, spec.name, TODAY, rows=5)
     row = health(spec, tmp_path, dict.fromkeys(_days(3, 2, 1), False))
     floor = spec.gate_thresholds().min_r2
     assert row.metric == "r2" and row.metric_floor == floor
@@ -213,7 +224,11 @@ def test_the_asset_shows_the_table_and_flags_the_candidate(
     defs = build_portfolio_defs([spec, regressor])
     result = dg.materialize(
         [*defs.assets, *defs.asset_checks],
-        resources={"lifecycle": LifecycleResource(), "json_io_manager": JsonIOManager()},
+        resources={
+            "lifecycle": LifecycleResource(),
+            "mlflow": MlflowResource(),
+            "json_io_manager": JsonIOManager(),
+        },
         selection=[SCORECARD_KEY],
     )
     assert result.success

@@ -33,6 +33,7 @@ from lifecycle_assets.registry.artifacts import sha256_file
 from lifecycle_assets.registry.models import ModelRef, download_model, get_version
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec, default_spec
+from lifecycle_assets_tests.log_rows import append_log_rows, logged_lines
 from lifecycle_assets_tests.test_hot_swap import wait_for
 from lifecycle_assets_tests.test_http_service import SERVICE, post, sample_records, serving
 from lifecycle_assets_tests.test_lifecycle_e2e import _run, _small
@@ -61,8 +62,7 @@ class ServedProject:
 
 
 def _logged_ids(settings: Settings, spec: ModelSpec) -> set[str]:
-    folder = settings.prediction_log_dir / spec.name / "data"
-    return {json.loads(line)["prediction_id"] for f in folder.glob("*.log") for line in f.open()}
+    return {row["prediction_id"] for row in logged_lines(settings.prediction_log_dir, spec.name)}
 
 
 @pytest.fixture(scope="module")
@@ -215,12 +215,11 @@ def test_a_prediction_rotated_out_of_the_log_is_found_in_the_lake(
     log_dir = project.settings.prediction_log_dir / project.spec.name
     (logged,) = [
         row
-        for f in (log_dir / "data").glob("*.log")
-        for row in map(json.loads, f.open())
+        for row in logged_lines(project.settings.prediction_log_dir, project.spec.name)
         if row["prediction_id"] == answer["prediction_id"]
     ]
     day = dt.date.fromisoformat(logged["predicted_at"][:10])
-    rows = read_day(project.settings.prediction_log_dir, project.spec.name, day)
+    rows = read_day(project.settings, project.spec.name, day)
     entry = project.lake.store_daily(PREDICTION_LOGS, day.isoformat(), rows)
     moved = project.settings.home / "rotated-away"  # outside the log folder: gone for trace
     log_dir.rename(moved)
@@ -319,9 +318,7 @@ def test_a_version_registered_outside_the_pipeline_has_missing_links(
         "variant": config.CHAMPION_ALIAS, "shadow_of": None, "training_digest": "test-digest",
         "predicted_at": dt.datetime.now(dt.UTC).isoformat(),
     }  # fmt: skip
-    folder = lifecycle_env.prediction_log_dir / spec.name / "data"
-    folder.mkdir(parents=True)
-    (folder / "data.1.log").write_text(json.dumps(row) + "\n")
+    append_log_rows(lifecycle_env.prediction_log_dir, spec.name, [row])
 
     trace = trace_prediction("p-1", lifecycle_env)
     assert {link.kind: link.status for link in trace.links} == {
@@ -330,7 +327,7 @@ def test_a_version_registered_outside_the_pipeline_has_missing_links(
     }  # fmt: skip
     assert not trace.ok
     (prediction,) = trace.of_kind("prediction")
-    # Without the monitor's schema file, inputs are the columns that are not bookkeeping.
+    # Inputs are the columns that are not bookkeeping.
     assert set(prediction.details["inputs"]) == {f.name for f in spec.features}
     assert prediction.details["outputs"] == {"score": 0.3, "prediction": 0}
 

@@ -11,32 +11,41 @@ corrections are how label pipelines fix mistakes.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from lifecycle_assets.data.label_files import (
+    LABEL,
+    LABEL_SCHEMA,
+    LABELLED_AT,
+    LabelProblem,
+    check_label_file,
+    quarantine,
+    timestamps,
+)
 from lifecycle_assets.data.lake import canonical_parquet, sha256_bytes, write_atomic
 from lifecycle_assets.data.prediction_log import PREDICTED_AT, PREDICTION_ID
 
+__all__ = ["LABEL", "LABELLED_AT", "LABEL_SCHEMA", "LabelProblem"]
+
 GROUND_TRUTH = "ground_truth"  # lake kind of the daily tables
-LABEL = "label"
-LABELLED_AT = "labelled_at"
-LABEL_SCHEMA: dict[str, pl.DataType] = {
-    PREDICTION_ID: pl.String(),
-    # Float for every task: 0/1 outcomes of classifiers and amounts of regressors alike.
-    LABEL: pl.Float64(),
-    LABELLED_AT: pl.Datetime("us", "UTC"),
-}
 SUFFIXES = (".parquet", ".csv")
 
 
 class LabelFileError(ValueError):
-    """A landed label file that cannot be trusted; the message names the file and column."""
+    """A landed label file that cannot be trusted; the message names the file, line and reason."""
 
 
 def labels_folder(landing_dir: Path, model_name: str) -> Path:
     return Path(landing_dir) / model_name / "labels"
+
+
+def labels_quarantine(quarantine_dir: Path, model_name: str) -> Path:
+    """Where bad label files and rows of a model are copied, beside its quarantined batches."""
+    return Path(quarantine_dir) / model_name / "labels"
 
 
 def label_files(folder: Path) -> list[Path]:
@@ -47,65 +56,16 @@ def label_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
-def _timestamps(column: pl.Series) -> pl.Series:
-    """ISO strings or timestamps as UTC; a naive timestamp is UTC by contract."""
-    if column.dtype == pl.String:
-        return column.str.to_datetime(time_unit="us", time_zone="UTC")
-    if column.dtype.time_zone is None:
-        column = column.dt.replace_time_zone("UTC")
-    return column.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
-
-
-def _utc(column: pl.Series, path: Path) -> pl.Series:
-    dtype = column.dtype
-    if dtype != pl.String and not isinstance(dtype, pl.Datetime):
-        raise LabelFileError(
-            f"{path}: column {LABELLED_AT!r} has type {dtype}, expected a timestamp"
-        )
-    try:
-        return _timestamps(column)
-    except pl.exceptions.PolarsError as error:
-        raise LabelFileError(
-            f"{path}: column {LABELLED_AT!r} is not a timestamp: {error}"
-        ) from None
-
-
 def read_label_file(path: Path, task: str = "binary_classification") -> pl.DataFrame:
-    """One landed file as typed labels; raises LabelFileError naming the file and the column.
+    """One landed file as typed labels, all or nothing: raises LabelFileError naming the file
+    and every problem. The `ground_truth` asset uses `arrivals`, which quarantines instead.
 
     Classifier labels must be 0 or 1, regressor labels finite numbers.
     """
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".csv":
-            # Ids stay strings: a hex id made only of digits must not become an integer.
-            raw = pl.read_csv(path, schema_overrides={PREDICTION_ID: pl.String})
-        else:
-            raw = pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as error:
-        raise LabelFileError(f"{path}: cannot be read as {path.suffix[1:]}: {error}") from None
-    missing = [name for name in LABEL_SCHEMA if name not in raw.columns]
-    if missing:
-        raise LabelFileError(f"{path}: missing column(s) {missing}; it has {raw.columns}")
-    for name in (PREDICTION_ID, LABEL, LABELLED_AT):
-        nulls = raw[name].null_count()
-        if nulls:
-            raise LabelFileError(f"{path}: column {name!r} has {nulls} empty value(s)")
-    # Through floats, so that 0.5 is refused instead of truncated to 0, and "yes" is refused.
-    numeric = raw[LABEL].cast(pl.Float64, strict=False)
-    classifier = task == "binary_classification"
-    valid = (numeric.is_in([0.0, 1.0]) if classifier else numeric.is_finite()).fill_null(False)
-    if not valid.all():
-        bad = raw[LABEL].filter(~valid).cast(pl.String).unique().sort().head(5).to_list()
-        expected = "only 0 and 1" if classifier else "finite numbers"
-        raise LabelFileError(f"{path}: column {LABEL!r} must hold {expected}, found {bad}")
-    return pl.DataFrame(
-        {
-            PREDICTION_ID: raw[PREDICTION_ID].cast(pl.String),
-            LABEL: numeric,
-            LABELLED_AT: _utc(raw[LABELLED_AT], path),
-        }
-    )
+    check = check_label_file(path, task)
+    if check.problems:
+        raise LabelFileError("; ".join(str(p) for p in check.problems[:5]))
+    return check.labels
 
 
 def latest_labels(labels: pl.DataFrame) -> pl.DataFrame:
@@ -118,24 +78,46 @@ def latest_labels(labels: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+@dataclass
+class Arrivals:
+    """The labels that arrived on a day, the files they came from, and every problem met
+    in the folder's files (each bad file or row skipped and, when asked, quarantined)."""
+
+    labels: pl.DataFrame
+    sources: list[Path]
+    problems: list[LabelProblem] = field(default_factory=list)
+    quarantined: list[Path] = field(default_factory=list)
+
+
 def arrivals(
-    folder: Path, day: dt.date, task: str = "binary_classification"
-) -> tuple[pl.DataFrame, list[Path]]:
-    """The labels that arrived on `day` (UTC) and the files they came from."""
-    frames, sources = [], []
+    folder: Path,
+    day: dt.date,
+    task: str = "binary_classification",
+    quarantine_to: Path | None = None,
+) -> Arrivals:
+    """The labels that arrived on `day` (UTC): bad files and rows are skipped and named, and
+    copied to `quarantine_to` with a report when given, so one bad file never blocks the rest."""
+    frames, sources, problems, reports = [], [], [], []
     for path in label_files(folder):
-        arrived = read_label_file(path, task).filter(pl.col(LABELLED_AT).dt.date() == day)
+        check = check_label_file(path, task)
+        problems += check.problems
+        if quarantine_to is not None and (report := quarantine(check, quarantine_to)):
+            reports.append(report)
+        arrived = check.labels.filter(pl.col(LABELLED_AT).dt.date() == day)
         if arrived.height:
             frames.append(arrived)
             sources.append(path)
-    if not frames:
-        return pl.DataFrame(schema=LABEL_SCHEMA), []
-    return latest_labels(pl.concat(frames)), sources
+    labels = latest_labels(pl.concat(frames)) if frames else pl.DataFrame(schema=LABEL_SCHEMA)
+    return Arrivals(labels, sources, problems, reports)
 
 
 def read_labels(folder: Path, day: dt.date) -> pl.DataFrame:
-    """The labels that arrived on `day`, one per prediction id (the last one wins)."""
-    return arrivals(folder, day)[0]
+    """The labels that arrived on `day`, one per prediction id (the last one wins); all or
+    nothing: raises LabelFileError naming every bad file or row (nothing is quarantined)."""
+    found = arrivals(folder, day)
+    if found.problems:
+        raise LabelFileError("; ".join(str(p) for p in found.problems[:5]))
+    return found.labels
 
 
 def write_delayed_labels(
@@ -181,7 +163,7 @@ def write_delayed_labels(
             pl.col(PREDICTION_ID).cast(pl.String),
             pl.col("record_id").cast(pl.String),
             # The log's `predicted_at`, whether read raw (ISO strings) or from the lake.
-            _timestamps(predictions[PREDICTED_AT]).alias(PREDICTED_AT),
+            timestamps(predictions[PREDICTED_AT]).alias(PREDICTED_AT),
         )
         .join(outcomes, on="record_id", how="inner", maintain_order="left")
         .select(PREDICTION_ID, LABEL, (pl.col(PREDICTED_AT) + delay).alias(LABELLED_AT))

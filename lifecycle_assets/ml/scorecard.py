@@ -97,7 +97,7 @@ def model_health(
         live=live_windows(live_dir, champion.version, metric, policy, today) if champion else (),
         drift_day=drift_day,
         drifted=drifted,
-        traffic=traffic(settings.prediction_log_dir, spec.name, policy, today),
+        traffic=traffic(settings, spec.name, policy, today),
         gates=gate_history(settings.reports_dir, versions, policy.gate_history_versions),
     )
 

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from lifecycle_assets import config
-from lifecycle_assets.config import RetirementPolicy
+from lifecycle_assets.config import RetirementPolicy, Settings
 from lifecycle_assets.data.prediction_log import PREDICTED_AT, answered, read_days
 from lifecycle_assets.ml.drift import latest_drift_path
 from lifecycle_assets.ml.evaluation import load_evaluation
@@ -138,11 +138,11 @@ def drift_status(reports_dir: Path, model: str) -> tuple[str | None, bool | None
     return latest["day"], bool(latest["drifted"])
 
 
-def traffic(log_dir: Path, model: str, policy: RetirementPolicy, today: dt.date) -> Traffic:
+def traffic(settings: Settings, model: str, policy: RetirementPolicy, today: dt.date) -> Traffic:
     """Answered requests and p99 latency of the recent window, and the last request's time
     within the lookback. One read of the logs; rows without a latency never count as 0 ms."""
     first = today - dt.timedelta(days=policy.traffic_lookback_days)
-    rows = answered(read_days(log_dir, model, first, today))
+    rows = answered(read_days(settings, model, first, today))
     last = rows[PREDICTED_AT].max() if rows.height else None
     window_start = today - dt.timedelta(days=policy.traffic_window_days - 1)
     recent = rows.filter(pl.col(PREDICTED_AT).dt.date() >= window_start) if rows.height else rows

@@ -1,7 +1,8 @@
 """Where a prediction was logged: the service's JSON-lines log, then the lake's daily tables.
 
-The log is read first (it is what the service wrote); the lake's daily prediction tables are the
-fallback once the log has been rotated away. Each table is re-hashed as it is read: rows from a
+The log is read first (it is what the service wrote; bad lines are skipped, see
+`data/prediction_log.py`); the lake's daily prediction tables are the fallback once the log has
+been removed. Each table is re-hashed as it is read: rows from a
 table whose bytes changed are still shown, but marked with the mismatch.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +17,15 @@ from typing import Any
 
 import polars as pl
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.config import Settings
 from lifecycle_assets.data.lake import PREDICTION_LOGS, Lake, sha256_bytes
-from lifecycle_assets.data.prediction_log import PREDICTED_AT, PREDICTION_ID, log_files
+from lifecycle_assets.data.prediction_log import (
+    PREDICTED_AT,
+    PREDICTION_ID,
+    logged_rows,
+    segment_files,
+)
 from lifecycle_assets.provenance.links import (
     BROKEN,
     MISSING,
@@ -29,10 +34,10 @@ from lifecycle_assets.provenance.links import (
     Link,
     hash_mismatch,
 )
+from lifecycle_assets.provenance.prediction_index import candidate_days, may_hold
 
-# The monitor's schema file names each logged column's role; inputs are its `feature` columns
-# and outputs its `prediction` columns (`score` or `probability`, whichever the service wrote).
-# Without a schema file, a row's inputs are whatever is not a known output or bookkeeping column.
+# A logged row's outputs are these columns (`score` or `probability`, whichever the service
+# wrote); its inputs are whatever is not a known output or bookkeeping column.
 OUTPUT_COLUMNS = ("prediction", "score", "probability")
 EXTRA_OUTPUTS = ("latency_ms",)
 META_COLUMNS = (
@@ -58,10 +63,10 @@ def prediction_tables(lake: Lake) -> Iterator[PredictionTable]:
     for day in lake.daily_days(PREDICTION_LOGS):
         entry = lake.daily_entry(PREDICTION_LOGS, day) or {}
         path = entry["path"]
-        if not Path(path).is_file():
+        if not storage.path(path).is_file():
             yield PredictionTable(day, path, None, f"file {path} does not exist")
             continue
-        data = Path(path).read_bytes()
+        data = storage.read_bytes(path)
         mismatch = hash_mismatch(path, sha256_bytes(data), entry["sha256"])
         try:
             rows = pl.read_parquet(io.BytesIO(data))
@@ -71,13 +76,14 @@ def prediction_tables(lake: Lake) -> Iterator[PredictionTable]:
         yield PredictionTable(day, path, rows, mismatch)
 
 
-def _logged_lines(log_dir: Path) -> Iterator[tuple[Path, str]]:
+def _every_segment(log_dir: Path, days: frozenset[str] | None = None) -> list[Path]:
     models = sorted(p.name for p in log_dir.iterdir() if p.is_dir()) if log_dir.exists() else []
-    for model in models:
-        for path in log_files(log_dir, model):
-            with path.open() as handle:
-                for line in handle:
-                    yield path, line
+    return [
+        path
+        for model in models
+        for path in segment_files(log_dir, model)
+        if may_hold(path, days)
+    ]
 
 
 @dataclass
@@ -122,10 +128,9 @@ def _from_lake(settings: Settings, prediction_id: str) -> Found:
 def find_prediction(settings: Settings, prediction_id: str) -> Found:
     """The logged row of `prediction_id`, where it was found, and any shadow rows mirroring it."""
     found, shadows = Found(), {}
-    for path, line in _logged_lines(settings.prediction_log_dir):
-        if prediction_id not in line:  # cheap filter before parsing every line
-            continue
-        row = json.loads(line)
+    # A UUIDv7 id names its day: only that day's log folders (and neighbours) are read.
+    days = candidate_days(prediction_id)
+    for path, row in logged_rows(_every_segment(settings.prediction_log_dir, days), prediction_id):
         if row.get("prediction_id") == prediction_id and found.row is None:
             found = Found(row, str(path))
         elif row.get("shadow_of") == prediction_id:
@@ -159,11 +164,14 @@ def logged_predictions(
     beside them, the lake tables that cannot be read, which may have held more."""
     parsed = pl.col(PREDICTED_AT).str.to_datetime(time_unit="us", time_zone="UTC")
     frames = [_bookkeeping(pl.DataFrame(schema=_EMPTY), pl.col(PREDICTED_AT))]
-    frames += [
-        _bookkeeping(pl.read_ndjson(path, infer_schema_length=None), parsed)
-        for path in log_files(settings.prediction_log_dir, model)
-        if path.stat().st_size
+    # Only the bookkeeping of each valid row, as text: inputs are not needed here.
+    logged = [
+        {c: None if row.get(c) is None else str(row[c]) for c in META_COLUMNS}
+        for _, row in logged_rows(segment_files(settings.prediction_log_dir, model))
     ]
+    if logged:
+        frame = pl.DataFrame(logged, schema={c: pl.String for c in META_COLUMNS})
+        frames.append(_bookkeeping(frame, parsed))
     unreadable = []
     for table in prediction_tables(Lake(settings.lake_dir, settings.quarantine_dir, model)):
         if table.rows is None:
@@ -175,17 +183,7 @@ def logged_predictions(
     return rows.unique(subset=PREDICTION_ID, keep="first", maintain_order=True), unreadable
 
 
-def column_roles(log_dir: Path, model: str) -> dict[str, str]:
-    """Each logged column's role (`feature`, `prediction`, `id`, `meta`) from the monitor."""
-    roles: dict[str, str] = {}
-    for path in sorted((Path(log_dir) / model / "schema").glob("schema.*.log*")):
-        for line in path.read_text().splitlines():
-            if line.strip():
-                roles.update({c["name"]: c["role"] for c in json.loads(line).get("columns", [])})
-    return roles
-
-
-def prediction_link(prediction_id: str, found: Found, roles: dict[str, str]) -> Link:
+def prediction_link(prediction_id: str, found: Found) -> Link:
     """The prediction as logged: time, inputs, outputs, and which alias and version answered."""
     row = found.row
     if row is None:
@@ -193,13 +191,9 @@ def prediction_link(prediction_id: str, found: Found, roles: dict[str, str]) -> 
         if found.problem:
             reason += f"; prediction tables that fail their check: {found.problem}"
         return Link(PREDICTION, prediction_id, MISSING, reason)
-    if roles:
-        outputs = {k: v for k, v in row.items() if roles.get(k) == "prediction"}
-        inputs = {k: v for k, v in row.items() if roles.get(k) == "feature"}
-    else:
-        outputs = {k: row[k] for k in OUTPUT_COLUMNS if k in row}
-        known = (*OUTPUT_COLUMNS, *EXTRA_OUTPUTS, *META_COLUMNS)
-        inputs = {k: v for k, v in row.items() if k not in known}
+    outputs = {k: row[k] for k in OUTPUT_COLUMNS if k in row}
+    known = (*OUTPUT_COLUMNS, *EXTRA_OUTPUTS, *META_COLUMNS)
+    inputs = {k: v for k, v in row.items() if k not in known}
     outputs.update({k: row[k] for k in EXTRA_OUTPUTS if row.get(k) is not None})
     details = {
         "predicted_at": row.get("predicted_at"),

@@ -15,7 +15,7 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.provenance.lake_links import data_links
 from lifecycle_assets.provenance.links import MISSING, TRAINING_SET, Link, Trace
-from lifecycle_assets.provenance.predictions import column_roles, find_prediction, prediction_link
+from lifecycle_assets.provenance.predictions import find_prediction, prediction_link
 from lifecycle_assets.provenance.version_links import (
     answered_by_link,
     evaluation_link,
@@ -50,8 +50,7 @@ def trace_prediction(
 ) -> Trace:
     """Every link from `prediction_id` to the raw batch files, each one checked."""
     found = find_prediction(settings, prediction_id)
-    roles = column_roles(settings.prediction_log_dir, found.row["model_name"]) if found.row else {}
-    prediction = prediction_link(prediction_id, found, roles)
+    prediction = prediction_link(prediction_id, found)
     if found.row is None:
         return Trace(prediction_id, (prediction,))
     client = client or configure_mlflow(settings)

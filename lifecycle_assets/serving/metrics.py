@@ -56,10 +56,21 @@ class PredictionMetrics:
             ["model_name"],
             multiprocess_mode="mostrecent",
         )
+        # Every answered prediction is either logged (rows) or counted lost (failures).
         self.log_failures = prom.Counter(
             "lifecycle_prediction_log_failures",
-            "Prediction log rows that could not be written.",
+            "Prediction log rows that could not be written (lost).",
             ["model_name"],
+        )
+        self.logged_rows = prom.Counter(
+            "lifecycle_prediction_log_rows",
+            "Prediction log rows written.",
+            ["model_name"],
+        )
+        self.log_write_errors = prom.Counter(
+            "lifecycle_prediction_log_write_errors",
+            "Failed prediction log writes, by errno name (ENOSPC, EROFS, EIO...).",
+            ["model_name", "error"],
         )
         self.swap_failures = prom.Counter(
             "lifecycle_model_swap_failures",

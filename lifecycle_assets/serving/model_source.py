@@ -20,16 +20,29 @@ import datetime as dt
 import functools
 import logging
 import os
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import bentoml
+import mlflow
 import yaml
 from bentoml.exceptions import NotFound
 
 from lifecycle_assets import config
+from lifecycle_assets.compiled.artifact import (
+    STATUS_OK,
+    TAG_COMPILED_PATH,
+    TAG_COMPILED_REASON,
+    TAG_COMPILED_SHA256,
+    TAG_COMPILED_STATUS,
+    read_compiled,
+    verify_against,
+)
+from lifecycle_assets.compiled.model import CompiledModel
+from lifecycle_assets.compiled.rows import RowEncoder
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.models import (
     LoadedModel,
@@ -49,8 +62,13 @@ logger = logging.getLogger(__name__)
 
 ENV_MODEL_NAMES = "LIFECYCLE_MODEL_NAMES"
 ENV_MODEL_SOURCE = "LIFECYCLE_MODEL_SOURCE"
+# `sklearn` serves every model with scikit-learn even when a compiled form is proven (a switch
+# for operators and the benchmark's comparison); `auto` (default) serves the compiled form.
+ENV_SCORER = "LIFECYCLE_SCORER"
 # Subfolder of a BentoML model that holds the MLflow model directory (MLmodel, model.skops).
 BENTO_MODEL_SUBDIR = "mlflow_model"
+# Subfolder of a BentoML model that holds the compiled file, when the version has one.
+BENTO_COMPILED_SUBDIR = "compiled"
 # Key of a BentoML model's metadata that holds `ModelRef.to_dict()`.
 BENTO_REF_KEY = "model_ref"
 
@@ -63,7 +81,12 @@ class ModelSourceError(RuntimeError):
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A verified model plus where it came from, for `/metadata` and every prediction log row."""
+    """A verified model plus where it came from, for `/metadata` and every prediction log row.
+
+    `compiled` is the version's compiled form when it is registered with proven parity, its
+    SHA-256 matches and it re-proves parity on load; otherwise scikit-learn scores and
+    `scorer_reason` says why.
+    """
 
     loaded: LoadedModel
     source: SourceMode
@@ -71,10 +94,23 @@ class ServedModel:
     bento_model_tag: str | None = None
     # Set when the alias holder could not serve and this is the last good version instead.
     degradation: Degradation | None = None
+    compiled: CompiledModel | None = None
+    scorer_reason: str = ""
 
     @property
     def ref(self) -> ModelRef:
         return self.loaded.ref
+
+    @functools.cached_property
+    def row_encoder(self) -> RowEncoder:
+        return RowEncoder(self.loaded.spec)
+
+    def describe_scorer(self) -> dict[str, str]:
+        """What scores this model, for `/metadata`: `compiled` or `sklearn`, and why."""
+        return {
+            "scorer": "compiled" if self.compiled is not None else "sklearn",
+            "reason": self.scorer_reason,
+        }
 
 
 def ref_from_dict(data: Mapping[str, Any]) -> ModelRef:
@@ -120,7 +156,50 @@ def load_from_registry(name: str, settings: Settings) -> ServedModel:
 
 def served_from_registry(ref: ModelRef) -> ServedModel:
     """A registered version, downloaded and SHA-256 verified, ready to serve."""
-    return ServedModel(loaded=load_version(ref), source="registry", loaded_at=_now())
+    loaded = load_version(ref)
+    compiled, reason = attach_compiled(loaded, functools.partial(_download_compiled, ref))
+    return ServedModel(
+        loaded=loaded,
+        source="registry",
+        loaded_at=_now(),
+        compiled=compiled,
+        scorer_reason=reason,
+    )
+
+
+def _download_compiled(ref: ModelRef, path: str, dst: str) -> Path:
+    return Path(mlflow.artifacts.download_artifacts(f"runs:/{ref.run_id}/{path}", dst_path=dst))
+
+
+def attach_compiled(
+    loaded: LoadedModel, fetch: Callable[[str, str], Path | None]
+) -> tuple[CompiledModel | None, str]:
+    """The version's compiled form and why it serves, or None and why scikit-learn does.
+
+    `fetch(artifact_path, tmp_dir)` returns the local copy of the compiled file (None when it
+    is absent). Any failure falls back to scikit-learn: the pipeline is the source of truth.
+    """
+    tags = loaded.ref.tags
+    if os.environ.get(ENV_SCORER, "auto") == "sklearn":
+        return None, f"scikit-learn chosen by {ENV_SCORER}=sklearn"
+    status = tags.get(TAG_COMPILED_STATUS)
+    if status is None:
+        return None, "no compiled artifact registered with this version"
+    if status != STATUS_OK:
+        return None, f"compiled {status} at registration: {tags.get(TAG_COMPILED_REASON, '')}"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = fetch(tags.get(TAG_COMPILED_PATH, ""), tmp)
+            if local is None:
+                return None, "compiled artifact missing"
+            compiled = read_compiled(local, tags.get(TAG_COMPILED_SHA256, ""))
+        verify_against(compiled, loaded.pipeline, loaded.spec)
+    except Exception as error:
+        logger.warning(
+            "%s v%s served by scikit-learn: %s", loaded.ref.name, loaded.ref.version, error
+        )
+        return None, f"compiled artifact refused: {error}"
+    return compiled, f"compiled ({tags.get(TAG_COMPILED_REASON, 'parity proven')})"
 
 
 @functools.cache
@@ -161,8 +240,19 @@ def load_from_bento_store(name: str) -> ServedModel:
         raise ModelSourceError(f"BentoML model {model.tag} carries no {BENTO_REF_KEY!r} metadata")
     ref = ref_from_dict(metadata[BENTO_REF_KEY])
     loaded = read_model_dir(ref, model.path_of(BENTO_MODEL_SUBDIR))
+
+    def bundled(path: str, _: str) -> Path | None:
+        local = Path(model.path_of(BENTO_COMPILED_SUBDIR)) / Path(path).name
+        return local if local.exists() else None
+
+    compiled, reason = attach_compiled(loaded, bundled)
     return ServedModel(
-        loaded=loaded, source="bento", loaded_at=_now(), bento_model_tag=str(model.tag)
+        loaded=loaded,
+        source="bento",
+        loaded_at=_now(),
+        bento_model_tag=str(model.tag),
+        compiled=compiled,
+        scorer_reason=reason,
     )
 
 

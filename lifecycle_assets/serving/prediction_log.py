@@ -1,4 +1,18 @@
-"""Write answered and shadow predictions to the prediction log (`bentoml.monitor`).
+"""Write answered and shadow predictions to the model's own prediction log.
+
+Not `bentoml.monitor`: its loggers are process-global (the last model set up received every
+model's rows) and its handler swallowed write errors (a full disk lost rows while `/metadata`
+said "ok"). Here each model has its own writer, and each writing process its own segment,
+`<log_dir>/<model>/<YYYY-MM-DD>/<host>-<pid>-<start>.jsonl` (layout in `data/prediction_log.py`,
+which reads it), so workers never interleave bytes in one file.
+
+A batch of rows is one `os.write` of complete lines to a file opened `O_APPEND`: no user-space
+buffer to flush, nothing lost to a kill -9 once the call returned. A short write (the disk filled
+mid-batch) is cut back to the last complete line, so no torn line is left; the rows that did not
+make it are counted as lost. Every write error (ENOSPC, EROFS, EIO, ...) is caught, counted in
+`/metrics` (`lifecycle_prediction_log_failures_total` = rows lost,
+`lifecycle_prediction_log_write_errors_total` by errno name) and shown in `/metadata` health;
+one warning when the log starts failing and one when it recovers, never one per row.
 
 Every row carries the model's output (`prediction`, and `score`: the positive-class probability
 of a classifier or a regressor's predicted value), the model that produced it (`model_name`,
@@ -6,68 +20,237 @@ of a classifier or a regressor's predicted value), the model that produced it (`
 on shadow rows) and its `variant`: `champion` or `canary` for answers, `shadow` for rows never
 returned, whose `shadow_of` is the prediction id of the answer they mirror (null on answered
 rows). Readers of the log that want what clients received filter out `variant == "shadow"`.
+Values are strict JSON (`data/valid_json.py`): a NaN input is logged as null.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
-import bentoml
-
+from lifecycle_assets.data import valid_json
+from lifecycle_assets.data.prediction_log import SEGMENT_SUFFIX, day_dir
+from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import ModelSet
-from lifecycle_assets.spec import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+# Keys of an answer row that the log names differently (`probability` is logged as `score`).
+_RENAMED = {"probability"}
 
 
-def write_rows(
-    spec: ModelSpec,
-    log_path: str,
+def new_prediction_id() -> str:
+    """A UUIDv7 (RFC 9562) as its canonical string: time-ordered, so ids sort by creation.
+
+    48 bits of Unix milliseconds, the version, 12 bits of sub-millisecond time, the variant and
+    62 random bits (Python 3.11 has no `uuid.uuid7`).
+    """
+    nanos = time.time_ns()
+    millis, sub = divmod(nanos, 1_000_000)
+    fraction = sub * 4096 // 1_000_000  # sub-millisecond part in 12 bits
+    value = (millis & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76 | fraction << 64
+    value |= 0b10 << 62 | secrets.randbits(62)
+    return str(uuid.UUID(int=value))
+
+
+def segment_name() -> str:
+    """This process's segment: host, pid and start time, so no two writers share a file."""
+    host = socket.gethostname().split(".")[0] or "host"
+    start = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{host}-{os.getpid()}-{start}"
+
+
+def error_name(error: OSError) -> str:
+    """ENOSPC, EROFS, EIO...: what an operator searches for."""
+    return errno.errorcode.get(error.errno or 0, type(error).__name__)
+
+
+class PredictionLogWriter:
+    """One model's log writer in this process: never raises, counts what it could not write."""
+
+    def __init__(self, log_dir: Path, model: str, metrics: PredictionMetrics) -> None:
+        self.log_dir = Path(log_dir)
+        self.model = model
+        self.metrics = metrics
+        self.segment = segment_name()
+        self.rows_written = 0
+        self.rows_lost = 0
+        self.last_error: str | None = None
+        self.failing = False
+        self._fd: int | None = None
+        self._fd_day: dt.date | None = None
+        # The shadow scores in a thread; one write at a time keeps truncation exact.
+        self._lock = threading.Lock()
+
+    def path(self, day: dt.date) -> Path:
+        return day_dir(self.log_dir, self.model, day) / f"{self.segment}{SEGMENT_SUFFIX}"
+
+    def log(
+        self,
+        rows: list[dict[str, Any]],
+        records: list[dict[str, Any]],
+        models: ModelSet,
+        latencies: list[float] | None = None,
+    ) -> None:
+        """Log one batch: each row with its request's inputs and the model's provenance.
+
+        `latencies` holds each answered row's server-side latency in ms (None: shadow rows).
+        """
+        if not rows:
+            return
+        now = dt.datetime.now(dt.UTC)
+        lines = log_lines(rows, records, models, latencies, now)
+        with self._lock:
+            written, error = self._write(now.date(), lines)
+            self._account(len(lines), written, error)
+
+    def _open(self, day: dt.date) -> int:
+        if self._fd is not None and self._fd_day == day:
+            return self._fd
+        self._close()
+        path = self.path(day)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        self._fd, self._fd_day = os.open(path, flags, 0o644), day
+        return self._fd
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd, self._fd_day = self._fd, None, None
+            try:
+                os.close(fd)
+            except OSError as error:  # every byte was already written by os.write; say so
+                logger.warning("closing the prediction log of %s: %s", self.model, error)
+
+    def _write(self, day: dt.date, lines: list[bytes]) -> tuple[int, OSError | None]:
+        """Append whole lines; returns how many landed and the error that stopped the rest."""
+        data = b"".join(lines)
+        try:
+            fd = self._open(day)
+            start = os.fstat(fd).st_size
+        except OSError as error:
+            self._close()
+            return 0, error
+        done = 0
+        view = memoryview(data)
+        try:
+            while done < len(data):
+                n = os.write(fd, view[done:])
+                if n <= 0:
+                    raise OSError(errno.EIO, "write returned no progress")
+                done += n
+        except OSError as error:
+            return self._cut_back(fd, start, lines, done), error
+        return len(lines), None
+
+    def _cut_back(self, fd: int, start: int, lines: list[bytes], done: int) -> int:
+        """After a failed or short write, truncate to the last complete line; returns the
+        number of lines kept."""
+        kept, end = 0, 0
+        for line in lines:
+            if end + len(line) > done:
+                break
+            end += len(line)
+            kept += 1
+        if end != done:
+            try:
+                os.ftruncate(fd, start + end)
+            except OSError:
+                # The torn tail stays; the reader quarantines it. Reopen on the next batch.
+                logger.exception("could not cut a torn prediction log line from %s", self.segment)
+        self._close()
+        return kept
+
+    def _account(self, total: int, written: int, error: OSError | None) -> None:
+        self.rows_written += written
+        self.metrics.logged_rows.labels(self.model).inc(written)
+        if error is None:
+            if self.failing:
+                self.failing = False
+                logger.warning(
+                    "prediction log of %s is writing again; %d rows were lost (last error %s)",
+                    self.model,
+                    self.rows_lost,
+                    self.last_error,
+                )
+            return
+        lost = total - written
+        name = error_name(error)
+        self.rows_lost += lost
+        self.metrics.log_failures.labels(self.model).inc(lost)
+        self.metrics.log_write_errors.labels(self.model, name).inc()
+        if not self.failing or name != self.last_error:
+            logger.error(
+                "prediction log of %s cannot be written (%s: %s); rows are being lost "
+                "and counted in lifecycle_prediction_log_failures_total",
+                self.model,
+                name,
+                error.strerror or error,
+            )
+        self.failing, self.last_error = True, name
+
+    def health(self) -> str:
+        """`ok`, `failing: ENOSPC, 12 rows lost`, or `recovered: ...` once writing again."""
+        if not self.rows_lost and not self.failing:
+            return "ok"
+        state = "failing" if self.failing else "recovered"
+        return f"{state}: {self.last_error}, {self.rows_lost} rows lost"
+
+    def status(self) -> dict[str, Any]:
+        """What `/metadata` shows: counts and the errno name, no paths."""
+        return {
+            "health": self.health(),
+            "rows_written": self.rows_written,
+            "rows_lost": self.rows_lost,
+            "last_error": self.last_error,
+        }
+
+
+def log_lines(
     rows: list[dict[str, Any]],
     records: list[dict[str, Any]],
     models: ModelSet,
-    latencies: list[float] | None = None,
-) -> None:
-    """One monitor row per prediction: inputs, outputs and the model's provenance.
-
-    `latencies` holds each answered row's server-side latency in ms (None: shadow rows).
-    """
+    latencies: list[float] | None,
+    now: dt.datetime,
+) -> list[bytes]:
+    """One strict-JSON line per row: bookkeeping, outputs, then the request's inputs."""
     digests = {
         m.ref.version: m.ref.training_digest
         for m in (models.champion, models.canary, models.shadow)
         if m is not None
     }
-    n = len(rows)
-    columns: list[tuple[str, list[Any], str, str]] = [
-        (
-            f.name,
-            [record.get(f.name) for record in records],
-            "feature",
-            "numerical" if f.type == "numeric" else "categorical",
-        )
-        for f in spec.features
-    ]
-    kind = "categorical" if spec.is_classifier else "numerical"
+    spec = models.champion.loaded.spec
     score_key = "probability" if spec.is_classifier else "prediction"
-    columns += [
-        ("score", [r.get("score", r.get(score_key)) for r in rows], "prediction", "numerical"),
-        ("prediction", [r["prediction"] for r in rows], "prediction", kind),
-        ("prediction_id", [r["prediction_id"] for r in rows], "id", "categorical"),
-        ("record_id", [r["record_id"] for r in rows], "id", "categorical"),
-        ("model_name", [r["model_name"] for r in rows], "meta", "categorical"),
-        ("model_version", [r["model_version"] for r in rows], "meta", "categorical"),
-        ("variant", [r["variant"] for r in rows], "meta", "categorical"),
-        # Set on shadow rows only: the prediction id of the answer the shadow row mirrors.
-        ("shadow_of", [r.get("shadow_of") for r in rows], "id", "categorical"),
-        (
-            "training_digest",
-            [digests.get(r["model_version"], "") for r in rows],
-            "meta",
-            "categorical",
-        ),
-        ("latency_ms", [None] * n if latencies is None else latencies, "meta", "numerical"),
-        # The monitor's own `timestamp` is naive local time; this one is unambiguous.
-        ("predicted_at", [dt.datetime.now(dt.UTC).isoformat()] * n, "meta", "categorical"),
-    ]
-    with bentoml.monitor(spec.name, monitor_options={"log_path": log_path}) as mon:
-        for name, values, role, kind in columns:
-            mon.log_batch(values, name, role, kind)
+    feature_names = [f.name for f in spec.features]
+    predicted_at = now.isoformat(timespec="microseconds")
+    lines = []
+    for index, (row, record) in enumerate(zip(rows, records, strict=True)):
+        entry: dict[str, Any] = {
+            "prediction_id": row["prediction_id"],
+            "predicted_at": predicted_at,
+            "model_name": row["model_name"],
+            "model_version": row["model_version"],
+            "variant": row["variant"],
+            "record_id": row["record_id"],
+            # Set on shadow rows only: the prediction id of the answer the shadow row mirrors.
+            "shadow_of": row.get("shadow_of"),
+            "training_digest": digests.get(row["model_version"], ""),
+            "latency_ms": None if latencies is None else latencies[index],
+            "prediction": row["prediction"],
+            "score": row.get("score", row.get(score_key)),
+        }
+        # Anything else the answer carries (e.g. flags) is logged as answered.
+        entry.update((k, v) for k, v in row.items() if k not in entry and k not in _RENAMED)
+        entry.update((name, record.get(name)) for name in feature_names)
+        lines.append((valid_json.dumps(entry) + "\n").encode())
+    return lines

@@ -14,12 +14,12 @@ is answered (`shadow.py`). A service serving several models holds one `Predictor
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import functools
 import json
 import logging
 import time
-import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +32,9 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.drift import latest_drift_path
 from lifecycle_assets.ml.training import decide
 from lifecycle_assets.serving.metrics import prediction_metrics
-from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ModelSet, score
+from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ModelSet, score_records
 from lifecycle_assets.serving.model_source import ServedModel
-from lifecycle_assets.serving.prediction_log import write_rows
+from lifecycle_assets.serving.prediction_log import PredictionLogWriter, new_prediction_id
 from lifecycle_assets.serving.requests import RequestValidator, ValidatedBatch
 from lifecycle_assets.serving.router import canary_mask
 from lifecycle_assets.serving.shadow import ShadowScorer
@@ -73,17 +73,16 @@ class Predictor:
         self.models = ModelSet(champion=served)
         self.max_rows = settings.serving.max_batch_size
         self._validator = RequestValidator(served.loaded.spec, self.max_rows)
-        self.log_path = str(settings.prediction_log_dir)
         self._waiting: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self.metrics = prediction_metrics()
-        self.log_failures = 0
+        self.log = PredictionLogWriter(settings.prediction_log_dir, self.spec.name, self.metrics)
         self.drift_file = latest_drift_path(settings.reports_dir, self.spec.name)
         self._drift_seen = 0.0
         self._drift_checked = -DRIFT_CHECK_SECONDS
         budget = config.SHADOW_BUDGET_MS if shadow_budget_ms is None else shadow_budget_ms
-        self.shadow = ShadowScorer(self.spec.name, budget, self.metrics, self._write_log)
+        self.shadow = ShadowScorer(self.spec.name, budget, self.metrics, self.log.log)
         self.watcher: RegistryWatcher | None = None
 
     @property
@@ -166,71 +165,66 @@ class Predictor:
                     continue
                 # Answer first, then write the prediction log, so the log never adds latency.
                 await asyncio.sleep(0)
-                self._write_log(rows, records, models, latencies)
+                self.log.log(rows, records, models, latencies)
                 self.refresh_drift()
-                if models.shadow is not None:
+                if models.shadow is not None and frame is not None:
                     self.shadow.queue(models, frame, rows, records)
 
-    def _write_log(
-        self,
-        rows: list[dict[str, Any]],
-        records: list[dict[str, Any]],
-        models: ModelSet,
-        latencies: list[float] | None = None,
-    ) -> None:
-        """Log answered (or shadow) rows; a failure is counted and loud, never raised.
-
-        The answers are already sent: a failing log must not stop serving, but it must show in
-        the log, in /metrics and in /metadata.
-        """
-        try:
-            # A fresh context per call: the monitor keeps per-record state in context
-            # variables, and the worker task lives as long as the process.
-            spec = models.champion.loaded.spec
-            contextvars.copy_context().run(
-                write_rows, spec, self.log_path, rows, records, models, latencies
-            )
-        except Exception:
-            logger.exception("writing %d prediction log rows failed", len(rows))
-            self.log_failures += len(rows)
-            self.metrics.log_failures.labels(self.spec.name).inc(len(rows))
+    @property
+    def log_failures(self) -> int:
+        """Prediction log rows lost in this process (the writer never raises, it counts)."""
+        return self.log.rows_lost
 
     def _split_score(
         self,
         models: ModelSet,
-        frame: pl.DataFrame,
+        frame: Callable[[], pl.DataFrame],
+        records: list[dict[str, Any]],
         ids: list[str | None],
         prediction_ids: list[str],
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and the canary mask: one vectorized call per model that answers."""
+        """Scores and the canary mask: one vectorized call per model that answers (from the
+        records when the model is compiled, else from the batch's frame, built on demand)."""
         canary = models.canary
+        n = len(records)
         if canary is None:
-            return score(models.champion, frame), np.zeros(frame.height, dtype=bool)
+            return score_records(models.champion, records, frame), np.zeros(n, dtype=bool)
         # Records without an id are routed by their prediction id.
         route_ids = [r if r is not None else p for r, p in zip(ids, prediction_ids, strict=True)]
         mask = canary_mask(route_ids, models.canary_weight)
         if not mask.any():
-            return score(models.champion, frame), mask
+            return score_records(models.champion, records, frame), mask
         if mask.all():
-            return score(canary, frame), mask
-        scores = np.empty(frame.height, dtype=float)
-        selector = pl.Series(mask)
-        scores[mask] = score(canary, frame.filter(selector))
-        scores[~mask] = score(models.champion, frame.filter(~selector))
+            return score_records(canary, records, frame), mask
+        scores = np.empty(n, dtype=float)
+        chosen = mask.tolist()
+        to_canary = [r for r, c in zip(records, chosen, strict=True) if c]
+        to_champion = [r for r, c in zip(records, chosen, strict=True) if not c]
+        scores[mask] = score_records(canary, to_canary, lambda: frame().filter(pl.Series(mask)))
+        scores[~mask] = score_records(
+            models.champion, to_champion, lambda: frame().filter(pl.Series(~mask))
+        )
         return scores, mask
 
     def _score_pending(
         self, pending: list[_Pending], models: ModelSet
-    ) -> tuple[list[dict[str, Any]], list[float], list[dict[str, Any]], pl.DataFrame]:
+    ) -> tuple[list[dict[str, Any]], list[float], list[dict[str, Any]], pl.DataFrame | None]:
         """Score, answer each request, and return the rows, per-row latencies and records to
-        log, and the frame (for the shadow)."""
+        log, and the frame (for the shadow; None without one)."""
         spec = models.champion.loaded.spec
-        frame = pl.concat([item.batch.frame for item in pending], how="vertical")
+
+        @functools.cache
+        def frame() -> pl.DataFrame:
+            # Only scikit-learn and the shadow need the batch as a frame; compiled models
+            # score the records themselves.
+            return pl.concat([item.batch.frame for item in pending], how="vertical")
+
+        records = [record for item in pending for record in item.batch.records]
         ids = [identifier for item in pending for identifier in item.batch.ids]
         # Always minted here: a client's record id may repeat (a re-scored application), a
         # prediction id never does.
-        prediction_ids = [uuid.uuid4().hex for _ in ids]
-        values, mask = self._split_score(models, frame, ids, prediction_ids)
+        prediction_ids = [new_prediction_id() for _ in ids]
+        values, mask = self._split_score(models, frame, records, ids, prediction_ids)
         answered = {False: (CHAMPION, models.champion.ref)}
         if models.canary is not None:
             answered[True] = (CANARY, models.canary.ref)
@@ -269,8 +263,7 @@ class Predictor:
             if not item.future.done():
                 item.future.set_result(rows)
             latencies += [(time.perf_counter() - item.queued_at) * 1000.0] * len(rows)
-        records = [record for item in pending for record in item.batch.records]
-        return all_rows, latencies, records, frame
+        return all_rows, latencies, records, frame() if models.shadow is not None else None
 
     def metadata(self, *, admin: bool = False) -> dict[str, Any]:
         """What `/metadata` answers; `admin` adds the full error texts (for `/admin/status`)."""
@@ -292,8 +285,10 @@ class Predictor:
             "bento_model_tag": served.bento_model_tag,
             "source": served.source,
             "loaded_at": served.loaded_at,
+            "scorer": served.describe_scorer(),
             "prediction_log_failures": self.log_failures,
-            "health": {"prediction_log": "failing" if self.log_failures else "ok"},
+            "prediction_log": self.log.status(),
+            "health": {"prediction_log": self.log.health()},
             "serving": self.models.describe(),
             "shadow_skipped": dict(self.shadow.skipped),
             **(

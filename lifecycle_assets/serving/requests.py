@@ -22,6 +22,7 @@ from typing import Any
 
 import polars as pl
 
+from lifecycle_assets.ml.features import boolean_level
 from lifecycle_assets.spec import FeatureSpec, ModelSpec
 
 # Enough to fix a request, small enough that a 1,000-record garbage body gives a short answer.
@@ -128,6 +129,8 @@ def _check_value(feature: FeatureSpec, value: Any, max_length: int) -> tuple[str
         if feature.max is not None and value > feature.max:
             return f"{value} is above the maximum {feature.max:g}", True
         return None, False
+    if isinstance(value, bool):
+        value = boolean_level(value, feature)  # JSON true/false: a level of a boolean column
     if not isinstance(value, str):
         return f"expected a string, got {_type_name(value)}", False
     if len(value) > max_length:
@@ -252,7 +255,9 @@ class RequestValidator:
                 nan_rows.update(i for i, v in enumerate(values) if v is not None and v != v)
                 columns[name] = pl.Series(name, floats, dtype=pl.Float64)
             else:
-                columns[name] = pl.Series(name, values, dtype=pl.String)
+                # JSON true/false are levels of a boolean column, spelled as the spec spells them.
+                text = [boolean_level(v, feature) if isinstance(v, bool) else v for v in values]
+                columns[name] = pl.Series(name, text, dtype=pl.String)
         id_column = self.spec.id_column
         ids = [
             None if id_column is None or record.get(id_column) is None else str(record[id_column])

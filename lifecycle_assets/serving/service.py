@@ -5,7 +5,7 @@
   keeps its plain URLs; `GET /models` lists what is served; `GET /openapi.json` describes it all
   (`openapi.py`).
 
-BentoML runs the process (worker, `/livez`, `/readyz`, `/metrics`, the monitor, the Bento); the
+BentoML runs the process (worker, `/livez`, `/readyz`, `/metrics`, the Bento); the
 endpoints are a small Starlette app mounted into it. Measured on this machine with an empty
 handler, BentoML's typed `@bentoml.api` path (pydantic IO descriptors, a hop to a one-thread pool
 for sync methods) added 0.45-0.65 ms per request over a mounted route and cut throughput at
@@ -34,7 +34,7 @@ from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.models import resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
-from lifecycle_assets.serving import admin, startup
+from lifecycle_assets.serving import admin, registry_hooks, startup
 from lifecycle_assets.serving.fallback import verify_and_load
 from lifecycle_assets.serving.http_guard import HttpGuard
 from lifecycle_assets.serving.model_set import smoke_test
@@ -48,6 +48,7 @@ from lifecycle_assets.serving.openapi import openapi_document
 from lifecycle_assets.serving.predictor import Predictor
 from lifecycle_assets.serving.requests import RequestError
 from lifecycle_assets.serving.watcher import RegistryWatcher
+from lifecycle_assets.settings import load_env_file
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ http_app = Starlette(
         Route("/models/{name}/metadata", model_metadata_endpoint, methods=["GET"]),
         Route("/admin/reload", admin.reload_endpoint, methods=["POST"]),
         Route("/admin/status", admin.status_endpoint, methods=["GET"]),
+        Route(registry_hooks.PATH, registry_hooks.registry_hook_endpoint, methods=["POST"]),
     ]
 )
 
@@ -169,6 +171,7 @@ class PredictionService:
             startup.report_fatal(f"start-up failed: {type(error).__name__}: {error}")
 
     def _start(self) -> None:
+        load_env_file()  # `.env` reaches MLflow and boto3 as it reaches the CLI
         self.settings = Settings.from_env()
         env = os.environ
         self.admin_token = env.get(admin.ENV_ADMIN_TOKEN) or None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -24,6 +23,7 @@ from lifecycle_assets.registry.models import ModelRef
 from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import SHADOW, ModelSet, score
 from lifecycle_assets.serving.model_source import ServedModel
+from lifecycle_assets.serving.prediction_log import new_prediction_id
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def shadow_rows(
         {
             "prediction": decision,
             "score": value,
-            "prediction_id": uuid.uuid4().hex,
+            "prediction_id": new_prediction_id(),
             "record_id": row["record_id"],
             "model_name": ref.name,
             "model_version": ref.version,

@@ -1,4 +1,4 @@
-"""What happened in production: the daily prediction log, read from the service's monitor."""
+"""What happened in production: the daily prediction log, read from the service's own log."""
 
 import datetime as dt
 
@@ -9,6 +9,7 @@ from lifecycle_assets.data import prediction_log
 from lifecycle_assets.data.lake import PREDICTION_LOGS
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
+from lifecycle_assets.defs.automation import IO_RETRY, monitoring_freshness
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.spec import ModelSpec
 
@@ -40,6 +41,8 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         partitions_def=serving_partitions(spec),
         group_name=spec.name,
         kinds={"bentoml", "parquet"},
+        freshness_policy=monitoring_freshness(spec),
+        retry_policy=IO_RETRY,
         description=f"Every {spec.name} prediction served that day, once per prediction id.",
     )
     def prediction_log_asset(
@@ -47,7 +50,11 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         settings = lifecycle.settings()
         day = dt.date.fromisoformat(context.partition_key)
-        rows = typed_log(prediction_log.read_day(settings.prediction_log_dir, spec.name, day), spec)
+        scan = prediction_log.scan_days(settings, spec.name, day, day)
+        rows = typed_log(scan.rows, spec)
+        if scan.bad:
+            shown = "; ".join(str(b) for b in scan.bad[:5])
+            context.log.warning(f"{scan.summary()}: {shown}")
         entry = lake_for(lifecycle, spec).store_daily(PREDICTION_LOGS, context.partition_key, rows)
         versions = (
             rows.group_by("model_version").len().sort("model_version").to_dicts()
@@ -58,6 +65,12 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             data_version=dg.DataVersion(entry["sha256"]),
             metadata={
                 "rows": rows.height,
+                "log_segments": scan.files,
+                # Skipped lines, each copied to the quarantine with its file, line and reason.
+                "bad_lines": len(scan.bad),
+                "bad_line_reports": dg.MetadataValue.json(
+                    {"lines": [str(b) for b in scan.bad[:20]], "reports": scan.quarantine_reports}
+                ),
                 "sha256": entry["sha256"],
                 "predictions_per_version": dg.MetadataValue.json(versions),
                 "path": dg.MetadataValue.path(entry["path"]),
