@@ -54,7 +54,7 @@ def fuzz(operation: Any, mode: GenerationMode, url: str, tally: Tally) -> None:
         tally.statuses.append(response.status_code)
         try:
             case.validate_response(response)
-        except Exception as error:
+        except (Exception, BaseExceptionGroup) as error:  # schemathesis: a FailureGroup
             tally.failures.append(
                 f"{case.method} {case.formatted_path} ({mode.value}) -> "
                 f"{response.status_code}: {str(error)[:400]}"

@@ -8,9 +8,11 @@ shows as an earlier holder of that alias that still verifies, and says so: `/met
 and the `lifecycle_serving_degraded` gauge report the degradation until the alias moves to a
 version that verifies.
 
-`verify_and_load` is the one place the service decides whether a version may serve; the
-registry's own `verify_version` (artifact, SHA-256, allow-list, compiled form) will be called
-from here once it exists, so promotion and serving apply one rule.
+`verify_and_load` is the one place the service decides whether a version may serve, with the
+rule every alias move applies (`registry/verify.py`): the tags first (`refusal`: complete
+registration, not marked incomplete), then the download checked against its SHA-256 and loaded
+on the allow-list; a compiled form that does not attach is checked with `verify_version`, so a
+tampered compiled file refuses the version instead of quietly falling back to scikit-learn.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlflow import MlflowClient
+
 from lifecycle_assets import config
 from lifecycle_assets.registry.artifacts import IntegrityError, UntrustedArtifactError
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger, utc_now
 from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.registry.verify import has_compiled, refusal, verify_version
 from lifecycle_assets.serving.model_source import (
     ModelSourceError,
     ServedModel,
@@ -32,9 +37,6 @@ from lifecycle_assets.serving.model_source import (
 )
 
 logger = logging.getLogger(__name__)
-
-# Version tag a crashed registration leaves (or reconcile sets) on a version that must never serve.
-TAG_INCOMPLETE = "lifecycle.incomplete"
 
 
 class VersionRefused(RuntimeError):
@@ -61,11 +63,7 @@ def public_reason(error: BaseException) -> str:
 
 def tag_problems(ref: ModelRef) -> list[str]:
     """What the registry's tags alone say against serving `ref` (before any download)."""
-    problems = []
-    if not ref.artifact_sha256:
-        problems.append(f"no {config.TAG_ARTIFACT_SHA256} tag: the registration is incomplete")
-    if ref.tags.get(TAG_INCOMPLETE, "").strip().lower() not in ("", "false", "0", "no"):
-        problems.append(f"tagged {TAG_INCOMPLETE}: left half-registered by a crash")
+    problems = [reason] if (reason := refusal(ref.tags)) is not None else []
     if ref.tags.get(config.TAG_RETIRED, "").strip().lower() == "true":
         problems.append("the version is retired")
     return problems
@@ -77,10 +75,17 @@ def verify_and_load(ref: ModelRef) -> ServedModel:
     if problems:
         raise VersionRefused(ref.name, ref.version, problems)
     try:
-        return served_from_registry(ref)
+        served = served_from_registry(ref)
     except Exception as error:
         detail = f"{type(error).__name__}: {error}"
         raise VersionRefused(ref.name, ref.version, [public_reason(error)], detail) from error
+    if has_compiled(ref.tags) and served.compiled is None:
+        # Parity lost on load falls back to scikit-learn; a compiled file that does not match
+        # its registered SHA-256 (or is gone) refuses the version, as it refuses an alias move.
+        verdict = verify_version(MlflowClient(), ref.name, ref.version, ref=ref)
+        if not verdict.ok:
+            raise VersionRefused(ref.name, ref.version, verdict.reasons)
+    return served
 
 
 def earlier_holders(ledger: Ledger, name: str, alias: str, exclude: Iterable[str]) -> list[str]:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +21,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger(__name__)
 
 # 1,000 records of a dozen fields take about 300 KB; 4 MB leaves room for long ids and batches.
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -133,7 +136,12 @@ class HttpGuard:
             elif held is not None and message["type"] == "http.response.body":
                 if message.get("more_body", False):
                     return
-                await _send_json(send, 200, readiness_detail())
+                try:
+                    detail = readiness_detail()
+                except Exception:  # readiness must never fail on its own detail
+                    logger.exception("cannot describe readiness")
+                    detail = {"status": "ready"}
+                await _send_json(send, 200, detail)
                 return
             await send(message)
 

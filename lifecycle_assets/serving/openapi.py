@@ -23,8 +23,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         400: "The body is not JSON or not an object with `records`.",
-        401: "Missing or wrong admin token.",
-        403: "Admin endpoints are disabled (no token configured).",
+        401: "Missing or wrong admin token (or webhook signature).",
+        403: "Admin endpoints (or webhooks) are disabled: no token (secret) configured.",
         404: "The model is not served here.",
         413: "The body or the batch is over its limit.",
         422: "A record breaks the spec; `detail` names the record and the field.",
@@ -137,7 +137,11 @@ def _components(specs: dict[str, ModelSpec], max_batch_size: int) -> dict[str, A
         schemas[f"{name}_request"] = request_schema(spec, max_batch_size)
     return {
         "schemas": schemas,
-        "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "admin": {"type": "http", "scheme": "bearer"},
+            # With X-MLflow-Timestamp and X-MLflow-Delivery-Id, as MLflow signs deliveries.
+            "webhook": {"type": "apiKey", "in": "header", "name": "X-MLflow-Signature"},
+        },
     }
 
 
@@ -194,6 +198,20 @@ def openapi_document(
             "/readyz": _get({"type": "object"}, "Ready; `degraded` names models on a fallback"),
             "/livez": {"get": {"responses": {"200": text}}},
             "/metrics": {"get": {"responses": {"200": text}}},
+            "/hooks/registry": {
+                "post": {
+                    "description": "MLflow webhook delivery (signed with LIFECYCLE_WEBHOOK_SECRET)",
+                    "security": [{"webhook": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {
+                        "200": _json({"type": "object"}, "Polled the registry"),
+                        **_errors(400, 401, 403, 413),
+                    },
+                }
+            },
             "/admin/status": {
                 "get": {
                     "security": [{"admin": []}],

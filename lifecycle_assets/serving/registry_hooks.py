@@ -78,7 +78,10 @@ async def registry_hook_endpoint(request: Request) -> Response:
     body = await request.body()
     if (why := refusal(secret, request.headers, body)) is not None:
         return JSONResponse({"error": why}, status_code=401)
-    event = alias_event(body)
+    try:
+        event = alias_event(body)
+    except (ValueError, AttributeError):  # signed but not a JSON event object: a client error
+        return JSONResponse({"error": "the delivery is not a JSON event object"}, 400)
     service = bentoml.get_current_service()
     if event is None or event[0] not in service.predictors:
         return JSONResponse({"polled": []})

@@ -26,6 +26,7 @@ import time
 
 import bentoml
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -131,7 +132,16 @@ async def models_endpoint(_: Request) -> Response:
     )
 
 
+async def http_error(_: Request, error: Exception) -> Response:
+    """Starlette's own errors (no such route, method not allowed) as JSON, like ours."""
+    status = getattr(error, "status_code", 500)
+    headers = getattr(error, "headers", None)
+    detail = getattr(error, "detail", "error")
+    return JSONResponse({"error": str(detail), "detail": []}, status_code=status, headers=headers)
+
+
 http_app = Starlette(
+    exception_handlers={HTTPException: http_error},
     routes=[
         Route("/predict", predict_endpoint, methods=["POST"]),
         Route("/metadata", metadata_endpoint, methods=["GET"]),
@@ -142,7 +152,7 @@ http_app = Starlette(
         Route("/admin/reload", admin.reload_endpoint, methods=["POST"]),
         Route("/admin/status", admin.status_endpoint, methods=["GET"]),
         Route(registry_hooks.PATH, registry_hooks.registry_hook_endpoint, methods=["POST"]),
-    ]
+    ],
 )
 
 
