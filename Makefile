@@ -12,7 +12,8 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
 export GIT_PYTHON_REFRESH ?= quiet
 MLFLOW_DB := sqlite:///$(LIFECYCLE_HOME)/mlflow.db
 
-.PHONY: install run test lint dev serve mlflow-ui bench clean
+.PHONY: install run test lint dev serve mlflow-ui bench clean \
+	team-dagster-home mlflow-server celery-worker team-dev test-team
 
 install: $(VENV)/.installed
 
@@ -40,14 +41,44 @@ lint: install
 dev: install $(DAGSTER_HOME)/dagster.yaml  ## the Dagster UI on http://127.0.0.1:3000
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-serve: install  ## every model's champion over HTTP on http://127.0.0.1:3001
-	$(BIN)/bentoml serve . --host 127.0.0.1 --port 3001
+# The host to bind is a setting (LIFECYCLE_SERVICE_HOST, default 127.0.0.1).
+LIFECYCLE_SERVICE_HOST ?= 127.0.0.1
+serve: install  ## every model's champion over HTTP on http://$LIFECYCLE_SERVICE_HOST:3001
+	$(BIN)/bentoml serve . --host $(LIFECYCLE_SERVICE_HOST) --port 3001
 
 mlflow-ui: install  ## MLflow runs and registry on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_DB) --host 127.0.0.1 --port 5000
 
-bench: install
+bench: install  ## serving (wrk on pinned cores), CLI latency, lifecycle at three sizes; targets pass/fail
+	command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y wrk || sudo apt-get install -y wrk; }
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/cli.py
+	[ ! -f benchmarks/lifecycle.py ] || $(BIN)/python benchmarks/lifecycle.py
+
+# ---- Team mode (README "Team mode"): needs PostgreSQL, object storage and a Celery broker. ----
+# Every target reads the same variables as the code (.env.example, team section).
+TEAM_DAGSTER_HOME ?= $(CURDIR)/.dagster_home_team
+team-dagster-home:
+	mkdir -p $(TEAM_DAGSTER_HOME)
+	cp deploy/dagster/dagster.yaml $(TEAM_DAGSTER_HOME)/dagster.yaml
+
+mlflow-server: install  ## MLflow server on DATABASE_URL, artifacts in LIFECYCLE_STORAGE_URL
+	$(BIN)/lifecycle mlflow-server --port 5000
+
+celery-worker: install team-dagster-home  ## a Celery worker for the Dagster steps
+	PATH=$(CURDIR)/$(BIN):$$PATH DAGSTER_HOME=$(TEAM_DAGSTER_HOME) \
+	  $(BIN)/dagster-celery worker start -A dagster_celery.app -y deploy/dagster/celery.yaml \
+	  -q $${LIFECYCLE_CELERY_QUEUE:-dagster}
+
+team-dev: install team-dagster-home  ## Dagster webserver + daemon on the team instance
+	DAGSTER_HOME=$(TEAM_DAGSTER_HOME) $(BIN)/dagster dev -w workspace.yaml \
+	  -h $(LIFECYCLE_SERVICE_HOST) -p 3000
+
+test-team: install  ## the team-mode tests (real PostgreSQL, RabbitMQ, a moto S3 server)
+	$(BIN)/python -m pytest lifecycle_assets_tests/test_settings.py \
+	  lifecycle_assets_tests/test_storage_s3.py lifecycle_assets_tests/test_ledger_pg.py \
+	  lifecycle_assets_tests/test_team_race.py lifecycle_assets_tests/test_team_lifecycle.py \
+	  lifecycle_assets_tests/test_deploy_files.py
 
 clean:
-	rm -rf .lifecycle .dagster_home
+	rm -rf .lifecycle .dagster_home .dagster_home_team

@@ -6,9 +6,13 @@ exists exactly once.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+
+# The typed settings object lives in its own module; these names keep every caller's import.
+from lifecycle_assets.settings import LifecycleSettings as Settings
+from lifecycle_assets.settings import ServingLimits
+
+__all__ = ["ServingLimits", "Settings"]
 
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
@@ -20,6 +24,8 @@ TAG_ARTIFACT_SHA256 = "artifact_sha256"
 TAG_ARTIFACT_PATH = "artifact_path"
 TAG_TRAINING_DIGEST = "training_set_digest"
 TAG_TEST_DIGEST = "test_set_digest"
+# SHA-256 of the spec fields that shape the model (`data.fingerprint.model_spec_hash`).
+TAG_MODEL_SPEC = "model_spec_sha256"
 TAG_DAGSTER_RUN_ID = "dagster_run_id"
 TAG_GIT_COMMIT = "git_commit"
 TAG_SPEC_NAME = "spec_name"
@@ -61,13 +67,12 @@ class GateThresholds:
     min_positive_rate: float = 0.02
     max_positive_rate: float = 0.60
     min_rows_per_split: int = 200
-
-
-@dataclass(frozen=True)
-class ServingLimits:
-    """Limits enforced by the HTTP service before any model code runs."""
-
-    max_batch_size: int = 1_000
+    # Slices of the sensitive attribute smaller than this (or holding one class) get
+    # "insufficient data" instead of a gap.
+    min_slice_size: int = 30
+    # Share of the training window's days whose newest batch was quarantined; above it the run
+    # does not promote. 0: any quarantined day blocks.
+    max_quarantined_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -94,53 +99,6 @@ class DriftThresholds:
     drifted_share: float = 0.3
     # Below this many non-missing values a feature's distribution gets no verdict: too noisy.
     min_rows: int = 100
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Where the embedded default keeps its state; every path can be overridden by environment.
-
-    Read once at the edge (resources, CLI, service start), never at import time.
-    """
-
-    home: Path
-    mlflow_tracking_uri: str
-    mlflow_artifact_root: str
-    mlflow_experiment: str = "lifecycle-assets"
-    serving: ServingLimits = field(default_factory=ServingLimits)
-
-    @property
-    def lake_dir(self) -> Path:
-        return self.home / "lake"
-
-    @property
-    def quarantine_dir(self) -> Path:
-        return self.home / "quarantine"
-
-    @property
-    def landing_dir(self) -> Path:
-        return self.home / "landing"
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.home / "reports"
-
-    @property
-    def prediction_log_dir(self) -> Path:
-        return self.home / "prediction_logs"
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        home = Path(env.get("LIFECYCLE_HOME", ".lifecycle")).resolve()
-        tracking = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
-        artifacts = env.get("LIFECYCLE_MLFLOW_ARTIFACT_ROOT") or (home / "mlartifacts").as_uri()
-        return cls(
-            home=home,
-            mlflow_tracking_uri=tracking,
-            mlflow_artifact_root=artifacts,
-            mlflow_experiment=env.get("LIFECYCLE_MLFLOW_EXPERIMENT", "lifecycle-assets"),
-        )
 
 
 # Alias ledger: an append-only SQLite file next to the registry state, one lock file per model.
@@ -196,6 +154,8 @@ class CanaryThresholds:
 # Serving in registry mode: how often the service re-reads the aliases it follows, and how long
 # shadow scoring of one batch may take before its result is dropped.
 REGISTRY_POLL_SECONDS = 2.0
+# How long a starting service waits for an unreachable tracking server before it exits.
+REGISTRY_WAIT_SECONDS = 20.0
 SHADOW_BUDGET_MS = 200.0
 
 

@@ -11,8 +11,23 @@ import dagster as dg
 
 from lifecycle_assets.defs.assets.portfolio import build_portfolio_defs
 from lifecycle_assets.defs.factory import build_model_defs
-from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, mlflow_tracking_run
+from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, MlflowResource
 from lifecycle_assets.spec import ModelSpec, configured_specs
+
+
+def _env(name: str) -> dg.EnvVar | None:
+    """`dg.EnvVar(name)` when the variable is set: read in the run, and shown by name in the UI.
+    Unset, the resource falls back to the project default (a store under LIFECYCLE_HOME)."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def mlflow_resource() -> MlflowResource:
+    return MlflowResource(
+        tracking_uri=_env("MLFLOW_TRACKING_URI"),
+        artifact_root=_env("LIFECYCLE_MLFLOW_ARTIFACT_ROOT"),
+        experiment=_env("LIFECYCLE_MLFLOW_EXPERIMENT"),
+        ui_url=_env("LIFECYCLE_MLFLOW_UI_URL"),
+    )
 
 
 def build_definitions(specs: list[ModelSpec]) -> dg.Definitions:
@@ -20,13 +35,7 @@ def build_definitions(specs: list[ModelSpec]) -> dg.Definitions:
         resources={
             "lifecycle": LifecycleResource(),
             "json_io_manager": JsonIOManager(),
-            "mlflow": mlflow_tracking_run.configured(
-                {
-                    "experiment_name": os.environ.get(
-                        "LIFECYCLE_MLFLOW_EXPERIMENT", "lifecycle-assets"
-                    )
-                }
-            ),
+            "mlflow": mlflow_resource(),
         }
     )
     return dg.Definitions.merge(

@@ -1,9 +1,13 @@
 """Run the whole lifecycle of one model against a real Dagster instance, and summarize it.
 
-This is what `make run` and `lifecycle run` do, and what a person does in the UI: backfill the
-ingest job over the window, then launch the training job. Each partition is its own Dagster run
-(visible in the UI with its data version); the training job is one run whose blocking checks
-decide whether the new version becomes `champion`.
+This is what `make run` and `lifecycle run` do, and what a person does in the UI: ingest the
+window's days that are new or whose inputs changed, then launch the training job. The days to
+read are one Dagster run per block of consecutive days (a single-run backfill over the partition
+range, each day still its own partition with its own metadata); the training job is one run
+whose blocking checks decide whether the new version becomes `champion`.
+
+The console gets one line per outcome; every Dagster event of a run goes to
+`<LIFECYCLE_HOME>/reports/<model>/runs/<run id>.log`.
 """
 
 from __future__ import annotations
@@ -17,25 +21,50 @@ from typing import Any
 
 import dagster as dg
 
+from lifecycle_assets import config
 from lifecycle_assets.config import Settings
+from lifecycle_assets.data.fingerprint import fingerprint
+from lifecycle_assets.data.ingest import day_state, window_keys
+from lifecycle_assets.data.lake import Lake
+from lifecycle_assets.data.sources import read_day
 from lifecycle_assets.defs import names
-from lifecycle_assets.defs.factory import daily_partitions
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
+from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
+from lifecycle_assets.recovery import recover_at_start
 from lifecycle_assets.spec import ModelSpec
 
+# Outcomes of a model's run, and the exit code of `lifecycle run` for each (README: exit codes).
+PROMOTED, UNCHANGED, REFUSED, ERROR = "promoted", "unchanged", "refused", "error"
+EXIT_CODES = {PROMOTED: 0, UNCHANGED: 0, REFUSED: 3, ERROR: 1}
 
-# The console shows what a person acts on; every event stays in the Dagster UI.
-def _console_logging(level: str) -> dict[str, Any]:
-    return {"loggers": {"console": {"config": {"log_level": level}}}}
+
+# Dagster's console logger stays quiet: the run log file holds every event.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass
 class IngestOutcome:
-    """Days ingested, skipped because already materialized, and quarantined."""
+    """Days ingested (and why), skipped as unchanged, quarantined, and without rows."""
 
     ingested: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     quarantined: dict[str, str] = field(default_factory=dict)
+    empty: list[str] = field(default_factory=list)
+    # Days read again by themselves because their fingerprint changed: day -> what changed.
+    reingested: dict[str, str] = field(default_factory=dict)
+
+    def line(self, model: str) -> str:
+        parts = [
+            f"{model}: ingested {len(self.ingested)} day(s)",
+            f"{len(self.skipped)} unchanged",
+            f"{len(self.quarantined)} quarantined",
+            f"{len(self.empty)} without rows (skipped)",
+        ]
+        text = ", ".join(parts)
+        if self.reingested:
+            reasons = sorted(set(self.reingested.values()))
+            text += f"; {len(self.reingested)} re-read because {', '.join(reasons)}"
+        return text
 
 
 @dataclass
@@ -53,20 +82,80 @@ class LifecycleSummary:
     ingest: IngestOutcome
     failure: str | None = None
     model_card: str | None = None
+    # PROMOTED, UNCHANGED, REFUSED or ERROR; `EXIT_CODES` maps it to the exit code.
+    outcome: str = ERROR
+    run_logs: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["ingest"] = dict(self.ingest.__dict__)
+        data["exit_code"] = self.exit_code
         return data
 
 
 def partitions_in_window(spec: ModelSpec, today: dt.date | None = None) -> list[str]:
-    """The partition keys the training window needs (the newest `window_days`)."""
-    partitions = daily_partitions(spec)
-    keys = partitions.get_partition_keys(
-        current_time=dt.datetime.combine(today or dt.date.today(), dt.time(), tzinfo=dt.UTC)
+    """The partition keys the training window needs: `data.ingest.window_keys`, anchored on
+    `today` when given, else on the end date or the data's own last day."""
+    return window_keys(spec, today)
+
+
+def days_to_ingest(
+    spec: ModelSpec, lake: Lake, days: list[str], *, refresh: bool = False
+) -> dict[str, str]:
+    """The days that need a run, each with why: never read, fingerprint changed, or refresh.
+
+    A quarantined day whose inputs did not change is not read again: it would be quarantined
+    again, and it stays counted as quarantined.
+    """
+    current = fingerprint(spec)
+    needed = {}
+    for day in days:
+        state, changes = day_state(lake, day, current)
+        if refresh:
+            needed[day] = "--refresh"
+        elif state in ("missing", "stale"):
+            needed[day] = ", ".join(changes) if state == "stale" else "new"
+    return needed
+
+
+def record_outcome(
+    spec: ModelSpec, lake: Lake, day: str, reason: str, outcome: IngestOutcome
+) -> bool:
+    """File one ingested day under its result, from what the lake now holds; False when the
+    day ended in no known state (the run failed for another reason)."""
+    state, _ = day_state(lake, day, fingerprint(spec))
+    record = lake.batch(day)
+    if state == "empty":
+        outcome.empty.append(day)
+    elif state == "quarantined" and record is not None:
+        outcome.quarantined[day] = (record.report or {}).get("summary", "quarantined")
+    elif state == "fresh":
+        outcome.ingested.append(day)
+        if reason not in ("new", "--refresh"):
+            outcome.reingested[day] = reason
+    else:
+        return False
+    return True
+
+
+def _run_range(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    days: list[str],
+    asset_selection: list[dg.AssetKey] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """One Dagster run over `days` (consecutive): each day its own partition, in one run."""
+    return job.execute_in_process(
+        instance=instance,
+        tags=range_tags(days),
+        asset_selection=asset_selection,
+        raise_on_error=False,
+        run_config=QUIET,
     )
-    return keys[-spec.training.window_days :]
 
 
 def ingest_window(
@@ -77,71 +166,185 @@ def ingest_window(
     refresh: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> IngestOutcome:
+    """Ingest the window's days that need reading, each block of consecutive days in ONE run.
+
+    A quarantined day fails its blocking schema check, which holds back the features of the
+    whole run; the features of the accepted days then get one more run of their own.
+    """
+    recover_at_start(instance, [spec.name])  # settle what a killed run left behind, first
+    settings = Settings.from_env()
+    lake = Lake(settings.lake_dir, settings.quarantine_dir, spec.name)
     job = defs.resolve_job_def(ingest_job_name(spec))
-    done = instance.get_materialized_partitions(names.key(spec.name, names.FEATURES))
+    days = partitions_in_window(spec)
+    needed = days_to_ingest(spec, lake, days, refresh=refresh)
     outcome = IngestOutcome()
-    for day in partitions_in_window(spec):
-        if day in done and not refresh:
-            outcome.skipped.append(day)
-        else:
-            result = job.execute_in_process(
-                partition_key=day,
-                instance=instance,
-                raise_on_error=False,
-                run_config=_console_logging("WARNING"),
-            )
-            failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
-            if failed:
-                outcome.quarantined[day] = failed[0].description or "failed a blocking check"
-            elif not result.success:
-                raise RuntimeError(f"ingest of {day} failed: {result.get_run_failure_event()}")
+    to_read = []
+    for day in days:
+        if day not in needed:
+            record = lake.batch(day)
+            if record is None:
+                outcome.empty.append(day)
+            elif record.status != "accepted":
+                outcome.quarantined[day] = (record.report or {}).get("summary", "quarantined")
             else:
-                outcome.ingested.append(day)
+                outcome.skipped.append(day)
+        elif source_is_empty(spec, day):
+            # A calendar gap: noted without a Dagster run, so nothing is launched to do nothing.
+            lake.mark_empty(day, fingerprint(spec).to_dict())
+            outcome.empty.append(day)
+        else:
+            to_read.append(day)
+    for block in contiguous_blocks(to_read):
+        result = _run_range(job, instance, block)
+        log = write_run_log(instance, result.run_id, spec, settings)
+        held_back = [
+            day
+            for day in block
+            if (record := lake.batch(day)) is not None
+            and record.status == "accepted"
+            and lake.feature_entry(day) is None
+        ]
+        # A quarantined day failed its blocking check and held back the others' features.
+        for rest in contiguous_blocks(held_back):
+            features = [names.key(spec.name, names.FEATURES)]
+            rerun = _run_range(job, instance, rest, features)
+            write_run_log(instance, rerun.run_id, spec, settings)
+        for day in block:
+            if not record_outcome(spec, lake, day, needed[day], outcome):
+                raise RuntimeError(f"ingest of {day} failed: {failure_cause(result)} (log: {log})")
         if progress:
-            progress(day)
+            for day in block:
+                progress(day)
     return outcome
+
+
+def source_is_empty(spec: ModelSpec, day: str) -> bool:
+    return read_day(spec, dt.date.fromisoformat(day))[0].is_empty()
 
 
 def _output(result: dg.ExecuteInProcessResult, spec: ModelSpec, asset: str) -> Any:
     node = f"{spec.name}__{asset}"
-    return result.output_for_node(node) if result.is_node_success(node) else None
+    if not result.is_node_success(node):
+        return None
+    try:
+        return result.output_for_node(node)
+    except dg.DagsterInvariantViolationError:
+        return None  # the step succeeded without output: nothing to do (nothing changed)
 
 
-def train_and_deploy(
-    defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance, ingest: IngestOutcome
-) -> LifecycleSummary:
-    result = defs.resolve_job_def(training_job_name(spec)).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=_console_logging("INFO")
-    )
-    model = _output(result, spec, names.TRAINED_MODEL)
-    report = _output(result, spec, names.EVALUATION_REPORT)
-    champion = _output(result, spec, names.CHAMPION_MODEL)
-    bento = _output(result, spec, names.BENTO_SERVICE)
-    checks = [
+def _root_message(error: Any) -> str:
+    """The innermost cause of a serialized Dagster error, first line, without class prefix."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    message = (getattr(error, "message", "") or "").strip()
+    first = message.splitlines()[0] if message else "failed"
+    head, sep, rest = first.partition(": ")
+    return rest if sep and "." in head and " " not in head else first
+
+
+def failure_cause(result: dg.ExecuteInProcessResult) -> str:
+    """The first failed step's cause on one line."""
+    failures = result.get_step_failure_events()
+    if not failures:
+        return "the run failed before any step (see the run log)"
+    event = failures[0]
+    return f"{event.step_key}: {_root_message(event.event_specific_data.error)}"
+
+
+def run_log_path(settings: Settings, model: str, run_id: str) -> Path:
+    return settings.reports_dir / model / "runs" / f"{run_id}.log"
+
+
+def write_run_log(
+    instance: dg.DagsterInstance, run_id: str, spec: ModelSpec, settings: Settings
+) -> Path:
+    """Every event of a Dagster run as text, tracebacks included, beside the model's reports."""
+    lines = []
+    for entry in instance.all_logs(run_id):
+        when = dt.datetime.fromtimestamp(entry.timestamp, dt.UTC).isoformat(timespec="seconds")
+        step = entry.step_key or "-"
+        event = entry.dagster_event
+        text = entry.user_message or (event.message if event else "") or ""
+        lines.append(f"{when} {step} {event.event_type_value if event else 'LOG'}: {text}")
+        error = getattr(getattr(event, "event_specific_data", None), "error", None)
+        if error is not None:
+            lines.append(error.to_string())
+    path = run_log_path(settings, spec.name, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> list[dict[str, Any]]:
+    return [
         {
             "name": e.check_name,
             "passed": e.passed,
+            "severity": e.severity.value,
             "description": e.description,
             "actual": e.metadata.get("actual").value if "actual" in e.metadata else None,
             "threshold": e.metadata.get("threshold").value if "threshold" in e.metadata else None,
         }
         for e in result.get_asset_check_evaluations()
     ]
+
+
+def _outcome(
+    result: dg.ExecuteInProcessResult,
+    checks: list[dict[str, Any]],
+    model: Any,
+    champion: Any,
+    training_set: Any,
+    ingest: IngestOutcome,
+) -> tuple[str, str | None]:
+    blocking = [c for c in checks if not c["passed"] and c["severity"] == "ERROR"]
+    if champion is not None:
+        return PROMOTED, None
+    if result.success and model is None and training_set is not None:
+        digest = training_set["digest"][:12]
+        return UNCHANGED, f"nothing changed: training set {digest} is the champion's"
+    if blocking:
+        reasons = "; ".join(f"{c['name']}: {c['description']}" for c in blocking)
+        return REFUSED, f"blocked by {reasons}"
+    cause = failure_cause(result)
+    if ingest.quarantined and training_set is None:
+        first = sorted(ingest.quarantined.items())[0]
+        return (
+            REFUSED,
+            f"{len(ingest.quarantined)} day(s) quarantined, too few left to train "
+            f"(first, {first[0]}: {first[1]})",
+        )
+    return ERROR, cause
+
+
+def train_and_deploy(
+    defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance, ingest: IngestOutcome
+) -> LifecycleSummary:
+    settings = Settings.from_env()
+    result = defs.resolve_job_def(training_job_name(spec)).execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET
+    )
+    logs = [str(write_run_log(instance, result.run_id, spec, settings))]
+    training_set = _output(result, spec, names.TRAINING_SET)
+    model = _output(result, spec, names.TRAINED_MODEL)
+    report = _output(result, spec, names.EVALUATION_REPORT)
+    champion = _output(result, spec, names.CHAMPION_MODEL)
+    bento = _output(result, spec, names.BENTO_SERVICE)
+    checks = _checks(result)
     card = None
     if report is not None:
         # What the model card sensor does in a deployment, done here so that every evaluated
         # version (a rejected one too) has its card when the command returns.
         card_result = defs.resolve_job_def(model_card_job_name(spec)).execute_in_process(
-            instance=instance, run_config=_console_logging("WARNING")
+            instance=instance, run_config=QUIET, raise_on_error=False
         )
-        card = _output(card_result, spec, names.MODEL_CARD)["html_path"]
-    failure = None
-    if not result.success:
-        failures = result.get_step_failure_events()
-        failure = failures[0].event_specific_data.error.message.strip() if failures else None
-        failed_gates = [c["name"] for c in checks if not c["passed"]]
-        if failed_gates:
-            failure = f"blocked by {', '.join(failed_gates)}"
+        logs.append(str(write_run_log(instance, card_result.run_id, spec, settings)))
+        card_value = _output(card_result, spec, names.MODEL_CARD)
+        card = card_value["html_path"] if card_value else None
+    outcome, failure = _outcome(result, checks, model, champion, training_set, ingest)
+    if outcome == PROMOTED and not result.success:
+        # Promoted, then the Bento failed: the champion moved but the run did not finish.
+        outcome, failure = ERROR, failure_cause(result)
     return LifecycleSummary(
         model_name=spec.name,
         model_version=model["version"] if model else None,
@@ -154,7 +357,17 @@ def train_and_deploy(
         ingest=ingest,
         failure=failure,
         model_card=card,
+        outcome=outcome,
+        run_logs=logs,
     )
+
+
+def current_champion(settings: Settings, model: str) -> str | None:
+    from lifecycle_assets.registry.models import resolve
+    from lifecycle_assets.registry.tracking import configure_mlflow
+
+    champion = resolve(configure_mlflow(settings), model, config.CHAMPION_ALIAS)
+    return champion.version if champion else None
 
 
 def write_summary(summary: LifecycleSummary, settings: Settings) -> Path:

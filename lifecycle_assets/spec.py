@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lifecycle_assets.config import DriftThresholds, GateThresholds
 
@@ -26,6 +26,9 @@ DEFAULT_SPEC_PATH = BUILTIN_SPECS_DIR / "credit_default.yaml"
 DEFAULT_SPEC_PATHS = (DEFAULT_SPEC_PATH, BUILTIN_SPECS_DIR / "expected_loss.yaml")
 ENV_SPECS = "LIFECYCLE_SPECS"
 SIMULATOR_SCHEME = "simulator://"
+# The event-time column of a snapshot (data without timestamps): the reader adds it, holding the
+# spec's `start_date`, so the whole file is one partition of that day.
+SNAPSHOT_TIMESTAMP = "__snapshot_time__"
 
 Task = Literal["binary_classification", "regression"]
 ESTIMATORS: dict[str, tuple[str, ...]] = {
@@ -49,6 +52,9 @@ class FeatureSpec(_Strict):
     min: float | None = None
     max: float | None = None
     categories: tuple[str, ...] | None = None
+    # Longest allowed text of a categorical value: a pandera `str_length` check on raw batches,
+    # and the request limit in the service (which applies its own default when unset).
+    max_length: int | None = Field(default=None, ge=1)
     # False for columns kept for slicing and audit only (the sensitive attribute, by default):
     # they are validated and logged but never shown to the model.
     model_input: bool = True
@@ -125,11 +131,21 @@ class ModelSpec(_Strict):
     task: Task = "binary_classification"
     source: SourceSpec
     target: str
-    timestamp: str
+    # The target value that means "positive" (1) for a classifier, as written in the data:
+    # `Yes`, `yes`, `True`, `1`. Unset: the target must already be 0/1.
+    positive_label: str | int | float | bool | None = None
+    # The value that means 0; unset: the one other value found. A third value fails validation.
+    negative_label: str | int | float | bool | None = None
+    # Each row's event time; leave it out for a snapshot without one (one partition, filed
+    # under `start_date`, split at random, stratified by the target).
+    timestamp: str = SNAPSHOT_TIMESTAMP
     sensitive_attribute: str
     features: tuple[FeatureSpec, ...]
     derived_features: tuple[DerivedFeatureSpec, ...] = ()
     id_column: str | None = None
+    # A request value outside `min`/`max` or an unknown level: `reject` answers 422 naming the
+    # record and field; `flag` scores it and flags it in the answer and the prediction log.
+    on_out_of_range: Literal["reject", "flag"] = "reject"
     start_date: dt.date
     end_date: dt.date | None = None
     estimator: EstimatorSpec = Field(default_factory=EstimatorSpec)
@@ -171,6 +187,11 @@ class ModelSpec(_Strict):
                 )
             if derived.name in names:
                 raise ValueError(f"derived feature {derived.name!r} clashes with a column")
+        if not self.is_classifier and (self.positive_label is not None):
+            raise ValueError("positive_label is for classifiers; a regression target is a number")
+        for feature in self.features:
+            if feature.max_length is not None and feature.type != "categorical":
+                raise ValueError(f"feature {feature.name!r}: max_length is for categorical columns")
         if self.end_date is not None and self.end_date < self.start_date:
             raise ValueError("end_date is before start_date")
         if self.estimator.kind not in ESTIMATORS[self.task]:
@@ -183,8 +204,21 @@ class ModelSpec(_Strict):
         return self
 
     @property
+    def is_snapshot(self) -> bool:
+        """Data without a timestamp: one content-addressed partition, a random split."""
+        return self.timestamp == SNAPSHOT_TIMESTAMP
+
+    @property
     def is_classifier(self) -> bool:
         return self.task == "binary_classification"
+
+    @property
+    def label_levels(self) -> tuple[str, str | None] | None:
+        """(positive, negative or None) as text, when the target is mapped from labels."""
+        if self.positive_label is None:
+            return None
+        negative = None if self.negative_label is None else label_text(self.negative_label)
+        return label_text(self.positive_label), negative
 
     def gate_thresholds(self) -> GateThresholds:
         """The project defaults with this spec's `gates` overrides."""
@@ -225,19 +259,44 @@ class ModelSpec(_Strict):
         raise KeyError(name)
 
 
+def label_text(value: Any) -> str:
+    """A target label as the data's text holds it: `True`, `Yes`, `1` (a whole float as `1`)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+class SpecError(ValueError):
+    """A spec a person must fix: the message names the file, the field and what to do."""
+
+
+def _one_line(error: ValidationError) -> str:
+    """Pydantic's errors as `field: message` pairs on one line, without its URLs."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "spec"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
 def load_spec(path: str | Path) -> ModelSpec:
     """Read and validate a spec file; errors name the file and the offending field."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"spec file not found: {path}") from error
+        raise SpecError(f"spec file not found: {path}") from error
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from error
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a spec must be a YAML mapping")
+        raise SpecError(f"{path}: a spec must be a YAML mapping")
     try:
         return ModelSpec.model_validate(raw)
+    except ValidationError as error:
+        raise SpecError(f"{path}: invalid spec: {_one_line(error)}") from error
     except ValueError as error:
-        raise ValueError(f"{path}: invalid spec: {error}") from error
+        raise SpecError(f"{path}: invalid spec: {error}") from error
 
 
 def default_spec() -> ModelSpec:

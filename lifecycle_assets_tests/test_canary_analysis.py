@@ -13,7 +13,7 @@ from lifecycle_assets import config
 from lifecycle_assets.config import CanaryThresholds, Settings
 from lifecycle_assets.data.lake import PREDICTION_LOGS, Lake
 from lifecycle_assets.defs.assets.canary import build_canary_assets
-from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource
+from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, MlflowResource
 from lifecycle_assets.ml.canary_analysis import analyze_canary
 from lifecycle_assets.registry.canary import set_canary
 from lifecycle_assets.registry.ledger import history
@@ -96,6 +96,7 @@ def materialize_day(spec: ModelSpec, settings: Settings, log: pl.DataFrame) -> d
         partition_key=day,
         resources={
             "lifecycle": LifecycleResource(),
+            "mlflow": MlflowResource(),
             "json_io_manager": JsonIOManager(base_dir=str(settings.home / "io")),
         },
         instance=dg.DagsterInstance.ephemeral(),

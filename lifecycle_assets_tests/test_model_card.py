@@ -12,7 +12,7 @@ from lifecycle_assets import config
 from lifecycle_assets.config import GateThresholds, Settings
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.model_card import build_model_card_asset
-from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource
+from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, MlflowResource
 from lifecycle_assets.ml.evaluation import EvaluationReport, evaluate
 from lifecycle_assets.ml.gates import FAIRNESS_GATE, GateResult, all_gates
 from lifecycle_assets.ml.model_card import ModelCard
@@ -219,6 +219,7 @@ def test_asset_writes_card_files_mlflow_artifacts_and_metadata(
         [evaluation_report, training, card_asset],
         resources={
             "lifecycle": LifecycleResource(),
+            "mlflow": MlflowResource(),
             "json_io_manager": JsonIOManager(base_dir=str(lifecycle_env.home / "io")),
         },
         instance=dg.DagsterInstance.ephemeral(),

@@ -19,7 +19,7 @@ from lifecycle_assets import config
 from lifecycle_assets.cli import main
 from lifecycle_assets.config import Settings
 from lifecycle_assets.defs.operations import build_operation_jobs
-from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.registry.aliases import AliasError, move_alias
 from lifecycle_assets.registry.artifacts import sha256_file
 from lifecycle_assets.registry.canary import canary_weight, clear_canary, set_canary, set_shadow
@@ -147,7 +147,7 @@ def test_operation_jobs_record_observations(versions: list[str], spec: ModelSpec
         f"{name}_{op}_job" for op in ("promote", "rollback", "canary", "shadow", "retire")
     }
     instance = dg.DagsterInstance.ephemeral()
-    resources = {"lifecycle": LifecycleResource()}
+    resources = {"lifecycle": LifecycleResource(), "mlflow": MlflowResource()}
 
     def run(operation: str, **op_config: object) -> list[dict]:
         job = jobs[f"{name}_{operation}_job"]

@@ -19,7 +19,7 @@ from lifecycle_assets.defs.assets.portfolio import (
     SCORECARD_KEY,
     build_portfolio_defs,
 )
-from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource
+from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, MlflowResource
 from lifecycle_assets.ml import live_performance, scorecard, scorecard_html, scorecard_sources
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.ml.training import model_input
@@ -224,7 +224,11 @@ def test_the_asset_shows_the_table_and_flags_the_candidate(
     defs = build_portfolio_defs([spec, regressor])
     result = dg.materialize(
         [*defs.assets, *defs.asset_checks],
-        resources={"lifecycle": LifecycleResource(), "json_io_manager": JsonIOManager()},
+        resources={
+            "lifecycle": LifecycleResource(),
+            "mlflow": MlflowResource(),
+            "json_io_manager": JsonIOManager(),
+        },
         selection=[SCORECARD_KEY],
     )
     assert result.success

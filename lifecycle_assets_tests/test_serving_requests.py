@@ -8,6 +8,8 @@ from typing import Any
 import polars as pl
 import pytest
 
+from lifecycle_assets.config import Settings
+from lifecycle_assets.registry.models import ModelRef
 from lifecycle_assets.serving.requests import RequestError, RequestValidator
 from lifecycle_assets.spec import ModelSpec
 
@@ -49,7 +51,7 @@ def rejected(validator: RequestValidator, raw: bytes) -> RequestError:
 def test_good_batch_becomes_typed_frame_in_spec_order(
     validator: RequestValidator, spec: ModelSpec
 ) -> None:
-    second = {**good_record(), "application_id": 7, "income": None, "region": "Atlantis"}
+    second = {**good_record(), "application_id": 7, "income": None, "region": "west"}
     del second["gender"]
     batch = validator.parse(body(good_record(), second))
     assert batch.frame.columns == [f.name for f in spec.features]
@@ -145,3 +147,99 @@ def test_validation_follows_the_spec_not_fixed_columns(spec: ModelSpec) -> None:
     ]
     relaxed = RequestValidator(spec.model_copy(update={"features": tuple(features)}), 5)
     assert relaxed.parse(body({**good_record(), "age": None})).frame["age"].to_list() == [None]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "fragment"),
+    [
+        ({"age": -5}, "age", "below the minimum 18"),
+        ({"credit_score": 5000}, "credit_score", "above the maximum 850"),
+        ({"region": "Atlantis"}, "region", "unknown level 'Atlantis'"),
+        # Levels are compared exactly as the spec writes them.
+        ({"home_ownership": "Rent"}, "home_ownership", "unknown level 'Rent'"),
+    ],
+)
+def test_out_of_range_and_unknown_levels_follow_the_training_rules(
+    validator: RequestValidator, spec: ModelSpec, change: dict[str, Any], field: str, fragment: str
+) -> None:
+    error = rejected(validator, body(good_record(), {**good_record(), **change}))
+    assert (error.status, error.errors[0].record, error.errors[0].field) == (422, 1, field)
+    assert fragment in error.errors[0].message
+
+    flagging = RequestValidator(spec.model_copy(update={"on_out_of_range": "flag"}), 5)
+    batch = flagging.parse(body(good_record(), {**good_record(), **change}))
+    assert batch.flags[0] == []
+    assert len(batch.flags[1]) == 1 and batch.flags[1][0].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "field", "fragment"),
+    [
+        (b'{"age": ' + b"9" * 400 + b"}", 422, "age", "too large"),
+        (b'{"age": ' + b"9" * 5000 + b"}", 422, "age", "too large"),
+        (b'{"application_id": ' + b"9" * 5000 + b"}", 422, "application_id", "integer"),
+        (b'{"region": "\\ud800"}', 422, "region", "surrogate"),
+        (b'{"application_id": "\\ud800"}', 422, "application_id", "valid text"),
+        (b'{"region": "' + b"x" * 20_000 + b'"}', 422, "region", "max_length 256"),
+        (b'{"\\ud800": 1}', 422, "\\ud800", "unknown field"),
+    ],
+)
+def test_hostile_values_are_client_errors(
+    validator: RequestValidator, raw: bytes, status: int, field: str, fragment: str
+) -> None:
+    record = json.dumps(good_record()).encode()
+    patched = record[:-1] + b", " + raw[1:]
+    error = rejected(validator, b'{"records": [' + patched + b"]}")
+    assert error.status == status
+    found = [e for e in error.errors if e.to_dict()["field"] == field]
+    assert found and fragment in found[0].message, error.to_dict()
+    json.dumps(error.to_dict()).encode("utf-8")  # the answer itself is valid UTF-8
+
+
+def test_deep_nesting_is_a_400(validator: RequestValidator) -> None:
+    error = rejected(validator, b"[" * 100_000 + b"]" * 100_000)
+    assert (error.status, str(error)) == (400, "malformed JSON: nested too deeply")
+
+
+def test_max_length_comes_from_the_spec(spec: ModelSpec) -> None:
+    features = [
+        f.model_copy(update={"max_length": 3}) if f.name == "gender" else f for f in spec.features
+    ]
+    short = RequestValidator(spec.model_copy(update={"features": tuple(features)}), 5)
+    error = rejected(short, body({**good_record(), "gender": "female"}))
+    assert error.errors[0].field == "gender" and "max_length 3" in error.errors[0].message
+
+
+def test_nan_is_logged_as_null(validator: RequestValidator) -> None:
+    batch = validator.parse(body(good_record()).replace(b'"income": 52000.0', b'"income": NaN'))
+    assert batch.records[0]["income"] is None
+
+
+def test_flagged_values_are_scored_and_flagged_in_the_answer(
+    registered_champion: ModelRef, lifecycle_env: Settings, spec: ModelSpec
+) -> None:
+    """`on_out_of_range: flag`: the record is answered, and its row says what was let through."""
+    import asyncio
+    import dataclasses
+    import os
+
+    from lifecycle_assets.serving.model_source import load_served_model
+    from lifecycle_assets.serving.predictor import Predictor
+
+    served = load_served_model({**os.environ, "LIFECYCLE_MODEL_SOURCE": "registry"})
+    flagging = served.loaded.spec.model_copy(update={"on_out_of_range": "flag"})
+    served = dataclasses.replace(served, loaded=dataclasses.replace(served.loaded, spec=flagging))
+    predictor = Predictor(served, lifecycle_env)
+    odd = {**good_record(), "application_id": "odd", "age": 5, "region": "Atlantis"}
+    batch = predictor.validator.parse(body(good_record(), odd))
+
+    async def answer() -> list[dict[str, Any]]:
+        return await predictor.predict(batch)
+
+    rows = asyncio.run(answer())
+    assert "flags" not in rows[0]
+    assert rows[1]["record_id"] == "odd" and 0.0 <= rows[1]["probability"] <= 1.0
+    assert rows[1]["flags"] == [
+        "age: 5 is below the minimum 18",
+        "region: unknown level 'Atlantis'; expected one of ['north', 'south', 'east', 'west']",
+    ]

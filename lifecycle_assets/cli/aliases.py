@@ -20,6 +20,7 @@ from lifecycle_assets.cli.app import (
     console,
     main,
 )
+from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.ledger import version_label
 
 
@@ -126,23 +127,23 @@ def history(model: str, alias: str | None, as_json: bool) -> None:
 def status(model: str | None, spec_path: str | None, service_url: str, as_json: bool) -> None:
     """Which version each alias of MODEL points to (since when, by whom), and what the running
     service actually serves."""
+    from lifecycle_assets.cli.registry_read import resolver
     from lifecycle_assets.registry.ledger import Ledger
-    from lifecycle_assets.registry.models import resolve
 
     name = model or _load(spec_path).name
-    client = _client()
+    resolve = resolver(Settings.from_env())
     recorded = Ledger.default().holders(name)
     held: dict[str, dict[str, Any] | None] = {}
     for alias in ALIASES:
-        ref = resolve(client, name, alias)
+        ref = resolve(name, alias)
         entry = recorded.get(alias)
         if ref is None:
             held[alias] = None
             continue
         # The ledger's word only when it agrees with the registry, the source of truth.
-        known = entry if entry is not None and entry.to_version == ref.version else None
+        known = entry if entry is not None and entry.to_version == ref["version"] else None
         held[alias] = {
-            **ref.to_dict(),
+            **ref,
             "since": known.time if known else None,
             "by": known.actor if known else None,
             "reason": known.reason if known else None,
@@ -173,13 +174,15 @@ def status(model: str | None, spec_path: str | None, service_url: str, as_json: 
         console.print(f"service {service_url} serves: {roles or 'nothing'}")
         for refusal in served.get("refused") or []:
             console.print(f"[red]refused[/red]: {escape(json.dumps(refusal))}")
+        if degraded := served.get("degraded"):
+            console.print(f"[red]degraded[/red]: {escape(json.dumps(degraded))}")
     else:
         console.print(f"service {service_url}: {served['error']}")
 
 
 def served_by(url: str, name: str) -> dict[str, Any]:
     """What the service at `url` says it serves (best effort: an unreachable one is reported)."""
-    from lifecycle_assets.registry.retire import probe_service
+    from lifecycle_assets.registry.service_probe import probe_service
 
     probe = probe_service(url, name, timeout=1.0)
     if not probe.reachable or probe.metadata is None:
@@ -191,5 +194,7 @@ def served_by(url: str, name: str) -> dict[str, Any]:
         "reachable": True,
         "serving": serving,
         "refused": metadata.get("refused", []),
+        # The alias holder could not serve and an earlier good version does (serving/fallback).
+        "degraded": metadata.get("degraded"),
         "last_swap": metadata.get("last_swap"),
     }

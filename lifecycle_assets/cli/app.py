@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -16,7 +17,10 @@ from rich.console import Console
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.ledger import default_actor
-from lifecycle_assets.spec import ModelSpec, configured_specs, load_spec
+
+if TYPE_CHECKING:  # the spec module (pydantic, yaml) loads only for commands that read specs
+    from lifecycle_assets.spec import ModelSpec
+from lifecycle_assets.settings import load_env_file
 
 console = Console()
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
@@ -47,6 +51,8 @@ def _spec_option(function):
 
 def _load(spec_path: str | Path | None) -> ModelSpec:
     """A spec file, or the project's model of that name, or the project's first model."""
+    from lifecycle_assets.spec import configured_specs, load_spec
+
     if spec_path is not None and Path(spec_path).is_file():
         return load_spec(spec_path)
     specs = configured_specs()
@@ -69,6 +75,8 @@ def main() -> None:
     # beta or preview; the notice on every run says nothing a user can act on.
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", message=".*is currently in (beta|preview)")
+    # `.env` reaches MLflow, boto3 and Dagster too, which read only the process environment.
+    load_env_file()
     # Keep Bentos and BentoML models with the rest of the project's state, as `make` does.
     os.environ.setdefault("BENTOML_HOME", str(Settings.from_env().home / "bentoml"))
 
@@ -78,16 +86,23 @@ def _clear_errors(function: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        from mlflow.exceptions import MlflowException
-
         from lifecycle_assets.registry.ledger import AliasError
 
         try:
             function(*args, **kwargs)
-        except (AliasError, MlflowException) as error:
+        except Exception as error:
+            if not isinstance(error, AliasError) and not _is_mlflow_error(error):
+                raise
             raise click.ClickException(str(error).strip().splitlines()[0]) from None
 
     return wrapper
+
+
+def _is_mlflow_error(error: Exception) -> bool:
+    """Whether MLflow raised it, without importing MLflow (1.5-2 s) when the command did not:
+    an error cannot come from a package that was never loaded."""
+    exceptions = sys.modules.get("mlflow.exceptions")
+    return exceptions is not None and isinstance(error, exceptions.MlflowException)
 
 
 def _client():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -12,18 +13,45 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 
-from lifecycle_assets import config
 from lifecycle_assets.cli.app import _dagster_instance, _load, _spec_option, console, main
 from lifecycle_assets.config import Settings
 
 
 @main.command()
 @_spec_option
-@click.option("--refresh", is_flag=True, help="Re-ingest days that are already materialized.")
+@click.option("--refresh", is_flag=True, help="Re-read every day, changed or not.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
 def run(spec_path: str | None, refresh: bool, as_json: bool) -> None:
     """Ingest, train, evaluate, gate, promote and build the Bento, for every model of the
-    project (LIFECYCLE_SPECS, default: the built-in classifier and regressor) or `--spec`."""
+    project (LIFECYCLE_SPECS, default: the built-in classifier and regressor) or `--spec`.
+
+    Exit code 0: promoted, or nothing changed; 3: a gate or quarantine refused promotion;
+    1: error. Days whose inputs changed (source file, spec, feature code) are read again by
+    themselves; `--refresh` reads every day again.
+    """
+    if spec_path is not None and Path(spec_path).is_file():
+        # A spec of its own is the project for this run (and the service's default models).
+        os.environ["LIFECYCLE_SPECS"] = str(Path(spec_path).resolve())
+    summaries = run_lifecycle(spec_path, refresh=refresh, as_json=as_json)
+    if as_json:
+        payload = [s.to_dict() for s in summaries]
+        click.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, default=str))
+    else:
+        console.print(
+            "next: `make dev` (Dagster UI on http://127.0.0.1:3000), `make serve` "
+            "(every champion on http://127.0.0.1:3001), `make mlflow-ui`, `lifecycle status`"
+        )
+    codes = {summary.exit_code for summary in summaries}
+    raise SystemExit(1 if 1 in codes else max(codes))
+
+
+def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool = False) -> list:
+    """`lifecycle run` without the exit: preflight, ingest, train and gate every model.
+
+    A user error (bad spec, unusable data) ends it with one line and exit code 1, before
+    anything is written.
+    """
+    from lifecycle_assets.data.preflight import PreflightError, preflight
     from lifecycle_assets.definitions import build_definitions
     from lifecycle_assets.lifecycle_run import (
         ingest_window,
@@ -31,15 +59,24 @@ def run(spec_path: str | None, refresh: bool, as_json: bool) -> None:
         train_and_deploy,
         write_summary,
     )
-    from lifecycle_assets.spec import configured_specs
+    from lifecycle_assets.spec import SpecError, configured_specs
 
-    if spec_path is not None and Path(spec_path).is_file():
-        # A spec of its own is the project for this run (and the service's default models).
-        os.environ["LIFECYCLE_SPECS"] = str(Path(spec_path).resolve())
-    specs = [_load(spec_path)] if spec_path is not None else configured_specs()
+    try:
+        specs = [_load(spec_path)] if spec_path is not None else configured_specs()
+        for spec in specs:
+            report = preflight(spec)
+            if not as_json and (report.errors or report.warnings):
+                for line in report.lines():
+                    console.print(line, markup=False, highlight=False, soft_wrap=True)
+            report.raise_for_errors()
+    except (SpecError, PreflightError) as error:
+        raise click.ClickException(str(error)) from None
     settings = Settings.from_env()
     instance = _dagster_instance()
     defs = build_definitions(specs)
+    # When nothing changed, or a day has no rows, an asset yields nothing and Dagster warns
+    # (through Python logging, outside the run log) that its checks emitted no result.
+    logging.getLogger("dagster._core.execution.plan.active").setLevel(logging.ERROR)
     summaries = []
     for spec in specs:
         days = partitions_in_window(spec)
@@ -53,26 +90,18 @@ def run(spec_path: str | None, refresh: bool, as_json: bool) -> None:
                 progress=functools.partial(_advance, progress, bar),
             )
         if not as_json:
-            console.print(
-                f"{spec.name}: ingested {len(ingest.ingested)} day(s), {len(ingest.skipped)} "
-                f"already done, {len(ingest.quarantined)} quarantined"
-            )
+            console.print(ingest.line(spec.name), markup=False, highlight=False)
+            for day, reason in sorted(ingest.quarantined.items()):
+                console.print(
+                    f"  quarantined {day}: {reason}", markup=False, highlight=False, soft_wrap=True
+                )
             console.print(f"{spec.name}: training, evaluating and gating (one Dagster run)...")
         summary = train_and_deploy(defs, spec, instance, ingest)
         path = write_summary(summary, settings)
         summaries.append(summary)
         if not as_json:
             _print_summary(summary, settings, path)
-    if as_json:
-        payload = [s.to_dict() for s in summaries]
-        click.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, default=str))
-    else:
-        console.print(
-            "next: `make dev` (Dagster UI on http://127.0.0.1:3000), `make serve` "
-            "(every champion on http://127.0.0.1:3001), `make mlflow-ui`, `lifecycle status`"
-        )
-    if any(summary.model_version is None for summary in summaries):
-        raise SystemExit(1)
+    return summaries
 
 
 def _advance(progress: Progress, bar, _day: str) -> None:
@@ -84,29 +113,94 @@ def _number(value) -> str:
 
 
 def _print_summary(summary, settings: Settings, path: Path) -> None:
-    console.rule(f"[bold]{summary.model_name} v{summary.model_version}")
-    metrics = Table("metric", "value", title="test-set metrics")
-    for key, value in summary.metrics.items():
-        if key != "n":
-            metrics.add_row(key, f"{value:.4f}")
-    console.print(metrics)
-    gates = Table("gate", "verdict", "actual", "threshold", title="gates (blocking checks)")
-    for gate in summary.gates:
-        verdict = "[green]PASS" if gate["passed"] else "[red]FAIL"
-        gates.add_row(gate["name"], verdict, _number(gate["actual"]), _number(gate["threshold"]))
-    console.print(gates)
+    from lifecycle_assets.lifecycle_run import UNCHANGED, current_champion
+
+    if summary.outcome == UNCHANGED:
+        held = current_champion(settings, summary.model_name)
+        console.print(
+            f"{summary.model_name}: {summary.failure}; no new version, `champion` stays v{held}.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    console.rule(f"[bold]{summary.model_name} v{summary.model_version or '-'}")
+    if summary.metrics:
+        metrics = Table("metric", "value", title="test-set metrics")
+        for key, value in summary.metrics.items():
+            if key != "n":
+                metrics.add_row(key, f"{value:.4f}")
+        console.print(metrics)
+    if summary.gates:
+        gates = Table("gate", "verdict", "actual", "threshold", "reason", title="gates (checks)")
+        for gate in summary.gates:
+            verdict = (
+                "[green]PASS"
+                if gate["passed"]
+                else ("[yellow]WARN" if gate.get("severity") == "WARN" else "[red]FAIL")
+            )
+            gates.add_row(
+                gate["name"],
+                verdict,
+                _number(gate["actual"]),
+                _number(gate["threshold"]),
+                gate.get("description") or "",
+            )
+        console.print(gates)
     if summary.promoted:
         console.print(f"[green]v{summary.model_version} is now `champion`.")
     else:
-        from lifecycle_assets.registry.models import resolve
-        from lifecycle_assets.registry.tracking import configure_mlflow
-
-        champion = resolve(configure_mlflow(settings), summary.model_name, config.CHAMPION_ALIAS)
-        held = f"v{champion.version}" if champion else "nobody"
-        console.print(f"[red]not promoted[/red] ({summary.failure}); `champion` stays {held}.")
+        held = current_champion(settings, summary.model_name)
+        holder = f"v{held}" if held else "nobody"
+        console.print(
+            f"not promoted: {summary.failure}; `champion` stays {holder}.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(f"Bento: {summary.bento_tag or 'not built'}")
     console.print(f"model card: {summary.model_card or 'not written'}")
     console.print(f"summary: {path}")
+    console.print(f"run log: {summary.run_logs[0] if summary.run_logs else '-'}")
+
+
+@main.command("preflight")
+@_spec_option
+def preflight_command(spec_path: str | None) -> None:
+    """Read the spec's data and report, before any ingest, what would be quarantined or refused
+    and which spec option changes it. Exit code 1 when the data cannot be used at all."""
+    from lifecycle_assets.data.preflight import preflight
+    from lifecycle_assets.spec import SpecError
+
+    try:
+        report = preflight(_load(spec_path))
+    except SpecError as error:
+        raise click.ClickException(str(error)) from None
+    for line in report.lines():
+        console.print(line, markup=False, highlight=False)
+    if report.errors:
+        raise SystemExit(1)
+
+
+@main.command("draft-spec")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Model name (default: from the file name).")
+@click.option("--target", default=None, help="Target column (default: a guess).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def draft_spec_command(data: Path, name: str | None, target: str | None, out: Path | None) -> None:
+    """Draft a spec from a CSV or Parquet file: types, levels, a target guess and the
+    timestamp. A starting point to read and edit, then check with `lifecycle preflight`."""
+    from lifecycle_assets.data.draft import draft_spec
+
+    try:
+        text = draft_spec(data, name=name, target=target)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        console.print(f"wrote {out}; check it with `lifecycle preflight --spec {out}`")
 
 
 @main.command()

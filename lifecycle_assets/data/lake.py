@@ -12,12 +12,17 @@ import datetime as dt
 import hashlib
 import io
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+from upath import UPath
+
+from lifecycle_assets import storage
+from lifecycle_assets.storage import write_atomic
+
+__all__ = ["write_atomic"]  # kept here for its callers; the one implementation is in storage
 
 FEATURES = "features"
 PREDICTION_LOGS = "prediction_logs"
@@ -32,14 +37,6 @@ def canonical_parquet(frame: pl.DataFrame) -> bytes:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Written aside then renamed: a reader never sees half a file (`.partial` names)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_bytes(data)
-    partial.replace(path)
 
 
 class IntegrityError(RuntimeError):
@@ -59,40 +56,55 @@ class BatchRecord:
     schema: dict[str, str]
     ingested_at: str
     report: dict[str, Any] | None = None
+    # What produced it (`data.fingerprint.Fingerprint.to_dict()`); None before fingerprints.
+    fingerprint: dict[str, Any] | None = None
 
 
 class Lake:
-    """One model's folders in the lake and the quarantine."""
+    """One model's folders in the lake and the quarantine, local or in object storage."""
 
-    def __init__(self, lake_dir: Path, quarantine_dir: Path, model_name: str) -> None:
-        self.root = Path(lake_dir) / model_name
-        self.quarantine_root = Path(quarantine_dir) / model_name
+    def __init__(
+        self, lake_dir: storage.Location, quarantine_dir: storage.Location, model_name: str
+    ) -> None:
+        self.root = storage.path(lake_dir) / model_name
+        self.quarantine_root = storage.path(quarantine_dir) / model_name
 
     # -- content-addressed objects -------------------------------------------------------
-    def put(self, frame: pl.DataFrame, kind: str) -> tuple[str, Path]:
+    def put(self, frame: pl.DataFrame, kind: str) -> tuple[str, UPath]:
         data = canonical_parquet(frame)
         sha = sha256_bytes(data)
         path = self.root / kind / "objects" / f"{sha}.parquet"
-        if not path.exists():
+        if not storage.exists(path):
             write_atomic(path, data)
         return sha, path
 
     @staticmethod
-    def read_verified(path: str | Path, sha256: str) -> pl.DataFrame:
-        data = Path(path).read_bytes()
+    def read_verified(path: storage.Location, sha256: str) -> pl.DataFrame:
+        data = storage.read_bytes(path)
         actual = sha256_bytes(data)
         if actual != sha256:
             raise IntegrityError(f"{path} has SHA-256 {actual}, expected {sha256}")
         return pl.read_parquet(io.BytesIO(data))
 
     # -- raw batches ---------------------------------------------------------------------
-    def _raw_manifest(self, day: str) -> Path:
+    def _raw_manifest(self, day: str) -> UPath:
         return self.root / "raw" / "manifests" / f"{day}.json"
 
     def store_batch(
-        self, day: str, frame: pl.DataFrame, source: str, report: dict[str, Any]
+        self,
+        day: str,
+        frame: pl.DataFrame,
+        source: str,
+        report: dict[str, Any],
+        fingerprint: dict[str, Any] | None = None,
     ) -> BatchRecord:
-        """Store an accepted batch in the lake, or a rejected one in quarantine with its report."""
+        """Store an accepted batch in the lake, or a rejected one in quarantine with its report.
+
+        A rejected batch also takes the day's features out of the lake: the day's newest data
+        is bad, so the day is excluded from training rather than served by an older batch.
+        """
+        if frame.is_empty():
+            raise ValueError(f"{day}: an empty batch is skipped, never stored")
         accepted = bool(report["passed"])
         if accepted:
             sha, path = self.put(frame, "raw")
@@ -112,21 +124,52 @@ class Lake:
             schema={name: str(dtype) for name, dtype in frame.schema.items()},
             ingested_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             report=report,
+            fingerprint=fingerprint,
         )
         write_atomic(self._raw_manifest(day), json.dumps(asdict(record), indent=2).encode())
+        self._empty_marker(day).unlink(missing_ok=True)
+        if not accepted:
+            self._manifest(FEATURES, day).unlink(missing_ok=True)
         return record
+
+    def forget_day(self, day: str) -> bool:
+        """Drop the day's raw and feature manifests (the source no longer has rows for it);
+        the content-addressed objects stay. True if there was something to drop."""
+        paths = (self._raw_manifest(day), self._manifest(FEATURES, day), self._empty_marker(day))
+        existed = any(p.exists() for p in paths)
+        for path in paths:
+            path.unlink(missing_ok=True)
+        return existed
+
+    def mark_empty(self, day: str, fingerprint: dict[str, Any]) -> None:
+        """Note that the source had no rows for `day` under this fingerprint (no data is
+        stored), so that the next run need not read the day again until its inputs change."""
+        self.forget_day(day)
+        write_atomic(self._empty_marker(day), json.dumps({"fingerprint": fingerprint}).encode())
+
+    def empty_fingerprint(self, day: str) -> dict[str, Any] | None:
+        path = self._empty_marker(day)
+        return json.loads(path.read_text())["fingerprint"] if path.exists() else None
+
+    def _empty_marker(self, day: str) -> Path:
+        return self.root / "raw" / "empty" / f"{day}.json"
+
+    def batch_days(self) -> list[str]:
+        """Days with a stored raw batch, accepted or quarantined."""
+        folder = self.root / "raw" / "manifests"
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
 
     def batch(self, day: str) -> BatchRecord | None:
         path = self._raw_manifest(day)
-        if not path.exists():
+        if not storage.exists(path):
             return None
-        return BatchRecord(**json.loads(path.read_text()))
+        return BatchRecord(**storage.read_json(path))
 
     def read_batch(self, record: BatchRecord) -> pl.DataFrame:
         return self.read_verified(record.path, record.sha256)
 
     # -- daily derived tables (features, prediction logs) ---------------------------------
-    def _manifest(self, kind: str, day: str) -> Path:
+    def _manifest(self, kind: str, day: str) -> UPath:
         return self.root / kind / "manifests" / f"{day}.json"
 
     def store_daily(self, kind: str, day: str, frame: pl.DataFrame, **extra: Any) -> dict:
@@ -138,14 +181,22 @@ class Lake:
 
     def daily_entry(self, kind: str, day: str) -> dict[str, Any] | None:
         path = self._manifest(kind, day)
-        return json.loads(path.read_text()) if path.exists() else None
+        return storage.read_json(path) if storage.exists(path) else None
 
     def daily_days(self, kind: str) -> list[str]:
         folder = self.root / kind / "manifests"
-        return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+        return [Path(info.name).stem for info in storage.list_objects(folder, ".json")]
 
-    def store_features(self, day: str, frame: pl.DataFrame, raw_sha256: str) -> dict[str, Any]:
-        return self.store_daily(FEATURES, day, frame, raw_sha256=raw_sha256)
+    def store_features(
+        self,
+        day: str,
+        frame: pl.DataFrame,
+        raw_sha256: str,
+        fingerprint: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return self.store_daily(
+            FEATURES, day, frame, raw_sha256=raw_sha256, fingerprint=fingerprint
+        )
 
     def feature_entry(self, day: str) -> dict[str, Any] | None:
         return self.daily_entry(FEATURES, day)
@@ -164,5 +215,4 @@ class Lake:
         return manifest
 
     def training_manifest(self, digest: str) -> dict[str, Any]:
-        path = self.root / "training_sets" / "manifests" / f"{digest}.json"
-        return json.loads(path.read_text())
+        return storage.read_json(self.root / "training_sets" / "manifests" / f"{digest}.json")

@@ -43,6 +43,8 @@ def landed_files(spec: ModelSpec, folder: Path) -> list[LandedFile]:
 
 def days_in_file(spec: ModelSpec, path: Path) -> list[str]:
     """The distinct UTC days of the file's event timestamps, as partition keys."""
+    if spec.is_snapshot:
+        return [spec.start_date.isoformat()]
     rows = scan(path, source_format(spec))
     dtype = rows.collect_schema()[spec.timestamp]
     days = rows.select(timestamp_utc(spec.timestamp, dtype).dt.date().unique()).collect()

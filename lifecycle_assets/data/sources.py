@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from lifecycle_assets.data.simulator import simulate_day
-from lifecycle_assets.spec import ModelSpec
+from lifecycle_assets.spec import SNAPSHOT_TIMESTAMP, ModelSpec
 
 
 def source_format(spec: ModelSpec) -> str:
@@ -47,7 +47,12 @@ def _scan(spec: ModelSpec) -> pl.LazyFrame:
     uri = spec.source.uri
     if Path(uri).is_dir():
         uri = str(Path(uri) / f"*.{fmt}")
-    return scan(uri, fmt)
+    rows = scan(uri, fmt)
+    if spec.is_snapshot:
+        # No event times: every row belongs to the snapshot's one day.
+        day = dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.UTC)
+        rows = rows.with_columns(pl.lit(day, pl.Datetime("us", "UTC")).alias(SNAPSHOT_TIMESTAMP))
+    return rows
 
 
 def timestamp_utc(column: str, dtype: pl.DataType) -> pl.Expr:
@@ -72,3 +77,22 @@ def read_day(spec: ModelSpec, day: dt.date) -> tuple[pl.DataFrame, str]:
     ts = timestamp_utc(spec.timestamp, schema[spec.timestamp])
     frame = scan.filter(ts.dt.date() == day).collect()
     return frame, spec.source.uri
+
+
+def read_source(spec: ModelSpec) -> pl.DataFrame:
+    """Every row of a file-based source (text columns for CSV), for preflight and drafting."""
+    return _scan(spec).collect()
+
+
+def last_day(spec: ModelSpec) -> dt.date | None:
+    """The newest UTC day in the source's event timestamps; None for the simulator or when the
+    source has no readable timestamp (the window then ends today)."""
+    if spec.source.is_simulator:
+        return None
+    rows = _scan(spec)
+    schema = rows.collect_schema()
+    if spec.timestamp not in schema:
+        return None
+    latest = rows.select(timestamp_utc(spec.timestamp, schema[spec.timestamp]).max()).collect()
+    value = latest.item()
+    return value.date() if value is not None else None

@@ -4,6 +4,7 @@ Each check is thin: it loads what it judges and calls a pure function in `ml/`, 
 verdict is reached by the promotion step, the model card and the tests.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -15,7 +16,19 @@ from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.ml import gates
 from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.features import compute_features
-from lifecycle_assets.ml.schemas import ValidationReport, feature_schema, validate, validate_raw
+from lifecycle_assets.ml.leakage import (
+    LEAKAGE_AUC,
+    LEAKAGE_CHECK,
+    single_feature_aucs,
+    unknown_level_problems,
+)
+from lifecycle_assets.ml.schemas import (
+    ValidationReport,
+    feature_schema,
+    raw_schema,
+    validate,
+    validate_raw,
+)
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.serving.requests import RequestValidator
 from lifecycle_assets.spec import ModelSpec
@@ -67,6 +80,36 @@ def validation_result(report: ValidationReport, path: str) -> dg.AssetCheckResul
     )
 
 
+def each_day_check(
+    context: dg.AssetCheckExecutionContext, judge: Callable[[str], dg.AssetCheckResult]
+) -> dg.AssetCheckResult:
+    """Judge every day of the run (one day, or a window ingested in one run); one verdict.
+
+    One day keeps its own result. A window passes when every day does; otherwise it names the
+    failed days, with the first failure's description and metadata.
+    """
+    results = {day: judge(day) for day in context.partition_keys}
+    if len(results) == 1:
+        return next(iter(results.values()))
+    failed = {day: result for day, result in results.items() if not result.passed}
+    if not failed:
+        return dg.AssetCheckResult(
+            passed=True,
+            description=f"all {len(results)} days pass",
+            metadata={"days_checked": len(results)},
+        )
+    first_day, first = next(iter(failed.items()))
+    return dg.AssetCheckResult(
+        passed=False,
+        description=f"{len(failed)} of {len(results)} days fail; {first_day}: {first.description}",
+        metadata={
+            **(first.metadata or {}),
+            "days_checked": len(results),
+            "failed_days": dg.MetadataValue.json(sorted(failed)),
+        },
+    )
+
+
 def build_data_checks(
     spec: ModelSpec, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetChecksDefinition]:
@@ -82,11 +125,20 @@ def build_data_checks(
     def raw_batch_matches_schema(
         context: dg.AssetCheckExecutionContext, lifecycle: LifecycleResource
     ) -> dg.AssetCheckResult:
+        return each_day_check(context, lambda day: raw_day(lifecycle, day))
+
+    def raw_day(lifecycle: LifecycleResource, day: str) -> dg.AssetCheckResult:
         lake = lake_for(lifecycle, spec)
-        record = lake.batch(context.partition_key)
+        record = lake.batch(day)
         if record is None:
             return dg.AssetCheckResult(passed=False, description="no batch stored for this day")
-        _, report = validate_raw(lake.read_batch(record), spec)
+        batch = lake.read_batch(record)
+        # An accepted batch is stored typed (target already 0/1): judge it by the schema alone.
+        # A quarantined one is stored as it came: cast and validate it again.
+        if record.status == "accepted":
+            report = validate(batch, raw_schema(spec))
+        else:
+            _, report = validate_raw(batch, spec)
         return validation_result(report, record.path)
 
     @dg.asset_check(
@@ -99,12 +151,24 @@ def build_data_checks(
     def features_match_schema(
         context: dg.AssetCheckExecutionContext, lifecycle: LifecycleResource
     ) -> dg.AssetCheckResult:
+        return each_day_check(context, lambda day: features_day(lifecycle, day))
+
+    def features_day(lifecycle: LifecycleResource, day: str) -> dg.AssetCheckResult:
         lake = lake_for(lifecycle, spec)
-        entry = lake.feature_entry(context.partition_key)
+        entry = lake.feature_entry(day)
         if entry is None:
             return dg.AssetCheckResult(passed=False, description="no features stored for this day")
         table = lake.read_verified(entry["path"], entry["sha256"])
-        return validation_result(validate(table, feature_schema(spec)), entry["path"])
+        result = validation_result(validate(table, feature_schema(spec)), entry["path"])
+        mostly_unknown = unknown_level_problems(table, spec)
+        if not mostly_unknown:
+            return result
+        return dg.AssetCheckResult(
+            passed=False,
+            description="; ".join(mostly_unknown)
+            + ("" if result.passed else f"; {result.description}"),
+            metadata={**result.metadata, "unknown_levels": dg.MetadataValue.json(mostly_unknown)},
+        )
 
     @dg.asset_check(
         asset=names.key(spec.name, names.FEATURES),
@@ -116,8 +180,11 @@ def build_data_checks(
     def train_serve_parity(
         context: dg.AssetCheckExecutionContext, lifecycle: LifecycleResource
     ) -> dg.AssetCheckResult:
+        return each_day_check(context, lambda day: parity_day(lifecycle, day))
+
+    def parity_day(lifecycle: LifecycleResource, day: str) -> dg.AssetCheckResult:
         lake = lake_for(lifecycle, spec)
-        record, entry = lake.batch(context.partition_key), lake.feature_entry(context.partition_key)
+        record, entry = lake.batch(day), lake.feature_entry(day)
         if record is None or entry is None:
             return dg.AssetCheckResult(passed=False, description="no batch or features stored")
         raw = lake.read_batch(record).head(PARITY_SAMPLE_ROWS)
@@ -148,6 +215,40 @@ def build_model_checks(spec: ModelSpec) -> list[dg.AssetChecksDefinition]:
 
     @dg.asset_check(
         asset=names.key(spec.name, names.TRAINING_SET),
+        name=gates.QUARANTINE_GATE,
+        blocking=True,
+        description="Few enough of the window's days were quarantined (and left out).",
+    )
+    def quarantined_share_within_limit(training_set: dict[str, Any]) -> dg.AssetCheckResult:
+        return gate_result(
+            gates.quarantined_share_within_limit(training_set.get("quarantine"), thresholds)
+        )
+
+    @dg.asset_check(
+        asset=names.key(spec.name, names.TRAINING_SET),
+        name=LEAKAGE_CHECK,
+        blocking=False,
+        description=f"No single feature alone reaches AUC >= {LEAKAGE_AUC} (target leakage).",
+    )
+    def no_single_feature_leaks(training_set: dict[str, Any]) -> dg.AssetCheckResult:
+        train = pl.read_parquet(training_set["path"]).filter(pl.col("split") == "train")
+        scores = single_feature_aucs(train, spec)
+        leaking = {name: auc for name, auc in scores.items() if auc >= LEAKAGE_AUC}
+        return dg.AssetCheckResult(
+            passed=not leaking,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"no feature alone reaches AUC {LEAKAGE_AUC}"
+                if not leaking
+                else "possible target leakage: "
+                + ", ".join(f"{n} alone has AUC {a:.3f}" for n, a in leaking.items())
+                + " (a column known only after the outcome?)"
+            ),
+            metadata={"single_feature_auc": dg.MetadataValue.json(scores)},
+        )
+
+    @dg.asset_check(
+        asset=names.key(spec.name, names.TRAINING_SET),
         name=gates.DATA_GATE,
         blocking=True,
         description=(
@@ -175,8 +276,11 @@ def build_model_checks(spec: ModelSpec) -> list[dg.AssetChecksDefinition]:
         return _check
 
     metric = "R²" if regression else "ROC AUC"
+    checks = [training_data_is_sane, quarantined_share_within_limit]
+    if spec.is_classifier:
+        checks.append(no_single_feature_leaks)
     return [
-        training_data_is_sane,
+        *checks,
         report_gate(
             task.performance_gate,
             f"Test {metric} is at least the configured minimum.",

@@ -15,6 +15,7 @@ from lifecycle_assets.defs.assets.labels import build_label_assets
 from lifecycle_assets.defs.assets.model_card import build_model_card_asset
 from lifecycle_assets.defs.assets.monitoring import build_monitoring_assets
 from lifecycle_assets.defs.assets.training import build_training_assets
+from lifecycle_assets.defs.automation import automation_sensor
 from lifecycle_assets.defs.checks import build_data_checks, build_model_checks
 from lifecycle_assets.defs.jobs import build_jobs
 from lifecycle_assets.defs.operations import build_operation_jobs
@@ -56,5 +57,8 @@ def build_model_defs(spec: ModelSpec) -> dg.Definitions:
         ],
         jobs=[*jobs, *build_operation_jobs(spec)],
         schedules=build_schedules(spec, jobs),
-        sensors=build_sensors(spec, jobs),
+        sensors=[
+            *build_sensors(spec, jobs),
+            automation_sensor(spec),
+        ],
     )

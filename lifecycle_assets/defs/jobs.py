@@ -7,6 +7,7 @@ import dagster as dg
 
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.monitoring import serving_partitions
+from lifecycle_assets.defs.executors import step_executor
 from lifecycle_assets.spec import ModelSpec
 
 TRAINING_ASSETS = (
@@ -47,6 +48,7 @@ def live_performance_job_name(spec: ModelSpec) -> str:
 
 
 def build_jobs(spec: ModelSpec, partitions: dg.PartitionsDefinition) -> list:
+    steps = step_executor()  # in-process, or Celery workers in team mode
     ingest = dg.define_asset_job(
         ingest_job_name(spec),
         selection=dg.AssetSelection.assets(
@@ -59,14 +61,14 @@ def build_jobs(spec: ModelSpec, partitions: dg.PartitionsDefinition) -> list:
     training = dg.define_asset_job(
         training_job_name(spec),
         selection=dg.AssetSelection.assets(*(names.key(spec.name, a) for a in TRAINING_ASSETS)),
-        executor_def=dg.in_process_executor,
+        executor_def=steps,
         description=f"Train, evaluate, gate, promote and package {spec.name}.",
     )
     monitoring = dg.define_asset_job(
         monitoring_job_name(spec),
         selection=dg.AssetSelection.assets(*(names.key(spec.name, a) for a in MONITORING_ASSETS)),
         partitions_def=serving_partitions(spec),
-        executor_def=dg.in_process_executor,
+        executor_def=steps,
         description=f"Collect a day of {spec.name} predictions, judge their drift, and "
         "score them against the labels received.",
     )

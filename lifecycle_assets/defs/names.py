@@ -16,6 +16,7 @@ DRIFT_REPORT = "drift_report"
 GROUND_TRUTH = "ground_truth"
 LIVE_PERFORMANCE = "live_performance"
 MODEL_CARD = "model_card"
+CANARY_ANALYSIS = "canary_analysis"
 
 RAW_SCHEMA_CHECK = "raw_batch_matches_schema"
 FEATURE_SCHEMA_CHECK = "features_match_schema"
@@ -26,3 +27,9 @@ DRIFT_CHECK = "no_data_drift"
 def key(model_name: str, asset_name: str) -> dg.AssetKey:
     """Every model's assets live under its own prefix, so several models never collide."""
     return dg.AssetKey([model_name, asset_name])
+
+
+def training_pool(model_name: str) -> str:
+    """The Dagster concurrency pool of a model's training steps (limit 1 in dagster.yaml), so
+    overlapping training runs of one model (a schedule, a sensor, a manual run) take turns."""
+    return f"{model_name}_training"

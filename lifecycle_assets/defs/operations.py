@@ -17,11 +17,10 @@ from lifecycle_assets.config import (
     Settings,
 )
 from lifecycle_assets.defs import names
-from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.registry import aliases, canary, retire
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.models import ModelRef
-from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -109,35 +108,44 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
 
     @dg.op(name=f"{name}_promote", description=f"Points an alias of {name} at a version.")
     def promote_op(
-        context: dg.OpExecutionContext, config: PromoteConfig, lifecycle: LifecycleResource
+        context: dg.OpExecutionContext,
+        config: PromoteConfig,
+        lifecycle: LifecycleResource,
+        mlflow: MlflowResource,
     ) -> None:
         settings = lifecycle.settings()
         expected = (
             aliases.ANY_VERSION if config.expected_version is None else config.expected_version
         )
         previous, current = aliases.move_alias(
-            configure_mlflow(settings), name, config.alias, config.version, reason=config.reason,
+            mlflow.client(), name, config.alias, config.version, reason=config.reason,
             expected_version=expected, **_audit(context, settings),
         )  # fmt: skip
         record_operation(context, spec, "promote", config.alias, previous, current, config.reason)
 
     @dg.op(name=f"{name}_rollback", description=f"Moves an alias of {name} back in the ledger.")
     def rollback_op(
-        context: dg.OpExecutionContext, config: RollbackConfig, lifecycle: LifecycleResource
+        context: dg.OpExecutionContext,
+        config: RollbackConfig,
+        lifecycle: LifecycleResource,
+        mlflow: MlflowResource,
     ) -> None:
         settings = lifecycle.settings()
         previous, current = aliases.rollback(
-            configure_mlflow(settings), name, reason=config.reason, to_version=config.to_version,
+            mlflow.client(), name, reason=config.reason, to_version=config.to_version,
             alias=config.alias, **_audit(context, settings),
         )  # fmt: skip
         record_operation(context, spec, "rollback", config.alias, previous, current, config.reason)
 
     @dg.op(name=f"{name}_canary", description=f"Sets or clears the canary of {name}.")
     def canary_op(
-        context: dg.OpExecutionContext, config: CanaryConfig, lifecycle: LifecycleResource
+        context: dg.OpExecutionContext,
+        config: CanaryConfig,
+        lifecycle: LifecycleResource,
+        mlflow: MlflowResource,
     ) -> None:
         settings = lifecycle.settings()
-        client, audit = configure_mlflow(settings), _audit(context, settings)
+        client, audit = mlflow.client(), _audit(context, settings)
         if config.clear:
             previous = canary.clear_canary(client, name, reason=config.reason, **audit)
             current, weight = None, 0.0
@@ -154,10 +162,13 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
 
     @dg.op(name=f"{name}_shadow", description=f"Sets or clears the shadow of {name}.")
     def shadow_op(
-        context: dg.OpExecutionContext, config: ShadowConfig, lifecycle: LifecycleResource
+        context: dg.OpExecutionContext,
+        config: ShadowConfig,
+        lifecycle: LifecycleResource,
+        mlflow: MlflowResource,
     ) -> None:
         settings = lifecycle.settings()
-        client, audit = configure_mlflow(settings), _audit(context, settings)
+        client, audit = mlflow.client(), _audit(context, settings)
         if config.clear:
             previous = canary.clear_shadow(client, name, reason=config.reason, **audit)
             current = None
@@ -171,11 +182,14 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
 
     @dg.op(name=f"{name}_retire", description=f"Archives a version of {name} for good.")
     def retire_op(
-        context: dg.OpExecutionContext, config: RetireConfig, lifecycle: LifecycleResource
+        context: dg.OpExecutionContext,
+        config: RetireConfig,
+        lifecycle: LifecycleResource,
+        mlflow: MlflowResource,
     ) -> None:
         settings = lifecycle.settings()
         done = retire.retire(
-            configure_mlflow(settings), name, config.version, reason=config.reason,
+            mlflow.client(), name, config.version, reason=config.reason,
             service_url=config.service_url or None, settings=settings,
             **_audit(context, settings),
         )  # fmt: skip

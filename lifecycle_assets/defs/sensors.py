@@ -3,6 +3,7 @@ model card of every evaluated version."""
 
 import datetime as dt
 import json
+from typing import Any
 
 import dagster as dg
 
@@ -10,12 +11,20 @@ from lifecycle_assets import config
 from lifecycle_assets.data.landing import days_in_file, landed_files, landing_folder
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
+from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
 from lifecycle_assets.spec import ModelSpec
+
+
+def _metadata_value(record: dg.EventLogRecord, key: str) -> Any:
+    metadata = record.asset_materialization.metadata
+    return metadata[key].value if key in metadata else None
 
 
 def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
     ingest = {job.name: job for job in jobs}[ingest_job_name(spec)]
     drift_key = names.key(spec.name, names.DRIFT_REPORT)
+    evaluation_key = names.key(spec.name, names.EVALUATION_REPORT)
+    card_key = names.key(spec.name, names.MODEL_CARD)
 
     @dg.sensor(
         name=f"{spec.name}_new_data_sensor",
@@ -39,18 +48,19 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         valid = set(ingest.partitions_def.get_partition_keys())
         requests, outside = [], []
         for landed in fresh:
-            for day in days_in_file(spec, landed.path):
-                if day in valid:
-                    # Keyed by content: the same file never triggers the same day twice.
-                    requests.append(
-                        dg.RunRequest(
-                            run_key=f"{day}:{landed.fingerprint}",
-                            partition_key=day,
-                            tags={"lifecycle/landed_file": landed.path.name},
-                        )
+            days = days_in_file(spec, landed.path)
+            outside += [day for day in days if day not in valid]
+            # One run per run of consecutive days in the file, keyed by content: the same file
+            # never triggers the same days twice.
+            for block in contiguous_blocks([day for day in days if day in valid]):
+                tags = {"lifecycle/landed_file": landed.path.name}
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"{block[0]}..{block[-1]}:{landed.fingerprint}",
+                        partition_key=block[0] if len(block) == 1 else None,
+                        tags=tags if len(block) == 1 else {**tags, **range_tags(block)},
                     )
-                else:
-                    outside.append(day)
+                )
             seen[landed.path.name] = landed.fingerprint
         if outside:
             context.log.warning(f"days outside the partitions, not ingested: {sorted(outside)}")
@@ -97,8 +107,7 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         )
         return dg.SensorResult(run_requests=[request], cursor=json.dumps(state))
 
-    @dg.asset_sensor(
-        asset_key=names.key(spec.name, names.EVALUATION_REPORT),
+    @dg.sensor(
         name=f"{spec.name}_model_card_sensor",
         job_name=model_card_job_name(spec),
         minimum_interval_seconds=30,
@@ -107,7 +116,30 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         description=f"Writes the model card of each newly evaluated {spec.name} version, "
         "including versions the gates rejected.",
     )
-    def model_card_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-        return dg.RunRequest(run_key=f"model-card-{asset_event.storage_id}")
+    def model_card_sensor(context: dg.SensorEvaluationContext):
+        # The cursor is the storage id of the last evaluation handled.
+        after = int(context.cursor) if context.cursor else None
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=evaluation_key, after_storage_id=after), limit=1
+        ).records
+        if not records:
+            return dg.SkipReason(
+                "no new evaluation since the last card" if after else "nothing evaluated yet"
+            )
+        latest = records[0]
+        version = _metadata_value(latest, "model_version")
+        cards = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=card_key, after_storage_id=latest.storage_id), limit=1
+        ).records
+        if cards:
+            # `lifecycle run` writes the card right after training: nothing left to do.
+            return dg.SensorResult(
+                skip_reason=f"v{version} already has its card", cursor=str(latest.storage_id)
+            )
+        request = dg.RunRequest(
+            run_key=f"model-card-{latest.storage_id}",
+            tags={"lifecycle/model_version": str(version)},
+        )
+        return dg.SensorResult(run_requests=[request], cursor=str(latest.storage_id))
 
     return [new_data_sensor, drift_sensor, model_card_sensor]

@@ -27,6 +27,7 @@ import polars as pl
 from scipy import stats
 from scipy.spatial import distance
 
+from lifecycle_assets import storage
 from lifecycle_assets.config import DriftThresholds
 from lifecycle_assets.ml.profile import (
     SCORE_NAME,
@@ -276,7 +277,7 @@ def drift_report(
 
 def latest_drift_path(reports_dir: Path, model_name: str) -> Path:
     """Where the newest day's per-feature drift scores are kept for the service to export."""
-    return Path(reports_dir) / model_name / "drift" / "latest.json"
+    return storage.path(reports_dir) / model_name / "drift" / "latest.json"  # local or S3
 
 
 def write_latest_drift(reports_dir: Path, model_name: str, day: str, report: DriftReport) -> None:

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
+from lifecycle_assets import storage
 from lifecycle_assets.ml.metrics import (
     calibration_table,
     classification_metrics,
@@ -126,6 +128,34 @@ def _compare(
     )
 
 
+def insufficient_slices(slices: pl.DataFrame, min_slice_size: int, classifier: bool) -> list[str]:
+    """Why each slice that cannot be judged is left out, in words a person can act on."""
+    reasons = []
+    for row in slices.filter(~pl.col("reported")).iter_rows(named=True):
+        text = f"insufficient data: slice {row['group']} has {row['n']} rows"
+        if classifier:
+            text += f", {row['positives']} positives"
+        text += f", minimum {min_slice_size} rows" + (" with both classes" if classifier else "")
+        reasons.append(text)
+    return reasons
+
+
+def _fairness(
+    slices: pl.DataFrame, gaps: Any, gate_metric: str, min_slice_size: int, classifier: bool
+) -> dict[str, Any]:
+    """The fairness gaps, or, when fewer than two slices can be compared, no gap and the
+    reasons: a verdict the gate can state instead of a crash."""
+    insufficient = insufficient_slices(slices, min_slice_size, classifier)
+    if slices.filter(pl.col("reported")).height >= 2:
+        return {**gaps(), "insufficient_data": insufficient}
+    return {
+        gate_metric: None,
+        "groups_compared": [],
+        "groups_excluded": slices.filter(~pl.col("reported"))["group"].to_list(),
+        "insufficient_data": insufficient,
+    }
+
+
 def evaluate(
     y_true: np.ndarray,
     proba: np.ndarray,
@@ -135,19 +165,23 @@ def evaluate(
     champion_proba: np.ndarray | None = None,
     champion_version: str | None = None,
     task: Task = "binary_classification",
+    min_slice_size: int = 30,
 ) -> EvaluationReport:
     """Score a challenger (and, if given, the champion on the same rows) into one report.
 
     `proba` is the model's score: the positive-class probability of a classifier, the predicted
     value of a regressor. Raises if the test set holds one class (a constant target) or fewer
     than two reportable slices: a model that cannot be measured must not reach the gates with
-    invented numbers.
+    invented numbers. Slices under `min_slice_size` rows (or with one class) are not judged;
+    with fewer than two left the fairness gap is None and `insufficient_data` says why.
     """
     if task == "regression":
-        return _evaluate_regression(y_true, proba, groups, champion_proba, champion_version)
+        return _evaluate_regression(
+            y_true, proba, groups, champion_proba, champion_version, min_slice_size
+        )
     metrics = classification_metrics(y_true, proba, threshold)
     table = calibration_table(y_true, proba)
-    slices = slice_metrics(y_true, proba, groups, threshold)
+    slices = slice_metrics(y_true, proba, groups, threshold, min_slice_size=int(min_slice_size))
     champion = None
     if champion_proba is not None:
         champion_metrics = classification_metrics(y_true, champion_proba, threshold)
@@ -159,7 +193,13 @@ def evaluate(
         calibration=table.to_dicts(),
         ece=expected_calibration_error(table),
         slices=slices.to_dicts(),
-        fairness=fairness_gaps(slices),
+        fairness=_fairness(
+            slices,
+            lambda: fairness_gaps(slices),
+            traits(task).fairness_gate_metric,
+            int(min_slice_size),
+            classifier=True,
+        ),
         champion=champion,
     )
 
@@ -170,10 +210,11 @@ def _evaluate_regression(
     groups: np.ndarray,
     champion_predicted: np.ndarray | None,
     champion_version: str | None,
+    min_slice_size: int = 30,
 ) -> EvaluationReport:
     metrics = regression_metrics(y_true, predicted)
     table = regression_calibration_table(y_true, predicted)
-    slices = regression_slice_metrics(y_true, predicted, groups)
+    slices = regression_slice_metrics(y_true, predicted, groups, int(min_slice_size))
     champion = None
     if champion_predicted is not None:
         champion_metrics = regression_metrics(y_true, champion_predicted)
@@ -185,7 +226,13 @@ def _evaluate_regression(
         calibration=table.to_dicts(),
         ece=relative_calibration_error(table, y_true),
         slices=slices.to_dicts(),
-        fairness=regression_fairness_gaps(slices, metrics["mae"]),
+        fairness=_fairness(
+            slices,
+            lambda: regression_fairness_gaps(slices, metrics["mae"]),
+            traits("regression").fairness_gate_metric,
+            int(min_slice_size),
+            classifier=False,
+        ),
         champion=champion,
         task="regression",
     )
@@ -204,7 +251,7 @@ def load_evaluation(
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    local = Path(reports_dir) / model / f"v{version}" / EVALUATION_FILE
+    local = storage.path(reports_dir) / model / f"v{version}" / EVALUATION_FILE  # local or S3
     artifact = f"{EVALUATION_ARTIFACT_DIR}/{EVALUATION_FILE}"
 
     def from_folder() -> tuple[dict[str, Any], str] | None:

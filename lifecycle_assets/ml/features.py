@@ -8,9 +8,21 @@ from __future__ import annotations
 
 import polars as pl
 
-from lifecycle_assets.spec import DerivedFeatureSpec, ModelSpec
+from lifecycle_assets.spec import DerivedFeatureSpec, FeatureSpec, ModelSpec
 
 UNKNOWN_CATEGORY = "__unknown__"
+
+
+def boolean_level(value: bool, feature: FeatureSpec) -> str:
+    """The level a boolean value (Parquet bool, JSON true/false) stands for in a categorical
+    column: the spec's level spelling `true`/`false` in any case (`True`, `TRUE`), else
+    `True`/`False` as a CSV writes them. The one place where case is looked past: a boolean has
+    no spelling of its own."""
+    text = "True" if value else "False"
+    for level in feature.categories or ():
+        if level.lower() == text.lower():
+            return level
+    return text
 
 
 def _derived_expression(derived: DerivedFeatureSpec) -> pl.Expr:
@@ -27,7 +39,8 @@ def _derived_expression(derived: DerivedFeatureSpec) -> pl.Expr:
 
 
 def _categorical_expression(spec: ModelSpec, name: str) -> pl.Expr:
-    column = pl.col(name).cast(pl.String).str.strip_chars().str.to_lowercase()
+    # Levels are compared exactly as the spec writes them: no trimming, no case folding.
+    column = pl.col(name).cast(pl.String)
     levels = spec.feature(name).categories
     if levels is None:
         return column.alias(name)

@@ -6,6 +6,7 @@ wording exist once. Names are constants so check names and card rows cannot drif
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +20,49 @@ R2_GATE = REGRESSION.performance_gate
 REGRESSION_GATE = "no_regression_vs_champion"
 FAIRNESS_GATE = "fairness_gap_within_limit"
 DATA_GATE = "training_data_is_sane"
+QUARANTINE_GATE = "quarantined_share_within_limit"
 
 
 def gate_names(task: Task) -> tuple[str, ...]:
     """The gates of a task, in the order `all_gates` judges them."""
-    return (DATA_GATE, traits(task).performance_gate, REGRESSION_GATE, FAIRNESS_GATE)
+    return (
+        DATA_GATE,
+        QUARANTINE_GATE,
+        traits(task).performance_gate,
+        REGRESSION_GATE,
+        FAIRNESS_GATE,
+    )
+
+
+# What each `GateThresholds` key (settable under `gates:` in a spec) does, for the README table
+# `gate_keys_markdown` renders; a test holds README, this and the dataclass together.
+GATE_KEY_HELP: dict[str, str] = {
+    "min_roc_auc": f"`{CLASSIFICATION.performance_gate}`: lowest test ROC AUC (classifiers)",
+    "min_r2": f"`{REGRESSION.performance_gate}`: lowest test R² (regressors)",
+    "max_metric_regression": f"`{REGRESSION_GATE}`: largest drop of the primary metric "
+    "against the champion on the same test rows",
+    "max_fairness_gap": f"`{FAIRNESS_GATE}`: largest true-positive-rate gap between slices",
+    "max_relative_error_gap": f"`{FAIRNESS_GATE}`: largest slice MAE gap relative to the "
+    "overall MAE (regressors)",
+    "min_training_rows": f"`{DATA_GATE}`: fewest rows in the training set (all splits)",
+    "min_positive_rate": f"`{DATA_GATE}`: lowest share of positives (classifiers)",
+    "max_positive_rate": f"`{DATA_GATE}`: highest share of positives (classifiers)",
+    "min_rows_per_split": f"`{DATA_GATE}`: fewest rows in each of train, validation, test",
+    "min_slice_size": f"`{FAIRNESS_GATE}`: fewest test rows a slice needs to be judged "
+    "(smaller ones are reported as insufficient data)",
+    "max_quarantined_share": f"`{QUARANTINE_GATE}`: largest share of window days whose newest "
+    "batch was quarantined (0: any quarantined day blocks)",
+}
+
+
+def gate_keys_markdown() -> str:
+    """The README's table of gate keys and their defaults, from `GateThresholds` itself."""
+    defaults = GateThresholds()
+    lines = ["| `gates:` key | default | gate and meaning |", "|---|---|---|"]
+    for item in dataclasses.fields(GateThresholds):
+        value = getattr(defaults, item.name)
+        lines.append(f"| `{item.name}` | {value} | {GATE_KEY_HELP[item.name]} |")
+    return "\n".join(lines)
 
 
 # A classifier's gates, the default task's.
@@ -75,10 +114,24 @@ def _meets_minimum(gate: str, label: str, value: float, floor: float) -> GateRes
 
 
 def performance_meets_minimum(report: EvaluationReport, thresholds: GateThresholds) -> GateResult:
-    """The task's performance gate: ROC AUC for classifiers, R² for regressors."""
+    """The task's performance gate: ROC AUC for classifiers, R² for regressors. A classifier
+    that predicts no positive (or only positives) on the test set fails whatever its AUC: its
+    decisions are constant, and every rate-based gap would read 0."""
     if report.task == "regression":
         return r2_meets_minimum(report, thresholds)
-    return auc_meets_minimum(report, thresholds)
+    result = auc_meets_minimum(report, thresholds)
+    counts = report.confusion
+    if counts:
+        predicted_positive = counts.get("tp", 0) + counts.get("fp", 0)
+        total = sum(counts.values())
+        if predicted_positive in (0, total):
+            what = "no positive" if predicted_positive == 0 else "only positives"
+            description = (
+                f"the model predicts {what} on {total} test rows at threshold "
+                f"{report.threshold:.2f}: its decisions are constant ({result.description})"
+            )
+            return GateResult(AUC_GATE, False, result.actual, result.threshold, description)
+    return result
 
 
 def no_regression_vs_champion(report: EvaluationReport, thresholds: GateThresholds) -> GateResult:
@@ -107,8 +160,18 @@ def fairness_gap_within_limit(report: EvaluationReport, thresholds: GateThreshol
     """The gap between slices must stay under the limit: the true-positive-rate gap (equal
     opportunity) for classifiers, the MAE gap relative to the overall MAE for regressors."""
     regression = report.task == "regression"
-    gap = float(report.fairness[traits(report.task).fairness_gate_metric])
     limit = float(thresholds.max_relative_error_gap if regression else thresholds.max_fairness_gap)
+    raw_gap = report.fairness.get(traits(report.task).fairness_gate_metric)
+    insufficient = report.fairness.get("insufficient_data") or []
+    if raw_gap is None:
+        # Fewer than two slices could be judged: no gap is known, so fairness is not shown.
+        description = (
+            "no verdict possible, fewer than 2 slices can be compared: "
+            + "; ".join(insufficient)
+            + " (lower gates.min_slice_size, or bring more data)"
+        )
+        return GateResult(FAIRNESS_GATE, False, None, limit, description)
+    gap = float(raw_gap)
     passed = gap <= limit
     groups = ", ".join(str(g) for g in report.fairness.get("groups_compared", []))
     verb = "is within" if passed else "exceeds"
@@ -118,7 +181,33 @@ def fairness_gap_within_limit(report: EvaluationReport, thresholds: GateThreshol
         else "equal opportunity difference (TPR gap)"
     )
     description = f"{what} {gap:.4f} across [{groups}] {verb} the limit {limit:.4f}"
+    if insufficient:
+        description += "; not judged: " + "; ".join(insufficient)
     return GateResult(FAIRNESS_GATE, passed, gap, limit, description)
+
+
+def quarantined_share_within_limit(
+    quarantine: dict[str, Any] | None, thresholds: GateThresholds
+) -> GateResult:
+    """The share of the window's days whose newest batch was quarantined (and so left out of
+    training) must not exceed `max_quarantined_share`; by default any such day blocks."""
+    limit = float(thresholds.max_quarantined_share)
+    quarantine = quarantine or {}
+    days = list(quarantine.get("quarantined_days", []))
+    window = int(quarantine.get("window_days", 0))
+    share = len(days) / window if window else 0.0
+    passed = share <= limit
+    if not days:
+        description = f"no quarantined day in the window of {window} day(s)"
+    else:
+        shown = ", ".join(days[:5]) + (", ..." if len(days) > 5 else "")
+        verb = "within" if passed else "exceeds"
+        description = (
+            f"{len(days)} of {window} window day(s) quarantined ({shown}), left out of "
+            f"training: share {share:.4f} {verb} the limit {limit:.4f} "
+            "(see the quarantine reports; gates.max_quarantined_share)"
+        )
+    return GateResult(QUARANTINE_GATE, passed, share, limit, description)
 
 
 def training_data_is_sane(
@@ -179,10 +268,15 @@ def all_gates(
     report: EvaluationReport,
     split_stats: dict[str, dict[str, int]],
     thresholds: GateThresholds,
+    quarantine: dict[str, Any] | None = None,
 ) -> list[GateResult]:
-    """Every gate in `gate_names(report.task)` order; promotion requires all of them to pass."""
+    """Every gate in `gate_names(report.task)` order; promotion requires all of them to pass.
+
+    `quarantine` is the training set manifest's `quarantine` entry (`WindowSelection`).
+    """
     return [
         training_data_is_sane(split_stats, thresholds, report.task),
+        quarantined_share_within_limit(quarantine, thresholds),
         performance_meets_minimum(report, thresholds),
         no_regression_vs_champion(report, thresholds),
         fairness_gap_within_limit(report, thresholds),

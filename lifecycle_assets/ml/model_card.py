@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.ml.card_markup import (
     Bullets,
     Section,
@@ -46,7 +46,7 @@ PLOT_ORDER = ("roc_curve", "calibration", "confusion_matrix", "slices")
 
 def read_plots(folder: str | Path) -> dict[str, bytes]:
     """The evaluation plots (PNG) in a report folder, known ones first; {} if there is none."""
-    folder = Path(folder)
+    folder = storage.path(folder)  # local or object storage
     pngs = {path.stem: path for path in sorted(folder.glob("*.png"))} if folder.is_dir() else {}
     order = [n for n in PLOT_ORDER if n in pngs] + [n for n in pngs if n not in PLOT_ORDER]
     return {name: pngs[name].read_bytes() for name in order}

@@ -15,7 +15,7 @@ from pandera.api.polars.types import PolarsData
 from pandera.engines.polars_engine import DateTime
 from pandera.errors import SchemaError, SchemaErrors
 
-from lifecycle_assets.ml.features import UNKNOWN_CATEGORY
+from lifecycle_assets.ml.features import UNKNOWN_CATEGORY, boolean_level
 from lifecycle_assets.spec import FeatureSpec, ModelSpec
 
 MAX_REPORTED_FAILURES = 50
@@ -39,6 +39,8 @@ def _raw_column(feature: FeatureSpec) -> pa.Column:
         checks = [*_range_checks(feature), pa.Check(_finite_or_null, name="finite")]
         return pa.Column(pl.Float64, checks=checks, nullable=feature.nullable)
     checks = [pa.Check.isin(list(feature.categories))] if feature.categories else []
+    if feature.max_length is not None:
+        checks.append(pa.Check.str_length(max_value=feature.max_length))
     return pa.Column(pl.String, checks=checks, nullable=feature.nullable)
 
 
@@ -83,6 +85,59 @@ def _cast(series: pl.Series, dtype: pl.DataType) -> pl.Series:
     return series.cast(dtype, strict=False)
 
 
+def as_text(series: pl.Series, feature: FeatureSpec | None = None) -> pl.Series:
+    """A column as the text a CSV holds: booleans as their level, whole floats without `.0`."""
+    if series.dtype == pl.Boolean:
+        true = boolean_level(True, feature) if feature else "True"
+        false = boolean_level(False, feature) if feature else "False"
+        return series.replace_strict({True: true, False: false}, return_dtype=pl.String)
+    if series.dtype.is_float():
+        whole = series.is_not_nan() & (series == series.round(0))
+        return (
+            pl.select(
+                pl.when(whole)
+                .then(series.cast(pl.Int64, strict=False).cast(pl.String))
+                .otherwise(series.cast(pl.String))
+            )
+            .to_series()
+            .alias(series.name)
+        )
+    return series.cast(pl.String)
+
+
+def map_target(series: pl.Series, spec: ModelSpec) -> tuple[pl.Series, list[dict[str, Any]]]:
+    """The target as 0/1 by the spec's `positive_label`, and a failure per row whose value is
+    neither the positive nor the one negative value (a third class)."""
+    levels = spec.label_levels
+    assert levels is not None
+    positive, negative = levels
+    text = as_text(series)
+    others = text.filter(text.is_not_null() & (text != positive))
+    if negative is None:
+        # The one other value is the negative; if there are several, the most frequent one.
+        counts = others.value_counts(sort=True)
+        negative = counts[series.name][0] if counts.height else None
+    mapped = (
+        pl.select(
+            pl.when(text == positive)
+            .then(pl.lit(1, pl.Int64))
+            .when(text == negative)
+            .then(pl.lit(0, pl.Int64))
+            .otherwise(pl.lit(None, pl.Int64))
+        )
+        .to_series()
+        .alias(series.name)
+    )
+    bad = text.is_not_null() & mapped.is_null()
+    found = sorted(set(text.drop_nulls().unique().to_list()))
+    check = f"binary target: {positive!r} is positive, {negative!r} negative; values found {found}"
+    failures = [
+        {"column": series.name, "check": check, "failure_case": text[i], "index": int(i)}
+        for i in bad.arg_true().head(MAX_REPORTED_FAILURES).to_list()
+    ]
+    return mapped, failures
+
+
 def normalize_raw(frame: pl.DataFrame, spec: ModelSpec) -> tuple[pl.DataFrame, list[dict]]:
     """Cast the spec's columns to their types; report every value that could not be cast.
 
@@ -97,8 +152,18 @@ def normalize_raw(frame: pl.DataFrame, spec: ModelSpec) -> tuple[pl.DataFrame, l
     for column in columns:
         if column not in frame.columns:
             continue
+        if column == spec.target and spec.is_classifier and spec.label_levels is not None:
+            cast, target_failures = map_target(frame[column], spec)
+            failures.extend(target_failures)
+            casts.append(cast)
+            continue
         dtype = _target_dtype(spec, column)
-        cast = _cast(frame[column], dtype)
+        source = frame[column]
+        if dtype == pl.String and column in {f.name for f in spec.features}:
+            source = as_text(source, spec.feature(column))
+        elif column == spec.target and source.dtype == pl.Boolean:
+            source = source.cast(pl.Int64)
+        cast = _cast(source, dtype)
         lost = frame[column].is_not_null() & cast.is_null()
         if frame[column].dtype.is_float():
             lost = lost & frame[column].is_not_nan()
@@ -153,7 +218,16 @@ class ValidationReport:
     def summary(self) -> str:
         if self.passed:
             return f"{self.rows} rows pass {self.schema}"
-        checks = sorted({f"{f['column']}: {f['check']}" for f in self.failures})
+        examples: dict[str, list[str]] = {}
+        for f in self.failures:
+            cases = examples.setdefault(f"{f['column']}: {f['check']}", [])
+            case = f.get("failure_case")
+            if case is not None and str(case) not in cases and len(cases) < 2:
+                cases.append(str(case))
+        checks = sorted(
+            key + (f" (e.g. {', '.join(repr(c) for c in cases)})" if cases else "")
+            for key, cases in examples.items()
+        )
         return (
             f"{self.failure_count} failure(s) in {self.rows} rows against {self.schema}: "
             + "; ".join(checks[:10])

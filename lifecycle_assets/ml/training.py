@@ -161,3 +161,22 @@ def assign_splits(table: pl.DataFrame, split: TimeSplit, spec: ModelSpec) -> pl.
         .otherwise(pl.lit("test"))
         .alias("split")
     )
+
+
+def snapshot_split(table: pl.DataFrame, spec: ModelSpec) -> pl.DataFrame:
+    """Add a `split` column to a snapshot (no event times): a random split seeded by
+    `training.random_seed`, stratified by the target for classifiers, in the spec's fractions.
+
+    Rows keep their order, so the same snapshot always splits the same way.
+    """
+    rng = np.random.default_rng(spec.training.random_seed)
+    labels = table[spec.target].to_numpy() if spec.is_classifier else np.zeros(table.height)
+    split = np.full(table.height, "train", dtype=object)
+    for value in np.unique(labels):
+        rows = np.flatnonzero(labels == value)
+        rng.shuffle(rows)
+        n_test = round(rows.size * spec.training.test_fraction)
+        n_validation = round(rows.size * spec.training.validation_fraction)
+        split[rows[:n_test]] = "test"
+        split[rows[n_test : n_test + n_validation]] = "validation"
+    return table.with_columns(pl.Series("split", split.tolist(), dtype=pl.String))

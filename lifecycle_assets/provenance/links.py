@@ -80,7 +80,9 @@ def file_link(
     via: str | None,
 ) -> Link:
     """A stored file checked against the SHA-256 recorded for it."""
-    path = Path(path)
+    from lifecycle_assets import storage  # fsspec: only when a file is checked
+
+    path = storage.path(path)  # a local file or an object in the shared store
     details = {**details, "path": str(path), "sha256": expected}
     if not path.is_file():
         return Link(kind, ident, MISSING, f"file {path} does not exist", details, via)

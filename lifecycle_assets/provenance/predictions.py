@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.config import Settings
 from lifecycle_assets.data.lake import PREDICTION_LOGS, Lake, sha256_bytes
 from lifecycle_assets.data.prediction_log import (
@@ -34,6 +34,7 @@ from lifecycle_assets.provenance.links import (
     Link,
     hash_mismatch,
 )
+from lifecycle_assets.provenance.prediction_index import candidate_days, may_hold
 
 # A logged row's outputs are these columns (`score` or `probability`, whichever the service
 # wrote); its inputs are whatever is not a known output or bookkeeping column.
@@ -62,10 +63,10 @@ def prediction_tables(lake: Lake) -> Iterator[PredictionTable]:
     for day in lake.daily_days(PREDICTION_LOGS):
         entry = lake.daily_entry(PREDICTION_LOGS, day) or {}
         path = entry["path"]
-        if not Path(path).is_file():
+        if not storage.path(path).is_file():
             yield PredictionTable(day, path, None, f"file {path} does not exist")
             continue
-        data = Path(path).read_bytes()
+        data = storage.read_bytes(path)
         mismatch = hash_mismatch(path, sha256_bytes(data), entry["sha256"])
         try:
             rows = pl.read_parquet(io.BytesIO(data))
@@ -75,9 +76,14 @@ def prediction_tables(lake: Lake) -> Iterator[PredictionTable]:
         yield PredictionTable(day, path, rows, mismatch)
 
 
-def _every_segment(log_dir: Path) -> list[Path]:
+def _every_segment(log_dir: Path, days: frozenset[str] | None = None) -> list[Path]:
     models = sorted(p.name for p in log_dir.iterdir() if p.is_dir()) if log_dir.exists() else []
-    return [path for model in models for path in segment_files(log_dir, model)]
+    return [
+        path
+        for model in models
+        for path in segment_files(log_dir, model)
+        if may_hold(path, days)
+    ]
 
 
 @dataclass
@@ -122,7 +128,9 @@ def _from_lake(settings: Settings, prediction_id: str) -> Found:
 def find_prediction(settings: Settings, prediction_id: str) -> Found:
     """The logged row of `prediction_id`, where it was found, and any shadow rows mirroring it."""
     found, shadows = Found(), {}
-    for path, row in logged_rows(_every_segment(settings.prediction_log_dir), prediction_id):
+    # A UUIDv7 id names its day: only that day's log folders (and neighbours) are read.
+    days = candidate_days(prediction_id)
+    for path, row in logged_rows(_every_segment(settings.prediction_log_dir, days), prediction_id):
         if row.get("prediction_id") == prediction_id and found.row is None:
             found = Found(row, str(path))
         elif row.get("shadow_of") == prediction_id:

@@ -5,7 +5,9 @@ ledger entry, the MLflow alias write, then COMMITTED. `reconcile` settles whatev
 process left PENDING by asking the registry (the source of truth) what actually happened, and
 records changes made behind the ledger's back, so the ledger and the registry never disagree.
 Callers may pass `expected_version` to refuse a move when the alias changed since they looked
-(optimistic concurrency): two concurrent promotions cannot both win.
+(optimistic concurrency): two concurrent promotions cannot both win. A version must pass
+`verify_version` (artifact present, SHA-256 matching, loadable) before any alias points to it,
+so the registry never names a version the service would refuse.
 
 The move is also mirrored on the model version as tags (who, when, why, which Dagster run) so
 the registry alone answers "who promoted this version".
@@ -23,6 +25,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from lifecycle_assets import config
+from lifecycle_assets.crash import crash_point
 from lifecycle_assets.registry.ledger import (
     ABORTED,
     COMMITTED,
@@ -34,6 +37,8 @@ from lifecycle_assets.registry.ledger import (
     version_label,
 )
 from lifecycle_assets.registry.models import ModelRef, get_version
+from lifecycle_assets.registry.recovery import recover_registry
+from lifecycle_assets.registry.verify import verify_version
 
 
 class _Unchecked(enum.Enum):
@@ -56,8 +61,17 @@ class ConcurrentAliasChange(AliasError):
         )
 
 
+class UnverifiedVersion(AliasError):
+    """The version failed verification: no alias may point to it."""
+
+
 def _checkpoint(step: str) -> None:
-    """A no-op between two steps; fault-injection tests replace it to kill the process there."""
+    """A named point between two steps: a crash point for the fault-injection tests.
+
+    Tests in-process replace this function; a subprocess is killed here when
+    LIFECYCLE_CRASH_AT names the point (`alias-<step>`).
+    """
+    crash_point(f"alias-{step}")
 
 
 def _live_aliases(client: MlflowClient, name: str) -> dict[str, str]:
@@ -84,10 +98,14 @@ def _target(client: MlflowClient, name: str, version: str) -> ModelRef:
         raise
     if _is_retired(ref):
         raise AliasError(f"{name} v{version} is retired and cannot hold an alias")
+    verification = verify_version(client, name, version, ref=ref)
+    if not verification.ok:
+        raise UnverifiedVersion(verification.message() + "; nothing was changed")
     return ref
 
 
 def _usable(client: MlflowClient, name: str, version: str) -> bool:
+    """A rollback target: exists, not retired, and verifies (a bad version is skipped)."""
     try:
         _target(client, name, version)
     except AliasError:
@@ -159,10 +177,12 @@ def reconcile(
 def _operation(client: MlflowClient, name: str, ledger: Ledger) -> Iterator[dict[str, str]]:
     """Hold the model's lock, and start from a ledger that agrees with the registry.
 
-    Yields the registry's aliases as read under the lock (reconciling writes no alias).
+    Yields the registry's aliases as read under the lock (reconciling writes no alias). What
+    a crash left behind (an open MLflow run, an untagged version) is settled first.
     """
     with ledger.lock(name):
         live = _live_aliases(client, name)
+        recover_registry(client, name)
         _reconcile_locked(client, name, ledger, live)
         yield live
 

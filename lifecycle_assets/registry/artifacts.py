@@ -12,6 +12,8 @@ from pathlib import Path
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
+from lifecycle_assets import storage
+
 # Module prefixes whose types may appear in a model file; anything else refuses to load.
 TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 # Exact names also allowed. HistGradientBoosting keeps a `partial(check_array, ...)` inside;
@@ -29,7 +31,7 @@ class UntrustedArtifactError(RuntimeError):
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with storage.path(path).open("rb") as handle:  # local or object storage
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()

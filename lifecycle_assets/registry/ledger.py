@@ -148,7 +148,12 @@ class Ledger:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Ledger:
-        return cls(settings.home / config.LEDGER_DIR / config.LEDGER_FILE)
+        """The team's PostgreSQL ledger in team mode, else the SQLite file under the home."""
+        if settings.team and settings.database_url:
+            from lifecycle_assets.registry.ledger_pg import PostgresLedger
+
+            return PostgresLedger(settings.database_url)
+        return Ledger(settings.home / config.LEDGER_DIR / config.LEDGER_FILE)
 
     @classmethod
     def default(cls) -> Ledger:

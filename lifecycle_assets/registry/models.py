@@ -7,6 +7,8 @@ resolves an alias or version, downloads the artifact, checks the SHA-256, then l
 
 from __future__ import annotations
 
+import os
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,10 @@ from mlflow.models import Model, infer_signature
 from sklearn.pipeline import Pipeline
 
 from lifecycle_assets import config
+from lifecycle_assets.compiled.artifact import COMPILED_DIR, compile_for_registration
+from lifecycle_assets.crash import crash_point
 from lifecycle_assets.registry.artifacts import load_pipeline, sha256_file, trusted_types_of
+from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
 from lifecycle_assets.spec import ModelSpec
 
 # Explicit requirements: inferring them costs about 5 s per call and would pin whatever
@@ -75,15 +80,22 @@ def log_and_register(
     *,
     input_example: pd.DataFrame,
     version_tags: dict[str, str],
+    evaluation: pd.DataFrame | None = None,
 ) -> ModelRef:
     """Log the pipeline (skops) to the active MLflow run and register a new version.
 
     The SHA-256 is computed from the file as stored in the artifact store, not from a local
-    copy, so that what is verified at load time is exactly what was registered.
+    copy, so that what is verified at load time is exactly what was registered. The version is
+    created with all its tags in one registry call (one transaction): a process killed at any
+    point leaves either no version or a complete one, never one without `artifact_sha256`.
+    The compiled form (`lifecycle_assets.compiled`) is proven against `evaluation` (default:
+    the input example) and logged beside it, or the tags say why scikit-learn serves instead.
     """
     active = mlflow.active_run()
     if active is None:
         raise RuntimeError("log_and_register needs an active MLflow run")
+    # Who owns the run, so reconcile can end it FAILED if this process dies before it does.
+    mlflow.set_tags({TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid())})
     example = input_example.head(5)
     scores = (
         pipeline.predict_proba(example)[:, 1] if spec.is_classifier else pipeline.predict(example)
@@ -98,23 +110,28 @@ def log_and_register(
         input_example=example,
         metadata={"spec": spec.model_dump(mode="json")},
         skops_trusted_types=trusted_types_of(pipeline),
-        registered_model_name=spec.name,
     )
-    client = MlflowClient()
-    version = str(info.registered_model_version)
+    crash_point("after-log-model")
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))
         sha = sha256_file(local / config.SKOPS_FILE)
+        parity = input_example if evaluation is None else evaluation
+        compiled = compile_for_registration(pipeline, spec, parity, tmp)
+        for path in compiled.files:
+            mlflow.log_artifact(str(path), COMPILED_DIR)
     tags = {
         **version_tags,
+        **compiled.tags,
         config.TAG_ARTIFACT_SHA256: sha,
         config.TAG_ARTIFACT_PATH: config.SKOPS_FILE,
         config.TAG_SPEC_NAME: spec.name,
     }
-    for key, value in tags.items():
-        client.set_model_version_tag(spec.name, version, key, str(value))
+    registered = mlflow.register_model(
+        info.model_uri, spec.name, tags={key: str(value) for key, value in tags.items()}
+    )
+    crash_point("after-register")
     mlflow.set_tag(config.TAG_ARTIFACT_SHA256, sha)
-    return get_version(client, spec.name, version)
+    return get_version(MlflowClient(), spec.name, str(registered.version))
 
 
 def get_version(client: MlflowClient, name: str, version: str) -> ModelRef:

@@ -8,18 +8,15 @@ and the retirement is a ledger entry of kind `retire`.
 
 from __future__ import annotations
 
-import json
-import shutil
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
+from upath import UPath
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.aliases import _is_retired, _live_aliases, _operation
 from lifecycle_assets.registry.artifacts import IntegrityError, sha256_file
@@ -33,21 +30,11 @@ from lifecycle_assets.registry.ledger import (
     utc_now,
 )
 from lifecycle_assets.registry.models import ModelRef, download_model, get_version
+from lifecycle_assets.registry.service_probe import ServiceProbe, probe_service
 
 
 class RetireRefused(AliasError):
     """The version is still in use; the message names every use."""
-
-
-@dataclass(frozen=True)
-class ServiceProbe:
-    """What a running service said it serves; `reachable` False means nothing answered."""
-
-    url: str
-    reachable: bool
-    versions: tuple[str, ...] = ()
-    note: str = ""
-    metadata: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -73,41 +60,6 @@ class Retirement:
     service: ServiceProbe
     archive_dir: Path
     manifest: dict[str, Any]
-
-
-def _versions_in(payload: Any, name: str) -> set[str]:
-    """Every `model_version` in a /metadata answer (champion, canary, shadow...) of `name`."""
-    found: set[str] = set()
-    if isinstance(payload, dict):
-        if payload.get("model_name", name) == name and "model_version" in payload:
-            found.add(str(payload["model_version"]))
-        for value in payload.values():
-            found |= _versions_in(value, name)
-    elif isinstance(payload, list):
-        for value in payload:
-            found |= _versions_in(value, name)
-    return found
-
-
-def probe_service(
-    url: str, name: str, timeout: float = config.SERVICE_PROBE_TIMEOUT_SECONDS
-) -> ServiceProbe:
-    """Ask `GET <url>/models/<name>/metadata` which versions of `name` the service serves
-    (best effort)."""
-    target = f"{url.rstrip('/')}/models/{name}/metadata"
-    try:
-        with urllib.request.urlopen(target, timeout=timeout) as response:
-            payload = json.loads(response.read().decode())
-    except urllib.error.HTTPError as error:
-        if error.code == 404:  # the service is up and serves other models, not this one
-            return ServiceProbe(url, True, (), f"{target}: {name} is not served there")
-        return ServiceProbe(url, False, (), f"{target} answered {error.code}")
-    except (OSError, ValueError) as error:
-        # Unreachable or not our service: nothing there serves the version.
-        return ServiceProbe(url, False, (), f"no service answered at {target} ({error})")
-    versions = tuple(sorted(_versions_in(payload, name)))
-    note = f"{target} serves {', '.join(versions) or 'nothing'}"
-    return ServiceProbe(url, True, versions, note, payload)
 
 
 def _bento_dependents(name: str, version: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -153,22 +105,21 @@ def _dependents(ref: ModelRef, live: dict[str, str], ledger: Ledger) -> Dependen
     return Dependents(aliases, bento_models, bentos, ref.run_id, entries)
 
 
-def archive_version(ref: ModelRef, archive_root: Path) -> tuple[Path, dict[str, Any]]:
+def archive_version(ref: ModelRef, archive_root: storage.Location) -> tuple[UPath, dict[str, Any]]:
     """Copy the version's model directory to `<root>/<model>/v<version>/` with a manifest.
 
     The registered SHA-256 is checked on the copy: an archive of the wrong bytes is refused.
     """
-    target = Path(archive_root) / ref.name / f"v{ref.version}"
+    target = storage.path(archive_root) / ref.name / f"v{ref.version}"  # local or S3
+    if storage.exists(target):
+        target.fs.rm(target.path, recursive=True)
     with tempfile.TemporaryDirectory() as tmp:
-        downloaded = download_model(ref, tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(downloaded, target)
-    files = {
-        str(path.relative_to(target)): sha256_file(path)
-        for path in sorted(target.rglob("*"))
-        if path.is_file()
-    }
+        downloaded = Path(download_model(ref, tmp))
+        names = [p.relative_to(downloaded) for p in sorted(downloaded.rglob("*")) if p.is_file()]
+        for name in names:
+            storage.write_atomic(target.joinpath(*name.parts), (downloaded / name).read_bytes())
+    # Hashed as stored: the copy is what a restore would read.
+    files = {name.as_posix(): sha256_file(target.joinpath(*name.parts)) for name in names}
     skops_sha = files.get(config.SKOPS_FILE, "")
     if ref.artifact_sha256 and skops_sha != ref.artifact_sha256:
         raise IntegrityError(
@@ -184,7 +135,7 @@ def archive_version(ref: ModelRef, archive_root: Path) -> tuple[Path, dict[str, 
         "files": files,
         "archived_at": utc_now(),
     }
-    (target / config.ARCHIVE_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    storage.write_json(target / config.ARCHIVE_MANIFEST, manifest, sort_keys=True)
     return target, manifest
 
 
@@ -233,7 +184,7 @@ def retire(
             )
         )  # fmt: skip
         try:
-            archive_dir, manifest = archive_version(ref, settings.home / config.ARCHIVE_DIR)
+            archive_dir, manifest = archive_version(ref, settings.archive_dir)
             tags = {
                 config.TAG_RETIRED_AT: entry.time,
                 config.TAG_RETIRED_BY: actor,

@@ -66,9 +66,8 @@ async def reload_endpoint(request: Request) -> Response:
 
 def _status(service: Any, chosen: list[str]) -> Response:
     first = service.predictors[chosen[0] if len(chosen) == 1 else service.default_model]
-    return JSONResponse(
-        {**first.metadata(), "models": {n: service.predictors[n].metadata() for n in chosen}}
-    )
+    models = {n: service.predictors[n].metadata(admin=True) for n in chosen}
+    return JSONResponse({**first.metadata(admin=True), "models": models})
 
 
 async def status_endpoint(request: Request) -> Response:

@@ -14,12 +14,18 @@ import tempfile
 from pathlib import Path
 
 import bentoml
+import mlflow
 import yaml
 from bentoml.exceptions import NotFound
 
 from lifecycle_assets import config
+from lifecycle_assets.compiled.artifact import STATUS_OK, TAG_COMPILED_PATH, TAG_COMPILED_STATUS
 from lifecycle_assets.registry.models import ModelRef, download_model
-from lifecycle_assets.serving.model_source import BENTO_MODEL_SUBDIR, BENTO_REF_KEY
+from lifecycle_assets.serving.model_source import (
+    BENTO_COMPILED_SUBDIR,
+    BENTO_MODEL_SUBDIR,
+    BENTO_REF_KEY,
+)
 
 BENTOFILE = "bentofile.yaml"
 
@@ -42,6 +48,12 @@ def export_version(ref: ModelRef) -> str:
         downloaded = download_model(ref, tmp)
         with bentoml.models.create(ref.name, labels=labels, metadata=metadata) as model:
             shutil.copytree(downloaded, model.path_of(BENTO_MODEL_SUBDIR))
+            if ref.tags.get(TAG_COMPILED_STATUS) == STATUS_OK:
+                # The compiled form travels with the Bento; its SHA-256 is re-checked on load.
+                mlflow.artifacts.download_artifacts(
+                    f"runs:/{ref.run_id}/{ref.tags[TAG_COMPILED_PATH]}",
+                    dst_path=model.path_of(BENTO_COMPILED_SUBDIR),
+                )
     return str(model.tag)
 
 

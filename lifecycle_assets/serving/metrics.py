@@ -82,6 +82,13 @@ class PredictionMetrics:
             "Registry versions the service swapped in, by role.",
             ["model_name", "role"],
         )
+        self.degraded = prom.Gauge(
+            "lifecycle_serving_degraded",
+            "1 while the champion alias names a version that cannot serve and an earlier good "
+            "version serves instead.",
+            ["model_name"],
+            multiprocess_mode="mostrecent",
+        )
         self.shadow_predictions = prom.Counter(
             "lifecycle_shadow_predictions",
             "Rows scored by the shadow model and logged, never answered.",

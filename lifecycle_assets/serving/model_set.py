@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from lifecycle_assets.compiled.rows import frame_inputs
 from lifecycle_assets.ml.features import compute_features
 from lifecycle_assets.ml.training import predict_scores
 from lifecycle_assets.serving.model_source import ServedModel
@@ -47,7 +49,11 @@ class ModelSet:
             described[role] = (
                 None
                 if served is None
-                else {"version": served.ref.version, "loaded_at": served.loaded_at}
+                else {
+                    "version": served.ref.version,
+                    "loaded_at": served.loaded_at,
+                    **served.describe_scorer(),
+                }
             )
         if described[CANARY] is not None:
             described[CANARY]["weight"] = self.canary_weight
@@ -56,9 +62,24 @@ class ModelSet:
 
 def score(served: ServedModel, frame: pl.DataFrame) -> np.ndarray:
     """Scores for raw rows (probabilities or predicted values): the pipeline's own feature
-    code, then the model."""
+    code, then the compiled model when it has one with proven parity, else the pipeline."""
     loaded = served.loaded
-    return predict_scores(loaded.pipeline, compute_features(frame, loaded.spec), loaded.spec)
+    features = compute_features(frame, loaded.spec)
+    if served.compiled is not None:
+        return served.compiled.score(*frame_inputs(features, loaded.spec))
+    return predict_scores(loaded.pipeline, features, loaded.spec)
+
+
+def score_records(
+    served: ServedModel,
+    records: Sequence[dict[str, Any]],
+    frame: Callable[[], pl.DataFrame],
+) -> np.ndarray:
+    """Scores for validated records: straight from the records into the compiled model (no
+    data frame), or through `score` on their frame (`frame()`) when scikit-learn serves."""
+    if served.compiled is not None:
+        return served.compiled.score(*served.row_encoder.encode(records))
+    return score(served, frame())
 
 
 def smoke_frame(spec: ModelSpec) -> pl.DataFrame:

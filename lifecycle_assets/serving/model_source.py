@@ -8,30 +8,46 @@ sources, chosen by `LIFECYCLE_MODEL_SOURCE`:
 - `bento`: the model bundled in the BentoML model store (inside a built Bento, the Bento's own
   store), so a Bento serves without any registry; its metadata carries the registry provenance
   and the same SHA-256 check runs on the bundled file.
-Either way a missing or tampered model stops the process at start-up with a message saying what to
-do, instead of a service that is up but cannot answer.
+A champion that cannot be verified is replaced by the last good version the alias ledger knows
+(`fallback.py`) and reported as a degradation; only when no version verifies does start-up fail,
+with a message saying what to do, instead of a service that is up but cannot answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import logging
 import os
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import bentoml
+import mlflow
 import yaml
 from bentoml.exceptions import NotFound
 
 from lifecycle_assets import config
+from lifecycle_assets.compiled.artifact import (
+    STATUS_OK,
+    TAG_COMPILED_PATH,
+    TAG_COMPILED_REASON,
+    TAG_COMPILED_SHA256,
+    TAG_COMPILED_STATUS,
+    read_compiled,
+    verify_against,
+)
+from lifecycle_assets.compiled.model import CompiledModel
+from lifecycle_assets.compiled.rows import RowEncoder
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.models import (
     LoadedModel,
     ModelRef,
+    get_version,
     load_version,
     read_model_dir,
     resolve,
@@ -39,12 +55,20 @@ from lifecycle_assets.registry.models import (
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import configured_specs
 
+if TYPE_CHECKING:
+    from lifecycle_assets.serving.fallback import Degradation
+
 logger = logging.getLogger(__name__)
 
 ENV_MODEL_NAMES = "LIFECYCLE_MODEL_NAMES"
 ENV_MODEL_SOURCE = "LIFECYCLE_MODEL_SOURCE"
+# `sklearn` serves every model with scikit-learn even when a compiled form is proven (a switch
+# for operators and the benchmark's comparison); `auto` (default) serves the compiled form.
+ENV_SCORER = "LIFECYCLE_SCORER"
 # Subfolder of a BentoML model that holds the MLflow model directory (MLmodel, model.skops).
 BENTO_MODEL_SUBDIR = "mlflow_model"
+# Subfolder of a BentoML model that holds the compiled file, when the version has one.
+BENTO_COMPILED_SUBDIR = "compiled"
 # Key of a BentoML model's metadata that holds `ModelRef.to_dict()`.
 BENTO_REF_KEY = "model_ref"
 
@@ -57,16 +81,36 @@ class ModelSourceError(RuntimeError):
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A verified model plus where it came from, for `/metadata` and every prediction log row."""
+    """A verified model plus where it came from, for `/metadata` and every prediction log row.
+
+    `compiled` is the version's compiled form when it is registered with proven parity, its
+    SHA-256 matches and it re-proves parity on load; otherwise scikit-learn scores and
+    `scorer_reason` says why.
+    """
 
     loaded: LoadedModel
     source: SourceMode
     loaded_at: str
     bento_model_tag: str | None = None
+    # Set when the alias holder could not serve and this is the last good version instead.
+    degradation: Degradation | None = None
+    compiled: CompiledModel | None = None
+    scorer_reason: str = ""
 
     @property
     def ref(self) -> ModelRef:
         return self.loaded.ref
+
+    @functools.cached_property
+    def row_encoder(self) -> RowEncoder:
+        return RowEncoder(self.loaded.spec)
+
+    def describe_scorer(self) -> dict[str, str]:
+        """What scores this model, for `/metadata`: `compiled` or `sklearn`, and why."""
+        return {
+            "scorer": "compiled" if self.compiled is not None else "sklearn",
+            "reason": self.scorer_reason,
+        }
 
 
 def ref_from_dict(data: Mapping[str, Any]) -> ModelRef:
@@ -86,7 +130,10 @@ def _now() -> str:
 
 
 def load_from_registry(name: str, settings: Settings) -> ServedModel:
-    """The `champion` version of `name`, downloaded and SHA-256 verified."""
+    """The `champion` version of `name`, verified; if it cannot serve, the last good one."""
+    from lifecycle_assets.registry.ledger import Ledger
+    from lifecycle_assets.serving.fallback import choose
+
     client = configure_mlflow(settings)
     ref = resolve(client, name, config.CHAMPION_ALIAS)
     if ref is None:
@@ -95,12 +142,64 @@ def load_from_registry(name: str, settings: Settings) -> ServedModel:
             f"{settings.mlflow_tracking_uri}; train and promote one first, or set "
             f"{ENV_MODEL_SOURCE}=bento to serve a bundled model"
         )
-    return served_from_registry(ref)
+    choice = choose(
+        name,
+        config.CHAMPION_ALIAS,
+        ref,
+        Ledger.for_settings(settings),
+        functools.partial(get_version, client, name),
+    )
+    if choice.degradation is None:
+        return choice.served
+    return dataclasses.replace(choice.served, degradation=choice.degradation)
 
 
 def served_from_registry(ref: ModelRef) -> ServedModel:
     """A registered version, downloaded and SHA-256 verified, ready to serve."""
-    return ServedModel(loaded=load_version(ref), source="registry", loaded_at=_now())
+    loaded = load_version(ref)
+    compiled, reason = attach_compiled(loaded, functools.partial(_download_compiled, ref))
+    return ServedModel(
+        loaded=loaded,
+        source="registry",
+        loaded_at=_now(),
+        compiled=compiled,
+        scorer_reason=reason,
+    )
+
+
+def _download_compiled(ref: ModelRef, path: str, dst: str) -> Path:
+    return Path(mlflow.artifacts.download_artifacts(f"runs:/{ref.run_id}/{path}", dst_path=dst))
+
+
+def attach_compiled(
+    loaded: LoadedModel, fetch: Callable[[str, str], Path | None]
+) -> tuple[CompiledModel | None, str]:
+    """The version's compiled form and why it serves, or None and why scikit-learn does.
+
+    `fetch(artifact_path, tmp_dir)` returns the local copy of the compiled file (None when it
+    is absent). Any failure falls back to scikit-learn: the pipeline is the source of truth.
+    """
+    tags = loaded.ref.tags
+    if os.environ.get(ENV_SCORER, "auto") == "sklearn":
+        return None, f"scikit-learn chosen by {ENV_SCORER}=sklearn"
+    status = tags.get(TAG_COMPILED_STATUS)
+    if status is None:
+        return None, "no compiled artifact registered with this version"
+    if status != STATUS_OK:
+        return None, f"compiled {status} at registration: {tags.get(TAG_COMPILED_REASON, '')}"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = fetch(tags.get(TAG_COMPILED_PATH, ""), tmp)
+            if local is None:
+                return None, "compiled artifact missing"
+            compiled = read_compiled(local, tags.get(TAG_COMPILED_SHA256, ""))
+        verify_against(compiled, loaded.pipeline, loaded.spec)
+    except Exception as error:
+        logger.warning(
+            "%s v%s served by scikit-learn: %s", loaded.ref.name, loaded.ref.version, error
+        )
+        return None, f"compiled artifact refused: {error}"
+    return compiled, f"compiled ({tags.get(TAG_COMPILED_REASON, 'parity proven')})"
 
 
 @functools.cache
@@ -141,8 +240,19 @@ def load_from_bento_store(name: str) -> ServedModel:
         raise ModelSourceError(f"BentoML model {model.tag} carries no {BENTO_REF_KEY!r} metadata")
     ref = ref_from_dict(metadata[BENTO_REF_KEY])
     loaded = read_model_dir(ref, model.path_of(BENTO_MODEL_SUBDIR))
+
+    def bundled(path: str, _: str) -> Path | None:
+        local = Path(model.path_of(BENTO_COMPILED_SUBDIR)) / Path(path).name
+        return local if local.exists() else None
+
+    compiled, reason = attach_compiled(loaded, bundled)
     return ServedModel(
-        loaded=loaded, source="bento", loaded_at=_now(), bento_model_tag=str(model.tag)
+        loaded=loaded,
+        source="bento",
+        loaded_at=_now(),
+        bento_model_tag=str(model.tag),
+        compiled=compiled,
+        scorer_reason=reason,
     )
 
 
@@ -155,13 +265,13 @@ def _bundled_names(env: Mapping[str, str]) -> list[str]:
     return [spec.name for spec in configured_specs(dict(env)) if spec.name in stored]
 
 
-def _source_mode(env: Mapping[str, str]) -> str:
+def source_mode(env: Mapping[str, str]) -> str:
     # BentoML applies a bentofile's `envs` in containers only; a Bento served with
     # `bentoml serve <tag>` is recognised by its manifest.
     return env.get(ENV_MODEL_SOURCE) or ("bento" if bento_manifest() else "registry")
 
 
-def _explicit_names(env: Mapping[str, str]) -> list[str]:
+def explicit_names(env: Mapping[str, str]) -> list[str]:
     return [n.strip() for n in (env.get(ENV_MODEL_NAMES) or "").split(",") if n.strip()]
 
 
@@ -173,10 +283,10 @@ def load_served_models(environ: Mapping[str, str] | None = None) -> list[ServedM
     training must not stop the others from serving); none at all is an error.
     """
     env = os.environ if environ is None else environ
-    source = _source_mode(env)
+    source = source_mode(env)
     if source not in ("registry", "bento"):
         raise ModelSourceError(f"{ENV_MODEL_SOURCE} must be 'registry' or 'bento', not {source!r}")
-    explicit = _explicit_names(env)
+    explicit = explicit_names(env)
     if source == "bento":
         names = explicit or _bundled_names(env)
         if not names:
@@ -205,7 +315,7 @@ def awaited_models(served: list[str], environ: Mapping[str, str] | None = None) 
     """The project's models a registry-mode service should start serving once they get a
     champion: those it serves by default (no explicit names) and could not load at start-up."""
     env = os.environ if environ is None else environ
-    if _source_mode(env) != "registry" or _explicit_names(env):
+    if source_mode(env) != "registry" or explicit_names(env):
         return []
     return [spec.name for spec in configured_specs(dict(env)) if spec.name not in served]
 

@@ -14,10 +14,12 @@ is answered (`shadow.py`). A service serving several models holds one `Predictor
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +32,7 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.drift import latest_drift_path
 from lifecycle_assets.ml.training import decide
 from lifecycle_assets.serving.metrics import prediction_metrics
-from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ModelSet, score
+from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ModelSet, score_records
 from lifecycle_assets.serving.model_source import ServedModel
 from lifecycle_assets.serving.prediction_log import PredictionLogWriter, new_prediction_id
 from lifecycle_assets.serving.requests import RequestValidator, ValidatedBatch
@@ -50,6 +52,15 @@ class _Pending:
     future: asyncio.Future[list[dict[str, Any]]]
     # When the request was queued: its answer's server-side latency is logged with each row.
     queued_at: float = field(default_factory=time.perf_counter)
+
+
+def _starts(pending: list[_Pending]) -> list[int]:
+    """The index of each request's first row in the coalesced batch."""
+    starts, start = [], 0
+    for item in pending:
+        starts.append(start)
+        start += len(item.batch.ids)
+    return starts
 
 
 class Predictor:
@@ -100,13 +111,21 @@ class Predictor:
         if not force and now - self._drift_checked < DRIFT_CHECK_SECONDS:
             return
         self._drift_checked = now
+        mtime = self._drift_seen
         try:
             mtime = self.drift_file.stat().st_mtime
+            if mtime > self._drift_seen:
+                report = json.loads(self.drift_file.read_text())
+                if not isinstance(report, dict):
+                    raise ValueError("the drift report is not a JSON object")
+                self.metrics.export_drift(self.spec.name, report)
+                self._drift_seen = mtime
         except FileNotFoundError:
             return
-        if mtime > self._drift_seen:
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            # Half-written or corrupt: keep the last gauges, try again when the file changes.
             self._drift_seen = mtime
-            self.metrics.export_drift(self.spec.name, json.loads(self.drift_file.read_text()))
+            logger.warning("cannot read the drift report %s: %s", self.drift_file, error)
 
     async def predict(self, batch: ValidatedBatch) -> list[dict[str, Any]]:
         """Queue a batch and wait for its rows; one worker task runs the model."""
@@ -148,7 +167,7 @@ class Predictor:
                 await asyncio.sleep(0)
                 self.log.log(rows, records, models, latencies)
                 self.refresh_drift()
-                if models.shadow is not None:
+                if models.shadow is not None and frame is not None:
                     self.shadow.queue(models, frame, rows, records)
 
     @property
@@ -159,39 +178,53 @@ class Predictor:
     def _split_score(
         self,
         models: ModelSet,
-        frame: pl.DataFrame,
+        frame: Callable[[], pl.DataFrame],
+        records: list[dict[str, Any]],
         ids: list[str | None],
         prediction_ids: list[str],
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and the canary mask: one vectorized call per model that answers."""
+        """Scores and the canary mask: one vectorized call per model that answers (from the
+        records when the model is compiled, else from the batch's frame, built on demand)."""
         canary = models.canary
+        n = len(records)
         if canary is None:
-            return score(models.champion, frame), np.zeros(frame.height, dtype=bool)
+            return score_records(models.champion, records, frame), np.zeros(n, dtype=bool)
         # Records without an id are routed by their prediction id.
         route_ids = [r if r is not None else p for r, p in zip(ids, prediction_ids, strict=True)]
         mask = canary_mask(route_ids, models.canary_weight)
         if not mask.any():
-            return score(models.champion, frame), mask
+            return score_records(models.champion, records, frame), mask
         if mask.all():
-            return score(canary, frame), mask
-        scores = np.empty(frame.height, dtype=float)
-        selector = pl.Series(mask)
-        scores[mask] = score(canary, frame.filter(selector))
-        scores[~mask] = score(models.champion, frame.filter(~selector))
+            return score_records(canary, records, frame), mask
+        scores = np.empty(n, dtype=float)
+        chosen = mask.tolist()
+        to_canary = [r for r, c in zip(records, chosen, strict=True) if c]
+        to_champion = [r for r, c in zip(records, chosen, strict=True) if not c]
+        scores[mask] = score_records(canary, to_canary, lambda: frame().filter(pl.Series(mask)))
+        scores[~mask] = score_records(
+            models.champion, to_champion, lambda: frame().filter(pl.Series(~mask))
+        )
         return scores, mask
 
     def _score_pending(
         self, pending: list[_Pending], models: ModelSet
-    ) -> tuple[list[dict[str, Any]], list[float], list[dict[str, Any]], pl.DataFrame]:
+    ) -> tuple[list[dict[str, Any]], list[float], list[dict[str, Any]], pl.DataFrame | None]:
         """Score, answer each request, and return the rows, per-row latencies and records to
-        log, and the frame (for the shadow)."""
+        log, and the frame (for the shadow; None without one)."""
         spec = models.champion.loaded.spec
-        frame = pl.concat([item.batch.frame for item in pending], how="vertical")
+
+        @functools.cache
+        def frame() -> pl.DataFrame:
+            # Only scikit-learn and the shadow need the batch as a frame; compiled models
+            # score the records themselves.
+            return pl.concat([item.batch.frame for item in pending], how="vertical")
+
+        records = [record for item in pending for record in item.batch.records]
         ids = [identifier for item in pending for identifier in item.batch.ids]
         # Always minted here: a client's record id may repeat (a re-scored application), a
         # prediction id never does.
         prediction_ids = [new_prediction_id() for _ in ids]
-        values, mask = self._split_score(models, frame, ids, prediction_ids)
+        values, mask = self._split_score(models, frame, records, ids, prediction_ids)
         answered = {False: (CHAMPION, models.champion.ref)}
         if models.canary is not None:
             answered[True] = (CANARY, models.canary.ref)
@@ -217,6 +250,11 @@ class Predictor:
             chosen = values[mask == to_canary].tolist()
             if chosen:
                 self.metrics.observe(ref.name, ref.version, chosen, classifier=classifier)
+        for item, first in zip(pending, _starts(pending), strict=True):
+            # Values the spec's `on_out_of_range: flag` let through: answered and logged.
+            for offset, flagged in enumerate(item.batch.flags):
+                if flagged:
+                    all_rows[first + offset]["flags"] = flagged
         start = 0
         latencies: list[float] = []
         for item in pending:
@@ -225,10 +263,10 @@ class Predictor:
             if not item.future.done():
                 item.future.set_result(rows)
             latencies += [(time.perf_counter() - item.queued_at) * 1000.0] * len(rows)
-        records = [record for item in pending for record in item.batch.records]
-        return all_rows, latencies, records, frame
+        return all_rows, latencies, records, frame() if models.shadow is not None else None
 
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self, *, admin: bool = False) -> dict[str, Any]:
+        """What `/metadata` answers; `admin` adds the full error texts (for `/admin/status`)."""
         served = self.served
         ref = served.ref
         bento_version = bentoml.server_context.bento_version
@@ -247,10 +285,15 @@ class Predictor:
             "bento_model_tag": served.bento_model_tag,
             "source": served.source,
             "loaded_at": served.loaded_at,
+            "scorer": served.describe_scorer(),
             "prediction_log_failures": self.log_failures,
             "prediction_log": self.log.status(),
             "health": {"prediction_log": self.log.health()},
             "serving": self.models.describe(),
             "shadow_skipped": dict(self.shadow.skipped),
-            **(self.watcher.status() if self.watcher else {"follows_registry": False}),
+            **(
+                self.watcher.status(admin=admin)
+                if self.watcher
+                else {"follows_registry": False, "degraded": None}
+            ),
         }

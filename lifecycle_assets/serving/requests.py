@@ -1,9 +1,16 @@
 """Validate a `/predict` body against the model's spec before any model code runs.
 
-Every rule comes from the `ModelSpec` (which columns, their types, which may be null, which are
-audit-only), so a new spec needs no serving change. Bad input raises `RequestError`, which the
-service turns into a 4xx naming the record and the field: a client mistake must never look like a
-server failure, and must never reach the model as a silently coerced value.
+Every rule comes from the `ModelSpec`, the same rules a training batch is checked against
+(which columns, their types, which may be null, `min`/`max`, the categorical levels compared
+exactly as written, `max_length`), so a new spec needs no serving change. Bad input raises
+`RequestError`, which the service turns into a 4xx naming the record and the field: a client
+mistake must never look like a server failure, and must never reach the model as a silently
+coerced value. A value out of range or an unknown level is refused (422), unless the spec says
+`on_out_of_range: flag`: then it is scored and the answer and its log row carry `flags`.
+
+Hostile input is a 4xx too: integers too long to be numbers, lone UTF-16 surrogates (which cannot
+be written as UTF-8, in the answer or the log), JSON nested past the parser's depth, and strings
+longer than `max_length` (default `DEFAULT_MAX_LENGTH`).
 """
 
 from __future__ import annotations
@@ -15,10 +22,42 @@ from typing import Any
 
 import polars as pl
 
+from lifecycle_assets.ml.features import boolean_level
 from lifecycle_assets.spec import FeatureSpec, ModelSpec
 
 # Enough to fix a request, small enough that a 1,000-record garbage body gives a short answer.
 MAX_REPORTED_ERRORS = 20
+# Longest string accepted for a categorical value (when the spec sets no `max_length`) or an id.
+DEFAULT_MAX_LENGTH = 256
+# An integer literal longer than this is no number a model can use (float() overflows at 309).
+MAX_INT_DIGITS = 300
+# Integer record ids are 64-bit: what every database and log reader can hold.
+MIN_ID, MAX_ID = -(2**63), 2**63 - 1
+# How much of a client's field name an error message repeats.
+MAX_NAME_IN_MESSAGE = 64
+
+
+class _HugeInt(str):
+    """An integer literal too long to convert; rejected by field during validation."""
+
+
+def _parse_int(text: str) -> int | _HugeInt:
+    return _HugeInt(text) if len(text) > MAX_INT_DIGITS else int(text)
+
+
+def _shown(name: Any) -> str:
+    """A client's field name as it may appear in an answer: valid UTF-8, bounded length."""
+    text = str(name).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= MAX_NAME_IN_MESSAGE else text[:MAX_NAME_IN_MESSAGE] + "..."
+
+
+def _is_text(value: str) -> bool:
+    """False for strings holding lone surrogates (valid in JSON, not writable as UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -30,7 +69,7 @@ class FieldError:
     record: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"record": self.record, "field": self.field, "message": self.message}
+        return {"record": self.record, "field": _shown(self.field), "message": self.message}
 
 
 @dataclass
@@ -57,6 +96,9 @@ class ValidatedBatch:
     ids: list[str | None]
     # Every spec column present in the request, as sent, for the prediction log.
     records: list[dict[str, Any]]
+    # Per record, what `on_out_of_range: flag` let through ("field: problem"); empty lists
+    # when nothing was flagged.
+    flags: list[list[str]] = field(default_factory=list)
 
 
 def _is_number(value: Any) -> bool:
@@ -69,29 +111,52 @@ def _type_name(value: Any) -> str:
     )
 
 
-def _check_value(feature: FeatureSpec, value: Any) -> str | None:
-    """The problem with one value, or None when it is acceptable."""
+def _check_value(feature: FeatureSpec, value: Any, max_length: int) -> tuple[str | None, bool]:
+    """The problem with one value (None when acceptable), and whether it is a range problem
+    (out of `min`/`max`, an unknown level) that `on_out_of_range: flag` may let through."""
     missing = value is None or (isinstance(value, float) and math.isnan(value))
     if missing:
-        return None if feature.nullable else "must not be null or NaN"
+        return (None if feature.nullable else "must not be null or NaN"), False
+    if isinstance(value, _HugeInt):
+        return f"integer of {len(value)} digits is too large", False
     if feature.type == "numeric":
         if not _is_number(value):
-            return f"expected a number, got {_type_name(value)}"
+            return f"expected a number, got {_type_name(value)}", False
         if isinstance(value, float) and math.isinf(value):
-            return "must be a finite number"
-        return None
+            return "must be a finite number", False
+        if feature.min is not None and value < feature.min:
+            return f"{value} is below the minimum {feature.min:g}", True
+        if feature.max is not None and value > feature.max:
+            return f"{value} is above the maximum {feature.max:g}", True
+        return None, False
+    if isinstance(value, bool):
+        value = boolean_level(value, feature)  # JSON true/false: a level of a boolean column
     if not isinstance(value, str):
-        # Unknown levels are fine (they map to __unknown__ in the features); other types are not.
-        return f"expected a string, got {_type_name(value)}"
-    return None
+        return f"expected a string, got {_type_name(value)}", False
+    if len(value) > max_length:
+        return f"string of {len(value)} characters exceeds max_length {max_length}", False
+    if not _is_text(value):
+        return "not valid Unicode (lone surrogate)", False
+    if feature.categories is not None and value not in feature.categories:
+        # Compared exactly as written in the spec: "Rent" is not "rent".
+        return f"unknown level {value!r}; expected one of {list(feature.categories)}", True
+    return None, False
 
 
 class RequestValidator:
     """Checks records against one spec; built once per loaded model, used for every request."""
 
-    def __init__(self, spec: ModelSpec, max_batch_size: int) -> None:
+    def __init__(
+        self, spec: ModelSpec, max_batch_size: int, on_out_of_range: str | None = None
+    ) -> None:
         self.spec = spec
         self.max_batch_size = max_batch_size
+        # `flag` scores out-of-range values and unknown levels and flags them; `reject` refuses.
+        self.flag_out_of_range = (on_out_of_range or spec.on_out_of_range) == "flag"
+        self.max_lengths = {
+            f.name: f.max_length if f.max_length is not None else DEFAULT_MAX_LENGTH
+            for f in spec.features
+        }
         self.features = {f.name: f for f in spec.features}
         self.required = frozenset(spec.input_columns)
         self.allowed = frozenset(self.features) | {spec.id_column} - {None}
@@ -101,15 +166,17 @@ class RequestValidator:
     def parse(self, body: bytes) -> ValidatedBatch:
         """Decode a JSON body `{"records": [...]}` and validate it."""
         try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            payload = json.loads(body, parse_int=_parse_int)
+        except RecursionError as error:
+            raise RequestError(400, "malformed JSON: nested too deeply") from error
+        except (UnicodeDecodeError, ValueError) as error:
             raise RequestError(400, f"malformed JSON: {error}") from error
         if not isinstance(payload, dict) or not isinstance(payload.get("records"), list):
             raise RequestError(400, 'the body must be a JSON object {"records": [...]}')
-        unknown = sorted(set(payload) - {"records"})
+        unknown = sorted(_shown(key) for key in set(payload) - {"records"})
         if unknown:
             raise RequestError(
-                400, f"unknown top-level fields {unknown}; only 'records' is allowed"
+                400, f"unknown top-level fields {unknown[:5]}; only 'records' is allowed"
             )
         return self.validate(payload["records"])
 
@@ -122,21 +189,26 @@ class RequestValidator:
                 413, f"{len(records)} records exceed the batch limit of {self.max_batch_size}"
             )
         errors: list[FieldError] = []
+        flags: list[list[str]] = []
         for index, record in enumerate(records):
-            errors.extend(self._record_errors(index, record))
+            problems, flagged = self._record_errors(index, record)
+            errors.extend(problems)
+            flags.append(flagged)
             if len(errors) >= MAX_REPORTED_ERRORS:
                 break
         if errors:
             errors = errors[:MAX_REPORTED_ERRORS]
             first = errors[0]
             raise RequestError(
-                422, f"records[{first.record}].{first.field}: {first.message}", errors
+                422, f"records[{first.record}].{_shown(first.field)}: {first.message}", errors
             )
-        return self._batch(records)
+        return self._batch(records, flags)
 
-    def _record_errors(self, index: int, record: Any) -> list[FieldError]:
+    def _record_errors(self, index: int, record: Any) -> tuple[list[FieldError], list[str]]:
+        """The record's errors, and the range problems its spec lets through as flags."""
         if not isinstance(record, dict):
-            return [FieldError("<record>", f"expected an object, got {_type_name(record)}", index)]
+            got = _type_name(record)
+            return [FieldError("<record>", f"expected an object, got {got}", index)], []
         errors = [
             FieldError(name, "unknown field", index) for name in sorted(set(record) - self.allowed)
         ]
@@ -144,18 +216,35 @@ class RequestValidator:
             FieldError(name, "missing required field", index)
             for name in sorted(self.required - set(record))
         ]
+        flags: list[str] = []
         for name, value in record.items():
             feature = self.features.get(name)
-            if feature is not None and (problem := _check_value(feature, value)) is not None:
+            if feature is None:
+                continue
+            problem, out_of_range = _check_value(feature, value, self.max_lengths[name])
+            if problem is None:
+                continue
+            if out_of_range and self.flag_out_of_range:
+                flags.append(f"{name}: {problem}")
+            else:
                 errors.append(FieldError(name, problem, index))
         id_column = self.spec.id_column
         identifier = record.get(id_column) if id_column else None
-        if isinstance(identifier, bool) or not isinstance(identifier, str | int | None):
+        if isinstance(identifier, bool | _HugeInt) or not isinstance(identifier, str | int | None):
             errors.append(FieldError(id_column, "expected a string or an integer", index))
-        return errors
+        elif isinstance(identifier, int) and not MIN_ID <= identifier <= MAX_ID:
+            errors.append(FieldError(id_column, "integer ids must fit in 64 bits", index))
+        elif isinstance(identifier, str) and (
+            len(identifier) > DEFAULT_MAX_LENGTH or not _is_text(identifier)
+        ):
+            errors.append(
+                FieldError(id_column, f"must be valid text of at most {DEFAULT_MAX_LENGTH}", index)
+            )
+        return errors, flags
 
-    def _batch(self, records: list[dict[str, Any]]) -> ValidatedBatch:
+    def _batch(self, records: list[dict[str, Any]], flags: list[list[str]]) -> ValidatedBatch:
         columns: dict[str, pl.Series] = {}
+        nan_rows: set[int] = set()
         for name in self.columns:
             feature = self.features[name]
             values = [record.get(name) for record in records]
@@ -163,12 +252,28 @@ class RequestValidator:
                 # NaN is null here, as in `compute_features`; ints become floats exactly as the
                 # pipeline's cast does.
                 floats = [None if v is None or v != v else float(v) for v in values]
+                nan_rows.update(i for i, v in enumerate(values) if v is not None and v != v)
                 columns[name] = pl.Series(name, floats, dtype=pl.Float64)
             else:
-                columns[name] = pl.Series(name, values, dtype=pl.String)
+                # JSON true/false are levels of a boolean column, spelled as the spec spells them.
+                text = [boolean_level(v, feature) if isinstance(v, bool) else v for v in values]
+                columns[name] = pl.Series(name, text, dtype=pl.String)
         id_column = self.spec.id_column
         ids = [
             None if id_column is None or record.get(id_column) is None else str(record[id_column])
             for record in records
         ]
-        return ValidatedBatch(frame=pl.DataFrame(columns), ids=ids, records=records)
+        if nan_rows:
+            # One rule everywhere: a NaN input is a missing value, logged as null.
+            records = [
+                {k: None if isinstance(v, float) and v != v else v for k, v in r.items()}
+                if i in nan_rows
+                else r
+                for i, r in enumerate(records)
+            ]
+        return ValidatedBatch(
+            frame=pl.DataFrame(columns),
+            ids=ids,
+            records=records,
+            flags=flags if any(flags) else [],
+        )

@@ -2,7 +2,8 @@
 
 - `POST /models/<name>/predict` and `GET /models/<name>/metadata` for each model;
 - `POST /predict` and `GET /metadata` for the default (first) model, so a one-model project
-  keeps its plain URLs; `GET /models` lists what is served.
+  keeps its plain URLs; `GET /models` lists what is served; `GET /openapi.json` describes it all
+  (`openapi.py`).
 
 BentoML runs the process (worker, `/livez`, `/readyz`, `/metrics`, the Bento); the
 endpoints are a small Starlette app mounted into it. Measured on this machine with an empty
@@ -33,19 +34,27 @@ from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.models import resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
-from lifecycle_assets.serving import admin
+from lifecycle_assets.serving import admin, registry_hooks, startup
+from lifecycle_assets.serving.fallback import verify_and_load
+from lifecycle_assets.serving.http_guard import HttpGuard
 from lifecycle_assets.serving.model_set import smoke_test
 from lifecycle_assets.serving.model_source import (
+    ModelSourceError,
     ServedModel,
     awaited_models,
     load_served_models,
-    served_from_registry,
 )
+from lifecycle_assets.serving.openapi import openapi_document
 from lifecycle_assets.serving.predictor import Predictor
 from lifecycle_assets.serving.requests import RequestError
 from lifecycle_assets.serving.watcher import RegistryWatcher
+from lifecycle_assets.settings import load_env_file
 
 logger = logging.getLogger(__name__)
+
+# In the `bentoml serve` process (the supervisor): check the configuration before any worker
+# starts, and exit with one line on a fatal error from a worker (see startup.py).
+startup.supervise()
 
 ENV_POLL_SECONDS = "LIFECYCLE_REGISTRY_POLL_SECONDS"
 ENV_SHADOW_BUDGET_MS = "LIFECYCLE_SHADOW_BUDGET_MS"
@@ -97,6 +106,13 @@ async def model_metadata_endpoint(request: Request) -> Response:
     return _not_served(name) if predictor is None else _metadata(predictor)
 
 
+async def openapi_endpoint(_: Request) -> Response:
+    service = _service()
+    specs = {name: predictor.spec for name, predictor in service.predictors.items()}
+    limit = service.default_predictor.max_rows
+    return JSONResponse(openapi_document(specs, service.default_model, limit))
+
+
 async def models_endpoint(_: Request) -> Response:
     service = _service()
     return JSONResponse(
@@ -120,10 +136,12 @@ http_app = Starlette(
         Route("/predict", predict_endpoint, methods=["POST"]),
         Route("/metadata", metadata_endpoint, methods=["GET"]),
         Route("/models", models_endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         Route("/models/{name}/predict", model_predict_endpoint, methods=["POST"]),
         Route("/models/{name}/metadata", model_metadata_endpoint, methods=["GET"]),
         Route("/admin/reload", admin.reload_endpoint, methods=["POST"]),
         Route("/admin/status", admin.status_endpoint, methods=["GET"]),
+        Route(registry_hooks.PATH, registry_hooks.registry_hook_endpoint, methods=["POST"]),
     ]
 )
 
@@ -142,6 +160,18 @@ class PredictionService:
     """Loads and verifies every model once per worker, before the worker reports ready."""
 
     def __init__(self) -> None:
+        startup.watch_parent()
+        try:
+            self._start()
+        except ModelSourceError as error:
+            startup.report_fatal(str(error))
+        except Exception as error:
+            # Restarting would fail the same way: one line to the operator, the trace to the log.
+            logger.exception("the service failed to start")
+            startup.report_fatal(f"start-up failed: {type(error).__name__}: {error}")
+
+    def _start(self) -> None:
+        load_env_file()  # `.env` reaches MLflow and boto3 as it reaches the CLI
         self.settings = Settings.from_env()
         env = os.environ
         self.admin_token = env.get(admin.ENV_ADMIN_TOKEN) or None
@@ -198,7 +228,7 @@ class PredictionService:
                     ref = resolve(client, name, config.CHAMPION_ALIAS)
                     if ref is None or refused.get(name) == ref.version:
                         continue
-                    served = served_from_registry(ref)
+                    served = verify_and_load(ref)
                     smoke_test(served, served.loaded.spec)
                 except Exception:
                     logger.exception("cannot serve %s yet", name)
@@ -207,3 +237,7 @@ class PredictionService:
                     continue
                 self._serve(served)
                 self.awaited.remove(name)
+
+
+# Outermost of our own layers: body bound, relative redirects, /readyz detail.
+PredictionService.add_asgi_middleware(HttpGuard)

@@ -2,9 +2,11 @@
 
 A daemon thread polls the registered model (one cheap registry call: aliases and tags together)
 every few seconds, off the request path. A moved alias is loaded in that thread, checked against
-its recorded SHA-256 (`load_version`), asked for a smoke prediction, and only then published as a
-new `ModelSet`; anything failing on the way is refused: the old model keeps serving, and the
-refusal is logged, listed in `/metadata` and counted in `/metrics`. A refused version is not
+its recorded SHA-256 (`fallback.verify_and_load`), asked for a smoke prediction, and only then
+published as a new `ModelSet`; anything failing on the way is refused: the old model (the last
+good one) keeps serving, and the refusal is logged, listed in `/metadata` and counted in
+`/metrics`. A refused `champion` also marks the model degraded (registry and service disagree)
+until the alias moves to a version that serves. A refused version is not
 retried on every poll, only once its alias has moved away and back (or on `POST /admin/reload`
 with `retry`).
 """
@@ -22,9 +24,10 @@ from mlflow import MlflowClient
 from lifecycle_assets import config
 from lifecycle_assets.registry.ledger import utc_now
 from lifecycle_assets.registry.models import get_version
+from lifecycle_assets.serving.fallback import Degradation, VersionRefused, verify_and_load
 from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ROLES, SHADOW, ModelSet, smoke_test
-from lifecycle_assets.serving.model_source import ServedModel, served_from_registry
+from lifecycle_assets.serving.model_source import ServedModel
 from lifecycle_assets.serving.router import parse_weight
 
 logger = logging.getLogger(__name__)
@@ -40,10 +43,16 @@ MAX_REFUSALS = 20
 
 @dataclass(frozen=True)
 class Refusal:
+    """`reason` is public (no paths, no SQL); `detail` only goes to the log and admin status."""
+
     role: str
     version: str
     reason: str
     time: str
+    detail: str = ""
+
+    def public(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if k != "detail"}
 
 
 class RegistryWatcher:
@@ -66,11 +75,26 @@ class RegistryWatcher:
         self.last_swap: dict[str, Any] | None = None
         self.last_poll: str | None = None
         self.last_poll_error: str | None = None
+        self.last_poll_error_detail: str | None = None
         # What each alias pointed at when last acted on: a refused version is not retried until
-        # its alias moves. Starts from what is served, so the champion loaded at start-up counts.
+        # its alias moves. Starts from what is served, so the champion loaded at start-up counts
+        # (or, when start-up fell back to a last good version, the holder it refused).
         self._seen: dict[str, str | None] = {
             role: None if (m := current().get(role)) is None else m.ref.version for role in ROLES
         }
+        self.degradation: Degradation | None = current().champion.degradation
+        if self.degradation is not None:
+            self._seen[CHAMPION] = self.degradation.holder
+            self.refused.append(
+                Refusal(
+                    CHAMPION,
+                    str(self.degradation.holder),
+                    "; ".join(self.degradation.reasons),
+                    self.degradation.since,
+                    self.degradation.detail,
+                )
+            )
+        self.metrics.degraded.labels(name).set(0.0 if self.degradation is None else 1.0)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -89,7 +113,8 @@ class RegistryWatcher:
             except Exception as error:
                 # The registry may be briefly unreachable: keep serving, say so, try again.
                 logger.exception("polling the registry for %s failed", self.name)
-                self.last_poll_error = f"{type(error).__name__}: {error}"
+                self.last_poll_error = f"{type(error).__name__} (details in the service log)"
+                self.last_poll_error_detail = f"{type(error).__name__}: {error}"
 
     def poll(self, *, retry_refused: bool = False) -> ModelSet:
         """Read the aliases once and swap whatever moved; returns the model set now served."""
@@ -98,6 +123,7 @@ class RegistryWatcher:
             aliases = {alias: str(v) for alias, v in (model.aliases or {}).items()}
             tags = dict(model.tags or {})
             self.last_poll, self.last_poll_error = utc_now(), None
+            self.last_poll_error_detail = None
             models = self.current()
             changes: dict[str, Any] = {}
             for role, alias in ALIASES.items():
@@ -115,6 +141,11 @@ class RegistryWatcher:
                     loaded = self._load(role, target, models)
                     if loaded is not None:
                         changes[role] = loaded
+                    if role == CHAMPION:
+                        self._set_degradation(None if loaded else target, models)
+                elif role == CHAMPION:
+                    # The alias came back to the version served: registry and service agree.
+                    self._set_degradation(None, models)
             weight = self._weight(tags.get(config.TAG_CANARY_WEIGHT), models.canary_weight)
             if weight != models.canary_weight:
                 changes["canary_weight"] = weight
@@ -141,22 +172,46 @@ class RegistryWatcher:
             if served is not None and served.ref.version == version:
                 return served  # already loaded and verified for another role
         try:
-            ref = get_version(self.client, self.name, version)
-            if ref.tags.get(config.TAG_RETIRED, "").lower() == "true":
-                raise ValueError("the version is retired")
-            candidate = served_from_registry(ref)
+            candidate = verify_and_load(get_version(self.client, self.name, version))
             # A new champion brings its own spec (requests are validated against it); the other
             # roles must answer the rows the champion's spec accepts.
             spec = candidate.loaded.spec if role == CHAMPION else models.champion.loaded.spec
             smoke_test(candidate, spec)
+        except VersionRefused as error:
+            return self._refuse(role, version, "; ".join(error.reasons), error.detail)
         except Exception as error:
-            reason = f"{type(error).__name__}: {error}"
-            logger.error("refused %s v%s as %s: %s", self.name, version, role, reason)
-            refusal = Refusal(role, version, reason, utc_now())
-            self.refused = [*self.refused, refusal][-MAX_REFUSALS:]
-            self.metrics.swap_failures.labels(self.name, role).inc()
-            return None
+            # Smoke-test messages are built here from the spec: no paths, safe to show.
+            detail = f"{type(error).__name__}: {error}"
+            public = detail if isinstance(error, ValueError) else type(error).__name__
+            return self._refuse(role, version, public, detail)
         return candidate
+
+    def _refuse(self, role: str, version: str, reason: str, detail: str) -> None:
+        logger.error("refused %s v%s as %s: %s", self.name, version, role, detail)
+        refusal = Refusal(role, version, reason, utc_now(), detail)
+        self.refused = [*self.refused, refusal][-MAX_REFUSALS:]
+        self.metrics.swap_failures.labels(self.name, role).inc()
+
+    def _set_degradation(self, refused_holder: str | None, models: ModelSet) -> None:
+        """Degraded while the champion alias names a version that could not serve."""
+        if refused_holder is None:
+            if self.degradation is not None:
+                logger.warning("%s no longer degraded", self.name)
+            self.degradation = None
+        else:
+            refusal = self.refused[-1]
+            self.degradation = Degradation(
+                ALIASES[CHAMPION],
+                refused_holder,
+                models.champion.ref.version,
+                [refusal.reason],
+                refusal.detail,
+            )
+            logger.error(
+                "DEGRADED: %s `%s` is v%s, which cannot serve; still serving v%s",
+                self.name, ALIASES[CHAMPION], refused_holder, models.champion.ref.version,
+            )  # fmt: skip
+        self.metrics.degraded.labels(self.name).set(0.0 if self.degradation is None else 1.0)
 
     def _record_swap(self, changes: dict[str, Any], models: ModelSet) -> None:
         roles = {}
@@ -167,12 +222,20 @@ class RegistryWatcher:
         self.last_swap = {"time": utc_now(), "roles": roles, "canary_weight": models.canary_weight}
         logger.info("%s now serves %s", self.name, models.describe())
 
-    def status(self) -> dict[str, Any]:
-        return {
+    def status(self, *, admin: bool = False) -> dict[str, Any]:
+        """What `/metadata` shows; `admin` adds the full error texts (paths, SQL) of failures."""
+        degradation = self.degradation
+        status = {
             "follows_registry": True,
             "poll_seconds": self.poll_seconds,
             "last_poll": self.last_poll,
             "last_poll_error": self.last_poll_error,
             "last_swap": self.last_swap,
-            "refused": [asdict(r) for r in self.refused],
+            "refused": [asdict(r) if admin else r.public() for r in self.refused],
+            "degraded": None
+            if degradation is None
+            else (degradation.admin() if admin else degradation.public()),
         }
+        if admin:
+            status["last_poll_error_detail"] = self.last_poll_error_detail
+        return status

@@ -12,15 +12,16 @@ from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.assets.labels import labels_received
 from lifecycle_assets.defs.assets.monitoring import serving_partitions
-from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.defs.automation import canary_condition
+from lifecycle_assets.defs.metadata import rounded
+from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.canary_analysis import CanaryVerdict, analyze_canary
 from lifecycle_assets.registry.canary import clear_canary, promote_canary
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.models import resolve
-from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 
-CANARY_ANALYSIS = "canary_analysis"
+CANARY_ANALYSIS = names.CANARY_ANALYSIS
 
 
 def day_with_labels(lake: Lake, day: str) -> pl.DataFrame:
@@ -62,8 +63,9 @@ def build_canary_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     """The daily canary analysis of one model."""
 
     @dg.asset(
-        key=[spec.name, CANARY_ANALYSIS],
+        key=names.key(spec.name, names.CANARY_ANALYSIS),
         partitions_def=serving_partitions(spec),
+        automation_condition=canary_condition(),
         deps=[names.key(spec.name, names.PREDICTION_LOG)],
         group_name=spec.name,
         kinds={"mlflow"},
@@ -72,12 +74,12 @@ def build_canary_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         "the canary or rolls it back.",
     )
     def canary_analysis(
-        context: dg.AssetExecutionContext, lifecycle: LifecycleResource
+        context: dg.AssetExecutionContext, lifecycle: LifecycleResource, mlflow: MlflowResource
     ) -> dg.Output[dict[str, Any]]:
         settings = lifecycle.settings()
         log = day_with_labels(lake_for(lifecycle, spec), context.partition_key)
         verdict = analyze_canary(log, CanaryThresholds(), spec.task)
-        client = configure_mlflow(settings)
+        client = mlflow.client()
         action = apply_verdict(client, spec, verdict, context.run_id, Ledger.for_settings(settings))
         context.log.info(f"canary verdict {verdict.decision}: {action}")
         return dg.Output(
@@ -89,7 +91,7 @@ def build_canary_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 "canary_version": verdict.canary_version or "none",
                 "canary_rows": verdict.canary.rows,
                 "champion_rows": verdict.champion.rows,
-                "score_psi": verdict.score_psi if verdict.score_psi is not None else "n/a",
+                "score_psi": rounded(verdict.score_psi) if verdict.score_psi is not None else "n/a",
             },
         )
 

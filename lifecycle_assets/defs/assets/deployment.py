@@ -7,12 +7,12 @@ import dagster as dg
 
 from lifecycle_assets import config
 from lifecycle_assets.defs import names
-from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.defs.automation import IO_RETRY
+from lifecycle_assets.defs.resources import MlflowResource
 from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.registry.aliases import move_alias
 from lifecycle_assets.registry.models import resolve
-from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.serving.bento_store import build_bento, exported_tag
 from lifecycle_assets.spec import ModelSpec, configured_specs
 
@@ -34,28 +34,33 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             "training_set": dg.AssetIn(names.key(spec.name, names.TRAINING_SET)),
         },
         group_name=spec.name,
+        pool=names.training_pool(spec.name),
         kinds={"mlflow"},
         io_manager_key="json_io_manager",
         description="Moves the `champion` alias to the evaluated version once every gate passed.",
     )
     def champion_model(
         context: dg.AssetExecutionContext,
-        lifecycle: LifecycleResource,
+        mlflow: MlflowResource,
         evaluation_report: dict[str, Any],
         training_set: dict[str, Any],
     ) -> dg.Output[dict[str, Any]]:
-        settings = lifecycle.settings()
         # Blocking checks stop this step within a run; re-judging here also stops a run that
         # targets this asset alone, so a failed gate can never be promoted around.
         report = EvaluationReport.from_dict(evaluation_report["report"])
-        verdicts = all_gates(report, training_set["split_stats"], spec.gate_thresholds())
+        verdicts = all_gates(
+            report,
+            training_set["split_stats"],
+            spec.gate_thresholds(),
+            training_set.get("quarantine"),
+        )
         failed = [gate for gate in verdicts if not gate.passed]
         if failed:
             raise dg.Failure(
                 "not promoted: " + "; ".join(f"{g.name}: {g.description}" for g in failed),
                 allow_retries=False,
             )
-        client = configure_mlflow(settings)
+        client = mlflow.client()
         candidate = evaluation_report["model"]
         previous, current = move_alias(
             client,
@@ -65,13 +70,15 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             reason="passed gates: " + ", ".join(g.name for g in verdicts),
             actor=f"dagster:{context.run_id}",
             dagster_run_id=context.run_id,
+            # Refused if the champion moved since this run's gates compared against it.
+            expected_version=report.champion.champion_version if report.champion else None,
         )
         return dg.Output(
             {"champion": current.to_dict(), "previous": previous.version if previous else None},
             metadata={
                 "champion_version": current.version,
                 "previous_champion": previous.version if previous else "none",
-                "mlflow_run_id": current.run_id,
+                "mlflow_run": mlflow.run_link(current.run_id),
                 "artifact_sha256": current.artifact_sha256,
             },
         )
@@ -81,19 +88,22 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         ins={"champion_model": dg.AssetIn(names.key(spec.name, names.CHAMPION_MODEL))},
         group_name=spec.name,
         kinds={"bentoml"},
+        retry_policy=IO_RETRY,
         io_manager_key="json_io_manager",
         description="A self-contained Bento (`bentoml build`) carrying the champion model.",
     )
     def bento_service(
         context: dg.AssetExecutionContext,
-        lifecycle: LifecycleResource,
+        mlflow: MlflowResource,
         champion_model: dict[str, Any],
     ) -> dg.Output[dict[str, Any]]:
-        client = configure_mlflow(lifecycle.settings())
+        client = mlflow.client()
         champion = champion_model["champion"]
         ref = resolve(client, spec.name, config.CHAMPION_ALIAS)
         if ref is None or ref.version != champion["version"]:
-            raise dg.Failure(f"champion moved since promotion (now {ref and ref.version})")
+            raise dg.Failure(
+                f"champion moved since promotion (now {ref and ref.version})", allow_retries=False
+            )
         # One Bento serves the portfolio: this champion plus the other models' current ones,
         # each exported to the model store once per version.
         others = [resolve(client, name, config.CHAMPION_ALIAS) for name in portfolio_names(spec)]

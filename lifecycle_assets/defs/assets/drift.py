@@ -10,16 +10,17 @@ from lifecycle_assets.data.lake import PREDICTION_LOGS, Lake
 from lifecycle_assets.data.prediction_log import answered
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
-from lifecycle_assets.defs.assets.evaluation import image_markdown
 from lifecycle_assets.defs.assets.monitoring import serving_partitions
-from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.defs.automation import IO_RETRY, monitoring_freshness
+from lifecycle_assets.defs.metadata import rounded
+from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.drift import drift_report, write_latest_drift
 from lifecycle_assets.ml.drift_html import render_drift_html
 from lifecycle_assets.ml.drift_plots import psi_bars_png, score_distribution_png
 from lifecycle_assets.ml.features import compute_features
 from lifecycle_assets.ml.profile import ReferenceProfile
 from lifecycle_assets.registry.models import get_version
-from lifecycle_assets.registry.tracking import configure_mlflow, load_reference_profile
+from lifecycle_assets.registry.tracking import load_reference_profile
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -41,25 +42,29 @@ def build_drift_assets(spec: ModelSpec) -> list:
         partitions_def=serving_partitions(spec),
         group_name=spec.name,
         kinds={"polars", "html"},
+        freshness_policy=monitoring_freshness(spec),
+        retry_policy=IO_RETRY,
         io_manager_key="json_io_manager",
         description=f"Drift of the day's {spec.name} inputs and scores against the training "
         "profile of the version that served them.",
     )
     def drift_report_asset(
-        context: dg.AssetExecutionContext, lifecycle: LifecycleResource
+        context: dg.AssetExecutionContext, lifecycle: LifecycleResource, mlflow: MlflowResource
     ) -> dg.Output[dict[str, Any]]:
         settings = lifecycle.settings()
         entry = lake_for(lifecycle, spec).daily_entry(PREDICTION_LOGS, context.partition_key)
         if entry is None:
-            raise dg.Failure(f"no prediction_log for {context.partition_key}: materialize it first")
+            raise dg.Failure(
+                f"no prediction_log for {context.partition_key}: materialize it first",
+                allow_retries=False,
+            )
         log = answered(Lake.read_verified(entry["path"], entry["sha256"]))
         if log.is_empty():
             value = {"day": context.partition_key, "rows": 0, "drifted": False, "report": None}
             return dg.Output(value, metadata={"rows": 0, "verdict": "no predictions that day"})
         # Judged against the version that answered most of the day's requests.
         version = log["model_version"].cast(pl.String).mode().sort().item(0)
-        client = configure_mlflow(settings)
-        ref = get_version(client, spec.name, version)
+        ref = get_version(mlflow.client(), spec.name, version)
         profile = ReferenceProfile.from_dict(load_reference_profile(ref))
         scores = log["score"].cast(pl.Float64).to_numpy()
         report = drift_report(compute_features(log, spec), profile, spec.drift_thresholds(), scores)
@@ -71,6 +76,13 @@ def build_drift_assets(spec: ModelSpec) -> list:
         page.parent.mkdir(parents=True, exist_ok=True)
         title = f"{spec.name} v{version} drift on {context.partition_key}"
         page.write_text(render_drift_html(title, report, pngs))
+        # The plots as files beside the page: linked from the UI, not inlined in the event.
+        plot_paths = {}
+        for name, png in pngs.items():
+            stem = name.replace(" ", "_")
+            path = page.with_name(f"{context.partition_key}-{stem}.png")
+            path.write_bytes(png)
+            plot_paths[f"plot_{stem}"] = dg.MetadataValue.path(str(path))
         write_latest_drift(settings.reports_dir, spec.name, context.partition_key, report)
         value = {
             "day": context.partition_key,
@@ -89,12 +101,10 @@ def build_drift_assets(spec: ModelSpec) -> list:
                 "rows": report.rows,
                 "model_version": version,
                 "drifted": report.drifted,
-                "drifted_share": report.drifted_share,
+                "drifted_share": rounded(report.drifted_share),
                 "drifted_features": dg.MetadataValue.json(report.drifted_features),
                 "table": dg.MetadataValue.md(_markdown_table(report.table())),
-                "plots": dg.MetadataValue.md(
-                    "\n\n".join(image_markdown(name, png) for name, png in pngs.items())
-                ),
+                **plot_paths,
                 "html_report": dg.MetadataValue.path(str(page)),
             },
         )

@@ -1,6 +1,5 @@
 """The evaluation report: metrics, calibration, slices, fairness and champion comparison."""
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -8,28 +7,51 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.defs import names
-from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.defs.automation import IO_RETRY
+from lifecycle_assets.defs.metadata import rounded, rounded_metrics
+from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml import plots
 from lifecycle_assets.ml.evaluation import EvaluationReport, evaluate
 from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.ml.training import predict_scores
 from lifecycle_assets.registry.models import ModelRef, get_version, load_version, resolve
-from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 
-
-def image_markdown(title: str, png: bytes) -> str:
-    return f"**{title}**\n\n![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
+PLOTS_ARTIFACT_DIR = "evaluation"
 
 
-def _write_plots(report: EvaluationReport, y, proba, champion_proba, folder: Path) -> dict:
-    pngs = plots.evaluation_pngs(report, y, proba, champion_proba)
-    for name, png in pngs.items():
-        (folder / f"{name}.png").write_bytes(png)
-    return pngs
+def _write_plots(report: EvaluationReport, y, proba, champion_proba, folder: Path) -> list[Path]:
+    """The plots as PNG files in the report folder; the UI links them, never inlines them."""
+    paths = []
+    for name, png in plots.evaluation_pngs(report, y, proba, champion_proba).items():
+        path = folder / f"{name}.png"
+        path.write_bytes(png)
+        paths.append(path)
+    return paths
+
+
+def plot_links(
+    paths: list[Path], mlflow: MlflowResource, run_id: str, artifact_dir: str
+) -> dict[str, dg.MetadataValue]:
+    """Each plot as a file path, or as its page in the MLflow UI when that is configured."""
+    links = {}
+    for path in paths:
+        link = mlflow.artifact_link(run_id, f"{artifact_dir}/{path.name}")
+        links[f"plot_{path.stem}"] = link or dg.MetadataValue.path(str(path))
+    return links
+
+
+def gate_metrics(gates: list) -> dict[str, float]:
+    """Each gate's measured value and verdict, as MLflow metrics of the evaluated model."""
+    metrics = {}
+    for gate in gates:
+        if gate.actual is not None:
+            metrics[f"gate_{gate.name}_actual"] = float(gate.actual)
+        metrics[f"gate_{gate.name}_passed"] = 1.0 if gate.passed else 0.0
+    return metrics
 
 
 def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
@@ -42,21 +64,24 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             "training_set": dg.AssetIn(names.key(spec.name, names.TRAINING_SET)),
         },
         group_name=spec.name,
+        pool=names.training_pool(spec.name),
         kinds={"mlflow", "markdown"},
+        retry_policy=IO_RETRY,
         io_manager_key="json_io_manager",
         description="Test-set metrics, calibration, slices, fairness and champion comparison.",
     )
     def evaluation_report(
         context: dg.AssetExecutionContext,
         lifecycle: LifecycleResource,
+        mlflow: MlflowResource,
         trained_model: dict[str, Any],
         training_set: dict[str, Any],
     ) -> dg.Output[dict[str, Any]]:
         settings = lifecycle.settings()
-        client = configure_mlflow(settings)
+        client = mlflow.client()
         candidate_ref = get_version(client, trained_model["name"], trained_model["version"])
         candidate = load_version(candidate_ref)
-        test = pl.read_parquet(training_set["path"]).filter(pl.col("split") == "test")
+        test = storage.read_parquet(training_set["path"]).filter(pl.col("split") == "test")
         y = test[spec.target].to_numpy()
         proba = predict_scores(candidate.pipeline, test, spec)
         champion_ref: ModelRef | None = resolve(client, spec.name, config.CHAMPION_ALIAS)
@@ -71,12 +96,18 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             champion_proba=champion_proba,
             champion_version=champion_ref.version if champion_proba is not None else None,
             task=spec.task,
+            min_slice_size=spec.gate_thresholds().min_slice_size,
         )
-        gates = all_gates(report, training_set["split_stats"], spec.gate_thresholds())
+        gates = all_gates(
+            report,
+            training_set["split_stats"],
+            spec.gate_thresholds(),
+            training_set.get("quarantine"),
+        )
 
         folder = settings.reports_dir / spec.name / f"v{candidate_ref.version}"
         folder.mkdir(parents=True, exist_ok=True)
-        pngs = _write_plots(report, y, proba, champion_proba, folder)
+        plot_paths = _write_plots(report, y, proba, champion_proba, folder)
         value = {
             "model": candidate_ref.to_dict(),
             "report": report.to_dict(),
@@ -84,12 +115,18 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             "report_dir": str(folder),
         }
         (folder / "evaluation.json").write_text(json.dumps(value, indent=2, default=str))
-        for key, metric in report.metrics.items():
-            client.log_metric(candidate_ref.run_id, f"test_{key}", float(metric))
-        for gap, metric in report.fairness.items():
-            if isinstance(metric, float):
-                client.log_metric(candidate_ref.run_id, f"fairness_{gap}", metric)
-        client.log_artifacts(candidate_ref.run_id, str(folder), "evaluation")
+        # On the LoggedModel too (`model_id`): MLflow's model page then shows test and gates.
+        mlflow.log_model_metrics(
+            candidate_ref.name,
+            candidate_ref.version,
+            {
+                **{f"test_{k}": float(v) for k, v in report.metrics.items()},
+                **{f"fairness_{k}": v for k, v in report.fairness.items() if isinstance(v, float)},
+                **gate_metrics(gates),
+            },
+        )
+        with storage.local_folder(folder) as local:  # MLflow uploads from a local disk
+            client.log_artifacts(candidate_ref.run_id, str(local), PLOTS_ARTIFACT_DIR)
 
         metric = traits(spec).primary_metric
         champion_note = (
@@ -101,9 +138,15 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             value,
             metadata={
                 "model_version": candidate_ref.version,
-                **{k: float(v) for k, v in report.metrics.items()},
-                "expected_calibration_error": report.ece,
-                "fairness": dg.MetadataValue.json(report.fairness),
+                "mlflow_run": mlflow.run_link(candidate_ref.run_id),
+                **rounded_metrics(report.metrics),
+                "expected_calibration_error": rounded(report.ece),
+                "fairness": dg.MetadataValue.json(
+                    {
+                        k: rounded(v) if isinstance(v, float) else v
+                        for k, v in report.fairness.items()
+                    }
+                ),
                 "champion_comparison": champion_note,
                 "gates": dg.MetadataValue.md(
                     "\n".join(
@@ -111,9 +154,7 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                         for g in gates
                     )
                 ),
-                "plots": dg.MetadataValue.md(
-                    "\n\n".join(image_markdown(n, png) for n, png in pngs.items())
-                ),
+                **plot_links(plot_paths, mlflow, candidate_ref.run_id, PLOTS_ARTIFACT_DIR),
                 "report_dir": dg.MetadataValue.path(str(folder)),
             },
         )

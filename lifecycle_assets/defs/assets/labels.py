@@ -11,6 +11,8 @@ from lifecycle_assets.data.prediction_log import answered
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.assets.monitoring import serving_partitions
+from lifecycle_assets.defs.automation import IO_RETRY, monitoring_freshness
+from lifecycle_assets.defs.metadata import rounded
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.ml import live_performance
 from lifecycle_assets.ml.tasks import traits
@@ -59,11 +61,12 @@ def _summary(day: str, report: dict, metric: str) -> str:
 def _metadata(day: str, report: dict, label_days: int, metric: str) -> dict:
     overall = report["overall"] or {}
     realized, estimated, gap = (overall.get(k) or {} for k in ("realized", "estimated", "gap"))
+    coverage = report["label_coverage"]
     metadata = {
         "summary": _summary(day, report, metric),
         "rows": report["rows"],
         "labelled_rows": report["labelled_rows"],
-        "label_coverage": report["label_coverage"],
+        "label_coverage": rounded(coverage) if coverage is not None else None,
         "label_days_read": label_days,
         "performance": dg.MetadataValue.md(live_performance.report_markdown(report)),
     }
@@ -74,7 +77,7 @@ def _metadata(day: str, report: dict, label_days: int, metric: str) -> dict:
         (f"{metric}_gap", gap.get(metric)),
     ):
         if value is not None:
-            metadata[name] = dg.MetadataValue.float(float(value))
+            metadata[name] = dg.MetadataValue.float(rounded(float(value)))
     return metadata
 
 
@@ -87,6 +90,8 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         partitions_def=partitions,
         group_name=spec.name,
         kinds={"polars", "parquet"},
+        freshness_policy=monitoring_freshness(spec),
+        retry_policy=IO_RETRY,
         description=f"Labels of {spec.name} predictions that arrived that day, last one per id.",
     )
     def ground_truth_asset(
@@ -136,6 +141,7 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         partitions_def=partitions,
         group_name=spec.name,
         kinds={"polars"},
+        retry_policy=IO_RETRY,
         io_manager_key="json_io_manager",
         description=(
             f"Realized vs estimated performance of {spec.name} on that day's predictions, "
@@ -149,7 +155,10 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         day = context.partition_key
         entry = lake.daily_entry(PREDICTION_LOGS, day)
         if entry is None:
-            raise dg.Failure(f"no prediction log stored for {day}: materialize prediction_log")
+            raise dg.Failure(
+                f"no prediction log stored for {day}: materialize prediction_log",
+                allow_retries=False,
+            )
         predictions = answered(Lake.read_verified(entry["path"], entry["sha256"]))
         joined = live_performance.join_labels(predictions, labels_received(lake))
         label_days = len(lake.daily_days(ground_truth.GROUND_TRUTH))

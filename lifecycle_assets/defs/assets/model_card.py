@@ -1,16 +1,16 @@
 """The model card of every evaluated version, written to the report folder, MLflow and the UI."""
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from lifecycle_assets import storage
 from lifecycle_assets.config import TAG_MODEL_CARD
 from lifecycle_assets.defs import names
-from lifecycle_assets.defs.resources import LifecycleResource
+from lifecycle_assets.defs.automation import IO_RETRY
+from lifecycle_assets.defs.resources import MlflowResource
 from lifecycle_assets.ml.model_card import CARD_ARTIFACT_DIR, HTML_FILE, MARKDOWN_FILE, ModelCard
-from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -25,16 +25,17 @@ def build_model_card_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         },
         group_name=spec.name,
         kinds={"mlflow", "markdown", "html"},
+        retry_policy=IO_RETRY,
         io_manager_key="json_io_manager",
         description="The evaluated version's model card (Markdown and HTML), rejected or not.",
     )
     def model_card(
         context: dg.AssetExecutionContext,
-        lifecycle: LifecycleResource,
+        mlflow: MlflowResource,
         evaluation_report: dict[str, Any],
         training_set: dict[str, Any],
     ) -> dg.Output[dict[str, Any]]:
-        client = configure_mlflow(lifecycle.settings())
+        client = mlflow.client()
         model = evaluation_report["model"]
         registered = client.get_model_version(model["name"], model["version"])
         card = ModelCard.from_evaluation(
@@ -43,14 +44,15 @@ def build_model_card_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             training_set,
             registered_at=dt.datetime.fromtimestamp(registered.creation_timestamp / 1000, dt.UTC),
         )
-        folder = Path(evaluation_report["report_dir"])
+        folder = storage.path(evaluation_report["report_dir"])  # local or object storage
         folder.mkdir(parents=True, exist_ok=True)
         markdown = card.to_markdown()
         md_path, html_path = folder / MARKDOWN_FILE, folder / HTML_FILE
         md_path.write_text(markdown)
         html_path.write_text(card.to_html())
         for path in (md_path, html_path):
-            client.log_artifact(model["run_id"], str(path), CARD_ARTIFACT_DIR)
+            text = path.read_text()
+            client.log_text(model["run_id"], text, f"{CARD_ARTIFACT_DIR}/{path.name}")
         tag = f"{CARD_ARTIFACT_DIR}/{MARKDOWN_FILE}"
         client.set_model_version_tag(model["name"], model["version"], TAG_MODEL_CARD, tag)
         context.log.info(f"model card of {model['name']} v{model['version']}: {html_path}")

@@ -9,6 +9,7 @@ from lifecycle_assets.data import prediction_log
 from lifecycle_assets.data.lake import PREDICTION_LOGS
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
+from lifecycle_assets.defs.automation import IO_RETRY, monitoring_freshness
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.spec import ModelSpec
 
@@ -40,6 +41,8 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         partitions_def=serving_partitions(spec),
         group_name=spec.name,
         kinds={"bentoml", "parquet"},
+        freshness_policy=monitoring_freshness(spec),
+        retry_policy=IO_RETRY,
         description=f"Every {spec.name} prediction served that day, once per prediction id.",
     )
     def prediction_log_asset(

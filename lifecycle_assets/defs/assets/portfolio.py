@@ -8,9 +8,8 @@ import dagster as dg
 
 from lifecycle_assets.config import RetirementPolicy
 from lifecycle_assets.defs import names
-from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource
+from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, MlflowResource
 from lifecycle_assets.ml import scorecard, scorecard_html
-from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 
 PORTFOLIO = "portfolio"
@@ -73,10 +72,11 @@ def build_portfolio_defs(specs: list[ModelSpec]) -> dg.Definitions:
     def health_scorecard(
         context: dg.AssetExecutionContext,
         lifecycle: LifecycleResource,
+        mlflow: MlflowResource,
         json_io_manager: dg.ResourceParam[JsonIOManager],
     ) -> dg.Output[dict[str, Any]]:
         settings, policy = lifecycle.settings(), RetirementPolicy()
-        client = configure_mlflow(settings)
+        client = mlflow.client()
         today = dt.datetime.now(dt.UTC).date()
         # Live performance reports are the JSON IO manager's daily outputs: read them in place.
         root = json_io_manager.root()

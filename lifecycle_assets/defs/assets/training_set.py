@@ -1,23 +1,26 @@
-"""The training set: a time-split window of feature partitions, snapshotted by SHA-256 digest."""
+"""The training set: a split window of fresh, accepted feature partitions, snapshotted by digest.
+
+Days whose newest batch was quarantined (or whose stored partition no longer matches its inputs)
+are left out, never replaced by older data, and counted in the manifest for the
+`quarantined_share_within_limit` gate.
+"""
 
 import datetime as dt
 from typing import Any
 
 import dagster as dg
 import polars as pl
+from mlflow import MlflowClient
 
+from lifecycle_assets import config
+from lifecycle_assets.data.fingerprint import model_spec_hash
+from lifecycle_assets.data.ingest import read_features, select_window
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.resources import LifecycleResource
-from lifecycle_assets.ml.training import SPLITS, assign_splits, time_split
+from lifecycle_assets.ml.training import SPLITS, assign_splits, snapshot_split, time_split
+from lifecycle_assets.registry.models import ModelRef, resolve
 from lifecycle_assets.spec import ModelSpec
-
-
-def window_days(available: list[str], spec: ModelSpec) -> list[str]:
-    """The newest `window_days` days that have features, up to the spec's end date."""
-    end = spec.end_date.isoformat() if spec.end_date else "9999-12-31"
-    eligible = [day for day in sorted(available) if day <= end]
-    return eligible[-spec.training.window_days :]
 
 
 def split_stats(table: pl.DataFrame, spec: ModelSpec) -> dict[str, dict[str, int]]:
@@ -31,6 +34,19 @@ def split_stats(table: pl.DataFrame, spec: ModelSpec) -> dict[str, dict[str, int
         else:
             stats[split]["distinct"] = target.drop_nulls().n_unique()
     return stats
+
+
+def unchanged_champion(
+    client: MlflowClient, spec: ModelSpec, training_set: dict[str, Any]
+) -> ModelRef | None:
+    """The champion when it was trained on this very training set under the same model spec:
+    training again would register a copy of it, so nothing is registered or promoted."""
+    champion = resolve(client, spec.name, config.CHAMPION_ALIAS)
+    if champion is None or champion.training_digest != training_set["digest"]:
+        return None
+    if champion.tags.get(config.TAG_MODEL_SPEC) != training_set.get("model_spec_sha256"):
+        return None
+    return champion
 
 
 def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
@@ -48,13 +64,30 @@ def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource
     ) -> dg.Output[dict[str, Any]]:
         lake = lake_for(lifecycle, spec)
-        days = window_days(lake.feature_days(), spec)
-        if len(days) < 3:
-            raise dg.Failure(f"only {len(days)} day(s) of features; materialize more partitions")
-        entries = [lake.feature_entry(day) for day in days]
-        table = pl.concat([lake.read_verified(e["path"], e["sha256"]) for e in entries])
-        split = time_split([dt.date.fromisoformat(d) for d in days], spec)
-        table = assign_splits(table, split, spec)
+        selection = select_window(lake, spec)
+        days = selection.days
+        if selection.quarantined or selection.stale:
+            context.log.warning(
+                f"{len(selection.quarantined)} of {len(selection.window)} window day(s) "
+                f"quarantined {selection.quarantined}, {len(selection.stale)} stale "
+                f"{selection.stale}: left out of training"
+            )
+        if len(days) < (1 if spec.is_snapshot else 3):
+            raise dg.Failure(
+                f"{len(days)} usable day(s) of data in the window of {len(selection.window)} "
+                f"({len(selection.quarantined)} quarantined, {len(selection.stale)} stale); "
+                "a time split needs 3: fix the quarantined data (see the quarantine reports) "
+                "or ingest more days",
+                allow_retries=False,
+            )
+        table, entries = read_features(lake, days)
+        if spec.is_snapshot:
+            table = snapshot_split(table, spec)
+            split_days = {s: days for s in SPLITS}
+        else:
+            split = time_split([dt.date.fromisoformat(d) for d in days], spec)
+            table = assign_splits(table, split, spec)
+            split_days = {s: [d.isoformat() for d in split.days(s)] for s in SPLITS}
         digests = {
             s: lake.put(table.filter(pl.col("split") == s), "training_sets")[0] for s in SPLITS
         }
@@ -64,9 +97,12 @@ def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             {
                 "model": spec.name,
                 "days": days,
-                "split_days": {s: [d.isoformat() for d in split.days(s)] for s in SPLITS},
+                "split_days": split_days,
+                "split": "stratified random (snapshot)" if spec.is_snapshot else "by time",
                 "split_digests": digests,
                 "split_stats": stats,
+                "quarantine": selection.to_dict(),
+                "model_spec_sha256": model_spec_hash(spec),
                 "feature_partitions": {e["day"]: e["sha256"] for e in entries},
                 "raw_batches": {e["day"]: e["raw_sha256"] for e in entries},
                 "dagster_run_id": context.run_id,
@@ -80,6 +116,7 @@ def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "digest": manifest["digest"],
                 "rows": table.height,
                 "window": f"{days[0]} .. {days[-1]} ({len(days)} days)",
+                "quarantined_days": len(selection.quarantined),
                 "split_stats": dg.MetadataValue.json(stats),
                 "split_digests": dg.MetadataValue.json(digests),
                 "path": dg.MetadataValue.path(manifest["path"]),

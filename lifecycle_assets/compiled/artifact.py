@@ -1,0 +1,134 @@
+"""The compiled artifact at registration (compile, prove parity, hash) and at load (verify).
+
+Registration asks `compile_for_registration` for the version's compiled tags and the files to
+log beside the skops model (under the run's `compiled/` folder). A pipeline that does not
+compile, or compiles but fails parity, gets `compiled_status=fallback` and the reason: it is
+served by scikit-learn, never by an unproven evaluator. At load the file must match its
+SHA-256 and answer the generated edge cases exactly as the pipeline does, else scikit-learn
+serves and the reason is shown in `/metadata`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+from sklearn.pipeline import Pipeline
+
+from lifecycle_assets.compiled.compile import Unsupported, compile_pipeline
+from lifecycle_assets.compiled.model import CompiledModel
+from lifecycle_assets.compiled.parity import check_parity, parity_rows
+from lifecycle_assets.spec import ModelSpec
+
+TAG_COMPILED_SHA256 = "compiled_sha256"
+TAG_COMPILED_STATUS = "compiled_status"
+TAG_COMPILED_REASON = "compiled_reason"
+# Artifact path of the compiled file, relative to the version's MLflow run.
+TAG_COMPILED_PATH = "compiled_path"
+COMPILED_DIR = "compiled"
+COMPILED_FILE = "compiled_model.npz"
+STATUS_OK, STATUS_FALLBACK = "ok", "fallback"
+
+
+class CompiledIntegrityError(RuntimeError):
+    """The compiled file is not the one registered, or no longer matches its pipeline."""
+
+
+@dataclass(frozen=True)
+class CompiledArtifact:
+    """What registration records: tags for the version, and files to log under `COMPILED_DIR`."""
+
+    tags: dict[str, str]
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.tags[TAG_COMPILED_STATUS] == STATUS_OK
+
+
+def _fallback(reason: str) -> CompiledArtifact:
+    return CompiledArtifact(
+        {TAG_COMPILED_STATUS: STATUS_FALLBACK, TAG_COMPILED_REASON: reason[:480]}
+    )
+
+
+def compile_for_registration(
+    pipeline: Pipeline,
+    spec: ModelSpec,
+    evaluation: pd.DataFrame | pl.DataFrame,
+    out_dir: str | Path,
+) -> CompiledArtifact:
+    """Compile, prove parity on `evaluation` (model-input rows) and edge cases, write the file.
+
+    Never raises for a model that cannot be compiled: that is a fallback with its reason.
+    """
+    try:
+        compiled = compile_pipeline(pipeline, spec)
+    except Unsupported as error:
+        return _fallback(f"not compiled: {error}")
+    except Exception as error:  # a compiler bug must not block registration
+        return _fallback(f"compile failed: {type(error).__name__}: {error}")
+    data = compiled.to_bytes()
+    frame = evaluation if isinstance(evaluation, pl.DataFrame) else pl.from_pandas(evaluation)
+    try:
+        # Judged as it will serve: read back from the bytes that are logged.
+        result = check_parity(
+            CompiledModel.from_bytes(data), pipeline, spec, parity_rows(frame, spec)
+        )
+    except Exception as error:
+        return _fallback(f"parity check failed: {type(error).__name__}: {error}")
+    if not result.ok:
+        return _fallback(f"parity failed on {result.rows} rows: {result.reason}")
+    path = Path(out_dir) / COMPILED_FILE
+    path.write_bytes(data)
+    tags = {
+        TAG_COMPILED_STATUS: STATUS_OK,
+        TAG_COMPILED_REASON: (
+            f"parity on {result.rows} rows: max abs diff {result.max_abs_diff:.3g}, "
+            f"{result.label_flips} label flips"
+        ),
+        TAG_COMPILED_SHA256: hashlib.sha256(data).hexdigest(),
+        TAG_COMPILED_PATH: f"{COMPILED_DIR}/{COMPILED_FILE}",
+    }
+    return CompiledArtifact(tags, [path])
+
+
+def read_compiled(path: str | Path, expected_sha256: str) -> CompiledModel:
+    """Load a compiled file after checking its SHA-256; raises CompiledIntegrityError."""
+    data = Path(path).read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if not expected_sha256 or actual != expected_sha256:
+        raise CompiledIntegrityError(
+            f"compiled artifact has SHA-256 {actual}, but {expected_sha256 or 'none'} was "
+            f"recorded at registration"
+        )
+    return CompiledModel.from_bytes(data)
+
+
+def verify_against(compiled: CompiledModel, pipeline: Pipeline, spec: ModelSpec) -> None:
+    """Re-prove parity on generated edge cases at load time; raises CompiledIntegrityError.
+
+    Cheap (a few hundred rows) and catches a compiled file paired with the wrong pipeline.
+    """
+    base = _spec_rows(spec)
+    result = check_parity(compiled, pipeline, spec, parity_rows(base, spec, seed=1))
+    if not result.ok:
+        raise CompiledIntegrityError(f"compiled model disagrees with its pipeline: {result.reason}")
+
+
+def _spec_rows(spec: ModelSpec) -> pl.DataFrame:
+    """Two feature rows from the spec alone: the low end and the high end of every input."""
+    declared = {f.name: f for f in spec.features}
+    columns: list[pl.Series] = []
+    for name in spec.numeric_features:
+        known = declared.get(name)
+        low = 0.0 if known is None or known.min is None else known.min
+        high = low + 1.0 if known is None or known.max is None else known.max
+        columns.append(pl.Series(name, [float(low), float(high)], dtype=pl.Float64))
+    for name in spec.categorical_features:
+        levels = list(spec.feature(name).categories or ("a",))
+        columns.append(pl.Series(name, [levels[0], levels[-1]], dtype=pl.String))
+    return pl.DataFrame(columns)

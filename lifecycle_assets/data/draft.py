@@ -1,0 +1,133 @@
+"""Draft a spec from a data file: a starting point a person reads and edits, never a final one.
+
+Types come from what the values parse as, levels from the distinct values (as written), the
+target from its name or from being the one two-valued column, the timestamp from the first
+column whose values read as datetimes (none: a snapshot). Every guess is marked with a comment
+in the YAML.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import polars as pl
+
+from lifecycle_assets.data.sources import scan
+
+TARGET_NAMES = ("target", "label", "y", "class", "outcome", "churn", "churned", "default")
+MAX_LEVELS = 30
+
+
+def _fmt(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in ("csv", "parquet"):
+        raise ValueError(f"{path}: cannot tell the format (expected .csv or .parquet)")
+    return suffix
+
+
+def _is_numeric(column: pl.Series) -> bool:
+    if column.dtype.is_numeric():
+        return True
+    if column.dtype != pl.String:
+        return False
+    present = column.drop_nulls()
+    return present.len() > 0 and present.cast(pl.Float64, strict=False).null_count() == 0
+
+
+def _is_timestamp(column: pl.Series) -> bool:
+    if isinstance(column.dtype, pl.Datetime | pl.Date):
+        return True
+    if column.dtype != pl.String:
+        return False
+    present = column.drop_nulls().head(1000)
+    if present.len() == 0 or _is_numeric(present):
+        return False
+    try:
+        parsed = present.str.to_datetime(strict=False, time_unit="us")
+    except pl.exceptions.ComputeError:  # no datetime format fits the values
+        return False
+    return parsed.null_count() == 0
+
+
+def _text_levels(column: pl.Series) -> list[str]:
+    if column.dtype == pl.Boolean:
+        return ["False", "True"]
+    return sorted(str(v) for v in column.drop_nulls().unique().to_list())
+
+
+def _yaml_scalar(value: str) -> str:
+    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ .-]*", value) and value.lower() not in (
+        "yes", "no", "true", "false", "on", "off", "null", "y", "n",
+    )  # fmt: skip
+    return value if plain else '"' + value.replace('"', '\\"') + '"'
+
+
+def draft_spec(path: Path, *, name: str | None = None, target: str | None = None) -> str:
+    """The YAML text of a draft spec for the file at `path`."""
+    fmt = _fmt(path)
+    frame = scan(path, fmt).head(100_000).collect()
+    if frame.height == 0:
+        raise ValueError(f"{path}: no rows to draft a spec from")
+    columns = frame.columns
+    timestamp = next((c for c in columns if _is_timestamp(frame[c])), None)
+    if target is None:
+        named = [c for c in columns if c.lower() in TARGET_NAMES]
+        binary = [c for c in columns if c != timestamp and frame[c].drop_nulls().n_unique() == 2]
+        target = (named or binary or [None])[0]
+    if target is None or target not in columns:
+        raise ValueError(f"{path}: cannot guess the target; pass --target (columns: {columns})")
+    values = _text_levels(frame[target])
+    classifier = len(values) == 2
+    model = name or re.sub(r"[^a-z0-9_]", "_", path.stem.lower()).strip("_") or "model"
+    if not model[0].isalpha():
+        model = f"m_{model}"
+    features, categorical = [], []
+    for column in columns:
+        if column in (timestamp, target):
+            continue
+        series = frame[column]
+        nullable = ", nullable: true" if series.null_count() else ""
+        if _is_numeric(series) and series.dtype != pl.Boolean:
+            features.append(f"  - {{name: {column}, type: numeric{nullable}}}")
+            continue
+        levels = _text_levels(series)
+        if len(levels) > MAX_LEVELS:
+            features.append(
+                f"  # {column}: {len(levels)} distinct values, left out (an id or free text?)"
+            )
+            continue
+        categorical.append(column)
+        shown = ", ".join(_yaml_scalar(v) for v in levels)
+        features.append(
+            f"  - {{name: {column}, type: categorical, categories: [{shown}]{nullable}}}"
+        )
+    if not categorical:
+        raise ValueError(f"{path}: no categorical column to use as sensitive_attribute")
+    lines = [
+        f"name: {model}",
+        f"description: Drafted from {path.name}; read and edit before use.",
+        "source:",
+        f"  uri: {path.resolve()}",
+        f"target: {target}",
+    ]
+    if classifier and set(values) != {"0", "1"}:
+        lines.append(f"positive_label: {_yaml_scalar(values[-1])}  # guess: check it")
+    if not classifier:
+        lines.append("task: regression  # the target has more than two values")
+    if timestamp is None:
+        lines += [
+            "# no timestamp column: a snapshot, filed as one partition under start_date and",
+            "# split at random (stratified by the target)",
+            f"start_date: {dt.datetime.now(dt.UTC).date()}",
+        ]
+    else:
+        days = frame[timestamp].cast(pl.String).str.slice(0, 10)
+        lines += [f"timestamp: {timestamp}", f"start_date: {days.min()}"]
+    lines += [
+        f"sensitive_attribute: {categorical[0]}  # guess: the column fairness is judged on",
+        "features:",
+        *features,
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,353 @@
+"""Read a source once before anything is ingested and say, in a few lines, whether the spec fits.
+
+`lifecycle preflight` prints the report; `lifecycle run` prints it first and stops on an error
+(a source with no rows, no timestamp column, a target the spec cannot map to 0/1) before
+anything is written. Warnings are what ingest would quarantine or the gates would refuse, each
+with the spec option that changes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from collections import Counter
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from lifecycle_assets.data.sources import read_source, source_format, timestamp_utc
+from lifecycle_assets.ml.training import SPLITS, time_split
+from lifecycle_assets.spec import ModelSpec, label_text
+
+BINARY_TEXT = {"0", "1"}
+
+
+class PreflightError(ValueError):
+    """The data cannot be used with this spec as it is; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "error", "warning" or "info"
+    text: str
+
+    def line(self) -> str:
+        return (
+            f"{self.level.upper():7} {self.text}"
+            if self.level != "info"
+            else f"        {self.text}"
+        )
+
+
+@dataclass
+class PreflightReport:
+    model: str
+    source: str
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, level: str, text: str) -> None:
+        self.findings.append(Finding(level, text))
+
+    @property
+    def errors(self) -> list[str]:
+        return [f.text for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f.text for f in self.findings if f.level == "warning"]
+
+    def lines(self) -> list[str]:
+        return [f"preflight {self.model} ({self.source}):", *(f.line() for f in self.findings)]
+
+    def raise_for_errors(self) -> None:
+        if self.errors:
+            raise PreflightError(f"{self.source}: " + "; ".join(self.errors))
+
+
+def closest(name: str, candidates: list[str]) -> str | None:
+    """The candidate spelled most like `name` (case-insensitive), if any is close."""
+    lowered = {c.lower(): c for c in candidates}
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None
+
+
+def _text(series: pl.Series) -> pl.Series:
+    if series.dtype == pl.Boolean:
+        return series.replace_strict({True: "True", False: "False"}, return_dtype=pl.String)
+    if series.dtype.is_float():
+        return pl.Series(
+            series.name,
+            [None if v is None or v != v else label_text(v) for v in series.to_list()],
+            dtype=pl.String,
+        )
+    return series.cast(pl.String)
+
+
+def _read(spec: ModelSpec, report: PreflightReport) -> pl.DataFrame | None:
+    try:
+        source_format(spec)
+        frame = read_source(spec)
+    except pl.exceptions.NoDataError:
+        report.add("error", "the source file is empty: no header, no rows")
+        return None
+    except (OSError, ValueError, pl.exceptions.PolarsError) as error:
+        report.add("error", f"cannot read the source: {str(error).splitlines()[0]}")
+        return None
+    if frame.height == 0:
+        report.add("error", f"the source has a header ({len(frame.columns)} columns) but no rows")
+        return None
+    return frame
+
+
+def _columns(spec: ModelSpec, frame: pl.DataFrame, report: PreflightReport) -> None:
+    wanted = [spec.timestamp, spec.target, *(f.name for f in spec.features)]
+    if spec.id_column:
+        wanted.append(spec.id_column)
+    present = frame.columns
+    for name in wanted:
+        if name in present:
+            continue
+        guess = closest(name, [c for c in present if c not in wanted])
+        hint = f" (closest: {guess!r})" if guess else f"; columns are {present}"
+        level = "error" if name == spec.timestamp else "warning"
+        consequence = (
+            "no day can be told" if name == spec.timestamp else "every batch would be quarantined"
+        )
+        report.add(level, f"column {name!r} is missing{hint}: {consequence}")
+
+
+def _target(spec: ModelSpec, frame: pl.DataFrame, report: PreflightReport) -> float | None:
+    """Describe the target and what the spec makes of it; the positive rate if known."""
+    if spec.target not in frame.columns:
+        return None
+    text = _text(frame[spec.target])
+    counts = Counter(v for v in text.to_list() if v is not None)
+    nulls = text.null_count()
+    shown = ", ".join(f"{v!r} ({n})" for v, n in counts.most_common(6))
+    if nulls:
+        report.add(
+            "warning",
+            f"target {spec.target!r} is missing on {nulls} row(s): their days are quarantined",
+        )
+    if not spec.is_classifier:
+        bad = frame[spec.target].cast(pl.Float64, strict=False).is_null().sum() - nulls
+        if bad:
+            report.add("warning", f"target {spec.target!r}: {bad} value(s) are not numbers")
+        return None
+    values = sorted(counts)
+    levels = spec.label_levels
+    if levels is None:
+        if set(values) <= BINARY_TEXT:
+            positives = counts.get("1", 0)
+        elif set(values) >= BINARY_TEXT:
+            extra = sorted(set(values) - BINARY_TEXT)
+            report.add(
+                "warning",
+                f"target {spec.target!r} has values {extra} besides 0/1: the task is binary, "
+                "days holding them are quarantined",
+            )
+            positives = counts.get("1", 0)
+        elif len(values) == 2:
+            report.add(
+                "error",
+                f"target {spec.target!r} holds {values[0]!r} and {values[1]!r}, not 0/1: set "
+                f"`positive_label: {values[1]}` (or {values[0]}) in the spec",
+            )
+            return None
+        else:
+            report.add(
+                "error",
+                f"target {spec.target!r} holds {len(values)} values {values[:10]}: the task is "
+                "binary (two values); map them to two, then set positive_label",
+            )
+            return None
+    else:
+        positive, negative = levels
+        if positive not in counts:
+            report.add(
+                "error",
+                f"positive_label {positive!r} is not among target {spec.target!r} values "
+                f"{values[:10]} (compared exactly as written)",
+            )
+            return None
+        others = [v for v in values if v != positive]
+        negative = negative or (max(others, key=counts.__getitem__) if others else None)
+        extra = [v for v in others if v != negative]
+        if extra:
+            report.add(
+                "warning",
+                f"target {spec.target!r} has values {extra} besides {positive!r} and "
+                f"{negative!r}: the task is binary, days holding them are quarantined",
+            )
+        positives = counts[positive]
+        report.add("info", f"target {spec.target!r}: {positive!r} -> 1, {negative!r} -> 0")
+    total = sum(counts.values())
+    rate = positives / total if total else 0.0
+    report.add("info", f"target {spec.target!r}: {shown}; positive rate {rate:.4f}")
+    return rate
+
+
+def _features(spec: ModelSpec, frame: pl.DataFrame, report: PreflightReport) -> None:
+    for feature in spec.features:
+        if feature.name not in frame.columns:
+            continue
+        column = frame[feature.name]
+        nulls = column.null_count()
+        if feature.type == "numeric":
+            if column.dtype == pl.String:
+                cast = column.cast(pl.Float64, strict=False)
+                bad = column.filter(column.is_not_null() & cast.is_null())
+                if bad.len():
+                    examples = sorted(set(bad.head(100).to_list()))[:3]
+                    report.add(
+                        "warning",
+                        f"{feature.name!r} is numeric in the spec but {bad.len()} value(s) are "
+                        f"not numbers (e.g. {examples}): their days are quarantined",
+                    )
+        elif feature.categories:
+            text = _text(column)
+            unknown = sorted(set(text.drop_nulls().unique().to_list()) - set(feature.categories))
+            if unknown:
+                hint = ""
+                lowered = {level.lower() for level in feature.categories}
+                if any(v.lower() in lowered for v in unknown):
+                    hint = " (levels are compared exactly, case included)"
+                report.add(
+                    "warning",
+                    f"{feature.name!r} has values {unknown[:6]} not among the spec's levels "
+                    f"{list(feature.categories)}{hint}: their days are quarantined",
+                )
+        if nulls and not feature.nullable:
+            report.add(
+                "warning",
+                f"{feature.name!r} is {nulls / frame.height:.1%} null but `nullable: false`: "
+                "their days are quarantined (set nullable: true to allow it)",
+            )
+
+
+def _days(spec: ModelSpec, frame: pl.DataFrame, report: PreflightReport) -> pl.DataFrame | None:
+    if spec.timestamp not in frame.columns:
+        return None
+    day = timestamp_utc(spec.timestamp, frame.schema[spec.timestamp]).dt.date().alias("__day__")
+    with_day = frame.with_columns(day)
+    unreadable = with_day["__day__"].null_count()
+    if unreadable:
+        report.add("warning", f"{unreadable} timestamp(s) in {spec.timestamp!r} cannot be read")
+    per_day = with_day.drop_nulls("__day__").group_by("__day__").len().sort("__day__")
+    if per_day.height == 0:
+        report.add("error", f"no readable timestamp in {spec.timestamp!r}")
+        return None
+    rows = per_day["len"]
+    first, last = per_day["__day__"][0], per_day["__day__"][-1]
+    calendar = (last - first).days + 1
+    report.add(
+        "info",
+        f"{per_day.height} day(s) with rows from {first} to {last} ({calendar - per_day.height} "
+        f"calendar day(s) without rows, skipped); rows per day {rows.min()}..{rows.max()} "
+        f"(median {int(rows.median())})",
+    )
+    if spec.start_date > last:
+        report.add("error", f"start_date {spec.start_date} is after the data's last day {last}")
+    return with_day
+
+
+def _fit(spec: ModelSpec, frame: pl.DataFrame, rate: float | None, report: PreflightReport) -> None:
+    """Whether the default-or-configured split and gates fit this data, with the options."""
+    end = spec.end_date or frame["__day__"].max()
+    days = sorted(d for d in frame["__day__"].drop_nulls().unique().to_list() if d <= end)
+    days = [d for d in days if d >= spec.start_date][-spec.training.window_days :]
+    if spec.is_snapshot:
+        _fit_snapshot(spec, frame, rate, report)
+        return
+    if len(days) < 3:
+        report.add(
+            "error",
+            f"{len(days)} day(s) of data in the window: a time split needs 3 "
+            "(check start_date, end_date and training.window_days)",
+        )
+        return
+    split = time_split([dt.date.fromisoformat(str(d)) for d in days], spec)
+    window = frame.filter(pl.col("__day__").is_in(days))
+    sizes = {s: window.filter(pl.col("__day__").is_in(split.days(s))).height for s in SPLITS}
+    test = window.filter(pl.col("__day__").is_in(split.days("test")))
+    _judge_fit(spec, window.height, sizes, test, rate, report)
+
+
+def _fit_snapshot(
+    spec: ModelSpec, frame: pl.DataFrame, rate: float | None, report: PreflightReport
+) -> None:
+    """A snapshot splits its rows at random in the spec's fractions."""
+    report.add(
+        "info",
+        f"no timestamp: one snapshot filed under {spec.start_date}, split at random "
+        f"(seed {spec.training.random_seed}, stratified by the target)",
+    )
+    n = frame.height
+    test = round(n * spec.training.test_fraction)
+    validation = round(n * spec.training.validation_fraction)
+    sizes = {"train": n - test - validation, "validation": validation, "test": test}
+    sample = frame.sample(n=test, seed=spec.training.random_seed) if test else frame.head(0)
+    _judge_fit(spec, n, sizes, sample, rate, report)
+
+
+def _judge_fit(
+    spec: ModelSpec,
+    total: int,
+    sizes: dict[str, int],
+    test: pl.DataFrame,
+    rate: float | None,
+    report: PreflightReport,
+) -> None:
+    gates = spec.gate_thresholds()
+    report.add("info", "rows per split: " + ", ".join(f"{s} {n}" for s, n in sizes.items()))
+    small = {s: n for s, n in sizes.items() if n < gates.min_rows_per_split}
+    if small:
+        report.add(
+            "warning",
+            f"splits {small} are under gates.min_rows_per_split={gates.min_rows_per_split}: "
+            "lower it, or widen training.test_fraction / training.validation_fraction "
+            f"(now {spec.training.test_fraction} / {spec.training.validation_fraction})",
+        )
+    if total < gates.min_training_rows:
+        report.add(
+            "warning",
+            f"{total} rows in the window < gates.min_training_rows="
+            f"{gates.min_training_rows}: lower it or widen training.window_days",
+        )
+    if rate is not None and not gates.min_positive_rate <= rate <= gates.max_positive_rate:
+        option = "max_positive_rate" if rate > gates.max_positive_rate else "min_positive_rate"
+        report.add(
+            "warning",
+            f"positive rate {rate:.4f} is outside [{gates.min_positive_rate}, "
+            f"{gates.max_positive_rate}]: set gates.{option} to allow it",
+        )
+    sensitive = spec.sensitive_attribute
+    if sensitive in test.columns:
+        counts = test.group_by(pl.col(sensitive).cast(pl.String)).len().sort("len")
+        tiny = [(g, n) for g, n in counts.rows() if n < gates.min_slice_size]
+        if tiny:
+            report.add(
+                "warning",
+                f"test slices of {sensitive!r} under gates.min_slice_size="
+                f"{gates.min_slice_size}: {tiny} (reported as insufficient data; with fewer "
+                "than 2 judged slices the fairness gate refuses; lower gates.min_slice_size)",
+            )
+
+
+def preflight(spec: ModelSpec) -> PreflightReport:
+    """Read the spec's source and report what ingest, training and the gates will make of it."""
+    report = PreflightReport(spec.name, spec.source.uri)
+    if spec.source.is_simulator:
+        report.add("info", "simulated source: nothing to check")
+        return report
+    frame = _read(spec, report)
+    if frame is None:
+        return report
+    report.add("info", f"{frame.height} rows, {len(frame.columns)} columns")
+    _columns(spec, frame, report)
+    rate = _target(spec, frame, report)
+    _features(spec, frame, report)
+    with_day = _days(spec, frame, report)
+    if with_day is not None and not report.errors:
+        _fit(spec, with_day, rate, report)
+    return report

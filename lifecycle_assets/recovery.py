@@ -1,0 +1,162 @@
+"""Reconcile at start-up: nothing a killed `lifecycle run` left behind outlives the next one.
+
+Run first by `lifecycle run` (and, for the registry part, by every alias operation). It ends
+the MLflow runs and Dagster runs whose process is gone, frees the Dagster concurrency-pool slots
+those runs held (a killed run otherwise holds its pool slot forever, and the next run of the
+model would wait for it forever), marks versions a crash left without their required tags, and
+settles PENDING alias-ledger entries from what the registry shows.
+
+Dagster's run monitoring does the Dagster part for runs the daemon launched; runs executed in
+process by the CLI have no monitor, hence this.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import dagster as dg
+from dagster._core.storage.dagster_run import FINISHED_STATUSES
+from dagster._core.storage.runs.sqlite import SqliteRunStorage
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from lifecycle_assets.registry.aliases import reconcile
+from lifecycle_assets.registry.ledger import PENDING, Ledger
+from lifecycle_assets.registry.owner import TAG_HOST
+from lifecycle_assets.registry.recovery import (
+    end_orphaned_runs,
+    mark_incomplete_versions,
+    process_gone,
+)
+
+
+@dataclass
+class Recovery:
+    """Everything one reconcile settled, for a one-line report."""
+
+    mlflow_runs_failed: list[str] = field(default_factory=list)
+    versions_marked_incomplete: list[str] = field(default_factory=list)
+    dagster_runs_failed: list[str] = field(default_factory=list)
+    pool_slots_freed: int = 0
+    ledger_entries_settled: int = 0
+
+    def __bool__(self) -> bool:
+        return any(
+            (
+                self.mlflow_runs_failed,
+                self.versions_marked_incomplete,
+                self.dagster_runs_failed,
+                self.pool_slots_freed,
+                self.ledger_entries_settled,
+            )
+        )
+
+    def summary(self) -> str:
+        return (
+            f"reconciled after a crash: {len(self.mlflow_runs_failed)} MLflow run(s) and "
+            f"{len(self.dagster_runs_failed)} Dagster run(s) ended as failed, "
+            f"{self.pool_slots_freed} pool slot(s) freed, "
+            f"{len(self.versions_marked_incomplete)} version(s) marked incomplete, "
+            f"{self.ledger_entries_settled} ledger entr(y/ies) settled"
+        )
+
+
+def _run_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the process that started the run (recorded on its RUN_START event)."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.RUN_START, limit=1
+    ).records
+    event = records[0].event_log_entry.dagster_event if records else None
+    return event.pid if event is not None else None
+
+
+def _runs_are_local(instance: dg.DagsterInstance, run: dg.DagsterRun, host: str) -> bool:
+    """Whether the run's process ran on this host: its tag says so, or the instance's storage
+    is a local SQLite file (no other machine shares it)."""
+    if TAG_HOST in run.tags:
+        return run.tags[TAG_HOST] == host
+    return isinstance(instance.run_storage, SqliteRunStorage)
+
+
+def fail_orphaned_dagster_runs(instance: dg.DagsterInstance, host: str | None = None) -> list[str]:
+    """Mark failed every STARTED run whose process on this host is gone."""
+    host = host or socket.gethostname()
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+    )
+    failed = []
+    for record in records:
+        run = record.dagster_run
+        if not _runs_are_local(instance, run, host):
+            continue
+        pid = _run_pid(instance, run.run_id)
+        if pid is None or not process_gone(pid, record.start_time):
+            continue
+        instance.report_run_failed(
+            run, f"reconciled: the run's process ({pid} on {host}) is gone; it was killed"
+        )
+        failed.append(run.run_id)
+    return failed
+
+
+def free_pool_slots(instance: dg.DagsterInstance) -> int:
+    """Free the concurrency-pool slots held by runs that are no longer in progress."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return 0
+    holders = storage.get_concurrency_run_ids()
+    if not holders:
+        return 0
+    finished = instance.get_run_records(
+        filters=dg.RunsFilter(run_ids=list(holders), statuses=list(FINISHED_STATUSES))
+    )
+    return sum(storage.free_concurrency_slots_for_run(r.dagster_run.run_id) or 0 for r in finished)
+
+
+def _registered(client: MlflowClient, name: str) -> bool:
+    try:
+        client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
+
+
+def reconcile_registry(client: MlflowClient, names: Iterable[str]) -> Recovery:
+    """The MLflow and ledger part, for the given models (skips models not registered yet)."""
+    recovery = Recovery(mlflow_runs_failed=end_orphaned_runs(client))
+    ledger = Ledger.default()
+    for name in names:
+        if not _registered(client, name):
+            continue
+        marked = mark_incomplete_versions(client, name)
+        recovery.versions_marked_incomplete += [f"{name} v{v}" for v in marked]
+        recovery.ledger_entries_settled += len(ledger.entries(name, state=PENDING))
+        reconcile(client, name, ledger=ledger)
+    return recovery
+
+
+def reconcile_all(
+    instance: dg.DagsterInstance, client: MlflowClient, names: Iterable[str]
+) -> Recovery:
+    """Everything above: Dagster runs first (their slots), then MLflow and the ledger."""
+    failed = fail_orphaned_dagster_runs(instance)
+    freed = free_pool_slots(instance)
+    recovery = reconcile_registry(client, names)
+    recovery.dagster_runs_failed, recovery.pool_slots_freed = failed, freed
+    return recovery
+
+
+def recover_at_start(instance: dg.DagsterInstance, names: Iterable[str]) -> Recovery:
+    """What `lifecycle run` calls first: reconcile everything, say so in one line if needed."""
+    from lifecycle_assets.config import Settings
+    from lifecycle_assets.registry.tracking import configure_mlflow
+
+    recovery = reconcile_all(instance, configure_mlflow(Settings.from_env()), names)
+    if recovery:
+        logging.getLogger("lifecycle").warning(recovery.summary())
+    return recovery

@@ -1,0 +1,169 @@
+"""The alias ledger on PostgreSQL, for a team whose machines share no disk.
+
+Same interface and same PENDING -> COMMITTED/ABORTED life of an entry as the SQLite ledger, but
+everything a single file gave for free is asked of the database: a trigger refuses deletes,
+truncation and any update other than settling a PENDING row, so the table stays append-only
+whoever connects; one alias operation at a time per model is a transaction-scoped advisory lock
+(`pg_advisory_xact_lock`), which PostgreSQL drops when the holder's connection dies, as the OS
+drops a `flock` of a killed process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+
+from lifecycle_assets import config
+from lifecycle_assets.registry.ledger import (
+    _COLUMNS,
+    ABORTED,
+    COMMITTED,
+    PENDING,
+    AliasLockTimeout,
+    Ledger,
+    LedgerEntry,
+    utc_now,
+)
+
+_IMMUTABLE = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in ("seq", *_COLUMNS))
+# Serializes schema creation: two first connections at once would both try CREATE TABLE.
+_SCHEMA_LOCK_KEY = 0x4C45444745  # "LEDGE"
+# Databases whose schema this process already created or checked.
+_SCHEMA_READY: set[str] = set()
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS alias_ledger (
+    seq BIGSERIAL PRIMARY KEY,
+    operation_id TEXT NOT NULL UNIQUE,
+    time TEXT NOT NULL,
+    model TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    from_version TEXT,
+    to_version TEXT,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    dagster_run_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('{PENDING}', '{COMMITTED}', '{ABORTED}')),
+    settled_at TEXT,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS alias_ledger_by_model ON alias_ledger (model, alias, seq);
+CREATE OR REPLACE FUNCTION alias_ledger_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('DELETE', 'TRUNCATE') THEN
+        RAISE EXCEPTION 'the alias ledger is append-only';
+    END IF;
+    IF OLD.state <> '{PENDING}' OR NEW.state = '{PENDING}' OR {_IMMUTABLE} THEN
+        RAISE EXCEPTION 'only a PENDING ledger entry can change, and only to settle';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER alias_ledger_append_only BEFORE UPDATE OR DELETE ON alias_ledger
+FOR EACH ROW EXECUTE FUNCTION alias_ledger_append_only();
+CREATE OR REPLACE TRIGGER alias_ledger_no_truncate BEFORE TRUNCATE ON alias_ledger
+FOR EACH STATEMENT EXECUTE FUNCTION alias_ledger_append_only();
+"""
+
+
+def psycopg2_dsn(url: str) -> str:
+    """A libpq URL from a SQLAlchemy-style one (`postgresql+psycopg2://` -> `postgresql://`)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.split('+', 1)[0]}{sep}{rest}"
+
+
+class PostgresLedger(Ledger):
+    """The ledger table in the team's PostgreSQL; a connection per call, as the SQLite one."""
+
+    def __init__(self, url: str, lock_timeout: float = config.ALIAS_LOCK_TIMEOUT_SECONDS):
+        self.url = psycopg2_dsn(url)
+        self.lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        return f"PostgresLedger({self.url.rsplit('@', 1)[-1]})"  # never the password
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """One transaction on a fresh connection: committed on success, rolled back on error."""
+        conn = psycopg2.connect(self.url, connect_timeout=10)
+        try:
+            with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
+                if self.url not in _SCHEMA_READY:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
+                    cursor.execute(_SCHEMA)
+                yield cursor
+            _SCHEMA_READY.add(self.url)
+        finally:
+            conn.close()
+
+    def append(self, entry: LedgerEntry) -> LedgerEntry:
+        """Write one entry durably (committed before this returns); returns it with its seq."""
+        values = [getattr(entry, c) for c in _COLUMNS]
+        columns = ", ".join((*_COLUMNS, "state", "settled_at", "note"))
+        with self._transaction() as cursor:
+            cursor.execute(
+                f"INSERT INTO alias_ledger ({columns}) "
+                f"VALUES ({', '.join(['%s'] * (len(_COLUMNS) + 3))}) RETURNING seq",
+                [*values, entry.state, entry.settled_at, entry.note],
+            )
+            seq = cursor.fetchone()["seq"]
+        return replace(entry, seq=seq)
+
+    def settle(self, operation_id: str, state: str, note: str = "") -> LedgerEntry:
+        """Move a PENDING entry to COMMITTED or ABORTED (the only update the trigger allows)."""
+        if state not in (COMMITTED, ABORTED):
+            raise ValueError(f"a ledger entry settles as {COMMITTED} or {ABORTED}, not {state}")
+        with self._transaction() as cursor:
+            cursor.execute(
+                "UPDATE alias_ledger SET state = %s, settled_at = %s, note = %s "
+                "WHERE operation_id = %s AND state = %s",
+                (state, utc_now(), note, operation_id, PENDING),
+            )
+            cursor.execute("SELECT * FROM alias_ledger WHERE operation_id = %s", (operation_id,))
+            row = cursor.fetchone()
+        return LedgerEntry(**row)
+
+    def entries(
+        self, model: str, alias: str | None = None, state: str | None = None
+    ) -> list[LedgerEntry]:
+        """The model's entries, oldest first, optionally for one alias or one state."""
+        query, args = "SELECT * FROM alias_ledger WHERE model = %s", [model]
+        if alias is not None:
+            query, args = query + " AND alias = %s", [*args, alias]
+        if state is not None:
+            query, args = query + " AND state = %s", [*args, state]
+        with self._transaction() as cursor:
+            cursor.execute(query + " ORDER BY seq", args)
+            return [LedgerEntry(**row) for row in cursor.fetchall()]
+
+    @contextlib.contextmanager
+    def lock(self, model: str) -> Iterator[None]:
+        """Exclusive across machines for one model, for as long as the block runs.
+
+        The lock belongs to a transaction held open on its own connection; ending it (or the
+        holder's death closing the connection) releases the lock.
+        """
+        conn = psycopg2.connect(self.url, connect_timeout=10)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = %s", (f"{int(self.lock_timeout * 1000)}",))
+                try:
+                    cursor.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                        (f"alias_ledger:{model}",),
+                    )
+                except psycopg2.errors.LockNotAvailable:
+                    raise AliasLockTimeout(
+                        f"another alias operation on {model} held its lock for more than "
+                        f"{self.lock_timeout:.0f} s ({self!r})"
+                    ) from None
+            yield
+        finally:
+            conn.rollback()
+            conn.close()

@@ -1,0 +1,162 @@
+"""Can this registered version serve? The one check every alias move and the service run first.
+
+A version may hold an alias only when what it would serve is exactly what was registered: its
+artifact is present, the `artifact_sha256` tag is there and matches the file, skops loads it with
+the allow-list, and a compiled form (when one is tagged) matches its own SHA-256. Checking at the
+alias move, not only in the service, keeps the registry from naming a version that cannot serve
+(the registry saying v2 while the service keeps v1, or a service that cannot start at all).
+
+The tag checks (`refusal`) and the file checks (`dir_refusal`) are separate so a service that
+has already downloaded a version can reuse them without a second download.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from lifecycle_assets import config
+from lifecycle_assets.registry.artifacts import (
+    IntegrityError,
+    UntrustedArtifactError,
+    load_pipeline,
+    sha256_file,
+)
+from lifecycle_assets.registry.models import ModelRef, download_model, get_version
+
+# Set by reconcile on a version a crash left without its required tags: it can never serve.
+TAG_INCOMPLETE = "lifecycle.incomplete"
+# The compiled inference form (`lifecycle_assets.compiled.artifact` writes these tags, same
+# names): with status `ok`, a file at `compiled_path` among the version's run artifacts whose
+# SHA-256 is `compiled_sha256`. Any other status (or none) means scikit-learn serves it.
+TAG_COMPILED_STATUS = "compiled_status"
+TAG_COMPILED_PATH = "compiled_path"
+TAG_COMPILED_SHA256 = "compiled_sha256"
+COMPILED_OK = "ok"
+# Tags a complete registration always carries (written in the registering call itself).
+REQUIRED_TAGS = (config.TAG_ARTIFACT_SHA256,)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verdict on one version: `ok`, or the reasons it must not serve."""
+
+    name: str
+    version: str
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.reasons
+
+    def message(self) -> str:
+        """One line for a person: why the version was refused."""
+        return f"{self.name} v{self.version} cannot serve: " + "; ".join(self.reasons)
+
+
+def is_incomplete(tags: Mapping[str, str]) -> bool:
+    """A version that lacks a required tag, or that reconcile marked as left incomplete."""
+    marked = str(tags.get(TAG_INCOMPLETE, "")).lower() == "true"
+    return marked or any(not tags.get(tag) for tag in REQUIRED_TAGS)
+
+
+def refusal(tags: Mapping[str, str]) -> str | None:
+    """Why the version's tags alone rule it out, or None. No file is read."""
+    if str(tags.get(TAG_INCOMPLETE, "")).lower() == "true":
+        return "its registration was interrupted (marked incomplete)"
+    if not tags.get(config.TAG_ARTIFACT_SHA256):
+        return f"no `{config.TAG_ARTIFACT_SHA256}` tag (an incomplete registration)"
+    if has_compiled(tags) and not (tags.get(TAG_COMPILED_PATH) and tags.get(TAG_COMPILED_SHA256)):
+        return f"its compiled form is tagged `{COMPILED_OK}` without its path and SHA-256"
+    return None
+
+
+def has_compiled(tags: Mapping[str, str]) -> bool:
+    """Whether the version claims a compiled form that serves (parity proven)."""
+    return tags.get(TAG_COMPILED_STATUS) == COMPILED_OK
+
+
+def _file_refusal(path: Path, expected: str, what: str) -> str | None:
+    if not path.is_file():
+        return f"its {what} is missing from the artifact store"
+    actual = sha256_file(path)
+    if actual != expected:
+        return f"its {what} has SHA-256 {actual[:12]}…, registered as {expected[:12]}…"
+    return None
+
+
+def dir_refusal(tags: Mapping[str, str], model_dir: str | Path) -> str | None:
+    """Why the downloaded model directory does not match the `artifact_sha256` tag."""
+    skops = Path(model_dir) / (tags.get(config.TAG_ARTIFACT_PATH) or config.SKOPS_FILE)
+    return _file_refusal(skops, tags[config.TAG_ARTIFACT_SHA256], "model file")
+
+
+def compiled_refusal(tags: Mapping[str, str], compiled_file: str | Path | None) -> str | None:
+    """Why the downloaded compiled file (None: not found) does not match its tag."""
+    if not has_compiled(tags):
+        return None
+    if compiled_file is None:
+        return "its compiled form is missing from the artifact store"
+    return _file_refusal(Path(compiled_file), tags[TAG_COMPILED_SHA256], "compiled form")
+
+
+def verify_dir(
+    ref: ModelRef, model_dir: str | Path, compiled_file: str | Path | None = None
+) -> Verification:
+    """Verify a downloaded version (model directory, compiled file) against its tags, then
+    load it with the allow-list."""
+    reason = (
+        refusal(ref.tags)
+        or dir_refusal(ref.tags, model_dir)
+        or compiled_refusal(ref.tags, compiled_file)
+    )
+    if reason is None:
+        skops = Path(model_dir) / (ref.tags.get(config.TAG_ARTIFACT_PATH) or config.SKOPS_FILE)
+        try:
+            load_pipeline(skops, ref.artifact_sha256)
+        except UntrustedArtifactError:
+            reason = "its model file holds types outside the skops allow-list"
+        except IntegrityError:  # changed between the hash above and the load
+            reason = "its model file changed while it was being verified"
+        except Exception as error:  # any load failure means it cannot serve
+            reason = f"its model file does not load ({type(error).__name__})"
+    return Verification(ref.name, ref.version, [reason] if reason else [])
+
+
+def _download_compiled(ref: ModelRef, dst: str) -> Path | None:
+    if not has_compiled(ref.tags):
+        return None
+    uri = f"runs:/{ref.run_id}/{ref.tags[TAG_COMPILED_PATH]}"
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
+    except (MlflowException, OSError):
+        return None
+
+
+def verify_version(
+    client: MlflowClient, name: str, version: str, *, ref: ModelRef | None = None
+) -> Verification:
+    """Verify a registered version end to end: tags, download, hashes, allow-listed load."""
+    version = str(version)
+    try:
+        ref = ref or get_version(client, name, version)
+    except MlflowException:
+        return Verification(name, version, ["it does not exist in the registry"])
+    reason = refusal(ref.tags)
+    if reason is not None:
+        return Verification(name, version, [reason])
+    with tempfile.TemporaryDirectory(prefix="lifecycle-verify-") as tmp:
+        (Path(tmp) / "model").mkdir()
+        (Path(tmp) / "compiled").mkdir()
+        try:
+            model_dir = download_model(ref, Path(tmp) / "model")
+        except (MlflowException, OSError):
+            return Verification(name, version, ["its artifact is missing from the artifact store"])
+        compiled = _download_compiled(ref, str(Path(tmp) / "compiled"))
+        return verify_dir(ref, model_dir, compiled)

@@ -1,0 +1,178 @@
+"""Serve the last good version when the alias holder cannot be verified.
+
+The registry may hold a `champion` the service cannot trust: a tampered artifact, a version a
+crash left half-registered (no `artifact_sha256` tag, or marked `lifecycle.incomplete`), one that
+does not load. Refusing to start would take every model down because of one bad entry; serving it
+would serve something unverified. So the service serves the newest version the alias ledger
+shows as an earlier holder of that alias that still verifies, and says so: `/metadata`, `/readyz`
+and the `lifecycle_serving_degraded` gauge report the degradation until the alias moves to a
+version that verifies.
+
+`verify_and_load` is the one place the service decides whether a version may serve; the
+registry's own `verify_version` (artifact, SHA-256, allow-list, compiled form) will be called
+from here once it exists, so promotion and serving apply one rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lifecycle_assets import config
+from lifecycle_assets.registry.artifacts import IntegrityError, UntrustedArtifactError
+from lifecycle_assets.registry.ledger import COMMITTED, Ledger, utc_now
+from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.serving.model_source import (
+    ModelSourceError,
+    ServedModel,
+    served_from_registry,
+)
+
+logger = logging.getLogger(__name__)
+
+# Version tag a crashed registration leaves (or reconcile sets) on a version that must never serve.
+TAG_INCOMPLETE = "lifecycle.incomplete"
+
+
+class VersionRefused(RuntimeError):
+    """A version that may not serve. `reasons` are safe to show anyone (no paths, no SQL);
+    `detail` carries the full error for the log and the admin endpoints."""
+
+    def __init__(self, name: str, version: str, reasons: list[str], detail: str = "") -> None:
+        self.name, self.version, self.reasons = name, version, reasons
+        self.detail = detail or "; ".join(reasons)
+        super().__init__(f"{name} v{version} cannot serve: {'; '.join(reasons)}")
+
+
+def public_reason(error: BaseException) -> str:
+    """What an unauthenticated caller may read about a failure: its kind, never its text
+    (messages of MLflow, SQLAlchemy and skops carry temp paths and SQL)."""
+    if isinstance(error, VersionRefused):
+        return "; ".join(error.reasons)
+    if isinstance(error, IntegrityError):
+        return "IntegrityError: the artifact does not match its registered SHA-256"
+    if isinstance(error, UntrustedArtifactError):
+        return "UntrustedArtifactError: the artifact holds types outside the allow-list"
+    return f"{type(error).__name__} (details in the service log and /admin/status)"
+
+
+def tag_problems(ref: ModelRef) -> list[str]:
+    """What the registry's tags alone say against serving `ref` (before any download)."""
+    problems = []
+    if not ref.artifact_sha256:
+        problems.append(f"no {config.TAG_ARTIFACT_SHA256} tag: the registration is incomplete")
+    if ref.tags.get(TAG_INCOMPLETE, "").strip().lower() not in ("", "false", "0", "no"):
+        problems.append(f"tagged {TAG_INCOMPLETE}: left half-registered by a crash")
+    if ref.tags.get(config.TAG_RETIRED, "").strip().lower() == "true":
+        problems.append("the version is retired")
+    return problems
+
+
+def verify_and_load(ref: ModelRef) -> ServedModel:
+    """The version downloaded, SHA-256 checked and loaded on the allow-list, or VersionRefused."""
+    problems = tag_problems(ref)
+    if problems:
+        raise VersionRefused(ref.name, ref.version, problems)
+    try:
+        return served_from_registry(ref)
+    except Exception as error:
+        detail = f"{type(error).__name__}: {error}"
+        raise VersionRefused(ref.name, ref.version, [public_reason(error)], detail) from error
+
+
+def earlier_holders(ledger: Ledger, name: str, alias: str, exclude: Iterable[str]) -> list[str]:
+    """Versions that held `alias` according to the ledger, most recent first, without those in
+    `exclude` and without versions a rollback moved away from (known bad)."""
+    entries = ledger.entries(name, alias, COMMITTED)
+    rolled_back = {e.from_version for e in entries if e.kind == "rollback" and e.from_version}
+    skip = set(exclude) | rolled_back
+    seen: list[str] = []
+    for entry in reversed(entries):
+        version = entry.to_version
+        if version is not None and version not in skip and version not in seen:
+            seen.append(version)
+    return seen
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """The alias holder could not serve; `serving` is the earlier good version that does."""
+
+    alias: str
+    holder: str | None
+    serving: str
+    reasons: list[str]
+    detail: str
+    since: str = field(default_factory=utc_now)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "alias": self.alias,
+            "registry_holder": self.holder,
+            "serving": self.serving,
+            "reasons": list(self.reasons),
+            "since": self.since,
+        }
+
+    def admin(self) -> dict[str, Any]:
+        return {**self.public(), "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Choice:
+    served: ServedModel
+    degradation: Degradation | None
+
+
+class NothingToServe(ModelSourceError):
+    """Neither the alias holder nor any earlier holder verifies: a fatal start-up error."""
+
+
+def choose(
+    name: str,
+    alias: str,
+    holder: ModelRef,
+    ledger: Ledger,
+    fetch: Any,
+    *,
+    also_refused: Iterable[str] = (),
+) -> Choice:
+    """Serve `holder` if it verifies, else the most recent earlier holder that does.
+
+    `fetch(version) -> ModelRef` reads a version's current tags from the registry.
+    """
+    try:
+        return Choice(verify_and_load(holder), None)
+    except VersionRefused as refused:
+        first = refused
+    logger.error("%s; looking for the last good version in the ledger", first.detail)
+    tried = [holder.version, *also_refused]
+    try:
+        candidates = earlier_holders(ledger, name, alias, tried)
+    except sqlite3.Error as error:
+        logger.error("the alias ledger %s cannot be read: %s", ledger.path, error)
+        candidates = []
+    for version in candidates:
+        try:
+            served = verify_and_load(fetch(version))
+        except VersionRefused as error:
+            logger.error("earlier %s v%s cannot serve either: %s", name, version, error.detail)
+            continue
+        except Exception as error:  # the version may be gone from the registry
+            logger.error("earlier %s v%s cannot be read: %s", name, version, error)
+            continue
+        degradation = Degradation(
+            alias, holder.version, version, first.reasons, f"v{holder.version}: {first.detail}"
+        )
+        logger.error(
+            "DEGRADED: %s `%s` is v%s, which cannot serve (%s); serving v%s instead",
+            name, alias, holder.version, "; ".join(first.reasons), version,
+        )  # fmt: skip
+        return Choice(served, degradation)
+    raise NothingToServe(
+        f"{name} `{alias}` v{holder.version} cannot serve ({'; '.join(first.reasons)}) and "
+        f"the ledger shows no earlier `{alias}` that verifies"
+    )

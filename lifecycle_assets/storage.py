@@ -1,0 +1,167 @@
+"""One door to stored files, on a local disk or in object storage, through UPath and fsspec.
+
+The lake, quarantine, reports and archive call these functions with a location that is either a
+local path or a URL (`s3://bucket/prefix/...`), so the same code runs embedded and in team mode.
+Only fsspec speaks to S3, with the endpoint from the settings, so one configuration points at
+AWS S3, MinIO or a test's moto server. Listings report object metadata (size, ETag, mtime) so
+that "did anything change" never needs to download and hash every object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from upath import UPath
+
+Location = str | os.PathLike[str]
+_REMOTE_OPTIONS_PROTOCOLS = ("s3", "s3a")
+
+
+def is_remote(location: Location) -> bool:
+    """True for a URL of object storage; a local path or `file://` is not remote."""
+    text = str(location)
+    return "://" in text and not text.startswith("file://")
+
+
+def path(location: Location) -> UPath:
+    """A UPath for a stored location string, with the settings' endpoint for S3 URLs.
+
+    Locations written into manifests are plain strings; reading one back must reach the same
+    endpoint as the writer, so the options come from the settings, not from the string.
+    """
+    if isinstance(location, UPath):
+        return location
+    text = str(location)
+    if not is_remote(text):
+        return UPath(Path(text.removeprefix("file://")))
+    protocol = text.split("://", 1)[0]
+    if protocol in _REMOTE_OPTIONS_PROTOCOLS:
+        from lifecycle_assets.settings import s3_storage_options
+
+        return UPath(text, **s3_storage_options())
+    return UPath(text)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a listing knows about one stored object without reading it."""
+
+    path: str
+    name: str
+    size: int
+    etag: str | None
+    mtime: float | None
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when the object is rewritten: the ETag where the store has one, else mtime."""
+        return f"{self.size}:{self.etag or self.mtime}"
+
+
+def read_bytes(location: Location) -> bytes:
+    return path(location).read_bytes()
+
+
+def read_text(location: Location) -> str:
+    return read_bytes(location).decode("utf-8")
+
+
+def exists(location: Location) -> bool:
+    return path(location).exists()
+
+
+def write_atomic(location: Location, data: bytes) -> None:
+    """A reader never sees half an object.
+
+    Locally the bytes are written aside (`.partial` names) and renamed; an object store's PUT
+    is already all-or-nothing, so one write is enough there.
+    """
+    target = path(location)
+    if is_remote(target):
+        target.write_bytes(data)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial.write_bytes(data)
+    partial.replace(target)
+
+
+def write_text(location: Location, text: str) -> None:
+    write_atomic(location, text.encode("utf-8"))
+
+
+def read_json(location: Location) -> Any:
+    return json.loads(read_bytes(location))
+
+
+def write_json(location: Location, value: Any, **dumps: Any) -> None:
+    write_atomic(location, json.dumps(value, indent=2, **dumps).encode("utf-8"))
+
+
+def read_parquet(location: Location) -> pl.DataFrame:
+    """Parquet through the bytes, so every store fsspec reaches works the same way."""
+    return pl.read_parquet(io.BytesIO(read_bytes(location)))
+
+
+@contextlib.contextmanager
+def local_folder(location: Location) -> Iterator[Path]:
+    """The folder as a local path, for APIs that walk the disk (MLflow's `log_artifacts`).
+
+    A local folder is itself; a remote one is downloaded to a temporary folder for the block.
+    """
+    folder = path(location)
+    if not is_remote(folder):
+        yield Path(folder)
+        return
+    with tempfile.TemporaryDirectory(prefix="lifecycle-storage-") as tmp:
+        for info in list_objects(folder):
+            (Path(tmp) / info.name).write_bytes(read_bytes(info.path))
+        yield Path(tmp)
+
+
+def list_objects(folder: Location, suffix: str = "") -> list[ObjectInfo]:
+    """The files directly in `folder` whose names end with `suffix`, sorted by name.
+
+    A missing folder lists as empty: object stores have no empty folders to create first.
+    """
+    root = path(folder)
+    try:
+        entries = root.fs.ls(root.path, detail=True)
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in entries:
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        if entry.get("type") != "file" or not name.endswith(suffix) or name.startswith("."):
+            continue
+        found.append(
+            ObjectInfo(
+                path=str(root / name),
+                name=name,
+                size=int(entry.get("size") or 0),
+                etag=_etag(entry),
+                mtime=_mtime(entry),
+            )
+        )
+    return sorted(found, key=lambda info: info.name)
+
+
+def _etag(entry: dict[str, Any]) -> str | None:
+    etag = entry.get("ETag") or entry.get("etag")
+    return str(etag).strip('"') if etag else None
+
+
+def _mtime(entry: dict[str, Any]) -> float | None:
+    value = entry.get("mtime", entry.get("LastModified"))
+    if value is None:
+        return None
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)

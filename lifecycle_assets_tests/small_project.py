@@ -1,0 +1,59 @@
+"""A small project on disk for tests that run real processes: spec, stores and one ingest.
+
+Small enough that a training run takes seconds (a few hundred rows a day, a short window, a
+small model) and gates lenient enough that every sound version passes them, so a test that
+needs promotions gets them; what the test then checks is who promoted what.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from lifecycle_assets.spec import DEFAULT_SPEC_PATH, ModelSpec, load_spec
+
+PROJECT_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
+WINDOW_DAYS = 6
+
+
+def write_spec(folder: Path, window_days: int = WINDOW_DAYS, name: str = "small") -> Path:
+    """The built-in classifier, small: `window_days` days of 250 rows, 30 boosting rounds."""
+    raw = yaml.safe_load(Path(DEFAULT_SPEC_PATH).read_text())
+    raw["source"]["simulator"]["rows_per_day"] = 250
+    raw["training"]["window_days"] = window_days
+    raw["estimator"]["params"]["max_iter"] = 30
+    raw["gates"] = {
+        "min_roc_auc": 0.5,
+        "max_metric_regression": 1.0,
+        "max_fairness_gap": 1.0,
+        "min_training_rows": 500,
+        "min_rows_per_split": 50,
+    }
+    path = folder / f"{name}-{window_days}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def small_spec(folder: Path, window_days: int = WINDOW_DAYS) -> ModelSpec:
+    return load_spec(write_spec(folder, window_days))
+
+
+def project_env(root: Path) -> dict[str, str]:
+    """Every store under `root`, with the project's dagster.yaml (its pools) in DAGSTER_HOME."""
+    dagster_home = root / "dagster_home"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_DAGSTER_YAML, dagster_home / "dagster.yaml")
+    return {
+        "LIFECYCLE_HOME": str(root / "home"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "LIFECYCLE_MLFLOW_ARTIFACT_ROOT": (root / "mlartifacts").as_uri(),
+        "DAGSTER_HOME": str(dagster_home),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "GIT_PYTHON_REFRESH": "quiet",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(root / "bentoml")),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }

@@ -1,0 +1,108 @@
+"""The alias ledger on the machine's PostgreSQL: same interface, append-only by trigger,
+one alias operation at a time per model across processes, and picked by the settings."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg2
+import pytest
+
+from lifecycle_assets.registry.ledger import (
+    ABORTED,
+    COMMITTED,
+    AliasLockTimeout,
+    Ledger,
+    LedgerEntry,
+    previous_holder,
+)
+from lifecycle_assets.registry.ledger_pg import PostgresLedger
+from lifecycle_assets.settings import LifecycleSettings
+from lifecycle_assets_tests.team_servers import postgres_url  # noqa: F401  (fixture)
+
+
+def _entry(alias: str, old: str | None, new: str | None) -> LedgerEntry:
+    return LedgerEntry.new("m", alias, old, new, kind="move", reason="test", actor="pytest")
+
+
+def test_entries_settle_and_name_holders_as_the_sqlite_ledger_does(postgres_url) -> None:  # noqa: F811
+    ledger = PostgresLedger(postgres_url.replace("postgresql://", "postgresql+psycopg2://"))
+    first = ledger.append(_entry("champion", None, "1"))
+    ledger.settle(first.operation_id, COMMITTED)
+    second = ledger.append(_entry("champion", "1", "2"))
+    assert second.seq > first.seq
+    assert [e.state for e in ledger.entries("m", "champion")] == ["COMMITTED", "PENDING"]
+    settled = ledger.settle(second.operation_id, COMMITTED, "done")
+    assert settled.note == "done" and settled.settled_at
+    third = ledger.append(_entry("champion", "2", "3"))
+    ledger.settle(third.operation_id, ABORTED)
+    assert ledger.holders("m")["champion"].to_version == "2"
+    assert previous_holder("m", ledger=ledger) == "1"
+    assert ledger.entries("other") == []
+
+
+def test_the_database_keeps_the_ledger_append_only(postgres_url) -> None:  # noqa: F811
+    ledger = PostgresLedger(postgres_url)
+    entry = ledger.append(_entry("champion", None, "1"))
+    ledger.settle(entry.operation_id, COMMITTED)
+    statements = [
+        "DELETE FROM alias_ledger",
+        "TRUNCATE alias_ledger",
+        "UPDATE alias_ledger SET state = 'ABORTED'",
+        "UPDATE alias_ledger SET to_version = '9'",
+    ]
+    for statement in statements:
+        conn = psycopg2.connect(postgres_url)
+        with pytest.raises(psycopg2.errors.RaiseException), conn.cursor() as cursor:
+            cursor.execute(statement)
+        conn.close()
+    pending = ledger.append(_entry("champion", "1", "2"))
+    conn = psycopg2.connect(postgres_url)
+    with pytest.raises(psycopg2.errors.RaiseException), conn.cursor() as cursor:
+        cursor.execute(  # settling may not rewrite what the entry says
+            "UPDATE alias_ledger SET state = 'COMMITTED', to_version = '9' WHERE seq = %s",
+            (pending.seq,),
+        )
+    conn.close()
+    assert [e.to_version for e in ledger.entries("m")] == ["1", "2"]
+
+
+def test_one_alias_operation_at_a_time_per_model(postgres_url) -> None:  # noqa: F811
+    holder, waiter = PostgresLedger(postgres_url), PostgresLedger(postgres_url, lock_timeout=0.3)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with holder.lock("m"):
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert entered.wait(10)
+    try:
+        with pytest.raises(AliasLockTimeout, match="held its lock"), waiter.lock("m"):
+            pass
+        with waiter.lock("another model"):
+            pass  # other models are not held up
+    finally:
+        release.set()
+        thread.join(10)
+    with waiter.lock("m"):
+        pass  # released with the holder's transaction
+
+
+def test_settings_pick_the_ledger(postgres_url, tmp_path) -> None:  # noqa: F811
+    embedded = LifecycleSettings.from_env({"LIFECYCLE_HOME": str(tmp_path)})
+    assert type(Ledger.for_settings(embedded)) is Ledger
+    team = LifecycleSettings.from_env(
+        {
+            "LIFECYCLE_HOME": str(tmp_path),
+            "LIFECYCLE_PROFILE": "team",
+            "DATABASE_URL": postgres_url,
+            "LIFECYCLE_STORAGE_URL": "s3://lifecycle-bucket/x",
+            "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        }
+    )
+    ledger = Ledger.for_settings(team)
+    assert isinstance(ledger, PostgresLedger) and ledger.url == postgres_url
+    assert "secret" not in repr(PostgresLedger("postgresql://u:secret@db:5432/x"))
