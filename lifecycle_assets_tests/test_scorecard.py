@@ -36,7 +36,7 @@ POLICY = RetirementPolicy()
 
 def at_home(home: Path) -> Settings:
     """Settings whose logs live under `home` (no registry is read through them)."""
-    return Settings(home=home, mlflow_tracking_uri="unused", mlflow_artifact_root="unused")
+    return Settings.from_env({"LIFECYCLE_HOME": str(home)})
 
 
 def write_log(log_dir: Path, model: str, day: dt.date, rows: int, **extra: object) -> None:

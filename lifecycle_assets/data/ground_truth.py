@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from lifecycle_assets import storage
 from lifecycle_assets.data.label_files import (
     LABEL,
     LABEL_SCHEMA,
@@ -45,7 +46,7 @@ def labels_folder(landing_dir: Path, model_name: str) -> Path:
 
 def labels_quarantine(quarantine_dir: Path, model_name: str) -> Path:
     """Where bad label files and rows of a model are copied, beside its quarantined batches."""
-    return Path(quarantine_dir) / model_name / "labels"
+    return storage.path(quarantine_dir) / model_name / "labels"
 
 
 def label_files(folder: Path) -> list[Path]:

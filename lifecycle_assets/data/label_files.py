@@ -23,6 +23,7 @@ from typing import Any
 
 import polars as pl
 
+from lifecycle_assets import storage
 from lifecycle_assets.data import valid_json
 from lifecycle_assets.data.lake import sha256_bytes, write_atomic
 from lifecycle_assets.data.prediction_log import PREDICTION_ID
@@ -220,16 +221,17 @@ def quarantine(check: LabelCheck, folder: Path) -> Path | None:
     """
     if not check.problems:
         return None
+    folder = storage.path(folder)
     data = check.path.read_bytes() if check.path.exists() else b""
     name = f"{check.path.stem}-{sha256_bytes(data)[:12]}"
-    report_path = Path(folder) / f"{name}.report.json"
+    report_path = folder / f"{name}.report.json"
     if report_path.exists():
         return report_path
     if check.whole_file:
-        write_atomic(Path(folder) / f"{name}{check.path.suffix}", data)
+        write_atomic(folder / f"{name}{check.path.suffix}", data)
     else:
         lines = "".join(valid_json.dumps(row) + "\n" for row in check.bad_rows)
-        write_atomic(Path(folder) / f"{name}.rows.jsonl", lines.encode())
+        write_atomic(folder / f"{name}.rows.jsonl", lines.encode())
     report = {
         "file": str(check.path),
         "sha256": sha256_bytes(data),

@@ -24,6 +24,7 @@ from typing import Any
 
 import polars as pl
 
+from lifecycle_assets import storage
 from lifecycle_assets.config import Settings
 from lifecycle_assets.data import valid_json
 from lifecycle_assets.data.lake import PREDICTION_LOGS, write_atomic
@@ -153,7 +154,8 @@ def quarantine_lines(quarantine_dir: Path, model: str, scan: SegmentScan) -> Pat
     is rewritten only when the set of bad lines grew); returns the report's path."""
     if not scan.bad:
         return None
-    folder = Path(quarantine_dir) / model / PREDICTION_LOGS / scan.path.parent.name
+    # The quarantine may be on object storage (team profile): its path type is kept.
+    folder = storage.path(quarantine_dir) / model / PREDICTION_LOGS / scan.path.parent.name
     report_path = folder / f"{scan.path.stem}.report.json"
     report = {
         "file": str(scan.path),
