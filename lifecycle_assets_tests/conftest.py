@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 import os
 import shutil
 import tempfile
@@ -36,6 +37,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(os.environ.get("BENTOML_HOME", ""), ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Iterator[None]:
+    """No test leaks environment variables into the next: CLI commands invoked in-process
+    (`CliRunner`) export some on purpose (`run --spec` sets LIFECYCLE_SPECS for Dagster)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture
