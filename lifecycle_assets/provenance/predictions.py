@@ -79,10 +79,7 @@ def prediction_tables(lake: Lake) -> Iterator[PredictionTable]:
 def _every_segment(log_dir: Path, days: frozenset[str] | None = None) -> list[Path]:
     models = sorted(p.name for p in log_dir.iterdir() if p.is_dir()) if log_dir.exists() else []
     return [
-        path
-        for model in models
-        for path in segment_files(log_dir, model)
-        if may_hold(path, days)
+        path for model in models for path in segment_files(log_dir, model) if may_hold(path, days)
     ]
 
 
