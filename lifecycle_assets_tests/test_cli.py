@@ -14,7 +14,7 @@ from lifecycle_assets.cli import main
 from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.training import fit_pipeline
 from lifecycle_assets.registry.ledger import default_actor
-from lifecycle_assets.spec import ModelSpec, default_spec
+from lifecycle_assets.spec import ModelSpec, configured_specs, default_spec
 from lifecycle_assets_tests.test_ledger import register_versions
 
 
@@ -63,7 +63,8 @@ def test_promote_rollback_history_and_status(two_versions: list[str], spec: Mode
     assert champion["version"] == v2 and champion["by"] == default_actor()
     assert champion["reason"] == "better auc" and champion["since"].endswith("+00:00")
     assert status[config.CANARY_ALIAS] is None
-    assert as_json("status") == status  # the default spec names the same model
+    every = as_json("status")  # no model named: every model of the project, by name
+    assert every[name] == status and set(every) == {s.name for s in configured_specs()}
 
     assert as_json("rollback", name, "--actor", "oncall")["current"] == v1
     assert as_json("rollback", name, "--to", v2, "--reason", "false alarm")["current"] == v2

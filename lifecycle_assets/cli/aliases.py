@@ -16,6 +16,7 @@ from lifecycle_assets.cli.app import (
     _clear_errors,
     _client,
     _load,
+    _service_url_option,
     _spec_option,
     console,
     main,
@@ -116,24 +117,37 @@ def history(model: str, alias: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("model", required=False)
 @_spec_option
-@click.option(
-    "--service-url",
-    default=config.DEFAULT_SERVICE_URL,
-    show_default=True,
-    help="The running service to ask what it actually serves.",
-)
+@_service_url_option("The running service to ask what it actually serves")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @_clear_errors
 def status(model: str | None, spec_path: str | None, service_url: str, as_json: bool) -> None:
     """Which version each alias of MODEL points to (since when, by whom), and what the running
-    service actually serves."""
+    service actually serves; without MODEL or --spec, every model of the project."""
     from lifecycle_assets.cli.registry_read import resolver
+    from lifecycle_assets.spec import configured_specs
+
+    if model or spec_path:
+        names = [model or _load(spec_path).name]
+    else:
+        names = [spec.name for spec in configured_specs()]
+    resolve = resolver(Settings.from_env())
+    statuses = {name: _alias_status(name, resolve, service_url) for name in names}
+    if as_json:
+        # One model: its status as before; several: keyed by model name.
+        payload = statuses[names[0]] if len(names) == 1 else statuses
+        click.echo(json.dumps(payload, indent=2))
+        return
+    for name, held in statuses.items():
+        _print_status(name, held, service_url)
+
+
+def _alias_status(name: str, resolve: Any, service_url: str) -> dict[str, Any]:
+    """Each alias of one model (registry, with the ledger's when/who when it agrees) and what
+    the service says it serves (under `service`)."""
     from lifecycle_assets.registry.ledger import Ledger
 
-    name = model or _load(spec_path).name
-    resolve = resolver(Settings.from_env())
     recorded = Ledger.default().holders(name)
-    held: dict[str, dict[str, Any] | None] = {}
+    held: dict[str, Any] = {}
     for alias in ALIASES:
         ref = resolve(name, alias)
         entry = recorded.get(alias)
@@ -148,13 +162,15 @@ def status(model: str | None, spec_path: str | None, service_url: str, as_json: 
             "by": known.actor if known else None,
             "reason": known.reason if known else None,
         }
-    served = served_by(service_url, name)
-    if as_json:
-        click.echo(json.dumps({**held, "service": served}, indent=2))
-        return
+    return {**held, "service": served_by(service_url, name)}
+
+
+def _print_status(name: str, held: dict[str, Any], service_url: str) -> None:
+    served = held["service"]
     table = Table("alias", "version", "since (UTC)", "by", "mlflow run", "training digest", "bento")
     table.title = name
-    for alias, ref in held.items():
+    for alias in ALIASES:
+        ref = held[alias]
         if ref is None:
             table.add_row(alias, "-", "", "", "", "", "")
             continue

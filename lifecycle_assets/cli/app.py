@@ -111,6 +111,19 @@ def _client():
     return configure_mlflow(Settings.from_env())
 
 
+def _service_url_option(help_text: str):
+    """One flag and one variable for the running service, on every command that talks to it."""
+    return click.option(
+        "--service-url",
+        "--url",
+        "service_url",
+        envvar="LIFECYCLE_SERVICE_URL",
+        default=config.DEFAULT_SERVICE_URL,
+        show_default=True,
+        help=f"{help_text} (env LIFECYCLE_SERVICE_URL).",
+    )
+
+
 def _actor_option(function):
     return click.option(
         "--actor",

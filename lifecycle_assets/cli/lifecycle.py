@@ -13,7 +13,14 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 
-from lifecycle_assets.cli.app import _dagster_instance, _load, _spec_option, console, main
+from lifecycle_assets.cli.app import (
+    _dagster_instance,
+    _load,
+    _service_url_option,
+    _spec_option,
+    console,
+    main,
+)
 from lifecycle_assets.config import Settings
 
 
@@ -248,7 +255,7 @@ def simulate(
 
 @main.command("simulate-traffic")
 @_spec_option
-@click.option("--url", default="http://127.0.0.1:3001", show_default=True, help="The service.")
+@_service_url_option("The service to send the traffic to")
 @click.option("--days", type=int, default=1, show_default=True)
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2026-03-02", show_default=True)
 @click.option("--rows-per-day", type=int, default=200, show_default=True)
@@ -259,9 +266,9 @@ def simulate(
 @click.option("--label-delay-days", type=float, default=3.0, show_default=True)
 @click.option("--label-fraction", type=float, default=1.0, show_default=True)
 def simulate_traffic(
-    spec_path: str | None, url: str, days: int, start: dt.datetime, rows_per_day: int, seed: int,
-    covariate_shift: float, concept_shift: float, label_shift: float, label_delay_days: float,
-    label_fraction: float,
+    spec_path: str | None, service_url: str, days: int, start: dt.datetime, rows_per_day: int,
+    seed: int, covariate_shift: float, concept_shift: float, label_shift: float,
+    label_delay_days: float, label_fraction: float,
 ) -> None:  # fmt: skip
     """Send simulated applications to the service, then land their outcomes as delayed labels."""
     from lifecycle_assets.data.ground_truth import labels_folder
@@ -273,11 +280,11 @@ def simulate_traffic(
     batches = simulate_range(start.date(), days, seed=seed, rows_per_day=rows_per_day, shift=shift)
     folder = labels_folder(Settings.from_env().landing_dir, spec.name)
     answers, files = play(
-        url, batches, spec, labels_dir=folder,
+        service_url, batches, spec, labels_dir=folder,
         label_delay=dt.timedelta(days=label_delay_days), label_fraction=label_fraction,
     )  # fmt: skip
     versions = answers.group_by("model_version").len().sort("model_version").rows()
-    console.print(f"{answers.height} predictions from {url} (versions: {versions})")
+    console.print(f"{answers.height} predictions from {service_url} (versions: {versions})")
     console.print(
         f"{len(files)} label file(s) in {folder}, arriving {label_delay_days} day(s) later"
     )

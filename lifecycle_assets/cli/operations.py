@@ -8,7 +8,14 @@ import click
 from rich.markup import escape
 
 from lifecycle_assets import config
-from lifecycle_assets.cli.app import _actor_option, _clear_errors, _client, console, main
+from lifecycle_assets.cli.app import (
+    _actor_option,
+    _clear_errors,
+    _client,
+    _service_url_option,
+    console,
+    main,
+)
 from lifecycle_assets.registry.ledger import version_label
 
 
@@ -96,12 +103,7 @@ def shadow(
 @click.argument("model")
 @click.argument("version")
 @click.option("--reason", default="retired from the command line", show_default=True)
-@click.option(
-    "--service-url",
-    default=config.DEFAULT_SERVICE_URL,
-    show_default=True,
-    help="Running service asked what it serves ('' to skip).",
-)
+@_service_url_option("Running service asked what it serves ('' to skip)")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_actor_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
