@@ -22,6 +22,14 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from lifecycle_assets import config
+from lifecycle_assets.compiled.artifact import (
+    STATUS_OK as COMPILED_OK,
+)
+from lifecycle_assets.compiled.artifact import (
+    TAG_COMPILED_PATH,
+    TAG_COMPILED_SHA256,
+    TAG_COMPILED_STATUS,
+)
 from lifecycle_assets.registry.artifacts import (
     IntegrityError,
     UntrustedArtifactError,
@@ -32,13 +40,9 @@ from lifecycle_assets.registry.models import ModelRef, download_model, get_versi
 
 # Set by reconcile on a version a crash left without its required tags: it can never serve.
 TAG_INCOMPLETE = "lifecycle.incomplete"
-# The compiled inference form (`lifecycle_assets.compiled.artifact` writes these tags, same
-# names): with status `ok`, a file at `compiled_path` among the version's run artifacts whose
-# SHA-256 is `compiled_sha256`. Any other status (or none) means scikit-learn serves it.
-TAG_COMPILED_STATUS = "compiled_status"
-TAG_COMPILED_PATH = "compiled_path"
-TAG_COMPILED_SHA256 = "compiled_sha256"
-COMPILED_OK = "ok"
+# The compiled inference form's tags are `compiled.artifact`'s: with status `ok`, a file at
+# `compiled_path` among the version's run artifacts whose SHA-256 is `compiled_sha256`. Any other
+# status (or none) means scikit-learn serves it.
 # Tags a complete registration always carries (written in the registering call itself).
 REQUIRED_TAGS = (config.TAG_ARTIFACT_SHA256,)
 
