@@ -279,5 +279,7 @@ def test_console_of_a_refused_run(lifecycle_env: Settings, tmp_path: Path) -> No
     ]
     assert lines == CONSOLE_SNAPSHOT.splitlines()
     logs = list((lifecycle_env.reports_dir / "members" / "runs").glob("*.log"))
-    assert len(logs) == 7  # 6 ingest runs (the 2 empty days need none) and the training run
+    # One ingest run per block of consecutive days (the 2 empty days split the 6 days into two
+    # blocks and need no run) and the training run.
+    assert len(logs) == 3
     assert any("STEP_FAILURE" in log.read_text() for log in logs)

@@ -113,7 +113,7 @@ def test_shadow_scores_are_logged_never_returned(
             found = [row for row in logged if row["variant"] == "shadow"]
             return found if len(found) >= 100 else []
 
-        logged = wait_for(shadow_rows, seconds=5)
+        logged = wait_for(shadow_rows, seconds=30)  # shadow scoring trails the answers
         metadata = client.get("/metadata").json()
     assert metadata["shadow_skipped"] == {}
     assert {row["shadow_of"] for row in logged} == set(answered)
