@@ -13,7 +13,6 @@ The console gets one line per outcome; every Dagster event of a run goes to
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import dagster as dg
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.config import Settings
 from lifecycle_assets.data.fingerprint import fingerprint
 from lifecycle_assets.data.ingest import day_state, window_keys
@@ -376,5 +375,5 @@ def current_champion(settings: Settings, model: str) -> str | None:
 def write_summary(summary: LifecycleSummary, settings: Settings) -> Path:
     path = settings.reports_dir / summary.model_name / "last_run.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary.to_dict(), indent=2, default=str))
+    storage.write_json(path, summary.to_dict())
     return path

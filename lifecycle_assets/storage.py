@@ -22,6 +22,8 @@ from typing import Any
 import polars as pl
 from upath import UPath
 
+from lifecycle_assets.data import valid_json
+
 Location = str | os.PathLike[str]
 _REMOTE_OPTIONS_PROTOCOLS = ("s3", "s3a")
 
@@ -104,7 +106,8 @@ def read_json(location: Location) -> Any:
 
 
 def write_json(location: Location, value: Any, **dumps: Any) -> None:
-    write_atomic(location, json.dumps(value, indent=2, **dumps).encode("utf-8"))
+    """Strict JSON (NaN and infinities as null, the project's one rule), indented."""
+    write_atomic(location, valid_json.dumps(value, indent=2, **dumps).encode("utf-8"))
 
 
 def read_parquet(location: Location) -> pl.DataFrame:

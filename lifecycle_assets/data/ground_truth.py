@@ -2,9 +2,10 @@
 
 A label is known only days or months after a loan is granted, so it cannot travel with the
 prediction. Whoever learns the outcome drops a file into `<landing>/<model>/labels/` (Parquet
-or CSV) with one row per labelled prediction: `prediction_id`, `label` (0/1) and `labelled_at`
-(UTC). A day's ground truth is what ARRIVED that day, by `labelled_at`, so re-reading the folder
-later gives the same answer for a past day. A prediction labelled twice keeps its last label:
+or CSV) with one row per labelled prediction: `prediction_id`, `label` (0/1, or the target's own
+spelling when the spec sets `positive_label`) and `labelled_at` (UTC). A day's ground truth is
+what ARRIVED that day, by `labelled_at`, so re-reading the folder later gives the same answer
+for a past day. A prediction labelled twice keeps its last label:
 corrections are how label pipelines fix mistakes.
 """
 
@@ -23,6 +24,7 @@ from lifecycle_assets.data.label_files import (
     LABEL_SCHEMA,
     LABELLED_AT,
     LabelProblem,
+    Target,
     check_label_file,
     quarantine,
     timestamps,
@@ -57,11 +59,12 @@ def label_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
-def read_label_file(path: Path, task: str = "binary_classification") -> pl.DataFrame:
+def read_label_file(path: Path, task: Target = "binary_classification") -> pl.DataFrame:
     """One landed file as typed labels, all or nothing: raises LabelFileError naming the file
     and every problem. The `ground_truth` asset uses `arrivals`, which quarantines instead.
 
-    Classifier labels must be 0 or 1, regressor labels finite numbers.
+    Classifier labels must be 0 or 1 (or the spec's levels, given the spec), regressor labels
+    finite numbers.
     """
     check = check_label_file(path, task)
     if check.problems:
@@ -93,11 +96,12 @@ class Arrivals:
 def arrivals(
     folder: Path,
     day: dt.date,
-    task: str = "binary_classification",
+    task: Target = "binary_classification",
     quarantine_to: Path | None = None,
 ) -> Arrivals:
     """The labels that arrived on `day` (UTC): bad files and rows are skipped and named, and
-    copied to `quarantine_to` with a report when given, so one bad file never blocks the rest."""
+    copied to `quarantine_to` with a report when given, so one bad file never blocks the rest.
+    Given the spec as `task`, a classifier's labels may be spelled as its `positive_label`."""
     frames, sources, problems, reports = [], [], [], []
     for path in label_files(folder):
         check = check_label_file(path, task)
@@ -138,8 +142,10 @@ def write_delayed_labels(
     `truth` holds the real outcome per record id (e.g. a simulated batch keyed by
     `application_id` with its `default` column). Predictions whose record is unknown or whose
     outcome is missing get no label; with `fraction` < 1 a seeded random share of the rest
-    never gets one either, as in production. One file per arrival day, named by its content so
-    that writing the same labels twice is harmless and different batches never overwrite.
+    never gets one either, as in production. Outcomes are written as the data spells them
+    (0/1, or `Yes`/`No` for a spec with `positive_label`). One file per arrival day, named by
+    its content so that writing the same labels twice is harmless and different batches never
+    overwrite.
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be within [0, 1], got {fraction}")
@@ -151,10 +157,12 @@ def write_delayed_labels(
     ):
         if missing := [c for c in columns if c not in frame.columns]:
             raise ValueError(f"missing column(s) {missing}; the frame has {frame.columns}")
+    spelled = truth[label_column].dtype
+    as_written = not (spelled.is_numeric() or spelled == pl.Boolean)
     outcomes = (
         truth.select(
             pl.col(record_id_column).cast(pl.String).alias("record_id"),
-            pl.col(label_column).cast(pl.Float64).alias(LABEL),
+            pl.col(label_column).cast(pl.String if as_written else pl.Float64).alias(LABEL),
         )
         .drop_nulls()
         .unique(subset="record_id", keep="last", maintain_order=True)

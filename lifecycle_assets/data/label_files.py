@@ -2,11 +2,15 @@
 
 A label file comes from outside (whoever learned the outcomes), so one bad row or one broken
 file must not block every later `ground_truth` run: a file that cannot be read at all (not CSV
-or Parquet, a missing column) is set aside whole; a bad row (empty id, a label that is not 0/1
-for a classifier or not a finite number for a regressor, an unreadable time, a CSV line with the
-wrong number of fields) is set aside alone and the file's other rows are used. Either way the
-problem is named (file, line or row, reason) and a copy lands in the quarantine folder with a
-report, so it is seen and can be fixed and landed again.
+or Parquet, a missing column) is set aside whole; a bad row (empty id, a classifier label that
+is neither of the spec's levels, a regressor label that is not a finite number, an unreadable
+time, a CSV line with the wrong number of fields) is set aside alone and the file's other rows
+are used. Either way the problem is named (file, line or row, reason) and a copy lands in the
+quarantine folder with a report, so it is seen and can be fixed and landed again.
+
+A classifier's labels are spelled as its training data spells the target: 0/1, or the spec's
+`positive_label` and its negative (`Yes`/`No`). They are mapped to 0/1 by `schemas.map_target`,
+the function training uses, so a label file and a training set never disagree on a level.
 
 Clean files (the usual case) are checked in one vectorized pass; only a file with a problem is
 walked row by row to find which rows are bad.
@@ -27,6 +31,8 @@ from lifecycle_assets import storage
 from lifecycle_assets.data import valid_json
 from lifecycle_assets.data.lake import sha256_bytes, write_atomic
 from lifecycle_assets.data.prediction_log import PREDICTION_ID
+from lifecycle_assets.ml.schemas import map_target
+from lifecycle_assets.spec import ModelSpec
 
 LABEL = "label"
 LABELLED_AT = "labelled_at"
@@ -37,6 +43,9 @@ LABEL_SCHEMA: dict[str, pl.DataType] = {
     LABELLED_AT: pl.Datetime("us", "UTC"),
 }
 CLASSIFIER = "binary_classification"
+# What a check is told: a task name (labels must be 0/1 or numbers) or the spec, whose
+# `positive_label` says how a classifier's labels are spelled.
+Target = str | ModelSpec
 # Keys of a CSV line that does not split into the header's fields: its fields and the reason.
 _FIELDS, _RAGGED = "__fields__", "__ragged__"
 
@@ -82,12 +91,44 @@ def timestamps(column: pl.Series) -> pl.Series:
     return column.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
 
 
-def _all_valid(raw: pl.DataFrame, task: str) -> pl.DataFrame | None:
+def _task(target: Target) -> str:
+    return target if isinstance(target, str) else target.task
+
+
+def _levels_spec(target: Target) -> ModelSpec | None:
+    """The spec when its labels are spelled by `positive_label`, else None (0/1 or numbers)."""
+    if isinstance(target, str) or not target.is_classifier or target.label_levels is None:
+        return None
+    return target
+
+
+def _mapped_labels(values: list[Any], spec: ModelSpec) -> tuple[list[Any], dict[int, str]]:
+    """Labels as 0/1 by the spec's levels, and the reason per position of a value that is
+    neither level. The whole column is mapped at once, as training maps its target, so an
+    unset `negative_label` resolves the same way (the one other value)."""
+    text = [None if value is None or value == "" else value for value in values]
+    mapped, failures = map_target(pl.Series(LABEL, text, strict=False), spec)
+    rule = failures[0]["check"] if failures else ""
+    reasons = {
+        index: f"column {LABEL!r} holds {value!r}, neither level of the spec ({rule})"
+        for index, value in enumerate(text)
+        if value is not None and mapped[index] is None
+    }
+    return [None if v is None else float(v) for v in mapped.to_list()], reasons
+
+
+def _all_valid(raw: pl.DataFrame, target: Target) -> pl.DataFrame | None:
     """The typed labels when every row is valid (one vectorized pass), else None."""
     if any(raw[name].null_count() for name in LABEL_SCHEMA):
         return None
-    numeric = raw[LABEL].cast(pl.Float64, strict=False)
-    classifier = task == CLASSIFIER
+    if (spec := _levels_spec(target)) is not None:
+        mapped, failures = map_target(raw[LABEL], spec)
+        if failures:
+            return None
+        numeric = mapped.cast(pl.Float64)
+    else:
+        numeric = raw[LABEL].cast(pl.Float64, strict=False)
+    classifier = _task(target) == CLASSIFIER
     valid = (numeric.is_in([0.0, 1.0]) if classifier else numeric.is_finite()).fill_null(False)
     stamps = raw[LABELLED_AT]
     if not valid.all() or not (stamps.dtype == pl.String or isinstance(stamps.dtype, pl.Datetime)):
@@ -130,18 +171,25 @@ def _labelled_at(value: Any) -> dt.datetime:
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 
-def _row_by_row(path: Path, rows: list[tuple[str, dict[str, Any]]], task: str) -> LabelCheck:
+def _row_by_row(path: Path, rows: list[tuple[str, dict[str, Any]]], target: Target) -> LabelCheck:
     """Check each (where, values) row; bad rows become problems, the rest typed labels."""
     check = LabelCheck(path, _empty())
     good: dict[str, list[Any]] = {name: [] for name in LABEL_SCHEMA}
-    for where, values in rows:
+    task = _task(target)
+    raw_labels = [None if _RAGGED in values else values.get(LABEL) for _, values in rows]
+    level_reasons: dict[int, str] = {}
+    if (spec := _levels_spec(target)) is not None:
+        raw_labels, level_reasons = _mapped_labels(raw_labels, spec)
+    for index, (where, values) in enumerate(rows):
         try:
             if ragged := values.get(_RAGGED):
                 raise ValueError(ragged)
             identifier = values.get(PREDICTION_ID)
             if identifier is None or str(identifier) == "":
                 raise ValueError(f"column {PREDICTION_ID!r} is empty")
-            label = _label(values.get(LABEL), task)
+            if index in level_reasons:
+                raise ValueError(level_reasons[index])
+            label = _label(raw_labels[index], task)
             when = _labelled_at(values.get(LABELLED_AT))
         except ValueError as error:
             check.problems.append(LabelProblem(str(path), where, str(error)))
@@ -162,7 +210,7 @@ def _missing_columns(path: Path, columns: list[str]) -> LabelCheck | None:
     return None
 
 
-def _check_csv(path: Path, task: str) -> LabelCheck:
+def _check_csv(path: Path, task: Target) -> LabelCheck:
     try:
         # Ids stay strings: a hex id made only of digits must not become an integer.
         raw = pl.read_csv(path, schema_overrides={PREDICTION_ID: pl.String})
@@ -192,7 +240,7 @@ def _check_csv(path: Path, task: str) -> LabelCheck:
     return _row_by_row(path, rows, task)
 
 
-def _check_parquet(path: Path, task: str) -> LabelCheck:
+def _check_parquet(path: Path, task: Target) -> LabelCheck:
     try:
         raw = pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError) as error:
@@ -205,8 +253,11 @@ def _check_parquet(path: Path, task: str) -> LabelCheck:
     return _row_by_row(path, [(f"row {i}", row) for i, row in enumerate(named, start=1)], task)
 
 
-def check_label_file(path: Path, task: str = CLASSIFIER) -> LabelCheck:
-    """One landed file's valid labels and every problem found in it."""
+def check_label_file(path: Path, task: Target = CLASSIFIER) -> LabelCheck:
+    """One landed file's valid labels (0/1 for a classifier) and every problem found in it.
+
+    `task` is the model's spec, or just its task name when the labels are 0/1 or numbers.
+    """
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return _check_csv(path, task)

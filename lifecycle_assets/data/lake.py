@@ -20,6 +20,7 @@ import polars as pl
 from upath import UPath
 
 from lifecycle_assets import storage
+from lifecycle_assets.data import valid_json
 from lifecycle_assets.storage import write_atomic
 
 __all__ = ["write_atomic"]  # kept here for its callers; the one implementation is in storage
@@ -113,7 +114,8 @@ class Lake:
             sha = sha256_bytes(data)
             path = self.quarantine_root / day / f"{sha}.parquet"
             write_atomic(path, data)
-            write_atomic(path.with_suffix(".report.json"), json.dumps(report, indent=2).encode())
+            report_text = valid_json.dumps(report, indent=2)  # a NaN failure case is null
+            write_atomic(path.with_suffix(".report.json"), report_text.encode())
         record = BatchRecord(
             day=day,
             sha256=sha,

@@ -2,13 +2,15 @@
 
 Python's `json` writes `NaN`, `Infinity` and `-Infinity` by default, tokens no JSON parser has to
 accept: one such value in a prediction log made every later read of that day fail. Anything
-that writes JSON lines for other programs to read goes through `dumps` (or `clean`).
+that writes JSON for other programs to read (log lines, reports such as `evaluation.json`, the
+drift `latest.json`, the values the Dagster IO manager stores) goes through `dumps` (or `clean`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 
@@ -33,16 +35,27 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def dumps(value: Any) -> str:
-    """Strict JSON text of `value` on one line; non-finite floats become null.
+def dumps(
+    value: Any,
+    *,
+    indent: int | None = None,
+    sort_keys: bool = False,
+    default: Callable[[Any], Any] = _plain,
+) -> str:
+    """Strict JSON text of `value` (on one line unless `indent`); non-finite floats become null.
 
     The common case (nothing to clean) costs one `json.dumps`: the value is only walked when
     the strict encoder refuses it.
     """
+    options: dict[str, Any] = {"allow_nan": False, "sort_keys": sort_keys, "default": default}
+    if indent is None:
+        options["separators"] = (",", ":")
+    else:
+        options["indent"] = indent
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=_plain)
+        return json.dumps(value, **options)
     except ValueError:
-        return json.dumps(clean(value), allow_nan=False, separators=(",", ":"), default=_plain)
+        return json.dumps(clean(value), **options)
 
 
 def loads(text: str | bytes) -> Any:

@@ -62,10 +62,16 @@ def fairness_section(report: EvaluationReport, gates: Sequence[GateResult]) -> S
     gate = next((g for g in gates if g.name == FAIRNESS_GATE), None)
     if gate is None:
         blocks.append(f"Gate metric `{metric}`: no fairness gate was evaluated for this version.")
-    else:
-        verdict = "within" if gate.passed else "**exceeds**"
+    elif gate.actual is None:
+        # No gap could be measured (too few comparable slices): there is no value to hold
+        # against the limit, so the card says why instead of comparing "n/a" with it.
         blocks.append(
-            f"Gate metric `{metric}` = {format_value(gate.actual)} is {verdict} the limit "
+            f"Gate metric `{metric}`: **not judged**: {gate.description} (`{FAIRNESS_GATE}`)."
+        )
+    else:
+        verdict = "is within" if gate.passed else "**exceeds**"
+        blocks.append(
+            f"Gate metric `{metric}` = {format_value(gate.actual)} {verdict} the limit "
             f"{format_value(gate.threshold)} (`{FAIRNESS_GATE}`)."
         )
     blocks.append(

@@ -29,6 +29,7 @@ from scipy.spatial import distance
 
 from lifecycle_assets import storage
 from lifecycle_assets.config import DriftThresholds
+from lifecycle_assets.data import valid_json
 from lifecycle_assets.ml.profile import (
     SCORE_NAME,
     CategoricalProfile,
@@ -288,5 +289,7 @@ def write_latest_drift(reports_dir: Path, model_name: str, day: str, report: Dri
     scores = {f.feature: f.psi for f in report.features}
     if report.score is not None:
         scores["__score__"] = report.score.psi
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"day": day, "drifted": report.drifted, "psi": scores}))
+    # Strict JSON: a PSI that could not be computed (NaN) is null, never a bare `NaN` token.
+    storage.write_text(
+        path, valid_json.dumps({"day": day, "drifted": report.drifted, "psi": scores})
+    )

@@ -112,7 +112,8 @@ class PredictionMetrics:
     def export_drift(self, name: str, latest: dict) -> None:
         """Publish the newest drift report's scores (as written by the drift_report asset)."""
         for feature, psi in latest.get("psi", {}).items():
-            self.drift_psi.labels(name, feature).set(psi)
+            # null: a PSI that could not be computed (strict JSON has no NaN); NaN on the gauge.
+            self.drift_psi.labels(name, feature).set(float("nan") if psi is None else psi)
         self.drifted.labels(name).set(1.0 if latest.get("drifted") else 0.0)
 
 

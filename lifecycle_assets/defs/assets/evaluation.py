@@ -1,6 +1,5 @@
 """The evaluation report: metrics, calibration, slices, fairness and champion comparison."""
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +113,7 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             "gates": [gate.to_dict() for gate in gates],
             "report_dir": str(folder),
         }
-        (folder / "evaluation.json").write_text(json.dumps(value, indent=2, default=str))
+        storage.write_json(folder / "evaluation.json", value)  # strict: a NaN metric is null
         # On the LoggedModel too (`model_id`): MLflow's model page then shows test and gates.
         mlflow.log_model_metrics(
             candidate_ref.name,

@@ -101,7 +101,7 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         folder = ground_truth.labels_folder(settings.landing_dir, spec.name)
         day = dt.date.fromisoformat(context.partition_key)
         quarantine_to = ground_truth.labels_quarantine(settings.quarantine_dir, spec.name)
-        found = ground_truth.arrivals(folder, day, spec.task, quarantine_to)
+        found = ground_truth.arrivals(folder, day, spec, quarantine_to)
         labels, sources = found.labels, found.sources
         if found.problems:
             # Bad files and rows are set aside (copied with a report), the rest is used.
