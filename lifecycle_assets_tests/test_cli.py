@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -117,3 +121,29 @@ def test_spec_option_takes_a_file_or_a_project_model_name(
     assert result.exit_code == 2
     assert "neither a spec file nor one of the project's models" in result.output
     assert "['credit_default', 'expected_loss']" in result.output
+
+
+def test_a_locked_registry_is_one_line_and_exit_1(
+    two_versions: list[str], spec: ModelSpec, lifecycle_env: Settings
+) -> None:
+    """A promote while another process holds the registry's write lock: after SQLite's bounded
+    wait, one line naming the cause and exit code 1, no traceback; `champion` unchanged."""
+    (v1, v2), name = two_versions, spec.name
+    database = lifecycle_env.mlflow_tracking_uri.removeprefix("sqlite:///")
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "lifecycle"), "promote", name, v2],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "locked" in lines[0], result.stderr
+    assert as_json("status", name)[config.CHAMPION_ALIAS]["version"] == v1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sqlite3
 import sys
 import warnings
 from collections.abc import Callable
@@ -82,7 +83,12 @@ def main() -> None:
 
 
 def _clear_errors(function: Callable[..., None]) -> Callable[..., None]:
-    """Registry errors end the command with one line on stderr and exit code 1."""
+    """Registry errors end the command with one line on stderr and exit code 1.
+
+    A locked or unreachable store is one of them: SQLite's busy timeout has already waited
+    (a bounded wait), and what is left to say is that the registry could not be used, not a
+    SQLAlchemy traceback.
+    """
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> None:
@@ -91,11 +97,23 @@ def _clear_errors(function: Callable[..., None]) -> Callable[..., None]:
         try:
             function(*args, **kwargs)
         except Exception as error:
+            if _is_store_error(error):
+                first = str(error).strip().splitlines()[0]
+                raise click.ClickException(f"the registry could not be used: {first}") from None
             if not isinstance(error, AliasError) and not _is_mlflow_error(error):
                 raise
             raise click.ClickException(str(error).strip().splitlines()[0]) from None
 
     return wrapper
+
+
+def _is_store_error(error: Exception) -> bool:
+    """A database error below MLflow or the ledger (locked, unreachable, corrupt), checked
+    without importing SQLAlchemy when the command did not."""
+    kinds: list[type] = [sqlite3.Error]
+    if (alchemy := sys.modules.get("sqlalchemy.exc")) is not None:
+        kinds.append(alchemy.OperationalError)
+    return isinstance(error, tuple(kinds))
 
 
 def _is_mlflow_error(error: Exception) -> bool:
