@@ -123,9 +123,9 @@ def test_the_lifecycle_runs_on_postgres_s3_the_mlflow_server_and_a_celery_worker
     assert all(m.path.startswith(f"s3://{moto_s3.bucket}/{prefix}/") for m in manifests)
     values = storage.list_objects(settings.dagster_io_dir / spec.name)
     assert not values or all(v.path.startswith("s3://") for v in values)
-    assert storage.exists(settings.dagster_io_dir / spec.name / "trained_model.json"), (
-        "steps hand each other values through the shared storage"
-    )
+    # Per run (`<asset>/<run id>.json`): overlapping runs never read each other's values.
+    trained = settings.dagster_io_dir / spec.name / "trained_model" / f"{run_id}.json"
+    assert storage.exists(trained), "steps hand each other values through the shared storage"
     for local in ("home", "worker_home"):
         assert not (tmp_path / local / "lake").exists(), "the lake is on S3, not on a disk"
     assert not list(tmp_path.rglob("s3:")), "no URL was taken for a local folder"
