@@ -34,7 +34,14 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from lifecycle import GIB, Measurement, embedded_env, measure_lifecycle, scaled_specs
+from lifecycle import (
+    GIB,
+    Measurement,
+    embedded_env,
+    measure_lifecycle,
+    outside_runs,
+    scaled_specs,
+)
 
 from lifecycle_assets.mlflow_server import WEBHOOK_ENVIRONMENT, server_command
 from lifecycle_assets.spec import ENV_SPECS
@@ -110,10 +117,10 @@ def start_mlflow(
 def print_comparison(embedded: Measurement, team: Measurement) -> None:
     """Wall times, the ratio, and where the difference goes."""
     print()
-    print(f"{'':<34}{'embedded':>12}{'team':>12}{'team - emb':>12}")
+    print(f"{'':<50}{'embedded':>10}{'team':>10}{'team - emb':>12}")
 
     def row(name: str, a: float, b: float) -> None:
-        print(f"{name:<34}{a:>12.1f}{b:>12.1f}{b - a:>+12.1f}")
+        print(f"{name:<50}{a:>10.1f}{b:>10.1f}{b - a:>+12.1f}")
 
     row("wall s", embedded.wall_s, team.wall_s)
     row("compute s (sum of steps)", embedded.compute_s, team.compute_s)
@@ -124,6 +131,8 @@ def print_comparison(embedded: Measurement, team: Measurement) -> None:
         embedded.wall_s - embedded.stats.run_seconds,
         team.wall_s - team.stats.run_seconds,
     )
+    for index, part in enumerate(("before the first run", "between runs", "after the last run")):
+        row(f"  {part}", outside_runs(embedded)[index], outside_runs(team)[index])
     for kind in sorted(set(embedded.stats.per_job) | set(team.stats.per_job)):
         a, b = embedded.stats.per_job.get(kind, {}), team.stats.per_job.get(kind, {})
         runs = f"({int(a.get('runs', 0))}/{int(b.get('runs', 0))} runs)"
@@ -140,8 +149,8 @@ def print_comparison(embedded: Measurement, team: Measurement) -> None:
     for step in sorted(steps, key=lambda s: -abs(gaps[s])):
         row(f"  {step}", embedded.stats.per_step.get(step, 0.0), team.stats.per_step.get(step, 0.0))
     print(
-        f"peak memory GiB (lifecycle tree)  {embedded.peak_bytes / GIB:>12.2f}"
-        f"{team.peak_bytes / GIB:>12.2f}"
+        f"{'peak memory GiB (lifecycle process tree)':<50}{embedded.peak_bytes / GIB:>10.2f}"
+        f"{team.peak_bytes / GIB:>10.2f}"
     )
     print(
         f"\nteam / embedded wall: {team.wall_s / embedded.wall_s:.2f}x"
