@@ -12,7 +12,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
 export GIT_PYTHON_REFRESH ?= quiet
 MLFLOW_DB := sqlite:///$(LIFECYCLE_HOME)/mlflow.db
 
-.PHONY: install run test lint dev serve mlflow-ui bench clean \
+.PHONY: install run test lint dev serve mlflow-ui bench bench-team clean \
 	team-dagster-home mlflow-server celery-worker team-dev test-team
 
 install: $(VENV)/.installed
@@ -54,6 +54,9 @@ bench: install  ## serving (wrk on pinned cores), CLI latency, lifecycle at thre
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/cli.py
 	[ ! -f benchmarks/lifecycle.py ] || $(BIN)/python benchmarks/lifecycle.py
+
+bench-team: install  ## team mode (PostgreSQL, moto S3, MLflow server) against embedded, same data
+	$(BIN)/python benchmarks/team.py
 
 # ---- Team mode (README "Team mode"): needs PostgreSQL, object storage and a Celery broker. ----
 # Every target reads the same variables as the code (.env.example, team section).
