@@ -19,12 +19,15 @@ PROJECT_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
 WINDOW_DAYS = 6
 
 
-def write_spec(folder: Path, window_days: int = WINDOW_DAYS, name: str = "small") -> Path:
-    """The built-in classifier, small: `window_days` days of 250 rows, 30 boosting rounds."""
+def write_spec(
+    folder: Path, window_days: int = WINDOW_DAYS, name: str = "small", max_iter: int = 30
+) -> Path:
+    """The built-in classifier, small: `window_days` days of 250 rows, `max_iter` boosting
+    rounds (30)."""
     raw = yaml.safe_load(Path(DEFAULT_SPEC_PATH).read_text())
     raw["source"]["simulator"]["rows_per_day"] = 250
     raw["training"]["window_days"] = window_days
-    raw["estimator"]["params"]["max_iter"] = 30
+    raw["estimator"]["params"]["max_iter"] = max_iter
     raw["gates"] = {
         "min_roc_auc": 0.5,
         "max_metric_regression": 1.0,
@@ -32,7 +35,7 @@ def write_spec(folder: Path, window_days: int = WINDOW_DAYS, name: str = "small"
         "min_training_rows": 500,
         "min_rows_per_split": 50,
     }
-    path = folder / f"{name}-{window_days}.yaml"
+    path = folder / f"{name}-{window_days}-{max_iter}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 

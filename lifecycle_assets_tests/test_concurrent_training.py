@@ -21,11 +21,11 @@ from lifecycle_assets.lifecycle_run import ingest_window
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
 from lifecycle_assets.registry.models import get_version, resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
-from lifecycle_assets_tests.small_project import WINDOW_DAYS, project_env, small_spec, write_spec
+from lifecycle_assets_tests.small_project import project_env, small_spec, write_spec
 
 pytestmark = pytest.mark.e2e
 
-ROUNDS = 3
+ROUNDS = 5
 
 # One child per contender; it runs one training run per round, each released by the parent
 # together with the other child's, and prints what its run trained and promoted.
@@ -87,8 +87,8 @@ def test_concurrent_training_runs_each_promote_their_own_version_or_are_refused(
     spec = small_spec(tmp_path)
     configure_mlflow(Settings.from_env())
     ingest_window(build_definitions([spec]), spec, dg.DagsterInstance.get())
-    # A different window per round: a new training set, hence a new version to promote.
-    specs = [str(write_spec(tmp_path, WINDOW_DAYS - r)) for r in range(ROUNDS)]
+    # Other estimator settings each round (the same data): a new model, hence a new version.
+    specs = [str(write_spec(tmp_path, max_iter=30 + r)) for r in range(ROUNDS)]
     signals = tmp_path / "signals"
     signals.mkdir()
     children = []
