@@ -84,13 +84,18 @@ class ShadowScorer:
             self._flush = asyncio.get_running_loop().create_task(self._flush_pending())
 
     async def _flush_pending(self) -> None:
-        await asyncio.sleep(SHADOW_GATHER_SECONDS)
-        pending, self._pending, self._pending_rows = self._pending, [], 0
-        groups: dict[int, list[Answered]] = {}
-        for item in pending:
-            groups.setdefault(id(item.models.shadow), []).append(item)
-        for group in groups.values():
-            await self._score_and_log(group)
+        """Score what gathered, then what gathered meanwhile, until nothing is left: a batch
+        queued while this task scores finds it not done and starts no task of its own."""
+        while True:
+            await asyncio.sleep(SHADOW_GATHER_SECONDS)
+            pending, self._pending, self._pending_rows = self._pending, [], 0
+            if not pending:
+                return
+            groups: dict[int, list[Answered]] = {}
+            for item in pending:
+                groups.setdefault(id(item.models.shadow), []).append(item)
+            for group in groups.values():
+                await self._score_and_log(group)
 
     async def _score_and_log(self, group: list[Answered]) -> None:
         """Score answered batches (sharing one shadow) together and log the rows; never raises,
