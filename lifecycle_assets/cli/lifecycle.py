@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -151,7 +152,8 @@ def _print_summary(summary, settings: Settings, path: Path) -> None:
                 verdict,
                 _number(gate["actual"]),
                 _number(gate["threshold"]),
-                gate.get("description") or "",
+                # A reason is text, not markup: "[a, b]" (the slices compared) must print as is.
+                escape(gate.get("description") or ""),
             )
         console.print(gates)
     if summary.promoted:
