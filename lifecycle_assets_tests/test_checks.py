@@ -60,3 +60,33 @@ def test_parity_check_compares_pipeline_and_service_paths(spec) -> None:
     assert parity_mismatches(raw, feature_table(raw, spec), spec) == []
     skewed = feature_table(raw, spec).with_columns(pl.col("log_income") + 1e-9)
     assert parity_mismatches(raw, skewed, spec) == ["log_income"]
+
+
+def test_leakage_check_reports_the_strongest_feature_as_actual(spec, lifecycle_env, tmp_path):
+    """The WARN check names its actual (the highest single-feature AUC) and threshold like every
+    gate, so the run summary never prints `None` for them."""
+    import datetime as dt
+
+    import polars as pl
+
+    from lifecycle_assets.data.simulator import simulate_day
+    from lifecycle_assets.ml.features import feature_table
+    from lifecycle_assets.ml.leakage import LEAKAGE_AUC, LEAKAGE_CHECK
+
+    table = feature_table(simulate_day(dt.date(2026, 1, 9)), spec).with_columns(
+        pl.lit("train").alias("split")
+    )
+    leak_into = next(name for name in spec.feature_names if table[name].dtype.is_numeric())
+    leaky = table.with_columns(pl.col(spec.target).cast(pl.Float64).alias(leak_into))
+    path = tmp_path / "training_set.parquet"
+    check = _check(spec, LEAKAGE_CHECK)
+
+    table.write_parquet(path)
+    clean = check(training_set={"path": str(path)})
+    assert clean.passed and clean.metadata["threshold"].value == LEAKAGE_AUC
+    assert clean.metadata["actual"].value < LEAKAGE_AUC
+
+    leaky.write_parquet(path)
+    flagged = check(training_set={"path": str(path)})
+    assert not flagged.passed and flagged.metadata["actual"].value >= LEAKAGE_AUC
+    assert leak_into in flagged.description

@@ -244,7 +244,13 @@ def build_model_checks(spec: ModelSpec) -> list[dg.AssetChecksDefinition]:
                 + ", ".join(f"{n} alone has AUC {a:.3f}" for n, a in leaking.items())
                 + " (a column known only after the outcome?)"
             ),
-            metadata={"single_feature_auc": dg.MetadataValue.json(scores)},
+            metadata={
+                # actual/threshold like every gate, so the run summary shows the closest feature
+                # (no actual when one class leaves no AUC to compute).
+                **({"actual": max(scores.values())} if scores else {}),
+                "threshold": LEAKAGE_AUC,
+                "single_feature_auc": dg.MetadataValue.json(scores),
+            },
         )
 
     @dg.asset_check(
