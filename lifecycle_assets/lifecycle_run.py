@@ -252,6 +252,17 @@ def failure_cause(result: dg.ExecuteInProcessResult) -> str:
     return f"{event.step_key}: {_root_message(event.event_specific_data.error)}"
 
 
+def refused_by_rule(result: dg.ExecuteInProcessResult) -> bool:
+    """A step failed with a verdict (e.g. the champion moved while this run was judged), not an
+    error: see `names.REFUSED_METADATA_KEY`."""
+    for event in result.get_step_failure_events():
+        failure = event.event_specific_data.user_failure_data
+        metadata = failure.metadata if failure is not None else {}
+        if names.REFUSED_METADATA_KEY in metadata:
+            return True
+    return False
+
+
 def run_log_path(settings: Settings, model: str, run_id: str) -> Path:
     return settings.reports_dir / model / "runs" / f"{run_id}.log"
 
@@ -308,6 +319,8 @@ def _outcome(
         reasons = "; ".join(f"{c['name']}: {c['description']}" for c in blocking)
         return REFUSED, f"blocked by {reasons}"
     cause = failure_cause(result)
+    if refused_by_rule(result):
+        return REFUSED, cause
     if ingest.quarantined and training_set is None:
         first = sorted(ingest.quarantined.items())[0]
         return (

@@ -90,3 +90,24 @@ def test_leakage_check_reports_the_strongest_feature_as_actual(spec, lifecycle_e
     flagged = check(training_set={"path": str(path)})
     assert not flagged.passed and flagged.metadata["actual"].value >= LEAKAGE_AUC
     assert leak_into in flagged.description
+
+
+def test_a_refusal_by_rule_is_told_apart_from_an_error(tmp_path) -> None:
+    """`champion_model` refusing (e.g. the champion moved concurrently) marks its failure, and
+    `lifecycle run` maps it to exit 3; any other failure stays an error (exit 1)."""
+    from lifecycle_assets.defs import names
+    from lifecycle_assets.lifecycle_run import refused_by_rule
+
+    @dg.op
+    def refuses() -> None:
+        raise dg.Failure("not promoted: moved", metadata={names.REFUSED_METADATA_KEY: True})
+
+    @dg.op
+    def breaks() -> None:
+        raise RuntimeError("disk on fire")
+
+    for op, refused in ((refuses, True), (breaks, False)):
+        result = dg.GraphDefinition(name=op.name, node_defs=[op]).execute_in_process(
+            raise_on_error=False
+        )
+        assert not result.success and refused_by_rule(result) is refused

@@ -23,6 +23,10 @@ FEATURE_SCHEMA_CHECK = "features_match_schema"
 PARITY_CHECK = "train_serve_parity"
 DRIFT_CHECK = "no_data_drift"
 
+# Metadata key of a step failure that is a verdict, not an error (`champion_model` refused by
+# rule, e.g. the champion moved while the run was judged): `lifecycle run` exits 3, not 1.
+REFUSED_METADATA_KEY = "refused"
+
 
 def key(model_name: str, asset_name: str) -> dg.AssetKey:
     """Every model's assets live under its own prefix, so several models never collide."""

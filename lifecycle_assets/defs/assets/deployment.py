@@ -11,7 +11,7 @@ from lifecycle_assets.defs.automation import IO_RETRY
 from lifecycle_assets.defs.resources import MlflowResource
 from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.gates import all_gates
-from lifecycle_assets.registry.aliases import move_alias
+from lifecycle_assets.registry.aliases import ConcurrentAliasChange, move_alias
 from lifecycle_assets.registry.models import resolve
 from lifecycle_assets.serving.bento_store import build_bento, exported_tag
 from lifecycle_assets.spec import ModelSpec, configured_specs
@@ -22,6 +22,15 @@ PROJECT_DIR = Path(__file__).resolve().parents[3]
 def portfolio_names(spec: ModelSpec) -> list[str]:
     """The project's other models (`LIFECYCLE_SPECS`), whose champions share the Bento."""
     return [other.name for other in configured_specs() if other.name != spec.name]
+
+
+def _refusal(reason: str) -> dg.Failure:
+    """A failure that is a verdict (not promoted, by rule), never retried."""
+    return dg.Failure(
+        f"not promoted: {reason}",
+        allow_retries=False,
+        metadata={names.REFUSED_METADATA_KEY: True},
+    )
 
 
 def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
@@ -56,23 +65,24 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         )
         failed = [gate for gate in verdicts if not gate.passed]
         if failed:
-            raise dg.Failure(
-                "not promoted: " + "; ".join(f"{g.name}: {g.description}" for g in failed),
-                allow_retries=False,
-            )
+            raise _refusal("; ".join(f"{g.name}: {g.description}" for g in failed))
         client = mlflow.client()
         candidate = evaluation_report["model"]
-        previous, current = move_alias(
-            client,
-            spec.name,
-            config.CHAMPION_ALIAS,
-            candidate["version"],
-            reason="passed gates: " + ", ".join(g.name for g in verdicts),
-            actor=f"dagster:{context.run_id}",
-            dagster_run_id=context.run_id,
-            # Refused if the champion moved since this run's gates compared against it.
-            expected_version=report.champion.champion_version if report.champion else None,
-        )
+        try:
+            previous, current = move_alias(
+                client,
+                spec.name,
+                config.CHAMPION_ALIAS,
+                candidate["version"],
+                reason="passed gates: " + ", ".join(g.name for g in verdicts),
+                actor=f"dagster:{context.run_id}",
+                dagster_run_id=context.run_id,
+                # Refused if the champion moved since this run's gates compared against it.
+                expected_version=report.champion.champion_version if report.champion else None,
+            )
+        except ConcurrentAliasChange as moved:
+            # Its gates compared against a champion that is gone: judged again by the next run.
+            raise _refusal(f"{moved}; the next run compares against the new champion") from None
         return dg.Output(
             {"champion": current.to_dict(), "previous": previous.version if previous else None},
             metadata={
