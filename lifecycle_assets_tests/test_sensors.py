@@ -12,6 +12,7 @@ import pytest
 
 from lifecycle_assets import storage
 from lifecycle_assets.data.simulator import simulate_day
+from lifecycle_assets.data.sources import read_day, source_format
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs.partition_ranges import RANGE_END_TAG, RANGE_START_TAG
 from lifecycle_assets.spec import ModelSpec
@@ -89,10 +90,14 @@ def test_a_tick_hashes_only_objects_whose_listing_changed(
     """Listing metadata (size with ETag or mtime) decides what is downloaded and hashed; the
     content hash still keys the runs, so a rewrite under the same name is a new batch."""
     source = spec.source.model_copy(update={"uri": landing_root, "format": "parquet"})
-    sensor = _sensor(spec.model_copy(update={"source": source}))
+    folder_spec = spec.model_copy(update={"source": source})
+    sensor = _sensor(folder_spec)
     storage.write_atomic(f"{landing_root}/a.parquet", _parquet(dt.date(2026, 1, 4)))
     first = _evaluate(sensor)
     assert [r.partition_key for r in first.run_requests] == ["2026-01-04"]
+    # The run it requests reads the day from the same folder, through the same door.
+    rows, _ = read_day(folder_spec, dt.date(2026, 1, 4))
+    assert rows.equals(simulate_day(dt.date(2026, 1, 4)))
 
     idle = _evaluate(sensor, first.cursor)
     assert not idle.run_requests
@@ -123,6 +128,10 @@ def test_a_tick_hashes_only_objects_whose_listing_changed(
     same = _evaluate(sensor, rewritten.cursor)
     assert not same.run_requests
     assert json.loads(same.cursor)["a.parquet"]["sha256"] == after["a.parquet"]["sha256"]
+    unformatted = folder_spec.model_copy(
+        update={"source": source.model_copy(update={"format": None})}
+    )
+    assert source_format(unformatted) == "parquet", "told from the folder's listing"
 
 
 def test_a_cursor_of_the_older_form_is_upgraded_without_new_runs(

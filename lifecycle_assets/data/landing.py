@@ -14,11 +14,9 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import polars as pl
-
 from lifecycle_assets import storage
 from lifecycle_assets.data.lake import sha256_bytes
-from lifecycle_assets.data.sources import source_format, timestamp_utc
+from lifecycle_assets.data.sources import is_remote_folder, scan, source_format, timestamp_utc
 from lifecycle_assets.spec import ModelSpec
 
 # The cursor keeps, per file name, the listing metadata and the content hash last seen.
@@ -56,10 +54,12 @@ def landing_folder(spec: ModelSpec) -> storage.Location | None:
     """The folder a file-based spec reads from (a local path or an object-storage prefix);
     None for the simulator, a single file or a glob."""
     uri = spec.source.uri
-    if spec.source.is_simulator or "*" in uri or uri.lower().endswith((".csv", ".parquet")):
+    if spec.source.is_simulator:
         return None
-    if storage.is_remote(uri):
+    if is_remote_folder(uri):
         return uri.rstrip("/")
+    if storage.is_remote(uri):
+        return None
     folder = Path(uri)
     return folder if folder.is_dir() else None
 
@@ -100,10 +100,7 @@ def days_in_bytes(spec: ModelSpec, data: bytes, fmt: str) -> list[str]:
     bytes that were hashed (no second download, no path the reader must reach again)."""
     if spec.is_snapshot:
         return [spec.start_date.isoformat()]
-    buffer = io.BytesIO(data)
-    if fmt == "parquet":
-        rows = pl.read_parquet(buffer, columns=[spec.timestamp])
-    else:
-        rows = pl.read_csv(buffer, columns=[spec.timestamp], infer_schema=False)
-    days = rows.select(timestamp_utc(spec.timestamp, rows.schema[spec.timestamp]).dt.date())
-    return sorted(day.isoformat() for day in days.to_series().drop_nulls().unique())
+    rows = scan(io.BytesIO(data), fmt)
+    dtype = rows.collect_schema()[spec.timestamp]
+    days = rows.select(timestamp_utc(spec.timestamp, dtype).dt.date().unique()).collect()
+    return sorted(day.isoformat() for day in days.to_series().drop_nulls())
