@@ -44,6 +44,8 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         # The one count of downloads a tick costs: zero when no object's metadata changed.
         cost = f"hashed {landing.hashed} of {landing.listed}"
         context.log.info(f"landing {folder}: {cost}, {len(landing.fresh)} new or changed")
+        if landing.touched:
+            context.log.info(f"rewritten with the same bytes, not a new batch: {landing.touched}")
         cursor = json.dumps(landing.cursor, sort_keys=True)
         if not landing.fresh:
             return dg.SensorResult(
