@@ -30,6 +30,9 @@ TAG_DAGSTER_RUN_ID = "dagster_run_id"
 TAG_GIT_COMMIT = "git_commit"
 TAG_SPEC_NAME = "spec_name"
 TAG_BENTO_TAG = "bento_tag"
+# Team mode: where the Bento was exported in shared storage, and the archive's SHA-256.
+TAG_BENTO_URL = "bento_url"
+TAG_BENTO_SHA256 = "bento_sha256"
 TAG_REFERENCE_PROFILE = "reference_profile"
 REFERENCE_PROFILE_FILE = "reference_profile.json"
 # Model version tag holding the run-relative path of the Markdown card (like reference_profile).

@@ -182,6 +182,11 @@ class LifecycleSettings(BaseSettings):
         return self.storage_root / "archive"
 
     @property
+    def bentos_dir(self) -> UPath:
+        """Where `bento_service` exports built Bentos in team mode, for any host to import."""
+        return self.storage_root / "bentos"
+
+    @property
     def dagster_io_dir(self) -> UPath:
         """Where the IO manager keeps asset values: shared, so steps on other hosts read them."""
         return self.storage_root / "dagster_io"

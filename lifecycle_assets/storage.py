@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -168,3 +169,25 @@ def _mtime(entry: dict[str, Any]) -> float | None:
     if value is None:
         return None
     return value.timestamp() if hasattr(value, "timestamp") else float(value)
+
+
+def put_file(local: Location, location: Location) -> None:
+    """Copy a local file to `location` in chunks (a Bento archive need not fit in memory);
+    locally through a `.partial` name and a rename, as `write_atomic` does."""
+    target = path(location)
+    if is_remote(target):
+        target.fs.put_file(str(local), target.path)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    shutil.copyfile(local, partial)
+    partial.replace(target)
+
+
+def get_file(location: Location, local: Location) -> None:
+    """Copy the object at `location` to a local file, in chunks."""
+    source = path(location)
+    if is_remote(source):
+        source.fs.get_file(source.path, str(local))
+        return
+    shutil.copyfile(Path(source), local)

@@ -89,3 +89,14 @@ def test_the_lake_on_s3_stores_quarantines_and_detects_changed_bytes(
     assert link.status == BROKEN and "hash mismatch" in link.reason
     with pytest.raises(IntegrityError):
         lake.read_batch(record)
+
+
+def test_files_are_copied_in_and_out_whole(root: str, tmp_path) -> None:
+    local = tmp_path / "archive.bento"
+    local.write_bytes(bytes(range(256)) * 4096)  # 1 MiB, more than one chunk of most readers
+    storage.put_file(local, f"{root}/bentos/archive.bento")
+    listed = storage.list_objects(f"{root}/bentos")
+    assert [(info.name, info.size) for info in listed] == [("archive.bento", 1 << 20)]
+    back = tmp_path / "back.bento"
+    storage.get_file(f"{root}/bentos/archive.bento", back)
+    assert back.read_bytes() == local.read_bytes()

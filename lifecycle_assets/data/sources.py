@@ -1,18 +1,29 @@
 """Read one day of raw rows from the spec's source: the simulator, or the user's files.
 
 User sources are a CSV or Parquet file, a folder of them, or a glob, at a local path or any URL
-polars/fsspec can open. The day's rows are those whose event timestamp falls on that day (UTC).
+polars/fsspec can open. A folder in object storage (an `s3://` prefix, the landing folder of team
+mode) is listed and read through the storage door, so it reaches the endpoint of the settings.
+The day's rows are those whose event timestamp falls on that day (UTC).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 
 import polars as pl
 
+from lifecycle_assets import storage
 from lifecycle_assets.data.simulator import simulate_day
 from lifecycle_assets.spec import SNAPSHOT_TIMESTAMP, ModelSpec
+
+_SUFFIXES = (".csv", ".parquet")
+
+
+def is_remote_folder(uri: str) -> bool:
+    """An object-storage prefix holding the source's files (not one file, not a glob)."""
+    return storage.is_remote(uri) and "*" not in uri and not uri.lower().endswith(_SUFFIXES)
 
 
 def source_format(spec: ModelSpec) -> str:
@@ -23,18 +34,20 @@ def source_format(spec: ModelSpec) -> str:
         if uri.endswith(f".{suffix}") or uri.endswith(f"*.{suffix}"):
             return suffix
     path = Path(spec.source.uri)
-    if path.is_dir():
-        if any(path.glob("*.parquet")):
-            return "parquet"
-        if any(path.glob("*.csv")):
-            return "csv"
+    for suffix in ("parquet", "csv"):
+        if path.is_dir() and any(path.glob(f"*.{suffix}")):
+            return suffix
+        if is_remote_folder(spec.source.uri) and storage.list_objects(
+            spec.source.uri, f".{suffix}"
+        ):
+            return suffix
     raise ValueError(
         f"cannot tell the format of source {spec.source.uri!r}: set source.format to csv or parquet"
     )
 
 
-def scan(uri: str | Path, fmt: str) -> pl.LazyFrame:
-    """A lazy scan of source files (a path or a glob) in the spec's format."""
+def scan(uri: str | Path | io.BytesIO, fmt: str) -> pl.LazyFrame:
+    """A lazy scan of source files (a path, a glob or a file's bytes) in the spec's format."""
     if fmt == "parquet":
         return pl.scan_parquet(uri)
     # Every column is read as text and typed by the validation step, so that a bad value is
@@ -42,12 +55,24 @@ def scan(uri: str | Path, fmt: str) -> pl.LazyFrame:
     return pl.scan_csv(uri, infer_schema=False)
 
 
+def _read_remote_folder(uri: str, fmt: str) -> pl.LazyFrame:
+    """Every `fmt` file of an object-storage prefix, read through the storage door."""
+    objects = storage.list_objects(uri, f".{fmt}")
+    if not objects:
+        raise FileNotFoundError(f"no .{fmt} file in {uri}")
+    frames = [scan(io.BytesIO(storage.read_bytes(info.path)), fmt) for info in objects]
+    return pl.concat(frames, how="vertical")
+
+
 def _scan(spec: ModelSpec) -> pl.LazyFrame:
     fmt = source_format(spec)
     uri = spec.source.uri
-    if Path(uri).is_dir():
-        uri = str(Path(uri) / f"*.{fmt}")
-    rows = scan(uri, fmt)
+    if is_remote_folder(uri):
+        rows = _read_remote_folder(uri, fmt)
+    else:
+        if Path(uri).is_dir():
+            uri = str(Path(uri) / f"*.{fmt}")
+        rows = scan(uri, fmt)
     if spec.is_snapshot:
         # No event times: every row belongs to the snapshot's one day.
         day = dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.UTC)

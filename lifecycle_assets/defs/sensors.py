@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 
 from lifecycle_assets import config
-from lifecycle_assets.data.landing import days_in_file, landed_files, landing_folder
+from lifecycle_assets.data.landing import landing_folder, read_cursor, scan_landing
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
 from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
@@ -37,23 +37,33 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         folder = landing_folder(spec)
         if folder is None:
             return dg.SkipReason(
-                f"source {spec.source.uri} is not a local landing folder; "
-                "ingestion follows the daily schedule"
+                f"source {spec.source.uri} is not a local landing folder nor an object-storage "
+                "prefix; ingestion follows the daily schedule"
             )
-        seen: dict[str, str] = json.loads(context.cursor or "{}")
-        files = landed_files(spec, folder)
-        fresh = [f for f in files if seen.get(f.path.name) != f.fingerprint]
-        if not fresh:
-            return dg.SkipReason(f"no new or changed file among {len(files)} in {folder}")
+        landing = scan_landing(spec, folder, read_cursor(json.loads(context.cursor or "{}")))
+        # The one count of downloads a tick costs: zero when no object's metadata changed.
+        cost = f"hashed {landing.hashed} of {landing.listed}"
+        context.log.info(f"landing {folder}: {cost}, {len(landing.fresh)} new or changed")
+        if landing.touched:
+            context.log.info(f"rewritten with the same bytes, not a new batch: {landing.touched}")
+        cursor = json.dumps(landing.cursor, sort_keys=True)
+        if not landing.fresh:
+            return dg.SensorResult(
+                skip_reason=f"no new or changed file among {landing.listed} in {folder} ({cost})",
+                cursor=cursor,
+            )
         valid = set(ingest.partitions_def.get_partition_keys())
         requests, outside = [], []
-        for landed in fresh:
-            days = days_in_file(spec, landed.path)
-            outside += [day for day in days if day not in valid]
+        for landed in landing.fresh:
+            outside += [day for day in landed.days if day not in valid]
             # One run per run of consecutive days in the file, keyed by content: the same file
-            # never triggers the same days twice.
-            for block in contiguous_blocks([day for day in days if day in valid]):
-                tags = {"lifecycle/landed_file": landed.path.name}
+            # never triggers the same days twice, and a rewrite under the same name is a new
+            # batch with runs of its own.
+            for block in contiguous_blocks([day for day in landed.days if day in valid]):
+                tags = {
+                    "lifecycle/landed_file": landed.name,
+                    "lifecycle/landed_sha256": landed.sha256,
+                }
                 requests.append(
                     dg.RunRequest(
                         run_key=f"{block[0]}..{block[-1]}:{landed.fingerprint}",
@@ -61,10 +71,9 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
                         tags=tags if len(block) == 1 else {**tags, **range_tags(block)},
                     )
                 )
-            seen[landed.path.name] = landed.fingerprint
         if outside:
             context.log.warning(f"days outside the partitions, not ingested: {sorted(outside)}")
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     @dg.sensor(
         name=f"{spec.name}_drift_sensor",

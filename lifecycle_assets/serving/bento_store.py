@@ -4,13 +4,16 @@ A built Bento must serve without the registry (DESIGN: "a built Bento is self-co
 MLflow model directory is copied into a BentoML model whose metadata carries the registry
 provenance (`ModelRef.to_dict()`); the service in `bento` mode reads both back and re-checks the
 SHA-256 before loading. Every build setting lives in `bentofile.yaml`, not here, except which
-model versions a Bento carries: the champions of the project's models at build time.
+model versions a Bento carries (the champions of the project's models at build time) and the
+versions of its Python packages (from `constraints.txt`, see `bento_requirements`). In team mode
+the built Bento is exported to object storage, so any host can import and serve it.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import bentoml
@@ -18,9 +21,11 @@ import mlflow
 import yaml
 from bentoml.exceptions import NotFound
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.compiled.artifact import STATUS_OK, TAG_COMPILED_PATH, TAG_COMPILED_STATUS
+from lifecycle_assets.registry.artifacts import sha256_file
 from lifecycle_assets.registry.models import ModelRef, download_model
+from lifecycle_assets.serving.bento_requirements import CONSTRAINTS, pinned_requirements
 from lifecycle_assets.serving.model_source import (
     BENTO_COMPILED_SUBDIR,
     BENTO_MODEL_SUBDIR,
@@ -80,11 +85,12 @@ def build_bento(project_dir: str | Path, model_tags: list[str]) -> str:
     """Build the Bento described by `project_dir/bentofile.yaml`, carrying exactly
     `model_tags`; return the Bento tag.
 
-    Every setting comes from the bentofile except `models`: which versions a Bento carries is
-    decided at build time (the current champions), and the exact tags are recorded as labels.
+    Every setting comes from the bentofile except `models`, which versions a Bento carries
+    (decided at build time, the current champions; the exact tags are recorded as labels), and
+    the versions of the packages it names, which `constraints.txt` pins.
     """
     project_dir = Path(project_dir)
-    options = yaml.safe_load((project_dir / BENTOFILE).read_text())
+    options = bento_options(project_dir)
     options["models"] = list(model_tags)
     with tempfile.TemporaryDirectory() as tmp:
         bentofile = Path(tmp) / BENTOFILE
@@ -98,3 +104,53 @@ def build_bento(project_dir: str | Path, model_tags: list[str]) -> str:
     if not set(model_tags) <= carried:
         raise RuntimeError(f"the Bento {bento.tag} carries {sorted(carried)}, not {model_tags}")
     return str(bento.tag)
+
+
+def bento_options(project_dir: str | Path) -> dict:
+    """The bentofile's settings with its package names pinned from the constraints file."""
+    project_dir = Path(project_dir)
+    options = yaml.safe_load((project_dir / BENTOFILE).read_text())
+    python = options.setdefault("python", {})
+    python["packages"] = pinned_requirements(python.get("packages", []), project_dir / CONSTRAINTS)
+    return options
+
+
+@dataclass(frozen=True)
+class ExportedBento:
+    """A Bento archive in shared storage and the SHA-256 of its bytes."""
+
+    url: str
+    sha256: str
+
+
+def export_to_storage(bento_tag: str, folder: storage.Location) -> ExportedBento:
+    """Export the Bento to `<folder>/<name>-<version>.bento` through the storage door.
+
+    `bentoml.export_bento` would open S3 through its own fsspec call, without the endpoint of
+    the settings; it writes a local archive instead, which is hashed and uploaded here.
+    """
+    name = bento_tag.replace(":", "-") + ".bento"
+    with tempfile.TemporaryDirectory(prefix="lifecycle-bento-") as tmp:
+        archive = bentoml.export_bento(bento_tag, str(Path(tmp) / name))
+        sha256 = sha256_file(archive)
+        url = str(storage.path(folder) / name)
+        storage.put_file(archive, url)
+    return ExportedBento(url, sha256)
+
+
+def import_from_storage(exported: ExportedBento) -> str:
+    """Import an exported Bento into this host's store after checking its SHA-256; its tag.
+
+    A Bento already in the store is left as it is (same tag, same build).
+    """
+    with tempfile.TemporaryDirectory(prefix="lifecycle-bento-") as tmp:
+        archive = Path(tmp) / exported.url.rsplit("/", 1)[-1]
+        storage.get_file(exported.url, archive)
+        actual = sha256_file(archive)
+        if actual != exported.sha256:
+            raise RuntimeError(f"{exported.url} has SHA-256 {actual}, expected {exported.sha256}")
+        bento = bentoml.Bento.import_from(str(archive))
+        try:
+            return str(bentoml.get(bento.tag).tag)
+        except NotFound:
+            return str(bento.save().tag)

@@ -5,15 +5,15 @@ from typing import Any
 
 import dagster as dg
 
-from lifecycle_assets import config
+from lifecycle_assets import config, storage
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.automation import IO_RETRY
-from lifecycle_assets.defs.resources import MlflowResource
+from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.registry.aliases import ConcurrentAliasChange, move_alias
 from lifecycle_assets.registry.models import resolve
-from lifecycle_assets.serving.bento_store import build_bento, exported_tag
+from lifecycle_assets.serving.bento_store import build_bento, export_to_storage, exported_tag
 from lifecycle_assets.spec import ModelSpec, configured_specs
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
@@ -100,11 +100,13 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         kinds={"bentoml"},
         retry_policy=IO_RETRY,
         io_manager_key="json_io_manager",
-        description="A self-contained Bento (`bentoml build`) carrying the champion model.",
+        description="A self-contained Bento (`bentoml build`) carrying the champion model, "
+        "exported to object storage in team mode.",
     )
     def bento_service(
         context: dg.AssetExecutionContext,
         mlflow: MlflowResource,
+        lifecycle: LifecycleResource,
         champion_model: dict[str, Any],
     ) -> dg.Output[dict[str, Any]]:
         client = mlflow.client()
@@ -122,20 +124,31 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         bento_tag = build_bento(PROJECT_DIR, model_tags)
         client.set_model_version_tag(spec.name, ref.version, config.TAG_BENTO_TAG, bento_tag)
         context.log.info(f"built {bento_tag} with {model_tags}")
-        return dg.Output(
-            {
-                "bento_tag": bento_tag,
-                "model_tag": model_tag,
-                "model_tags": model_tags,
-                "model_version": ref.version,
-            },
-            metadata={
-                "bento_tag": bento_tag,
-                "bentoml_model_tag": model_tag,
-                "bentoml_model_tags": ", ".join(model_tags),
-                "model_version": ref.version,
-                "serve": f"bentoml serve {bento_tag} --host 127.0.0.1",
-            },
-        )
+        value = {
+            "bento_tag": bento_tag,
+            "model_tag": model_tag,
+            "model_tags": model_tags,
+            "model_version": ref.version,
+        }
+        metadata = {
+            "bento_tag": bento_tag,
+            "bentoml_model_tag": model_tag,
+            "bentoml_model_tags": ", ".join(model_tags),
+            "model_version": ref.version,
+            "serve": f"bentoml serve {bento_tag} --host 127.0.0.1",
+        }
+        bentos_dir = lifecycle.settings().bentos_dir
+        if storage.is_remote(bentos_dir):
+            # Other hosts serve this Bento: they import the archive, checking its SHA-256.
+            exported = export_to_storage(bento_tag, bentos_dir)
+            for tag, text in (
+                (config.TAG_BENTO_URL, exported.url),
+                (config.TAG_BENTO_SHA256, exported.sha256),
+            ):
+                client.set_model_version_tag(spec.name, ref.version, tag, text)
+            value.update(bento_url=exported.url, bento_sha256=exported.sha256)
+            metadata.update(bento_url=exported.url, bento_sha256=exported.sha256)
+            context.log.info(f"exported {bento_tag} to {exported.url}")
+        return dg.Output(value, metadata=metadata)
 
     return [champion_model, bento_service]
