@@ -27,6 +27,8 @@ TEAM = "team"
 DEFAULT_EXPERIMENT = "lifecycle-assets"
 DEFAULT_SERVICE_HOST = "127.0.0.1"
 ENV_FILE = ".env"
+# The source tree's root (bentofile.yaml, constraints.txt) when the package runs from a checkout.
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ServingLimits(BaseModel):
@@ -81,6 +83,10 @@ class LifecycleSettings(BaseSettings):
     celery_queue: str = Field("dagster", validation_alias="LIFECYCLE_CELERY_QUEUE")
     # Secret of MLflow's registry webhooks to `POST /hooks/registry` (unset: the hook is off).
     webhook_secret: str | None = Field(None, validation_alias="LIFECYCLE_WEBHOOK_SECRET")
+    # Where bentofile.yaml and constraints.txt are, read by `bento_service` to build the Bento:
+    # the checkout by default; an image that installs the package into site-packages names
+    # its copy (deploy/Dockerfile sets /app).
+    project_dir: Path = Field(SOURCE_ROOT, validation_alias="LIFECYCLE_PROJECT_DIR")
     serving: ServingLimits = Field(default_factory=ServingLimits)
 
     @field_validator("home")

@@ -116,6 +116,12 @@ def test_the_project_image_runs_commands_it_installs(compose) -> None:
     home = re.search(r"ENV DAGSTER_HOME=(\S+)", dockerfile).group(1)
     assert compose["x-team-env"]["DAGSTER_HOME"] == home
     assert 'cp deploy/dagster/dagster.yaml "$DAGSTER_HOME/dagster.yaml"' in dockerfile
+    # The package is installed into site-packages, so the Bento is built from the image's own
+    # copy of the bentofile and its pins (settings.project_dir), not from beside the code.
+    workdir = re.search(r"^WORKDIR (\S+)", dockerfile, re.MULTILINE).group(1)
+    assert re.search(r"ENV LIFECYCLE_PROJECT_DIR=(\S+)", dockerfile).group(1) == workdir
+    copied = " ".join(re.findall(r"^COPY (.+) \./?$", dockerfile, re.MULTILINE))
+    assert "bentofile.yaml" in copied and "constraints.txt" in copied
     exposed = {int(p) for p in re.search(r"EXPOSE ([\d ]+)", dockerfile).group(1).split()}
     for name, service in compose["services"].items():
         assert service.get("image"), f"{name} has no image"

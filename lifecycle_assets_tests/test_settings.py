@@ -28,6 +28,11 @@ def test_embedded_default_keeps_everything_under_home(tmp_path: Path) -> None:
     assert settings.lake_dir == tmp_path / "lake"
     assert isinstance(settings.reports_dir, Path), "local folders stay plain paths"
     assert settings.storage_options == {}
+    # The checkout's bentofile and pins build the Bento, unless an image names its own copy.
+    assert (settings.project_dir / "bentofile.yaml").is_file()
+    assert (settings.project_dir / "constraints.txt").is_file()
+    image = LifecycleSettings.from_env({"LIFECYCLE_PROJECT_DIR": "/app"})
+    assert image.project_dir == Path("/app")
 
 
 def test_empty_variables_count_as_unset(tmp_path: Path, monkeypatch) -> None:

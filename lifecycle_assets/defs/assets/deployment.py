@@ -1,6 +1,5 @@
 """Promotion to `champion` (only past every gate) and the Bento built for the champion."""
 
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -15,8 +14,6 @@ from lifecycle_assets.registry.aliases import ConcurrentAliasChange, move_alias
 from lifecycle_assets.registry.models import resolve
 from lifecycle_assets.serving.bento_store import build_bento, export_to_storage, exported_tag
 from lifecycle_assets.spec import ModelSpec, configured_specs
-
-PROJECT_DIR = Path(__file__).resolve().parents[3]
 
 
 def portfolio_names(spec: ModelSpec) -> list[str]:
@@ -121,7 +118,8 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         others = [resolve(client, name, config.CHAMPION_ALIAS) for name in portfolio_names(spec)]
         model_tags = [exported_tag(r) for r in (ref, *others) if r is not None]
         model_tag = model_tags[0]
-        bento_tag = build_bento(PROJECT_DIR, model_tags)
+        settings = lifecycle.settings()
+        bento_tag = build_bento(settings.project_dir, model_tags)
         client.set_model_version_tag(spec.name, ref.version, config.TAG_BENTO_TAG, bento_tag)
         context.log.info(f"built {bento_tag} with {model_tags}")
         value = {
@@ -137,7 +135,7 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             "model_version": ref.version,
             "serve": f"bentoml serve {bento_tag} --host 127.0.0.1",
         }
-        bentos_dir = lifecycle.settings().bentos_dir
+        bentos_dir = settings.bentos_dir
         if storage.is_remote(bentos_dir):
             # Other hosts serve this Bento: they import the archive, checking its SHA-256.
             exported = export_to_storage(bento_tag, bentos_dir)
