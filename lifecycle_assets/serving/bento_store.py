@@ -9,7 +9,9 @@ model versions a Bento carries: the champions of the project's models at build t
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -98,3 +100,15 @@ def build_bento(project_dir: str | Path, model_tags: list[str]) -> str:
     if not set(model_tags) <= carried:
         raise RuntimeError(f"the Bento {bento.tag} carries {sorted(carried)}, not {model_tags}")
     return str(bento.tag)
+
+
+def serve_command(bento_tag: str) -> str:
+    """The shell line that serves the built Bento as printed, from any folder: the BentoML
+    home holding it (a Bento lives at `<home>/bentos/<name>/<version>`) and this venv's
+    `bentoml`, both absolute."""
+    home = Path(bentoml.get(bento_tag).path).parents[2]
+    executable = Path(sys.executable).with_name("bentoml")
+    return (
+        f"BENTOML_HOME={shlex.quote(str(home))} {shlex.quote(str(executable))} serve "
+        f"{shlex.quote(bento_tag)} --host 127.0.0.1"
+    )

@@ -13,7 +13,7 @@ from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.registry.aliases import move_alias
 from lifecycle_assets.registry.models import resolve
-from lifecycle_assets.serving.bento_store import build_bento, exported_tag
+from lifecycle_assets.serving.bento_store import build_bento, exported_tag, serve_command
 from lifecycle_assets.spec import ModelSpec, configured_specs
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
@@ -124,7 +124,7 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 "bentoml_model_tag": model_tag,
                 "bentoml_model_tags": ", ".join(model_tags),
                 "model_version": ref.version,
-                "serve": f"bentoml serve {bento_tag} --host 127.0.0.1",
+                "serve": serve_command(bento_tag),
             },
         )
 
