@@ -176,7 +176,8 @@ def test_readme_commands_run_after_make_run_against_make_serve(tmp_path: Path) -
         [LIFECYCLE, "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    with serving(SERVICE, tmp_path, **{**env, **FAST_POLL}) as url:
+    # Two models to load, verify, re-prove compiled and smoke-test: slower than one to be ready.
+    with serving(SERVICE, tmp_path, ready_seconds=300, **{**env, **FAST_POLL}) as url:
         env["LIFECYCLE_SERVICE_URL"] = url
         answered: list[str] = []
         for command in commands:
