@@ -73,6 +73,13 @@ def test_moved_champion_is_swapped_in_and_a_tampered_one_refused(
         rows = post(client, records).json()["predictions"]
         assert {(r["model_version"], r["variant"]) for r in rows} == {(v2.version, "champion")}
 
+        # `bento_service` tags a version with its Bento after the promotion was followed.
+        assert metadata["bento_tag"] is None
+        bento_tag = "lifecycle_model:built-after-promotion"
+        MlflowClient().set_model_version_tag(v2.name, v2.version, config.TAG_BENTO_TAG, bento_tag)
+        wait_for(lambda: client.get("/metadata").json()["bento_tag"] == bento_tag)
+        assert client.get("/metadata").json()["last_swap"]["roles"] == {"champion": v2.version}
+
         v3 = register_copy(registered_champion, **{config.TAG_ARTIFACT_SHA256: "0" * 64})
         # `move_alias` refuses an unverifiable version; set behind its back, as an outside
         # writer of the registry could, the service must still refuse it.

@@ -47,8 +47,11 @@ def sample_records(spec: ModelSpec, n: int, day: int = 1) -> list[dict[str, Any]
 
 
 @contextlib.contextmanager
-def serving(target: str, tmp_path: Path, **env_overrides: str) -> Iterator[str]:
-    """`bentoml serve TARGET` on a free loopback port; yields its base URL."""
+def serving(
+    target: str, tmp_path: Path, ready_seconds: float = READY_SECONDS, **env_overrides: str
+) -> Iterator[str]:
+    """`bentoml serve TARGET` on a free loopback port; yields its base URL once `/readyz`
+    answers 200, within `ready_seconds`."""
     port = free_port()
     log_path = tmp_path / f"serve-{port}.log"
     log = log_path.open("wb")
@@ -58,10 +61,10 @@ def serving(target: str, tmp_path: Path, **env_overrides: str) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         # Generous: importing the service alone took 30 s on the shared 2-core test machine.
-        deadline = time.monotonic() + READY_SECONDS
+        deadline = time.monotonic() + ready_seconds
         while True:
             assert process.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"service not ready within {READY_SECONDS} s"
+            assert time.monotonic() < deadline, f"service not ready within {ready_seconds} s"
             try:
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break

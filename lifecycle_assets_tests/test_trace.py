@@ -50,6 +50,7 @@ class ServedProject:
     summary: LifecycleSummary
     records: list[dict[str, Any]]
     answers: list[dict[str, Any]]
+    metadata: dict[str, Any]  # the service's `/metadata` while it served
 
     @property
     def lake(self) -> Lake:
@@ -96,7 +97,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedProject]
             # The log row is written just after the answer goes out.
             wanted = {a["prediction_id"] for a in answers}
             wait_for(lambda: wanted <= _logged_ids(settings, spec))
-        yield ServedProject(settings, spec, summary, records, answers)
+            metadata = client.get("/metadata").json()
+        yield ServedProject(settings, spec, summary, records, answers, metadata)
         mlflow.end_run()
 
 
@@ -174,6 +176,16 @@ def test_trace_walks_a_served_prediction_back_to_every_raw_batch(project: Served
 
     readable = invoke("trace", answer["prediction_id"])
     assert readable.exit_code == 0 and "every link checked" in readable.output
+
+
+def test_metadata_names_the_bento_built_for_the_served_version(project: ServedProject) -> None:
+    """Served from the registry, `/metadata` names the Bento `bento_service` built for the
+    version (its `bento_tag` tag), not null."""
+    client = configure_mlflow(project.settings)
+    tagged = get_version(client, project.spec.name, "1").tags.get(config.TAG_BENTO_TAG)
+    assert tagged and tagged == project.summary.bento_tag
+    assert (project.metadata["source"], project.metadata["model_version"]) == ("registry", "1")
+    assert project.metadata["bento_tag"] == tagged
 
 
 def test_a_tampered_raw_batch_is_the_one_broken_link(project: ServedProject) -> None:

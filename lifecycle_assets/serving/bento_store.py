@@ -11,7 +11,9 @@ the built Bento is exported to object storage, so any host can import and serve 
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,3 +156,15 @@ def import_from_storage(exported: ExportedBento) -> str:
             return str(bentoml.get(bento.tag).tag)
         except NotFound:
             return str(bento.save().tag)
+
+
+def serve_command(bento_tag: str) -> str:
+    """The shell line that serves the built Bento as printed, from any folder: the BentoML
+    home holding it (a Bento lives at `<home>/bentos/<name>/<version>`) and this venv's
+    `bentoml`, both absolute."""
+    home = Path(bentoml.get(bento_tag).path).parents[2]
+    executable = Path(sys.executable).with_name("bentoml")
+    return (
+        f"BENTOML_HOME={shlex.quote(str(home))} {shlex.quote(str(executable))} serve "
+        f"{shlex.quote(bento_tag)} --host 127.0.0.1"
+    )

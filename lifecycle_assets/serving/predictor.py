@@ -54,6 +54,14 @@ class _Pending:
     queued_at: float = field(default_factory=time.perf_counter)
 
 
+def running_bento_tag() -> str | None:
+    """The tag of the Bento this process serves, None under `bentoml serve <module>:<class>`."""
+    version = bentoml.server_context.bento_version
+    if not version or version == "not available":
+        return None
+    return f"{bentoml.server_context.bento_name}:{version}"
+
+
 def _starts(pending: list[_Pending]) -> list[int]:
     """The index of each request's first row in the coalesced batch."""
     starts, start = [], 0
@@ -269,12 +277,9 @@ class Predictor:
         """What `/metadata` answers; `admin` adds the full error texts (for `/admin/status`)."""
         served = self.served
         ref = served.ref
-        bento_version = bentoml.server_context.bento_version
-        bento_tag = (
-            f"{bentoml.server_context.bento_name}:{bento_version}"
-            if bento_version and bento_version != "not available"
-            else None
-        )
+        # Served from a built Bento: that Bento. From the registry: the Bento built for the
+        # served version (`bento_service` tags it), as the version's tags read when it loaded.
+        bento_tag = running_bento_tag() or ref.tags.get(config.TAG_BENTO_TAG)
         return {
             "model_name": ref.name,
             "model_version": ref.version,

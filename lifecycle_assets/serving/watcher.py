@@ -8,11 +8,13 @@ good one) keeps serving, and the refusal is logged, listed in `/metadata` and co
 `/metrics`. A refused `champion` also marks the model degraded (registry and service disagree)
 until the alias moves to a version that serves. A refused version is not
 retried on every poll, only once its alias has moved away and back (or on `POST /admin/reload`
-with `retry`).
+with `retry`). A champion loaded before `bento_service` tagged it with its Bento is re-read
+for that tag alone, a bounded number of polls, so `/metadata` names its Bento.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -39,6 +41,8 @@ ALIASES = {
 }
 # Refusals kept for /metadata; older ones are in the service log.
 MAX_REFUSALS = 20
+# Polls (2 s each by default) a champion loaded without a `bento_tag` tag is re-read for it.
+BENTO_TAG_POLLS = 300
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class RegistryWatcher:
                 )
             )
         self.metrics.degraded.labels(name).set(0.0 if self.degradation is None else 1.0)
+        self._bento_tag_polls: dict[str, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -146,6 +151,9 @@ class RegistryWatcher:
                 elif role == CHAMPION:
                     # The alias came back to the version served: registry and service agree.
                     self._set_degradation(None, models)
+            if CHAMPION not in changes and (tagged := self._with_its_bento(models.champion)):
+                models = models.replace(champion=tagged)
+                self.publish(models)  # the same version, now naming its Bento: not a swap
             weight = self._weight(tags.get(config.TAG_CANARY_WEIGHT), models.canary_weight)
             if weight != models.canary_weight:
                 changes["canary_weight"] = weight
@@ -154,6 +162,25 @@ class RegistryWatcher:
                 self.publish(models)
                 self._record_swap(changes, models)
             return models
+
+    def _with_its_bento(self, served: ServedModel) -> ServedModel | None:
+        """The champion with the `bento_tag` tag set since it was loaded, else None.
+
+        `bento_service` builds the Bento after the promotion the service follows, so a champion
+        loaded at once lacks the tag. Re-read (one registry call per poll) only while it lacks
+        it, and for at most `BENTO_TAG_POLLS` polls per version (a hand-promoted version may
+        never get a Bento). Only that tag is taken: the rest is what was verified at load.
+        """
+        ref = served.ref
+        polls = self._bento_tag_polls.get(ref.version, 0)
+        if config.TAG_BENTO_TAG in ref.tags or polls >= BENTO_TAG_POLLS:
+            return None
+        self._bento_tag_polls[ref.version] = polls + 1
+        bento_tag = get_version(self.client, self.name, ref.version).tags.get(config.TAG_BENTO_TAG)
+        if bento_tag is None:
+            return None
+        tagged = dataclasses.replace(ref, tags={**ref.tags, config.TAG_BENTO_TAG: bento_tag})
+        return dataclasses.replace(served, loaded=dataclasses.replace(served.loaded, ref=tagged))
 
     def _is_refused(self, role: str) -> bool:
         return any(r.role == role and r.version == self._seen[role] for r in self.refused)

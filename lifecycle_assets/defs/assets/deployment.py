@@ -12,7 +12,12 @@ from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.registry.aliases import ConcurrentAliasChange, move_alias
 from lifecycle_assets.registry.models import resolve
-from lifecycle_assets.serving.bento_store import build_bento, export_to_storage, exported_tag
+from lifecycle_assets.serving.bento_store import (
+    build_bento,
+    export_to_storage,
+    exported_tag,
+    serve_command,
+)
 from lifecycle_assets.spec import ModelSpec, configured_specs
 
 
@@ -133,7 +138,7 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             "bentoml_model_tag": model_tag,
             "bentoml_model_tags": ", ".join(model_tags),
             "model_version": ref.version,
-            "serve": f"bentoml serve {bento_tag} --host 127.0.0.1",
+            "serve": serve_command(bento_tag),
         }
         bentos_dir = settings.bentos_dir
         if storage.is_remote(bentos_dir):
