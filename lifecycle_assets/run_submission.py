@@ -97,8 +97,9 @@ def check_webserver(url: str) -> None:
     try:
         response = httpx.get(f"{url}/server_info", timeout=10)
         response.raise_for_status()
-        response.json()["dagster_webserver_version"]
-    except (httpx.HTTPError, ValueError, KeyError) as error:
+        if "dagster_webserver_version" not in response.json():
+            raise ValueError("it answers, but not as a Dagster webserver")
+    except (httpx.HTTPError, ValueError) as error:
         raise SubmissionError(
             f"the Dagster webserver at {url} (LIFECYCLE_DAGSTER_URL) is unreachable: "
             f"{_first_line(error)}"

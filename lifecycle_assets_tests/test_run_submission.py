@@ -77,6 +77,7 @@ def test_lifecycle_run_submits_every_run_through_the_webserver_and_the_queue(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spec_path = write_spec(tmp_path)
+    spec = load_spec(spec_path)
     env = {
         **os.environ,
         **project_env(tmp_path / "state"),
@@ -117,11 +118,8 @@ def test_lifecycle_run_submits_every_run_through_the_webserver_and_the_queue(
         stop_group(webserver)
     logs = "".join(p.read_text()[-2000:] for p in tmp_path.glob("*/*.log"))
     assert cli.returncode == 0, output[-4000:] + logs
-    assert (
-        "is now `champion`" in output and f"{training_job_name(load_spec(spec_path))} run" in output
-    )
-
-    spec = load_spec(spec_path)
+    # Each run's status was shown while the command waited for it.
+    assert "is now `champion`" in output and f"{training_job_name(spec)} run" in output
     for key in ("DAGSTER_HOME", "DAGSTER_PG_URL"):
         monkeypatch.setenv(key, env[key])
     with dg.DagsterInstance.get() as instance:
@@ -138,16 +136,16 @@ def test_lifecycle_run_submits_every_run_through_the_webserver_and_the_queue(
             # Created by the webserver from its code location, not by the CLI's definitions.
             assert run.remote_job_origin is not None
             assert run.remote_job_origin.location_name == LOCATION
-            kinds = {
-                record.event_log_entry.dagster_event.event_type
-                for record in instance.get_records_for_run(run.run_id).records
+            pids = {
+                entry.dagster_event_type: entry.dagster_event.pid
+                for entry in instance.all_logs(run.run_id)
+                if entry.dagster_event is not None
             }
-            # Through the queue: enqueued by the webserver, dequeued by the daemon.
-            assert {dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_DEQUEUED} <= kinds
-            start = instance.get_records_for_run(
-                run.run_id, of_type=dg.DagsterEventType.RUN_START
-            ).records[0]
-            assert start.event_log_entry.dagster_event.pid not in (cli.pid, os.getpid())
+            # Queued by the webserver, launched by the daemon, executed by neither (nor the CLI).
+            assert pids[dg.DagsterEventType.RUN_ENQUEUED] == webserver.pid, pids
+            assert pids[dg.DagsterEventType.RUN_STARTING] == daemon.pid, pids
+            executed = pids[dg.DagsterEventType.RUN_START]
+            assert executed not in (cli.pid, os.getpid(), webserver.pid, daemon.pid), pids
         (ingest,) = [run for run in runs if run.job_name == ingest_job_name(spec)]
         assert {RANGE_START_TAG, RANGE_END_TAG} <= set(ingest.tags), "one run for the days"
     tracking = project_env(tmp_path / "state")["MLFLOW_TRACKING_URI"]
