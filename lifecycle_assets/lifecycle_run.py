@@ -30,6 +30,7 @@ from lifecycle_assets.defs import names
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
 from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
 from lifecycle_assets.recovery import recover_at_start
+from lifecycle_assets.run_submission import ExecutionResult, execute
 from lifecycle_assets.spec import ModelSpec
 
 # Outcomes of a model's run, and the exit code of `lifecycle run` for each (README: exit codes).
@@ -148,14 +149,10 @@ def _run_range(
     instance: dg.DagsterInstance,
     days: list[str],
     asset_selection: list[dg.AssetKey] | None = None,
-) -> dg.ExecuteInProcessResult:
+) -> ExecutionResult:
     """One Dagster run over `days` (consecutive): each day its own partition, in one run."""
-    return job.execute_in_process(
-        instance=instance,
-        tags=range_tags(days),
-        asset_selection=asset_selection,
-        raise_on_error=False,
-        run_config=QUIET,
+    return execute(
+        job, instance, tags=range_tags(days), asset_selection=asset_selection, run_config=QUIET
     )
 
 
@@ -223,7 +220,7 @@ def source_is_empty(spec: ModelSpec, day: str) -> bool:
     return read_day(spec, dt.date.fromisoformat(day))[0].is_empty()
 
 
-def _output(result: dg.ExecuteInProcessResult, spec: ModelSpec, asset: str) -> Any:
+def _output(result: ExecutionResult, spec: ModelSpec, asset: str) -> Any:
     node = f"{spec.name}__{asset}"
     if not result.is_node_success(node):
         return None
@@ -243,7 +240,7 @@ def _root_message(error: Any) -> str:
     return rest if sep and "." in head and " " not in head else first
 
 
-def failure_cause(result: dg.ExecuteInProcessResult) -> str:
+def failure_cause(result: ExecutionResult) -> str:
     """The first failed step's cause on one line."""
     failures = result.get_step_failure_events()
     if not failures:
@@ -287,7 +284,7 @@ def write_run_log(
     return path
 
 
-def _checks(result: dg.ExecuteInProcessResult) -> list[dict[str, Any]]:
+def _checks(result: ExecutionResult) -> list[dict[str, Any]]:
     return [
         {
             "name": e.check_name,
@@ -302,7 +299,7 @@ def _checks(result: dg.ExecuteInProcessResult) -> list[dict[str, Any]]:
 
 
 def _outcome(
-    result: dg.ExecuteInProcessResult,
+    result: ExecutionResult,
     checks: list[dict[str, Any]],
     model: Any,
     champion: Any,
@@ -335,9 +332,7 @@ def train_and_deploy(
     defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance, ingest: IngestOutcome
 ) -> LifecycleSummary:
     settings = Settings.from_env()
-    result = defs.resolve_job_def(training_job_name(spec)).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET
-    )
+    result = execute(defs.resolve_job_def(training_job_name(spec)), instance, run_config=QUIET)
     logs = [str(write_run_log(instance, result.run_id, spec, settings))]
     training_set = _output(result, spec, names.TRAINING_SET)
     model = _output(result, spec, names.TRAINED_MODEL)
@@ -349,9 +344,8 @@ def train_and_deploy(
     if report is not None:
         # What the model card sensor does in a deployment, done here so that every evaluated
         # version (a rejected one too) has its card when the command returns.
-        card_result = defs.resolve_job_def(model_card_job_name(spec)).execute_in_process(
-            instance=instance, run_config=QUIET, raise_on_error=False
-        )
+        card_job = defs.resolve_job_def(model_card_job_name(spec))
+        card_result = execute(card_job, instance, run_config=QUIET)
         logs.append(str(write_run_log(instance, card_result.run_id, spec, settings)))
         card_value = _output(card_result, spec, names.MODEL_CARD)
         card = card_value["html_path"] if card_value else None

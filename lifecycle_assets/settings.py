@@ -5,7 +5,8 @@ needs no server. `LIFECYCLE_PROFILE=team` moves the same code onto shared server
 the ledger on PostgreSQL (`DATABASE_URL`), the lake, quarantine, landing, reports and archive on
 object storage (`LIFECYCLE_STORAGE_URL=s3://bucket/prefix`), MLflow behind its HTTP server
 (`MLFLOW_TRACKING_URI=http://...`) and, optionally, Dagster steps on Celery workers
-(`LIFECYCLE_CELERY_BROKER`). Values come from the environment, then from `.env` in the working
+(`LIFECYCLE_CELERY_BROKER`), with `lifecycle run` submitting its runs to the Dagster webserver
+(`LIFECYCLE_DAGSTER_URL`). Values come from the environment, then from `.env` in the working
 folder; an empty variable counts as unset, so `MLFLOW_TRACKING_URI=` in `.env` keeps the default.
 
 Read once at the edge (resources, CLI, service start), never at import time.
@@ -81,6 +82,9 @@ class LifecycleSettings(BaseSettings):
     celery_broker: str | None = Field(None, validation_alias="LIFECYCLE_CELERY_BROKER")
     # The Celery queue the steps go to; workers listen on it (`dagster-celery worker -q`).
     celery_queue: str = Field("dagster", validation_alias="LIFECYCLE_CELERY_QUEUE")
+    # The team's Dagster webserver (http://host:3000): `lifecycle run` then submits its runs to
+    # it (the run queue and launcher of its instance) instead of executing them itself.
+    dagster_url: str | None = Field(None, validation_alias="LIFECYCLE_DAGSTER_URL")
     # Secret of MLflow's registry webhooks to `POST /hooks/registry` (unset: the hook is off).
     webhook_secret: str | None = Field(None, validation_alias="LIFECYCLE_WEBHOOK_SECRET")
     # Where bentofile.yaml and constraints.txt are, read by `bento_service` to build the Bento:
@@ -88,6 +92,13 @@ class LifecycleSettings(BaseSettings):
     # its copy (deploy/Dockerfile sets /app).
     project_dir: Path = Field(SOURCE_ROOT, validation_alias="LIFECYCLE_PROJECT_DIR")
     serving: ServingLimits = Field(default_factory=ServingLimits)
+
+    @field_validator("dagster_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"LIFECYCLE_DAGSTER_URL must be an http(s):// URL, not {url!r}")
+        return url.rstrip("/") if url else url
 
     @field_validator("home")
     @classmethod

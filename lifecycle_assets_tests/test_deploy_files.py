@@ -89,10 +89,12 @@ def test_urls_point_at_the_services_that_serve_them(compose) -> None:
         ("LIFECYCLE_CELERY_BROKER", "rabbitmq", 5672),
         ("DATABASE_URL", "postgres", 5432),
         ("DAGSTER_PG_URL", "postgres", 5432),
+        ("LIFECYCLE_DAGSTER_URL", "dagster-webserver", 3000),
     ):
         assert _port(env[variable]) == (service, port), variable
         assert port in _published(services[service]), f"{service} does not publish {port}"
     assert _flag(services["mlflow"]["command"], "--port") == "5000"
+    assert _flag(services["dagster-webserver"]["command"], "-p") == "3000"
     bucket = urlsplit(env["LIFECYCLE_STORAGE_URL"]).hostname
     assert f"mb --ignore-existing lake/{bucket}" in services["minio-bucket"]["command"][0]
     init = (DEPLOY / "postgres" / "init.sql").read_text()

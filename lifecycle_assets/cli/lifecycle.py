@@ -40,7 +40,12 @@ def run(spec_path: str | None, refresh: bool, as_json: bool) -> None:
     if spec_path is not None and Path(spec_path).is_file():
         # A spec of its own is the project for this run (and the service's default models).
         os.environ["LIFECYCLE_SPECS"] = str(Path(spec_path).resolve())
-    summaries = run_lifecycle(spec_path, refresh=refresh, as_json=as_json)
+    from lifecycle_assets.run_submission import SubmissionError
+
+    try:
+        summaries = run_lifecycle(spec_path, refresh=refresh, as_json=as_json)
+    except SubmissionError as error:  # the webserver is unreachable or refused a run
+        raise click.ClickException(str(error)) from None
     if as_json:
         payload = [s.to_dict() for s in summaries]
         click.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, default=str))
@@ -80,6 +85,8 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     except (SpecError, PreflightError) as error:
         raise click.ClickException(str(error)) from None
     settings = Settings.from_env()
+    if settings.dagster_url:
+        _follow_submitted_runs(settings.dagster_url, show=not as_json)
     instance = _dagster_instance()
     defs = build_definitions(specs)
     # When nothing changed, or a day has no rows, an asset yields nothing and Dagster warns
@@ -110,6 +117,26 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         if not as_json:
             _print_summary(summary, settings, path)
     return summaries
+
+
+def _follow_submitted_runs(url: str, *, show: bool) -> None:
+    """Runs go to the Dagster webserver at `url`: fail now if it does not answer, and show
+    each run's status changes while the command waits for it."""
+    from lifecycle_assets.run_submission import check_webserver, log
+
+    check_webserver(url)
+    if show and not any(isinstance(h, _ConsoleLines) for h in log.handlers):
+        log.addHandler(_ConsoleLines())
+        log.setLevel(logging.INFO)
+    if show:
+        console.print(f"runs go to the Dagster webserver at {url} (LIFECYCLE_DAGSTER_URL)")
+
+
+class _ConsoleLines(logging.Handler):
+    """A submitted run's status change as a console line (printed above the progress bar)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(f"  {record.getMessage()}", markup=False, highlight=False)
 
 
 def _advance(progress: Progress, bar, _day: str) -> None:

@@ -55,15 +55,17 @@ class JsonIOManager(dg.ConfigurableIOManager):
         """The folder every value is stored under: `base_dir`, else `dagster_io` in storage."""
         return storage.path(self.base_dir) if self.base_dir else Settings.from_env().dagster_io_dir
 
-    def _asset_dir(self, key: dg.AssetKey) -> UPath:
-        return self.root().joinpath(*key.path)
+    def value_path(self, key: dg.AssetKey, name: str) -> UPath:
+        """Where the value of `key` for one partition, or one run id, is stored: also how a
+        process outside the run (`lifecycle run` after a submitted run) reads what it produced."""
+        return self.root().joinpath(*key.path) / f"{name}.json"
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
-        folder = self._asset_dir(context.asset_key)
         name = context.asset_partition_key if context.has_asset_partitions else context.run_id
-        storage.write_json(folder / f"{name}.json", obj, sort_keys=True, default=str)
+        path = self.value_path(context.asset_key, name)
+        storage.write_json(path, obj, sort_keys=True, default=str)
 
     def _producing_run(self, context: dg.InputContext) -> str | None:
         """The run whose value this input reads: this run's when it computes the asset."""
@@ -82,12 +84,11 @@ class JsonIOManager(dg.ConfigurableIOManager):
         return latest.run_id if latest is not None else None
 
     def load_input(self, context: dg.InputContext) -> Any:
-        folder = self._asset_dir(context.asset_key)
         if context.has_asset_partitions:
             name: str | None = context.asset_partition_key
         else:
             name = self._producing_run(context)
-        path = folder / f"{name}.json"
+        path = self.value_path(context.asset_key, str(name))
         if name is None or not storage.exists(path):
             raise FileNotFoundError(
                 f"{context.asset_key.to_user_string()} has not been materialized yet ({path})"

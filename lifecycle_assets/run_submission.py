@@ -1,0 +1,221 @@
+"""Where `lifecycle run` executes a Dagster job: in its own process, or on the team's instance.
+
+Embedded (LIFECYCLE_DAGSTER_URL unset), a job runs in the CLI's process, tagged with its host
+so that the next `lifecycle run` on that host can end it if the process was killed (recovery.py),
+on a SQLite or a PostgreSQL instance alike. With LIFECYCLE_DAGSTER_URL set, the job is submitted
+to the Dagster webserver over GraphQL: it goes through the instance's run queue and launcher (the
+daemon dequeues it, the launcher starts it where the deployment runs code), and the CLI only
+waits for it. Either way the caller gets an `ExecutionResult`: events, checks and outputs are read
+back from the instance (DAGSTER_HOME, the one the webserver uses) and from the IO manager's
+per-run values, so the summary and exit codes do not depend on where the run executed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlsplit
+
+import dagster as dg
+from dagster._core.definitions import NodeHandle
+from dagster._core.execution.execution_result import ExecutionResult
+from dagster._core.storage.dagster_run import FINISHED_STATUSES
+
+from lifecycle_assets import storage
+from lifecycle_assets.defs.resources import JsonIOManager
+from lifecycle_assets.registry.owner import TAG_HOST
+from lifecycle_assets.settings import LifecycleSettings
+
+__all__ = ["ExecutionResult", "SubmissionError", "check_webserver", "execute"]
+
+# Which `lifecycle run` submitted a run (host:pid): the run itself executes elsewhere, so it
+# carries no TAG_HOST (recovery would take the launcher's pid for one on this host).
+TAG_SUBMITTED_BY = "lifecycle/submitted_by"
+JSON_IO_MANAGER = "json_io_manager"
+POLL_SECONDS = 1.0
+log = logging.getLogger("lifecycle.submission")
+
+
+class SubmissionError(Exception):
+    """The webserver could not take or report a run; the message is one line for the CLI."""
+
+
+def execute(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    *,
+    tags: Mapping[str, str] | None = None,
+    asset_selection: Sequence[dg.AssetKey] | None = None,
+    run_config: Mapping[str, Any] | None = None,
+) -> ExecutionResult:
+    """Run `job` to its end, in this process or through the webserver the settings name."""
+    url = LifecycleSettings.from_env().dagster_url
+    if url is None:
+        return job.execute_in_process(
+            instance=instance,
+            tags={**(tags or {}), TAG_HOST: socket.gethostname()},
+            asset_selection=list(asset_selection) if asset_selection else None,
+            raise_on_error=False,
+            run_config=dict(run_config or {}),
+        )
+    run_id = submit(
+        url, job.name, tags=tags, asset_selection=asset_selection, run_config=run_config
+    )
+    wait(url, run_id, job.name)
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise SubmissionError(
+            f"run {run_id} submitted to {url} is not in this DAGSTER_HOME's instance: "
+            "point DAGSTER_HOME at the dagster.yaml the webserver uses"
+        )
+    return SubmittedRunResult(job, instance, run)
+
+
+def graphql_client(url: str) -> Any:
+    """The official GraphQL client on `url` (http(s)://host[:port][/prefix])."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    parts = urlsplit(url)
+    return DagsterGraphQLClient(
+        parts.hostname or "",
+        port_number=parts.port,
+        use_https=parts.scheme == "https",
+        path_prefix=parts.path.rstrip("/"),
+        timeout=60,
+    )
+
+
+def check_webserver(url: str) -> None:
+    """Fail fast, in one line, when the webserver does not answer (before anything is read)."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{url}/server_info", timeout=10)
+        response.raise_for_status()
+        if "dagster_webserver_version" not in response.json():
+            raise ValueError("it answers, but not as a Dagster webserver")
+    except (httpx.HTTPError, ValueError) as error:
+        raise SubmissionError(
+            f"the Dagster webserver at {url} (LIFECYCLE_DAGSTER_URL) is unreachable: "
+            f"{_first_line(error)}"
+        ) from None
+
+
+def submit(
+    url: str,
+    job_name: str,
+    *,
+    tags: Mapping[str, str] | None = None,
+    asset_selection: Sequence[dg.AssetKey] | None = None,
+    run_config: Mapping[str, Any] | None = None,
+) -> str:
+    """Submit one run of `job_name` to the webserver's code location; its run id."""
+    from dagster_graphql import DagsterGraphQLClientError
+
+    submitted_by = {TAG_SUBMITTED_BY: f"{socket.gethostname()}:{os.getpid()}"}
+    try:
+        return graphql_client(url).submit_job_execution(
+            job_name,
+            run_config=dict(run_config or {}),
+            tags={**(tags or {}), **submitted_by},
+            asset_selection=list(asset_selection) if asset_selection else None,
+        )
+    except DagsterGraphQLClientError as error:
+        raise SubmissionError(f"{url} refused {job_name}: {_graphql_reason(error)}") from None
+
+
+def wait(url: str, run_id: str, job_name: str) -> dg.DagsterRunStatus:
+    """Poll the run's status until it has finished, logging each change (the CLI shows them)."""
+    from dagster_graphql import DagsterGraphQLClientError
+
+    client = graphql_client(url)
+    started = time.monotonic()
+    status = None
+    while True:
+        try:
+            current = client.get_run_status(run_id)
+        except DagsterGraphQLClientError as error:
+            raise SubmissionError(
+                f"{url} lost run {run_id} of {job_name}: {_graphql_reason(error)}"
+            ) from None
+        if current != status:
+            elapsed = time.monotonic() - started
+            log.info("%s run %s: %s (%.0f s)", job_name, run_id[:8], current.value, elapsed)
+            status = current
+        if current in FINISHED_STATUSES:
+            return current
+        time.sleep(POLL_SECONDS)
+
+
+def _graphql_reason(error: Exception) -> str:
+    """The client's error as one line: its kind and message, without the query it sent."""
+    kind, *rest = [*error.args, ""]
+    body = rest[0] if rest else ""
+    text = f"{kind}: {body}" if body else str(kind)
+    return _first_line(text)
+
+
+def _first_line(error: object) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class SubmittedRunResult(ExecutionResult):
+    """A finished run read back from the instance, with the same questions answered as an
+    in-process result: which steps succeeded, which checks failed, what each asset produced."""
+
+    def __init__(
+        self, job_def: dg.JobDefinition, instance: dg.DagsterInstance, run: dg.DagsterRun
+    ) -> None:
+        self._job_def = job_def
+        self._instance = instance
+        self._run = run
+
+    @property
+    def job_def(self) -> dg.JobDefinition:
+        return self._job_def
+
+    @property
+    def dagster_run(self) -> dg.DagsterRun:
+        return self._run
+
+    @property
+    def run_id(self) -> str:
+        return self._run.run_id
+
+    @cached_property
+    def all_events(self) -> list[dg.DagsterEvent]:
+        entries = self._instance.all_logs(self._run.run_id)
+        return [entry.dagster_event for entry in entries if entry.dagster_event is not None]
+
+    def _get_output_for_handle(self, handle: NodeHandle, output_name: str) -> object:
+        """The value the JSON IO manager stored for this run (`<asset>/<run id>.json`); None
+        when the step produced None (the manager stores nothing for it)."""
+        step_key = str(handle)
+        produced = any(
+            event.is_successful_output
+            and event.step_key == step_key
+            and event.step_output_data.output_name == output_name
+            for event in self.all_events
+        )
+        if not produced:
+            raise dg.DagsterInvariantViolationError(
+                f"No outputs found for output '{output_name}' from node '{handle}'."
+            )
+        assets = self._job_def.asset_layer.get_assets_def_for_node(handle)
+        key = self._job_def.asset_layer.get_asset_key_for_node_output(handle, output_name)
+        if assets is None or key is None or assets.partitions_def is not None:
+            raise dg.DagsterInvariantViolationError(
+                f"{step_key}.{output_name} is not a per-run asset value: it cannot be read back"
+            )
+        if assets.get_io_manager_key_for_asset_key(key) != JSON_IO_MANAGER:
+            raise dg.DagsterInvariantViolationError(
+                f"{key.to_user_string()} is not stored by the JSON IO manager"
+            )
+        path = JsonIOManager().value_path(key, self._run.run_id)
+        return storage.read_json(path) if storage.exists(path) else None
