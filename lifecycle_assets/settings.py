@@ -81,6 +81,9 @@ class LifecycleSettings(BaseSettings):
     celery_queue: str = Field("dagster", validation_alias="LIFECYCLE_CELERY_QUEUE")
     # Secret of MLflow's registry webhooks to `POST /hooks/registry` (unset: the hook is off).
     webhook_secret: str | None = Field(None, validation_alias="LIFECYCLE_WEBHOOK_SECRET")
+    # How often a service closes its local prediction log segment and ships it to the shared
+    # storage (team mode): the longest a row waits before monitoring and `trace` can see it.
+    log_ship_seconds: float = Field(10.0, gt=0, validation_alias="LIFECYCLE_LOG_SHIP_SECONDS")
     serving: ServingLimits = Field(default_factory=ServingLimits)
 
     @field_validator("home")
@@ -173,9 +176,24 @@ class LifecycleSettings(BaseSettings):
 
     @property
     def prediction_log_dir(self) -> UPath:
-        """Local to each service host for now: the writer appends to files, which object storage
-        cannot do; the monitoring job collects the logs into the (shared) lake."""
+        """Where the prediction logs are collected and read (monitoring, `trace`): the shared
+        storage when it is object storage, else `<home>/prediction_logs` as always."""
+        from lifecycle_assets.storage import is_remote
+
+        if self.storage_url and is_remote(self.storage_url):
+            return self.storage_root / "prediction_logs"
+        return self.prediction_log_spool_dir
+
+    @property
+    def prediction_log_spool_dir(self) -> UPath:
+        """Where a service writes its log: a local disk, since object storage cannot append.
+        When it differs from `prediction_log_dir`, closed segments are shipped there
+        (`serving/log_shipping.py`)."""
         return UPath(self.home) / "prediction_logs"
+
+    @property
+    def ships_prediction_logs(self) -> bool:
+        return self.prediction_log_dir != self.prediction_log_spool_dir
 
     @property
     def archive_dir(self) -> UPath:
