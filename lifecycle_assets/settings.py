@@ -2,8 +2,9 @@
 
 The embedded default keeps everything under LIFECYCLE_HOME (SQLite stores, local folders) and
 needs no server. `LIFECYCLE_PROFILE=team` moves the same code onto shared servers by URLs only:
-the ledger on PostgreSQL (`DATABASE_URL`), the lake, quarantine, landing, reports and archive on
-object storage (`LIFECYCLE_STORAGE_URL=s3://bucket/prefix`), MLflow behind its HTTP server
+the ledger on PostgreSQL (`DATABASE_URL`), the lake, quarantine, landing, reports, archive and
+the collected prediction logs on object storage (`LIFECYCLE_STORAGE_URL=s3://bucket/prefix`;
+each service writes its log locally and ships closed segments there), MLflow behind its HTTP server
 (`MLFLOW_TRACKING_URI=http://...`) and, optionally, Dagster steps on Celery workers
 (`LIFECYCLE_CELERY_BROKER`). Values come from the environment, then from `.env` in the working
 folder; an empty variable counts as unset, so `MLFLOW_TRACKING_URI=` in `.env` keeps the default.
