@@ -1,6 +1,7 @@
 """Shipping a replica's prediction log (team mode) on real files: every row arrives once, a failed
 upload is counted and retried, an interrupted one is never written twice, and a replica killed
-with -9 leaves a segment the next start ships. S3 itself: `test_team_replicas.py`."""
+with -9 leaves a segment the next start ships. On moto's S3: the readers (monitoring, `trace`)
+and the drift gauges go through the storage door. Two real replicas: `test_team_replicas.py`."""
 
 from __future__ import annotations
 
@@ -11,16 +12,23 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import prometheus_client
+import pytest
 
+from lifecycle_assets import storage
 from lifecycle_assets.data import prediction_log
+from lifecycle_assets.ml.drift import latest_drift_path
+from lifecycle_assets.provenance.predictions import find_prediction
+from lifecycle_assets.serving.drift_gauges import DriftGauges
 from lifecycle_assets.serving.log_shipping import SegmentShipper, open_prediction_log
 from lifecycle_assets.serving.metrics import prediction_metrics
 from lifecycle_assets.serving.prediction_log import OPEN_SUFFIX, PredictionLogWriter
 from lifecycle_assets.settings import LifecycleSettings
 from lifecycle_assets.spec import ModelSpec
+from lifecycle_assets_tests.team_servers import S3Server, moto_s3  # noqa: F401  (fixture)
 from lifecycle_assets_tests.test_prediction_logging import _batch, _models
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,6 +110,7 @@ import json, sys, time
 from lifecycle_assets.serving.metrics import prediction_metrics
 from lifecycle_assets.serving.prediction_log import PredictionLogWriter
 from lifecycle_assets.spec import default_spec
+from lifecycle_assets_tests.team_servers import S3Server, moto_s3  # noqa: F401  (fixture)
 from lifecycle_assets_tests.test_prediction_logging import _batch, _models
 
 spec = default_spec()
@@ -149,3 +158,50 @@ def test_embedded_default_writes_in_place_and_ships_nothing(
     assert "shipping" not in writer.status()
     team = settings.replace(storage_url="s3://bucket/prefix")
     assert team.ships_prediction_logs and str(team.prediction_log_dir).startswith("s3://bucket/")
+
+
+@pytest.mark.team  # moto's S3 server
+def test_segments_shipped_to_s3_are_read_by_monitoring_and_trace(
+    moto_s3: S3Server,  # noqa: F811
+    tmp_path: Path,
+    spec: ModelSpec,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LIFECYCLE_STORAGE_URL", moto_s3.url(f"ship-{uuid.uuid4().hex[:8]}"))
+    settings = LifecycleSettings.from_env()
+    writer = open_prediction_log(settings, spec.name, prediction_metrics())
+    assert writer.rotating and writer.shipper is not None
+    rows, records = _batch(spec, 6)
+    writer.log(rows, records, _models(spec))
+    answered = [r["prediction_id"] for r in rows]
+    assert writer.shipper.stop() == 0
+    (segment,) = prediction_log.segment_files(settings.prediction_log_dir, spec.name)
+    assert str(segment).startswith(f"s3://{moto_s3.bucket}/")
+    assert segment.name == f"{writer.segment}-000001.jsonl"
+    today = dt.datetime.now(dt.UTC).date()
+    scan = prediction_log.scan_days(settings, spec.name, today, today)
+    assert sorted(scan.rows["prediction_id"]) == sorted(answered) and not scan.bad
+    found = find_prediction(settings, answered[3])
+    assert found.row["prediction_id"] == answered[3] and found.where == str(segment)
+
+
+@pytest.mark.team  # moto's S3 server
+def test_drift_gauges_follow_the_shared_report_even_rewritten_within_a_second(
+    moto_s3: S3Server,  # noqa: F811
+) -> None:
+    reports = moto_s3.url(f"reports-{uuid.uuid4().hex[:8]}")
+    model = f"drift-{uuid.uuid4().hex[:6]}"
+    gauges = DriftGauges(reports, model, prediction_metrics())
+    gauges.check()  # no report yet: nothing exported, nothing raised
+
+    def psi() -> float | None:
+        labels = {"model_name": model, "feature": "age"}
+        return prometheus_client.REGISTRY.get_sample_value("lifecycle_feature_drift_psi", labels)
+
+    assert psi() is None
+    for value in (0.31, 0.07):  # two writes in the same second: the ETag tells them apart
+        report = {"day": "2026-11-01", "drifted": value > 0.2, "psi": {"age": value}}
+        storage.write_text(latest_drift_path(reports, model), json.dumps(report))
+        gauges.check()
+        assert psi() == value

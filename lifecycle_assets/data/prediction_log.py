@@ -40,7 +40,8 @@ LIVE_SEGMENT_SECONDS = 60.0
 
 
 def model_dir(log_dir: Path, model: str) -> Path:
-    return Path(log_dir) / model
+    """The model's log folder; on object storage (collected logs, team mode) a UPath."""
+    return (storage.path(log_dir) if storage.is_remote(log_dir) else Path(log_dir)) / model
 
 
 def day_dir(log_dir: Path, model: str, day: dt.date) -> Path:
@@ -291,7 +292,7 @@ def logged_rows(paths: list[Path], contains: str = "") -> Iterator[tuple[Path, d
 def _lines(path: Path) -> Iterator[bytes]:
     """A segment's lines: streamed from a local disk, one read of a (closed) shipped object."""
     if storage.is_remote(path):
-        yield from storage.read_bytes(path).splitlines(keepends=True)
+        yield from io.BytesIO(storage.read_bytes(path))  # split at "\n" only, as a file is
         return
     with path.open("rb") as handle:
         yield from handle
