@@ -16,8 +16,9 @@ with the same size and only deletes (the object is never written twice). A shipp
 segment under an exclusive `flock`, so two processes sharing a spool never ship one twice. A
 failed upload loses nothing: the segment stays, the attempt is counted in
 `lifecycle_prediction_log_write_errors_total{error="upload: <type>"}`, `/metadata` says how many
-segments wait, and the next tick retries. On exit the current segment is closed and shipped; a
-kill -9 leaves an `.open` file that the next start (or any shipper on that spool) ships.
+segments wait, and the next tick retries. When the service shuts down (its `on_shutdown` hook;
+`atexit` elsewhere) the current segment is closed and shipped; a kill -9 leaves an `.open` file
+that the next start (or any shipper on that spool) ships.
 """
 
 from __future__ import annotations

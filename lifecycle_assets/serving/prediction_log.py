@@ -153,6 +153,14 @@ class PredictionLogWriter:
             written, error = self._write(now.date(), lines)
             self._account(len(lines), written, error)
 
+    def close(self) -> None:
+        """At shutdown: close the segment; a shipped log ships everything first."""
+        if self.shipper is not None:
+            self.shipper.stop()
+            return
+        with self._lock:
+            self._close()
+
     def _open(self, day: dt.date) -> int:
         if self._fd is not None and self._fd_day == day:
             return self._fd
