@@ -289,7 +289,6 @@ def test_two_replicas_follow_one_registry_and_log_every_answer_once_to_s3(
             for hook in hooks:  # registry-wide: stop calling ports that are about to close
                 client.delete_webhook(hook)
 
-    assert p95 <= SWAP_SLA_SECONDS, swaps
     assert not any(s.failures for s in senders), [s.failures[:3] for s in senders]
     assert versions == {"1", "2"}, "the rollback happened under load"
     collected = _collected(settings, spec.name)  # ... and everything when it stops
@@ -315,3 +314,5 @@ def test_two_replicas_follow_one_registry_and_log_every_answer_once_to_s3(
     for index in range(2):
         spool = tmp_path / f"replica-{index}" / "home" / "prediction_logs"
         assert not [p for p in spool.rglob("*") if p.is_file()], "nothing left unshipped"
+    # Last, so that every correctness check above has spoken first on a loaded machine.
+    assert p95 <= SWAP_SLA_SECONDS, swaps
