@@ -2,8 +2,9 @@
 
 The embedded default keeps everything under LIFECYCLE_HOME (SQLite stores, local folders) and
 needs no server. `LIFECYCLE_PROFILE=team` moves the same code onto shared servers by URLs only:
-the ledger on PostgreSQL (`DATABASE_URL`), the lake, quarantine, landing, reports and archive on
-object storage (`LIFECYCLE_STORAGE_URL=s3://bucket/prefix`), MLflow behind its HTTP server
+the ledger on PostgreSQL (`DATABASE_URL`), the lake, quarantine, landing, reports, archive and
+the collected prediction logs on object storage (`LIFECYCLE_STORAGE_URL=s3://bucket/prefix`;
+each service writes its log locally and ships closed segments there), MLflow behind its HTTP server
 (`MLFLOW_TRACKING_URI=http://...`) and, optionally, Dagster steps on Celery workers
 (`LIFECYCLE_CELERY_BROKER`), with `lifecycle run` submitting its runs to the Dagster webserver
 (`LIFECYCLE_DAGSTER_URL`). Values come from the environment, then from `.env` in the working
@@ -91,6 +92,9 @@ class LifecycleSettings(BaseSettings):
     # the checkout by default; an image that installs the package into site-packages names
     # its copy (deploy/Dockerfile sets /app).
     project_dir: Path = Field(SOURCE_ROOT, validation_alias="LIFECYCLE_PROJECT_DIR")
+    # How often a service closes its local prediction log segment and ships it to the shared
+    # storage (team mode): the longest a row waits before monitoring and `trace` can see it.
+    log_ship_seconds: float = Field(10.0, gt=0, validation_alias="LIFECYCLE_LOG_SHIP_SECONDS")
     serving: ServingLimits = Field(default_factory=ServingLimits)
 
     @field_validator("dagster_url")
@@ -190,9 +194,24 @@ class LifecycleSettings(BaseSettings):
 
     @property
     def prediction_log_dir(self) -> UPath:
-        """Local to each service host for now: the writer appends to files, which object storage
-        cannot do; the monitoring job collects the logs into the (shared) lake."""
+        """Where the prediction logs are collected and read (monitoring, `trace`): the shared
+        storage when it is object storage, else `<home>/prediction_logs` as always."""
+        from lifecycle_assets.storage import is_remote
+
+        if self.storage_url and is_remote(self.storage_url):
+            return self.storage_root / "prediction_logs"
+        return self.prediction_log_spool_dir
+
+    @property
+    def prediction_log_spool_dir(self) -> UPath:
+        """Where a service writes its log: a local disk, since object storage cannot append.
+        When it differs from `prediction_log_dir`, closed segments are shipped there
+        (`serving/log_shipping.py`)."""
         return UPath(self.home) / "prediction_logs"
+
+    @property
+    def ships_prediction_logs(self) -> bool:
+        return self.prediction_log_dir != self.prediction_log_spool_dir
 
     @property
     def archive_dir(self) -> UPath:

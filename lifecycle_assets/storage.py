@@ -191,3 +191,42 @@ def get_file(location: Location, local: Location) -> None:
         source.fs.get_file(source.path, str(local))
         return
     shutil.copyfile(Path(source), local)
+
+
+def list_folders(folder: Location) -> list[str]:
+    """The names of the folders directly in `folder` (prefixes, on object storage), sorted.
+
+    A missing folder lists as empty, as in `list_objects`.
+    """
+    root = path(folder)
+    try:
+        entries = root.fs.ls(root.path, detail=True)
+    except FileNotFoundError:
+        return []
+    names = (
+        entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        for entry in entries
+        if entry.get("type") == "directory"
+    )
+    return sorted(name for name in names if name and not name.startswith("."))
+
+
+def object_info(location: Location) -> ObjectInfo | None:
+    """What the store knows about one object without reading it; None when it is missing.
+
+    One HEAD request on S3: cheap enough to ask whether a small shared file (a report) changed.
+    """
+    target = path(location)
+    try:
+        entry = target.fs.info(target.path)
+    except FileNotFoundError:
+        return None
+    if entry.get("type") != "file":
+        return None
+    return ObjectInfo(
+        path=str(target),
+        name=target.name,
+        size=int(entry.get("size") or 0),
+        etag=_etag(entry),
+        mtime=_mtime(entry),
+    )

@@ -2,6 +2,8 @@
 
 Layout, shared with the writer: `<log_dir>/<model>/<YYYY-MM-DD>/<segment>.jsonl`, one segment per
 writing process, one JSON object per line, the day being the UTC day of the row's `predicted_at`.
+In team mode `<log_dir>` is on object storage and each replica's segments arrive there whole,
+one immutable object per closed segment (`<segment>-<seq>.jsonl`, `serving/log_shipping.py`).
 A day's table holds every prediction made that day once: rows are deduplicated by prediction id,
 so a segment copied aside or read twice cannot count a prediction twice.
 
@@ -38,7 +40,8 @@ LIVE_SEGMENT_SECONDS = 60.0
 
 
 def model_dir(log_dir: Path, model: str) -> Path:
-    return Path(log_dir) / model
+    """The model's log folder; on object storage (collected logs, team mode) a UPath."""
+    return (storage.path(log_dir) if storage.is_remote(log_dir) else Path(log_dir)) / model
 
 
 def day_dir(log_dir: Path, model: str, day: dt.date) -> Path:
@@ -46,28 +49,53 @@ def day_dir(log_dir: Path, model: str, day: dt.date) -> Path:
     return model_dir(log_dir, model) / day.isoformat()
 
 
-def _folder_day(folder: Path) -> dt.date | None:
+def _day(name: str) -> dt.date | None:
     try:
-        return dt.date.fromisoformat(folder.name)
+        return dt.date.fromisoformat(name)
     except ValueError:
         return None
+
+
+def _folder_day(folder: Path) -> dt.date | None:
+    return _day(folder.name)
+
+
+def _in_span(day: dt.date | None, first: dt.date | None, last: dt.date | None) -> bool:
+    return day is not None and (first is None or day >= first) and (last is None or day <= last)
 
 
 def segment_files(
     log_dir: Path, model: str, first: dt.date | None = None, last: dt.date | None = None
 ) -> list[Path]:
-    """The model's segment files of the days from `first` to `last` (inclusive; None: open)."""
+    """The model's segment files of the days from `first` to `last` (inclusive; None: open).
+
+    On object storage (team mode: segments shipped by each replica) through the storage door's
+    listings, one per day folder.
+    """
     root = model_dir(log_dir, model)
+    if storage.is_remote(root):
+        days = [name for name in storage.list_folders(root) if _in_span(_day(name), first, last)]
+        return [
+            storage.path(info.path)
+            for name in days
+            for info in storage.list_objects(root / name, SEGMENT_SUFFIX)
+        ]
     if not root.is_dir():
         return []
     files = []
     for folder in sorted(root.iterdir()):
-        day = _folder_day(folder)
-        if day is None or not folder.is_dir():
+        if not _in_span(_folder_day(folder), first, last) or not folder.is_dir():
             continue
-        if (first is None or day >= first) and (last is None or day <= last):
-            files += sorted(p for p in folder.glob(f"*{SEGMENT_SUFFIX}") if p.is_file())
+        files += sorted(p for p in folder.glob(f"*{SEGMENT_SUFFIX}") if p.is_file())
     return files
+
+
+def logged_models(log_dir: Path) -> list[str]:
+    """The models that have a prediction log under `log_dir` (local or object storage)."""
+    if storage.is_remote(log_dir):
+        return storage.list_folders(log_dir)
+    root = Path(log_dir)
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
 class BadRow(ValueError):
@@ -127,7 +155,10 @@ def scan_segment(path: Path) -> SegmentScan:
     unterminated = lines.pop()  # b"" when the file ends with a newline
     numbered = list(enumerate(lines, start=1))
     if unterminated:
-        live = time.time() - path.stat().st_mtime < LIVE_SEGMENT_SECONDS
+        # A shipped segment (object storage) is closed before it is shipped: never live.
+        live = not storage.is_remote(path) and (
+            time.time() - path.stat().st_mtime < LIVE_SEGMENT_SECONDS
+        )
         try:
             parse_row(unterminated)
             numbered.append((len(lines) + 1, unterminated))
@@ -249,14 +280,22 @@ def logged_rows(paths: list[Path], contains: str = "") -> Iterator[tuple[Path, d
     contain `contains`: a cheap filter before parsing, for lookups by id."""
     needle = contains.encode()
     for path in paths:
-        with path.open("rb") as handle:
-            for line in handle:
-                if needle and needle not in line:
-                    continue
-                try:
-                    yield path, parse_row(line.rstrip(b"\n"))
-                except BadRow:
-                    continue
+        for line in _lines(path):
+            if needle and needle not in line:
+                continue
+            try:
+                yield path, parse_row(line.rstrip(b"\n"))
+            except BadRow:
+                continue
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    """A segment's lines: streamed from a local disk, one read of a (closed) shipped object."""
+    if storage.is_remote(path):
+        yield from io.BytesIO(storage.read_bytes(path))  # split at "\n" only, as a file is
+        return
+    with path.open("rb") as handle:
+        yield from handle
 
 
 def answered(rows: pl.DataFrame) -> pl.DataFrame:

@@ -23,6 +23,7 @@ from lifecycle_assets.data.lake import PREDICTION_LOGS, Lake, sha256_bytes
 from lifecycle_assets.data.prediction_log import (
     PREDICTED_AT,
     PREDICTION_ID,
+    logged_models,
     logged_rows,
     segment_files,
 )
@@ -77,7 +78,7 @@ def prediction_tables(lake: Lake) -> Iterator[PredictionTable]:
 
 
 def _every_segment(log_dir: Path, days: frozenset[str] | None = None) -> list[Path]:
-    models = sorted(p.name for p in log_dir.iterdir() if p.is_dir()) if log_dir.exists() else []
+    models = logged_models(log_dir)  # local, or the shipped segments on object storage
     return [
         path for model in models for path in segment_files(log_dir, model) if may_hold(path, days)
     ]

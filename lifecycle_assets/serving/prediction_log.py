@@ -21,12 +21,19 @@ on shadow rows) and its `variant`: `champion` or `canary` for answers, `shadow` 
 returned, whose `shadow_of` is the prediction id of the answer they mirror (null on answered
 rows). Readers of the log that want what clients received filter out `variant == "shadow"`.
 Values are strict JSON (`data/valid_json.py`): a NaN input is logged as null.
+
+When the logs are collected on object storage (team mode), which cannot append, the writer
+`rotates`: it writes `<segment>-<seq>.open` on the local disk, holding an exclusive `flock` on it,
+and closes it (renamed `<segment>-<seq>.jsonl`, never written again) when the shipper asks
+(`log_shipping.py`), when the day changes or after a failed write. A closed segment is shipped as
+one immutable object; an `.open` file whose lock nobody holds was left by a dead process.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import errno
+import fcntl
 import logging
 import os
 import secrets
@@ -46,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 # Keys of an answer row that the log names differently (`probability` is logged as `score`).
 _RENAMED = {"probability"}
+# A rotating writer's segment while it is written; renamed to SEGMENT_SUFFIX once closed.
+OPEN_SUFFIX = ".open"
 
 
 def new_prediction_id() -> str:
@@ -78,8 +87,17 @@ def error_name(error: Exception) -> str:
 class PredictionLogWriter:
     """One model's log writer in this process: never raises, counts what it could not write."""
 
-    def __init__(self, log_dir: Path, model: str, metrics: PredictionMetrics) -> None:
+    def __init__(
+        self, log_dir: Path, model: str, metrics: PredictionMetrics, *, rotating: bool = False
+    ) -> None:
         self.log_dir = Path(log_dir)
+        # Rotating: numbered segments closed on request, for shipping (see the module doc).
+        self.rotating = rotating
+        self._seq = 0
+        self._fd_path: Path | None = None
+        self._opened_at = 0.0
+        # Set when the segments are shipped to shared storage: its status joins ours.
+        self.shipper: Any = None
         self.model = model
         self.metrics = metrics
         self.segment = segment_name()
@@ -93,7 +111,22 @@ class PredictionLogWriter:
         self._lock = threading.Lock()
 
     def path(self, day: dt.date) -> Path:
+        """The file written for `day`: the segment, or a rotating writer's current part."""
+        if self.rotating:
+            return day_dir(self.log_dir, self.model, day) / f"{self.part_name()}{OPEN_SUFFIX}"
         return day_dir(self.log_dir, self.model, day) / f"{self.segment}{SEGMENT_SUFFIX}"
+
+    def part_name(self) -> str:
+        return f"{self.segment}-{self._seq:06d}"
+
+    def rotate(self, older_than: float = 0.0) -> bool:
+        """Close the current segment if it was opened `older_than` seconds ago or earlier;
+        the next batch opens a new one. True when a segment was closed."""
+        with self._lock:
+            if self._fd is None or time.monotonic() - self._opened_at < older_than:
+                return False
+            self._close()
+            return True
 
     def log(
         self,
@@ -120,19 +153,52 @@ class PredictionLogWriter:
             written, error = self._write(now.date(), lines)
             self._account(len(lines), written, error)
 
+    def close(self) -> None:
+        """At shutdown: close the segment; a shipped log ships everything first."""
+        if self.shipper is not None:
+            self.shipper.stop()
+            return
+        with self._lock:
+            self._close()
+
     def _open(self, day: dt.date) -> int:
         if self._fd is not None and self._fd_day == day:
             return self._fd
         self._close()
+        if self.rotating:
+            return self._open_part(day)
         path = self.path(day)
         path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         self._fd, self._fd_day = os.open(path, flags, 0o644), day
         return self._fd
 
+    def _open_part(self, day: dt.date) -> int:
+        """A new numbered segment, locked before it gets its name: a shipper never sees an
+        `.open` file without its writer's lock unless the writer is gone."""
+        self._seq += 1
+        path = self.path(day)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        hidden = path.with_name(f".{path.name}.new")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        fd = os.open(hidden, flags, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(hidden, path)
+        except OSError:
+            os.close(fd)
+            hidden.unlink(missing_ok=True)
+            raise
+        self._fd, self._fd_day, self._fd_path = fd, day, path
+        self._opened_at = time.monotonic()
+        return fd
+
     def _close(self) -> None:
         if self._fd is not None:
             fd, self._fd, self._fd_day = self._fd, None, None
+            part, self._fd_path = self._fd_path, None
+            if part is not None:
+                close_part(part)  # still locked: no shipper takes it half-renamed
             try:
                 os.close(fd)
             except OSError as error:  # every byte was already written by os.write; say so
@@ -214,12 +280,30 @@ class PredictionLogWriter:
 
     def status(self) -> dict[str, Any]:
         """What `/metadata` shows: counts and the errno name, no paths."""
-        return {
+        status = {
             "health": self.health(),
             "rows_written": self.rows_written,
             "rows_lost": self.rows_lost,
             "last_error": self.last_error,
         }
+        if self.shipper is not None:
+            status["shipping"] = self.shipper.status()
+        return status
+
+
+def close_part(path: Path) -> Path:
+    """Mark a rotating writer's segment closed (`.open` -> `.jsonl`); returns the new path.
+
+    A failed rename leaves the `.open` file; once its lock is released the shipper's
+    reconcile closes it, as it does a dead process's.
+    """
+    closed = path.with_suffix(SEGMENT_SUFFIX)
+    try:
+        os.rename(path, closed)
+    except OSError as error:
+        logger.warning("could not close the prediction log segment %s: %s", path.name, error)
+        return path
+    return closed
 
 
 def log_lines(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections import deque
@@ -29,12 +28,13 @@ import polars as pl
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.ml.drift import latest_drift_path
 from lifecycle_assets.ml.training import decide
+from lifecycle_assets.serving.drift_gauges import DriftGauges
+from lifecycle_assets.serving.log_shipping import open_prediction_log
 from lifecycle_assets.serving.metrics import prediction_metrics
 from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ModelSet, score_records
 from lifecycle_assets.serving.model_source import ServedModel
-from lifecycle_assets.serving.prediction_log import PredictionLogWriter, new_prediction_id
+from lifecycle_assets.serving.prediction_log import new_prediction_id
 from lifecycle_assets.serving.requests import RequestValidator, ValidatedBatch
 from lifecycle_assets.serving.router import canary_mask
 from lifecycle_assets.serving.shadow import ShadowScorer
@@ -42,8 +42,6 @@ from lifecycle_assets.serving.watcher import RegistryWatcher
 from lifecycle_assets.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
-
-DRIFT_CHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -85,10 +83,9 @@ class Predictor:
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self.metrics = prediction_metrics()
-        self.log = PredictionLogWriter(settings.prediction_log_dir, self.spec.name, self.metrics)
-        self.drift_file = latest_drift_path(settings.reports_dir, self.spec.name)
-        self._drift_seen = 0.0
-        self._drift_checked = -DRIFT_CHECK_SECONDS
+        # Local, or shipped to the shared storage in team mode (log_shipping.py).
+        self.log = open_prediction_log(settings, self.spec.name, self.metrics)
+        self.drift = DriftGauges(settings.reports_dir, self.spec.name, self.metrics)
         budget = config.SHADOW_BUDGET_MS if shadow_budget_ms is None else shadow_budget_ms
         self.shadow = ShadowScorer(self.spec.name, budget, self.metrics, self.log.log)
         self.watcher: RegistryWatcher | None = None
@@ -110,30 +107,8 @@ class Predictor:
         return self._validator
 
     def refresh_drift(self, *, force: bool = False) -> None:
-        """Re-export drift gauges when the drift_report asset wrote a newer file.
-
-        Called after answers are sent; the file is looked at most every few seconds, since a
-        drift report changes once a day.
-        """
-        now = time.monotonic()
-        if not force and now - self._drift_checked < DRIFT_CHECK_SECONDS:
-            return
-        self._drift_checked = now
-        mtime = self._drift_seen
-        try:
-            mtime = self.drift_file.stat().st_mtime
-            if mtime > self._drift_seen:
-                report = json.loads(self.drift_file.read_text())
-                if not isinstance(report, dict):
-                    raise ValueError("the drift report is not a JSON object")
-                self.metrics.export_drift(self.spec.name, report)
-                self._drift_seen = mtime
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, TypeError, AttributeError) as error:
-            # Half-written or corrupt: keep the last gauges, try again when the file changes.
-            self._drift_seen = mtime
-            logger.warning("cannot read the drift report %s: %s", self.drift_file, error)
+        """Re-export drift gauges when the shared drift report changed (`drift_gauges.py`)."""
+        self.drift.refresh(force=force)
 
     async def predict(self, batch: ValidatedBatch) -> list[dict[str, Any]]:
         """Queue a batch and wait for its rows; one worker task runs the model."""

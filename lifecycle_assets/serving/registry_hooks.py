@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -94,8 +95,10 @@ async def registry_hook_endpoint(request: Request) -> Response:
 def register_webhook(client: Any, service_url: str, secret: str, name: str | None = None) -> Any:
     """Ask the MLflow server to call this service's hook on every alias change."""
     url = service_url.rstrip("/") + PATH
+    # MLflow allows letters, digits, `.`, `_` and `-` in a name: `host:port` -> `host-port`.
+    where = re.sub(r"[^A-Za-z0-9._-]", "-", url.split("://", 1)[-1].split("/", 1)[0])
     return client.create_webhook(
-        name=name or f"lifecycle-service-{url.split('://', 1)[-1].split('/', 1)[0]}",
+        name=name or f"lifecycle-service-{where}"[:62],
         url=url,
         events=list(ALIAS_EVENTS),
         secret=secret,

@@ -195,6 +195,13 @@ class PredictionService:
         if self.awaited:
             threading.Thread(target=self._await_champions, name="champions", daemon=True).start()
 
+    @bentoml.on_shutdown
+    def close_prediction_logs(self) -> None:
+        """Close every model's prediction log; in team mode ship what is left to the shared
+        storage (a worker ends without running `atexit`)."""
+        for predictor in getattr(self, "predictors", {}).values():
+            predictor.log.close()
+
     @property
     def default_predictor(self) -> Predictor:
         return self.predictors[self.default_model]
