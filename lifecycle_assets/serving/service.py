@@ -37,6 +37,7 @@ from lifecycle_assets.registry.models import resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.serving import admin, registry_hooks, startup
 from lifecycle_assets.serving.fallback import verify_and_load
+from lifecycle_assets.serving.fast_path import answer
 from lifecycle_assets.serving.http_guard import HttpGuard
 from lifecycle_assets.serving.model_set import smoke_test
 from lifecycle_assets.serving.model_source import (
@@ -47,7 +48,6 @@ from lifecycle_assets.serving.model_source import (
 )
 from lifecycle_assets.serving.openapi import openapi_document
 from lifecycle_assets.serving.predictor import Predictor
-from lifecycle_assets.serving.requests import RequestError
 from lifecycle_assets.serving.watcher import RegistryWatcher
 from lifecycle_assets.settings import load_env_file
 
@@ -74,12 +74,9 @@ def _not_served(name: str) -> Response:
 
 
 async def _predict(predictor: Predictor, request: Request) -> Response:
-    try:
-        batch = predictor.validator.parse(await request.body())
-    except RequestError as error:
-        predictor.metrics.rejected.labels(predictor.spec.name, str(error.status)).inc()
-        return JSONResponse(error.to_dict(), status_code=error.status)
-    return JSONResponse({"predictions": await predictor.predict(batch)})
+    """The Starlette route; the same requests normally take `fast_path.FastPredict`."""
+    status, payload = await answer(predictor, await request.body())
+    return JSONResponse(payload, status_code=status)
 
 
 def _metadata(predictor: Predictor) -> Response:
