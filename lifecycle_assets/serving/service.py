@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import bentoml
 from starlette.applications import Starlette
@@ -33,23 +34,16 @@ from starlette.routing import Route
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.registry.models import resolve
-from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.serving import admin, registry_hooks, startup
-from lifecycle_assets.serving.fallback import verify_and_load
 from lifecycle_assets.serving.fast_path import answer
 from lifecycle_assets.serving.http_guard import HttpGuard
-from lifecycle_assets.serving.model_set import smoke_test
-from lifecycle_assets.serving.model_source import (
-    ModelSourceError,
-    ServedModel,
-    awaited_models,
-    load_served_models,
-)
+from lifecycle_assets.serving.model_env import ModelSourceError
 from lifecycle_assets.serving.openapi import openapi_document
-from lifecycle_assets.serving.predictor import Predictor
-from lifecycle_assets.serving.watcher import RegistryWatcher
 from lifecycle_assets.settings import load_env_file
+
+if TYPE_CHECKING:
+    from lifecycle_assets.serving.model_source import ServedModel
+    from lifecycle_assets.serving.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +172,10 @@ class PredictionService:
             startup.report_fatal(f"start-up failed: {type(error).__name__}: {error}")
 
     def _start(self) -> None:
+        # Here, not at module import: the `bentoml serve` supervisor imports this module too,
+        # and needs none of MLflow, scikit-learn or skops (seconds of start-up each).
+        from lifecycle_assets.serving.model_source import awaited_models, load_served_models
+
         load_env_file()  # `.env` reaches MLflow and boto3 as it reaches the CLI
         self.settings = Settings.from_env()
         env = os.environ
@@ -198,6 +196,10 @@ class PredictionService:
 
     def _serve(self, served: ServedModel) -> None:
         """Start answering for a verified model (and following its aliases, from a registry)."""
+        from lifecycle_assets.registry.tracking import configure_mlflow
+        from lifecycle_assets.serving.predictor import Predictor
+        from lifecycle_assets.serving.watcher import RegistryWatcher
+
         predictor = Predictor(served, self.settings, shadow_budget_ms=self.shadow_budget)
         if served.source == "registry":
             predictor.watcher = RegistryWatcher(
@@ -225,6 +227,11 @@ class PredictionService:
         Same bar as a swap: SHA-256 verified and a smoke prediction answered; a version that
         fails is logged once and not retried until the alias moves.
         """
+        from lifecycle_assets.registry.models import resolve
+        from lifecycle_assets.registry.tracking import configure_mlflow
+        from lifecycle_assets.serving.fallback import verify_and_load
+        from lifecycle_assets.serving.model_set import smoke_test
+
         client = configure_mlflow(self.settings)
         refused: dict[str, str] = {}
         while self.awaited:
