@@ -224,7 +224,7 @@ def start(kind: str, port: int, env: dict[str, str], logs: Path) -> subprocess.P
     )
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> float:
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 600) -> float:
     """Seconds from now until the first 200 on /readyz."""
     began = time.monotonic()
     while time.monotonic() - began < timeout:
