@@ -134,6 +134,7 @@ def in_process(records: list[dict[str, Any]], repeats: int) -> dict[str, float]:
             "compiled score",
         )
     }  # fmt: skip
+    cpu: list[float] = []
     for body in bodies:
         start = time.perf_counter()
         batch = validator.parse(body)
@@ -144,6 +145,9 @@ def in_process(records: list[dict[str, Any]], repeats: int) -> dict[str, float]:
         encoded = time.perf_counter()
         served.compiled.score(*inputs)
         done = time.perf_counter()
+        cpu_start = time.thread_time()
+        served.compiled.score(*encoder.encode(validator.parse(body).records))
+        cpu.append(time.thread_time() - cpu_start)
         stages["parse+validate"].append(parsed - start)
         stages["sklearn path"].append(sklearn_done - parsed)
         stages["row path"].append(encoded - sklearn_done)
@@ -158,6 +162,8 @@ def in_process(records: list[dict[str, Any]], repeats: int) -> dict[str, float]:
     result["after (validate+rows+compiled)"] = (
         result["parse+validate"] + result["row path"] + result["compiled score"]
     )
+    # CPU time of the same path: what a quiet machine's wall time would be (this one is shared).
+    result["after, CPU time (validate+rows+compiled)"] = 1e6 * _best(cpu)
     print("in-process µs per record: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items()))
     return result
 
@@ -224,7 +230,7 @@ def start(kind: str, port: int, env: dict[str, str], logs: Path) -> subprocess.P
     )
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> float:
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 600) -> float:
     """Seconds from now until the first 200 on /readyz."""
     began = time.monotonic()
     while time.monotonic() - began < timeout:

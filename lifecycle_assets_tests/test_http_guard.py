@@ -1,15 +1,17 @@
-"""The ASGI guard in front of every route: bounded bodies, relative redirects."""
+"""The ASGI guard in front of every route: bounded bodies, relative redirects, the fast path."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from lifecycle_assets.serving.fast_path import FastPredict, model_of
 from lifecycle_assets.serving.http_guard import HttpGuard, _relative
 
 
@@ -38,3 +40,28 @@ def test_redirects_never_name_the_clients_host() -> None:
     moved = guarded.post("/echo/", content=b"{}", headers={"Host": "evil.example"})
     assert moved.is_redirect and moved.headers["location"] == "/echo"
     assert _relative(b"http://evil.example//other.example/x?y=1") == b"/other.example/x?y=1"
+
+
+def test_predict_paths_name_their_model() -> None:
+    assert model_of("/predict", "credit_default") == "credit_default"
+    assert model_of("/models/churn/predict", "credit_default") == "churn"
+    for other in ("/models//predict", "/models/a/b/predict", "/metadata", "/predict/", "/"):
+        assert model_of(other, "credit_default") is None
+
+
+def test_the_fast_path_is_put_ahead_of_the_stack_and_passes_other_requests_through() -> None:
+    """As inside BentoML: the guard is a middleware of the app, and installs `FastPredict` in
+    front of the app's whole stack when the app starts; with no service running, every request
+    (even a POST to /predict) goes on to the app's own routes unchanged."""
+    app = Starlette(
+        routes=[Route("/echo", echo, methods=["POST"]), Route("/predict", echo, methods=["POST"])],
+        middleware=[Middleware(HttpGuard, max_body_bytes=100)],
+    )
+    with TestClient(app) as started:
+        assert isinstance(app.middleware_stack, FastPredict)
+        assert started.post("/echo", content=b"x" * 10).json() == {"size": 10}
+        assert started.post("/predict", content=b"x" * 7).json() == {"size": 7}
+        assert started.post("/echo", content=b"x" * 101).status_code == 413
+    # Started again (a second lifespan), it is not wrapped twice.
+    with TestClient(app):
+        assert not isinstance(app.middleware_stack.app, FastPredict)

@@ -36,7 +36,7 @@ from lifecycle_assets.serving.metrics import prediction_metrics
 from lifecycle_assets.serving.model_set import ModelSet
 from lifecycle_assets.serving.model_source import ServedModel, load_served_model
 from lifecycle_assets.serving.prediction_log import PredictionLogWriter, new_prediction_id
-from lifecycle_assets.serving.service import Predictor
+from lifecycle_assets.serving.predictor import Predictor
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.log_rows import append_log_rows
 

@@ -3,9 +3,8 @@
 Registration asks `compile_for_registration` for the version's compiled tags and the files to
 log beside the skops model (under the run's `compiled/` folder). A pipeline that does not
 compile, or compiles but fails parity, gets `compiled_status=fallback` and the reason: it is
-served by scikit-learn, never by an unproven evaluator. At load the file must match its
-SHA-256 and answer the generated edge cases exactly as the pipeline does, else scikit-learn
-serves and the reason is shown in `/metadata`.
+served by scikit-learn, never by an unproven evaluator. At load the file must match the SHA-256
+recorded with that proof (the same bytes, so the same answers), else the version is refused.
 """
 
 from __future__ import annotations

@@ -80,8 +80,9 @@ def verify_and_load(ref: ModelRef) -> ServedModel:
         detail = f"{type(error).__name__}: {error}"
         raise VersionRefused(ref.name, ref.version, [public_reason(error)], detail) from error
     if has_compiled(ref.tags) and served.compiled is None:
-        # Parity lost on load falls back to scikit-learn; a compiled file that does not match
-        # its registered SHA-256 (or is gone) refuses the version, as it refuses an alias move.
+        # A compiled form turned down by choice (`LIFECYCLE_SCORER=sklearn`) leaves scikit-learn
+        # serving; a compiled file that does not match its registered SHA-256 (or is gone)
+        # refuses the version, as it refuses an alias move.
         verdict = verify_version(MlflowClient(), ref.name, ref.version, ref=ref)
         if not verdict.ok:
             raise VersionRefused(ref.name, ref.version, verdict.reasons)

@@ -4,6 +4,8 @@
   whether it announces its length or streams; a 20 MB value never reaches the parser or the log.
 - Makes redirects relative: Starlette's trailing-slash redirect builds an absolute `Location`
   from the client's `Host` header, which lets a client point a redirect anywhere.
+- Puts the predict routes in front of BentoML's per-request layers when the app starts
+  (`fast_path.py`); they bound the body with the same `read_body`.
 - Adds a JSON detail to a ready `/readyz` (BentoML answers it with an empty body): whether each
   model serves its alias holder or, degraded, an earlier good version.
 """
@@ -15,6 +17,8 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
+
+from lifecycle_assets.serving import fast_path
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,8 +39,37 @@ async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _too_large() -> dict[str, Any]:
-    return {"error": f"the request body exceeds {MAX_BODY_BYTES} bytes", "detail": []}
+def _too_large(max_bytes: int) -> dict[str, Any]:
+    return {"error": f"the request body exceeds {max_bytes} bytes", "detail": []}
+
+
+async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) -> bytes | None:
+    """The request body, at most `max_bytes`; None after answering 413 (or 400 for a bad
+    Content-Length), or when the client went away. Shared with the hot routes (`fast_path.py`)."""
+    headers = dict(scope.get("headers") or [])
+    declared = headers.get(b"content-length")
+    if declared is not None:
+        try:
+            too_large = int(declared) > max_bytes
+        except ValueError:
+            await _send_json(send, 400, {"error": "invalid Content-Length", "detail": []})
+            return None
+        if too_large:
+            await _send_json(send, 413, _too_large(max_bytes))
+            return None
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            await _send_json(send, 413, _too_large(max_bytes))
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _relative(location: bytes) -> bytes:
@@ -69,9 +102,16 @@ class HttpGuard:
     def __init__(self, app: App, max_body_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.fast_path_checked = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan" and not self.fast_path_checked:
+                # The app BentoML built runs its start-up through here: the one moment one of
+                # our layers holds it, to put the hot routes in front of it (`fast_path.py`).
+                self.fast_path_checked = True
+                installed = fast_path.install(scope.get("app"), self.max_body_bytes)
+                logger.info("predict routes ahead of BentoML's middleware: %s", installed)
             await self.app(scope, receive, send)
             return
         if scope["method"] in ("POST", "PUT", "PATCH"):
@@ -81,31 +121,10 @@ class HttpGuard:
         await self.app(scope, receive, self._wrap_send(scope, send))
 
     async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
-        """The body read whole (at most the limit) and replayed; None after answering 413."""
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            try:
-                too_large = int(declared) > self.max_body_bytes
-            except ValueError:
-                await _send_json(send, 400, {"error": "invalid Content-Length", "detail": []})
-                return None
-            if too_large:
-                await _send_json(send, 413, _too_large())
-                return None
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                await _send_json(send, 413, _too_large())
-                return None
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        """The body read whole (at most the limit) and replayed; None after answering."""
+        body = await read_body(scope, receive, send, self.max_body_bytes)
+        if body is None:
+            return None
         sent = False
 
         async def replay() -> Message:

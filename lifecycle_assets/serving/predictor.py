@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 import numpy as np
@@ -40,6 +40,9 @@ from lifecycle_assets.serving.router import canary_mask
 from lifecycle_assets.serving.shadow import ShadowScorer
 from lifecycle_assets.serving.watcher import RegistryWatcher
 from lifecycle_assets.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from lifecycle_assets.registry.models import ModelRef
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +142,7 @@ class Predictor:
                 pending = self._take()
                 models = self.models
                 try:
-                    rows, latencies, records, frame = self._score_pending(pending, models)
+                    rows, latencies, records, frame, counted = self._score_pending(pending, models)
                 except Exception as error:
                     logger.exception("scoring a batch of %d requests failed", len(pending))
                     for item in pending:
@@ -148,6 +151,9 @@ class Predictor:
                     continue
                 # Answer first, then write the prediction log, so the log never adds latency.
                 await asyncio.sleep(0)
+                classifier = models.champion.loaded.spec.is_classifier
+                for ref, chosen in counted:
+                    self.metrics.observe(ref.name, ref.version, chosen, classifier=classifier)
                 self.log.log(rows, records, models, latencies)
                 self.refresh_drift()
                 if models.shadow is not None and frame is not None:
@@ -191,9 +197,15 @@ class Predictor:
 
     def _score_pending(
         self, pending: list[_Pending], models: ModelSet
-    ) -> tuple[list[dict[str, Any]], list[float], list[dict[str, Any]], pl.DataFrame | None]:
+    ) -> tuple[
+        list[dict[str, Any]],
+        list[float],
+        list[dict[str, Any]],
+        pl.DataFrame | None,
+        list[tuple[ModelRef, list[float]]],
+    ]:
         """Score, answer each request, and return the rows, per-row latencies and records to
-        log, and the frame (for the shadow; None without one)."""
+        log, the frame (for the shadow; None without one) and the scores to count per version."""
         spec = models.champion.loaded.spec
 
         @functools.cache
@@ -229,10 +241,6 @@ class Predictor:
             row["model_version"] = ref.version
             row["variant"] = variant
             all_rows.append(row)
-        for to_canary, (_, ref) in answered.items():
-            chosen = values[mask == to_canary].tolist()
-            if chosen:
-                self.metrics.observe(ref.name, ref.version, chosen, classifier=classifier)
         for item, first in zip(pending, _starts(pending), strict=True):
             # Values the spec's `on_out_of_range: flag` let through: answered and logged.
             for offset, flagged in enumerate(item.batch.flags):
@@ -246,7 +254,14 @@ class Predictor:
             if not item.future.done():
                 item.future.set_result(rows)
             latencies += [(time.perf_counter() - item.queued_at) * 1000.0] * len(rows)
-        return all_rows, latencies, records, frame() if models.shadow is not None else None
+        # Counted once the answers are out, with the log: off the request's critical path.
+        counted = [
+            (ref, chosen)
+            for to_canary, (_, ref) in answered.items()
+            if (chosen := values[mask == to_canary].tolist())
+        ]
+        shadow_frame = frame() if models.shadow is not None else None
+        return all_rows, latencies, records, shadow_frame, counted
 
     def metadata(self, *, admin: bool = False) -> dict[str, Any]:
         """What `/metadata` answers; `admin` adds the full error texts (for `/admin/status`)."""

@@ -15,8 +15,10 @@ longer than `max_length` (default `DEFAULT_MAX_LENGTH`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,16 +91,37 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class ValidatedBatch:
-    """Records that passed validation, as the raw-column frame `compute_features` expects."""
+    """Records that passed validation; `frame` builds the raw-column frame `compute_features`
+    expects only when something asks for it (scikit-learn, the shadow, a check): a compiled
+    model scores `records` straight through the row path, and building a polars frame for one
+    record cost about 0.6 ms, most of a request's time."""
 
-    frame: pl.DataFrame
     # The client's own id per record (None where absent); answered and logged as `record_id`.
     ids: list[str | None]
-    # Every spec column present in the request, as sent, for the prediction log.
+    # Every spec column present in the request, as sent (a NaN as None), for the log and scoring.
     records: list[dict[str, Any]]
     # Per record, what `on_out_of_range: flag` let through ("field: problem"); empty lists
     # when nothing was flagged.
     flags: list[list[str]] = field(default_factory=list)
+    # The spec's features, in order: the frame's columns and their types.
+    features: tuple[FeatureSpec, ...] = ()
+
+    @functools.cached_property
+    def frame(self) -> pl.DataFrame:
+        """The records as raw columns: numbers as Float64 (ints become floats exactly as the
+        pipeline's cast does), levels as String (JSON true/false spelled as the spec spells
+        them), missing values as null."""
+        columns: dict[str, pl.Series] = {}
+        for feature in self.features:
+            name = feature.name
+            values = [record.get(name) for record in self.records]
+            if feature.type == "numeric":
+                floats = [None if v is None else float(v) for v in values]
+                columns[name] = pl.Series(name, floats, dtype=pl.Float64)
+            else:
+                text = [boolean_level(v, feature) if isinstance(v, bool) else v for v in values]
+                columns[name] = pl.Series(name, text, dtype=pl.String)
+        return pl.DataFrame(columns)
 
 
 def _is_number(value: Any) -> bool:
@@ -143,6 +166,32 @@ def _check_value(feature: FeatureSpec, value: Any, max_length: int) -> tuple[str
     return None, False
 
 
+def _plain_check(feature: FeatureSpec, max_length: int) -> Callable[[Any], bool]:
+    """A quick test that a value is plainly valid (a finite number within bounds, a known level
+    within `max_length`); False sends the value through `_check_value`, which decides and words
+    the problem, so the rules stay the ones written there. About 4x cheaper for the common case.
+    """
+    if feature.type == "numeric":
+        low = -math.inf if feature.min is None else feature.min
+        high = math.inf if feature.max is None else feature.max
+
+        def number(value: Any) -> bool:
+            kind = type(value)
+            # NaN fails every comparison; infinities are refused whatever the bounds.
+            return (kind is float or kind is int) and low <= value <= high and -_INF < value < _INF
+
+        return number
+    levels = frozenset(feature.categories or ())
+
+    def level(value: Any) -> bool:
+        return type(value) is str and value in levels and len(value) <= max_length
+
+    return level
+
+
+_INF = math.inf
+
+
 class RequestValidator:
     """Checks records against one spec; built once per loaded model, used for every request."""
 
@@ -158,10 +207,11 @@ class RequestValidator:
             for f in spec.features
         }
         self.features = {f.name: f for f in spec.features}
+        self.plain = {f.name: _plain_check(f, self.max_lengths[f.name]) for f in spec.features}
         self.required = frozenset(spec.input_columns)
         self.allowed = frozenset(self.features) | {spec.id_column} - {None}
         # Audit-only columns (the sensitive attribute) are optional: validated and logged if sent.
-        self.columns = [f.name for f in spec.features]
+        self.feature_order = tuple(spec.features)
 
     def parse(self, body: bytes) -> ValidatedBatch:
         """Decode a JSON body `{"records": [...]}` and validate it."""
@@ -209,18 +259,19 @@ class RequestValidator:
         if not isinstance(record, dict):
             got = _type_name(record)
             return [FieldError("<record>", f"expected an object, got {got}", index)], []
-        errors = [
-            FieldError(name, "unknown field", index) for name in sorted(set(record) - self.allowed)
-        ]
+        keys = record.keys()
+        errors = [FieldError(name, "unknown field", index) for name in sorted(keys - self.allowed)]
         errors += [
             FieldError(name, "missing required field", index)
-            for name in sorted(self.required - set(record))
+            for name in sorted(self.required - keys)
         ]
         flags: list[str] = []
+        plain = self.plain
         for name, value in record.items():
-            feature = self.features.get(name)
-            if feature is None:
+            check = plain.get(name)
+            if check is None or check(value):
                 continue
+            feature = self.features[name]
             problem, out_of_range = _check_value(feature, value, self.max_lengths[name])
             if problem is None:
                 continue
@@ -243,37 +294,21 @@ class RequestValidator:
         return errors, flags
 
     def _batch(self, records: list[dict[str, Any]], flags: list[list[str]]) -> ValidatedBatch:
-        columns: dict[str, pl.Series] = {}
-        nan_rows: set[int] = set()
-        for name in self.columns:
-            feature = self.features[name]
-            values = [record.get(name) for record in records]
-            if feature.type == "numeric":
-                # NaN is null here, as in `compute_features`; ints become floats exactly as the
-                # pipeline's cast does.
-                floats = [None if v is None or v != v else float(v) for v in values]
-                nan_rows.update(i for i, v in enumerate(values) if v is not None and v != v)
-                columns[name] = pl.Series(name, floats, dtype=pl.Float64)
-            else:
-                # JSON true/false are levels of a boolean column, spelled as the spec spells them.
-                text = [boolean_level(v, feature) if isinstance(v, bool) else v for v in values]
-                columns[name] = pl.Series(name, text, dtype=pl.String)
         id_column = self.spec.id_column
         ids = [
             None if id_column is None or record.get(id_column) is None else str(record[id_column])
             for record in records
         ]
-        if nan_rows:
-            # One rule everywhere: a NaN input is a missing value, logged as null.
-            records = [
-                {k: None if isinstance(v, float) and v != v else v for k, v in r.items()}
-                if i in nan_rows
-                else r
-                for i, r in enumerate(records)
-            ]
+        # One rule everywhere: a NaN input is a missing value, scored and logged as null.
+        records = [
+            {k: None if isinstance(v, float) and v != v else v for k, v in r.items()}
+            if any(isinstance(v, float) and v != v for v in r.values())
+            else r
+            for r in records
+        ]
         return ValidatedBatch(
-            frame=pl.DataFrame(columns),
             ids=ids,
             records=records,
             flags=flags if any(flags) else [],
+            features=self.feature_order,
         )

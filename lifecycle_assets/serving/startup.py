@@ -33,7 +33,7 @@ from pathlib import Path
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.serving.model_source import (
+from lifecycle_assets.serving.model_env import (
     ENV_MODEL_NAMES,
     ENV_MODEL_SOURCE,
     ModelSourceError,
