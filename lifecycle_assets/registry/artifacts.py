@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lifecycle_assets import storage
 
@@ -104,7 +104,9 @@ def load_proof() -> str:
     return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prove_load(path: str | Path, expected_sha256: str, pipeline: Pipeline, example) -> str | None:
+def prove_load(
+    path: str | Path, expected_sha256: str, pipeline: Pipeline, example: Any
+) -> str | None:
     """Load the stored file with the allow-list and score `example` with it; the `load_proof()`
     when it scores exactly as `pipeline` does, None when it does not load or differs."""
     import numpy as np
