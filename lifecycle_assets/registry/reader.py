@@ -16,6 +16,7 @@ URIs, and when they are files (or objects `storage` reaches) a caller hashes the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sqlite3
 import urllib.parse
@@ -257,8 +258,13 @@ class MlflowReader:
         from lifecycle_assets.registry.refs import _ref
 
         quoted = name.replace("'", "\\'")
-        found = self.client.search_model_versions(f"name = '{quoted}'")
-        return sorted((_ref(v) for v in found), key=lambda ref: int(ref.version))
+        found = [_ref(v) for v in self.client.search_model_versions(f"name = '{quoted}'")]
+        # MLflow's search leaves a version's aliases out; the model's own list has them.
+        held: dict[str, list[str]] = {}
+        for alias, version in sorted((self.aliases(name) or {}).items()):
+            held.setdefault(version, []).append(alias)
+        refs = [dataclasses.replace(r, aliases=tuple(held.get(r.version, ()))) for r in found]
+        return sorted(refs, key=lambda ref: int(ref.version))
 
     def resolve(self, name: str, alias_or_version: str) -> ModelRef | None:
         if alias_or_version.isdigit():

@@ -52,7 +52,7 @@ def _ref(version: Any) -> ModelRef:
         run_id=version.run_id or "",
         source=version.source,
         tags=dict(version.tags or {}),
-        aliases=tuple(getattr(version, "aliases", ()) or ()),
+        aliases=tuple(sorted(getattr(version, "aliases", ()) or ())),
         created_ms=getattr(version, "creation_timestamp", None),
     )
 
