@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import polars as pl
 from mlflow import MlflowClient
 from mlflow.store.db.utils import _get_latest_schema_revision
@@ -50,6 +51,14 @@ def test_the_reader_answers_as_mlflow_does_for_two_models(
         reason="test", actor="pytest",
     )  # fmt: skip
     client.set_model_version_tag(spec.name, "1", "note", "first")
+    run_id = registered[0].run_id
+    client.log_param(run_id, "max_iter", "30")
+    for step, value in enumerate((0.5, 0.75)):
+        client.log_metric(run_id, "auc", value, step=step)
+    with mlflow.start_run(run_id=run_id):
+        rows = small_feature_table.head(20)
+        dataset = mlflow.data.from_polars(rows, name=f"{spec.name}-train", digest="d" * 36)
+        mlflow.log_input(dataset, context="train", tags={"sha256": "abc"})
     path = sqlite_path(lifecycle_env.mlflow_tracking_uri)
     assert path is not None
     direct, through_mlflow = SqliteReader(path), MlflowReader(client)
@@ -72,7 +81,10 @@ def test_the_reader_answers_as_mlflow_does_for_two_models(
         config.CHALLENGER_ALIAS: "1",
     }
     assert direct.version(spec.name, "1").tags["note"] == "first"
-    assert direct.run(registered[0].run_id).params  # the run's params are there to compare
+    logged = direct.run(run_id)
+    assert logged is not None and logged.params == {"max_iter": "30"}
+    assert logged.metrics == {"auc": 0.75}
+    assert logged.datasets[f"{spec.name}-train"]["sha256"] == "abc"
     assert direct.aliases("no_such_model") is None and through_mlflow.aliases("nope") is None
     assert (
         direct.version(spec.name, "99") is None and through_mlflow.version(spec.name, "99") is None
