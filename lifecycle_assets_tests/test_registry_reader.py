@@ -19,13 +19,15 @@ from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.training import fit_pipeline
 from lifecycle_assets.registry.aliases import move_alias
+from lifecycle_assets.registry.artifacts import load_proof, sha256_file
 from lifecycle_assets.registry.reader import MlflowReader, SqliteReader, reader_for, sqlite_path
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.registry_client import (
     MLFLOW_SCHEMA_HEAD,
     RegistryClient,
     registry_client,
 )
-from lifecycle_assets.registry.verify import load_proven, verify_version
+from lifecycle_assets.registry.verify import load_proven, verify_dir, verify_version
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.conftest import register_pipeline
 
@@ -121,3 +123,21 @@ def test_a_proven_version_moves_through_the_registry_client_without_scikit_learn
     assert "sklearn" not in loaded and "skops" not in loaded, result.stderr[-2000:]
     champion = MlflowClient().get_model_version_by_alias(spec.name, config.CHAMPION_ALIAS)
     assert str(champion.version) == str(copy.version)
+
+
+def test_only_a_proof_under_todays_rules_spares_the_load(tmp_path: Path) -> None:
+    """Bytes that do not load, with a matching SHA-256: refused unless registration's proof
+    (under today's allow-list and skops) says they loaded; a stale proof is no proof."""
+    (tmp_path / config.SKOPS_FILE).write_bytes(b"not a skops file")
+    sha = sha256_file(tmp_path / config.SKOPS_FILE)
+    tags = {config.TAG_ARTIFACT_SHA256: sha, config.TAG_ARTIFACT_PATH: config.SKOPS_FILE}
+    unproven = ModelRef("m", "1", "run", "src", tags)
+    stale = ModelRef("m", "1", "run", "src", {**tags, config.TAG_ARTIFACT_LOAD_PROOF: "0" * 16})
+    proven = ModelRef(
+        "m", "1", "run", "src", {**tags, config.TAG_ARTIFACT_LOAD_PROOF: load_proof()}
+    )
+    for ref in (unproven, stale):
+        verdict = verify_dir(ref, tmp_path, trust_proof=True)
+        assert not verdict.ok and "does not load" in verdict.reasons[0]
+    assert verify_dir(proven, tmp_path, trust_proof=True).ok
+    assert not verify_dir(proven, tmp_path).ok  # the service's check always loads
