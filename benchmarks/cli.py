@@ -211,8 +211,9 @@ def main() -> None:
                 for side, (side_env, cwd) in sides.items():
                     elapsed, _ = timed([*cli, *arguments], side_env, cwd)
                     times[side][label].append(elapsed)
-            latest = ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times["this"].items())
-            print(f"run {run + 1}: {latest}", flush=True)
+            for side, by_label in times.items():
+                latest = ", ".join(f"{k} {v[-1]:.2f}s" for k, v in by_label.items())
+                print(f"run {run + 1} ({side}): {latest}", flush=True)
         print(f"\nmedians over {args.runs} runs (each command a fresh process):")
         failures = 0
         for label, target, _ in commands:
