@@ -10,6 +10,11 @@ most 2 s.
 
     python benchmarks/cli.py                 # the project's .lifecycle (or a fresh run)
     python benchmarks/cli.py --runs 3
+    python benchmarks/cli.py --compare ../main   # also another checkout, same rounds
+
+With `--compare CHECKOUT`, each command is also run by that checkout's code (on its own copy
+of the same project, alternating with this one in every round), and the ratio of the medians is
+printed: on a shared machine only a ratio from the same rounds means anything.
 """
 
 from __future__ import annotations
@@ -145,9 +150,9 @@ def make_prediction(env: dict[str, str], name: str, work: Path) -> str:
     return str(answer["predictions"][0]["prediction_id"])
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
+def timed(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, int]:
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if result.returncode not in (0, 1):
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
@@ -155,11 +160,26 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     return elapsed, result.returncode
 
 
+def compare_copy(env: dict[str, str], work: Path, checkout: Path) -> dict[str, str]:
+    """A second copy of the prepared project, run by `checkout`'s code."""
+    home = Path(env["LIFECYCLE_HOME"])
+    other = work / "compare"
+    shutil.copytree(home, other / ".lifecycle", symlinks=True)
+    shutil.copytree(Path(env["DAGSTER_HOME"]), other / ".dagster_home", symlinks=True)
+    copied = project_env(other / ".lifecycle", other / ".dagster_home")
+    # MLflow's SQLite store and the ledger name absolute paths only through the settings.
+    return {**copied, "PYTHONPATH": str(checkout)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=ROOT / ".lifecycle")
     parser.add_argument("--fresh", action="store_true", help="run `lifecycle run` first")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--compare", type=Path, default=None, metavar="CHECKOUT",
+        help="also time another checkout's code (its own copy), alternating in every round",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cli-bench-") as tmp:
         work = Path(tmp)
@@ -167,6 +187,11 @@ def main() -> None:
         name, v1, v2 = second_version(env)
         home = Path(env["LIFECYCLE_HOME"])
         prediction_id = logged_prediction_id(home) or make_prediction(env, name, work)
+        env = {**env, "PYTHONPATH": str(ROOT)}  # this checkout's code, whatever is installed
+        sides = {"this": (env, ROOT)}
+        if args.compare is not None:
+            checkout = args.compare.resolve()
+            sides["compare"] = (compare_copy(env, work, checkout), checkout)
         cli = lifecycle_command()
         unreachable = "http://127.0.0.1:9"  # nothing listens: status reports it at once
         commands: list[tuple[str, float, list[str]]] = [
@@ -180,21 +205,27 @@ def main() -> None:
             ("canary", WRITE_TARGET_S, ["canary", name, v2, "--weight", "0.1"]),
             ("canary --clear", WRITE_TARGET_S, ["canary", name, "--clear"]),
         ]
-        times: dict[str, list[float]] = {label: [] for label, _, _ in commands}
+        times = {side: {label: [] for label, _, _ in commands} for side in sides}
         for run in range(args.runs):
             for label, _, arguments in commands:
-                elapsed, _ = timed([*cli, *arguments], env)
-                times[label].append(elapsed)
-            print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()),
-                  flush=True)  # fmt: skip
+                for side, (side_env, cwd) in sides.items():
+                    elapsed, _ = timed([*cli, *arguments], side_env, cwd)
+                    times[side][label].append(elapsed)
+            for side, by_label in times.items():
+                latest = ", ".join(f"{k} {v[-1]:.2f}s" for k, v in by_label.items())
+                print(f"run {run + 1} ({side}): {latest}", flush=True)
         print(f"\nmedians over {args.runs} runs (each command a fresh process):")
         failures = 0
         for label, target, _ in commands:
-            median = statistics.median(times[label])
+            median = statistics.median(times["this"][label])
             ok = median <= target
             failures += not ok
             verdict = "PASS" if ok else "FAIL"
-            print(f"  {verdict}  {label:<16}{median:>7.2f} s  (target <= {target:.0f} s)")
+            line = f"  {verdict}  {label:<16}{median:>7.2f} s  (target <= {target:.0f} s)"
+            if "compare" in times:
+                before = statistics.median(times["compare"][label])
+                line += f"   compare {before:>7.2f} s  ({before / median:.1f}x faster)"
+            print(line)
         print(f"\n{len(commands) - failures}/{len(commands)} within target")
 
 

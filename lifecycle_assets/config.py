@@ -22,6 +22,9 @@ SHADOW_ALIAS = "shadow"
 # Tags written on every registered model version; the service and `trace` read them back.
 TAG_ARTIFACT_SHA256 = "artifact_sha256"
 TAG_ARTIFACT_PATH = "artifact_path"
+# Set at registration once the stored skops file has loaded with the allow-list and scored the
+# input example as the fitted pipeline did; its value is `registry.artifacts.load_proof()`.
+TAG_ARTIFACT_LOAD_PROOF = "artifact_load_proof"
 TAG_TRAINING_DIGEST = "training_set_digest"
 TAG_TEST_DIGEST = "test_set_digest"
 # SHA-256 of the spec fields that shape the model (`data.fingerprint.model_spec_hash`).

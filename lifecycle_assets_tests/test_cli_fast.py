@@ -14,10 +14,10 @@ from pathlib import Path
 import polars as pl
 
 from lifecycle_assets import config
-from lifecycle_assets.cli.registry_read import SqliteRegistry, resolver, sqlite_path
 from lifecycle_assets.config import Settings
 from lifecycle_assets.provenance.prediction_index import candidate_days, may_hold, uuid7_time
 from lifecycle_assets.registry.models import resolve
+from lifecycle_assets.registry.reader import SqliteReader, reader_for, sqlite_path
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.conftest import register_champion
@@ -48,12 +48,14 @@ def test_registry_reader_reads_what_mlflow_reads(
     client = configure_mlflow(lifecycle_env)
     path = sqlite_path(lifecycle_env.mlflow_tracking_uri)
     assert path is not None and path.is_file()
-    reader = SqliteRegistry(path)
+    reader = SqliteReader(path)
     for alias_or_version in (config.CHAMPION_ALIAS, ref.version):
         expected = resolve(client, spec.name, alias_or_version).to_dict()
-        assert reader.resolve(spec.name, alias_or_version) == expected
+        assert reader.resolve(spec.name, alias_or_version).to_dict() == expected
     assert reader.resolve(spec.name, config.CANARY_ALIAS) is None
-    assert resolver(lifecycle_env)(spec.name, config.CHAMPION_ALIAS)["version"] == ref.version
+    assert (
+        reader_for(lifecycle_env).resolve(spec.name, config.CHAMPION_ALIAS).version == ref.version
+    )
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for args in (["--help"], ["history", spec.name], ["status", spec.name, "--json"]):

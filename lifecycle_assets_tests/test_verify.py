@@ -27,6 +27,7 @@ from lifecycle_assets.registry.verify import (
     TAG_COMPILED_SHA256,
     TAG_COMPILED_STATUS,
     TAG_INCOMPLETE,
+    load_proven,
     refusal,
     verify_version,
 )
@@ -96,6 +97,8 @@ def test_a_tampered_artifact_is_refused_by_promote(
     small_feature_table: pl.DataFrame,
 ) -> None:
     v2 = register_new(lifecycle_env, spec, small_feature_table)
+    # Registration proved the load, so promote trusts the hash alone: it must still refuse.
+    assert load_proven(v2.tags)
     with (model_dir(v2) / config.SKOPS_FILE).open("ab") as handle:
         handle.write(b"tampered")
     result = promote_cli(spec.name, v2.version)

@@ -13,8 +13,8 @@ from lifecycle_assets import config
 from lifecycle_assets.cli.app import (
     ALIASES,
     _actor_option,
+    _alias_client,
     _clear_errors,
-    _client,
     _load,
     _service_url_option,
     _spec_option,
@@ -65,7 +65,7 @@ def promote(
 
     expected = ANY_VERSION if expect is None else None if expect.lower() == "none" else expect
     previous, current = move_alias(
-        _client(), model, alias, version, reason=reason, actor=actor,
+        _alias_client(), model, alias, version, reason=reason, actor=actor,
         expected_version=expected,
     )  # fmt: skip
     _report_move(model, alias, previous, current, as_json)
@@ -83,7 +83,7 @@ def rollback(model: str, to_version: str | None, reason: str, actor: str, as_jso
     from lifecycle_assets.registry.aliases import rollback as roll_back
 
     previous, current = roll_back(
-        _client(), model, actor=actor, reason=reason, to_version=to_version
+        _alias_client(), model, actor=actor, reason=reason, to_version=to_version
     )
     _report_move(model, config.CHAMPION_ALIAS, previous, current, as_json)
 
@@ -123,15 +123,15 @@ def history(model: str, alias: str | None, as_json: bool) -> None:
 def status(model: str | None, spec_path: str | None, service_url: str, as_json: bool) -> None:
     """Which version each alias of MODEL points to (since when, by whom), and what the running
     service actually serves; without MODEL or --spec, every model of the project."""
-    from lifecycle_assets.cli.registry_read import resolver
+    from lifecycle_assets.registry.reader import reader_for
     from lifecycle_assets.spec import configured_specs
 
     if model or spec_path:
         names = [model or _load(spec_path).name]
     else:
         names = [spec.name for spec in configured_specs()]
-    resolve = resolver(Settings.from_env())
-    statuses = {name: _alias_status(name, resolve, service_url) for name in names}
+    reader = reader_for(Settings.from_env())
+    statuses = {name: _alias_status(name, reader, service_url) for name in names}
     if as_json:
         # One model: its status as before; several: keyed by model name.
         payload = statuses[names[0]] if len(names) == 1 else statuses
@@ -141,7 +141,7 @@ def status(model: str | None, spec_path: str | None, service_url: str, as_json: 
         _print_status(name, held, service_url)
 
 
-def _alias_status(name: str, resolve: Any, service_url: str) -> dict[str, Any]:
+def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
     """Each alias of one model (registry, with the ledger's when/who when it agrees) and what
     the service says it serves (under `service`)."""
     from lifecycle_assets.registry.ledger import Ledger
@@ -149,11 +149,12 @@ def _alias_status(name: str, resolve: Any, service_url: str) -> dict[str, Any]:
     recorded = Ledger.default().holders(name)
     held: dict[str, Any] = {}
     for alias in ALIASES:
-        ref = resolve(name, alias)
+        found = reader.resolve(name, alias)
         entry = recorded.get(alias)
-        if ref is None:
+        if found is None:
             held[alias] = None
             continue
+        ref = found.to_dict()
         # The ledger's word only when it agrees with the registry, the source of truth.
         known = entry if entry is not None and entry.to_version == ref["version"] else None
         held[alias] = {

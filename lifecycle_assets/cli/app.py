@@ -129,6 +129,14 @@ def _client():
     return configure_mlflow(Settings.from_env())
 
 
+def _alias_client():
+    """The client of the alias commands: registry store only where that is safe (see
+    `registry.registry_client`), so a move loads neither the tracking store nor scikit-learn."""
+    from lifecycle_assets.registry.registry_client import registry_client
+
+    return registry_client(Settings.from_env())
+
+
 def _service_url_option(help_text: str):
     """One flag and one variable for the running service, on every command that talks to it."""
     return click.option(

@@ -10,6 +10,7 @@ from rich.markup import escape
 from lifecycle_assets import config
 from lifecycle_assets.cli.app import (
     _actor_option,
+    _alias_client,
     _clear_errors,
     _client,
     _service_url_option,
@@ -67,7 +68,7 @@ def canary(
     from lifecycle_assets.registry.canary import clear_canary, set_canary
 
     _version_or_clear(version, clear, config.CANARY_ALIAS)
-    client = _client()
+    client = _alias_client()
     if clear:
         previous = clear_canary(client, model, reason=reason, actor=actor)
         _report(model, config.CANARY_ALIAS, previous, None, as_json)
@@ -91,7 +92,7 @@ def shadow(
     from lifecycle_assets.registry.canary import clear_shadow, set_shadow
 
     _version_or_clear(version, clear, config.SHADOW_ALIAS)
-    client = _client()
+    client = _alias_client()
     if clear:
         previous, current = clear_shadow(client, model, reason=reason, actor=actor), None
     else:

@@ -14,7 +14,7 @@ import click
 from rich.markup import escape
 from rich.tree import Tree
 
-from lifecycle_assets.cli.app import _clear_errors, _client, console, main
+from lifecycle_assets.cli.app import _clear_errors, console, main
 from lifecycle_assets.config import Settings
 from lifecycle_assets.provenance.links import (
     EVALUATION,
@@ -165,7 +165,7 @@ def trace(prediction_id: str, as_json: bool) -> None:
     broken or missing."""
     from lifecycle_assets.provenance.trace import trace_prediction
 
-    result = trace_prediction(prediction_id, Settings.from_env(), _client())
+    result = trace_prediction(prediction_id, Settings.from_env())
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:
@@ -192,7 +192,7 @@ def lineage(model: str, version: str, fmt: str, out: Path | None) -> None:
     if any node is broken or missing."""
     from lifecycle_assets.provenance.lineage import build_lineage
 
-    graph = build_lineage(Settings.from_env(), model, version, _client())
+    graph = build_lineage(Settings.from_env(), model, version)
     text = graph.to_json() if fmt == "json" else graph.to_dot()
     if out is None:
         click.echo(text, nl=False)

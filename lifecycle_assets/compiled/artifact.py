@@ -20,16 +20,24 @@ from sklearn.pipeline import Pipeline
 from lifecycle_assets.compiled.compile import Unsupported, compile_pipeline
 from lifecycle_assets.compiled.model import CompiledModel
 from lifecycle_assets.compiled.parity import check_parity, parity_rows
+from lifecycle_assets.compiled.tags import (
+    COMPILED_DIR,
+    COMPILED_FILE,
+    STATUS_FALLBACK,
+    STATUS_OK,
+    TAG_COMPILED_PATH,
+    TAG_COMPILED_REASON,
+    TAG_COMPILED_SHA256,
+    TAG_COMPILED_STATUS,
+)
 from lifecycle_assets.spec import ModelSpec
 
-TAG_COMPILED_SHA256 = "compiled_sha256"
-TAG_COMPILED_STATUS = "compiled_status"
-TAG_COMPILED_REASON = "compiled_reason"
-# Artifact path of the compiled file, relative to the version's MLflow run.
-TAG_COMPILED_PATH = "compiled_path"
-COMPILED_DIR = "compiled"
-COMPILED_FILE = "compiled_model.npz"
-STATUS_OK, STATUS_FALLBACK = "ok", "fallback"
+__all__ = [
+    "COMPILED_DIR", "COMPILED_FILE", "STATUS_FALLBACK", "STATUS_OK", "TAG_COMPILED_PATH",
+    "TAG_COMPILED_REASON", "TAG_COMPILED_SHA256", "TAG_COMPILED_STATUS",
+    "CompiledArtifact", "CompiledIntegrityError", "compile_for_registration", "read_compiled",
+    "verify_against",
+]  # fmt: skip
 
 
 class CompiledIntegrityError(RuntimeError):

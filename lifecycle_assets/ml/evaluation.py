@@ -7,15 +7,18 @@ reads a version's stored `evaluation.json` back, for the scorecard and the prove
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from lifecycle_assets import storage
+# Where the report is kept and how it is read back live apart, free of scikit-learn.
+from lifecycle_assets.ml.evaluation_file import (  # noqa: F401  (callers import them from here)
+    EVALUATION_ARTIFACT_DIR,
+    EVALUATION_FILE,
+    load_evaluation,
+)
 from lifecycle_assets.ml.metrics import (
     calibration_table,
     classification_metrics,
@@ -33,10 +36,6 @@ from lifecycle_assets.ml.regression_metrics import (
 )
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.spec import Task
-
-EVALUATION_FILE = "evaluation.json"
-# The evaluation asset logs its report folder to the version's MLflow run under this directory.
-EVALUATION_ARTIFACT_DIR = "evaluation"
 
 
 @dataclass(frozen=True)
@@ -236,46 +235,3 @@ def _evaluate_regression(
         champion=champion,
         task="regression",
     )
-
-
-def load_evaluation(
-    reports_dir: Path, model: str, version: str, run_id: str | None, *, run_first: bool = False
-) -> tuple[dict[str, Any] | None, str]:
-    """A version's `evaluation.json` and where it was read from; (None, "") when there is none.
-
-    The evaluation asset writes it to the version's report folder and logs that folder to the
-    version's run. The folder is read first, which spares a download; an audit passes
-    `run_first`, since the run's copy is the record and the folder only a working copy.
-    """
-    # MLflow only when reading: the metrics and the gates above do not need it.
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    local = storage.path(reports_dir) / model / f"v{version}" / EVALUATION_FILE  # local or S3
-    artifact = f"{EVALUATION_ARTIFACT_DIR}/{EVALUATION_FILE}"
-
-    def from_folder() -> tuple[dict[str, Any], str] | None:
-        return (json.loads(local.read_text()), str(local)) if local.exists() else None
-
-    def from_run() -> tuple[dict[str, Any], str] | None:
-        if not run_id:
-            return None
-        try:
-            logged = mlflow.artifacts.list_artifacts(
-                run_id=run_id, artifact_path=EVALUATION_ARTIFACT_DIR
-            )
-        except MlflowException as error:
-            # A deleted run holds no evaluation; any other failure is the tracking server's.
-            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            return None
-        if artifact not in {f.path for f in logged}:
-            return None
-        uri = f"runs:/{run_id}/{artifact}"
-        return mlflow.artifacts.load_dict(uri), uri
-
-    for read in (from_run, from_folder) if run_first else (from_folder, from_run):
-        found = read()
-        if found is not None:
-            return found
-    return None, ""

@@ -5,7 +5,6 @@ partition and the raw batch beneath it, each file re-hashed in the content-addre
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.provenance.links import (
@@ -18,6 +17,7 @@ from lifecycle_assets.provenance.links import (
     Link,
     file_link,
 )
+from lifecycle_assets.registry.reader import RunRecord
 
 
 def _object_path(lake: Lake, kind: str, sha: str) -> Path:
@@ -26,7 +26,9 @@ def _object_path(lake: Lake, kind: str, sha: str) -> Path:
     return lake.root / kind / "objects" / f"{sha}.parquet"
 
 
-def training_set_link(lake: Lake, digest: str, run: Any, via: str) -> tuple[Link, dict | None]:
+def training_set_link(
+    lake: Lake, digest: str, run: RunRecord | None, via: str
+) -> tuple[Link, dict | None]:
     """The training-set snapshot: manifest, file hash, and the split digests the run logged."""
     try:
         manifest = lake.training_manifest(digest)
@@ -36,8 +38,7 @@ def training_set_link(lake: Lake, digest: str, run: Any, via: str) -> tuple[Link
     details = {k: manifest.get(k) for k in keys}
     link = file_link(TRAINING_SET, digest, manifest["path"], digest, details, via)
     logged = {} if run is None else {
-        i.dataset.name.rsplit("-", 1)[-1]: {t.key: t.value for t in i.tags}.get("sha256")
-        for i in run.inputs.dataset_inputs
+        name.rsplit("-", 1)[-1]: tags.get("sha256") for name, tags in run.datasets.items()
     }  # fmt: skip
     for split, sha in (manifest.get("split_digests") or {}).items():
         if link.status == OK and split in logged and logged[split] != sha:
@@ -77,7 +78,7 @@ def raw_link(lake: Lake, day: str, sha: str, via: str) -> Link:
     return link
 
 
-def data_links(lake: Lake, digest: str, run: Any, via: str) -> list[Link]:
+def data_links(lake: Lake, digest: str, run: RunRecord | None, via: str) -> list[Link]:
     """Training set, then per day its feature partition and the raw batch beneath it."""
     training, manifest = training_set_link(lake, digest, run, via)
     links = [training]

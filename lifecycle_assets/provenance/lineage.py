@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import polars as pl
-from mlflow import MlflowClient
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
@@ -33,7 +32,7 @@ from lifecycle_assets.provenance.links import (
 from lifecycle_assets.provenance.predictions import logged_predictions
 from lifecycle_assets.provenance.trace import version_chain
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
-from lifecycle_assets.registry.tracking import configure_mlflow
+from lifecycle_assets.registry.reader import reader_for
 
 PREDICTIONS = "predictions"
 # How each kind of node feeds the next one downstream.
@@ -197,12 +196,11 @@ def _prediction_node(day: dict[str, Any], digest: str) -> Node:
     return Node(ident, PREDICTIONS, label, OK, "", day)
 
 
-def build_lineage(
-    settings: Settings, model: str, version: str, client: MlflowClient | None = None
-) -> Lineage:
-    """The checked graph of `model` `version`: data, run, version, evaluation, predictions."""
-    client = client or configure_mlflow(settings)
-    links, ref = version_chain(client, settings, model, version)
+def build_lineage(settings: Settings, model: str, version: str, client: Any = None) -> Lineage:
+    """The checked graph of `model` `version`: data, run, version, evaluation, predictions.
+
+    The registry is read through `registry.reader` (`client` serves a store it cannot read)."""
+    links, ref = version_chain(reader_for(settings, client), settings, model, version)
     nodes = [
         Node(link.key, link.kind, _label(link), link.status, link.reason, link.details)
         for link in links

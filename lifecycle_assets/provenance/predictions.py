@@ -78,9 +78,19 @@ def prediction_tables(lake: Lake) -> Iterator[PredictionTable]:
 
 
 def _every_segment(log_dir: Path, days: frozenset[str] | None = None) -> list[Path]:
+    """Every model's segments that can hold rows of `days` (None: all): only those day folders
+    are listed, so a lookup by UUIDv7 id costs the same however many days the logs span."""
     models = logged_models(log_dir)  # local, or the shipped segments on object storage
+    first, last = (
+        (dt.date.fromisoformat(min(days)), dt.date.fromisoformat(max(days)))
+        if days
+        else (None, None)
+    )
     return [
-        path for model in models for path in segment_files(log_dir, model) if may_hold(path, days)
+        path
+        for model in models
+        for path in segment_files(log_dir, model, first, last)
+        if may_hold(path, days)
     ]
 
 

@@ -9,7 +9,7 @@ in `predictions`, `version_links` and `lake_links`; this module walks from one t
 
 from __future__ import annotations
 
-from mlflow import MlflowClient
+from typing import Any
 
 from lifecycle_assets.config import Settings
 from lifecycle_assets.data.lake import Lake
@@ -24,19 +24,19 @@ from lifecycle_assets.provenance.version_links import (
     version_link,
 )
 from lifecycle_assets.registry.ledger import Ledger
-from lifecycle_assets.registry.models import ModelRef
-from lifecycle_assets.registry.tracking import configure_mlflow
+from lifecycle_assets.registry.reader import RegistryReader, reader_for
+from lifecycle_assets.registry.refs import ModelRef
 
 
 def version_chain(
-    client: MlflowClient, settings: Settings, name: str, version: str, via: str | None = None
+    reader: RegistryReader, settings: Settings, name: str, version: str, via: str | None = None
 ) -> tuple[list[Link], ModelRef | None]:
     """Model version, its evaluation, its MLflow run and all its data: shared with lineage."""
-    model, ref = version_link(client, name, version, via)
+    model, ref = version_link(reader, name, version, via)
     if ref is None:
         return [model], None
-    run_, run = run_link(client, ref, model.key)
-    links = [model, evaluation_link(ref, settings, model.key), run_]
+    run_, run = run_link(reader, ref, model.key)
+    links = [model, evaluation_link(ref, settings, model.key, run), run_]
     lake = Lake(settings.lake_dir, settings.quarantine_dir, name)
     if not ref.training_digest:
         reason = "the version records no training set digest"
@@ -45,17 +45,18 @@ def version_chain(
     return links + data_links(lake, ref.training_digest, run, run_.key), ref
 
 
-def trace_prediction(
-    prediction_id: str, settings: Settings, client: MlflowClient | None = None
-) -> Trace:
-    """Every link from `prediction_id` to the raw batch files, each one checked."""
+def trace_prediction(prediction_id: str, settings: Settings, client: Any = None) -> Trace:
+    """Every link from `prediction_id` to the raw batch files, each one checked.
+
+    The registry is read through `registry.reader` (MLflow's SQLite file directly, or
+    `client`/MlflowClient for any other store)."""
     found = find_prediction(settings, prediction_id)
     prediction = prediction_link(prediction_id, found)
     if found.row is None:
         return Trace(prediction_id, (prediction,))
-    client = client or configure_mlflow(settings)
+    reader = reader_for(settings, client)
     name, version = prediction.details["model_name"], prediction.details["model_version"]
-    chain, ref = version_chain(client, settings, name, version, prediction.key)
+    chain, ref = version_chain(reader, settings, name, version, prediction.key)
     if ref is None:
         return Trace(prediction_id, (prediction, *chain))
     promotion = promotion_link(

@@ -1,8 +1,9 @@
 """The model version's own links: the registry, the promotion ledger, its evaluation, its run.
 
-Each is re-read from its store: the artifact is downloaded again and hashed against its tag, the
-ledger is asked who moved the alias before the prediction, and the evaluation and the MLflow run
-must name the same artifact and training set as the version.
+Each is re-read from its store (the registry through `registry.reader`, read-only): the artifact
+is hashed again against its tag where it is stored (downloaded first only when MLflow alone can
+reach it), the ledger is asked who moved the alias before the prediction, and the evaluation and
+the MLflow run must name the same artifact and training set as the version.
 """
 
 from __future__ import annotations
@@ -11,12 +12,9 @@ import datetime as dt
 import tempfile
 from typing import Any
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.ml.evaluation import load_evaluation
+from lifecycle_assets.ml.evaluation_file import load_evaluation
 from lifecycle_assets.provenance.links import (
     BROKEN,
     EVALUATION,
@@ -29,7 +27,8 @@ from lifecycle_assets.provenance.links import (
     file_link,
 )
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
-from lifecycle_assets.registry.models import ModelRef, download_model, get_version
+from lifecycle_assets.registry.reader import RegistryReader, RunRecord, local_or_stored
+from lifecycle_assets.registry.refs import ModelRef
 
 
 def _when(value: str | None) -> dt.datetime | None:
@@ -46,32 +45,46 @@ def _ms(millis: int | None) -> str | None:
     return dt.datetime.fromtimestamp(millis / 1000, dt.UTC).isoformat(timespec="seconds")
 
 
-def version_link(
-    client: MlflowClient, name: str, version: str, via: str | None
-) -> tuple[Link, ModelRef | None]:
-    """The registered version, with its artifact downloaded and hashed against its tag."""
-    ident = f"{name}/v{version}"
-    try:
-        ref = get_version(client, name, version)
-    except MlflowException as error:
-        return Link(MODEL_VERSION, ident, MISSING, str(error).splitlines()[0], via=via), None
-    registered = client.get_model_version(name, version)
-    details = {
-        "name": name, "version": version, "run_id": ref.run_id, "source": ref.source,
-        "registered_at": _ms(registered.creation_timestamp), "aliases": list(ref.aliases),
-        "artifact_sha256": ref.artifact_sha256, "tags": dict(ref.tags),
-    }  # fmt: skip
-    if not ref.artifact_sha256:
-        return Link(MODEL_VERSION, ident, BROKEN, "no artifact SHA-256 recorded", details, via), ref
-    artifact = ref.tags.get(config.TAG_ARTIFACT_PATH, config.SKOPS_FILE)
+def _downloaded_link(ref: ModelRef, artifact: str, details: dict[str, Any], via: str | None):
+    """The artifact fetched through MLflow (a store only MLflow reaches), then hashed."""
+    from mlflow.exceptions import MlflowException
+
+    from lifecycle_assets.registry.models import download_model
+
+    ident = f"{ref.name}/v{ref.version}"
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = download_model(ref, tmp) / artifact
         except MlflowException as error:
             reason = f"artifact cannot be downloaded: {str(error).splitlines()[0]}"
-            return Link(MODEL_VERSION, ident, MISSING, reason, details, via), ref
-        checked = file_link(MODEL_VERSION, ident, local, ref.artifact_sha256, details, via)
-    # The temporary path means nothing once deleted; say where the artifact lives instead.
+            return Link(MODEL_VERSION, ident, MISSING, reason, details, via)
+        return file_link(MODEL_VERSION, ident, local, ref.artifact_sha256, details, via)
+
+
+def version_link(
+    reader: RegistryReader, name: str, version: str, via: str | None
+) -> tuple[Link, ModelRef | None]:
+    """The registered version, with its artifact hashed against its tag where it is stored."""
+    ident = f"{name}/v{version}"
+    ref = reader.version(name, version)
+    if ref is None:
+        reason = f"the registry has no version {version} of {name}"
+        return Link(MODEL_VERSION, ident, MISSING, reason, via=via), None
+    details = {
+        "name": name, "version": version, "run_id": ref.run_id, "source": ref.source,
+        "registered_at": _ms(ref.created_ms), "aliases": list(ref.aliases),
+        "artifact_sha256": ref.artifact_sha256, "tags": dict(ref.tags),
+    }  # fmt: skip
+    if not ref.artifact_sha256:
+        return Link(MODEL_VERSION, ident, BROKEN, "no artifact SHA-256 recorded", details, via), ref
+    artifact = ref.tags.get(config.TAG_ARTIFACT_PATH, config.SKOPS_FILE)
+    folder = local_or_stored(reader.model_location(ref))
+    if folder is None:
+        checked = _downloaded_link(ref, artifact, details, via)
+    else:
+        stored = f"{folder.rstrip('/')}/{artifact}"
+        checked = file_link(MODEL_VERSION, ident, stored, ref.artifact_sha256, details, via)
+    # Say where the artifact lives in the registry's terms, whatever path was hashed.
     checked.details["path"] = f"models:/{name}/{version}/{artifact}"
     return Link(checked.kind, ident, checked.status, checked.reason, checked.details, via), ref
 
@@ -106,14 +119,17 @@ def promotion_link(ledger: Ledger, ref: ModelRef, alias: str, at: str | None, vi
     return Link(PROMOTION, ident, OK, "", details, via)
 
 
-def evaluation_link(ref: ModelRef, settings: Settings, via: str) -> Link:
+def evaluation_link(
+    ref: ModelRef, settings: Settings, via: str, run: RunRecord | None = None
+) -> Link:
     """The gates the version was judged by, with their values; the link checks the report is
     about this very artifact. A failed gate is shown, not judged: promoting past a gate by hand
     is a recorded human decision (see the ledger), not a broken chain."""
     ident = f"{ref.name}/v{ref.version}"
     evaluation, source = load_evaluation(
-        settings.reports_dir, ref.name, ref.version, ref.run_id, run_first=True
-    )
+        settings.reports_dir, ref.name, ref.version, ref.run_id, run_first=True,
+        run_artifacts=local_or_stored(run.artifact_uri) if run is not None else None,
+    )  # fmt: skip
     if evaluation is None:
         return Link(EVALUATION, ident, MISSING, "no evaluation.json in the run or reports", via=via)
     gates = evaluation.get("gates", [])
@@ -132,23 +148,21 @@ def evaluation_link(ref: ModelRef, settings: Settings, via: str) -> Link:
     return Link(EVALUATION, ident, OK, "", details, via)
 
 
-def run_link(client: MlflowClient, ref: ModelRef, via: str) -> tuple[Link, Any]:
+def run_link(reader: RegistryReader, ref: ModelRef, via: str) -> tuple[Link, RunRecord | None]:
     """The MLflow run that trained the version; its tags must name the same digest and file."""
-    try:
-        run = client.get_run(ref.run_id)
-    except MlflowException as error:
-        return Link(MLFLOW_RUN, ref.run_id, MISSING, str(error).splitlines()[0], via=via), None
-    tags = run.data.tags
+    run = reader.run(ref.run_id) if ref.run_id else None
+    if run is None:
+        reason = f"the tracking store has no run {ref.run_id!r}"
+        return Link(MLFLOW_RUN, ref.run_id, MISSING, reason, via=via), None
+    tags = run.tags
     details = {
-        "status": run.info.status,
-        "started_at": _ms(run.info.start_time), "ended_at": _ms(run.info.end_time),
-        "experiment_id": run.info.experiment_id,
+        "status": run.status,
+        "started_at": _ms(run.start_time), "ended_at": _ms(run.end_time),
+        "experiment_id": run.experiment_id,
         "git_commit": tags.get(config.TAG_GIT_COMMIT), "dagster_run_id": tags.get("dagster_run_id"),
         "training_set_digest": tags.get(config.TAG_TRAINING_DIGEST),
-        "params": dict(run.data.params), "metrics": dict(run.data.metrics),
-        "datasets": {
-            i.dataset.name: {t.key: t.value for t in i.tags} for i in run.inputs.dataset_inputs
-        },
+        "params": dict(run.params), "metrics": dict(run.metrics),
+        "datasets": {name: dict(tags) for name, tags in run.datasets.items()},
     }  # fmt: skip
     for tag, expected in (
         (config.TAG_TRAINING_DIGEST, ref.training_digest),

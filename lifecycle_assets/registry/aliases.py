@@ -36,8 +36,8 @@ from lifecycle_assets.registry.ledger import (
     previous_holder,
     version_label,
 )
-from lifecycle_assets.registry.models import ModelRef, get_version
 from lifecycle_assets.registry.recovery import recover_registry
+from lifecycle_assets.registry.refs import ModelRef, get_version
 from lifecycle_assets.registry.verify import verify_version
 
 

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from lifecycle_assets import config
 from lifecycle_assets.registry.aliases import move_alias, remove_alias
 from lifecycle_assets.registry.ledger import AliasError, Ledger
-from lifecycle_assets.registry.models import ModelRef, resolve
+from lifecycle_assets.registry.refs import ModelRef, resolve
 
 
 def validate_weight(weight: float) -> float:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import mlflow.sklearn
@@ -24,54 +23,19 @@ from sklearn.pipeline import Pipeline
 from lifecycle_assets import config
 from lifecycle_assets.compiled.artifact import COMPILED_DIR, compile_for_registration
 from lifecycle_assets.crash import crash_point
-from lifecycle_assets.registry.artifacts import load_pipeline, sha256_file, trusted_types_of
+from lifecycle_assets.registry.artifacts import (
+    load_pipeline,
+    prove_load,
+    sha256_file,
+    trusted_types_of,
+)
 from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
+from lifecycle_assets.registry.refs import ModelRef, _ref, get_version, resolve  # noqa: F401
 from lifecycle_assets.spec import ModelSpec
 
 # Explicit requirements: inferring them costs about 5 s per call and would pin whatever
 # happens to be installed in the training environment.
 MODEL_PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "skops==0.16.0", "numpy==2.4.6", "pandas==2.3.3"]
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A registered model version and the provenance recorded with it."""
-
-    name: str
-    version: str
-    run_id: str
-    source: str
-    tags: dict[str, str] = field(default_factory=dict)
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def artifact_sha256(self) -> str:
-        return self.tags.get(config.TAG_ARTIFACT_SHA256, "")
-
-    @property
-    def training_digest(self) -> str:
-        return self.tags.get(config.TAG_TRAINING_DIGEST, "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "run_id": self.run_id,
-            "source": self.source,
-            "aliases": list(self.aliases),
-            "tags": dict(self.tags),
-        }
-
-
-def _ref(version: Any) -> ModelRef:
-    return ModelRef(
-        name=version.name,
-        version=str(version.version),
-        run_id=version.run_id or "",
-        source=version.source,
-        tags=dict(version.tags or {}),
-        aliases=tuple(getattr(version, "aliases", ()) or ()),
-    )
 
 
 def log_and_register(
@@ -90,6 +54,8 @@ def log_and_register(
     point leaves either no version or a complete one, never one without `artifact_sha256`.
     The compiled form (`lifecycle_assets.compiled`) is proven against `evaluation` (default:
     the input example) and logged beside it, or the tags say why scikit-learn serves instead.
+    The stored skops file is loaded back with the allow-list and must score the example as the
+    fitted pipeline does; `artifact_load_proof` then lets an alias move trust the SHA-256 alone.
     """
     active = mlflow.active_run()
     if active is None:
@@ -115,6 +81,7 @@ def log_and_register(
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))
         sha = sha256_file(local / config.SKOPS_FILE)
+        proof = prove_load(local / config.SKOPS_FILE, sha, pipeline, example)
         parity = input_example if evaluation is None else evaluation
         compiled = compile_for_registration(pipeline, spec, parity, tmp)
         for path in compiled.files:
@@ -125,6 +92,7 @@ def log_and_register(
         config.TAG_ARTIFACT_SHA256: sha,
         config.TAG_ARTIFACT_PATH: config.SKOPS_FILE,
         config.TAG_SPEC_NAME: spec.name,
+        **({config.TAG_ARTIFACT_LOAD_PROOF: proof} if proof else {}),
     }
     registered = mlflow.register_model(
         info.model_uri, spec.name, tags={key: str(value) for key, value in tags.items()}
@@ -132,22 +100,6 @@ def log_and_register(
     crash_point("after-register")
     mlflow.set_tag(config.TAG_ARTIFACT_SHA256, sha)
     return get_version(MlflowClient(), spec.name, str(registered.version))
-
-
-def get_version(client: MlflowClient, name: str, version: str) -> ModelRef:
-    return _ref(client.get_model_version(name, version))
-
-
-def resolve(client: MlflowClient, name: str, alias_or_version: str) -> ModelRef | None:
-    """A version number or an alias; None when the alias is not set (no champion yet)."""
-    if alias_or_version.isdigit():
-        return get_version(client, name, alias_or_version)
-    try:
-        return _ref(client.get_model_version_by_alias(name, alias_or_version))
-    except mlflow.exceptions.MlflowException as error:
-        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            return None
-        raise
 
 
 @dataclass(frozen=True)

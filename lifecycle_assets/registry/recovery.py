@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
-from mlflow import MlflowClient
-from mlflow.entities import RunStatus
 
 from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
+from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.verify import REQUIRED_TAGS, TAG_INCOMPLETE
 
 TAG_RECONCILED = "lifecycle.reconciled"
@@ -48,41 +48,36 @@ class RegistryRecovery:
         return bool(self.failed_runs or self.incomplete_versions)
 
 
-def end_orphaned_runs(client: MlflowClient, host: str | None = None) -> list[str]:
-    """End as FAILED every RUNNING MLflow run whose process on this host is gone."""
+def end_orphaned_runs(client: Any, host: str | None = None) -> list[str]:
+    """End as FAILED every RUNNING MLflow run whose process on this host is gone.
+
+    The runs are found through `reader_of(client)` (read-only); only a run to end is written,
+    through the client, so the common case (nothing to settle) opens no tracking store."""
     host = host or socket.gethostname()
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    if not experiments:
-        return []
-    running = client.search_runs(
-        experiments, filter_string="attributes.status = 'RUNNING'", max_results=1000
-    )
     ended = []
-    for run in running:
-        tags = run.data.tags
-        pid = tags.get(TAG_PID, "")
-        if tags.get(TAG_HOST) != host or not pid.isdigit():
+    for run in reader_of(client).running_runs():
+        pid = run.tags.get(TAG_PID, "")
+        if run.tags.get(TAG_HOST) != host or not pid.isdigit():
             continue  # another machine's run, or one that cannot be judged
-        if process_gone(int(pid), run.info.start_time / 1000 if run.info.start_time else None):
-            client.set_tag(run.info.run_id, TAG_RECONCILED, f"process {pid} on {host} was gone")
-            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
-            ended.append(run.info.run_id)
+        if process_gone(int(pid), run.start_time / 1000 if run.start_time else None):
+            client.set_tag(run.run_id, TAG_RECONCILED, f"process {pid} on {host} was gone")
+            client.set_terminated(run.run_id, "FAILED")
+            ended.append(run.run_id)
     return ended
 
 
-def mark_incomplete_versions(client: MlflowClient, name: str) -> list[str]:
+def mark_incomplete_versions(client: Any, name: str) -> list[str]:
     """Tag `lifecycle.incomplete=true` on the model's versions that lack a required tag."""
-    quoted = name.replace("'", "\\'")
     marked = []
-    for version in client.search_model_versions(f"name = '{quoted}'"):
-        tags = version.tags or {}
+    for version in reader_of(client).versions(name):
+        tags = version.tags
         missing = [tag for tag in REQUIRED_TAGS if not tags.get(tag)]
         if missing and tags.get(TAG_INCOMPLETE) != "true":
-            client.set_model_version_tag(name, str(version.version), TAG_INCOMPLETE, "true")
-            marked.append(str(version.version))
+            client.set_model_version_tag(name, version.version, TAG_INCOMPLETE, "true")
+            marked.append(version.version)
     return marked
 
 
-def recover_registry(client: MlflowClient, name: str) -> RegistryRecovery:
+def recover_registry(client: Any, name: str) -> RegistryRecovery:
     """Both of the above for one model: cheap enough to run before every alias operation."""
     return RegistryRecovery(end_orphaned_runs(client), mark_incomplete_versions(client, name))

@@ -8,6 +8,13 @@ alias move, not only in the service, keeps the registry from naming a version th
 
 The tag checks (`refusal`) and the file checks (`dir_refusal`) are separate so a service that
 has already downloaded a version can reuse them without a second download.
+
+An alias move (`verify_version`) hashes the files where the artifact store keeps them (a
+download only for a store MLflow alone reaches), and skips the second allow-listed load when
+registration proved it (`artifact_load_proof` equal to today's `load_proof()`): a file whose
+SHA-256 equals the registered one is the very bytes that loaded then, under the same rules. A
+version without that proof (registered before it existed, or under another allow-list) is
+loaded as before. This keeps scikit-learn out of `promote`, `rollback` and `canary`.
 """
 
 from __future__ import annotations
@@ -16,16 +23,11 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import mlflow
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
+from typing import Any
 
 from lifecycle_assets import config
-from lifecycle_assets.compiled.artifact import (
-    STATUS_OK as COMPILED_OK,
-)
-from lifecycle_assets.compiled.artifact import (
+from lifecycle_assets.compiled.tags import STATUS_OK as COMPILED_OK
+from lifecycle_assets.compiled.tags import (
     TAG_COMPILED_PATH,
     TAG_COMPILED_SHA256,
     TAG_COMPILED_STATUS,
@@ -34,9 +36,11 @@ from lifecycle_assets.registry.artifacts import (
     IntegrityError,
     UntrustedArtifactError,
     load_pipeline,
+    load_proof,
     sha256_file,
 )
-from lifecycle_assets.registry.models import ModelRef, download_model, get_version
+from lifecycle_assets.registry.reader import local_or_stored, reader_of
+from lifecycle_assets.registry.refs import ModelRef
 
 # Set by reconcile on a version a crash left without its required tags: it can never serve.
 TAG_INCOMPLETE = "lifecycle.incomplete"
@@ -81,6 +85,13 @@ def refusal(tags: Mapping[str, str]) -> str | None:
     return None
 
 
+def load_proven(tags: Mapping[str, str]) -> bool:
+    """Whether registration loaded the stored file under today's allow-list and skops."""
+    return bool(tags.get(config.TAG_ARTIFACT_LOAD_PROOF)) and (
+        tags[config.TAG_ARTIFACT_LOAD_PROOF] == load_proof()
+    )
+
+
 def has_compiled(tags: Mapping[str, str]) -> bool:
     """Whether the version claims a compiled form that serves (parity proven)."""
     return tags.get(TAG_COMPILED_STATUS) == COMPILED_OK
@@ -111,16 +122,20 @@ def compiled_refusal(tags: Mapping[str, str], compiled_file: str | Path | None) 
 
 
 def verify_dir(
-    ref: ModelRef, model_dir: str | Path, compiled_file: str | Path | None = None
+    ref: ModelRef,
+    model_dir: str | Path,
+    compiled_file: str | Path | None = None,
+    *,
+    trust_proof: bool = False,
 ) -> Verification:
     """Verify a downloaded version (model directory, compiled file) against its tags, then
-    load it with the allow-list."""
+    load it with the allow-list (unless `trust_proof` and registration proved the load)."""
     reason = (
         refusal(ref.tags)
         or dir_refusal(ref.tags, model_dir)
         or compiled_refusal(ref.tags, compiled_file)
     )
-    if reason is None:
+    if reason is None and not (trust_proof and load_proven(ref.tags)):
         skops = Path(model_dir) / (ref.tags.get(config.TAG_ARTIFACT_PATH) or config.SKOPS_FILE)
         try:
             load_pipeline(skops, ref.artifact_sha256)
@@ -133,9 +148,17 @@ def verify_dir(
     return Verification(ref.name, ref.version, [reason] if reason else [])
 
 
+def _local(uri: str | None) -> Path | None:
+    """A local folder for an artifact URI; None when it must be downloaded (object storage,
+    MLflow's proxied store)."""
+    location = local_or_stored(uri)
+    return Path(location) if location and "://" not in location else None
+
+
 def _download_compiled(ref: ModelRef, dst: str) -> Path | None:
-    if not has_compiled(ref.tags):
-        return None
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     uri = f"runs:/{ref.run_id}/{ref.tags[TAG_COMPILED_PATH]}"
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
@@ -143,24 +166,54 @@ def _download_compiled(ref: ModelRef, dst: str) -> Path | None:
         return None
 
 
-def verify_version(
-    client: MlflowClient, name: str, version: str, *, ref: ModelRef | None = None
-) -> Verification:
-    """Verify a registered version end to end: tags, download, hashes, allow-listed load."""
-    version = str(version)
-    try:
-        ref = ref or get_version(client, name, version)
-    except MlflowException:
-        return Verification(name, version, ["it does not exist in the registry"])
-    reason = refusal(ref.tags)
-    if reason is not None:
-        return Verification(name, version, [reason])
+def _verify_downloaded(ref: ModelRef) -> Verification:
+    from mlflow.exceptions import MlflowException
+
+    from lifecycle_assets.registry.models import download_model
+
     with tempfile.TemporaryDirectory(prefix="lifecycle-verify-") as tmp:
         (Path(tmp) / "model").mkdir()
         (Path(tmp) / "compiled").mkdir()
         try:
             model_dir = download_model(ref, Path(tmp) / "model")
         except (MlflowException, OSError):
-            return Verification(name, version, ["its artifact is missing from the artifact store"])
-        compiled = _download_compiled(ref, str(Path(tmp) / "compiled"))
-        return verify_dir(ref, model_dir, compiled)
+            return Verification(
+                ref.name, ref.version, ["its artifact is missing from the artifact store"]
+            )
+        compiled = None
+        if has_compiled(ref.tags):
+            compiled = _download_compiled(ref, str(Path(tmp) / "compiled"))
+        return verify_dir(ref, model_dir, compiled, trust_proof=True)
+
+
+def verify_version(
+    client: Any, name: str, version: str, *, ref: ModelRef | None = None
+) -> Verification:
+    """Verify a registered version end to end: tags, the stored files' hashes, and the
+    allow-listed load (done at registration when `artifact_load_proof` says so).
+
+    Reads go through `registry.reader.reader_of(client)`; the files are hashed in place when
+    the artifact store is a local folder, else downloaded through MLflow first.
+    """
+    version = str(version)
+    reader = reader_of(client)
+    ref = ref or reader.version(name, version)
+    if ref is None:
+        return Verification(name, version, ["it does not exist in the registry"])
+    reason = refusal(ref.tags)
+    if reason is not None:
+        return Verification(name, version, [reason])
+    model_dir = _local(reader.model_location(ref))
+    compiled: Path | None = None
+    if has_compiled(ref.tags):
+        run = reader.run(ref.run_id) if ref.run_id else None
+        root = _local(run.artifact_uri) if run is not None else None
+        if root is None:
+            return _verify_downloaded(ref)
+        compiled = root / ref.tags[TAG_COMPILED_PATH]
+        compiled = compiled if compiled.is_file() else None
+    if model_dir is None:
+        return _verify_downloaded(ref)
+    if not model_dir.is_dir():
+        return Verification(name, version, ["its artifact is missing from the artifact store"])
+    return verify_dir(ref, model_dir, compiled, trust_proof=True)

@@ -1,0 +1,381 @@
+"""Read the registry and the tracking store without writing: the one door for every read.
+
+Why not always MlflowClient: importing MLflow costs 1.5-2.3 s per process and opening its
+tracking store (engine, table checks, alembic schema verification) another 2.3-2.6 s, while
+`status`, `trace` and `lineage` need a few rows. Why not a local index written at registration
+and promotion: that would be a second copy of the registry that a crash or a change made in the
+MLflow UI could leave behind. So the MLflow store stays the one source of truth and, when it is
+a SQLite file, this reads the very rows MLflow reads with `sqlite3` in read-only mode
+(`mode=ro`: no write, no migration). Any other store (the team's MLflow server), or a file
+whose schema lacks the expected tables, is read through MlflowClient: the same answers, by the
+slower road. Both backends answer with the same types (`ModelRef`, `RunRecord`).
+
+Artifacts are located, not downloaded: a version's model folder and a run's artifact root are
+URIs, and when they are files (or objects `storage` reaches) a caller hashes them in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sqlite3
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from lifecycle_assets.config import Settings
+from lifecycle_assets.registry.refs import ModelRef
+
+# MLflow marks a deleted version this way until it is purged.
+_DELETED = "Deleted_Internal"
+_WORKSPACE = "default"
+_REACHABLE = ("file:", "s3://", "s3a://")  # artifact URIs `storage` opens in place
+
+
+class SchemaMismatch(RuntimeError):
+    """The SQLite file does not hold the tables this reader knows."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What `MlflowClient.get_run` tells about a run, as plain values."""
+
+    run_id: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    experiment_id: str
+    artifact_uri: str
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    # Dataset inputs: dataset name -> the input's tags (the project tags each split's sha256).
+    datasets: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+class RegistryReader(Protocol):
+    """Read-only questions the CLI and the provenance walk ask the registry."""
+
+    def version(self, name: str, version: str) -> ModelRef | None: ...
+    def resolve(self, name: str, alias_or_version: str) -> ModelRef | None: ...
+    def aliases(self, name: str) -> dict[str, str] | None: ...
+    def versions(self, name: str) -> list[ModelRef]: ...
+    def run(self, run_id: str) -> RunRecord | None: ...
+    def running_runs(self) -> list[RunRecord]: ...
+    def model_location(self, ref: ModelRef) -> str | None: ...
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a `sqlite:///...` URI, None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(urllib.parse.unquote(uri[len("sqlite:///") :]).split("?", 1)[0])
+
+
+def local_or_stored(uri: str | None) -> str | None:
+    """The location `storage.path` opens for an artifact URI; None when only MLflow can reach
+    it (its proxied `mlflow-artifacts:` store, a registry URI)."""
+    if not uri or not uri.startswith(_REACHABLE):
+        return None
+    if uri.startswith("file:"):
+        return urllib.parse.unquote(urllib.parse.urlparse(uri).path)
+    return uri
+
+
+class SqliteReader:
+    """The registry and tracking tables of MLflow's SQLite file, read-only."""
+
+    _NEEDED = frozenset(
+        {"model_versions", "model_version_tags", "registered_models", "registered_model_aliases",
+         "runs", "tags", "params", "latest_metrics", "inputs", "input_tags", "datasets"}
+    )  # fmt: skip
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        tables = {row[0] for row in self.connection.execute("select name from sqlite_master")}
+        if not tables >= self._NEEDED:
+            raise SchemaMismatch(f"{path} lacks {sorted(self._NEEDED - tables)}")
+
+    def schema_revision(self) -> str | None:
+        """The alembic revision MLflow recorded for the file."""
+        try:
+            row = self.connection.execute("select version_num from alembic_version").fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else row[0]
+
+    def _ref(self, row: tuple) -> ModelRef:
+        name, number, run_id, source, created = row
+        where = (_WORKSPACE, name, number)
+        tags = self.connection.execute(
+            'select "key", value from model_version_tags '
+            "where workspace = ? and name = ? and version = ?",
+            where,
+        ).fetchall()
+        aliases = self.connection.execute(
+            "select alias from registered_model_aliases "
+            "where workspace = ? and name = ? and version = ? order by alias",
+            where,
+        ).fetchall()
+        return ModelRef(
+            name=name,
+            version=str(number),
+            run_id=run_id or "",
+            source=source or "",
+            tags={k: v if v is not None else "" for k, v in tags},
+            aliases=tuple(alias for (alias,) in aliases),
+            created_ms=created,
+        )
+
+    _VERSION = (
+        "select name, version, run_id, source, creation_time from model_versions "
+        "where workspace = ? and name = ? and current_stage != ?"
+    )
+
+    def version(self, name: str, version: str) -> ModelRef | None:
+        if not str(version).isdigit():
+            return None
+        row = self.connection.execute(
+            self._VERSION + " and version = ?", (_WORKSPACE, name, _DELETED, int(version))
+        ).fetchone()
+        return None if row is None else self._ref(row)
+
+    def versions(self, name: str) -> list[ModelRef]:
+        rows = self.connection.execute(
+            self._VERSION + " order by version", (_WORKSPACE, name, _DELETED)
+        ).fetchall()
+        return [self._ref(row) for row in rows]
+
+    def resolve(self, name: str, alias_or_version: str) -> ModelRef | None:
+        """A version number or an alias; None when the alias is not set."""
+        if alias_or_version.isdigit():
+            return self.version(name, alias_or_version)
+        row = self.connection.execute(
+            "select version from registered_model_aliases "
+            "where workspace = ? and name = ? and alias = ?",
+            (_WORKSPACE, name, alias_or_version),
+        ).fetchone()
+        return None if row is None else self.version(name, str(row[0]))
+
+    def aliases(self, name: str) -> dict[str, str] | None:
+        """alias -> version of a registered model; None when there is no such model."""
+        known = self.connection.execute(
+            "select 1 from registered_models where workspace = ? and name = ?",
+            (_WORKSPACE, name),
+        ).fetchone()
+        if known is None:
+            return None
+        rows = self.connection.execute(
+            "select alias, version from registered_model_aliases where workspace = ? and name = ?",
+            (_WORKSPACE, name),
+        ).fetchall()
+        return {alias: str(version) for alias, version in rows}
+
+    def model_location(self, ref: ModelRef) -> str | None:
+        """The URI MLflow downloads `models:/<name>/<version>` from."""
+        row = self.connection.execute(
+            "select storage_location, source from model_versions "
+            "where workspace = ? and name = ? and version = ?",
+            (_WORKSPACE, ref.name, int(ref.version)),
+        ).fetchone()
+        return None if row is None else (row[0] or row[1])
+
+    def _pairs(self, sql: str, run_id: str) -> dict[str, Any]:
+        return dict(self.connection.execute(sql, (run_id,)).fetchall())
+
+    def _run(self, row: tuple) -> RunRecord:
+        run_id = row[0]
+        metrics = {
+            key: math.nan if is_nan else float(value)
+            for key, value, is_nan in self.connection.execute(
+                'select "key", value, is_nan from latest_metrics where run_uuid = ?', (run_id,)
+            )
+        }
+        datasets: dict[str, dict[str, str]] = {}
+        for input_uuid, dataset in self.connection.execute(
+            "select i.input_uuid, d.name from inputs i join datasets d "
+            "on d.dataset_uuid = i.source_id where i.source_type = 'DATASET' "
+            "and i.destination_type = 'RUN' and i.destination_id = ?",
+            (run_id,),
+        ):
+            datasets[dataset] = self._pairs(
+                "select name, value from input_tags where input_uuid = ?", input_uuid
+            )
+        return RunRecord(
+            run_id=run_id,
+            status=row[1],
+            start_time=row[2],
+            end_time=row[3],
+            experiment_id=str(row[4]),
+            artifact_uri=row[5] or "",
+            tags=self._pairs('select "key", value from tags where run_uuid = ?', run_id),
+            params=self._pairs('select "key", value from params where run_uuid = ?', run_id),
+            metrics=metrics,
+            datasets=datasets,
+        )
+
+    _RUN = "select run_uuid, status, start_time, end_time, experiment_id, artifact_uri from runs"
+
+    def run(self, run_id: str) -> RunRecord | None:
+        row = self.connection.execute(self._RUN + " where run_uuid = ?", (run_id,)).fetchone()
+        return None if row is None else self._run(row)
+
+    def running_runs(self) -> list[RunRecord]:
+        """Active runs still RUNNING (what a killed training step leaves behind)."""
+        rows = self.connection.execute(
+            self._RUN + " where status = 'RUNNING' and lifecycle_stage = 'active'"
+        ).fetchall()
+        return [self._run(row) for row in rows]
+
+
+class MlflowReader:
+    """The same answers through MlflowClient: the team's MLflow server, or any store this
+    module cannot read directly."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    @staticmethod
+    def _missing(error: Exception) -> bool:
+        code = getattr(error, "error_code", "")
+        return code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+    def version(self, name: str, version: str) -> ModelRef | None:
+        from mlflow.exceptions import MlflowException
+
+        from lifecycle_assets.registry.refs import get_version
+
+        try:
+            return get_version(self.client, name, str(version))
+        except MlflowException as error:
+            if self._missing(error):
+                return None
+            raise
+
+    def versions(self, name: str) -> list[ModelRef]:
+        from lifecycle_assets.registry.refs import _ref
+
+        quoted = name.replace("'", "\\'")
+        found = [_ref(v) for v in self.client.search_model_versions(f"name = '{quoted}'")]
+        # MLflow's search leaves a version's aliases out; the model's own list has them.
+        held: dict[str, list[str]] = {}
+        for alias, version in sorted((self.aliases(name) or {}).items()):
+            held.setdefault(version, []).append(alias)
+        refs = [dataclasses.replace(r, aliases=tuple(held.get(r.version, ()))) for r in found]
+        return sorted(refs, key=lambda ref: int(ref.version))
+
+    def resolve(self, name: str, alias_or_version: str) -> ModelRef | None:
+        if alias_or_version.isdigit():
+            return self.version(name, alias_or_version)
+        from lifecycle_assets.registry.refs import resolve
+
+        return resolve(self.client, name, alias_or_version)
+
+    def aliases(self, name: str) -> dict[str, str] | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException as error:
+            if self._missing(error):
+                return None
+            raise
+        return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+
+    def model_location(self, ref: ModelRef) -> str | None:
+        return self.client.get_model_version_download_uri(ref.name, ref.version)
+
+    @staticmethod
+    def _record(run: Any) -> RunRecord:
+        return RunRecord(
+            run_id=run.info.run_id,
+            status=run.info.status,
+            start_time=run.info.start_time,
+            end_time=run.info.end_time,
+            experiment_id=str(run.info.experiment_id),
+            artifact_uri=run.info.artifact_uri or "",
+            tags=dict(run.data.tags),
+            params=dict(run.data.params),
+            metrics=dict(run.data.metrics),
+            datasets={
+                i.dataset.name: {t.key: t.value for t in i.tags} for i in run.inputs.dataset_inputs
+            },
+        )
+
+    def run(self, run_id: str) -> RunRecord | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._record(self.client.get_run(run_id))
+        except MlflowException as error:
+            if self._missing(error):
+                return None
+            raise
+
+    def running_runs(self) -> list[RunRecord]:
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        if not experiments:
+            return []
+        running = self.client.search_runs(
+            experiments, filter_string="attributes.status = 'RUNNING'", max_results=1000
+        )
+        return [self._record(run) for run in running]
+
+
+class _Empty:
+    """No store file yet: nothing is registered and no run exists."""
+
+    def version(self, name: str, version: str) -> None:
+        return None
+
+    def resolve(self, name: str, alias_or_version: str) -> None:
+        return None
+
+    def aliases(self, name: str) -> None:
+        return None
+
+    def versions(self, name: str) -> list[ModelRef]:
+        return []
+
+    def run(self, run_id: str) -> None:
+        return None
+
+    def running_runs(self) -> list[RunRecord]:
+        return []
+
+    def model_location(self, ref: ModelRef) -> None:
+        return None
+
+
+def sqlite_reader(uri: str) -> SqliteReader | _Empty | None:
+    """The direct reader of a SQLite store URI; None when it must go through MLflow."""
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    if not path.exists():
+        return _Empty()
+    try:
+        return SqliteReader(path)
+    except (sqlite3.Error, SchemaMismatch):
+        return None
+
+
+def reader_for(settings: Settings, client: Any = None) -> RegistryReader:
+    """The registry reader for the settings' store: the SQLite file directly when it is one,
+    else MlflowClient (`client` when the caller already holds one)."""
+    direct = sqlite_reader(settings.mlflow_tracking_uri)
+    if direct is not None:
+        return direct
+    if client is None:
+        from lifecycle_assets.registry.tracking import configure_mlflow
+
+        client = configure_mlflow(settings)
+    return MlflowReader(client)
+
+
+def reader_of(client: Any) -> RegistryReader:
+    """The reader that goes with an MLflow client: the one it carries (`registry_client`'s
+    client reads the SQLite file directly), else the client itself."""
+    return getattr(client, "reader", None) or MlflowReader(client)
