@@ -63,7 +63,7 @@ def ingest_one_day(
 ) -> dg.MaterializeResult | None:
     """Read, validate and store one day; a bad batch is quarantined, not raised. `current` is
     the run's fingerprint, taken once for all its days (it hashes the source files)."""
-    outcome = ingest_day(spec, lake_for(lifecycle, spec), key, current)
+    outcome = ingest_day(spec, lake_for(lifecycle, spec), key, current, context.run_id)
     if outcome.record is None:
         context.log.info(outcome.reason)
         return None
