@@ -116,6 +116,25 @@ def each_day_check(
     )
 
 
+def raw_day(spec: ModelSpec, lake: Lake, day: str, run_id: str) -> dg.AssetCheckResult:
+    """The raw schema verdict of one day's stored batch, in the check run `run_id`."""
+    record = lake.batch(day)
+    if record is None:
+        return dg.AssetCheckResult(passed=False, description="no batch stored for this day")
+    batch = lake.read_batch(record)  # its SHA-256 verified: the bytes that were validated
+    if record.run_id == run_id and record.report is not None:
+        # Read and validated by this run's ingest step (same code, same spec): its report is
+        # this check's verdict; validating the same bytes again would only cost time.
+        return stored_validation_result(record.report, record.path)
+    # An accepted batch is stored typed (target already 0/1): judge it by the schema alone.
+    # A quarantined one is stored as it came: cast and validate it again.
+    if record.status == "accepted":
+        report = validate(batch, raw_schema(spec))
+    else:
+        _, report = validate_raw(batch, spec)
+    return validation_result(report, record.path)
+
+
 def build_data_checks(
     spec: ModelSpec, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetChecksDefinition]:
@@ -132,24 +151,7 @@ def build_data_checks(
         context: dg.AssetCheckExecutionContext, lifecycle: LifecycleResource
     ) -> dg.AssetCheckResult:
         lake = lake_for(lifecycle, spec)
-        return each_day_check(context, lambda day: raw_day(lake, day, context.run_id))
-
-    def raw_day(lake: Lake, day: str, run_id: str) -> dg.AssetCheckResult:
-        record = lake.batch(day)
-        if record is None:
-            return dg.AssetCheckResult(passed=False, description="no batch stored for this day")
-        batch = lake.read_batch(record)  # its SHA-256 verified: the bytes that were validated
-        if record.run_id == run_id and record.report is not None:
-            # Read and validated by this run's ingest step (same code, same spec): its report
-            # is this check's verdict; validating the same bytes again would only cost time.
-            return stored_validation_result(record.report, record.path)
-        # An accepted batch is stored typed (target already 0/1): judge it by the schema alone.
-        # A quarantined one is stored as it came: cast and validate it again.
-        if record.status == "accepted":
-            report = validate(batch, raw_schema(spec))
-        else:
-            _, report = validate_raw(batch, spec)
-        return validation_result(report, record.path)
+        return each_day_check(context, lambda day: raw_day(spec, lake, day, context.run_id))
 
     @dg.asset_check(
         asset=names.key(spec.name, names.FEATURES),
