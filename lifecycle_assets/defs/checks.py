@@ -150,8 +150,8 @@ def build_data_checks(
     def raw_batch_matches_schema(
         context: dg.AssetCheckExecutionContext, lifecycle: LifecycleResource
     ) -> dg.AssetCheckResult:
-        lake = lake_for(lifecycle, spec)
-        return each_day_check(context, lambda day: raw_day(spec, lake, day, context.run_id))
+        lake, run_id = lake_for(lifecycle, spec), context.op_execution_context.run_id
+        return each_day_check(context, lambda day: raw_day(spec, lake, day, run_id))
 
     @dg.asset_check(
         asset=names.key(spec.name, names.FEATURES),
