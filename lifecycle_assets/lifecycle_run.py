@@ -22,10 +22,10 @@ import dagster as dg
 
 from lifecycle_assets import config, storage
 from lifecycle_assets.config import Settings
-from lifecycle_assets.data.fingerprint import fingerprint
+from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint
 from lifecycle_assets.data.ingest import day_state, window_keys
 from lifecycle_assets.data.lake import Lake
-from lifecycle_assets.data.sources import read_day
+from lifecycle_assets.data.sources import days_with_rows
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
 from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
@@ -106,14 +106,20 @@ def partitions_in_window(spec: ModelSpec, today: dt.date | None = None) -> list[
 
 
 def days_to_ingest(
-    spec: ModelSpec, lake: Lake, days: list[str], *, refresh: bool = False
+    spec: ModelSpec,
+    lake: Lake,
+    days: list[str],
+    *,
+    refresh: bool = False,
+    current: Fingerprint | None = None,
 ) -> dict[str, str]:
     """The days that need a run, each with why: never read, fingerprint changed, or refresh.
 
     A quarantined day whose inputs did not change is not read again: it would be quarantined
-    again, and it stays counted as quarantined.
+    again, and it stays counted as quarantined. `current` is the fingerprint taken once for the
+    whole window (it hashes the source files), else taken here.
     """
-    current = fingerprint(spec)
+    current = current or fingerprint(spec)
     needed = {}
     for day in days:
         state, changes = day_state(lake, day, current)
@@ -125,11 +131,16 @@ def days_to_ingest(
 
 
 def record_outcome(
-    spec: ModelSpec, lake: Lake, day: str, reason: str, outcome: IngestOutcome
+    spec: ModelSpec,
+    lake: Lake,
+    day: str,
+    reason: str,
+    outcome: IngestOutcome,
+    current: Fingerprint | None = None,
 ) -> bool:
     """File one ingested day under its result, from what the lake now holds; False when the
     day ended in no known state (the run failed for another reason)."""
-    state, _ = day_state(lake, day, fingerprint(spec))
+    state, _ = day_state(lake, day, current or fingerprint(spec))
     record = lake.batch(day)
     if state == "empty":
         outcome.empty.append(day)
@@ -174,7 +185,10 @@ def ingest_window(
     lake = Lake(settings.lake_dir, settings.quarantine_dir, spec.name)
     job = defs.resolve_job_def(ingest_job_name(spec))
     days = partitions_in_window(spec)
-    needed = days_to_ingest(spec, lake, days, refresh=refresh)
+    # One fingerprint for the window: it hashes the source files, which do not change meanwhile.
+    current = fingerprint(spec)
+    needed = days_to_ingest(spec, lake, days, refresh=refresh, current=current)
+    with_rows = days_with_rows(spec, list(needed)) if needed else set()
     outcome = IngestOutcome()
     to_read = []
     for day in days:
@@ -186,9 +200,9 @@ def ingest_window(
                 outcome.quarantined[day] = (record.report or {}).get("summary", "quarantined")
             else:
                 outcome.skipped.append(day)
-        elif source_is_empty(spec, day):
+        elif day not in with_rows:
             # A calendar gap: noted without a Dagster run, so nothing is launched to do nothing.
-            lake.mark_empty(day, fingerprint(spec).to_dict())
+            lake.mark_empty(day, current.to_dict())
             outcome.empty.append(day)
         else:
             to_read.append(day)
@@ -208,16 +222,12 @@ def ingest_window(
             rerun = _run_range(job, instance, rest, features)
             write_run_log(instance, rerun.run_id, spec, settings)
         for day in block:
-            if not record_outcome(spec, lake, day, needed[day], outcome):
+            if not record_outcome(spec, lake, day, needed[day], outcome, current):
                 raise RuntimeError(f"ingest of {day} failed: {failure_cause(result)} (log: {log})")
         if progress:
             for day in block:
                 progress(day)
     return outcome
-
-
-def source_is_empty(spec: ModelSpec, day: str) -> bool:
-    return read_day(spec, dt.date.fromisoformat(day))[0].is_empty()
 
 
 def _output(result: ExecutionResult, spec: ModelSpec, asset: str) -> Any:
@@ -249,7 +259,7 @@ def failure_cause(result: ExecutionResult) -> str:
     return f"{event.step_key}: {_root_message(event.event_specific_data.error)}"
 
 
-def refused_by_rule(result: dg.ExecuteInProcessResult) -> bool:
+def refused_by_rule(result: ExecutionResult) -> bool:
     """A step failed with a verdict (e.g. the champion moved while this run was judged), not an
     error: see `names.REFUSED_METADATA_KEY`."""
     for event in result.get_step_failure_events():

@@ -86,3 +86,51 @@ def test_a_quarantined_day_holds_back_only_itself(spec, lifecycle_env, tmp_path:
     assert instance.get_materialized_partitions(features) == set(outcome.ingested)
     # One run for the window, then one per run of accepted days for their features.
     assert len(instance.get_runs()) == 3
+
+
+def test_days_with_rows_reads_the_source_once_for_the_window(spec, tmp_path: Path) -> None:
+    """A calendar gap is told from one pass over the files (no day read for it), and the
+    simulator, which writes `rows_per_day` rows every day, is not run to know it."""
+    from lifecycle_assets.data.sources import days_with_rows
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    small = _small(spec, uri=str(landing), format="parquet")
+    days = partitions_in_window(small)
+    gap = days[3]
+    for day in days:
+        if day != gap:
+            simulate_day(dt.date.fromisoformat(day), rows_per_day=20).write_parquet(
+                landing / f"{day}.parquet"
+            )
+    assert days_with_rows(small, days) == set(days) - {gap}
+    assert days_with_rows(small, [gap]) == set()
+    assert days_with_rows(_small(spec), days) == set(days)
+    assert days_with_rows(_small(spec, simulator={"rows_per_day": 0}), days) == set()
+
+
+def test_the_raw_check_reuses_only_its_own_runs_validation(spec, lifecycle_env) -> None:
+    """In the ingest run the raw schema check takes the ingest step's report (each batch is
+    validated once); a check in any other run validates the stored bytes again."""
+    from lifecycle_assets.data.lake import BatchRecord
+    from lifecycle_assets.data.valid_json import dumps
+    from lifecycle_assets.defs.checks import raw_day
+
+    small = _small(spec)
+    defs, instance = build_definitions([small]), dg.DagsterInstance.get()
+    ingest_window(defs, small, instance)
+    (run,) = instance.get_runs()
+    lake = Lake(lifecycle_env.lake_dir, lifecycle_env.quarantine_dir, small.name)
+    day = partitions_in_window(small)[0]
+    record = lake.batch(day)
+    assert record.run_id == run.run_id and record.report["passed"]
+
+    # A report that disagrees with the bytes shows which path a verdict took.
+    forged = {**record.report, "passed": False, "summary": "forged", "failure_count": 1}
+    manifest = lake.root / "raw" / "manifests" / f"{day}.json"
+    manifest.write_text(dumps({**record.__dict__, "report": forged}))
+    assert isinstance(lake.batch(day), BatchRecord)
+    same_run = raw_day(small, lake, day, run.run_id)
+    assert not same_run.passed and same_run.description == "forged"
+    other_run = raw_day(small, lake, day, "another-run")
+    assert other_run.passed and other_run.description != "forged"

@@ -41,9 +41,14 @@ class DayIngest:
 
 
 def ingest_day(
-    spec: ModelSpec, lake: Lake, day: str, current: Fingerprint | None = None
+    spec: ModelSpec,
+    lake: Lake,
+    day: str,
+    current: Fingerprint | None = None,
+    run_id: str | None = None,
 ) -> DayIngest:
-    """Read, validate and store one day; quarantine a bad batch, skip an empty one."""
+    """Read, validate and store one day; quarantine a bad batch, skip an empty one. `run_id`
+    (the Dagster run doing it) is kept with the batch's record and validation report."""
     frame, source = read_day(spec, dt.date.fromisoformat(day))
     current = current or fingerprint(spec)
     if frame.is_empty():
@@ -52,7 +57,12 @@ def ingest_day(
         return DayIngest(day, "empty", source, 0)
     typed, report = validate_raw(frame, spec)
     record = lake.store_batch(
-        day, typed if report.passed else frame, source, report.to_dict(), current.to_dict()
+        day,
+        typed if report.passed else frame,
+        source,
+        report.to_dict(),
+        current.to_dict(),
+        run_id=run_id,
     )
     return DayIngest(day, record.status, source, frame.height, record, report)
 

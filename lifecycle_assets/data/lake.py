@@ -59,6 +59,9 @@ class BatchRecord:
     report: dict[str, Any] | None = None
     # What produced it (`data.fingerprint.Fingerprint.to_dict()`); None before fingerprints.
     fingerprint: dict[str, Any] | None = None
+    # The Dagster run that read and validated it: that run's schema check reuses `report`
+    # instead of validating the same bytes a second time. None outside a run.
+    run_id: str | None = None
 
 
 class Lake:
@@ -98,6 +101,7 @@ class Lake:
         source: str,
         report: dict[str, Any],
         fingerprint: dict[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> BatchRecord:
         """Store an accepted batch in the lake, or a rejected one in quarantine with its report.
 
@@ -127,6 +131,7 @@ class Lake:
             ingested_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             report=report,
             fingerprint=fingerprint,
+            run_id=run_id,
         )
         write_atomic(self._raw_manifest(day), json.dumps(asdict(record), indent=2).encode())
         self._empty_marker(day).unlink(missing_ok=True)

@@ -43,6 +43,10 @@ class ShiftKnobs:
     label: float = 0.0
 
 
+# Rows a simulated day holds unless the spec's `source.simulator.rows_per_day` says otherwise.
+ROWS_PER_DAY = 400
+
+
 def _day_rng(seed: int, day: dt.date) -> np.random.Generator:
     return np.random.default_rng([seed, day.toordinal()])
 
@@ -51,7 +55,7 @@ def simulate_day(
     day: dt.date,
     *,
     seed: int = 42,
-    rows_per_day: int = 400,
+    rows_per_day: int = ROWS_PER_DAY,
     shift: ShiftKnobs | None = None,
     label_noise: float = 0.0,
 ) -> pl.DataFrame:
@@ -149,7 +153,7 @@ def simulate_range(
     days: int,
     *,
     seed: int = 42,
-    rows_per_day: int = 400,
+    rows_per_day: int = ROWS_PER_DAY,
     shift: ShiftKnobs | None = None,
 ) -> list[tuple[dt.date, pl.DataFrame]]:
     """Generate `days` consecutive daily batches starting at `start`."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from lifecycle_assets import storage
-from lifecycle_assets.data.simulator import simulate_day
+from lifecycle_assets.data.simulator import ROWS_PER_DAY, simulate_day
 from lifecycle_assets.spec import SNAPSHOT_TIMESTAMP, ModelSpec
 
 _SUFFIXES = (".csv", ".parquet")
@@ -102,6 +102,30 @@ def read_day(spec: ModelSpec, day: dt.date) -> tuple[pl.DataFrame, str]:
     ts = timestamp_utc(spec.timestamp, schema[spec.timestamp])
     frame = scan.filter(ts.dt.date() == day).collect()
     return frame, spec.source.uri
+
+
+def days_with_rows(spec: ModelSpec, days: list[str]) -> set[str]:
+    """Which of `days` (ISO dates) hold at least one row, in one pass over the source.
+
+    Asked before launching a run, so that a calendar gap gets no run: the simulator writes
+    `rows_per_day` rows every day (no day to generate to know it), and a file source is scanned
+    once for its days instead of once per day.
+    """
+    if spec.source.is_simulator:
+        rows = int(spec.source.simulator.get("rows_per_day", ROWS_PER_DAY))
+        return set(days) if rows > 0 else set()
+    scan = _scan(spec)
+    schema = scan.collect_schema()
+    if spec.timestamp not in schema:
+        raise ValueError(f"source {spec.source.uri!r} has no timestamp column {spec.timestamp!r}")
+    wanted = [dt.date.fromisoformat(day) for day in days]
+    present = (
+        scan.select(timestamp_utc(spec.timestamp, schema[spec.timestamp]).dt.date().alias("day"))
+        .filter(pl.col("day").is_in(wanted))
+        .unique()
+        .collect()
+    )
+    return {day.isoformat() for day in present["day"].to_list()}
 
 
 def read_source(spec: ModelSpec) -> pl.DataFrame:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 
+from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint
 from lifecycle_assets.data.ingest import featurize_day, ingest_day
 from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.defs import names
@@ -54,10 +55,15 @@ def each_day(
 
 
 def ingest_one_day(
-    context: dg.AssetExecutionContext, lifecycle: LifecycleResource, spec: ModelSpec, key: str
+    context: dg.AssetExecutionContext,
+    lifecycle: LifecycleResource,
+    spec: ModelSpec,
+    key: str,
+    current: Fingerprint | None = None,
 ) -> dg.MaterializeResult | None:
-    """Read, validate and store one day; a bad batch is quarantined, not raised."""
-    outcome = ingest_day(spec, lake_for(lifecycle, spec), key)
+    """Read, validate and store one day; a bad batch is quarantined, not raised. `current` is
+    the run's fingerprint, taken once for all its days (it hashes the source files)."""
+    outcome = ingest_day(spec, lake_for(lifecycle, spec), key, current, context.run_id)
     if outcome.record is None:
         context.log.info(outcome.reason)
         return None
@@ -124,7 +130,10 @@ def build_data_assets(
     def raw_batches(
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource
     ) -> Iterator[dg.MaterializeResult]:
-        yield from each_day(context, lambda day: ingest_one_day(context, lifecycle, spec, day))
+        current = fingerprint(spec)
+        yield from each_day(
+            context, lambda day: ingest_one_day(context, lifecycle, spec, day, current)
+        )
 
     @dg.asset(
         key=names.key(spec.name, names.FEATURES),

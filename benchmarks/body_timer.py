@@ -1,0 +1,117 @@
+"""Time spent inside asset and check bodies, for `benchmarks/lifecycle.py`'s compute figure.
+
+A step's STEP_START -> STEP_SUCCESS span also holds Dagster's own work inside the step: one
+materialization event per partition, check-evaluation events, the IO manager's writes, input
+loading. Counting that as compute would flatter the overhead share. This module wraps Dagster's
+one call into user code (`compute_generator.invoke_compute_fn`): a plain body is timed around
+the call, a generator body around each `next()` (the time Dagster spends handling what it
+yielded is not counted). A module imported for the first time inside a body is not data or ML
+work either: the time of `import` statements inside bodies is taken out of compute (a lazy
+import moved into an asset must not look like compute). The benchmark runs `lifecycle run` with
+this installed, in the same process and code path as a user's run; the totals go to the JSON
+file named by `ENV_OUT` at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import inspect
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+ENV_OUT = "BENCH_BODY_TIMES"
+IMPORTS = "imports inside bodies (overhead)"
+
+
+class BodyClock:
+    """Seconds inside each op's body, and seconds of `import` statements run from a body."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, float] = defaultdict(float)
+        self.imports: dict[str, float] = defaultdict(float)
+        self.current: str | None = None
+        self._importing = False
+
+    def run(self, name: str, call: Callable[[], Any]) -> Any:
+        outer, self.current = self.current, name
+        started = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self.bodies[name] += time.perf_counter() - started
+            self.current = outer
+
+    def timed_import(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self.current is None or self._importing:
+                return original(*args, **kwargs)
+            self._importing = True
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.imports[self.current] += time.perf_counter() - started
+                self._importing = False
+
+        return timed
+
+    def compute(self) -> dict[str, float]:
+        """Per op: body time without its imports; plus the imports' total, apart."""
+        totals = {name: seconds - self.imports[name] for name, seconds in self.bodies.items()}
+        return {**totals, IMPORTS: sum(self.imports.values())}
+
+
+def _timed_generator(clock: BodyClock, name: str, body: Iterator[Any]) -> Iterator[Any]:
+    try:
+        while True:
+            try:
+                item = clock.run(name, lambda: next(body))
+            except StopIteration as stop:
+                return stop.value
+            yield item
+    finally:
+        body.close()  # type: ignore[attr-defined]
+
+
+def install(out: str | None = None) -> BodyClock:
+    """Wrap Dagster's call into asset bodies and `import`; returns the live clock."""
+    from dagster._core.execution.plan import compute_generator
+
+    clock = BodyClock()
+    original = compute_generator.invoke_compute_fn
+
+    def timed(fn: Callable[..., Any], context: Any, *args: Any, **kwargs: Any) -> Any:
+        name = getattr(getattr(context, "op_def", None), "name", None) or fn.__name__
+        result = clock.run(name, lambda: original(fn, context, *args, **kwargs))
+        if inspect.isgenerator(result):
+            return _timed_generator(clock, name, result)
+        return result
+
+    compute_generator.invoke_compute_fn = timed
+    builtins.__import__ = clock.timed_import(builtins.__import__)
+    path = out or os.environ.get(ENV_OUT)
+    if path:
+        atexit.register(_write, path, clock)
+    return clock
+
+
+def _write(path: str, clock: BodyClock) -> None:
+    with open(path, "w") as out:
+        out.write(json.dumps(clock.compute(), indent=2))
+
+
+def main() -> None:
+    """`lifecycle` with the timer installed (argv as the `lifecycle` script gets it)."""
+    install()
+    from lifecycle_assets.cli import main as lifecycle
+
+    lifecycle()
+
+
+if __name__ == "__main__":
+    main()
