@@ -153,7 +153,9 @@ def test_lifecycle_run_submits_every_run_through_the_webserver_and_the_queue(
         (ingest,) = [run for run in runs if run.job_name == ingest_job_name(spec)]
         assert {RANGE_START_TAG, RANGE_END_TAG} <= set(ingest.tags), "one run for the days"
     tracking = project_env(tmp_path / "state")["MLFLOW_TRACKING_URI"]
-    champion = MlflowClient(tracking).get_model_version_by_alias(spec.name, config.CHAMPION_ALIAS)
+    champion = MlflowClient(tracking, registry_uri=tracking).get_model_version_by_alias(
+        spec.name, config.CHAMPION_ALIAS
+    )
     assert str(champion.version) == "1"
     (training,) = [run for run in runs if run.job_name == training_job_name(spec)]
     assert champion.tags[config.TAG_DAGSTER_RUN_ID] == training.run_id
