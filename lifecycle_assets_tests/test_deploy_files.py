@@ -110,6 +110,9 @@ def test_urls_point_at_the_services_that_serve_them(compose) -> None:
     targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
     assert targets == [f"model-service:{_flag(serve, '--port')}"]
     assert int(_flag(serve, "--port")) in _published(services["model-service"])
+    # Unshipped prediction log segments outlive the container (LIFECYCLE_HOME on a volume).
+    mounts = {v.split(":")[1] for v in services["model-service"]["volumes"]}
+    assert compose["x-team-env"]["LIFECYCLE_HOME"] in mounts
 
 
 def test_the_project_image_runs_commands_it_installs(compose) -> None:
