@@ -37,6 +37,7 @@ __all__ = ["ExecutionResult", "SubmissionError", "check_webserver", "execute"]
 # carries no TAG_HOST (recovery would take the launcher's pid for one on this host).
 TAG_SUBMITTED_BY = "lifecycle/submitted_by"
 JSON_IO_MANAGER = "json_io_manager"
+PARTITION_TAG = "dagster/partition"
 POLL_SECONDS = 1.0
 log = logging.getLogger("lifecycle.submission")
 
@@ -52,6 +53,7 @@ def execute(
     tags: Mapping[str, str] | None = None,
     asset_selection: Sequence[dg.AssetKey] | None = None,
     run_config: Mapping[str, Any] | None = None,
+    partition_key: str | None = None,
 ) -> ExecutionResult:
     """Run `job` to its end, in this process or through the webserver the settings name."""
     url = LifecycleSettings.from_env().dagster_url
@@ -62,7 +64,11 @@ def execute(
             asset_selection=list(asset_selection) if asset_selection else None,
             raise_on_error=False,
             run_config=dict(run_config or {}),
+            partition_key=partition_key,
         )
+    if partition_key is not None:
+        # How Dagster names a run's partition; the webserver launches that partition.
+        tags = {**(tags or {}), PARTITION_TAG: partition_key}
     run_id = submit(
         url, job.name, tags=tags, asset_selection=asset_selection, run_config=run_config
     )
@@ -209,13 +215,22 @@ class SubmittedRunResult(ExecutionResult):
             )
         assets = self._job_def.asset_layer.get_assets_def_for_node(handle)
         key = self._job_def.asset_layer.get_asset_key_for_node_output(handle, output_name)
-        if assets is None or key is None or assets.partitions_def is not None:
+        if assets is None or key is None:
             raise dg.DagsterInvariantViolationError(
-                f"{step_key}.{output_name} is not a per-run asset value: it cannot be read back"
+                f"{step_key}.{output_name} is not an asset value: it cannot be read back"
             )
+        # A partitioned asset's value is stored under its partition, any other under the run.
+        name = self._run.run_id
+        if assets.partitions_def is not None:
+            name = self._run.tags.get(PARTITION_TAG)
+            if name is None:
+                raise dg.DagsterInvariantViolationError(
+                    f"{step_key}.{output_name} is partitioned but run {self.run_id} names no "
+                    "single partition: it cannot be read back"
+                )
         if assets.get_io_manager_key_for_asset_key(key) != JSON_IO_MANAGER:
             raise dg.DagsterInvariantViolationError(
                 f"{key.to_user_string()} is not stored by the JSON IO manager"
             )
-        path = JsonIOManager().value_path(key, self._run.run_id)
+        path = JsonIOManager().value_path(key, name)
         return storage.read_json(path) if storage.exists(path) else None

@@ -83,7 +83,7 @@ class LifecycleSettings(BaseSettings):
     celery_broker: str | None = Field(None, validation_alias="LIFECYCLE_CELERY_BROKER")
     # The Celery queue the steps go to; workers listen on it (`dagster-celery worker -q`).
     celery_queue: str = Field("dagster", validation_alias="LIFECYCLE_CELERY_QUEUE")
-    # The team's Dagster webserver (http://host:3000): `lifecycle run` then submits its runs to
+    # The team's Dagster webserver (http://host:3000): `lifecycle run` and `monitor` submit runs to
     # it (the run queue and launcher of its instance) instead of executing them itself.
     dagster_url: str | None = Field(None, validation_alias="LIFECYCLE_DAGSTER_URL")
     # Secret of MLflow's registry webhooks to `POST /hooks/registry` (unset: the hook is off).

@@ -4,6 +4,7 @@ where a killed one is still found and ended on PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import socket
@@ -21,10 +22,15 @@ from mlflow import MlflowClient
 
 from lifecycle_assets import config
 from lifecycle_assets.cli import main
-from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
+from lifecycle_assets.defs.jobs import (
+    ingest_job_name,
+    model_card_job_name,
+    monitoring_job_name,
+    training_job_name,
+)
 from lifecycle_assets.defs.partition_ranges import RANGE_END_TAG, RANGE_START_TAG
 from lifecycle_assets.recovery import fail_orphaned_dagster_runs
-from lifecycle_assets.run_submission import TAG_SUBMITTED_BY
+from lifecycle_assets.run_submission import PARTITION_TAG, TAG_SUBMITTED_BY
 from lifecycle_assets.spec import load_spec
 from lifecycle_assets_tests.small_project import project_env, write_spec
 from lifecycle_assets_tests.team_servers import (  # noqa: F401  (fixtures)
@@ -38,6 +44,7 @@ from lifecycle_assets_tests.team_servers import (  # noqa: F401  (fixtures)
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LOCATION = "lifecycle_assets"  # workspace.yaml's location_name
+MONITORED_DAY = dt.datetime.now(dt.UTC).date().isoformat()  # today is a serving partition
 
 
 def test_an_unreachable_webserver_ends_run_in_one_line(tmp_path: Path) -> None:
@@ -114,6 +121,17 @@ def test_lifecycle_run_submits_every_run_through_the_webserver_and_the_queue(
             text=True,
         )
         output, _ = cli.communicate(timeout=900)
+        # `lifecycle monitor` goes the same way: one partition of the monitoring job, launched
+        # by the daemon and read back from the instance (no prediction was served that day).
+        monitor = subprocess.Popen(
+            [str(BIN / "lifecycle"), "monitor", "--day", MONITORED_DAY],
+            cwd=tmp_path,
+            env={**env, "LIFECYCLE_DAGSTER_URL": url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        monitor_output, _ = monitor.communicate(timeout=600)
     finally:
         stop_group(daemon)
         stop_group(webserver)
@@ -121,6 +139,8 @@ def test_lifecycle_run_submits_every_run_through_the_webserver_and_the_queue(
     assert cli.returncode == 0, output[-4000:] + logs
     # Each run's status was shown while the command waited for it.
     assert "is now `champion`" in output and f"{training_job_name(spec)} run" in output
+    assert monitor.returncode == 0, monitor_output[-4000:] + logs
+    assert f"{spec.name} {MONITORED_DAY}: 0 predictions" in monitor_output, monitor_output
     for key in ("DAGSTER_HOME", "DAGSTER_PG_URL"):
         monkeypatch.setenv(key, env[key])
     with dg.DagsterInstance.get() as instance:
@@ -128,6 +148,13 @@ def test_lifecycle_run_submits_every_run_through_the_webserver_and_the_queue(
         runs = instance.get_runs(
             dg.RunsFilter(tags={TAG_SUBMITTED_BY: f"{socket.gethostname()}:{cli.pid}"})
         )
+        (monitoring,) = instance.get_runs(
+            dg.RunsFilter(tags={TAG_SUBMITTED_BY: f"{socket.gethostname()}:{monitor.pid}"})
+        )
+        assert monitoring.job_name == monitoring_job_name(spec)
+        assert monitoring.tags[PARTITION_TAG] == MONITORED_DAY
+        assert monitoring.status == dg.DagsterRunStatus.SUCCESS
+        assert monitoring.remote_job_origin is not None
         jobs = sorted(run.job_name for run in runs)
         assert jobs == sorted(
             [ingest_job_name(spec), training_job_name(spec), model_card_job_name(spec)]

@@ -336,16 +336,21 @@ def monitor(spec_path: str | None, day: dt.datetime | None) -> None:
     from lifecycle_assets.definitions import build_definitions
     from lifecycle_assets.defs import names
     from lifecycle_assets.defs.jobs import monitoring_job_name
+    from lifecycle_assets.run_submission import SubmissionError, execute
 
     spec = _load(spec_path)
     key = (day.date() if day else dt.datetime.now(dt.UTC).date()).isoformat()
     job = build_definitions([spec]).resolve_job_def(monitoring_job_name(spec))
-    result = job.execute_in_process(
-        partition_key=key,
-        instance=_dagster_instance(),
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-    )
+    try:
+        # In this process, or submitted to the webserver when LIFECYCLE_DAGSTER_URL is set.
+        result = execute(
+            job,
+            _dagster_instance(),
+            partition_key=key,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+    except SubmissionError as error:  # the webserver is unreachable or refused the run
+        raise click.ClickException(str(error)) from None
     drift = (
         result.output_for_node(f"{spec.name}__{names.DRIFT_REPORT}")
         if result.is_node_success(f"{spec.name}__{names.DRIFT_REPORT}")
