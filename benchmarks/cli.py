@@ -82,7 +82,7 @@ def second_version(env: dict[str, str]) -> tuple[str, str, str]:
 
     from lifecycle_assets import config
     from lifecycle_assets.config import Settings
-    from lifecycle_assets.registry.models import get_version, resolve
+    from lifecycle_assets.registry.refs import get_version, resolve
     from lifecycle_assets.registry.tracking import configure_mlflow
     from lifecycle_assets.spec import configured_specs
 

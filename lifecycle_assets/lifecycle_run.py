@@ -382,7 +382,7 @@ def train_and_deploy(
 
 
 def current_champion(settings: Settings, model: str) -> str | None:
-    from lifecycle_assets.registry.models import resolve
+    from lifecycle_assets.registry.refs import resolve
     from lifecycle_assets.registry.tracking import configure_mlflow
 
     champion = resolve(configure_mlflow(settings), model, config.CHAMPION_ALIAS)

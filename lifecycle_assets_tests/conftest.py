@@ -20,7 +20,8 @@ from lifecycle_assets.data.simulator import simulate_range
 from lifecycle_assets.ml.features import feature_table
 from lifecycle_assets.ml.training import fit_pipeline, model_input
 from lifecycle_assets.registry.aliases import move_alias
-from lifecycle_assets.registry.models import ModelRef, log_and_register
+from lifecycle_assets.registry.models import log_and_register
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec, default_spec
 

@@ -17,7 +17,7 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
-from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.serving.bento_requirements import (
     dependency_closure,

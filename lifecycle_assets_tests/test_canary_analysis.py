@@ -17,7 +17,7 @@ from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, Ml
 from lifecycle_assets.ml.canary_analysis import analyze_canary
 from lifecycle_assets.registry.canary import set_canary
 from lifecycle_assets.registry.ledger import history
-from lifecycle_assets.registry.models import resolve
+from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.test_ledger import fitted_pipeline, register_versions  # noqa: F401

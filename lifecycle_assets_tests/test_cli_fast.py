@@ -16,8 +16,8 @@ import polars as pl
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.provenance.prediction_index import candidate_days, may_hold, uuid7_time
-from lifecycle_assets.registry.models import resolve
 from lifecycle_assets.registry.reader import SqliteReader, reader_for, sqlite_path
+from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.conftest import register_champion

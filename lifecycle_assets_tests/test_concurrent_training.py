@@ -19,7 +19,7 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.lifecycle_run import ingest_window
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
-from lifecycle_assets.registry.models import get_version, resolve
+from lifecycle_assets.registry.refs import get_version, resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets_tests.small_project import project_env, small_spec, write_spec
 

@@ -40,7 +40,7 @@ from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs import names
 from lifecycle_assets.lifecycle_run import ingest_window, train_and_deploy
 from lifecycle_assets.registry.ledger import PENDING, Ledger
-from lifecycle_assets.registry.models import get_version, resolve
+from lifecycle_assets.registry.refs import get_version, resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.registry.verify import is_incomplete, verify_version
 from lifecycle_assets.spec import load_spec

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.aliases import move_alias
-from lifecycle_assets.registry.models import ModelRef, get_version
+from lifecycle_assets.registry.refs import ModelRef, get_version
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.test_http_service import SERVICE, post, sample_records, serving
 

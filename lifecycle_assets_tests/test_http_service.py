@@ -24,7 +24,7 @@ import pytest
 from lifecycle_assets.config import Settings
 from lifecycle_assets.data.prediction_log import segment_files
 from lifecycle_assets.data.simulator import simulate_day
-from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.serving.bento_store import build_bento, export_version
 from lifecycle_assets.serving.model_source import ModelSourceError, load_served_model
 from lifecycle_assets.spec import ModelSpec

@@ -34,7 +34,7 @@ from lifecycle_assets.registry.ledger import (
     history,
     previous_holder,
 )
-from lifecycle_assets.registry.models import resolve
+from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets.spec import ModelSpec, default_spec
 from lifecycle_assets_tests.conftest import register_pipeline
 

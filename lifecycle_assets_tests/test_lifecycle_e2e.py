@@ -17,7 +17,7 @@ from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs import names
 from lifecycle_assets.lifecycle_run import ingest_window, train_and_deploy
 from lifecycle_assets.ml import gates
-from lifecycle_assets.registry.models import resolve
+from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets.spec import ModelSpec
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,7 @@ from lifecycle_assets.ml.evaluation import EvaluationReport, evaluate
 from lifecycle_assets.ml.gates import FAIRNESS_GATE, GateResult, all_gates
 from lifecycle_assets.ml.model_card import ModelCard
 from lifecycle_assets.ml.plots import calibration_png
-from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import BUILTIN_SPECS_DIR, ModelSpec, load_spec
 

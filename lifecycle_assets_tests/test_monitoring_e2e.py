@@ -14,7 +14,8 @@ from lifecycle_assets.defs import names
 from lifecycle_assets.defs.jobs import monitoring_job_name, training_job_name
 from lifecycle_assets.ml.features import compute_features
 from lifecycle_assets.ml.training import predict_scores
-from lifecycle_assets.registry.models import load_version, resolve
+from lifecycle_assets.registry.models import load_version
+from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets_tests.log_rows import append_log_rows
 from lifecycle_assets_tests.test_lifecycle_e2e import _run, _small

@@ -24,7 +24,7 @@ from lifecycle_assets.registry.aliases import AliasError, move_alias
 from lifecycle_assets.registry.artifacts import sha256_file
 from lifecycle_assets.registry.canary import canary_weight, clear_canary, set_canary, set_shadow
 from lifecycle_assets.registry.ledger import history
-from lifecycle_assets.registry.models import get_version, resolve
+from lifecycle_assets.registry.refs import get_version, resolve
 from lifecycle_assets.registry.retire import RetireRefused, retire
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.test_ledger import fitted_pipeline, register_versions  # noqa: F401

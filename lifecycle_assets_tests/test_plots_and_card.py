@@ -25,7 +25,7 @@ from lifecycle_assets.ml.plots import (
     roc_curve_png,
     slice_metrics_png,
 )
-from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.spec import ModelSpec
 
 PNG_MAGIC = b"\x89PNG"

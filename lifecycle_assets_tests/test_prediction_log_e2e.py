@@ -33,7 +33,8 @@ from lifecycle_assets.ml.features import feature_table
 from lifecycle_assets.ml.profile import build_profile
 from lifecycle_assets.ml.training import fit_pipeline, model_input, predict_scores
 from lifecycle_assets.registry.aliases import move_alias
-from lifecycle_assets.registry.models import ModelRef, log_and_register
+from lifecycle_assets.registry.models import log_and_register
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec, configured_specs
 from lifecycle_assets_tests.log_rows import logged_lines

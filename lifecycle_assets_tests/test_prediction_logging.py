@@ -31,7 +31,8 @@ from lifecycle_assets.data.simulator import simulate_day
 from lifecycle_assets.defs.assets.labels import build_label_assets
 from lifecycle_assets.defs.assets.monitoring import build_monitoring_assets
 from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource
-from lifecycle_assets.registry.models import LoadedModel, ModelRef
+from lifecycle_assets.registry.models import LoadedModel
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.serving.metrics import prediction_metrics
 from lifecycle_assets.serving.model_set import ModelSet
 from lifecycle_assets.serving.model_source import ServedModel, load_served_model

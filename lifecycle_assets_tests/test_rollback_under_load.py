@@ -18,7 +18,7 @@ from lifecycle_assets import config
 from lifecycle_assets.cli import main
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.aliases import move_alias, rollback
-from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.test_hot_swap import FAST_POLL, register_copy, wait_for
 from lifecycle_assets_tests.test_http_service import SERVICE, sample_records, serving

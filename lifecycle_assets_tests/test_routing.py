@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.serving.router import canary_mask, parse_weight, route_point
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.log_rows import logged_lines

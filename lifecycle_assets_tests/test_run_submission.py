@@ -64,6 +64,23 @@ def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
         )
 
 
+def _lifecycle(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> tuple[subprocess.Popen, str]:
+    """Run the CLI as a user does, to its end; the finished process (its pid names the runs it
+    submitted) and its output."""
+    process = subprocess.Popen(
+        [str(BIN / "lifecycle"), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output, _ = process.communicate(timeout=timeout)
+    return process, output
+
+
 def _wait_for_location(url: str, server: subprocess.Popen, timeout: float = 300.0) -> None:
     """Until the webserver has loaded the code location (it answers before it has)."""
     query = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }"
@@ -112,26 +129,13 @@ def test_lifecycle_run_submits_every_run_through_the_webserver_and_the_queue(
     try:
         wait_for_port(port, webserver, "dagster-webserver", timeout=300)
         _wait_for_location(url, webserver)
-        cli = subprocess.Popen(
-            [str(BIN / "lifecycle"), "run"],
-            cwd=tmp_path,
-            env={**env, "LIFECYCLE_DAGSTER_URL": url},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        output, _ = cli.communicate(timeout=900)
+        submitting = {**env, "LIFECYCLE_DAGSTER_URL": url}
+        cli, output = _lifecycle(["run"], tmp_path, submitting, timeout=900)
         # `lifecycle monitor` goes the same way: one partition of the monitoring job, launched
         # by the daemon and read back from the instance (no prediction was served that day).
-        monitor = subprocess.Popen(
-            [str(BIN / "lifecycle"), "monitor", "--day", MONITORED_DAY],
-            cwd=tmp_path,
-            env={**env, "LIFECYCLE_DAGSTER_URL": url},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        monitor, monitor_output = _lifecycle(
+            ["monitor", "--day", MONITORED_DAY], tmp_path, submitting, timeout=600
         )
-        monitor_output, _ = monitor.communicate(timeout=600)
     finally:
         stop_group(daemon)
         stop_group(webserver)

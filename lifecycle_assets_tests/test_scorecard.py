@@ -25,7 +25,8 @@ from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.ml.training import model_input
 from lifecycle_assets.registry.aliases import move_alias
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
-from lifecycle_assets.registry.models import ModelRef, load_version, log_and_register
+from lifecycle_assets.registry.models import load_version, log_and_register
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import BUILTIN_SPECS_DIR, ModelSpec, Task, load_spec
 from lifecycle_assets_tests.log_rows import append_log_rows

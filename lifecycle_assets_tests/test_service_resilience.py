@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.serving.startup import EXIT_CONFIG, PREFIX
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.test_hot_swap import move, register_copy, wait_for

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from lifecycle_assets.config import Settings
-from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.serving.requests import RequestError, RequestValidator
 from lifecycle_assets.spec import ModelSpec
 

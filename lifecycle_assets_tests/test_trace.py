@@ -30,7 +30,8 @@ from lifecycle_assets.data.prediction_log import read_day
 from lifecycle_assets.lifecycle_run import LifecycleSummary
 from lifecycle_assets.provenance.trace import trace_prediction
 from lifecycle_assets.registry.artifacts import sha256_file
-from lifecycle_assets.registry.models import ModelRef, download_model, get_version
+from lifecycle_assets.registry.models import download_model
+from lifecycle_assets.registry.refs import ModelRef, get_version
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec, default_spec
 from lifecycle_assets_tests.log_rows import append_log_rows, logged_lines

@@ -21,7 +21,8 @@ from lifecycle_assets.ml.training import fit_pipeline, model_input
 from lifecycle_assets.registry.aliases import AliasError, UnverifiedVersion, move_alias, rollback
 from lifecycle_assets.registry.artifacts import sha256_file
 from lifecycle_assets.registry.ledger import Ledger
-from lifecycle_assets.registry.models import ModelRef, get_version, log_and_register, resolve
+from lifecycle_assets.registry.models import log_and_register
+from lifecycle_assets.registry.refs import ModelRef, get_version, resolve
 from lifecycle_assets.registry.verify import (
     TAG_COMPILED_PATH,
     TAG_COMPILED_SHA256,

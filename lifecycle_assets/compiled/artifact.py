@@ -36,7 +36,6 @@ __all__ = [
     "COMPILED_DIR", "COMPILED_FILE", "STATUS_FALLBACK", "STATUS_OK", "TAG_COMPILED_PATH",
     "TAG_COMPILED_REASON", "TAG_COMPILED_SHA256", "TAG_COMPILED_STATUS",
     "CompiledArtifact", "CompiledIntegrityError", "compile_for_registration", "read_compiled",
-    "verify_against",
 ]  # fmt: skip
 
 
@@ -113,29 +112,3 @@ def read_compiled(path: str | Path, expected_sha256: str) -> CompiledModel:
             f"recorded at registration"
         )
     return CompiledModel.from_bytes(data)
-
-
-def verify_against(compiled: CompiledModel, pipeline: Pipeline, spec: ModelSpec) -> None:
-    """Re-prove parity on generated edge cases at load time; raises CompiledIntegrityError.
-
-    Cheap (a few hundred rows) and catches a compiled file paired with the wrong pipeline.
-    """
-    base = _spec_rows(spec)
-    result = check_parity(compiled, pipeline, spec, parity_rows(base, spec, seed=1))
-    if not result.ok:
-        raise CompiledIntegrityError(f"compiled model disagrees with its pipeline: {result.reason}")
-
-
-def _spec_rows(spec: ModelSpec) -> pl.DataFrame:
-    """Two feature rows from the spec alone: the low end and the high end of every input."""
-    declared = {f.name: f for f in spec.features}
-    columns: list[pl.Series] = []
-    for name in spec.numeric_features:
-        known = declared.get(name)
-        low = 0.0 if known is None or known.min is None else known.min
-        high = low + 1.0 if known is None or known.max is None else known.max
-        columns.append(pl.Series(name, [float(low), float(high)], dtype=pl.Float64))
-    for name in spec.categorical_features:
-        levels = list(spec.feature(name).categories or ("a",))
-        columns.append(pl.Series(name, [levels[0], levels[-1]], dtype=pl.String))
-    return pl.DataFrame(columns)

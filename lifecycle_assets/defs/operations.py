@@ -20,7 +20,7 @@ from lifecycle_assets.defs import names
 from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.registry import aliases, canary, retire
 from lifecycle_assets.registry.ledger import Ledger
-from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.spec import ModelSpec
 
 

@@ -14,11 +14,6 @@ import numpy as np
 import polars as pl
 
 # Where the report is kept and how it is read back live apart, free of scikit-learn.
-from lifecycle_assets.ml.evaluation_file import (  # noqa: F401  (callers import them from here)
-    EVALUATION_ARTIFACT_DIR,
-    EVALUATION_FILE,
-    load_evaluation,
-)
 from lifecycle_assets.ml.metrics import (
     calibration_table,
     classification_metrics,

@@ -20,10 +20,10 @@ from lifecycle_assets import config
 from lifecycle_assets.config import RetirementPolicy, Settings
 from lifecycle_assets.data.prediction_log import PREDICTED_AT, answered, read_days
 from lifecycle_assets.ml.drift import latest_drift_path
-from lifecycle_assets.ml.evaluation import load_evaluation
+from lifecycle_assets.ml.evaluation_file import load_evaluation
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
-from lifecycle_assets.registry.models import resolve
+from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets.spec import ModelSpec
 
 # Server-side time to answer a row's request; optional in the log (older rows lack it).

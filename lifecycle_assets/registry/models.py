@@ -30,7 +30,7 @@ from lifecycle_assets.registry.artifacts import (
     trusted_types_of,
 )
 from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
-from lifecycle_assets.registry.refs import ModelRef, _ref, get_version, resolve  # noqa: F401
+from lifecycle_assets.registry.refs import ModelRef, get_version
 from lifecycle_assets.spec import ModelSpec
 
 # Explicit requirements: inferring them costs about 5 s per call and would pin whatever

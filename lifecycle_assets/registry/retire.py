@@ -29,7 +29,8 @@ from lifecycle_assets.registry.ledger import (
     LedgerEntry,
     utc_now,
 )
-from lifecycle_assets.registry.models import ModelRef, download_model, get_version
+from lifecycle_assets.registry.models import download_model
+from lifecycle_assets.registry.refs import ModelRef, get_version
 from lifecycle_assets.registry.service_probe import ServiceProbe, probe_service
 
 

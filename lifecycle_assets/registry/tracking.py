@@ -27,8 +27,9 @@ from sklearn.pipeline import Pipeline
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.training import model_input
-from lifecycle_assets.registry.models import ModelRef, log_and_register
+from lifecycle_assets.registry.models import log_and_register
 from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.spec import ModelSpec
 
 

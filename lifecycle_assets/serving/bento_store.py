@@ -26,7 +26,8 @@ from bentoml.exceptions import NotFound
 from lifecycle_assets import config, storage
 from lifecycle_assets.compiled.artifact import STATUS_OK, TAG_COMPILED_PATH, TAG_COMPILED_STATUS
 from lifecycle_assets.registry.artifacts import sha256_file
-from lifecycle_assets.registry.models import ModelRef, download_model
+from lifecycle_assets.registry.models import download_model
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.serving.bento_requirements import CONSTRAINTS, pinned_requirements
 from lifecycle_assets.serving.model_source import (
     BENTO_COMPILED_SUBDIR,

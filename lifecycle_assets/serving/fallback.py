@@ -28,7 +28,7 @@ from mlflow import MlflowClient
 from lifecycle_assets import config
 from lifecycle_assets.registry.artifacts import IntegrityError, UntrustedArtifactError
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger, utc_now
-from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.verify import has_compiled, refusal, verify_version
 from lifecycle_assets.serving.model_source import (
     ModelSourceError,

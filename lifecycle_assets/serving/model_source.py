@@ -42,14 +42,8 @@ from lifecycle_assets.compiled.artifact import (
 from lifecycle_assets.compiled.model import CompiledModel
 from lifecycle_assets.compiled.rows import RowEncoder
 from lifecycle_assets.config import Settings
-from lifecycle_assets.registry.models import (
-    LoadedModel,
-    ModelRef,
-    get_version,
-    load_version,
-    read_model_dir,
-    resolve,
-)
+from lifecycle_assets.registry.models import LoadedModel, load_version, read_model_dir
+from lifecycle_assets.registry.refs import ModelRef, get_version, resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.serving.model_env import (
     ENV_MODEL_NAMES,

@@ -42,7 +42,7 @@ from lifecycle_assets.serving.watcher import RegistryWatcher
 from lifecycle_assets.spec import ModelSpec
 
 if TYPE_CHECKING:
-    from lifecycle_assets.registry.models import ModelRef
+    from lifecycle_assets.registry.refs import ModelRef
 
 logger = logging.getLogger(__name__)
 

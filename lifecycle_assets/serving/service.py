@@ -236,7 +236,7 @@ class PredictionService:
         Same bar as a swap: SHA-256 verified and a smoke prediction answered; a version that
         fails is logged once and not retried until the alias moves.
         """
-        from lifecycle_assets.registry.models import resolve
+        from lifecycle_assets.registry.refs import resolve
         from lifecycle_assets.registry.tracking import configure_mlflow
         from lifecycle_assets.serving.fallback import verify_and_load
         from lifecycle_assets.serving.model_set import smoke_test

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from lifecycle_assets.ml.training import decide
-from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import SHADOW, ModelSet, score
 from lifecycle_assets.serving.model_source import ServedModel

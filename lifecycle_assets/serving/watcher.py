@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 
 from lifecycle_assets import config
 from lifecycle_assets.registry.ledger import utc_now
-from lifecycle_assets.registry.models import get_version
+from lifecycle_assets.registry.refs import get_version
 from lifecycle_assets.serving.fallback import Degradation, VersionRefused, verify_and_load
 from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ROLES, SHADOW, ModelSet, smoke_test

@@ -18,7 +18,7 @@ from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.canary_analysis import CanaryVerdict, analyze_canary
 from lifecycle_assets.registry.canary import clear_canary, promote_canary
 from lifecycle_assets.registry.ledger import Ledger
-from lifecycle_assets.registry.models import resolve
+from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets.spec import ModelSpec
 
 CANARY_ANALYSIS = names.CANARY_ANALYSIS

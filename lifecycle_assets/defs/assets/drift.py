@@ -19,7 +19,7 @@ from lifecycle_assets.ml.drift_html import render_drift_html
 from lifecycle_assets.ml.drift_plots import psi_bars_png, score_distribution_png
 from lifecycle_assets.ml.features import compute_features
 from lifecycle_assets.ml.profile import ReferenceProfile
-from lifecycle_assets.registry.models import get_version
+from lifecycle_assets.registry.refs import get_version
 from lifecycle_assets.registry.tracking import load_reference_profile
 from lifecycle_assets.spec import ModelSpec
 

@@ -16,7 +16,8 @@ from lifecycle_assets.ml.evaluation import EvaluationReport, evaluate
 from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.ml.training import predict_scores
-from lifecycle_assets.registry.models import ModelRef, get_version, load_version, resolve
+from lifecycle_assets.registry.models import load_version
+from lifecycle_assets.registry.refs import ModelRef, get_version, resolve
 from lifecycle_assets.spec import ModelSpec
 
 PLOTS_ARTIFACT_DIR = "evaluation"

@@ -17,7 +17,7 @@ from lifecycle_assets.defs.resources import MlflowResource
 from lifecycle_assets.ml.profile import build_profile
 from lifecycle_assets.ml.tasks import task_metrics
 from lifecycle_assets.ml.training import fit_pipeline, predict_scores
-from lifecycle_assets.registry.models import ModelRef
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.tracking import TrainingRun, track_and_register
 from lifecycle_assets.spec import ModelSpec
 

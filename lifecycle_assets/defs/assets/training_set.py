@@ -19,7 +19,7 @@ from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.ml.training import SPLITS, assign_splits, snapshot_split, time_split
-from lifecycle_assets.registry.models import ModelRef, resolve
+from lifecycle_assets.registry.refs import ModelRef, resolve
 from lifecycle_assets.spec import ModelSpec
 
 
