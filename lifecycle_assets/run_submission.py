@@ -5,7 +5,8 @@ so that the next `lifecycle run` on that host can end it if the process was kill
 on a SQLite or a PostgreSQL instance alike. With LIFECYCLE_DAGSTER_URL set, the job is submitted
 to the Dagster webserver over GraphQL: it goes through the instance's run queue and launcher (the
 daemon dequeues it, the launcher starts it where the deployment runs code), and the CLI only
-waits for it. Either way the caller gets an `ExecutionResult`: events, checks and outputs are read
+waits for it; Ctrl-C while it waits terminates the submitted run (`RunCancelled`, exit 130).
+Either way the caller gets an `ExecutionResult`: events, checks and outputs are read
 back from the instance (DAGSTER_HOME, the one the webserver uses) and from the IO manager's
 per-run values, so the summary and exit codes do not depend on where the run executed.
 """
@@ -21,6 +22,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
+import click
 import dagster as dg
 from dagster._core.definitions import NodeHandle
 from dagster._core.execution.execution_result import ExecutionResult
@@ -31,7 +33,7 @@ from lifecycle_assets.defs.resources import JsonIOManager
 from lifecycle_assets.registry.owner import TAG_HOST
 from lifecycle_assets.settings import LifecycleSettings
 
-__all__ = ["ExecutionResult", "SubmissionError", "check_webserver", "execute"]
+__all__ = ["ExecutionResult", "RunCancelled", "SubmissionError", "check_webserver", "execute"]
 
 # Which `lifecycle run` submitted a run (host:pid): the run itself executes elsewhere, so it
 # carries no TAG_HOST (recovery would take the launcher's pid for one on this host).
@@ -39,11 +41,30 @@ TAG_SUBMITTED_BY = "lifecycle/submitted_by"
 JSON_IO_MANAGER = "json_io_manager"
 PARTITION_TAG = "dagster/partition"
 POLL_SECONDS = 1.0
+# How long a cancellation may take before the CLI gives up and names the run to check: the
+# user pressed Ctrl-C to get their prompt back, not to wait a minute more.
+CANCEL_TIMEOUT_SECONDS = 15
+# What a shell reports for a command ended by SIGINT (128 + 2).
+INTERRUPTED_EXIT_CODE = 130
 log = logging.getLogger("lifecycle.submission")
 
 
 class SubmissionError(Exception):
     """The webserver could not take or report a run; the message is one line for the CLI."""
+
+
+class RunCancelled(click.ClickException):
+    """Ctrl-C while the CLI waited for a submitted run: the run was terminated, or could not be.
+
+    A ClickException, not a SubmissionError, so that it passes the commands' `except
+    SubmissionError` (exit 1) and click ends the command with exit code 130 and this one line.
+    """
+
+    exit_code = INTERRUPTED_EXIT_CODE
+
+    def show(self, file: Any = None) -> None:
+        # Not click's "Error: " prefix: cancelling on request is not an error.
+        click.echo(self.message, err=True)
 
 
 def execute(
@@ -72,7 +93,10 @@ def execute(
     run_id = submit(
         url, job.name, tags=tags, asset_selection=asset_selection, run_config=run_config
     )
-    wait(url, run_id, job.name)
+    try:
+        wait(url, run_id, job.name)
+    except KeyboardInterrupt:
+        raise cancel(url, run_id, job.name) from None
     run = instance.get_run_by_id(run_id)
     if run is None:
         raise SubmissionError(
@@ -82,7 +106,13 @@ def execute(
     return SubmittedRunResult(job, instance, run)
 
 
-def graphql_client(url: str) -> Any:
+def submitted_by(run: dg.DagsterRun) -> str | None:
+    """Which `lifecycle` command executed or submitted `run` (host, or host:pid); None for a run
+    launched another way (the UI, a schedule, a sensor)."""
+    return run.tags.get(TAG_SUBMITTED_BY) or run.tags.get(TAG_HOST)
+
+
+def graphql_client(url: str, timeout: int = 60) -> Any:
     """The official GraphQL client on `url` (http(s)://host[:port][/prefix])."""
     from dagster_graphql import DagsterGraphQLClient
 
@@ -92,7 +122,7 @@ def graphql_client(url: str) -> Any:
         port_number=parts.port,
         use_https=parts.scheme == "https",
         path_prefix=parts.path.rstrip("/"),
-        timeout=60,
+        timeout=timeout,
     )
 
 
@@ -156,6 +186,25 @@ def wait(url: str, run_id: str, job_name: str) -> dg.DagsterRunStatus:
         if current in FINISHED_STATUSES:
             return current
         time.sleep(POLL_SECONDS)
+
+
+def cancel(url: str, run_id: str, job_name: str) -> RunCancelled:
+    """Terminate a submitted run nobody waits for any more (the webserver's terminateRun: the
+    queue drops a queued run, the launcher stops a started one); the line saying what became
+    of it. A run left behind would go on training or promoting with nobody watching."""
+    from dagster_graphql import DagsterGraphQLClientError
+
+    client = graphql_client(url, timeout=CANCEL_TIMEOUT_SECONDS)
+    try:
+        client.terminate_run(run_id)
+        status = client.get_run_status(run_id).value
+    except (DagsterGraphQLClientError, KeyboardInterrupt) as error:
+        reason = "interrupted again" if isinstance(error, KeyboardInterrupt) else None
+        return RunCancelled(
+            f"could not cancel run {run_id} of {job_name} "
+            f"({reason or _graphql_reason(error)}): check it at {url}/runs/{run_id}"
+        )
+    return RunCancelled(f"cancelled run {run_id} of {job_name} on {url} ({status})")
 
 
 def _graphql_reason(error: Exception) -> str:

@@ -174,3 +174,54 @@ def test_kubernetes_manifests_and_helm_values_agree_with_the_image_and_settings(
         assert all(ref in config_maps for ref in refs)
     team = config_maps["lifecycle-team-env"]
     assert _port(team["MLFLOW_TRACKING_URI"]) == ("mlflow", 5000)
+
+
+def _webserver_service(values_text: str) -> tuple[str, int]:
+    """The Service the Dagster chart creates for its webserver: `dagster.webserver.fullname` of
+    helm/dagster/templates/helpers/_helpers.tpl (release, dash, nameOverride or "webserver",
+    cut to 63) and `dagsterWebserver.service.port` (default 80), as the values and the
+    documented `helm upgrade --install <release>` name them."""
+    release = re.search(r"helm upgrade --install (\S+) dagster/dagster", values_text).group(1)
+    webserver = yaml.safe_load(values_text).get("dagsterWebserver", {})
+    name = f"{release}-{webserver.get('nameOverride') or 'webserver'}"[:63].rstrip("-")
+    return name, int(webserver.get("service", {}).get("port") or 80)
+
+
+def _runs_the_cli(container: dict[str, Any]) -> bool:
+    command = container.get("command", [])
+    return command[:1] == ["lifecycle"] and bool({"run", "monitor"} & set(command))
+
+
+def test_the_cli_in_kubernetes_submits_to_the_charts_webserver() -> None:
+    """LIFECYCLE_DAGSTER_URL names the webserver Service of the chart's release, passes the
+    settings' validation unchanged, and reaches every pod that runs `lifecycle run`/`monitor`."""
+    values_text = (DEPLOY / "k8s" / "values-dagster.yaml").read_text()
+    values = yaml.safe_load(values_text)
+    docs = _k8s_documents()
+    (team,) = [d["data"] for d in docs if d["kind"] == "ConfigMap"]
+    url = team["LIFECYCLE_DAGSTER_URL"]
+    assert _port(url) == _webserver_service(values_text), url
+    assert _webserver_service(values_text) == ("dagster-dagster-webserver", 80)
+    secrets = {"DATABASE_URL": "postgresql://lifecycle@postgres:5432/lifecycle"}
+    settings = LifecycleSettings.from_env({**team, **secrets})
+    assert settings.team and settings.dagster_url == url, "the form the settings keep"
+    with pytest.raises(ValueError, match="LIFECYCLE_DAGSTER_URL"):
+        LifecycleSettings.from_env({**team, **secrets, "LIFECYCLE_DAGSTER_URL": url[7:]})
+    # Where the variable must reach: the code location and each run's pod (they share the
+    # ConfigMap with everything else), and every container that runs the CLI's run commands.
+    (code,) = values["dagster-user-deployments"]["deployments"]
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    for env_config_maps in (code["envConfigMaps"], launcher["envConfigMaps"]):
+        assert {"name": "lifecycle-team-env"} in env_config_maps
+    pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Deployment"]
+    pods += [
+        d["spec"]["jobTemplate"]["spec"]["template"]["spec"] for d in docs if d["kind"] == "CronJob"
+    ]
+    clis = [c for pod in pods for c in pod["containers"] if _runs_the_cli(c)]
+    assert clis, "a pod of the manifests runs `lifecycle run`"
+    for container in clis:
+        refs = [e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e]
+        assert "lifecycle-team-env" in refs, container["name"]
+        image = f"{code['image']['repository']}:{code['image']['tag']}"
+        assert container["image"] == image, container["name"]
+        assert Path(sys.executable).with_name(container["command"][0]).exists()

@@ -4,13 +4,19 @@ where a killed one is still found and ended on PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import queue
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -22,6 +28,7 @@ from mlflow import MlflowClient
 
 from lifecycle_assets import config
 from lifecycle_assets.cli import main
+from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs.jobs import (
     ingest_job_name,
     model_card_job_name,
@@ -30,8 +37,8 @@ from lifecycle_assets.defs.jobs import (
 )
 from lifecycle_assets.defs.partition_ranges import RANGE_END_TAG, RANGE_START_TAG
 from lifecycle_assets.recovery import fail_orphaned_dagster_runs
-from lifecycle_assets.run_submission import PARTITION_TAG, TAG_SUBMITTED_BY
-from lifecycle_assets.spec import load_spec
+from lifecycle_assets.run_submission import PARTITION_TAG, TAG_SUBMITTED_BY, cancel
+from lifecycle_assets.spec import ModelSpec, load_spec
 from lifecycle_assets_tests.small_project import project_env, write_spec
 from lifecycle_assets_tests.team_servers import (  # noqa: F401  (fixtures)
     free_port,
@@ -55,6 +62,16 @@ def test_an_unreachable_webserver_ends_run_in_one_line(tmp_path: Path) -> None:
     (line,) = result.output.strip().splitlines()
     assert "Dagster webserver" in line and "unreachable" in line, line
     assert not (tmp_path / "home" / "lake").exists(), "nothing was ingested"
+
+
+def test_a_cancel_the_webserver_cannot_take_names_the_run_to_check() -> None:
+    """Ctrl-C after the webserver went away: one line with the run id to check, still 130."""
+    url = f"http://127.0.0.1:{free_port()}"
+    cancelled = cancel(url, "0b5e3c1e-run", "small_training_job")
+    assert cancelled.exit_code == 130
+    (line,) = cancelled.format_message().splitlines()
+    assert line.startswith("could not cancel run 0b5e3c1e-run of small_training_job (")
+    assert line.endswith(f"check it at {url}/runs/0b5e3c1e-run"), line
 
 
 def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -94,15 +111,33 @@ def _wait_for_location(url: str, server: subprocess.Popen, timeout: float = 300.
     raise RuntimeError(f"the webserver did not load {LOCATION} within {timeout:.0f} s")
 
 
-@pytest.mark.e2e
-@pytest.mark.team
-def test_lifecycle_run_submits_every_run_through_the_webserver_and_the_queue(
-    postgres_url: str,  # noqa: F811
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@dataclass
+class Deployment:
+    """A team deployment: `dagster-webserver` and `dagster-daemon` on one PostgreSQL instance,
+    loading the code location of one small spec; what a `lifecycle` command needs to submit."""
+
+    url: str
+    env: dict[str, str]  # the submitting CLI's environment (LIFECYCLE_DAGSTER_URL set)
+    spec: ModelSpec
+    webserver: subprocess.Popen
+    daemon: subprocess.Popen
+    folder: Path
+
+    def logs(self) -> str:
+        return "".join(p.read_text()[-2000:] for p in self.folder.glob("*/*.log"))
+
+    @contextlib.contextmanager
+    def instance(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
+        """The deployment's instance, in the test's process (its dagster.yaml on PostgreSQL)."""
+        for key in ("DAGSTER_HOME", "DAGSTER_PG_URL"):
+            monkeypatch.setenv(key, self.env[key])
+        with dg.DagsterInstance.get() as instance:
+            yield instance
+
+
+@pytest.fixture
+def deployment(postgres_url: str, tmp_path: Path) -> Iterator[Deployment]:  # noqa: F811
     spec_path = write_spec(tmp_path)
-    spec = load_spec(spec_path)
     env = {
         **os.environ,
         **project_env(tmp_path / "state"),
@@ -130,24 +165,36 @@ def test_lifecycle_run_submits_every_run_through_the_webserver_and_the_queue(
         wait_for_port(port, webserver, "dagster-webserver", timeout=300)
         _wait_for_location(url, webserver)
         submitting = {**env, "LIFECYCLE_DAGSTER_URL": url}
-        cli, output = _lifecycle(["run"], tmp_path, submitting, timeout=900)
-        # `lifecycle monitor` goes the same way: one partition of the monitoring job, launched
-        # by the daemon and read back from the instance (no prediction was served that day).
-        monitor, monitor_output = _lifecycle(
-            ["monitor", "--day", MONITORED_DAY], tmp_path, submitting, timeout=600
-        )
+        yield Deployment(url, submitting, load_spec(spec_path), webserver, daemon, tmp_path)
     finally:
         stop_group(daemon)
         stop_group(webserver)
-    logs = "".join(p.read_text()[-2000:] for p in tmp_path.glob("*/*.log"))
+
+
+@pytest.mark.e2e
+@pytest.mark.team
+def test_lifecycle_run_submits_every_run_through_the_webserver_and_the_queue(
+    deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, env, webserver, daemon = (
+        deployment.spec,
+        deployment.env,
+        deployment.webserver,
+        deployment.daemon,
+    )
+    cli, output = _lifecycle(["run"], tmp_path, env, timeout=900)
+    # `lifecycle monitor` goes the same way: one partition of the monitoring job, launched
+    # by the daemon and read back from the instance (no prediction was served that day).
+    monitor, monitor_output = _lifecycle(
+        ["monitor", "--day", MONITORED_DAY], tmp_path, env, timeout=600
+    )
+    logs = deployment.logs()
     assert cli.returncode == 0, output[-4000:] + logs
     # Each run's status was shown while the command waited for it.
     assert "is now `champion`" in output and f"{training_job_name(spec)} run" in output
     assert monitor.returncode == 0, monitor_output[-4000:] + logs
     assert f"{spec.name} {MONITORED_DAY}: 0 predictions" in monitor_output, monitor_output
-    for key in ("DAGSTER_HOME", "DAGSTER_PG_URL"):
-        monkeypatch.setenv(key, env[key])
-    with dg.DagsterInstance.get() as instance:
+    with deployment.instance(monkeypatch) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         runs = instance.get_runs(
             dg.RunsFilter(tags={TAG_SUBMITTED_BY: f"{socket.gethostname()}:{cli.pid}"})
@@ -183,13 +230,107 @@ def test_lifecycle_run_submits_every_run_through_the_webserver_and_the_queue(
             assert executed not in (None, cli.pid, os.getpid(), webserver.pid, daemon.pid)
         (ingest,) = [run for run in runs if run.job_name == ingest_job_name(spec)]
         assert {RANGE_START_TAG, RANGE_END_TAG} <= set(ingest.tags), "one run for the days"
-    tracking = project_env(tmp_path / "state")["MLFLOW_TRACKING_URI"]
+        # The daemon ticked the model card sensor while the command worked and added no card
+        # run of its own: the command's card run is the version's only one.
+        (card,) = [run for run in runs if run.job_name == model_card_job_name(spec)]
+        everyone = instance.get_runs(dg.RunsFilter(job_name=model_card_job_name(spec)))
+        assert [run.run_id for run in everyone] == [card.run_id], "one card for v1"
+        sensor_name = f"{spec.name}_model_card_sensor"
+        (state,) = [s for s in instance.all_instigator_state() if s.name == sensor_name]
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id)
+        assert ticks, "the daemon evaluated the sensor"
+        # A tick now, against the same instance and with no cursor, requests nothing either.
+        defs = build_definitions([spec])
+        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        tick = defs.get_sensor_def(sensor_name).evaluate_tick(context)
+        assert not tick.run_requests and "already has its card (v1)" in tick.skip_message
+    tracking = env["MLFLOW_TRACKING_URI"]
     champion = MlflowClient(tracking, registry_uri=tracking).get_model_version_by_alias(
         spec.name, config.CHAMPION_ALIAS
     )
     assert str(champion.version) == "1"
     (training,) = [run for run in runs if run.job_name == training_job_name(spec)]
     assert champion.tags[config.TAG_DAGSTER_RUN_ID] == training.run_id
+
+
+class Lines:
+    """A process's output lines as they come, read by a thread: a pipe's read has no timeout."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self.read: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def until(self, seen: Callable[[str], bool], timeout: float) -> None:
+        """Read up to the first line `seen` accepts (the process keeps running)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                line = self._queue.get(timeout=1)
+                if line is None:
+                    raise AssertionError(f"the CLI ended first:\n{''.join(self.read)}")
+                self.read.append(line)
+                if seen(line):
+                    return
+        raise AssertionError(f"no such line within {timeout:.0f} s:\n{''.join(self.read)}")
+
+    def rest(self, timeout: float) -> str:
+        """The lines after those read so far, to the process's end."""
+        self.process.wait(timeout=timeout)
+        rest = []
+        while (line := self._queue.get(timeout=10)) is not None:
+            rest.append(line)
+        self.read += rest
+        return "".join(rest)
+
+
+@pytest.mark.team
+def test_ctrl_c_cancels_the_submitted_run_and_ends_in_one_line(
+    deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while `lifecycle run` waits for its training run: the webserver terminates the run,
+    the command names it in one line and exits 130, as a shell reports SIGINT."""
+    training = training_job_name(deployment.spec)
+    process = subprocess.Popen(
+        [str(BIN / "lifecycle"), "run"],
+        cwd=tmp_path,
+        env={**deployment.env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = Lines(process)
+    try:
+        lines.until(lambda line: f"{training} run" in line and ": STARTED" in line, 600)
+        process.send_signal(signal.SIGINT)
+        after = lines.rest(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = "".join(lines.read)
+    assert process.returncode == 130, output[-4000:] + deployment.logs()
+    assert "Traceback" not in output, output[-4000:]
+    (line,) = after.strip().splitlines()
+    with deployment.instance(monkeypatch) as instance:
+        (run,) = instance.get_runs(
+            dg.RunsFilter(
+                job_name=training,
+                tags={TAG_SUBMITTED_BY: f"{socket.gethostname()}:{process.pid}"},
+            )
+        )
+        cancelled = f"cancelled run {run.run_id} of {training} on {deployment.url}"
+        assert re.fullmatch(rf"{re.escape(cancelled)} \((CANCELING|CANCELED)\)", line), line
+        deadline = time.monotonic() + 120
+        while instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELING:
+            assert time.monotonic() < deadline, "the launcher never ended the run"
+            time.sleep(1)
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELED
 
 
 KILLED_RUN = """

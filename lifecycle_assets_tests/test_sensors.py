@@ -1,9 +1,11 @@
-"""The new-data sensor, evaluated on an ephemeral instance as Dagster's testing guide does."""
+"""The new-data and model-card sensors, evaluated on an ephemeral instance as Dagster's testing
+guide does."""
 
 import datetime as dt
 import io
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -14,7 +16,10 @@ from lifecycle_assets import storage
 from lifecycle_assets.data.simulator import simulate_day
 from lifecycle_assets.data.sources import read_day, source_format
 from lifecycle_assets.definitions import build_definitions
+from lifecycle_assets.defs import names, sensors
+from lifecycle_assets.defs.jobs import model_card_job_name
 from lifecycle_assets.defs.partition_ranges import RANGE_END_TAG, RANGE_START_TAG
+from lifecycle_assets.run_submission import TAG_SUBMITTED_BY
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.team_servers import S3Server, moto_s3  # noqa: F401  (fixture)
 
@@ -149,3 +154,81 @@ def test_a_cursor_of_the_older_form_is_upgraded_without_new_runs(
     upgraded = _evaluate(sensor, old_form)
     assert not upgraded.run_requests and "(hashed 1 of 1)" in upgraded.skip_message
     assert json.loads(upgraded.cursor) == current
+
+
+def _evaluated(
+    instance: dg.DagsterInstance,
+    spec: ModelSpec,
+    version: str,
+    tags: dict[str, str],
+    during: Callable[[], None] = lambda: None,
+) -> str:
+    """A real run that materializes `version`'s evaluation (what the training job records),
+    calling `during` while it is still STARTED; its run id."""
+    key = names.key(spec.name, names.EVALUATION_REPORT)
+
+    @dg.op
+    def evaluate(context: dg.OpExecutionContext) -> None:
+        context.log_event(dg.AssetMaterialization(key, metadata={"model_version": version}))
+        during()
+
+    @dg.job
+    def evaluation_job() -> None:
+        evaluate()
+
+    return evaluation_job.execute_in_process(instance=instance, tags=tags).run_id
+
+
+def _carded(instance: dg.DagsterInstance, spec: ModelSpec, version: str) -> None:
+    key = names.key(spec.name, names.MODEL_CARD)
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(key, metadata={"model_version": version})
+    )
+
+
+def test_the_card_sensor_leaves_a_lifecycle_runs_card_to_the_command(
+    spec: ModelSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the team's instance the daemon ticks the sensor while `lifecycle run` works: between
+    its training run and its own card run, a tick must not request a second card."""
+    defs = build_definitions([spec])
+    sensor = defs.get_sensor_def(f"{spec.name}_model_card_sensor")
+    card_job = defs.resolve_job_def(model_card_job_name(spec))
+    cli = {TAG_SUBMITTED_BY: "laptop:4242"}
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor: str | None = None) -> dg.SensorResult:
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+            return sensor.evaluate_tick(context)
+
+        ticks_while_running = []
+        run_id = _evaluated(instance, spec, "7", cli, lambda: ticks_while_running.append(tick()))
+        (running,) = ticks_while_running
+        assert not running.run_requests and running.cursor is None
+        assert f"evaluation run {run_id} is STARTED: its card waits" in running.skip_message
+
+        ended = tick()
+        assert not ended.run_requests and ended.cursor is None, "the cursor waits for the card"
+        assert "`lifecycle run` (laptop:4242) evaluated v7 and writes its card" in (
+            ended.skip_message
+        )
+        # The command's card run is being launched: it is the card, not a reason for another.
+        starting = instance.create_run_for_job(card_job, status=dg.DagsterRunStatus.STARTING)
+        assert f"card run {starting.run_id} is STARTING" in tick().skip_message
+        instance.delete_run(starting.run_id)
+        _carded(instance, spec, "7")
+        done = tick()
+        assert not done.run_requests and "already has its card (v7)" in done.skip_message
+        assert done.cursor is not None
+        assert tick(done.cursor).skip_message == "no new evaluation since the last card"
+
+        # A command that died before its card run: after the grace the sensor writes the card.
+        monkeypatch.setattr(sensors, "CLI_CARD_GRACE_SECONDS", 0)
+        _evaluated(instance, spec, "8", cli)
+        (late,) = tick(done.cursor).run_requests
+        assert late.run_key == "model-card-v8" and late.tags["lifecycle/model_version"] == "8"
+        # A version evaluated another way (UI, schedule) gets its card at once.
+        monkeypatch.setattr(sensors, "CLI_CARD_GRACE_SECONDS", 3600)
+        _evaluated(instance, spec, "9", {})
+        (other,) = tick(done.cursor).run_requests
+        assert other.run_key == "model-card-v9"

@@ -3,6 +3,7 @@ model card of every evaluated version."""
 
 import datetime as dt
 import json
+import time
 from typing import Any
 
 import dagster as dg
@@ -12,12 +13,63 @@ from lifecycle_assets.data.landing import landing_folder, read_cursor, scan_land
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
 from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
+from lifecycle_assets.run_submission import submitted_by
 from lifecycle_assets.spec import ModelSpec
+
+HAS_CARD = "already has its card"
+# How long after `lifecycle run`'s training run the sensor leaves the card to the command (it
+# submits the card run seconds later); past it, the command is taken to have died.
+CLI_CARD_GRACE_SECONDS = 300
+# A card run in one of these states will write the card: no second one is requested meanwhile.
+PENDING_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def _metadata_value(record: dg.EventLogRecord, key: str) -> Any:
     metadata = record.asset_materialization.metadata
     return metadata[key].value if key in metadata else None
+
+
+def _card_written_elsewhere(
+    instance: dg.DagsterInstance,
+    evaluation: dg.EventLogRecord,
+    version: object,
+    card_key: dg.AssetKey,
+    spec: ModelSpec,
+) -> str | None:
+    """Why the sensor must not request this evaluation's card now, or None if it must.
+
+    `lifecycle run` writes the card itself right after its training run; on the team's
+    instance that run ends while the daemon ticks this sensor, so a tick between the
+    evaluation and the command's card run would write the same card twice.
+    """
+    cards = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=card_key, after_storage_id=evaluation.storage_id), limit=5
+    ).records
+    if any(str(_metadata_value(card, "model_version")) == str(version) for card in cards):
+        return f"{HAS_CARD} (v{version})"
+    run = instance.get_run_by_id(evaluation.run_id) if evaluation.run_id else None
+    if run is None:
+        return None
+    if not run.is_finished:
+        return f"v{version}'s evaluation run {run.run_id} is {run.status.value}: its card waits"
+    pending = instance.get_run_records(
+        dg.RunsFilter(job_name=model_card_job_name(spec), statuses=PENDING_RUN_STATUSES),
+        limit=1,
+    )
+    if pending:
+        card_run = pending[0].dagster_run
+        return f"card run {card_run.run_id} is {card_run.status.value}: it writes the card"
+    command = submitted_by(run)
+    record = instance.get_run_record_by_id(run.run_id)
+    ended = record.end_time if record is not None else None
+    if command and ended and time.time() - ended < CLI_CARD_GRACE_SECONDS:
+        # Should the command die before its card run, the sensor requests it after the grace.
+        return f"`lifecycle run` ({command}) evaluated v{version} and writes its card itself"
+    return None
 
 
 def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
@@ -137,16 +189,17 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
             )
         latest = records[0]
         version = _metadata_value(latest, "model_version")
-        cards = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=card_key, after_storage_id=latest.storage_id), limit=1
-        ).records
-        if cards:
-            # `lifecycle run` writes the card right after training: nothing left to do.
+        wait = _card_written_elsewhere(context.instance, latest, version, card_key, spec)
+        if wait is not None:
+            # Handled (a card exists) or not yet (someone else is about to write it): the
+            # cursor moves only once the card exists or the sensor requests it.
+            done = wait.startswith(HAS_CARD)
             return dg.SensorResult(
-                skip_reason=f"v{version} already has its card", cursor=str(latest.storage_id)
+                skip_reason=wait, cursor=str(latest.storage_id) if done else context.cursor
             )
         request = dg.RunRequest(
-            run_key=f"model-card-{latest.storage_id}",
+            # One card run per version, even if the cursor is lost: Dagster dedups the key.
+            run_key=f"model-card-v{version}",
             tags={"lifecycle/model_version": str(version)},
         )
         return dg.SensorResult(run_requests=[request], cursor=str(latest.storage_id))
