@@ -160,6 +160,11 @@ def timed(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[fl
     return elapsed, result.returncode
 
 
+def load_average() -> str:
+    """1, 5 and 15 minute load averages: how shared the machine was while timing."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"
+
+
 def compare_copy(env: dict[str, str], work: Path, checkout: Path) -> dict[str, str]:
     """A second copy of the prepared project, run by `checkout`'s code."""
     home = Path(env["LIFECYCLE_HOME"])
@@ -206,6 +211,7 @@ def main() -> None:
             ("canary --clear", WRITE_TARGET_S, ["canary", name, "--clear"]),
         ]
         times = {side: {label: [] for label, _, _ in commands} for side in sides}
+        print(f"load average before: {load_average()}", flush=True)
         for run in range(args.runs):
             for label, _, arguments in commands:
                 for side, (side_env, cwd) in sides.items():
@@ -214,6 +220,7 @@ def main() -> None:
             for side, by_label in times.items():
                 latest = ", ".join(f"{k} {v[-1]:.2f}s" for k, v in by_label.items())
                 print(f"run {run + 1} ({side}): {latest}", flush=True)
+        print(f"load average after: {load_average()}")
         print(f"\nmedians over {args.runs} runs (each command a fresh process):")
         failures = 0
         for label, target, _ in commands:
