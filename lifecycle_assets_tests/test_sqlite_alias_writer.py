@@ -28,6 +28,7 @@ from lifecycle_assets.registry.aliases import move_alias, remove_alias, rollback
 from lifecycle_assets.registry.changes import MlflowWriter, RegistryChange
 from lifecycle_assets.registry.ledger import AliasError, Ledger
 from lifecycle_assets.registry.reader import SqliteReader, sqlite_path
+from lifecycle_assets.registry.recovery import mark_incomplete_versions
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.registry_client import SqliteRegistry, registry_client
 from lifecycle_assets.registry.sqlite_alias_writer import (
@@ -36,6 +37,7 @@ from lifecycle_assets.registry.sqlite_alias_writer import (
     SchemaRefused,
     SqliteAliasWriter,
 )
+from lifecycle_assets.registry.verify import TAG_INCOMPLETE
 
 # Every table an alias move may touch, and the ones it must leave alone.
 TABLES = (
@@ -244,3 +246,19 @@ def test_an_older_file_is_refused_by_the_writer_and_named_by_mlflow(
     assert "0000older000" in result.stderr and "alias moves go through MLflow" in result.stderr
     assert "Traceback" not in result.stderr
     assert SqliteReader(path).aliases(name) == {config.CHAMPION_ALIAS: "1"}
+
+
+def test_recovery_marks_a_half_registered_version_through_the_writer(
+    registered_champion: ModelRef, lifecycle_env: Settings
+) -> None:
+    """What a crash left without `artifact_sha256` is tagged incomplete by the direct writer
+    (no MLflow opened), and MLflow reads the mark."""
+    name = registered_champion.name
+    half = MlflowClient().create_model_version(
+        name, registered_champion.source, registered_champion.run_id
+    )
+    client = registry_client(lifecycle_env)
+    assert isinstance(client, SqliteRegistry)
+    assert mark_incomplete_versions(client, name) == [str(half.version)]
+    assert MlflowClient().get_model_version(name, half.version).tags[TAG_INCOMPLETE] == "true"
+    assert client._full is None
