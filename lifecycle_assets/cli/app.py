@@ -130,11 +130,15 @@ def _client():
 
 
 def _alias_client():
-    """The client of the alias commands: registry store only where that is safe (see
-    `registry.registry_client`), so a move loads neither the tracking store nor scikit-learn."""
+    """The client of the alias commands: MLflow's SQLite file directly where that is safe (see
+    `registry.registry_client`), so a move loads neither MLflow nor scikit-learn; when it falls
+    back to MlflowClient, one line on stderr says why."""
     from lifecycle_assets.registry.registry_client import registry_client
 
-    return registry_client(Settings.from_env())
+    def say(note: str) -> None:
+        click.echo(f"note: {note}", err=True)
+
+    return registry_client(Settings.from_env(), on_fallback=say)
 
 
 def _service_url_option(help_text: str):

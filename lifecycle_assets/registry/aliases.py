@@ -1,7 +1,7 @@
 """Move registry aliases (`champion` and friends); the only module that writes them.
 
 Every change runs under the model's cross-process lock and in three recorded steps: a PENDING
-ledger entry, the MLflow alias write, then COMMITTED. `reconcile` settles whatever a killed
+ledger entry, the registry write, then COMMITTED. `reconcile` settles whatever a killed
 process left PENDING by asking the registry (the source of truth) what actually happened, and
 records changes made behind the ledger's back, so the ledger and the registry never disagree.
 Callers may pass `expected_version` to refuse a move when the alias changed since they looked
@@ -10,7 +10,10 @@ Callers may pass `expected_version` to refuse a move when the alias changed sinc
 so the registry never names a version the service would refuse.
 
 The move is also mirrored on the model version as tags (who, when, why, which Dagster run) so
-the registry alone answers "who promoted this version".
+the registry alone answers "who promoted this version". The alias, those tags and any model tag
+that goes with the move (a canary's weight) are one `RegistryChange`: the SQLite writer applies
+it in one transaction, MlflowClient call by call. Reads go through `reader_of(client)` and writes
+through `writer_of(client)`, so a move on the embedded SQLite file imports no MLflow.
 """
 
 from __future__ import annotations
@@ -19,13 +22,12 @@ import contextlib
 import dataclasses
 import enum
 import functools
-from collections.abc import Iterator
-
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from lifecycle_assets import config
 from lifecycle_assets.crash import crash_point
+from lifecycle_assets.registry.changes import RegistryChange, writer_of
 from lifecycle_assets.registry.ledger import (
     ABORTED,
     COMMITTED,
@@ -36,8 +38,9 @@ from lifecycle_assets.registry.ledger import (
     previous_holder,
     version_label,
 )
+from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.recovery import recover_registry
-from lifecycle_assets.registry.refs import ModelRef, get_version
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.verify import verify_version
 
 
@@ -48,6 +51,8 @@ class _Unchecked(enum.Enum):
 # Default of `expected_version`: move whoever holds the alias. None means "expect it unset".
 ANY_VERSION = _Unchecked.ANY
 Expected = str | None | _Unchecked
+# A registered-model tag to set with a move (a value), or to delete (None).
+ModelTags = Mapping[str, str | None]
 
 
 class ConcurrentAliasChange(AliasError):
@@ -74,28 +79,27 @@ def _checkpoint(step: str) -> None:
     crash_point(f"alias-{step}")
 
 
-def _live_aliases(client: MlflowClient, name: str) -> dict[str, str]:
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException as error:
-        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise AliasError(f"no registered model named {name!r}") from None
-        raise
-    return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+def _live_aliases(client: Any, name: str) -> dict[str, str]:
+    live = reader_of(client).aliases(name)
+    if live is None:
+        raise AliasError(f"no registered model named {name!r}")
+    return live
+
+
+def _version(client: Any, name: str, version: str) -> ModelRef:
+    ref = reader_of(client).version(name, str(version))
+    if ref is None:
+        raise AliasError(f"{name} has no version {version!r}")
+    return ref
 
 
 def _is_retired(ref: ModelRef) -> bool:
     return ref.tags.get(config.TAG_RETIRED, "").lower() == "true"
 
 
-def _target(client: MlflowClient, name: str, version: str) -> ModelRef:
-    """The version an alias may point to: it exists and is not retired."""
-    try:
-        ref = get_version(client, name, version)
-    except MlflowException as error:
-        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise AliasError(f"{name} has no version {version!r}") from None
-        raise
+def _target(client: Any, name: str, version: str) -> ModelRef:
+    """The version an alias may point to: it exists, is not retired and verifies."""
+    ref = _version(client, name, version)
     if _is_retired(ref):
         raise AliasError(f"{name} v{version} is retired and cannot hold an alias")
     verification = verify_version(client, name, version, ref=ref)
@@ -104,7 +108,7 @@ def _target(client: MlflowClient, name: str, version: str) -> ModelRef:
     return ref
 
 
-def _usable(client: MlflowClient, name: str, version: str) -> bool:
+def _usable(client: Any, name: str, version: str) -> bool:
     """A rollback target: exists, not retired, and verifies (a bad version is skipped)."""
     try:
         _target(client, name, version)
@@ -113,9 +117,10 @@ def _usable(client: MlflowClient, name: str, version: str) -> bool:
     return True
 
 
-def _stamp(client: MlflowClient, entry: LedgerEntry) -> None:
+def _stamp(entry: LedgerEntry) -> dict[str, dict[str, str]]:
+    """The tags that record the move on its new holder: version -> tags (none for a removal)."""
     if entry.to_version is None:
-        return
+        return {}
     tags = {
         f"{entry.alias}_since": entry.time,
         f"{entry.alias}_by": entry.actor,
@@ -123,14 +128,13 @@ def _stamp(client: MlflowClient, entry: LedgerEntry) -> None:
         f"{entry.alias}_dagster_run_id": entry.dagster_run_id,
         f"{entry.alias}_previous_version": entry.from_version or "",
     }
-    for key, value in tags.items():
-        client.set_model_version_tag(entry.model, entry.to_version, key, value)
+    return {entry.to_version: tags}
 
 
-def _settle_retire(client: MlflowClient, ledger: Ledger, entry: LedgerEntry) -> LedgerEntry:
+def _settle_retire(client: Any, ledger: Ledger, entry: LedgerEntry) -> LedgerEntry:
     """A retire is done once the version carries the retired tag (its last step)."""
     version = entry.from_version or ""
-    if _is_retired(get_version(client, entry.model, version)):
+    if _is_retired(_version(client, entry.model, version)):
         note = "reconciled: the version is tagged retired, its process did not confirm it"
         return ledger.settle(entry.operation_id, COMMITTED, note)
     note = "reconciled: the version is not tagged retired"
@@ -138,7 +142,7 @@ def _settle_retire(client: MlflowClient, ledger: Ledger, entry: LedgerEntry) -> 
 
 
 def _reconcile_locked(
-    client: MlflowClient, name: str, ledger: Ledger, live: dict[str, str]
+    client: Any, name: str, ledger: Ledger, live: dict[str, str]
 ) -> list[LedgerEntry]:
     """Settle PENDING entries and record external changes against `live`, the registry's aliases."""
     settled = []
@@ -146,7 +150,7 @@ def _reconcile_locked(
         if entry.kind == "retire":
             settled.append(_settle_retire(client, ledger, entry))
         elif live.get(entry.alias) == entry.to_version:
-            _stamp(client, entry)
+            writer_of(client).apply(RegistryChange(name, version_tags=_stamp(entry)))
             note = "reconciled: the registry shows the change, its process did not confirm it"
             settled.append(ledger.settle(entry.operation_id, COMMITTED, note))
         else:
@@ -164,9 +168,7 @@ def _reconcile_locked(
     return settled
 
 
-def reconcile(
-    client: MlflowClient, name: str, *, ledger: Ledger | None = None
-) -> list[LedgerEntry]:
+def reconcile(client: Any, name: str, *, ledger: Ledger | None = None) -> list[LedgerEntry]:
     """Make the ledger agree with the registry; returns the entries it settled or added."""
     ledger = ledger or Ledger.default()
     with ledger.lock(name):
@@ -174,7 +176,7 @@ def reconcile(
 
 
 @contextlib.contextmanager
-def _operation(client: MlflowClient, name: str, ledger: Ledger) -> Iterator[dict[str, str]]:
+def _operation(client: Any, name: str, ledger: Ledger) -> Iterator[dict[str, str]]:
     """Hold the model's lock, and start from a ledger that agrees with the registry.
 
     Yields the registry's aliases as read under the lock (reconciling writes no alias). What
@@ -188,31 +190,37 @@ def _operation(client: MlflowClient, name: str, ledger: Ledger) -> Iterator[dict
 
 
 def _change_locked(
-    client: MlflowClient,
+    client: Any,
     ledger: Ledger,
     name: str,
     alias: str,
     current: str | None,
     to_version: str | None,
     expected: Expected | int,
+    model_tags: ModelTags | None = None,
     **audit: str,
 ) -> None:
-    """PENDING, registry write, COMMITTED. The caller holds the lock and read `current` under it."""
+    """PENDING, registry write, COMMITTED. The caller holds the lock and read `current` under it.
+
+    `model_tags` are written with the alias; when the alias already points there, they are
+    written alone (a canary's new weight) and nothing goes to the ledger.
+    """
     if expected is not ANY_VERSION and expected is not None:
         expected = str(expected)  # a version number given as an int is still that version
     if expected is not ANY_VERSION and expected != current:
         raise ConcurrentAliasChange(name, alias, expected, current)
+    writer = writer_of(client)
     if current == to_version:
+        writer.apply(RegistryChange(name, model_tags=model_tags or {}))
         return
     entry = ledger.append(LedgerEntry.new(name, alias, current, to_version, **audit))
     _checkpoint("pending-written")
+    change = RegistryChange(
+        name, aliases={alias: to_version}, version_tags=_stamp(entry), model_tags=model_tags or {}
+    )
     try:
-        if to_version is None:
-            client.delete_registered_model_alias(name, alias)
-        else:
-            client.set_registered_model_alias(name, alias, to_version)
+        writer.apply(change)
         _checkpoint("alias-set")
-        _stamp(client, entry)
     except Exception:
         # Settle from what the registry shows; if even that fails, the next operation will.
         with contextlib.suppress(Exception):
@@ -221,12 +229,12 @@ def _change_locked(
     ledger.settle(entry.operation_id, COMMITTED)
 
 
-def _ref_or_none(client: MlflowClient, name: str, version: str | None) -> ModelRef | None:
-    return get_version(client, name, version) if version else None
+def _ref_or_none(client: Any, name: str, version: str | None) -> ModelRef | None:
+    return _version(client, name, version) if version else None
 
 
 def move_alias(
-    client: MlflowClient,
+    client: Any,
     name: str,
     alias: str,
     version: str,
@@ -236,10 +244,13 @@ def move_alias(
     dagster_run_id: str = "",
     expected_version: Expected = ANY_VERSION,
     ledger: Ledger | None = None,
+    model_tags: ModelTags | None = None,
 ) -> tuple[ModelRef | None, ModelRef]:
-    """Point `alias` at `version`; return (previous holder, new holder).
+    """Point `alias` at `version` (with `model_tags` in the same write); return (previous
+    holder, new holder). `client` is an MlflowClient or `registry_client`'s SQLite registry.
 
-    Moving an alias to the version it already points at changes and records nothing.
+    Moving an alias to the version it already points at records nothing (it writes only
+    `model_tags`, if any).
     """
     ledger, version = ledger or Ledger.default(), str(version)
     with _operation(client, name, ledger) as live:
@@ -247,13 +258,13 @@ def move_alias(
         previous = live.get(alias)
         _change_locked(
             client, ledger, name, alias, previous, version, expected_version,
-            kind="move", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
+            model_tags, kind="move", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
         )  # fmt: skip
-    return _ref_or_none(client, name, previous), get_version(client, name, version)
+    return _ref_or_none(client, name, previous), _version(client, name, version)
 
 
 def remove_alias(
-    client: MlflowClient,
+    client: Any,
     name: str,
     alias: str,
     *,
@@ -262,20 +273,22 @@ def remove_alias(
     dagster_run_id: str = "",
     expected_version: Expected = ANY_VERSION,
     ledger: Ledger | None = None,
+    model_tags: ModelTags | None = None,
 ) -> ModelRef | None:
-    """Unset `alias`; returns the version that held it (None if it was not set)."""
+    """Unset `alias` (with `model_tags` in the same write); returns the version that held it
+    (None if it was not set)."""
     ledger = ledger or Ledger.default()
     with _operation(client, name, ledger) as live:
         previous = live.get(alias)
         _change_locked(
             client, ledger, name, alias, previous, None, expected_version,
-            kind="remove", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
+            model_tags, kind="remove", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
         )  # fmt: skip
     return _ref_or_none(client, name, previous)
 
 
 def rollback(
-    client: MlflowClient,
+    client: Any,
     name: str,
     *,
     actor: str,
@@ -306,4 +319,4 @@ def rollback(
             client, ledger, name, alias, current, target, ANY_VERSION,
             kind="rollback", reason=why, actor=actor, dagster_run_id=dagster_run_id,
         )  # fmt: skip
-    return _ref_or_none(client, name, current), get_version(client, name, target)
+    return _ref_or_none(client, name, current), _version(client, name, target)

@@ -2,6 +2,8 @@
 
 The weight is a registered-model tag (`canary_weight`, a float in [0, 1] as a string) so the
 service reads which version is canary and how much traffic it gets from one place, the registry.
+The weight is written with the alias (one `RegistryChange`: one transaction on the SQLite
+registry), so a service never sees the new canary at the old canary's weight.
 Neither the canary nor the shadow may be the champion's own version: comparing a model with
 itself proves nothing, and the analysis could then "promote" what already serves.
 """
@@ -9,13 +11,13 @@ itself proves nothing, and the analysis could then "promote" what already serves
 from __future__ import annotations
 
 import math
-
-from mlflow import MlflowClient
+from typing import Any
 
 from lifecycle_assets import config
 from lifecycle_assets.registry.aliases import move_alias, remove_alias
 from lifecycle_assets.registry.ledger import AliasError, Ledger
-from lifecycle_assets.registry.refs import ModelRef, resolve
+from lifecycle_assets.registry.reader import reader_of
+from lifecycle_assets.registry.refs import ModelRef
 
 
 def validate_weight(weight: float) -> float:
@@ -29,20 +31,20 @@ def validate_weight(weight: float) -> float:
     return value
 
 
-def canary_weight(client: MlflowClient, name: str) -> float | None:
+def canary_weight(client: Any, name: str) -> float | None:
     """The canary's traffic weight from the registry; None when no weight is set."""
     raw = (client.get_registered_model(name).tags or {}).get(config.TAG_CANARY_WEIGHT)
     return None if raw in (None, "") else float(raw)
 
 
-def _refuse_champion(client: MlflowClient, name: str, alias: str, version: str) -> None:
-    champion = resolve(client, name, config.CHAMPION_ALIAS)
+def _refuse_champion(client: Any, name: str, alias: str, version: str) -> None:
+    champion = reader_of(client).resolve(name, config.CHAMPION_ALIAS)
     if champion is not None and champion.version == version:
         raise AliasError(f"{name} v{version} is the champion; it cannot also be the {alias}")
 
 
 def set_canary(
-    client: MlflowClient,
+    client: Any,
     name: str,
     version: str,
     weight: float,
@@ -54,22 +56,21 @@ def set_canary(
 ) -> tuple[ModelRef | None, ModelRef]:
     """Point `canary` at `version` with `weight` of the traffic; (previous, new) canary.
 
-    The weight tag is written after the alias: a failed move leaves the current canary's
-    weight untouched.
+    The weight tag is written with the alias: a refused move leaves the current canary's
+    weight untouched; an unchanged canary gets the new weight alone.
     """
     version, value = str(version), validate_weight(weight)
     _refuse_champion(client, name, config.CANARY_ALIAS, version)
     why = f"canary weight {value:g}" + (f": {reason}" if reason else "")
-    previous, current = move_alias(
+    return move_alias(
         client, name, config.CANARY_ALIAS, version, reason=why, actor=actor,
         dagster_run_id=dagster_run_id, ledger=ledger,
+        model_tags={config.TAG_CANARY_WEIGHT: str(value)},
     )  # fmt: skip
-    client.set_registered_model_tag(name, config.TAG_CANARY_WEIGHT, str(value))
-    return previous, current
 
 
 def clear_canary(
-    client: MlflowClient,
+    client: Any,
     name: str,
     *,
     reason: str,
@@ -77,18 +78,15 @@ def clear_canary(
     dagster_run_id: str = "",
     ledger: Ledger | None = None,
 ) -> ModelRef | None:
-    """Unset `canary` and its weight; returns the version that was canary."""
-    previous = remove_alias(
+    """Unset `canary` and its weight (in the same write); returns the version that was canary."""
+    return remove_alias(
         client, name, config.CANARY_ALIAS, reason=reason, actor=actor,
-        dagster_run_id=dagster_run_id, ledger=ledger,
+        dagster_run_id=dagster_run_id, ledger=ledger, model_tags={config.TAG_CANARY_WEIGHT: None},
     )  # fmt: skip
-    if config.TAG_CANARY_WEIGHT in (client.get_registered_model(name).tags or {}):
-        client.delete_registered_model_tag(name, config.TAG_CANARY_WEIGHT)
-    return previous
 
 
 def set_shadow(
-    client: MlflowClient,
+    client: Any,
     name: str,
     version: str,
     *,
@@ -107,7 +105,7 @@ def set_shadow(
 
 
 def clear_shadow(
-    client: MlflowClient,
+    client: Any,
     name: str,
     *,
     reason: str,
@@ -128,7 +126,7 @@ def clear_shadow(
 
 
 def promote_canary(
-    client: MlflowClient,
+    client: Any,
     name: str,
     *,
     reason: str,
@@ -137,7 +135,7 @@ def promote_canary(
     ledger: Ledger | None = None,
 ) -> tuple[ModelRef | None, ModelRef]:
     """Make the canary the champion, then clear the canary; (previous, new) champion."""
-    canary = resolve(client, name, config.CANARY_ALIAS)
+    canary = reader_of(client).resolve(name, config.CANARY_ALIAS)
     if canary is None:
         raise AliasError(f"{name} has no canary to promote")
     moved = move_alias(

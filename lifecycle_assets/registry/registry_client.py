@@ -1,61 +1,45 @@
-"""An MLflow client for alias moves that opens the model-registry store only.
+"""The client of alias moves: MLflow's SQLite file directly when that is safe, else MlflowClient.
 
-`MlflowClient(...)` opens the tracking store too, and on a SQLite file that runs alembic's
-schema verification (loading every migration script: 2.3-2.6 s) before the first call, while
-moving an alias touches registry tables only. MLflow's own model-registry store does not run
-that verification (`mlflow/store/model_registry/sqlalchemy_store.py`: it checks that the tables
-exist), so this client hands the registry calls to MLflow's `ModelRegistryClient` (the same
-store code MlflowClient delegates to: every write still goes through MLflow, never hand SQL)
-and opens a full MlflowClient only if a caller asks for anything else.
+`promote`, `rollback` and `canary` are one short process each; importing MLflow and opening its
+store costs 2-5 s there before 0.2 s of work. On the embedded default (a SQLite file at the
+schema the pinned MLflow creates) `SqliteRegistry` reads through `reader.SqliteReader`
+(read-only) and writes through `sqlite_alias_writer.SqliteAliasWriter` (MLflow's own rows, one
+transaction), and MLflow is never imported. The ledger and `verify` guard every move as on any
+other store: they are above this door, not in it.
 
-Skipping the check is safe only on a file already at the schema this MLflow expects: the
-fast client is used when the file's alembic revision equals `MLFLOW_SCHEMA_HEAD` (a test pins
-it to the installed MLflow's head). Any other file, or any other store, gets `configure_mlflow`
-and MLflow's own checks, which name an out-of-date schema instead of failing half-way.
+Any other SQLite file (another schema revision, missing tables) falls back to MlflowClient and
+says why (`on_fallback`: a logged warning unless the caller prints it): nothing silent. A
+tracking server (team mode) always gets MlflowClient: its webhooks and permissions live there.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from lifecycle_assets.config import Settings
-from lifecycle_assets.registry.reader import SqliteReader, sqlite_reader
-
-# The newest alembic revision of MLflow 3.17.2's schema (`mlflow.store.db.utils.
-# _get_latest_schema_revision()`); `test_registry_reader` fails when an upgrade changes it.
-MLFLOW_SCHEMA_HEAD = "dc11669786a5"
-
-# MlflowClient methods that only the model-registry store serves, same names and arguments.
-REGISTRY_METHODS = frozenset(
-    {
-        "get_registered_model", "get_model_version", "get_model_version_by_alias",
-        "get_model_version_download_uri", "search_model_versions",
-        "set_registered_model_alias", "delete_registered_model_alias",
-        "set_model_version_tag", "delete_model_version_tag",
-        "set_registered_model_tag", "delete_registered_model_tag",
-    }
-)  # fmt: skip
+from lifecycle_assets.registry.changes import RegistryChange
+from lifecycle_assets.registry.reader import SchemaMismatch, SqliteReader, sqlite_path
+from lifecycle_assets.registry.sqlite_alias_writer import SchemaRefused, SqliteAliasWriter
 
 
-class RegistryClient:
-    """MlflowClient's registry calls without opening the tracking store; `reader` reads the
-    same SQLite file read-only; any other attribute opens a full MlflowClient on first use."""
+class SqliteRegistry:
+    """A SQLite registry without MLflow: `reader` and `writer` serve every alias operation;
+    anything else asked of it (ending a run a crash left RUNNING) opens a full MlflowClient."""
 
-    def __init__(self, settings: Settings, reader: SqliteReader) -> None:
-        import mlflow
-        from mlflow.tracking._model_registry.client import ModelRegistryClient
-
-        uri = settings.mlflow_tracking_uri
-        # Module-level MLflow calls (artifact downloads) resolve the same store.
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        self.settings, self.reader, self.tracking_uri = settings, reader, uri
-        self._registry = ModelRegistryClient(uri, uri)
+    def __init__(self, settings: Settings, reader: SqliteReader, writer: SqliteAliasWriter):
+        self.settings, self.reader, self.writer = settings, reader, writer
+        self.tracking_uri = settings.mlflow_tracking_uri
         self._full: Any = None
 
+    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        """What recovery writes on a version (the incomplete mark), through the writer."""
+        self.writer.apply(RegistryChange(name, version_tags={str(version): {key: str(value)}}))
+
     def __getattr__(self, attribute: str) -> Any:
-        if attribute in REGISTRY_METHODS:
-            return getattr(self._registry, attribute)
+        if attribute.startswith("_"):  # not set yet (a copy, a pickle): no MLflow for that
+            raise AttributeError(attribute)
         if self._full is None:
             from lifecycle_assets.registry.tracking import configure_mlflow
 
@@ -63,12 +47,35 @@ class RegistryClient:
         return getattr(self._full, attribute)
 
 
-def registry_client(settings: Settings) -> Any:
-    """The client alias moves use: `RegistryClient` on a SQLite file at MLflow's current
-    schema, else the full `configure_mlflow` client."""
-    reader = sqlite_reader(settings.mlflow_tracking_uri)
-    if isinstance(reader, SqliteReader) and reader.schema_revision() == MLFLOW_SCHEMA_HEAD:
-        return RegistryClient(settings, reader)
+def _direct(settings: Settings) -> SqliteRegistry | str | None:
+    """The direct registry, or why a SQLite store cannot have one; None for a server.
+
+    A file that is locked or unreadable raises (`sqlite3.Error`): MLflow could not use it
+    either, and the CLI says so in one line."""
+    path = sqlite_path(settings.mlflow_tracking_uri)
+    if path is None:
+        return None
+    if not path.is_file():
+        return f"{path} does not exist yet"
+    try:
+        reader = SqliteReader(path)
+        return SqliteRegistry(settings, reader, SqliteAliasWriter(path))
+    except (SchemaRefused, SchemaMismatch) as error:
+        return str(error)
+
+
+def _log_fallback(note: str) -> None:
+    logging.getLogger(__name__).warning(note)
+
+
+def registry_client(settings: Settings, on_fallback: Callable[[str], None] = _log_fallback) -> Any:
+    """`SqliteRegistry` on a SQLite file at MLflow's schema, else the `configure_mlflow` client;
+    on a SQLite file, `on_fallback` hears why first (before MLflow's own checks may refuse it)."""
+    direct = _direct(settings)
+    if isinstance(direct, SqliteRegistry):
+        return direct
+    if direct is not None:
+        on_fallback(f"{direct}: alias moves go through MLflow (slower)")
     from lifecycle_assets.registry.tracking import configure_mlflow
 
     return configure_mlflow(settings)

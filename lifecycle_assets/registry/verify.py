@@ -14,7 +14,8 @@ download only for a store MLflow alone reaches), and skips the second allow-list
 registration proved it (`artifact_load_proof` equal to today's `load_proof()`): a file whose
 SHA-256 equals the registered one is the very bytes that loaded then, under the same rules. A
 version without that proof (registered before it existed, or under another allow-list) is
-loaded as before. This keeps scikit-learn out of `promote`, `rollback` and `canary`.
+loaded as before. This keeps scikit-learn out of `promote`, `rollback` and `canary`, and MLflow
+too when the registry is a SQLite file and the artifacts a local folder (`registry_client`).
 """
 
 from __future__ import annotations
@@ -166,10 +167,15 @@ def _download_compiled(ref: ModelRef, dst: str) -> Path | None:
         return None
 
 
-def _verify_downloaded(ref: ModelRef) -> Verification:
+def _verify_downloaded(ref: ModelRef, tracking_uri: str | None) -> Verification:
+    import mlflow
     from mlflow.exceptions import MlflowException
 
     from lifecycle_assets.registry.models import download_model
+
+    if tracking_uri:  # MLflow's module-level downloads resolve the caller's store
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
 
     with tempfile.TemporaryDirectory(prefix="lifecycle-verify-") as tmp:
         (Path(tmp) / "model").mkdir()
@@ -193,10 +199,11 @@ def verify_version(
     allow-listed load (done at registration when `artifact_load_proof` says so).
 
     Reads go through `registry.reader.reader_of(client)`; the files are hashed in place when
-    the artifact store is a local folder, else downloaded through MLflow first.
+    the artifact store is a local folder (no MLflow import), else downloaded through MLflow.
     """
     version = str(version)
     reader = reader_of(client)
+    tracking_uri = getattr(client, "tracking_uri", None)
     ref = ref or reader.version(name, version)
     if ref is None:
         return Verification(name, version, ["it does not exist in the registry"])
@@ -209,11 +216,11 @@ def verify_version(
         run = reader.run(ref.run_id) if ref.run_id else None
         root = _local(run.artifact_uri) if run is not None else None
         if root is None:
-            return _verify_downloaded(ref)
+            return _verify_downloaded(ref, tracking_uri)
         compiled = root / ref.tags[TAG_COMPILED_PATH]
         compiled = compiled if compiled.is_file() else None
     if model_dir is None:
-        return _verify_downloaded(ref)
+        return _verify_downloaded(ref, tracking_uri)
     if not model_dir.is_dir():
         return Verification(name, version, ["its artifact is missing from the artifact store"])
     return verify_dir(ref, model_dir, compiled, trust_proof=True)
