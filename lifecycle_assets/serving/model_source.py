@@ -3,8 +3,10 @@
 Which models: `LIFECYCLE_MODEL_NAMES` (comma-separated), else in a Bento the models it carries,
 else every model of the project's specs (`spec.configured_specs`) that has a champion. Two
 sources, chosen by `LIFECYCLE_MODEL_SOURCE`:
-- `registry` (default): the version holding the `champion` alias in the MLflow registry, downloaded
-  and checked against the SHA-256 recorded at registration;
+- `registry` (default): the version holding the `champion` alias in the MLflow registry (read
+  through `registry/reader.py`), checked against the SHA-256 recorded at registration where the
+  artifact store keeps it (`in_place.py`), or downloaded through MLflow when only MLflow
+  reaches the store;
 - `bento`: the model bundled in the BentoML model store (inside a built Bento, the Bento's own
   store), so a Bento serves without any registry; its metadata carries the registry provenance
   and the same SHA-256 check runs on the bundled file.
