@@ -158,16 +158,21 @@ def served_from_registry(ref: ModelRef) -> ServedModel:
     """A registered version, SHA-256 verified, ready to serve: read where the artifact store
     keeps it when that is a local folder (`in_place.py`), else downloaded through MLflow."""
     located = locate(ref, registry_reader(Settings.from_env()))
+    loaded: LoadedModel | VerifiedModel
     if located is None:
-        return _downloaded(ref)
-    model_dir, compiled_root = located
-    loaded = verified_in_place(ref, model_dir)
-    fetch = functools.partial(compiled_file, compiled_root) if compiled_root else _no_file
-    compiled, reason = attach_compiled(loaded, fetch)
-    if compiled is None or not load_proven(ref.tags):
-        # scikit-learn scores it, or registration did not prove the allow-listed load: load
-        # it now, as every alias move would.
-        loaded = loaded.preload()
+        from lifecycle_assets.registry.models import load_version
+
+        loaded = load_version(ref)
+        compiled, reason = attach_compiled(loaded, functools.partial(_download_compiled, ref))
+    else:
+        model_dir, compiled_root = located
+        loaded = verified_in_place(ref, model_dir)
+        fetch = functools.partial(compiled_file, compiled_root) if compiled_root else _no_file
+        compiled, reason = attach_compiled(loaded, fetch)
+        if compiled is None or not load_proven(ref.tags):
+            # scikit-learn scores it, or registration did not prove the allow-listed load:
+            # load it now, as every alias move would.
+            loaded = loaded.preload()
     return ServedModel(
         loaded=loaded,
         source="registry",
@@ -179,21 +184,6 @@ def served_from_registry(ref: ModelRef) -> ServedModel:
 
 def _no_file(_: str, __: str) -> None:
     return None
-
-
-def _downloaded(ref: ModelRef) -> ServedModel:
-    """A registered version downloaded through MLflow, SHA-256 verified and loaded."""
-    from lifecycle_assets.registry.models import load_version
-
-    loaded = load_version(ref)
-    compiled, reason = attach_compiled(loaded, functools.partial(_download_compiled, ref))
-    return ServedModel(
-        loaded=loaded,
-        source="registry",
-        loaded_at=_now(),
-        compiled=compiled,
-        scorer_reason=reason,
-    )
 
 
 def _download_compiled(ref: ModelRef, path: str, dst: str) -> Path:
