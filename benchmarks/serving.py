@@ -110,9 +110,27 @@ def _best(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def _timed(step: Any, items: list[Any], clock: Any = time.perf_counter) -> list[float]:
+    """Seconds per call of `step(item)`, one item at a time, by `clock`."""
+    out = []
+    for item in items:
+        start = clock()
+        step(item)
+        out.append(clock() - start)
+    return out
+
+
 def in_process(records: list[dict[str, Any]], repeats: int) -> dict[str, float]:
-    """Median µs per single record in this process, request body to scores, per path."""
-    from lifecycle_assets.compiled.rows import RowEncoder
+    """Median µs per single record in this process, request body to scores, per path.
+
+    Each stage is timed in its own warm loop. Interleaving the scikit-learn path with the
+    compiled one (as an earlier version did) charged the compiled stages with the aftermath of
+    scikit-learn's call: its OpenMP threads spinning on the other core and caches evicted by
+    megabytes of pandas and polars work (compiled score 238 µs interleaved, 57 µs alone, on the
+    same machine in the same minute).
+    """
+    from threadpoolctl import threadpool_limits
+
     from lifecycle_assets.ml.features import compute_features
     from lifecycle_assets.ml.training import predict_scores
     from lifecycle_assets.serving.model_source import load_served_model
@@ -120,50 +138,39 @@ def in_process(records: list[dict[str, Any]], repeats: int) -> dict[str, float]:
 
     served = load_served_model()
     spec = served.loaded.spec
-    if served.compiled is None:
+    compiled, encoder = served.compiled, served.row_encoder
+    if compiled is None:
         raise RuntimeError(f"the benchmark model is not compiled: {served.scorer_reason}")
     validator = RequestValidator(spec, 1000)
-    encoder = RowEncoder(spec)
-    bodies = [json.dumps({"records": [r]}).encode() for r in records[:repeats]]
-    from threadpoolctl import threadpool_limits
+    bodies = [json.dumps({"records": [r]}).encode() for r in records]
+    bodies = (bodies * (1 + repeats // len(bodies)))[:repeats]
+    batches = [validator.parse(body) for body in bodies]
+    inputs = [encoder.encode(batch.records) for batch in batches]
+    pipeline = served.loaded.pipeline
 
-    stages: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "parse+validate", "sklearn path", "sklearn path, 1 thread", "row path",
-            "compiled score",
-        )
-    }  # fmt: skip
-    cpu: list[float] = []
-    for body in bodies:
-        start = time.perf_counter()
-        batch = validator.parse(body)
-        parsed = time.perf_counter()
-        predict_scores(served.loaded.pipeline, compute_features(batch.frame, spec), spec)
-        sklearn_done = time.perf_counter()
-        inputs = encoder.encode(batch.records)
-        encoded = time.perf_counter()
-        served.compiled.score(*inputs)
-        done = time.perf_counter()
-        cpu_start = time.thread_time()
-        served.compiled.score(*encoder.encode(validator.parse(body).records))
-        cpu.append(time.thread_time() - cpu_start)
-        stages["parse+validate"].append(parsed - start)
-        stages["sklearn path"].append(sklearn_done - parsed)
-        stages["row path"].append(encoded - sklearn_done)
-        stages["compiled score"].append(done - encoded)
-        # HistGradientBoosting's OpenMP threads suffer most on a busy machine: also one thread.
-        with threadpool_limits(1):
-            start = time.perf_counter()
-            predict_scores(served.loaded.pipeline, compute_features(batch.frame, spec), spec)
-            stages["sklearn path, 1 thread"].append(time.perf_counter() - start)
+    def sklearn_path(batch: Any) -> None:
+        predict_scores(pipeline, compute_features(batch.frame, spec), spec)
+
+    def after(body: bytes) -> None:
+        compiled.score(*encoder.encode(validator.parse(body).records))
+
+    stages: dict[str, list[float]] = {}
+    for _ in range(2):  # the first pass warms caches and lazy imports; the second counts
+        stages = {
+            "parse+validate": _timed(validator.parse, bodies),
+            "row path": _timed(lambda batch: encoder.encode(batch.records), batches),
+            "compiled score": _timed(lambda pair: compiled.score(*pair), inputs),
+            "after (validate+rows+compiled)": _timed(after, bodies),
+            # CPU time of the same path: what a quiet machine's wall time would be.
+            "after, CPU time (validate+rows+compiled)": _timed(after, bodies, time.thread_time),
+        }
+    sample = batches[: max(20, repeats // 10)]
+    stages["sklearn path"] = _timed(sklearn_path, sample)
+    # HistGradientBoosting's OpenMP threads suffer most on a busy machine: also one thread.
+    with threadpool_limits(1):
+        stages["sklearn path, 1 thread"] = _timed(sklearn_path, sample)
     result = {k: 1e6 * _best(v) for k, v in stages.items()}
     result["before (validate+features+sklearn)"] = result["parse+validate"] + result["sklearn path"]
-    result["after (validate+rows+compiled)"] = (
-        result["parse+validate"] + result["row path"] + result["compiled score"]
-    )
-    # CPU time of the same path: what a quiet machine's wall time would be (this one is shared).
-    result["after, CPU time (validate+rows+compiled)"] = 1e6 * _best(cpu)
     print("in-process µs per record: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items()))
     return result
 

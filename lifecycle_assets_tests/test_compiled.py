@@ -13,6 +13,7 @@ from sklearn.pipeline import Pipeline
 
 from lifecycle_assets import config
 from lifecycle_assets.compiled import artifact
+from lifecycle_assets.compiled import compile as compiler
 from lifecycle_assets.compiled.artifact import (
     COMPILED_FILE,
     STATUS_FALLBACK,
@@ -154,7 +155,7 @@ def test_a_compiled_model_that_disagrees_fails_the_gate(
         model.header["baseline"] += 1e-6
         return model
 
-    monkeypatch.setattr(artifact, "compile_pipeline", off_by_a_little)
+    monkeypatch.setattr(compiler, "compile_pipeline", off_by_a_little)
     compiled = compile_for_registration(
         pipeline, CLASSIFIER, model_input(test, CLASSIFIER), tmp_path
     )

@@ -44,6 +44,7 @@ def test_the_reader_answers_as_mlflow_does_for_two_models(
         reason="test", actor="pytest",
     )  # fmt: skip
     client.set_model_version_tag(spec.name, "1", "note", "first")
+    client.set_registered_model_tag(other.name, config.TAG_CANARY_WEIGHT, "0.25")
     run_id = registered[0].run_id
     client.log_param(run_id, "max_iter", "30")
     for step, value in enumerate((0.5, 0.75)):
@@ -58,6 +59,7 @@ def test_the_reader_answers_as_mlflow_does_for_two_models(
     assert isinstance(reader_for(lifecycle_env), SqliteReader)
     for name in (spec.name, other.name):
         assert direct.aliases(name) == through_mlflow.aliases(name)
+        assert direct.model_tags(name) == through_mlflow.model_tags(name)
         versions = direct.versions(name)
         assert versions == through_mlflow.versions(name) and versions
         for ref in versions:
@@ -79,6 +81,8 @@ def test_the_reader_answers_as_mlflow_does_for_two_models(
     assert logged.metrics == {"auc": 0.75}
     assert logged.datasets[f"{spec.name}-train"]["sha256"] == "abc"
     assert direct.aliases("no_such_model") is None and through_mlflow.aliases("nope") is None
+    assert direct.model_tags(other.name) == {config.TAG_CANARY_WEIGHT: "0.25"}
+    assert direct.model_tags("no_such_model") == {} == through_mlflow.model_tags("nope")
     assert (
         direct.version(spec.name, "99") is None and through_mlflow.version(spec.name, "99") is None
     )

@@ -5,6 +5,9 @@ log beside the skops model (under the run's `compiled/` folder). A pipeline that
 compile, or compiles but fails parity, gets `compiled_status=fallback` and the reason: it is
 served by scikit-learn, never by an unproven evaluator. At load the file must match the SHA-256
 recorded with that proof (the same bytes, so the same answers), else the version is refused.
+
+Loading needs numpy alone: the compiler, the parity check and their scikit-learn, pandas and
+polars are imported by `compile_for_registration` only, so a service starts without them.
 """
 
 from __future__ import annotations
@@ -12,14 +15,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import polars as pl
-from sklearn.pipeline import Pipeline
-
-from lifecycle_assets.compiled.compile import Unsupported, compile_pipeline
 from lifecycle_assets.compiled.model import CompiledModel
-from lifecycle_assets.compiled.parity import check_parity, parity_rows
 from lifecycle_assets.compiled.tags import (
     COMPILED_DIR,
     COMPILED_FILE,
@@ -31,6 +29,11 @@ from lifecycle_assets.compiled.tags import (
     TAG_COMPILED_STATUS,
 )
 from lifecycle_assets.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
+    from sklearn.pipeline import Pipeline
 
 __all__ = [
     "COMPILED_DIR", "COMPILED_FILE", "STATUS_FALLBACK", "STATUS_OK", "TAG_COMPILED_PATH",
@@ -71,6 +74,11 @@ def compile_for_registration(
 
     Never raises for a model that cannot be compiled: that is a fallback with its reason.
     """
+    import polars as pl
+
+    from lifecycle_assets.compiled.compile import Unsupported, compile_pipeline
+    from lifecycle_assets.compiled.parity import check_parity, parity_rows
+
     try:
         compiled = compile_pipeline(pipeline, spec)
     except Unsupported as error:

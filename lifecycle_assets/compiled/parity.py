@@ -16,8 +16,9 @@ from sklearn.pipeline import Pipeline
 
 from lifecycle_assets.compiled.model import CompiledModel
 from lifecycle_assets.compiled.rows import frame_inputs
+from lifecycle_assets.ml.decision import decide
 from lifecycle_assets.ml.features import UNKNOWN_CATEGORY
-from lifecycle_assets.ml.training import decide, predict_scores
+from lifecycle_assets.ml.training import predict_scores
 from lifecycle_assets.spec import ModelSpec
 
 MAX_ABS_DIFF = 1e-9

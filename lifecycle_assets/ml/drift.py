@@ -24,8 +24,6 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from scipy import stats
-from scipy.spatial import distance
 
 from lifecycle_assets import storage
 from lifecycle_assets.config import DriftThresholds
@@ -145,6 +143,8 @@ def _numeric_metrics(
     gap = np.abs(np.cumsum(reference)[:-1] / n_ref - np.cumsum(current)[:-1] / n_cur)
     ks = float(gap.max()) if gap.size else 0.0
     effective_n = round(n_ref * n_cur / (n_ref + n_cur))
+    from scipy import stats  # here: the service reads `latest_drift_path` without scipy
+
     p_value = float(stats.kstwo.sf(ks, effective_n)) if effective_n >= 1 else None
     # Outside the reference range F_ref is 0 or 1: the tails are exact sums over the window.
     inner = float(np.sum(gap[:-1] * np.diff(profile.edges))) if gap.size > 1 else 0.0
@@ -166,6 +166,9 @@ def _categorical_metrics(
     # Chi-square on the 2 x levels table, so the reference's own sampling noise counts too.
     table = np.vstack([reference, window])
     table = table[:, table.sum(axis=0) > 0]
+    from scipy import stats
+    from scipy.spatial import distance
+
     p_value = float(stats.chi2_contingency(table).pvalue) if table.shape[1] > 1 else 1.0
     js = float(distance.jensenshannon(reference, window, base=2))
     return {"psi": psi, "p_value": p_value, "js_distance": js}

@@ -114,11 +114,6 @@ def predict_scores(pipeline: Pipeline, features: pl.DataFrame, spec: ModelSpec) 
     return np.asarray(pipeline.predict(frame), dtype=float)
 
 
-def decide(scores: np.ndarray, spec: ModelSpec, threshold: float = 0.5) -> np.ndarray:
-    """The prediction a client receives: the class at `threshold`, or the value itself."""
-    return (scores >= threshold).astype(int) if spec.is_classifier else scores
-
-
 @dataclass(frozen=True)
 class TimeSplit:
     """Which days went to which split; days never straddle two splits."""

@@ -60,6 +60,7 @@ class RegistryReader(Protocol):
     def version(self, name: str, version: str) -> ModelRef | None: ...
     def resolve(self, name: str, alias_or_version: str) -> ModelRef | None: ...
     def aliases(self, name: str) -> dict[str, str] | None: ...
+    def model_tags(self, name: str) -> dict[str, str]: ...
     def versions(self, name: str) -> list[ModelRef]: ...
     def run(self, run_id: str) -> RunRecord | None: ...
     def running_runs(self) -> list[RunRecord]: ...
@@ -88,7 +89,8 @@ class SqliteReader:
 
     _NEEDED = frozenset(
         {"model_versions", "model_version_tags", "registered_models", "registered_model_aliases",
-         "runs", "tags", "params", "latest_metrics", "inputs", "input_tags", "datasets"}
+         "registered_model_tags", "runs", "tags", "params", "latest_metrics", "inputs",
+         "input_tags", "datasets"}
     )  # fmt: skip
 
     def __init__(self, path: Path) -> None:
@@ -172,6 +174,14 @@ class SqliteReader:
             (_WORKSPACE, name),
         ).fetchall()
         return {alias: str(version) for alias, version in rows}
+
+    def model_tags(self, name: str) -> dict[str, str]:
+        """The registered model's own tags (not a version's); empty when there is no model."""
+        rows = self.connection.execute(
+            'select "key", value from registered_model_tags where workspace = ? and name = ?',
+            (_WORKSPACE, name),
+        ).fetchall()
+        return {key: value for key, value in rows}
 
     def model_location(self, ref: ModelRef) -> str | None:
         """The URI MLflow downloads `models:/<name>/<version>` from."""
@@ -284,6 +294,16 @@ class MlflowReader:
             raise
         return {alias: str(version) for alias, version in (model.aliases or {}).items()}
 
+    def model_tags(self, name: str) -> dict[str, str]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return dict(self.client.get_registered_model(name).tags or {})
+        except MlflowException as error:
+            if self._missing(error):
+                return {}
+            raise
+
     def model_location(self, ref: ModelRef) -> str | None:
         return self.client.get_model_version_download_uri(ref.name, ref.version)
 
@@ -335,6 +355,9 @@ class _Empty:
 
     def aliases(self, name: str) -> None:
         return None
+
+    def model_tags(self, name: str) -> dict[str, str]:
+        return {}
 
     def versions(self, name: str) -> list[ModelRef]:
         return []

@@ -23,13 +23,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlflow import MlflowClient
-
 from lifecycle_assets import config
+from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.artifacts import IntegrityError, UntrustedArtifactError
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger, utc_now
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.verify import has_compiled, refusal, verify_version
+from lifecycle_assets.serving.in_place import registry_reader
 from lifecycle_assets.serving.model_source import (
     ModelSourceError,
     ServedModel,
@@ -83,10 +83,19 @@ def verify_and_load(ref: ModelRef) -> ServedModel:
         # A compiled form turned down by choice (`LIFECYCLE_SCORER=sklearn`) leaves scikit-learn
         # serving; a compiled file that does not match its registered SHA-256 (or is gone)
         # refuses the version, as it refuses an alias move.
-        verdict = verify_version(MlflowClient(), ref.name, ref.version, ref=ref)
+        reader = registry_reader(Settings.from_env())
+        verdict = verify_version(_Reading(reader), ref.name, ref.version, ref=ref)
         if not verdict.ok:
             raise VersionRefused(ref.name, ref.version, verdict.reasons)
     return served
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What `verify_version` asks of a client when the service reads the registry directly:
+    its `reader` (`registry.reader.reader_of`); files are hashed where they are stored."""
+
+    reader: Any
 
 
 def earlier_holders(ledger: Ledger, name: str, alias: str, exclude: Iterable[str]) -> list[str]:

@@ -18,7 +18,6 @@ import polars as pl
 
 from lifecycle_assets.compiled.rows import frame_inputs
 from lifecycle_assets.ml.features import compute_features
-from lifecycle_assets.ml.training import predict_scores
 from lifecycle_assets.serving.model_source import ServedModel
 from lifecycle_assets.spec import ModelSpec
 
@@ -67,6 +66,9 @@ def score(served: ServedModel, frame: pl.DataFrame) -> np.ndarray:
     features = compute_features(frame, loaded.spec)
     if served.compiled is not None:
         return served.compiled.score(*frame_inputs(features, loaded.spec))
+    # Here, not at import: a compiled model needs no scikit-learn (a second of start-up).
+    from lifecycle_assets.ml.training import predict_scores
+
     return predict_scores(loaded.pipeline, features, loaded.spec)
 
 

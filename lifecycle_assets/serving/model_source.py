@@ -3,8 +3,10 @@
 Which models: `LIFECYCLE_MODEL_NAMES` (comma-separated), else in a Bento the models it carries,
 else every model of the project's specs (`spec.configured_specs`) that has a champion. Two
 sources, chosen by `LIFECYCLE_MODEL_SOURCE`:
-- `registry` (default): the version holding the `champion` alias in the MLflow registry, downloaded
-  and checked against the SHA-256 recorded at registration;
+- `registry` (default): the version holding the `champion` alias in the MLflow registry (read
+  through `registry/reader.py`), checked against the SHA-256 recorded at registration where the
+  artifact store keeps it (`in_place.py`), or downloaded through MLflow when only MLflow
+  reaches the store;
 - `bento`: the model bundled in the BentoML model store (inside a built Bento, the Bento's own
   store), so a Bento serves without any registry; its metadata carries the registry provenance
   and the same SHA-256 check runs on the bundled file.
@@ -26,10 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import bentoml
-import mlflow
-from bentoml.exceptions import NotFound
-
 from lifecycle_assets import config
 from lifecycle_assets.compiled.artifact import (
     STATUS_OK,
@@ -42,9 +40,16 @@ from lifecycle_assets.compiled.artifact import (
 from lifecycle_assets.compiled.model import CompiledModel
 from lifecycle_assets.compiled.rows import RowEncoder
 from lifecycle_assets.config import Settings
-from lifecycle_assets.registry.models import LoadedModel, load_version, read_model_dir
-from lifecycle_assets.registry.refs import ModelRef, get_version, resolve
-from lifecycle_assets.registry.tracking import configure_mlflow
+from lifecycle_assets.registry.refs import ModelRef
+from lifecycle_assets.registry.verify import load_proven
+from lifecycle_assets.serving.in_place import (
+    VerifiedModel,
+    compiled_file,
+    existing_version,
+    locate,
+    registry_reader,
+    verified_in_place,
+)
 from lifecycle_assets.serving.model_env import (
     ENV_MODEL_NAMES,
     ENV_MODEL_SOURCE,
@@ -56,6 +61,7 @@ from lifecycle_assets.serving.model_env import (
 from lifecycle_assets.spec import configured_specs
 
 if TYPE_CHECKING:
+    from lifecycle_assets.registry.models import LoadedModel
     from lifecycle_assets.serving.fallback import Degradation
 
 logger = logging.getLogger(__name__)
@@ -82,7 +88,7 @@ class ServedModel:
     `scorer_reason` says why.
     """
 
-    loaded: LoadedModel
+    loaded: LoadedModel | VerifiedModel
     source: SourceMode
     loaded_at: str
     bento_model_tag: str | None = None
@@ -128,8 +134,8 @@ def load_from_registry(name: str, settings: Settings) -> ServedModel:
     from lifecycle_assets.registry.ledger import Ledger
     from lifecycle_assets.serving.fallback import choose
 
-    client = configure_mlflow(settings)
-    ref = resolve(client, name, config.CHAMPION_ALIAS)
+    reader = registry_reader(settings)
+    ref = reader.resolve(name, config.CHAMPION_ALIAS)
     if ref is None:
         raise ModelSourceError(
             f"model {name!r} has no {config.CHAMPION_ALIAS!r} version in the registry at "
@@ -141,7 +147,7 @@ def load_from_registry(name: str, settings: Settings) -> ServedModel:
         config.CHAMPION_ALIAS,
         ref,
         Ledger.for_settings(settings),
-        functools.partial(get_version, client, name),
+        functools.partial(existing_version, reader, name),
     )
     if choice.degradation is None:
         return choice.served
@@ -149,9 +155,24 @@ def load_from_registry(name: str, settings: Settings) -> ServedModel:
 
 
 def served_from_registry(ref: ModelRef) -> ServedModel:
-    """A registered version, downloaded and SHA-256 verified, ready to serve."""
-    loaded = load_version(ref)
-    compiled, reason = attach_compiled(loaded, functools.partial(_download_compiled, ref))
+    """A registered version, SHA-256 verified, ready to serve: read where the artifact store
+    keeps it when that is a local folder (`in_place.py`), else downloaded through MLflow."""
+    located = locate(ref, registry_reader(Settings.from_env()))
+    loaded: LoadedModel | VerifiedModel
+    if located is None:
+        from lifecycle_assets.registry.models import load_version
+
+        loaded = load_version(ref)
+        compiled, reason = attach_compiled(loaded, functools.partial(_download_compiled, ref))
+    else:
+        model_dir, compiled_root = located
+        loaded = verified_in_place(ref, model_dir)
+        fetch = functools.partial(compiled_file, compiled_root) if compiled_root else _no_file
+        compiled, reason = attach_compiled(loaded, fetch)
+        if compiled is None or not load_proven(ref.tags):
+            # scikit-learn scores it, or registration did not prove the allow-listed load:
+            # load it now, as every alias move would.
+            loaded = loaded.preload()
     return ServedModel(
         loaded=loaded,
         source="registry",
@@ -161,12 +182,18 @@ def served_from_registry(ref: ModelRef) -> ServedModel:
     )
 
 
+def _no_file(_: str, __: str) -> None:
+    return None
+
+
 def _download_compiled(ref: ModelRef, path: str, dst: str) -> Path:
+    import mlflow
+
     return Path(mlflow.artifacts.download_artifacts(f"runs:/{ref.run_id}/{path}", dst_path=dst))
 
 
 def attach_compiled(
-    loaded: LoadedModel, fetch: Callable[[str, str], Path | None]
+    loaded: LoadedModel | VerifiedModel, fetch: Callable[[str, str], Path | None]
 ) -> tuple[CompiledModel | None, str]:
     """The version's compiled form and why it serves, or None and why scikit-learn does.
 
@@ -212,6 +239,11 @@ def bundled_model_tag(name: str) -> str:
 
 def load_from_bento_store(name: str) -> ServedModel:
     """The BentoML model `name`: inside a Bento the one it was built with, else the latest."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from lifecycle_assets.registry.models import read_model_dir
+
     try:
         model = bentoml.models.get(bundled_model_tag(name))
     except NotFound as error:
@@ -245,6 +277,8 @@ def _bundled_names(env: Mapping[str, str]) -> list[str]:
     manifest = bento_manifest()
     if manifest is not None:
         return [str(m["tag"]).split(":")[0] for m in manifest.get("models", []) if m.get("tag")]
+    import bentoml
+
     stored = {model.tag.name for model in bentoml.models.list()}
     return [spec.name for spec in configured_specs(dict(env)) if spec.name in stored]
 

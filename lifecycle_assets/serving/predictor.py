@@ -28,7 +28,7 @@ import polars as pl
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.ml.training import decide
+from lifecycle_assets.ml.decision import decide
 from lifecycle_assets.serving.drift_gauges import DriftGauges
 from lifecycle_assets.serving.log_shipping import open_prediction_log
 from lifecycle_assets.serving.metrics import prediction_metrics

@@ -20,12 +20,16 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
-from lifecycle_assets.ml.features import boolean_level
 from lifecycle_assets.spec import FeatureSpec, ModelSpec
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# polars (and `ml.features`, which needs it) are imported where a frame is built or a JSON
+# boolean is read as a level, not at import: the `bentoml serve` supervisor imports this module
+# through the service and builds no frame (0.4 s of its start-up).
 
 # Enough to fix a request, small enough that a 1,000-record garbage body gives a short answer.
 MAX_REPORTED_ERRORS = 20
@@ -111,6 +115,10 @@ class ValidatedBatch:
         """The records as raw columns: numbers as Float64 (ints become floats exactly as the
         pipeline's cast does), levels as String (JSON true/false spelled as the spec spells
         them), missing values as null."""
+        import polars as pl
+
+        from lifecycle_assets.ml.features import boolean_level
+
         columns: dict[str, pl.Series] = {}
         for feature in self.features:
             name = feature.name
@@ -153,6 +161,8 @@ def _check_value(feature: FeatureSpec, value: Any, max_length: int) -> tuple[str
             return f"{value} is above the maximum {feature.max:g}", True
         return None, False
     if isinstance(value, bool):
+        from lifecycle_assets.ml.features import boolean_level
+
         value = boolean_level(value, feature)  # JSON true/false: a level of a boolean column
     if not isinstance(value, str):
         return f"expected a string, got {_type_name(value)}", False

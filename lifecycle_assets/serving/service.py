@@ -174,8 +174,9 @@ class PredictionService:
             startup.report_fatal(f"start-up failed: {type(error).__name__}: {error}")
 
     def _start(self) -> None:
-        # Here, not at module import: the `bentoml serve` supervisor imports this module too,
-        # and needs none of MLflow, scikit-learn or skops (seconds of start-up each).
+        # Here, not at module import: the `bentoml serve` supervisor imports this module too.
+        # A worker serving compiled models from a SQLite registry and local artifacts imports
+        # none of MLflow, scikit-learn or skops (seconds of start-up each; `in_place.py`).
         from lifecycle_assets.serving.model_source import awaited_models, load_served_models
 
         load_env_file()  # `.env` reaches MLflow and boto3 as it reaches the CLI
@@ -205,14 +206,14 @@ class PredictionService:
 
     def _serve(self, served: ServedModel) -> None:
         """Start answering for a verified model (and following its aliases, from a registry)."""
-        from lifecycle_assets.registry.tracking import configure_mlflow
+        from lifecycle_assets.serving.in_place import registry_reader
         from lifecycle_assets.serving.predictor import Predictor
         from lifecycle_assets.serving.watcher import RegistryWatcher
 
         predictor = Predictor(served, self.settings, shadow_budget_ms=self.shadow_budget)
         if served.source == "registry":
             predictor.watcher = RegistryWatcher(
-                configure_mlflow(self.settings),
+                functools.partial(registry_reader, self.settings),
                 served.ref.name,
                 current=functools.partial(getattr, predictor, "models"),
                 publish=functools.partial(setattr, predictor, "models"),
@@ -236,19 +237,17 @@ class PredictionService:
         Same bar as a swap: SHA-256 verified and a smoke prediction answered; a version that
         fails is logged once and not retried until the alias moves.
         """
-        from lifecycle_assets.registry.refs import resolve
-        from lifecycle_assets.registry.tracking import configure_mlflow
         from lifecycle_assets.serving.fallback import verify_and_load
+        from lifecycle_assets.serving.in_place import registry_reader
         from lifecycle_assets.serving.model_set import smoke_test
 
-        client = configure_mlflow(self.settings)
         refused: dict[str, str] = {}
         while self.awaited:
             time.sleep(self.poll_seconds)
             for name in list(self.awaited):
                 ref = None
                 try:
-                    ref = resolve(client, name, config.CHAMPION_ALIAS)
+                    ref = registry_reader(self.settings).resolve(name, config.CHAMPION_ALIAS)
                     if ref is None or refused.get(name) == ref.version:
                         continue
                     served = verify_and_load(ref)

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
-from lifecycle_assets.ml.training import decide
+from lifecycle_assets.ml.decision import decide
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import SHADOW, ModelSet, score

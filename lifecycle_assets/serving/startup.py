@@ -121,22 +121,28 @@ def check_registry(settings: Settings, wait_seconds: float) -> None:
 
 
 def check_names(settings: Settings, names: list[str]) -> None:
-    """Every explicitly named model must be registered (a typo is not 'no champion yet')."""
+    """Every explicitly named model must be registered (a typo is not 'no champion yet').
+
+    Read through `registry/reader.py` (a SQLite registry read-only, no MLflow import in the
+    supervisor); MLflow is asked for the list of registered models only to name them in the
+    error.
+    """
+    from lifecycle_assets.registry.reader import reader_for
+
+    try:
+        unknown = [name for name in names if reader_for(settings).aliases(name) is None]
+    except Exception as error:  # MlflowException from a server, sqlite3.Error from a file
+        raise FatalConfigError(f"the registry cannot be read: {error}") from error
+    if not unknown:
+        return
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
-    for name in names:
-        try:
-            client.get_registered_model(name)
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise FatalConfigError(f"the registry cannot be read: {error}") from error
-            registered = sorted(m.name for m in client.search_registered_models(max_results=50))
-            raise FatalConfigError(
-                f"unknown model {name!r} in {ENV_MODEL_NAMES}: it is not registered; "
-                f"registered models: {registered}"
-            ) from None
+    registered = sorted(m.name for m in client.search_registered_models(max_results=50))
+    raise FatalConfigError(
+        f"unknown model {unknown[0]!r} in {ENV_MODEL_NAMES}: it is not registered; "
+        f"registered models: {registered}"
+    )
 
 
 def preflight(env: Mapping[str, str]) -> None:

@@ -1,7 +1,8 @@
 """Follow the registry: when an alias the service serves moves, load, verify, smoke, then swap.
 
-A daemon thread polls the registered model (one cheap registry call: aliases and tags together)
-every few seconds, off the request path. A moved alias is loaded in that thread, checked against
+A daemon thread polls the registered model (its aliases and tags, read-only through
+`registry/reader.py`: two indexed queries on a SQLite store, no MLflow import) every few seconds,
+off the request path. A moved alias is loaded in that thread, checked against
 its recorded SHA-256 (`fallback.verify_and_load`), asked for a smoke prediction, and only then
 published as a new `ModelSet`; anything failing on the way is refused: the old model (the last
 good one) keeps serving, and the refusal is logged, listed in `/metadata` and counted in
@@ -21,12 +22,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mlflow import MlflowClient
-
 from lifecycle_assets import config
 from lifecycle_assets.registry.ledger import utc_now
-from lifecycle_assets.registry.refs import get_version
+from lifecycle_assets.registry.reader import RegistryReader
 from lifecycle_assets.serving.fallback import Degradation, VersionRefused, verify_and_load
+from lifecycle_assets.serving.in_place import existing_version
 from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ROLES, SHADOW, ModelSet, smoke_test
 from lifecycle_assets.serving.model_source import ServedModel
@@ -60,18 +60,21 @@ class Refusal:
 
 
 class RegistryWatcher:
-    """Polls the aliases of one registered model and publishes verified `ModelSet`s."""
+    """Polls the aliases of one registered model and publishes verified `ModelSet`s.
+
+    `registry()` returns a reader for the calling thread (`in_place.registry_reader`).
+    """
 
     def __init__(
         self,
-        client: MlflowClient,
+        registry: Callable[[], RegistryReader],
         name: str,
         current: Callable[[], ModelSet],
         publish: Callable[[ModelSet], None],
         metrics: PredictionMetrics,
         poll_seconds: float,
     ) -> None:
-        self.client, self.name = client, name
+        self.registry, self.name = registry, name
         self.current, self.publish = current, publish
         self.metrics = metrics
         self.poll_seconds = poll_seconds
@@ -124,9 +127,11 @@ class RegistryWatcher:
     def poll(self, *, retry_refused: bool = False) -> ModelSet:
         """Read the aliases once and swap whatever moved; returns the model set now served."""
         with self._lock:
-            model = self.client.get_registered_model(self.name)
-            aliases = {alias: str(v) for alias, v in (model.aliases or {}).items()}
-            tags = dict(model.tags or {})
+            reader = self.registry()
+            aliases = reader.aliases(self.name)
+            if aliases is None:
+                raise LookupError(f"{self.name} is no longer registered")
+            tags = reader.model_tags(self.name)
             self.last_poll, self.last_poll_error = utc_now(), None
             self.last_poll_error_detail = None
             models = self.current()
@@ -143,7 +148,7 @@ class RegistryWatcher:
                     else:
                         changes[role] = None
                 elif served is None or served.ref.version != target:
-                    loaded = self._load(role, target, models)
+                    loaded = self._load(reader, role, target, models)
                     if loaded is not None:
                         changes[role] = loaded
                     if role == CHAMPION:
@@ -151,7 +156,8 @@ class RegistryWatcher:
                 elif role == CHAMPION:
                     # The alias came back to the version served: registry and service agree.
                     self._set_degradation(None, models)
-            if CHAMPION not in changes and (tagged := self._with_its_bento(models.champion)):
+            tagged = None if CHAMPION in changes else self._with_its_bento(reader, models.champion)
+            if tagged is not None:
                 models = models.replace(champion=tagged)
                 self.publish(models)  # the same version, now naming its Bento: not a swap
             weight = self._weight(tags.get(config.TAG_CANARY_WEIGHT), models.canary_weight)
@@ -163,7 +169,7 @@ class RegistryWatcher:
                 self._record_swap(changes, models)
             return models
 
-    def _with_its_bento(self, served: ServedModel) -> ServedModel | None:
+    def _with_its_bento(self, reader: RegistryReader, served: ServedModel) -> ServedModel | None:
         """The champion with the `bento_tag` tag set since it was loaded, else None.
 
         `bento_service` builds the Bento after the promotion the service follows, so a champion
@@ -176,7 +182,8 @@ class RegistryWatcher:
         if config.TAG_BENTO_TAG in ref.tags or polls >= BENTO_TAG_POLLS:
             return None
         self._bento_tag_polls[ref.version] = polls + 1
-        bento_tag = get_version(self.client, self.name, ref.version).tags.get(config.TAG_BENTO_TAG)
+        current = reader.version(self.name, ref.version)
+        bento_tag = None if current is None else current.tags.get(config.TAG_BENTO_TAG)
         if bento_tag is None:
             return None
         tagged = dataclasses.replace(ref, tags={**ref.tags, config.TAG_BENTO_TAG: bento_tag})
@@ -193,13 +200,15 @@ class RegistryWatcher:
             logger.error("ignoring the %s tag of %s: %s", tag, self.name, error)
             return current
 
-    def _load(self, role: str, version: str, models: ModelSet) -> ServedModel | None:
+    def _load(
+        self, reader: RegistryReader, role: str, version: str, models: ModelSet
+    ) -> ServedModel | None:
         """The verified, smoke-tested version, or None after recording why it was refused."""
         for served in (models.champion, models.canary, models.shadow):
             if served is not None and served.ref.version == version:
                 return served  # already loaded and verified for another role
         try:
-            candidate = verify_and_load(get_version(self.client, self.name, version))
+            candidate = verify_and_load(existing_version(reader, self.name, version))
             # A new champion brings its own spec (requests are validated against it); the other
             # roles must answer the rows the champion's spec accepts.
             spec = candidate.loaded.spec if role == CHAMPION else models.champion.loaded.spec
