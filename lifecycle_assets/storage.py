@@ -18,12 +18,14 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 from upath import UPath
 
 from lifecycle_assets.data import valid_json
+
+if TYPE_CHECKING:  # polars is imported by the one reader that needs it: CLI reads start faster
+    import polars as pl
 
 Location = str | os.PathLike[str]
 _REMOTE_OPTIONS_PROTOCOLS = ("s3", "s3a")
@@ -113,6 +115,8 @@ def write_json(location: Location, value: Any, **dumps: Any) -> None:
 
 def read_parquet(location: Location) -> pl.DataFrame:
     """Parquet through the bytes, so every store fsspec reaches works the same way."""
+    import polars as pl
+
     return pl.read_parquet(io.BytesIO(read_bytes(location)))
 
 
