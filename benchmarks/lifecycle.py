@@ -11,7 +11,8 @@ Measured per size:
 - compute: the time spent inside asset and check bodies (the data and ML work), timed by
   `body_timer` around Dagster's one call into user code (each `next()` of a generator body);
   everything else is overhead: imports, run creation, event writes, the IO manager, the CLI's
-  own bookkeeping;
+  own bookkeeping, and the set-up `lifecycle run` does in a thread beside its first ingest
+  (its CPU seconds inside a body's span are taken out of that body's compute);
 - step time: the sum over every step of STEP_START -> STEP_SUCCESS / STEP_FAILURE from the
   event log, shown beside compute: it also holds Dagster's work inside a step (a
   materialization event per partition, check events, IO manager writes), so using it as
