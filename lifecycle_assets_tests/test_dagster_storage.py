@@ -70,8 +70,15 @@ def _recorded(instance: dg.DagsterInstance) -> dict:
             materialization.metadata["rows"].value,
             materialization.tags.get("dagster/data_version"),
         )
+    # The asset's own row (what the UI and `get_latest_materialization_event` read).
+    entry = instance.get_asset_records([key])[0].asset_entry
     return {
         **events,
+        "entry": (
+            entry.last_materialization_record.partition_key,
+            entry.last_materialization.asset_materialization.metadata["rows"].value,
+            entry.last_run_id is not None,
+        ),
         "latest": latest,
         "materialized": sorted(instance.get_materialized_partitions(key)),
         "checks": len(
