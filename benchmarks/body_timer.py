@@ -11,12 +11,12 @@ import moved into an asset must not look like compute). The benchmark runs `life
 this installed, in the same process and code path as a user's run; the totals go to the JSON
 file named by `ENV_OUT` at exit.
 
-Work that `lifecycle run` does in a thread beside the runs (`lifecycle_assets.training_setup`:
-the registry reconcile and training-only imports) is overhead too, and while it runs it takes
-the interpreter lock from the body running then. So its CPU seconds that fall inside a body's
-span (spread evenly over the thread's own span) are taken out of that body's compute: an upper
-bound of what it can have cost the body, since a body in polars or SQLite holds no lock. Only
-`import` statements of the body's own thread count as the body's imports.
+Work that `lifecycle run` does beside the runs (`lifecycle_assets.training_setup`: the registry
+reconcile and training-only imports in a thread, a new MLflow store created by a child process)
+is overhead too, and while it runs it takes the interpreter lock or a core from the body running
+then. So its CPU seconds that fall inside a body's span (spread evenly over each recorded span)
+are taken out of that body's compute. Only `import` statements of the body's own thread count
+as the body's imports.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 
 ENV_OUT = "BENCH_BODY_TIMES"
 IMPORTS = "imports inside bodies (overhead)"
-BACKGROUND = "set-up thread during bodies (overhead)"
+BACKGROUND = "set-up beside the runs, during bodies (overhead)"
 SETUP_MODULE = "lifecycle_assets.training_setup"
 
 

@@ -294,8 +294,8 @@ def report(size: int, m: Measurement) -> list[str]:
     not_compute = m.stats.imports_in_bodies + m.stats.background_in_bodies
     print(
         f"        inside bodies: {m.compute_s:.1f} s of work"
-        f" + {m.stats.imports_in_bodies:.1f} s of imports"
-        f" + {m.stats.background_in_bodies:.1f} s of the set-up thread (both overhead);"
+        f" + {m.stats.imports_in_bodies:.1f} s of imports (overhead)"
+        f" + {m.stats.background_in_bodies:.1f} s of the set-up beside the runs (overhead);"
         f" Dagster's share of the steps {m.step_s - m.compute_s - not_compute:.1f} s"
     )
     before, between, after = outside_runs(m)
