@@ -51,7 +51,7 @@ CREATE_STORE = "import sys, mlflow; mlflow.MlflowClient(sys.argv[1], sys.argv[1]
 
 @dataclass(frozen=True)
 class Span:
-    """When a set-up thread ran (`time.perf_counter`) and the CPU seconds it used."""
+    """A stretch of set-up work beside the runs (`time.perf_counter`) and its CPU seconds."""
 
     start: float
     end: float
@@ -62,8 +62,8 @@ SPANS: list[Span] = []
 
 
 def sqlite_store_created(path: Path) -> bool:
-    """Whether MLflow finished creating the SQLite store at `path` (it stamps its revision
-    last), read without SQLAlchemy or alembic."""
+    """Whether MLflow has created the SQLite store at `path` (its alembic revision is stamped),
+    read without SQLAlchemy or alembic."""
     if not path.is_file():
         return False
     try:
