@@ -94,9 +94,14 @@ class BodyClock:
 
     def compute(self) -> dict[str, float]:
         """Per op: body time without its imports and the set-up thread's share; those apart."""
-        taken = self.background()
+        # Spread evenly over its span, the set-up's CPU can exceed a short body's own time: a
+        # body gives up at most all of it.
+        taken = {
+            name: min(share, self.bodies[name] - self.imports[name])
+            for name, share in self.background().items()
+        }
         totals = {
-            name: seconds - self.imports[name] - taken[name]
+            name: seconds - self.imports[name] - taken.get(name, 0.0)
             for name, seconds in self.bodies.items()
         }
         return {**totals, IMPORTS: sum(self.imports.values()), BACKGROUND: sum(taken.values())}
