@@ -29,7 +29,7 @@ from lifecycle_assets.data.sources import days_with_rows
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
 from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
-from lifecycle_assets.recovery import recover_at_start
+from lifecycle_assets.recovery import recover_at_start, recover_dagster, report
 from lifecycle_assets.run_submission import ExecutionResult, execute
 from lifecycle_assets.spec import ModelSpec
 
@@ -174,13 +174,19 @@ def ingest_window(
     *,
     refresh: bool = False,
     progress: Callable[[str], None] | None = None,
+    registry_reconciled_apart: bool = False,
 ) -> IngestOutcome:
     """Ingest the window's days that need reading, each block of consecutive days in ONE run.
 
     A quarantined day fails its blocking schema check, which holds back the features of the
-    whole run; the features of the accepted days then get one more run of their own.
+    whole run; the features of the accepted days then get one more run of their own. What a
+    killed run left behind is settled first; with `registry_reconciled_apart` only its Dagster
+    part (the caller reconciles the registry before training: `training_setup`).
     """
-    recover_at_start(instance, [spec.name])  # settle what a killed run left behind, first
+    if registry_reconciled_apart:
+        report(recover_dagster(instance))
+    else:
+        recover_at_start(instance, [spec.name])
     settings = Settings.from_env()
     lake = Lake(settings.lake_dir, settings.quarantine_dir, spec.name)
     job = defs.resolve_job_def(ingest_job_name(spec))

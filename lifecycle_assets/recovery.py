@@ -140,23 +140,45 @@ def reconcile_registry(client: MlflowClient, names: Iterable[str]) -> Recovery:
     return recovery
 
 
+def recover_dagster(instance: dg.DagsterInstance) -> Recovery:
+    """The Dagster part: runs whose process is gone end as failed, then their pool slots."""
+    failed = fail_orphaned_dagster_runs(instance)
+    return Recovery(dagster_runs_failed=failed, pool_slots_freed=free_pool_slots(instance))
+
+
+def recover_registry(names: Iterable[str]) -> Recovery:
+    """The MLflow and ledger part on the settings' store (created and migrated if new)."""
+    from lifecycle_assets.config import Settings
+    from lifecycle_assets.registry.tracking import configure_mlflow
+
+    return reconcile_registry(configure_mlflow(Settings.from_env()), names)
+
+
 def reconcile_all(
     instance: dg.DagsterInstance, client: MlflowClient, names: Iterable[str]
 ) -> Recovery:
     """Everything above: Dagster runs first (their slots), then MLflow and the ledger."""
-    failed = fail_orphaned_dagster_runs(instance)
-    freed = free_pool_slots(instance)
+    dagster = recover_dagster(instance)
     recovery = reconcile_registry(client, names)
-    recovery.dagster_runs_failed, recovery.pool_slots_freed = failed, freed
+    recovery.dagster_runs_failed = dagster.dagster_runs_failed
+    recovery.pool_slots_freed = dagster.pool_slots_freed
+    return recovery
+
+
+def report(recovery: Recovery) -> Recovery:
+    """Say in one line what a reconcile settled, if anything."""
+    if recovery:
+        logging.getLogger("lifecycle").warning(recovery.summary())
     return recovery
 
 
 def recover_at_start(instance: dg.DagsterInstance, names: Iterable[str]) -> Recovery:
-    """What `lifecycle run` calls first: reconcile everything, say so in one line if needed."""
+    """What `lifecycle run` calls first: reconcile everything, say so in one line if needed.
+
+    `lifecycle run` itself splits it: the Dagster part before its first run, the registry part
+    in `training_setup` while the first window is ingested (nothing of ingest touches MLflow).
+    """
     from lifecycle_assets.config import Settings
     from lifecycle_assets.registry.tracking import configure_mlflow
 
-    recovery = reconcile_all(instance, configure_mlflow(Settings.from_env()), names)
-    if recovery:
-        logging.getLogger("lifecycle").warning(recovery.summary())
-    return recovery
+    return report(reconcile_all(instance, configure_mlflow(Settings.from_env()), names))

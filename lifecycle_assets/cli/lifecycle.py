@@ -77,6 +77,7 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         write_summary,
     )
     from lifecycle_assets.spec import SpecError, configured_specs
+    from lifecycle_assets.training_setup import TrainingSetUp
 
     try:
         specs = [_load(spec_path)] if spec_path is not None else configured_specs()
@@ -91,6 +92,8 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     settings = Settings.from_env()
     if settings.dagster_url:
         _follow_submitted_runs(settings.dagster_url, show=not as_json)
+    # The registry reconcile and training-only imports overlap the first ingest run.
+    setup = TrainingSetUp([spec.name for spec in specs], settings).start()
     instance = _dagster_instance()
     defs = build_definitions(specs)
     # The modules and definitions live as long as the process: out of the collector's sight,
@@ -110,7 +113,9 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
                 instance,
                 refresh=refresh,
                 progress=functools.partial(_advance, progress, bar),
+                registry_reconciled_apart=True,
             )
+        setup.wait()  # the registry is reconciled before training reads it
         if not as_json:
             console.print(ingest.line(spec.name), markup=False, highlight=False)
             for day, reason in sorted(ingest.quarantined.items()):

@@ -12,12 +12,6 @@ from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.registry.aliases import ConcurrentAliasChange, move_alias
 from lifecycle_assets.registry.refs import resolve
-from lifecycle_assets.serving.bento_store import (
-    build_bento,
-    export_to_storage,
-    exported_tag,
-    serve_command,
-)
 from lifecycle_assets.spec import ModelSpec, configured_specs
 
 
@@ -111,6 +105,15 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         lifecycle: LifecycleResource,
         champion_model: dict[str, Any],
     ) -> dg.Output[dict[str, Any]]:
+        # BentoML (about 1 s to import) loads in the step that builds, not in every process
+        # that loads the definitions; `lifecycle run` imports it beside its first ingest.
+        from lifecycle_assets.serving.bento_store import (
+            build_bento,
+            export_to_storage,
+            exported_tag,
+            serve_command,
+        )
+
         client = mlflow.client()
         champion = champion_model["champion"]
         ref = resolve(client, spec.name, config.CHAMPION_ALIAS)

@@ -16,7 +16,6 @@ from lifecycle_assets.defs.metadata import rounded
 from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.drift import drift_report, write_latest_drift
 from lifecycle_assets.ml.drift_html import render_drift_html
-from lifecycle_assets.ml.drift_plots import psi_bars_png, score_distribution_png
 from lifecycle_assets.ml.features import compute_features
 from lifecycle_assets.ml.profile import ReferenceProfile
 from lifecycle_assets.registry.refs import get_version
@@ -68,6 +67,9 @@ def build_drift_assets(spec: ModelSpec) -> list:
         profile = ReferenceProfile.from_dict(load_reference_profile(ref))
         scores = log["score"].cast(pl.Float64).to_numpy()
         report = drift_report(compute_features(log, spec), profile, spec.drift_thresholds(), scores)
+        # matplotlib loads where plots are drawn, not with the definitions.
+        from lifecycle_assets.ml.drift_plots import psi_bars_png, score_distribution_png
+
         pngs = {
             "PSI by feature": psi_bars_png(report),
             "score distribution": score_distribution_png(profile, scores),

@@ -11,7 +11,6 @@ from lifecycle_assets.defs import names
 from lifecycle_assets.defs.automation import IO_RETRY
 from lifecycle_assets.defs.metadata import rounded, rounded_metrics
 from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
-from lifecycle_assets.ml import plots
 from lifecycle_assets.ml.evaluation import EvaluationReport, evaluate
 from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.ml.tasks import traits
@@ -25,6 +24,9 @@ PLOTS_ARTIFACT_DIR = "evaluation"
 
 def _write_plots(report: EvaluationReport, y, proba, champion_proba, folder: Path) -> list[Path]:
     """The plots as PNG files in the report folder; the UI links them, never inlines them."""
+    # matplotlib (about 0.5 s to import) loads where plots are drawn, not with the definitions.
+    from lifecycle_assets.ml import plots
+
     paths = []
     for name, png in plots.evaluation_pngs(report, y, proba, champion_proba).items():
         path = folder / f"{name}.png"

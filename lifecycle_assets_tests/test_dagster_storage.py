@@ -1,0 +1,130 @@
+"""The batching SQLite storage records a window run exactly as Dagster's own SQLite storage does:
+every day its planned and its actual materialization, partition, data version, tags and status."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from lifecycle_assets.dagster_storage import BATCH_SIZE_VARIABLE, BatchingSqliteEventLogStorage
+from lifecycle_assets.defs.partition_ranges import range_tags
+
+DAYS = ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"]
+PROJECT_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
+PARTITIONS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-05")
+
+
+@dg.asset(partitions_def=PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run())
+def days(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """Each day its own metadata; one data version for the step, as `defs.assets.data` does."""
+    for day in context.partition_keys:
+        context.add_asset_metadata({"rows": int(day[-2:])}, partition_key=day)
+    return dg.MaterializeResult(data_version=dg.DataVersion("window"))
+
+
+@dg.asset_check(asset=days, partitions_def=PARTITIONS)
+def days_are_fine(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True)
+
+
+JOB = dg.define_asset_job("days_job", selection=[days], partitions_def=PARTITIONS)
+DEFS = dg.Definitions(assets=[days], asset_checks=[days_are_fine], jobs=[JOB])
+
+
+def _instance(home: Path, yaml: Path | None, monkeypatch: pytest.MonkeyPatch) -> dg.DagsterInstance:
+    """The instance of a fresh DAGSTER_HOME (the project's yaml names its folder by it)."""
+    home.mkdir(parents=True)
+    if yaml is not None:
+        shutil.copy(yaml, home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return dg.DagsterInstance.get()
+
+
+def _recorded(instance: dg.DagsterInstance) -> dict:
+    """What the index holds about the asset: events in order, each day's latest event."""
+    key = dg.AssetKey("days")
+    kinds = (
+        dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+        dg.DagsterEventType.ASSET_MATERIALIZATION,
+    )
+    events = {
+        kind.value: [
+            (r.partition_key, r.asset_key)
+            for r in instance.fetch_materializations(key, limit=100).records
+        ]
+        if kind == dg.DagsterEventType.ASSET_MATERIALIZATION
+        else sorted(
+            r.partition_key or ""
+            for r in instance.get_event_records(dg.EventRecordsFilter(kind, asset_key=key))
+        )
+        for kind in kinds
+    }
+    latest = {}
+    for day in DAYS:
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
+        ).records[0]
+        materialization = record.asset_materialization
+        latest[day] = (
+            materialization.metadata["rows"].value,
+            materialization.tags.get("dagster/data_version"),
+        )
+    # The asset's own row (what the UI and `get_latest_materialization_event` read).
+    entry = instance.get_asset_records([key])[0].asset_entry
+    return {
+        **events,
+        "entry": (
+            entry.last_materialization_record.partition_key,
+            entry.last_materialization.asset_materialization.metadata["rows"].value,
+            entry.last_run_id is not None,
+        ),
+        "latest": latest,
+        "materialized": sorted(instance.get_materialized_partitions(key)),
+        "checks": len(
+            instance.event_log_storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(key, "days_are_fine"), limit=10
+            )
+        ),
+    }
+
+
+def _run(instance: dg.DagsterInstance) -> None:
+    result = DEFS.resolve_job_def("days_job").execute_in_process(
+        instance=instance, tags=range_tags(DAYS)
+    )
+    assert result.success
+
+
+def test_project_yaml_names_the_batching_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _instance(tmp_path / "home", PROJECT_YAML, monkeypatch) as instance:
+        assert isinstance(instance.event_log_storage, BatchingSqliteEventLogStorage)
+        assert (tmp_path / "home" / "history" / "runs.db").exists()
+
+
+def test_a_window_run_is_recorded_as_by_dagsters_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(BATCH_SIZE_VARIABLE, raising=False)
+    with _instance(tmp_path / "plain", None, monkeypatch) as plain:
+        assert not isinstance(plain.event_log_storage, BatchingSqliteEventLogStorage)
+        _run(plain)
+        expected = _recorded(plain)
+    batched = []
+    original = BatchingSqliteEventLogStorage._store_asset_events
+
+    def spy(self: BatchingSqliteEventLogStorage, events: list) -> None:
+        batched.append(len(events))
+        original(self, events)
+
+    monkeypatch.setattr(BatchingSqliteEventLogStorage, "_store_asset_events", spy)
+    with _instance(tmp_path / "batched", PROJECT_YAML, monkeypatch) as instance:
+        assert isinstance(instance.event_log_storage, BatchingSqliteEventLogStorage)
+        _run(instance)
+        assert _recorded(instance) == expected
+    # The four planned and the four actual materializations went as batches, not one by one.
+    assert len(DAYS) in batched and max(batched) >= len(DAYS)
+    assert expected["materialized"] == DAYS
+    assert [rows for rows, _ in expected["latest"].values()] == [1, 2, 3, 4]
