@@ -1,8 +1,9 @@
 """What only training needs, prepared in a thread while `lifecycle run` ingests the first window.
 
 Ingest touches neither MLflow nor the promotion ledger, so the registry part of the start-up
-reconcile and the first imports of skops, matplotlib and BentoML (done by the first
-registration, evaluation and Bento otherwise) need not hold up the first Dagster run.
+reconcile need not hold up the first Dagster run. The thread imports nothing new beside the
+ingest (it starts after the definitions imported theirs): modules a step imports first, such as
+skops for the registration, are imported by that step in its own thread.
 `lifecycle run` starts this after the pre-flight (nothing is written before the data is known
 usable) and waits for it before the first training run: the registry is reconciled before
 anything reads it, as before, and an error of the reconcile is raised there.
@@ -21,7 +22,6 @@ counts as compute.
 
 from __future__ import annotations
 
-import importlib
 import resource
 import sqlite3
 import subprocess
@@ -37,14 +37,6 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.recovery import Recovery, recover_registry, report
 
 SQLITE = "sqlite:///"
-# First imported by the registration (skops), the evaluation's plots (matplotlib) and the Bento
-# step (BentoML and its model store), 0.5-2 s each: imported here rather than inside those steps.
-FIRST_IMPORTS = (
-    "skops.io",
-    "lifecycle_assets.ml.plots",
-    "lifecycle_assets.serving.bento_store",
-    "bentoml.models",
-)
 # Creates (and migrates) the store named by argv[1]; MLflow alone, nothing of the project.
 CREATE_STORE = "import sys, mlflow; mlflow.MlflowClient(sys.argv[1], sys.argv[1])"
 
@@ -97,7 +89,7 @@ def child_span() -> Iterator[None]:
 
 
 class TrainingSetUp:
-    """The registry reconcile and training-only imports, in a thread; `wait` returns the first."""
+    """The registry reconcile, in a thread; `wait` returns its result."""
 
     def __init__(self, names: Iterable[str], settings: Settings | None = None) -> None:
         self._names = list(names)
@@ -125,8 +117,6 @@ class TrainingSetUp:
                     with child_span():
                         create_sqlite_store(uri)
                 self._recovery = recover_registry(self._names)
-            for module in FIRST_IMPORTS:
-                importlib.import_module(module)
         except BaseException as error:  # raised again in the caller's thread by `wait`
             self._error = error
         finally:

@@ -92,10 +92,12 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     settings = Settings.from_env()
     if settings.dagster_url:
         _follow_submitted_runs(settings.dagster_url, show=not as_json)
-    # The registry reconcile and training-only imports overlap the first ingest run.
-    setup = TrainingSetUp([spec.name for spec in specs], settings).start()
     instance = _dagster_instance()
     defs = build_definitions(specs)
+    # The registry reconcile overlaps the first ingest run. It starts once the definitions
+    # have imported their modules: two threads importing one module graph at once can hand
+    # one of them a partly initialised module (CPython's import deadlock avoidance).
+    setup = TrainingSetUp([spec.name for spec in specs], settings).start()
     # The modules and definitions live as long as the process: out of the collector's sight,
     # the periodic full collections during the runs no longer walk them again and again.
     gc.freeze()
