@@ -21,6 +21,7 @@ model follows its own aliases; a Bento serves the models it was built with and n
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import threading
@@ -192,6 +193,9 @@ class PredictionService:
         self.awaited = awaited_models(list(self.predictors))
         if self.awaited:
             threading.Thread(target=self._await_champions, name="champions", daemon=True).start()
+        # The modules, models and registry state loaded so far live as long as the worker: out
+        # of the collector's sight, a full collection no longer walks them while requests wait.
+        gc.freeze()
 
     @bentoml.on_shutdown
     def close_prediction_logs(self) -> None:
