@@ -16,7 +16,6 @@ from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
 from lifecycle_assets.run_submission import submitted_by
 from lifecycle_assets.spec import ModelSpec
 
-HAS_CARD = "already has its card"
 # How long after `lifecycle run`'s training run the sensor leaves the card to the command (it
 # submits the card run seconds later); past it, the command is taken to have died.
 CLI_CARD_GRACE_SECONDS = 300
@@ -39,8 +38,9 @@ def _card_written_elsewhere(
     version: object,
     card_key: dg.AssetKey,
     spec: ModelSpec,
-) -> str | None:
-    """Why the sensor must not request this evaluation's card now, or None if it must.
+) -> tuple[str, bool] | None:
+    """Why the sensor must not request this evaluation's card now, and whether the card
+    already exists (the cursor may move past it); None if it must.
 
     `lifecycle run` writes the card itself right after its training run; on the team's
     instance that run ends while the daemon ticks this sensor, so a tick between the
@@ -50,25 +50,26 @@ def _card_written_elsewhere(
         dg.AssetRecordsFilter(asset_key=card_key, after_storage_id=evaluation.storage_id), limit=5
     ).records
     if any(str(_metadata_value(card, "model_version")) == str(version) for card in cards):
-        return f"{HAS_CARD} (v{version})"
+        return f"v{version} already has its card", True
     run = instance.get_run_by_id(evaluation.run_id) if evaluation.run_id else None
     if run is None:
         return None
     if not run.is_finished:
-        return f"v{version}'s evaluation run {run.run_id} is {run.status.value}: its card waits"
+        status = run.status.value
+        return f"v{version}'s evaluation run {run.run_id} is {status}: its card waits", False
     pending = instance.get_run_records(
         dg.RunsFilter(job_name=model_card_job_name(spec), statuses=PENDING_RUN_STATUSES),
         limit=1,
     )
     if pending:
         card_run = pending[0].dagster_run
-        return f"card run {card_run.run_id} is {card_run.status.value}: it writes the card"
+        return f"card run {card_run.run_id} is {card_run.status.value}: it writes the card", False
     command = submitted_by(run)
     record = instance.get_run_record_by_id(run.run_id)
     ended = record.end_time if record is not None else None
     if command and ended and time.time() - ended < CLI_CARD_GRACE_SECONDS:
         # Should the command die before its card run, the sensor requests it after the grace.
-        return f"`lifecycle run` ({command}) evaluated v{version} and writes its card itself"
+        return f"`lifecycle run` ({command}) evaluated v{version} and writes its card itself", False
     return None
 
 
@@ -193,9 +194,10 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         if wait is not None:
             # Handled (a card exists) or not yet (someone else is about to write it): the
             # cursor moves only once the card exists or the sensor requests it.
-            done = wait.startswith(HAS_CARD)
+            reason, card_exists = wait
             return dg.SensorResult(
-                skip_reason=wait, cursor=str(latest.storage_id) if done else context.cursor
+                skip_reason=reason,
+                cursor=str(latest.storage_id) if card_exists else context.cursor,
             )
         request = dg.RunRequest(
             # One card run per version, even if the cursor is lost: Dagster dedups the key.
