@@ -74,8 +74,8 @@ def trusted_types(path: str | Path) -> list[str]:
     return _allowed(sio.get_untrusted_types(file=path), str(path))
 
 
-def load_pipeline(path: str | Path, expected_sha256: str) -> Pipeline:
-    """Verify the SHA-256, then load with skops on the allow-list. Raises rather than guess."""
+def check_sha256(path: str | Path, expected_sha256: str) -> None:
+    """Raise IntegrityError unless the file's SHA-256 is the one recorded at registration."""
     if not expected_sha256:
         raise IntegrityError(f"no SHA-256 recorded for {path}; refusing to load it")
     actual = sha256_file(path)
@@ -83,6 +83,11 @@ def load_pipeline(path: str | Path, expected_sha256: str) -> Pipeline:
         raise IntegrityError(
             f"{path} has SHA-256 {actual}, but {expected_sha256} was recorded at registration"
         )
+
+
+def load_pipeline(path: str | Path, expected_sha256: str) -> Pipeline:
+    """Verify the SHA-256, then load with skops on the allow-list. Raises rather than guess."""
+    check_sha256(path, expected_sha256)
     import skops.io as sio
 
     return sio.load(path, trusted=trusted_types(path))

@@ -40,7 +40,7 @@ from lifecycle_assets.registry.artifacts import (
     load_proof,
     sha256_file,
 )
-from lifecycle_assets.registry.reader import local_or_stored, reader_of
+from lifecycle_assets.registry.reader import RegistryReader, local_or_stored, reader_of
 from lifecycle_assets.registry.refs import ModelRef
 
 # Set by reconcile on a version a crash left without its required tags: it can never serve.
@@ -156,6 +156,19 @@ def _local(uri: str | None) -> Path | None:
     return Path(location) if location and "://" not in location else None
 
 
+def locate(ref: ModelRef, reader: RegistryReader) -> tuple[Path, Path | None] | None:
+    """The version's model folder and (when it has a compiled form) its run's artifact root,
+    both local folders; None when either lives where only MLflow reaches."""
+    model_dir = _local(reader.model_location(ref))
+    if model_dir is None:
+        return None
+    if not has_compiled(ref.tags):
+        return model_dir, None
+    run = reader.run(ref.run_id) if ref.run_id else None
+    root = _local(run.artifact_uri) if run is not None else None
+    return None if root is None else (model_dir, root)
+
+
 def _download_compiled(ref: ModelRef, dst: str) -> Path | None:
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -210,17 +223,14 @@ def verify_version(
     reason = refusal(ref.tags)
     if reason is not None:
         return Verification(name, version, [reason])
-    model_dir = _local(reader.model_location(ref))
+    located = locate(ref, reader)
+    if located is None:
+        return _verify_downloaded(ref, tracking_uri)
+    model_dir, root = located
     compiled: Path | None = None
-    if has_compiled(ref.tags):
-        run = reader.run(ref.run_id) if ref.run_id else None
-        root = _local(run.artifact_uri) if run is not None else None
-        if root is None:
-            return _verify_downloaded(ref, tracking_uri)
+    if root is not None:
         compiled = root / ref.tags[TAG_COMPILED_PATH]
         compiled = compiled if compiled.is_file() else None
-    if model_dir is None:
-        return _verify_downloaded(ref, tracking_uri)
     if not model_dir.is_dir():
         return Verification(name, version, ["its artifact is missing from the artifact store"])
     return verify_dir(ref, model_dir, compiled, trust_proof=True)

@@ -30,16 +30,14 @@ import yaml
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.registry.artifacts import IntegrityError, load_pipeline, sha256_file
+from lifecycle_assets.registry.artifacts import check_sha256, load_pipeline
 from lifecycle_assets.registry.reader import (
     MlflowReader,
     RegistryReader,
     SqliteReader,
-    local_or_stored,
     sqlite_reader,
 )
 from lifecycle_assets.registry.refs import ModelRef
-from lifecycle_assets.registry.verify import has_compiled
 from lifecycle_assets.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -105,24 +103,6 @@ class VerifiedModel:
         return VerifiedModel(self.ref, self.spec, self.skops_path, self.pipeline)
 
 
-def _local(uri: str | None) -> Path | None:
-    location = local_or_stored(uri)
-    return Path(location) if location and "://" not in location else None
-
-
-def locate(ref: ModelRef, reader: RegistryReader) -> tuple[Path, Path | None] | None:
-    """The version's model folder and (when it has a compiled form) its run's artifact root,
-    both local folders; None when either lives where only MLflow reaches."""
-    model_dir = _local(reader.model_location(ref))
-    if model_dir is None:
-        return None
-    if not has_compiled(ref.tags):
-        return model_dir, None
-    run = reader.run(ref.run_id) if ref.run_id else None
-    root = _local(run.artifact_uri) if run is not None else None
-    return None if root is None else (model_dir, root)
-
-
 def spec_of(model_dir: Path) -> ModelSpec:
     """The spec registration wrote into the model's `MLmodel` metadata (read as MLflow does:
     YAML, safe loader; libyaml's when installed, 60 ms faster)."""
@@ -134,16 +114,9 @@ def spec_of(model_dir: Path) -> ModelSpec:
 def verified_in_place(ref: ModelRef, model_dir: Path) -> VerifiedModel:
     """The version's skops file checked against `artifact_sha256` where it is stored."""
     path = model_dir / (ref.tags.get(config.TAG_ARTIFACT_PATH) or config.SKOPS_FILE)
-    expected = ref.artifact_sha256
-    if not expected:
-        raise IntegrityError(f"no SHA-256 recorded for {path}; refusing to load it")
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the artifact store")
-    actual = sha256_file(path)
-    if actual != expected:
-        raise IntegrityError(
-            f"{path} has SHA-256 {actual}, but {expected} was recorded at registration"
-        )
+    check_sha256(path, ref.artifact_sha256)
     return VerifiedModel(ref=ref, spec=spec_of(model_dir), skops_path=path)
 
 

@@ -41,12 +41,11 @@ from lifecycle_assets.compiled.model import CompiledModel
 from lifecycle_assets.compiled.rows import RowEncoder
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.refs import ModelRef
-from lifecycle_assets.registry.verify import load_proven
+from lifecycle_assets.registry.verify import load_proven, locate
 from lifecycle_assets.serving.in_place import (
     VerifiedModel,
     compiled_file,
     existing_version,
-    locate,
     registry_reader,
     verified_in_place,
 )
