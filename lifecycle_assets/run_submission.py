@@ -196,6 +196,13 @@ def cancel(url: str, run_id: str, job_name: str) -> RunCancelled:
 
     client = graphql_client(url, timeout=CANCEL_TIMEOUT_SECONDS)
     try:
+        before = client.get_run_status(run_id)
+        if before in FINISHED_STATUSES:
+            # It ended between the last poll and Ctrl-C: what it did stands, say so.
+            return RunCancelled(
+                f"run {run_id} of {job_name} had already finished ({before.value}) when "
+                f"interrupted: nothing to cancel, see {url}/runs/{run_id}"
+            )
         client.terminate_run(run_id)
         status = client.get_run_status(run_id).value
     except (DagsterGraphQLClientError, KeyboardInterrupt) as error:

@@ -28,6 +28,7 @@ from mlflow import MlflowClient
 
 from lifecycle_assets import config
 from lifecycle_assets.cli import main
+from lifecycle_assets.crash import PAUSE_AT_ENV
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs.jobs import (
     ingest_job_name,
@@ -136,7 +137,18 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(postgres_url: str, tmp_path: Path) -> Iterator[Deployment]:  # noqa: F811
+def deployment_env() -> dict[str, str]:
+    """Variables the deployment's processes (and so its runs) get on top of the project's; a
+    test parametrizes it to hold its runs at a crash point."""
+    return {}
+
+
+@pytest.fixture
+def deployment(
+    postgres_url: str,  # noqa: F811
+    tmp_path: Path,
+    deployment_env: dict[str, str],
+) -> Iterator[Deployment]:
     spec_path = write_spec(tmp_path)
     env = {
         **os.environ,
@@ -144,6 +156,7 @@ def deployment(postgres_url: str, tmp_path: Path) -> Iterator[Deployment]:  # no
         **team_dagster_home(tmp_path / "dagster_home", postgres_url),
         "LIFECYCLE_SPECS": str(spec_path),  # the webserver's code location loads this spec
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **deployment_env,
     }
     env.pop("LIFECYCLE_DAGSTER_URL", None)
     port = free_port()
@@ -291,11 +304,15 @@ class Lines:
 
 
 @pytest.mark.team
+# The training run holds after logging its model, so Ctrl-C always finds it running (a fast
+# training could otherwise end before the signal, and there would be nothing to cancel).
+@pytest.mark.parametrize("deployment_env", [{PAUSE_AT_ENV: "after-log-model"}])
 def test_ctrl_c_cancels_the_submitted_run_and_ends_in_one_line(
     deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C while `lifecycle run` waits for its training run: the webserver terminates the run,
-    the command names it in one line and exits 130, as a shell reports SIGINT."""
+    the command names it in one line and exits 130, as a shell reports SIGINT. Interrupted
+    again once the run has ended, it says there was nothing to cancel."""
     training = training_job_name(deployment.spec)
     process = subprocess.Popen(
         [str(BIN / "lifecycle"), "run"],
@@ -331,6 +348,12 @@ def test_ctrl_c_cancels_the_submitted_run_and_ends_in_one_line(
             assert time.monotonic() < deadline, "the launcher never ended the run"
             time.sleep(1)
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELED
+    late = cancel(deployment.url, run.run_id, training)
+    assert late.exit_code == 130
+    assert late.format_message() == (
+        f"run {run.run_id} of {training} had already finished (CANCELED) when interrupted: "
+        f"nothing to cancel, see {deployment.url}/runs/{run.run_id}"
+    )
 
 
 KILLED_RUN = """
