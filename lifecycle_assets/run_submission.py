@@ -26,7 +26,7 @@ import click
 import dagster as dg
 from dagster._core.definitions import NodeHandle
 from dagster._core.execution.execution_result import ExecutionResult
-from dagster._core.storage.dagster_run import FINISHED_STATUSES
+from dagster._core.storage.dagster_run import FINISHED_STATUSES, NOT_FINISHED_STATUSES
 
 from lifecycle_assets import storage
 from lifecycle_assets.defs.resources import JsonIOManager
@@ -90,9 +90,12 @@ def execute(
     if partition_key is not None:
         # How Dagster names a run's partition; the webserver launches that partition.
         tags = {**(tags or {}), PARTITION_TAG: partition_key}
-    run_id = submit(
-        url, job.name, tags=tags, asset_selection=asset_selection, run_config=run_config
-    )
+    try:
+        run_id = submit(
+            url, job.name, tags=tags, asset_selection=asset_selection, run_config=run_config
+        )
+    except KeyboardInterrupt:
+        raise cancel_unanswered(url, job.name, instance) from None
     try:
         wait(url, run_id, job.name)
     except KeyboardInterrupt:
@@ -104,6 +107,24 @@ def execute(
             "point DAGSTER_HOME at the dagster.yaml the webserver uses"
         )
     return SubmittedRunResult(job, instance, run)
+
+
+def cancel_unanswered(url: str, job_name: str, instance: dg.DagsterInstance) -> RunCancelled:
+    """Ctrl-C before the webserver answered a submission: the run may exist all the same, so
+    it is looked up by this process's `submitted_by` tag and cancelled if found."""
+    mine = {TAG_SUBMITTED_BY: f"{socket.gethostname()}:{os.getpid()}"}
+    try:
+        runs = instance.get_runs(
+            dg.RunsFilter(job_name=job_name, tags=mine, statuses=list(NOT_FINISHED_STATUSES))
+        )
+    except KeyboardInterrupt:
+        runs = []
+    if not runs:
+        return RunCancelled(
+            f"interrupted while submitting {job_name} to {url}: no run of it from this command "
+            f"is in the instance (see {url}/runs)"
+        )
+    return cancel(url, runs[0].run_id, job_name)
 
 
 def submitted_by(run: dg.DagsterRun) -> str | None:

@@ -38,7 +38,12 @@ from lifecycle_assets.defs.jobs import (
 )
 from lifecycle_assets.defs.partition_ranges import RANGE_END_TAG, RANGE_START_TAG
 from lifecycle_assets.recovery import fail_orphaned_dagster_runs
-from lifecycle_assets.run_submission import PARTITION_TAG, TAG_SUBMITTED_BY, cancel
+from lifecycle_assets.run_submission import (
+    PARTITION_TAG,
+    TAG_SUBMITTED_BY,
+    cancel,
+    cancel_unanswered,
+)
 from lifecycle_assets.spec import ModelSpec, load_spec
 from lifecycle_assets_tests.small_project import project_env, write_spec
 from lifecycle_assets_tests.team_servers import (  # noqa: F401  (fixtures)
@@ -73,6 +78,41 @@ def test_a_cancel_the_webserver_cannot_take_names_the_run_to_check() -> None:
     (line,) = cancelled.format_message().splitlines()
     assert line.startswith("could not cancel run 0b5e3c1e-run of small_training_job (")
     assert line.endswith(f"check it at {url}/runs/0b5e3c1e-run"), line
+
+
+@dg.op
+def _noop() -> None:
+    pass
+
+
+@dg.job
+def submitted_job() -> None:
+    _noop()
+
+
+def test_ctrl_c_before_the_webserver_answered_finds_the_run_by_its_tag() -> None:
+    """Ctrl-C during the submission call: a run this command submitted is found by its
+    `submitted_by` tag and cancelled (here the webserver is gone, so the line names it to
+    check); another process's run is left alone; with none, one line says nothing started."""
+    url = f"http://127.0.0.1:{free_port()}"
+    with dg.instance_for_test() as instance:
+        (line,) = cancel_unanswered(url, submitted_job.name, instance).message.splitlines()
+        assert line == (
+            f"interrupted while submitting {submitted_job.name} to {url}: no run of it from "
+            f"this command is in the instance (see {url}/runs)"
+        )
+        here = socket.gethostname()
+        for pid in (os.getpid() + 1, os.getpid()):
+            run = instance.create_run_for_job(
+                submitted_job,
+                tags={TAG_SUBMITTED_BY: f"{here}:{pid}"},
+                status=dg.DagsterRunStatus.STARTED,
+            )
+        cancelled = cancel_unanswered(url, submitted_job.name, instance)
+        assert cancelled.exit_code == 130
+        assert cancelled.message.startswith(
+            f"could not cancel run {run.run_id} of {submitted_job.name} ("
+        ), cancelled.message
 
 
 def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
