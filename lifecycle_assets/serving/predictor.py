@@ -14,7 +14,6 @@ is answered (`shadow.py`). A service serving several models holds one `Predictor
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import deque
@@ -83,8 +82,8 @@ class Predictor:
         self.max_rows = settings.serving.max_batch_size
         self._validator = RequestValidator(served.loaded.spec, self.max_rows)
         self._waiting: deque[_Pending] = deque()
-        self._wakeup = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
+        # The loop a flush is scheduled on, from a request's queueing until that flush runs.
+        self._flushing: asyncio.AbstractEventLoop | None = None
         self.metrics = prediction_metrics()
         # Local, or shipped to the shared storage in team mode (log_shipping.py).
         self.log = open_prediction_log(settings, self.spec.name, self.metrics)
@@ -114,13 +113,17 @@ class Predictor:
         self.drift.refresh(force=force)
 
     async def predict(self, batch: ValidatedBatch) -> list[dict[str, Any]]:
-        """Queue a batch and wait for its rows; one worker task runs the model."""
+        """Queue a batch and wait for its rows, scored by the next flush (`_flush`)."""
         loop = asyncio.get_running_loop()
-        if self._worker is None or self._worker.done():
-            self._worker = loop.create_task(self._run())
         future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
         self._waiting.append(_Pending(batch, future))
-        self._wakeup.set()
+        if self._flushing is not loop:
+            # Two callbacks deep: the flush runs one loop turn after this request, so requests
+            # parsed in the same wake-up, and in the next, join its batch. Plain callbacks, not a
+            # worker task woken by an event: at concurrency 1 each task wake-up and yielded turn
+            # cost event-loop CPU on every request.
+            self._flushing = loop
+            loop.call_soon(loop.call_soon, self._flush)
         return await future
 
     def _take(self) -> list[_Pending]:
@@ -132,32 +135,47 @@ class Predictor:
             rows += len(pending[-1].batch.ids)
         return pending
 
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            # One loop turn lets requests parsed in the same wake-up join this batch.
-            await asyncio.sleep(0)
-            while self._waiting:
-                pending = self._take()
-                models = self.models
-                try:
-                    rows, latencies, records, frame, counted = self._score_pending(pending, models)
-                except Exception as error:
-                    logger.exception("scoring a batch of %d requests failed", len(pending))
-                    for item in pending:
-                        if not item.future.done():
-                            item.future.set_exception(error)
-                    continue
-                # Answer first, then write the prediction log, so the log never adds latency.
-                await asyncio.sleep(0)
-                classifier = models.champion.loaded.spec.is_classifier
-                for ref, chosen in counted:
-                    self.metrics.observe(ref.name, ref.version, chosen, classifier=classifier)
-                self.log.log(rows, records, models, latencies)
-                self.refresh_drift()
-                if models.shadow is not None and frame is not None:
-                    self.shadow.queue(models, frame, rows, records)
+    def _flush(self) -> None:
+        """Score what waits (up to the batch limit; the rest in the next callback), answer it,
+        then log it: the answers' tasks are woken before `_after_answers` runs, so the log
+        never adds latency."""
+        loop = asyncio.get_running_loop()
+        if not self._waiting:
+            self._flushing = None
+            return
+        pending = self._take()
+        if self._waiting:
+            loop.call_soon(self._flush)
+        else:
+            self._flushing = None
+        models = self.models
+        try:
+            scored = self._score_pending(pending, models)
+        except Exception as error:
+            logger.exception("scoring a batch of %d requests failed", len(pending))
+            for item in pending:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            return
+        loop.call_soon(self._after_answers, models, *scored)
+
+    def _after_answers(
+        self,
+        models: ModelSet,
+        rows: list[dict[str, Any]],
+        latencies: list[float],
+        records: list[dict[str, Any]],
+        frame: pl.DataFrame | None,
+        counted: list[tuple[ModelRef, list[float]]],
+    ) -> None:
+        """Count, log and shadow an answered batch."""
+        classifier = models.champion.loaded.spec.is_classifier
+        for ref, chosen in counted:
+            self.metrics.observe(ref.name, ref.version, chosen, classifier=classifier)
+        self.log.log(rows, records, models, latencies)
+        self.refresh_drift()
+        if models.shadow is not None and frame is not None:
+            self.shadow.queue(models, frame, rows, records)
 
     @property
     def log_failures(self) -> int:
@@ -208,11 +226,14 @@ class Predictor:
         log, the frame (for the shadow; None without one) and the scores to count per version."""
         spec = models.champion.loaded.spec
 
-        @functools.cache
+        built: list[pl.DataFrame] = []
+
         def frame() -> pl.DataFrame:
-            # Only scikit-learn and the shadow need the batch as a frame; compiled models
-            # score the records themselves.
-            return pl.concat([item.batch.frame for item in pending], how="vertical")
+            # Only scikit-learn and the shadow need the batch as a frame (built once); compiled
+            # models score the records themselves.
+            if not built:
+                built.append(pl.concat([item.batch.frame for item in pending], how="vertical"))
+            return built[0]
 
         records = [record for item in pending for record in item.batch.records]
         ids = [identifier for item in pending for identifier in item.batch.ids]
@@ -255,11 +276,15 @@ class Predictor:
                 item.future.set_result(rows)
             latencies += [(time.perf_counter() - item.queued_at) * 1000.0] * len(rows)
         # Counted once the answers are out, with the log: off the request's critical path.
-        counted = [
-            (ref, chosen)
-            for to_canary, (_, ref) in answered.items()
-            if (chosen := values[mask == to_canary].tolist())
-        ]
+        counted = (
+            [(models.champion.ref, scores)]
+            if models.canary is None
+            else [
+                (ref, chosen)
+                for to_canary, (_, ref) in answered.items()
+                if (chosen := values[mask == to_canary].tolist())
+            ]
+        )
         shadow_frame = frame() if models.shadow is not None else None
         return all_rows, latencies, records, shadow_frame, counted
 
