@@ -34,13 +34,14 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import fcntl
+import json
 import logging
 import os
-import secrets
 import socket
+import struct
 import threading
 import time
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,19 +58,45 @@ _RENAMED = {"probability"}
 OPEN_SUFFIX = ".open"
 
 
+# Random bits for prediction ids, read from the OS 4 KiB at a time: one `getrandom` call per
+# id cost more than the rest of the id. An iterator's `next` is atomic under the GIL, so threads
+# never share a value; a forked child drops its parent's pool (it would repeat its ids).
+_POOL_BYTES = 4096
+_pool: Iterator[tuple[int]] = iter(())
+
+
+def _drop_pool() -> None:
+    global _pool
+    _pool = iter(())
+
+
+os.register_at_fork(after_in_child=_drop_pool)
+
+
+def _random_bits() -> int:
+    """64 random bits from the OS's generator (as `secrets` draws them), refilled as needed."""
+    global _pool
+    drawn = next(_pool, None)
+    if drawn is None:
+        _pool = struct.iter_unpack("<Q", os.urandom(_POOL_BYTES))
+        drawn = next(_pool)
+    return drawn[0]
+
+
 def new_prediction_id() -> str:
     """A UUIDv7 (RFC 9562) as its canonical string: time-ordered, so ids sort by creation.
 
     48 bits of Unix milliseconds, the version, 12 bits of sub-millisecond time, the variant and
-    62 random bits (Python 3.11 has no `uuid.uuid7`).
+    62 random bits (Python 3.11 has no `uuid.uuid7`). Formatted as `str(uuid.UUID(...))` does.
     """
     nanos = time.time_ns()
     millis, sub = divmod(nanos, 1_000_000)
     fraction = sub * 4096 // 1_000_000  # sub-millisecond part in 12 bits
     value = (millis & 0xFFFF_FFFF_FFFF) << 80
     value |= 0x7 << 76 | fraction << 64
-    value |= 0b10 << 62 | secrets.randbits(62)
-    return str(uuid.UUID(int=value))
+    value |= 0b10 << 62 | _random_bits() >> 2
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def segment_name() -> str:
@@ -100,6 +127,7 @@ class PredictionLogWriter:
         self.shipper: Any = None
         self.model = model
         self.metrics = metrics
+        self._logged_rows: Any = None
         self.segment = segment_name()
         self.rows_written = 0
         self.rows_lost = 0
@@ -209,7 +237,6 @@ class PredictionLogWriter:
         data = b"".join(lines)
         try:
             fd = self._open(day)
-            start = os.fstat(fd).st_size
         except OSError as error:
             self._close()
             return 0, error
@@ -222,10 +249,10 @@ class PredictionLogWriter:
                     raise OSError(errno.EIO, "write returned no progress")
                 done += n
         except OSError as error:
-            return self._cut_back(fd, start, lines, done), error
+            return self._cut_back(fd, lines, done), error
         return len(lines), None
 
-    def _cut_back(self, fd: int, start: int, lines: list[bytes], done: int) -> int:
+    def _cut_back(self, fd: int, lines: list[bytes], done: int) -> int:
         """After a failed or short write, truncate to the last complete line; returns the
         number of lines kept."""
         kept, end = 0, 0
@@ -236,6 +263,10 @@ class PredictionLogWriter:
             kept += 1
         if end != done:
             try:
+                # The file is this process's own (one writer, under the lock): the batch's
+                # `done` bytes are its last ones. Read here, not before every write: a syscall
+                # per batch for the rare torn write.
+                start = os.fstat(fd).st_size - done
                 os.ftruncate(fd, start + end)
             except OSError:
                 # The torn tail stays; the reader quarantines it. Reopen on the next batch.
@@ -245,7 +276,9 @@ class PredictionLogWriter:
 
     def _account(self, total: int, written: int, error: Exception | None) -> None:
         self.rows_written += written
-        self.metrics.logged_rows.labels(self.model).inc(written)
+        if self._logged_rows is None:  # the labelled series, looked up once
+            self._logged_rows = self.metrics.logged_rows.labels(self.model)
+        self._logged_rows.inc(written)
         if error is None:
             if self.failing:
                 self.failing = False
@@ -306,6 +339,35 @@ def close_part(path: Path) -> Path:
     return closed
 
 
+class _Layout:
+    """What every line logged for one model set shares: digests, score key, feature names."""
+
+    def __init__(self, models: ModelSet) -> None:
+        self.models = models
+        self.digests = {
+            m.ref.version: m.ref.training_digest
+            for m in (models.champion, models.canary, models.shadow)
+            if m is not None
+        }
+        spec = models.champion.loaded.spec
+        self.score_key = "probability" if spec.is_classifier else "prediction"
+        self.feature_names = tuple(f.name for f in spec.features)
+
+
+# The strict encoder of `valid_json.dumps`, built once (`json.dumps` with options builds one on
+# every call); a value it refuses (NaN, a numpy value) sends the line through `valid_json.dumps`.
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+_last_layout: _Layout | None = None
+
+
+def _layout(models: ModelSet) -> _Layout:
+    global _last_layout
+    layout = _last_layout
+    if layout is None or layout.models is not models:
+        layout = _last_layout = _Layout(models)
+    return layout
+
+
 def log_lines(
     rows: list[dict[str, Any]],
     records: list[dict[str, Any]],
@@ -314,14 +376,8 @@ def log_lines(
     now: dt.datetime,
 ) -> list[bytes]:
     """One strict-JSON line per row: bookkeeping, outputs, then the request's inputs."""
-    digests = {
-        m.ref.version: m.ref.training_digest
-        for m in (models.champion, models.canary, models.shadow)
-        if m is not None
-    }
-    spec = models.champion.loaded.spec
-    score_key = "probability" if spec.is_classifier else "prediction"
-    feature_names = [f.name for f in spec.features]
+    layout = _layout(models)
+    digests, score_key, feature_names = layout.digests, layout.score_key, layout.feature_names
     predicted_at = now.isoformat(timespec="microseconds")
     lines = []
     for index, (row, record) in enumerate(zip(rows, records, strict=True)):
@@ -340,7 +396,15 @@ def log_lines(
             "score": row.get("score", row.get(score_key)),
         }
         # Anything else the answer carries (e.g. flags) is logged as answered.
-        entry.update((k, v) for k, v in row.items() if k not in entry and k not in _RENAMED)
-        entry.update((name, record.get(name)) for name in feature_names)
-        lines.append((valid_json.dumps(entry) + "\n").encode())
+        for key, value in row.items():
+            if key not in entry and key not in _RENAMED:
+                entry[key] = value
+        get = record.get
+        for name in feature_names:
+            entry[name] = get(name)
+        try:
+            text = _encode(entry)
+        except (TypeError, ValueError):
+            text = valid_json.dumps(entry)
+        lines.append((text + "\n").encode())
     return lines
