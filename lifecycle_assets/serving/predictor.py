@@ -84,6 +84,8 @@ class Predictor:
         self._waiting: deque[_Pending] = deque()
         # The loop a flush is scheduled on, from a request's queueing until that flush runs.
         self._flushing: asyncio.AbstractEventLoop | None = None
+        # The loop whose current turn answered a request inline (cleared by the next turn).
+        self._answered_in: asyncio.AbstractEventLoop | None = None
         self.metrics = prediction_metrics()
         # Local, or shipped to the shared storage in team mode (log_shipping.py).
         self.log = open_prediction_log(settings, self.spec.name, self.metrics)
@@ -113,18 +115,30 @@ class Predictor:
         self.drift.refresh(force=force)
 
     async def predict(self, batch: ValidatedBatch) -> list[dict[str, Any]]:
-        """Queue a batch and wait for its rows, scored by the next flush (`_flush`)."""
+        """Score a batch now when the coalescer is idle, else queue it for the next flush."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
-        self._waiting.append(_Pending(batch, future))
-        if self._flushing is not loop:
-            # Two callbacks deep: the flush runs one loop turn after this request, so requests
-            # parsed in the same wake-up, and in the next, join its batch. Plain callbacks, not a
-            # worker task woken by an event: at concurrency 1 each task wake-up and yielded turn
-            # cost event-loop CPU on every request.
-            self._flushing = loop
-            loop.call_soon(loop.call_soon, self._flush)
-        return await future
+        pending = _Pending(batch, future)
+        if self._flushing is not loop and self._answered_in is not loop:
+            # Idle: nothing waits and nothing was answered yet in this loop turn (concurrency 1,
+            # or the first request after a pause): no hop to a flush. Requests that follow in
+            # the same turn are queued, so a burst still makes one batch after its first.
+            self._answered_in = loop
+            loop.call_soon(self._end_turn)
+            self._answer([pending], loop)
+        else:
+            self._waiting.append(pending)
+            if self._flushing is not loop:
+                # Two callbacks deep: the flush runs one loop turn after this request, so
+                # requests parsed in the same wake-up, and in the next, join its batch. Plain
+                # callbacks, not a worker task woken by an event: each task wake-up and yielded
+                # turn cost event-loop CPU.
+                self._flushing = loop
+                loop.call_soon(loop.call_soon, self._flush)
+        return await future  # answered inline: already done, no suspension
+
+    def _end_turn(self) -> None:
+        self._answered_in = None
 
     def _take(self) -> list[_Pending]:
         """The oldest waiting requests, up to the batch limit in rows (at least one request)."""
@@ -136,9 +150,7 @@ class Predictor:
         return pending
 
     def _flush(self) -> None:
-        """Score what waits (up to the batch limit; the rest in the next callback), answer it,
-        then log it: the answers' tasks are woken before `_after_answers` runs, so the log
-        never adds latency."""
+        """Score what waits (up to the batch limit; the rest in the next callback)."""
         loop = asyncio.get_running_loop()
         if not self._waiting:
             self._flushing = None
@@ -148,6 +160,11 @@ class Predictor:
             loop.call_soon(self._flush)
         else:
             self._flushing = None
+        self._answer(pending, loop)
+
+    def _answer(self, pending: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
+        """Score and answer `pending`, then log it in a later callback: the answers' tasks are
+        woken (or, inline, return) before `_after_answers` runs, so the log never adds latency."""
         models = self.models
         try:
             scored = self._score_pending(pending, models)
