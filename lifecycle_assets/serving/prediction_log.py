@@ -54,6 +54,19 @@ logger = logging.getLogger(__name__)
 
 # Keys of an answer row that the log names differently (`probability` is logged as `score`).
 _RENAMED = {"probability"}
+# Keys every answer row has, all logged under the line's own keys: rows with no other key
+# (flags, a shadow's score) skip the look for extras.
+_ANSWER_KEYS = frozenset(
+    (
+        "prediction",
+        "probability",
+        "prediction_id",
+        "record_id",
+        "model_name",
+        "model_version",
+        "variant",
+    )
+)
 # A rotating writer's segment while it is written; renamed to SEGMENT_SUFFIX once closed.
 OPEN_SUFFIX = ".open"
 
@@ -234,17 +247,16 @@ class PredictionLogWriter:
 
     def _write(self, day: dt.date, lines: list[bytes]) -> tuple[int, OSError | None]:
         """Append whole lines; returns how many landed and the error that stopped the rest."""
-        data = b"".join(lines)
+        data = lines[0] if len(lines) == 1 else b"".join(lines)
         try:
             fd = self._open(day)
         except OSError as error:
             self._close()
             return 0, error
         done = 0
-        view = memoryview(data)
         try:
             while done < len(data):
-                n = os.write(fd, view[done:])
+                n = os.write(fd, memoryview(data)[done:] if done else data)
                 if n <= 0:
                     raise OSError(errno.EIO, "write returned no progress")
                 done += n
@@ -396,12 +408,11 @@ def log_lines(
             "score": row.get("score", row.get(score_key)),
         }
         # Anything else the answer carries (e.g. flags) is logged as answered.
-        for key, value in row.items():
-            if key not in entry and key not in _RENAMED:
-                entry[key] = value
-        get = record.get
-        for name in feature_names:
-            entry[name] = get(name)
+        if row.keys() - _ANSWER_KEYS:
+            for key, value in row.items():
+                if key not in entry and key not in _RENAMED:
+                    entry[key] = value
+        entry.update(zip(feature_names, map(record.get, feature_names), strict=True))
         try:
             text = _encode(entry)
         except (TypeError, ValueError):
