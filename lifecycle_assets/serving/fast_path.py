@@ -17,6 +17,8 @@ BentoML's own metric objects with the same labels (`request_total`, `request_dur
 (when tracing is configured with a sample rate above zero the fast path is not installed, so
 traces stay whole), BentoML's access-log line (the prediction log holds one row per answer) and
 its request timeout (scoring runs on the event loop, which a timer could not interrupt anyway).
+Answers are the bytes and headers Starlette's `JSONResponse` sends (`send_json`), rendered by
+one encoder built once.
 
 It is one service: installed by `HttpGuard` when the app starts (the lifespan event), around the
 very app BentoML built, so BentoML's start-up, readiness and shutdown are untouched.

@@ -3,7 +3,10 @@
 Concurrent requests are coalesced: whatever arrived while the model was busy goes through
 `compute_features` and `predict_scores` as one vectorized batch, so scikit-learn's per-call cost
 (about 5 ms here whether for 1 row or 64) is paid once per batch, with no waiting timer at low
-load (BentoML's adaptive batching, timer-based, answered 503 under load).
+load (BentoML's adaptive batching, timer-based, answered 503 under load). A request that finds
+the coalescer idle (nothing waiting, nothing answered yet in this event-loop turn) is scored at
+once, in its own task: at concurrency 1 the hop to a batch cost event-loop CPU on every request.
+The requests after it in the same turn wait one more turn for a flush and make one batch.
 
 In registry mode the model set follows the registry (`watcher.py`): champion, canary and shadow
 are swapped in as one immutable `ModelSet`, and each batch is scored by the set it started with.
