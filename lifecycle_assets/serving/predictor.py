@@ -209,13 +209,14 @@ class Predictor:
         records: list[dict[str, Any]],
         ids: list[str | None],
         prediction_ids: list[str],
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and the canary mask: one vectorized call per model that answers (from the
-        records when the model is compiled, else from the batch's frame, built on demand)."""
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores and the canary mask (None without a canary): one vectorized call per model
+        that answers (from the records when the model is compiled, else from the batch's frame,
+        built on demand)."""
         canary = models.canary
         n = len(records)
         if canary is None:
-            return score_records(models.champion, records, frame), np.zeros(n, dtype=bool)
+            return score_records(models.champion, records, frame), None
         # Records without an id are routed by their prediction id.
         route_ids = [r if r is not None else p for r, p in zip(ids, prediction_ids, strict=True)]
         mask = canary_mask(route_ids, models.canary_weight)
@@ -255,8 +256,11 @@ class Predictor:
                 built.append(pl.concat([item.batch.frame for item in pending], how="vertical"))
             return built[0]
 
-        records = [record for item in pending for record in item.batch.records]
-        ids = [identifier for item in pending for identifier in item.batch.ids]
+        if len(pending) == 1:  # the common case at low load: the request's own lists
+            records, ids = pending[0].batch.records, pending[0].batch.ids
+        else:
+            records = [record for item in pending for record in item.batch.records]
+            ids = [identifier for item in pending for identifier in item.batch.ids]
         # Always minted here: a client's record id may repeat (a re-scored application), a
         # prediction id never does.
         prediction_ids = [new_prediction_id() for _ in ids]
@@ -268,14 +272,17 @@ class Predictor:
         decisions = decide(values, spec).tolist()
         scores = values.tolist()
         all_rows: list[dict[str, Any]] = []
+        routed = [False] * len(ids) if mask is None else mask.tolist()
         for decision, value, to_canary, prediction_id, record_id in zip(
-            decisions, scores, mask.tolist(), prediction_ids, ids, strict=True
+            decisions, scores, routed, prediction_ids, ids, strict=True
         ):
             variant, ref = answered[to_canary]
             # Classifiers answer the class and its probability, regressors the value alone.
-            row: dict[str, Any] = {"prediction": decision}
-            if classifier:
-                row["probability"] = value
+            row: dict[str, Any] = (
+                {"prediction": decision, "probability": value}
+                if classifier
+                else {"prediction": decision}
+            )
             row["prediction_id"] = prediction_id
             row["record_id"] = record_id
             row["model_name"] = ref.name
@@ -298,7 +305,7 @@ class Predictor:
         # Counted once the answers are out, with the log: off the request's critical path.
         counted = (
             [(models.champion.ref, scores)]
-            if models.canary is None
+            if mask is None
             else [
                 (ref, chosen)
                 for to_canary, (_, ref) in answered.items()
