@@ -34,82 +34,25 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import fcntl
-import json
 import logging
 import os
 import socket
-import struct
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lifecycle_assets.data import valid_json
 from lifecycle_assets.data.prediction_log import SEGMENT_SUFFIX, day_dir
+from lifecycle_assets.serving.log_lines import log_lines
 from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import ModelSet
+from lifecycle_assets.serving.prediction_ids import new_prediction_id as new_prediction_id
 
+# (`new_prediction_id` lived here and is still imported from here: re-exported.)
 logger = logging.getLogger(__name__)
 
-# Keys of an answer row that the log names differently (`probability` is logged as `score`).
-_RENAMED = {"probability"}
-# Keys every answer row has, all logged under the line's own keys: rows with no other key
-# (flags, a shadow's score) skip the look for extras.
-_ANSWER_KEYS = frozenset(
-    (
-        "prediction",
-        "probability",
-        "prediction_id",
-        "record_id",
-        "model_name",
-        "model_version",
-        "variant",
-    )
-)
 # A rotating writer's segment while it is written; renamed to SEGMENT_SUFFIX once closed.
 OPEN_SUFFIX = ".open"
-
-
-# Random bits for prediction ids, read from the OS 4 KiB at a time: one `getrandom` call per
-# id cost more than the rest of the id. An iterator's `next` is atomic under the GIL, so threads
-# never share a value; a forked child drops its parent's pool (it would repeat its ids).
-_POOL_BYTES = 4096
-_pool: Iterator[tuple[int]] = iter(())
-
-
-def _drop_pool() -> None:
-    global _pool
-    _pool = iter(())
-
-
-os.register_at_fork(after_in_child=_drop_pool)
-
-
-def _random_bits() -> int:
-    """64 random bits from the OS's generator (as `secrets` draws them), refilled as needed."""
-    global _pool
-    drawn = next(_pool, None)
-    if drawn is None:
-        _pool = struct.iter_unpack("<Q", os.urandom(_POOL_BYTES))
-        drawn = next(_pool)
-    return drawn[0]
-
-
-def new_prediction_id() -> str:
-    """A UUIDv7 (RFC 9562) as its canonical string: time-ordered, so ids sort by creation.
-
-    48 bits of Unix milliseconds, the version, 12 bits of sub-millisecond time, the variant and
-    62 random bits (Python 3.11 has no `uuid.uuid7`). Formatted as `str(uuid.UUID(...))` does.
-    """
-    nanos = time.time_ns()
-    millis, sub = divmod(nanos, 1_000_000)
-    fraction = sub * 4096 // 1_000_000  # sub-millisecond part in 12 bits
-    value = (millis & 0xFFFF_FFFF_FFFF) << 80
-    value |= 0x7 << 76 | fraction << 64
-    value |= 0b10 << 62 | _random_bits() >> 2
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def segment_name() -> str:
@@ -349,73 +292,3 @@ def close_part(path: Path) -> Path:
         logger.warning("could not close the prediction log segment %s: %s", path.name, error)
         return path
     return closed
-
-
-class _Layout:
-    """What every line logged for one model set shares: digests, score key, feature names."""
-
-    def __init__(self, models: ModelSet) -> None:
-        self.models = models
-        self.digests = {
-            m.ref.version: m.ref.training_digest
-            for m in (models.champion, models.canary, models.shadow)
-            if m is not None
-        }
-        spec = models.champion.loaded.spec
-        self.score_key = "probability" if spec.is_classifier else "prediction"
-        self.feature_names = tuple(f.name for f in spec.features)
-
-
-# The strict encoder of `valid_json.dumps`, built once (`json.dumps` with options builds one on
-# every call); a value it refuses (NaN, a numpy value) sends the line through `valid_json.dumps`.
-_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
-_last_layout: _Layout | None = None
-
-
-def _layout(models: ModelSet) -> _Layout:
-    global _last_layout
-    layout = _last_layout
-    if layout is None or layout.models is not models:
-        layout = _last_layout = _Layout(models)
-    return layout
-
-
-def log_lines(
-    rows: list[dict[str, Any]],
-    records: list[dict[str, Any]],
-    models: ModelSet,
-    latencies: list[float] | None,
-    now: dt.datetime,
-) -> list[bytes]:
-    """One strict-JSON line per row: bookkeeping, outputs, then the request's inputs."""
-    layout = _layout(models)
-    digests, score_key, feature_names = layout.digests, layout.score_key, layout.feature_names
-    predicted_at = now.isoformat(timespec="microseconds")
-    lines = []
-    for index, (row, record) in enumerate(zip(rows, records, strict=True)):
-        entry: dict[str, Any] = {
-            "prediction_id": row["prediction_id"],
-            "predicted_at": predicted_at,
-            "model_name": row["model_name"],
-            "model_version": row["model_version"],
-            "variant": row["variant"],
-            "record_id": row["record_id"],
-            # Set on shadow rows only: the prediction id of the answer the shadow row mirrors.
-            "shadow_of": row.get("shadow_of"),
-            "training_digest": digests.get(row["model_version"], ""),
-            "latency_ms": None if latencies is None else latencies[index],
-            "prediction": row["prediction"],
-            "score": row.get("score", row.get(score_key)),
-        }
-        # Anything else the answer carries (e.g. flags) is logged as answered.
-        if row.keys() - _ANSWER_KEYS:
-            for key, value in row.items():
-                if key not in entry and key not in _RENAMED:
-                    entry[key] = value
-        entry.update(zip(feature_names, map(record.get, feature_names), strict=True))
-        try:
-            text = _encode(entry)
-        except (TypeError, ValueError):
-            text = valid_json.dumps(entry)
-        lines.append((text + "\n").encode())
-    return lines

@@ -36,7 +36,7 @@ from lifecycle_assets.serving.log_shipping import open_prediction_log
 from lifecycle_assets.serving.metrics import prediction_metrics
 from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ModelSet, score_records
 from lifecycle_assets.serving.model_source import ServedModel
-from lifecycle_assets.serving.prediction_log import new_prediction_id
+from lifecycle_assets.serving.prediction_ids import new_prediction_id
 from lifecycle_assets.serving.requests import RequestValidator, ValidatedBatch
 from lifecycle_assets.serving.router import canary_mask
 from lifecycle_assets.serving.shadow import ShadowScorer
