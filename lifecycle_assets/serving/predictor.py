@@ -3,10 +3,8 @@
 Concurrent requests are coalesced: whatever arrived while the model was busy goes through
 `compute_features` and `predict_scores` as one vectorized batch, so scikit-learn's per-call cost
 (about 5 ms here whether for 1 row or 64) is paid once per batch, with no waiting timer at low
-load (BentoML's adaptive batching, timer-based, answered 503 under load). A request that finds
-the coalescer idle (nothing waiting, nothing answered yet in this event-loop turn) is scored at
-once, in its own task: at concurrency 1 the hop to a batch cost event-loop CPU on every request.
-The requests after it in the same turn wait one more turn for a flush and make one batch.
+load (BentoML's adaptive batching, timer-based, answered 503 under load); a lone request is
+scored at once (`coalescer.py`).
 
 In registry mode the model set follows the registry (`watcher.py`): champion, canary and shadow
 are swapped in as one immutable `ModelSet`, and each batch is scored by the set it started with.
@@ -19,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import bentoml
@@ -31,6 +27,7 @@ import polars as pl
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.decision import decide
+from lifecycle_assets.serving.coalescer import Coalescer, Pending
 from lifecycle_assets.serving.drift_gauges import DriftGauges
 from lifecycle_assets.serving.log_shipping import open_prediction_log
 from lifecycle_assets.serving.metrics import prediction_metrics
@@ -49,14 +46,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class _Pending:
-    batch: ValidatedBatch
-    future: asyncio.Future[list[dict[str, Any]]]
-    # When the request was queued: its answer's server-side latency is logged with each row.
-    queued_at: float = field(default_factory=time.perf_counter)
-
-
 def running_bento_tag() -> str | None:
     """The tag of the Bento this process serves, None under `bentoml serve <module>:<class>`."""
     version = bentoml.server_context.bento_version
@@ -65,7 +54,7 @@ def running_bento_tag() -> str | None:
     return f"{bentoml.server_context.bento_name}:{version}"
 
 
-def _starts(pending: list[_Pending]) -> list[int]:
+def _starts(pending: list[Pending]) -> list[int]:
     """The index of each request's first row in the coalesced batch."""
     starts, start = [], 0
     for item in pending:
@@ -84,11 +73,7 @@ class Predictor:
         self.models = ModelSet(champion=served)
         self.max_rows = settings.serving.max_batch_size
         self._validator = RequestValidator(served.loaded.spec, self.max_rows)
-        self._waiting: deque[_Pending] = deque()
-        # The loop a flush is scheduled on, from a request's queueing until that flush runs.
-        self._flushing: asyncio.AbstractEventLoop | None = None
-        # The loop whose current turn answered a request inline (cleared by the next turn).
-        self._answered_in: asyncio.AbstractEventLoop | None = None
+        self.coalescer = Coalescer(self.max_rows, self._answer)
         self.metrics = prediction_metrics()
         # Local, or shipped to the shared storage in team mode (log_shipping.py).
         self.log = open_prediction_log(settings, self.spec.name, self.metrics)
@@ -118,54 +103,11 @@ class Predictor:
         self.drift.refresh(force=force)
 
     async def predict(self, batch: ValidatedBatch) -> list[dict[str, Any]]:
-        """Score a batch now when the coalescer is idle, else queue it for the next flush."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
-        pending = _Pending(batch, future)
-        if self._flushing is not loop and self._answered_in is not loop:
-            # Idle: nothing waits and nothing was answered yet in this loop turn (concurrency 1,
-            # or the first request after a pause): no hop to a flush. Requests that follow in
-            # the same turn are queued, so a burst still makes one batch after its first.
-            self._answered_in = loop
-            loop.call_soon(self._end_turn)
-            self._answer([pending], loop)
-        else:
-            self._waiting.append(pending)
-            if self._flushing is not loop:
-                # Two callbacks deep: the flush runs one loop turn after this request, so
-                # requests parsed in the same wake-up, and in the next, join its batch. Plain
-                # callbacks, not a worker task woken by an event: each task wake-up and yielded
-                # turn cost event-loop CPU.
-                self._flushing = loop
-                loop.call_soon(loop.call_soon, self._flush)
-        return await future  # answered inline: already done, no suspension
+        """The batch's answer rows: scored at once when the coalescer is idle, else with
+        whatever else arrived meanwhile (`coalescer.py`)."""
+        return await self.coalescer.submit(batch)
 
-    def _end_turn(self) -> None:
-        self._answered_in = None
-
-    def _take(self) -> list[_Pending]:
-        """The oldest waiting requests, up to the batch limit in rows (at least one request)."""
-        pending = [self._waiting.popleft()]
-        rows = len(pending[0].batch.ids)
-        while self._waiting and rows + len(self._waiting[0].batch.ids) <= self.max_rows:
-            pending.append(self._waiting.popleft())
-            rows += len(pending[-1].batch.ids)
-        return pending
-
-    def _flush(self) -> None:
-        """Score what waits (up to the batch limit; the rest in the next callback)."""
-        loop = asyncio.get_running_loop()
-        if not self._waiting:
-            self._flushing = None
-            return
-        pending = self._take()
-        if self._waiting:
-            loop.call_soon(self._flush)
-        else:
-            self._flushing = None
-        self._answer(pending, loop)
-
-    def _answer(self, pending: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
+    def _answer(self, pending: list[Pending], loop: asyncio.AbstractEventLoop) -> None:
         """Score and answer `pending`, then log it in a later callback: the answers' tasks are
         woken (or, inline, return) before `_after_answers` runs, so the log never adds latency."""
         models = self.models
@@ -235,7 +177,7 @@ class Predictor:
         return scores, mask
 
     def _score_pending(
-        self, pending: list[_Pending], models: ModelSet
+        self, pending: list[Pending], models: ModelSet
     ) -> tuple[
         list[dict[str, Any]],
         list[float],
