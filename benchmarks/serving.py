@@ -279,8 +279,41 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process's main thread (a server's event loop)."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _descendants(pid: int) -> list[int]:
+    found, queue = [pid], [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text()
+        except OSError:
+            children = ""
+        for child in children.split():
+            found.append(int(child))
+            queue.append(int(child))
+    return found
+
+
+def worker_pid(process: subprocess.Popen[bytes]) -> int:
+    """The process that serves requests: the busiest of the server's tree after warm-up
+    (`bentoml serve` runs its worker as a child; the bare app serves in its own process)."""
+    return max(_descendants(process.pid), key=_cpu_seconds)
+
+
 def run_wrk(wrk: str, url: str, script: Path, concurrency: int, seconds: float) -> dict[str, float]:
-    """One wrk run from CPU 1; req/s, p50/p99 in ms and errors (non-2xx, socket errors)."""
+    """One wrk run from CPU 1; req/s, p50/p99 in ms, errors (non-2xx, socket errors) and the
+    number of requests."""
     command = [
         "taskset", "-c", LOAD_CPU, wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
         "--latency", "--timeout", "10s", "-s", str(script), url,
@@ -292,6 +325,7 @@ def run_wrk(wrk: str, url: str, script: Path, concurrency: int, seconds: float) 
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
+        "requests": float(re.search(r"(\d+) requests in", out).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": _ms(latency["50"]),
         "p99_ms": _ms(latency["99"]),
@@ -318,12 +352,18 @@ def measure(
             try:
                 ready[kind].append(wait_ready(url, process))
                 run_wrk(wrk, url, script, 8, 2)  # warm-up
+                worker = worker_pid(process)
                 for level in LEVELS:
+                    before = _cpu_seconds(worker)
                     result = run_wrk(wrk, url, script, level, seconds)
+                    # CPU per request barely moves with load on the machine, unlike req/s.
+                    spent = _cpu_seconds(worker) - before
+                    result["cpu_us"] = 1e6 * spent / max(result["requests"], 1)
                     runs[kind][level].append(result)
                     print(f"round {round_ + 1} {kind:<8} c{level:<3} {result['rps']:>7.0f} req/s "
                           f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms "
-                          f"errors {result['errors']:.0f}", flush=True)  # fmt: skip
+                          f"errors {result['errors']:.0f} loop CPU {result['cpu_us']:.0f} µs/req",
+                          flush=True)  # fmt: skip
             finally:
                 process.terminate()
                 process.wait(timeout=30)
@@ -349,12 +389,15 @@ def report(
     print("\nin-process, one record (median µs):")
     for name, value in inproc.items():
         print(f"  {name:<36}{value:>10.1f}")
-    header = f"{'server':<10}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'err':>6}"
+    header = (
+        f"{'server':<10}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'err':>6}"
+        f"{'CPU µs/req':>12}"
+    )
     print("\n" + header + "\n" + "-" * len(header))
     for kind, levels in results.items():
         for level, r in levels.items():
             print(f"{kind:<10}{level:>5}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-                  f"{r['errors']:>6.0f}")  # fmt: skip
+                  f"{r['errors']:>6.0f}{r['cpu_us']:>12.0f}")  # fmt: skip
     ours, bare, old = results["bentoml"], results["bare"], results["sklearn"]
     after = inproc["after (validate+rows+compiled)"]
     checks = [
@@ -385,6 +428,9 @@ def report(
     print("\ntargets (issue 12):")
     for name, ok, value in checks:
         print(f"  {verdict(ok)}  {name:<40}{value}")
+    print(f"\nevent-loop CPU per request against bare: c1 "
+          f"{ours[1]['cpu_us'] / bare[1]['cpu_us']:.2f}x, c64 "
+          f"{ours[64]['cpu_us'] / bare[64]['cpu_us']:.2f}x")  # fmt: skip
     print("\nagainst today's scikit-learn path (bentoml compiled / bentoml sklearn):")
     for level in LEVELS:
         print(f"  c{level:<3} throughput {ours[level]['rps'] / old[level]['rps']:.2f}x, "

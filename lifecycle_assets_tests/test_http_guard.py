@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -11,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from lifecycle_assets.serving.fast_path import FastPredict, model_of
+from lifecycle_assets.serving.fast_path import FastPredict, model_of, send_json
 from lifecycle_assets.serving.http_guard import HttpGuard, _relative
 
 
@@ -65,3 +67,29 @@ def test_the_fast_path_is_put_ahead_of_the_stack_and_passes_other_requests_throu
     # Started again (a second lifespan), it is not wrapped twice.
     with TestClient(app):
         assert not isinstance(app.middleware_stack.app, FastPredict)
+
+
+def test_fast_answers_send_what_starlettes_json_response_sends() -> None:
+    """`send_json` renders with one prebuilt encoder; clients must see the same bytes and
+    headers as from `JSONResponse`."""
+    payload = {
+        "predictions": [
+            {"prediction": 1, "probability": 0.1 + 0.2, "record_id": "Zoë ✓", "flags": None}
+        ],
+        "detail": [],
+    }
+
+    async def messages(respond: Any) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await respond(send)
+        return sent
+
+    async def starlette(send: Any) -> None:
+        await JSONResponse(payload, status_code=422)({"type": "http"}, None, send)
+
+    expected = asyncio.run(messages(starlette))
+    assert asyncio.run(messages(lambda send: send_json(send, 422, payload))) == expected

@@ -17,6 +17,8 @@ BentoML's own metric objects with the same labels (`request_total`, `request_dur
 (when tracing is configured with a sample rate above zero the fast path is not installed, so
 traces stay whole), BentoML's access-log line (the prediction log holds one row per answer) and
 its request timeout (scoring runs on the event loop, which a timer could not interrupt anyway).
+Answers are the bytes and headers Starlette's `JSONResponse` sends (`send_json`), rendered by
+one encoder built once.
 
 It is one service: installed by `HttpGuard` when the app starts (the lifespan event), around the
 very app BentoML built, so BentoML's start-up, readiness and shutdown are untouched.
@@ -24,12 +26,11 @@ very app BentoML built, so BentoML's start-up, readiness and shutdown are untouc
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from timeit import default_timer
 from typing import TYPE_CHECKING, Any
-
-from starlette.responses import JSONResponse
 
 from lifecycle_assets.serving.requests import RequestError
 
@@ -136,6 +137,9 @@ class FastPredict:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        # The worker's service, found once it is running (one per worker process); its
+        # `predictors` dict is read on every request, so models added later are found.
+        self._service: Any = None
         from lifecycle_assets.serving.http_guard import read_body  # it imports this module
 
         self._read_body = read_body
@@ -153,48 +157,74 @@ class FastPredict:
             await self._answer(predictor, scope, receive, send)
             return
         metrics.series("last", endpoint).set_to_current_time()
-        metrics.series("in_progress", endpoint).inc()
+        in_progress = metrics.series("in_progress", endpoint)
+        in_progress.inc()
         status = 500
-
-        async def sent(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         try:
-            await self._answer(predictor, scope, receive, sent)
+            status = await self._answer(predictor, scope, receive, send)
         finally:
-            metrics.series("in_progress", endpoint).dec()
+            in_progress.dec()
             metrics.series("total", endpoint, status).inc()
             metrics.series("duration", endpoint, status).observe(max(default_timer() - started, 0))
 
     async def _answer(
         self, predictor: Predictor, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        body = await self._read_body(scope, receive, send, self.max_body_bytes)
+    ) -> int:
+        """Answer one predict request; returns the status sent (500 when none was)."""
+        status = 500
+
+        async def sent(message: Message) -> None:  # only the body reader's own 4xx answers
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        body = await self._read_body(scope, receive, sent, self.max_body_bytes)
         if body is None:  # answered 413/400, or the client left
-            return
+            return status
         try:
             status, payload = await answer(predictor, body)
         except Exception:
             logger.exception("predict failed on %s", scope["path"])
             status, payload = 500, {"error": "internal error", "detail": []}
-        await JSONResponse(payload, status_code=status)(scope, receive, send)
+        await send_json(send, status, payload)
+        return status
 
-    @staticmethod
-    def _predictor(path: str) -> Predictor | None:
-        import bentoml
-
-        try:
-            service = bentoml.get_current_service()
-        except Exception:
-            return None
+    def _predictor(self, path: str) -> Predictor | None:
+        service = self._service
+        if service is None:
+            service = self._service = _current_service()
+            if service is None:
+                return None
         predictors = getattr(service, "predictors", None)
         if not predictors:
             return None
         name = model_of(path, service.default_model)
         return None if name is None else predictors.get(name)
+
+
+def _current_service() -> Any | None:
+    """The service this worker runs, None before BentoML has one (or outside a worker)."""
+    import bentoml
+
+    try:
+        return bentoml.get_current_service()
+    except Exception:
+        return None
+
+
+# What Starlette's JSONResponse renders, with the encoder built once: `json.dumps` with options
+# builds a new encoder on every call.
+_render = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+async def send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    """The bytes and headers `JSONResponse(payload, status_code=status)` sends, without
+    building a response object per request."""
+    body = _render(payload).encode("utf-8")
+    headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def install(app: Any, max_body_bytes: int) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 # Regressors' predicted values span orders of magnitude: 0, then powers of two up to about 1e6.
@@ -94,6 +95,8 @@ class PredictionMetrics:
             "Rows scored by the shadow model and logged, never answered.",
             ["model_name", "model_version"],
         )
+        # Labelled series by labels: looking labels up costs more than recording a value.
+        self._observed: dict[tuple[str, str, bool], tuple[Any, Any]] = {}
         self.shadow_skipped = prom.Counter(
             "lifecycle_shadow_skipped",
             "Batches the shadow model did not score: over budget, busy or failed.",
@@ -104,8 +107,14 @@ class PredictionMetrics:
         self, name: str, version: str, scores: Sequence[float], *, classifier: bool = True
     ) -> None:
         """Count answers and record their scores: probabilities, or a regressor's values."""
-        self.predictions.labels(name, version).inc(len(scores))
-        histogram = (self.scores if classifier else self.values).labels(name, version)
+        key = (name, version, classifier)
+        series = self._observed.get(key)
+        if series is None:
+            histograms = self.scores if classifier else self.values
+            series = (self.predictions.labels(name, version), histograms.labels(name, version))
+            self._observed[key] = series
+        counter, histogram = series
+        counter.inc(len(scores))
         for score in scores:
             histogram.observe(score)
 

@@ -36,40 +36,23 @@ import errno
 import fcntl
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from lifecycle_assets.data import valid_json
 from lifecycle_assets.data.prediction_log import SEGMENT_SUFFIX, day_dir
+from lifecycle_assets.serving.log_lines import log_lines
 from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import ModelSet
+from lifecycle_assets.serving.prediction_ids import new_prediction_id as new_prediction_id
 
+# (`new_prediction_id` lived here and is still imported from here: re-exported.)
 logger = logging.getLogger(__name__)
 
-# Keys of an answer row that the log names differently (`probability` is logged as `score`).
-_RENAMED = {"probability"}
 # A rotating writer's segment while it is written; renamed to SEGMENT_SUFFIX once closed.
 OPEN_SUFFIX = ".open"
-
-
-def new_prediction_id() -> str:
-    """A UUIDv7 (RFC 9562) as its canonical string: time-ordered, so ids sort by creation.
-
-    48 bits of Unix milliseconds, the version, 12 bits of sub-millisecond time, the variant and
-    62 random bits (Python 3.11 has no `uuid.uuid7`).
-    """
-    nanos = time.time_ns()
-    millis, sub = divmod(nanos, 1_000_000)
-    fraction = sub * 4096 // 1_000_000  # sub-millisecond part in 12 bits
-    value = (millis & 0xFFFF_FFFF_FFFF) << 80
-    value |= 0x7 << 76 | fraction << 64
-    value |= 0b10 << 62 | secrets.randbits(62)
-    return str(uuid.UUID(int=value))
 
 
 def segment_name() -> str:
@@ -100,6 +83,7 @@ class PredictionLogWriter:
         self.shipper: Any = None
         self.model = model
         self.metrics = metrics
+        self._logged_rows: Any = None
         self.segment = segment_name()
         self.rows_written = 0
         self.rows_lost = 0
@@ -206,26 +190,24 @@ class PredictionLogWriter:
 
     def _write(self, day: dt.date, lines: list[bytes]) -> tuple[int, OSError | None]:
         """Append whole lines; returns how many landed and the error that stopped the rest."""
-        data = b"".join(lines)
+        data = lines[0] if len(lines) == 1 else b"".join(lines)
         try:
             fd = self._open(day)
-            start = os.fstat(fd).st_size
         except OSError as error:
             self._close()
             return 0, error
         done = 0
-        view = memoryview(data)
         try:
             while done < len(data):
-                n = os.write(fd, view[done:])
+                n = os.write(fd, memoryview(data)[done:] if done else data)
                 if n <= 0:
                     raise OSError(errno.EIO, "write returned no progress")
                 done += n
         except OSError as error:
-            return self._cut_back(fd, start, lines, done), error
+            return self._cut_back(fd, lines, done), error
         return len(lines), None
 
-    def _cut_back(self, fd: int, start: int, lines: list[bytes], done: int) -> int:
+    def _cut_back(self, fd: int, lines: list[bytes], done: int) -> int:
         """After a failed or short write, truncate to the last complete line; returns the
         number of lines kept."""
         kept, end = 0, 0
@@ -236,6 +218,10 @@ class PredictionLogWriter:
             kept += 1
         if end != done:
             try:
+                # The file is this process's own (one writer, under the lock): the batch's
+                # `done` bytes are its last ones. Read here, not before every write: a syscall
+                # per batch for the rare torn write.
+                start = os.fstat(fd).st_size - done
                 os.ftruncate(fd, start + end)
             except OSError:
                 # The torn tail stays; the reader quarantines it. Reopen on the next batch.
@@ -245,7 +231,9 @@ class PredictionLogWriter:
 
     def _account(self, total: int, written: int, error: Exception | None) -> None:
         self.rows_written += written
-        self.metrics.logged_rows.labels(self.model).inc(written)
+        if self._logged_rows is None:  # the labelled series, looked up once
+            self._logged_rows = self.metrics.logged_rows.labels(self.model)
+        self._logged_rows.inc(written)
         if error is None:
             if self.failing:
                 self.failing = False
@@ -304,43 +292,3 @@ def close_part(path: Path) -> Path:
         logger.warning("could not close the prediction log segment %s: %s", path.name, error)
         return path
     return closed
-
-
-def log_lines(
-    rows: list[dict[str, Any]],
-    records: list[dict[str, Any]],
-    models: ModelSet,
-    latencies: list[float] | None,
-    now: dt.datetime,
-) -> list[bytes]:
-    """One strict-JSON line per row: bookkeeping, outputs, then the request's inputs."""
-    digests = {
-        m.ref.version: m.ref.training_digest
-        for m in (models.champion, models.canary, models.shadow)
-        if m is not None
-    }
-    spec = models.champion.loaded.spec
-    score_key = "probability" if spec.is_classifier else "prediction"
-    feature_names = [f.name for f in spec.features]
-    predicted_at = now.isoformat(timespec="microseconds")
-    lines = []
-    for index, (row, record) in enumerate(zip(rows, records, strict=True)):
-        entry: dict[str, Any] = {
-            "prediction_id": row["prediction_id"],
-            "predicted_at": predicted_at,
-            "model_name": row["model_name"],
-            "model_version": row["model_version"],
-            "variant": row["variant"],
-            "record_id": row["record_id"],
-            # Set on shadow rows only: the prediction id of the answer the shadow row mirrors.
-            "shadow_of": row.get("shadow_of"),
-            "training_digest": digests.get(row["model_version"], ""),
-            "latency_ms": None if latencies is None else latencies[index],
-            "prediction": row["prediction"],
-            "score": row.get("score", row.get(score_key)),
-        }
-        # Anything else the answer carries (e.g. flags) is logged as answered.
-        entry.update((k, v) for k, v in row.items() if k not in entry and k not in _RENAMED)
-        entry.update((name, record.get(name)) for name in feature_names)
-        lines.append((valid_json.dumps(entry) + "\n").encode())
-    return lines

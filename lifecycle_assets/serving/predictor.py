@@ -3,7 +3,8 @@
 Concurrent requests are coalesced: whatever arrived while the model was busy goes through
 `compute_features` and `predict_scores` as one vectorized batch, so scikit-learn's per-call cost
 (about 5 ms here whether for 1 row or 64) is paid once per batch, with no waiting timer at low
-load (BentoML's adaptive batching, timer-based, answered 503 under load).
+load (BentoML's adaptive batching, timer-based, answered 503 under load); a lone request is
+scored at once (`coalescer.py`).
 
 In registry mode the model set follows the registry (`watcher.py`): champion, canary and shadow
 are swapped in as one immutable `ModelSet`, and each batch is scored by the set it started with.
@@ -14,12 +15,9 @@ is answered (`shadow.py`). A service serving several models holds one `Predictor
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import bentoml
@@ -29,12 +27,13 @@ import polars as pl
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.decision import decide
+from lifecycle_assets.serving.coalescer import Coalescer, Pending
 from lifecycle_assets.serving.drift_gauges import DriftGauges
 from lifecycle_assets.serving.log_shipping import open_prediction_log
 from lifecycle_assets.serving.metrics import prediction_metrics
 from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ModelSet, score_records
 from lifecycle_assets.serving.model_source import ServedModel
-from lifecycle_assets.serving.prediction_log import new_prediction_id
+from lifecycle_assets.serving.prediction_ids import new_prediction_id
 from lifecycle_assets.serving.requests import RequestValidator, ValidatedBatch
 from lifecycle_assets.serving.router import canary_mask
 from lifecycle_assets.serving.shadow import ShadowScorer
@@ -47,14 +46,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class _Pending:
-    batch: ValidatedBatch
-    future: asyncio.Future[list[dict[str, Any]]]
-    # When the request was queued: its answer's server-side latency is logged with each row.
-    queued_at: float = field(default_factory=time.perf_counter)
-
-
 def running_bento_tag() -> str | None:
     """The tag of the Bento this process serves, None under `bentoml serve <module>:<class>`."""
     version = bentoml.server_context.bento_version
@@ -63,7 +54,7 @@ def running_bento_tag() -> str | None:
     return f"{bentoml.server_context.bento_name}:{version}"
 
 
-def _starts(pending: list[_Pending]) -> list[int]:
+def _starts(pending: list[Pending]) -> list[int]:
     """The index of each request's first row in the coalesced batch."""
     starts, start = [], 0
     for item in pending:
@@ -82,9 +73,7 @@ class Predictor:
         self.models = ModelSet(champion=served)
         self.max_rows = settings.serving.max_batch_size
         self._validator = RequestValidator(served.loaded.spec, self.max_rows)
-        self._waiting: deque[_Pending] = deque()
-        self._wakeup = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
+        self.coalescer = Coalescer(self.max_rows, self._answer)
         self.metrics = prediction_metrics()
         # Local, or shipped to the shared storage in team mode (log_shipping.py).
         self.log = open_prediction_log(settings, self.spec.name, self.metrics)
@@ -114,50 +103,41 @@ class Predictor:
         self.drift.refresh(force=force)
 
     async def predict(self, batch: ValidatedBatch) -> list[dict[str, Any]]:
-        """Queue a batch and wait for its rows; one worker task runs the model."""
-        loop = asyncio.get_running_loop()
-        if self._worker is None or self._worker.done():
-            self._worker = loop.create_task(self._run())
-        future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
-        self._waiting.append(_Pending(batch, future))
-        self._wakeup.set()
-        return await future
+        """The batch's answer rows: scored at once when the coalescer is idle, else with
+        whatever else arrived meanwhile (`coalescer.py`)."""
+        return await self.coalescer.submit(batch)
 
-    def _take(self) -> list[_Pending]:
-        """The oldest waiting requests, up to the batch limit in rows (at least one request)."""
-        pending = [self._waiting.popleft()]
-        rows = len(pending[0].batch.ids)
-        while self._waiting and rows + len(self._waiting[0].batch.ids) <= self.max_rows:
-            pending.append(self._waiting.popleft())
-            rows += len(pending[-1].batch.ids)
-        return pending
+    def _answer(self, pending: list[Pending], loop: asyncio.AbstractEventLoop) -> None:
+        """Score and answer `pending`, then log it in a later callback: the answers' tasks are
+        woken (or, inline, return) before `_after_answers` runs, so the log never adds latency."""
+        models = self.models
+        try:
+            scored = self._score_pending(pending, models)
+        except Exception as error:
+            logger.exception("scoring a batch of %d requests failed", len(pending))
+            for item in pending:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            return
+        loop.call_soon(self._after_answers, models, *scored)
 
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            # One loop turn lets requests parsed in the same wake-up join this batch.
-            await asyncio.sleep(0)
-            while self._waiting:
-                pending = self._take()
-                models = self.models
-                try:
-                    rows, latencies, records, frame, counted = self._score_pending(pending, models)
-                except Exception as error:
-                    logger.exception("scoring a batch of %d requests failed", len(pending))
-                    for item in pending:
-                        if not item.future.done():
-                            item.future.set_exception(error)
-                    continue
-                # Answer first, then write the prediction log, so the log never adds latency.
-                await asyncio.sleep(0)
-                classifier = models.champion.loaded.spec.is_classifier
-                for ref, chosen in counted:
-                    self.metrics.observe(ref.name, ref.version, chosen, classifier=classifier)
-                self.log.log(rows, records, models, latencies)
-                self.refresh_drift()
-                if models.shadow is not None and frame is not None:
-                    self.shadow.queue(models, frame, rows, records)
+    def _after_answers(
+        self,
+        models: ModelSet,
+        rows: list[dict[str, Any]],
+        latencies: list[float],
+        records: list[dict[str, Any]],
+        frame: pl.DataFrame | None,
+        counted: list[tuple[ModelRef, list[float]]],
+    ) -> None:
+        """Count, log and shadow an answered batch."""
+        classifier = models.champion.loaded.spec.is_classifier
+        for ref, chosen in counted:
+            self.metrics.observe(ref.name, ref.version, chosen, classifier=classifier)
+        self.log.log(rows, records, models, latencies)
+        self.refresh_drift()
+        if models.shadow is not None and frame is not None:
+            self.shadow.queue(models, frame, rows, records)
 
     @property
     def log_failures(self) -> int:
@@ -171,13 +151,14 @@ class Predictor:
         records: list[dict[str, Any]],
         ids: list[str | None],
         prediction_ids: list[str],
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and the canary mask: one vectorized call per model that answers (from the
-        records when the model is compiled, else from the batch's frame, built on demand)."""
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores and the canary mask (None without a canary): one vectorized call per model
+        that answers (from the records when the model is compiled, else from the batch's frame,
+        built on demand)."""
         canary = models.canary
         n = len(records)
         if canary is None:
-            return score_records(models.champion, records, frame), np.zeros(n, dtype=bool)
+            return score_records(models.champion, records, frame), None
         # Records without an id are routed by their prediction id.
         route_ids = [r if r is not None else p for r, p in zip(ids, prediction_ids, strict=True)]
         mask = canary_mask(route_ids, models.canary_weight)
@@ -196,7 +177,7 @@ class Predictor:
         return scores, mask
 
     def _score_pending(
-        self, pending: list[_Pending], models: ModelSet
+        self, pending: list[Pending], models: ModelSet
     ) -> tuple[
         list[dict[str, Any]],
         list[float],
@@ -208,14 +189,20 @@ class Predictor:
         log, the frame (for the shadow; None without one) and the scores to count per version."""
         spec = models.champion.loaded.spec
 
-        @functools.cache
-        def frame() -> pl.DataFrame:
-            # Only scikit-learn and the shadow need the batch as a frame; compiled models
-            # score the records themselves.
-            return pl.concat([item.batch.frame for item in pending], how="vertical")
+        built: list[pl.DataFrame] = []
 
-        records = [record for item in pending for record in item.batch.records]
-        ids = [identifier for item in pending for identifier in item.batch.ids]
+        def frame() -> pl.DataFrame:
+            # Only scikit-learn and the shadow need the batch as a frame (built once); compiled
+            # models score the records themselves.
+            if not built:
+                built.append(pl.concat([item.batch.frame for item in pending], how="vertical"))
+            return built[0]
+
+        if len(pending) == 1:  # the common case at low load: the request's own lists
+            records, ids = pending[0].batch.records, pending[0].batch.ids
+        else:
+            records = [record for item in pending for record in item.batch.records]
+            ids = [identifier for item in pending for identifier in item.batch.ids]
         # Always minted here: a client's record id may repeat (a re-scored application), a
         # prediction id never does.
         prediction_ids = [new_prediction_id() for _ in ids]
@@ -227,14 +214,17 @@ class Predictor:
         decisions = decide(values, spec).tolist()
         scores = values.tolist()
         all_rows: list[dict[str, Any]] = []
+        routed = [False] * len(ids) if mask is None else mask.tolist()
         for decision, value, to_canary, prediction_id, record_id in zip(
-            decisions, scores, mask.tolist(), prediction_ids, ids, strict=True
+            decisions, scores, routed, prediction_ids, ids, strict=True
         ):
             variant, ref = answered[to_canary]
             # Classifiers answer the class and its probability, regressors the value alone.
-            row: dict[str, Any] = {"prediction": decision}
-            if classifier:
-                row["probability"] = value
+            row: dict[str, Any] = (
+                {"prediction": decision, "probability": value}
+                if classifier
+                else {"prediction": decision}
+            )
             row["prediction_id"] = prediction_id
             row["record_id"] = record_id
             row["model_name"] = ref.name
@@ -255,11 +245,15 @@ class Predictor:
                 item.future.set_result(rows)
             latencies += [(time.perf_counter() - item.queued_at) * 1000.0] * len(rows)
         # Counted once the answers are out, with the log: off the request's critical path.
-        counted = [
-            (ref, chosen)
-            for to_canary, (_, ref) in answered.items()
-            if (chosen := values[mask == to_canary].tolist())
-        ]
+        counted = (
+            [(models.champion.ref, scores)]
+            if mask is None
+            else [
+                (ref, chosen)
+                for to_canary, (_, ref) in answered.items()
+                if (chosen := values[mask == to_canary].tolist())
+            ]
+        )
         shadow_frame = frame() if models.shadow is not None else None
         return all_rows, latencies, records, shadow_frame, counted
 

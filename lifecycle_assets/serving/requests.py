@@ -51,6 +51,11 @@ def _parse_int(text: str) -> int | _HugeInt:
     return _HugeInt(text) if len(text) > MAX_INT_DIGITS else int(text)
 
 
+# `json.loads(body, parse_int=...)` builds a decoder on every call: built once here, fed as
+# `json.loads` feeds it (the body's encoding detected, lone surrogates passed through).
+_decode = json.JSONDecoder(parse_int=_parse_int).decode
+
+
 def _shown(name: Any) -> str:
     """A client's field name as it may appear in an answer: valid UTF-8, bounded length."""
     text = str(name).encode("utf-8", "backslashreplace").decode("utf-8")
@@ -226,7 +231,7 @@ class RequestValidator:
     def parse(self, body: bytes) -> ValidatedBatch:
         """Decode a JSON body `{"records": [...]}` and validate it."""
         try:
-            payload = json.loads(body, parse_int=_parse_int)
+            payload = _decode(body.decode(json.detect_encoding(body), "surrogatepass"))
         except RecursionError as error:
             raise RequestError(400, "malformed JSON: nested too deeply") from error
         except (UnicodeDecodeError, ValueError) as error:
@@ -250,10 +255,13 @@ class RequestValidator:
             )
         errors: list[FieldError] = []
         flags: list[list[str]] = []
+        # Records whose every value passed the quick check hold no NaN to clean in `_batch`.
+        plain: list[bool] = []
         for index, record in enumerate(records):
-            problems, flagged = self._record_errors(index, record)
+            problems, flagged, all_plain = self._record_errors(index, record)
             errors.extend(problems)
             flags.append(flagged)
+            plain.append(all_plain)
             if len(errors) >= MAX_REPORTED_ERRORS:
                 break
         if errors:
@@ -262,25 +270,33 @@ class RequestValidator:
             raise RequestError(
                 422, f"records[{first.record}].{_shown(first.field)}: {first.message}", errors
             )
-        return self._batch(records, flags)
+        return self._batch(records, flags, plain)
 
-    def _record_errors(self, index: int, record: Any) -> tuple[list[FieldError], list[str]]:
-        """The record's errors, and the range problems its spec lets through as flags."""
+    def _record_errors(self, index: int, record: Any) -> tuple[list[FieldError], list[str], bool]:
+        """The record's errors, the range problems its spec lets through as flags, and whether
+        every feature value passed the quick check."""
         if not isinstance(record, dict):
             got = _type_name(record)
-            return [FieldError("<record>", f"expected an object, got {got}", index)], []
+            return [FieldError("<record>", f"expected an object, got {got}", index)], [], False
         keys = record.keys()
-        errors = [FieldError(name, "unknown field", index) for name in sorted(keys - self.allowed)]
-        errors += [
-            FieldError(name, "missing required field", index)
-            for name in sorted(self.required - keys)
-        ]
+        errors: list[FieldError] = []
+        if not keys <= self.allowed:
+            errors += [
+                FieldError(name, "unknown field", index) for name in sorted(keys - self.allowed)
+            ]
+        if not keys >= self.required:
+            errors += [
+                FieldError(name, "missing required field", index)
+                for name in sorted(self.required - keys)
+            ]
         flags: list[str] = []
         plain = self.plain
+        all_plain = True
         for name, value in record.items():
             check = plain.get(name)
             if check is None or check(value):
                 continue
+            all_plain = False
             feature = self.features[name]
             problem, out_of_range = _check_value(feature, value, self.max_lengths[name])
             if problem is None:
@@ -301,20 +317,23 @@ class RequestValidator:
             errors.append(
                 FieldError(id_column, f"must be valid text of at most {DEFAULT_MAX_LENGTH}", index)
             )
-        return errors, flags
+        return errors, flags, all_plain
 
-    def _batch(self, records: list[dict[str, Any]], flags: list[list[str]]) -> ValidatedBatch:
+    def _batch(
+        self, records: list[dict[str, Any]], flags: list[list[str]], plain: list[bool]
+    ) -> ValidatedBatch:
         id_column = self.spec.id_column
         ids = [
             None if id_column is None or record.get(id_column) is None else str(record[id_column])
             for record in records
         ]
         # One rule everywhere: a NaN input is a missing value, scored and logged as null.
+        # (A NaN fails the quick check: only records that did not all pass it are looked at.)
         records = [
             {k: None if isinstance(v, float) and v != v else v for k, v in r.items()}
-            if any(isinstance(v, float) and v != v for v in r.values())
+            if not quick and any(isinstance(v, float) and v != v for v in r.values())
             else r
-            for r in records
+            for r, quick in zip(records, plain, strict=True)
         ]
         return ValidatedBatch(
             ids=ids,

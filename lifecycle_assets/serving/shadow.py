@@ -23,7 +23,7 @@ from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import SHADOW, ModelSet, score
 from lifecycle_assets.serving.model_source import ServedModel
-from lifecycle_assets.serving.prediction_log import new_prediction_id
+from lifecycle_assets.serving.prediction_ids import new_prediction_id
 
 logger = logging.getLogger(__name__)
 
