@@ -8,11 +8,14 @@ skops for the registration, are imported by that step in its own thread.
 usable) and waits for it before the first training run: the registry is reconciled before
 anything reads it, as before, and an error of the reconcile is raised there.
 
-A new SQLite store is created (tables and alembic migrations, 2-4 s) by a child process: alembic
-runs a migration through process-wide module state, and Dagster runs its own (stamping each new
-run's event database) in this process meanwhile. Only a store whose migrations this process
-cannot be running (an existing SQLite store, an MLflow server) is reconciled in the thread;
-another database is reconciled before the first run, as before.
+A new SQLite store is created from MLflow's schema file (`registry/mlflow_schema`: its tables
+and alembic revision in one transaction, milliseconds, no MLflow import), so MLflow opens it
+without migrating anything. When the file does not fit (another MLflow version installed, a file
+already holding some tables), a child process lets MLflow create and migrate it (2-4 s, said on
+stderr): alembic runs a migration through process-wide module state, and Dagster runs its own
+(stamping each new run's event database) in this process meanwhile. Only a store whose
+migrations this process cannot be running (an existing SQLite store, an MLflow server) is
+reconciled in the thread; another database is reconciled before the first run, as before.
 
 Each set-up appends its spans (wall start and end on `time.perf_counter`, and CPU seconds: the
 thread's own, and apart those of the child process) to `SPANS`: the lifecycle benchmark takes
@@ -22,19 +25,22 @@ counts as compute.
 
 from __future__ import annotations
 
+import logging
 import resource
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from lifecycle_assets.config import Settings
 from lifecycle_assets.recovery import Recovery, recover_registry, report
+from lifecycle_assets.registry import mlflow_schema
+from lifecycle_assets.registry.mlflow_schema import store_created
+from lifecycle_assets.registry.reader import sqlite_path
 
 SQLITE = "sqlite:///"
 # Creates (and migrates) the store named by argv[1]; MLflow alone, nothing of the project.
@@ -53,18 +59,6 @@ class Span:
 SPANS: list[Span] = []
 
 
-def sqlite_store_created(path: Path) -> bool:
-    """Whether MLflow has created the SQLite store at `path` (its alembic revision is stamped),
-    read without SQLAlchemy or alembic."""
-    if not path.is_file():
-        return False
-    try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            return db.execute("SELECT count(*) FROM alembic_version").fetchone()[0] > 0
-    except sqlite3.Error:
-        return False
-
-
 def create_sqlite_store(uri: str) -> None:
     """Create and migrate a new SQLite store in a child process; its error as one line."""
     done = subprocess.run(
@@ -73,6 +67,19 @@ def create_sqlite_store(uri: str) -> None:
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
         raise RuntimeError(f"creating the MLflow store {uri} failed: {lines[-1]}")
+
+
+def create_new_store(uri: str, path: Path) -> None:
+    """The store at `path` from MLflow's schema file; else, saying why on stderr, by MLflow in
+    a child process (unless someone else created it meanwhile)."""
+    refused = mlflow_schema.create_store(path)
+    if refused is None or store_created(path):
+        return
+    logging.getLogger("lifecycle").warning(
+        "note: %s: MLflow creates the store in a child process (slower)", refused
+    )
+    with child_span():
+        create_sqlite_store(uri)
 
 
 @contextmanager
@@ -110,12 +117,9 @@ class TrainingSetUp:
         started, cpu = time.perf_counter(), time.thread_time()
         try:
             if self._recovery is None:
-                uri = self._uri
-                if uri.startswith(SQLITE) and not sqlite_store_created(
-                    Path(uri.removeprefix(SQLITE))
-                ):
-                    with child_span():
-                        create_sqlite_store(uri)
+                path = sqlite_path(self._uri)
+                if path is not None and not store_created(path):
+                    create_new_store(self._uri, path)
                 self._recovery = recover_registry(self._names)
         except BaseException as error:  # raised again in the caller's thread by `wait`
             self._error = error
