@@ -94,9 +94,9 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         _follow_submitted_runs(settings.dagster_url, show=not as_json)
     instance = _dagster_instance()
     defs = build_definitions(specs)
-    # The registry reconcile overlaps the first ingest run. It starts once the definitions
-    # have imported their modules: two threads importing one module graph at once can hand
-    # one of them a partly initialised module (CPython's import deadlock avoidance).
+    # The registry is opened here (a new store created, MLflow's store modules imported) and
+    # reconciled in a thread beside the first ingest run, which imports nothing: two threads
+    # importing one module graph at once can hand one of them a partly initialised module.
     setup = TrainingSetUp([spec.name for spec in specs], settings).start()
     # The modules and definitions live as long as the process: out of the collector's sight,
     # the periodic full collections during the runs no longer walk them again and again.
