@@ -10,10 +10,11 @@ at once. This one writes a batch in one transaction per database, each event's r
 version and tags. Any other batch is written event by event, as before.
 
 Each run also gets its own database file, which Dagster creates through SQLAlchemy's
-`create_all` and an alembic stamp (about 0.15 s, six times per `lifecycle run`). The first run
-database of a process is created that way; its schema (tables, indexes, the alembic revision
-row, WAL mode) is then kept, and each later new run database is created from it in one
-transaction with the stdlib `sqlite3` (`RunShardSchema`): the same file, in milliseconds.
+`create_all` and an alembic stamp (0.15-0.4 s, six times per `lifecycle run`). The first
+database of a process that Dagster creates that way (a new index, or else the first new run
+database) gives its schema (tables, indexes, the alembic revision row, WAL mode), and each
+later new run database is created from it in one transaction with the stdlib `sqlite3`
+(`RunShardSchema`): the same file, in milliseconds.
 
 The project's `dagster.yaml` names `BatchingSqliteStorage` (the default SQLite layout under
 DAGSTER_HOME); creating it turns Dagster's batching on for the process.
@@ -109,21 +110,23 @@ def _is_new(path: Path) -> bool:
 
 class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` whose batches of asset events share one transaction per shard,
-    and whose new run databases are made from the first one's schema."""
+    and whose new run databases are made from the schema of the first one Dagster made."""
 
     _run_shard_schema: RunShardSchema | None = None
 
     def _initdb(self, engine: Engine, for_index_shard: bool = False) -> None:
-        """A new run database from the schema of the first one Dagster created in this process;
-        anything else (the index, an existing file, the first new run database) as Dagster does."""
+        """A new run database from the schema of the first database Dagster created in this
+        process (a new index holds the same tables, indexes and revision as a new run database:
+        one metadata, one alembic head); anything else as Dagster does."""
         database = engine.url.database
         path = Path(database) if database else None
-        index = Path(self.path_for_shard(INDEX_SHARD_NAME))
-        new = path is not None and path != index and _is_new(path)
-        if new and self._run_shard_schema is not None and self._run_shard_schema.create(path):
+        new = path is not None and _is_new(path)
+        schema = self._run_shard_schema
+        is_run = path != Path(self.path_for_shard(INDEX_SHARD_NAME))
+        if new and is_run and schema is not None and schema.create(path):
             return
         super()._initdb(engine, for_index_shard)
-        if new and not for_index_shard and self._run_shard_schema is None:
+        if new and schema is None:
             self._run_shard_schema = RunShardSchema.of(path)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:

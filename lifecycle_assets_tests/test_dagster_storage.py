@@ -153,10 +153,17 @@ def test_later_run_databases_are_made_as_dagster_makes_them(
     with _instance(tmp_path / "batched", PROJECT_YAML, monkeypatch) as instance:
         storage = instance.event_log_storage
         assert isinstance(storage, BatchingSqliteEventLogStorage)
+        assert storage._run_shard_schema is not None  # kept from the new index
         _run(instance)
-        assert storage._run_shard_schema is not None  # kept from the first run's database
         _run(instance)
         second, first = [r.dagster_run.run_id for r in instance.get_run_records()]
         assert _run_database(instance, second) == _run_database(instance, first) == dagsters
         assert dagsters[2] == ("wal",)
         assert _recorded(instance) == expected
+    # A later process on the same home: its first new run database is Dagster's, then kept.
+    with dg.DagsterInstance.get() as again:
+        assert again.event_log_storage._run_shard_schema is None
+        _run(again)
+        _run(again)
+        for record in again.get_run_records(limit=2):
+            assert _run_database(again, record.dagster_run.run_id) == dagsters
