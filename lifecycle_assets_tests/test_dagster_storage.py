@@ -158,6 +158,7 @@ def test_later_run_databases_are_made_as_dagster_makes_them(
         _run(instance)
         second, first = [r.dagster_run.run_id for r in instance.get_run_records()]
         assert _run_database(instance, second) == _run_database(instance, first) == dagsters
+        assert {first, second, "index"} <= set(storage._engines or {})  # engines kept
         assert dagsters[2] == ("wal",)
         assert _recorded(instance) == expected
     # A later process on the same home: its first new run database is Dagster's, then kept.
