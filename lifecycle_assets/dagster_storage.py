@@ -56,6 +56,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
+from lifecycle_assets.sqlite_schema import create_if_empty
+
 # How many events of one batch Dagster buffers before it writes them (a run's planned events, a
 # step's materializations): more than any window has days.
 BATCH_SIZE = "10000"
@@ -93,23 +95,14 @@ class RunShardSchema:
     def create(self, path: Path) -> bool:
         """Create a new run database at `path` in one transaction; False when the file already
         holds tables (another process got there first: Dagster's own check takes over)."""
-        with closing(sqlite3.connect(path, timeout=30.0, isolation_level=None)) as db:
-            db.execute("PRAGMA journal_mode=WAL")  # as Dagster sets it on a new run database
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                    db.execute("ROLLBACK")
-                    return False
-                for sql in self.objects:
-                    db.execute(sql)
-                for table, row in self.rows:
-                    marks = ", ".join("?" * len(row))
-                    db.execute(f'INSERT INTO "{table}" VALUES ({marks})', row)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        return True
+        inserts = [
+            (f'INSERT INTO "{table}" VALUES ({", ".join("?" * len(row))})', row)
+            for table, row in self.rows
+        ]
+        # WAL, as Dagster sets it on a new run database.
+        return create_if_empty(
+            path, [*((sql, ()) for sql in self.objects), *inserts], journal_mode="WAL"
+        )
 
 
 def _is_new(path: Path) -> bool:

@@ -24,11 +24,11 @@ from contextlib import closing
 from importlib import metadata
 from pathlib import Path
 
+from lifecycle_assets.sqlite_schema import create_if_empty
+
 SCHEMA_FILE = Path(__file__).with_name("mlflow_schema.sql")
 # The first line of the file: `-- mlflow <version> alembic <revision>`.
 HEADER = "-- mlflow {version} alembic {revision}"
-# How long to wait for another writer of the same new file (SQLite's busy timeout).
-BUSY_SECONDS = 30.0
 
 
 def header() -> tuple[str, str]:
@@ -91,19 +91,9 @@ def create_store(path: Path) -> str | None:
         path.parent.mkdir(parents=True, exist_ok=True)  # as MLflow does for a SQLite store
     except OSError as error:
         return f"no folder for {path}: {error}"
-    script = statements(SCHEMA_FILE.read_text())
-    with closing(sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None)) as db:
-        db.execute("BEGIN IMMEDIATE")  # no other writer between the check and the tables
-        try:
-            if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                db.execute("ROLLBACK")
-                return f"{path} already holds tables"
-            for statement in script:
-                db.execute(statement)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+    script = [(statement, ()) for statement in statements(SCHEMA_FILE.read_text())]
+    if not create_if_empty(path, script):
+        return f"{path} already holds tables"
     return None
 
 
