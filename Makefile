@@ -13,7 +13,7 @@ export GIT_PYTHON_REFRESH ?= quiet
 MLFLOW_DB := sqlite:///$(LIFECYCLE_HOME)/mlflow.db
 
 .PHONY: install run test lint dev serve mlflow-ui bench bench-team clean \
-	team-dagster-home mlflow-server celery-worker team-dev test-team
+	team-dagster-home mlflow-server celery-worker team-dev test-team mlflow-schema
 
 install: $(VENV)/.installed
 
@@ -54,6 +54,11 @@ bench: install  ## serving (wrk on pinned cores), CLI latency, lifecycle at thre
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/cli.py
 	[ ! -f benchmarks/lifecycle.py ] || $(BIN)/python benchmarks/lifecycle.py
+
+# After an MLflow upgrade: the schema a new SQLite store is created from (test_mlflow_schema
+# fails until it is regenerated).
+mlflow-schema: install  ## rewrite lifecycle_assets/registry/mlflow_schema.sql from the installed MLflow
+	$(BIN)/python -m lifecycle_assets.registry.mlflow_schema
 
 bench-team: install  ## team mode (PostgreSQL, moto S3, MLflow server) against embedded, same data
 	$(BIN)/python benchmarks/team.py

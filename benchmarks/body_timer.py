@@ -12,11 +12,10 @@ this installed, in the same process and code path as a user's run; the totals go
 file named by `ENV_OUT` at exit.
 
 Work that `lifecycle run` does beside the runs (`lifecycle_assets.training_setup`: the registry
-reconcile and training-only imports in a thread, a new MLflow store created by a child process)
-is overhead too, and while it runs it takes the interpreter lock or a core from the body running
-then. So its CPU seconds that fall inside a body's span (spread evenly over each recorded span)
-are taken out of that body's compute. Only `import` statements of the body's own thread count
-as the body's imports.
+reconcile in a thread) is overhead too, and while it runs it takes the interpreter lock or a
+core from the body running then. So its CPU seconds that fall inside a body's span (spread
+evenly over each recorded span) are taken out of that body's compute. Only `import` statements
+of the body's own thread count as the body's imports.
 """
 
 from __future__ import annotations

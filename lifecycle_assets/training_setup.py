@@ -1,44 +1,41 @@
-"""What only training needs, prepared in a thread while `lifecycle run` ingests the first window.
+"""What only training needs, prepared beside the first ingest run of `lifecycle run`.
 
 Ingest touches neither MLflow nor the promotion ledger, so the registry part of the start-up
-reconcile need not hold up the first Dagster run. The thread imports nothing new beside the
-ingest (it starts after the definitions imported theirs): modules a step imports first, such as
-skops for the registration, are imported by that step in its own thread.
+reconcile (its queries and writes) runs in a thread while the first window is ingested.
+Everything that imports a module or migrates a database happens first, in the caller's thread,
+before any Dagster run: two threads importing one module graph at once can hand one of them a
+partly initialised module, and alembic migrates through process-wide state that Dagster uses
+for each new run's database. So `start` opens the registry here: a new SQLite store is created
+from MLflow's schema file (`registry/mlflow_schema`: milliseconds, no migration), else, saying
+so on stderr, by MLflow itself; MLflow's tracking and registry stores are opened (their modules
+imported). The thread then imports nothing (a test checks it).
 `lifecycle run` starts this after the pre-flight (nothing is written before the data is known
 usable) and waits for it before the first training run: the registry is reconciled before
-anything reads it, as before, and an error of the reconcile is raised there.
+anything reads it, as before, and an error of the set-up is raised there. A store of another
+database (PostgreSQL, MySQL) is reconciled in `start`, before the first run.
 
-A new SQLite store is created (tables and alembic migrations, 2-4 s) by a child process: alembic
-runs a migration through process-wide module state, and Dagster runs its own (stamping each new
-run's event database) in this process meanwhile. Only a store whose migrations this process
-cannot be running (an existing SQLite store, an MLflow server) is reconciled in the thread;
-another database is reconciled before the first run, as before.
-
-Each set-up appends its spans (wall start and end on `time.perf_counter`, and CPU seconds: the
-thread's own, and apart those of the child process) to `SPANS`: the lifecycle benchmark takes
-that CPU out of the compute it measures where it overlaps asset bodies, so work moved here never
-counts as compute.
+The thread appends its span (wall start and end on `time.perf_counter`, and its CPU seconds) to
+`SPANS`: the lifecycle benchmark takes that CPU out of the compute it measures where it overlaps
+asset bodies, so work moved here never counts as compute.
 """
 
 from __future__ import annotations
 
-import resource
-import sqlite3
-import subprocess
-import sys
+import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+
+from mlflow import MlflowClient
 
 from lifecycle_assets.config import Settings
-from lifecycle_assets.recovery import Recovery, recover_registry, report
+from lifecycle_assets.recovery import Recovery, reconcile_registry, recover_registry, report
+from lifecycle_assets.registry.mlflow_schema import create_store, store_created
+from lifecycle_assets.registry.reader import sqlite_path
+from lifecycle_assets.registry.tracking import configure_mlflow
 
 SQLITE = "sqlite:///"
-# Creates (and migrates) the store named by argv[1]; MLflow alone, nothing of the project.
-CREATE_STORE = "import sys, mlflow; mlflow.MlflowClient(sys.argv[1], sys.argv[1])"
 
 
 @dataclass(frozen=True)
@@ -53,70 +50,53 @@ class Span:
 SPANS: list[Span] = []
 
 
-def sqlite_store_created(path: Path) -> bool:
-    """Whether MLflow has created the SQLite store at `path` (its alembic revision is stamped),
-    read without SQLAlchemy or alembic."""
-    if not path.is_file():
-        return False
-    try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            return db.execute("SELECT count(*) FROM alembic_version").fetchone()[0] > 0
-    except sqlite3.Error:
-        return False
-
-
-def create_sqlite_store(uri: str) -> None:
-    """Create and migrate a new SQLite store in a child process; its error as one line."""
-    done = subprocess.run(
-        [sys.executable, "-c", CREATE_STORE, uri], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
-        raise RuntimeError(f"creating the MLflow store {uri} failed: {lines[-1]}")
-
-
-@contextmanager
-def child_span() -> Iterator[None]:
-    """Record the CPU seconds of the child processes waited for inside (the store's creation):
-    they run on a core the ingest beside them could have used."""
-    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    try:
-        yield
-    finally:
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        SPANS.append(Span(started, time.perf_counter(), cpu))
+def open_registry(settings: Settings) -> MlflowClient:
+    """MLflow pointed at the settings' store, its tracking and registry stores opened (and their
+    modules imported); a new SQLite store created from MLflow's schema file, else by MLflow."""
+    path = sqlite_path(settings.mlflow_tracking_uri)
+    if path is not None and not store_created(path):
+        refused = create_store(path)
+        if refused is not None and not store_created(path):
+            logging.getLogger("lifecycle").warning(
+                "note: %s: MLflow creates and migrates the store itself (slower)", refused
+            )
+    client = configure_mlflow(settings)
+    client.search_registered_models(max_results=1)  # opens the registry store
+    return client
 
 
 class TrainingSetUp:
-    """The registry reconcile, in a thread; `wait` returns its result."""
+    """The registry opened in `start`, reconciled in a thread; `wait` returns the result."""
 
     def __init__(self, names: Iterable[str], settings: Settings | None = None) -> None:
         self._names = list(names)
-        self._uri = (settings or Settings.from_env()).mlflow_tracking_uri
+        self._settings = settings or Settings.from_env()
         self._recovery: Recovery | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="lifecycle-training-setup")
+        self._thread: threading.Thread | None = None
 
     def start(self) -> TrainingSetUp:
-        """Start the thread; a store of another database is reconciled here, first."""
-        if not (self._uri.startswith(SQLITE) or self._uri.startswith(("http://", "https://"))):
-            # Its migrations, if it needs any, would run in this process beside Dagster's.
+        """Open the registry, then start the thread; a store of another database is reconciled
+        here, first (its migrations, if it needs any, would run beside Dagster's)."""
+        uri = self._settings.mlflow_tracking_uri
+        if not (uri.startswith(SQLITE) or uri.startswith(("http://", "https://"))):
             self._recovery = recover_registry(self._names)
+            return self
+        try:
+            client = open_registry(self._settings)
+        except BaseException as error:  # raised where the set-up is awaited, as the thread's
+            self._error = error
+            return self
+        self._thread = threading.Thread(
+            target=self._run, args=(client,), name="lifecycle-training-setup"
+        )
         self._thread.start()
         return self
 
-    def _run(self) -> None:
+    def _run(self, client: MlflowClient) -> None:
         started, cpu = time.perf_counter(), time.thread_time()
         try:
-            if self._recovery is None:
-                uri = self._uri
-                if uri.startswith(SQLITE) and not sqlite_store_created(
-                    Path(uri.removeprefix(SQLITE))
-                ):
-                    with child_span():
-                        create_sqlite_store(uri)
-                self._recovery = recover_registry(self._names)
+            self._recovery = reconcile_registry(client, self._names)
         except BaseException as error:  # raised again in the caller's thread by `wait`
             self._error = error
         finally:
@@ -124,7 +104,8 @@ class TrainingSetUp:
 
     def wait(self) -> Recovery:
         """The reconcile's result (said in one line if it settled anything); its error, raised."""
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         if self._error is not None:
             error, self._error = self._error, None
             raise error

@@ -2,6 +2,8 @@
 every day its planned and its actual materialization, partition, data version, tags and status."""
 
 import shutil
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
@@ -128,3 +130,41 @@ def test_a_window_run_is_recorded_as_by_dagsters_storage(
     assert len(DAYS) in batched and max(batched) >= len(DAYS)
     assert expected["materialized"] == DAYS
     assert [rows for rows, _ in expected["latest"].values()] == [1, 2, 3, 4]
+
+
+def _run_database(instance: dg.DagsterInstance, run_id: str) -> tuple:
+    """A run database's objects, rows and journal mode."""
+    path = instance.event_log_storage.path_for_shard(run_id)
+    with closing(sqlite3.connect(path)) as db:
+        objects = set(db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+        revision = db.execute("SELECT * FROM alembic_version").fetchall()
+        mode = db.execute("PRAGMA journal_mode").fetchone()
+    return objects, revision, mode
+
+
+def test_later_run_databases_are_made_as_dagster_makes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _instance(tmp_path / "plain", None, monkeypatch) as plain:
+        _run(plain)
+        _run(plain)
+        expected = _recorded(plain)
+        dagsters = _run_database(plain, plain.get_run_records()[0].dagster_run.run_id)
+    with _instance(tmp_path / "batched", PROJECT_YAML, monkeypatch) as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, BatchingSqliteEventLogStorage)
+        assert storage._run_shard_schema is not None  # kept from the new index
+        _run(instance)
+        _run(instance)
+        second, first = [r.dagster_run.run_id for r in instance.get_run_records()]
+        assert _run_database(instance, second) == _run_database(instance, first) == dagsters
+        assert {first, second, "index"} <= set(storage._engines or {})  # engines kept
+        assert dagsters[2] == ("wal",)
+        assert _recorded(instance) == expected
+    # A later process on the same home: its first new run database is Dagster's, then kept.
+    with dg.DagsterInstance.get() as again:
+        assert again.event_log_storage._run_shard_schema is None
+        _run(again)
+        _run(again)
+        for record in again.get_run_records(limit=2):
+            assert _run_database(again, record.dagster_run.run_id) == dagsters

@@ -41,12 +41,19 @@ def run(spec_path: str | None, refresh: bool, as_json: bool) -> None:
     if spec_path is not None and Path(spec_path).is_file():
         # A spec of its own is the project for this run (and the service's default models).
         os.environ["LIFECYCLE_SPECS"] = str(Path(spec_path).resolve())
-    from lifecycle_assets.run_submission import SubmissionError
-
+    # Start-up (imports, definitions, stores) builds most of what the process keeps: the
+    # collector's full passes would walk it again and again (about 1 s of 3). It stays off
+    # until `run_lifecycle` freezes those objects out of its sight.
+    gc.disable()
     try:
-        summaries = run_lifecycle(spec_path, refresh=refresh, as_json=as_json)
-    except SubmissionError as error:  # the webserver is unreachable or refused a run
-        raise click.ClickException(str(error)) from None
+        from lifecycle_assets.run_submission import SubmissionError
+
+        try:
+            summaries = run_lifecycle(spec_path, refresh=refresh, as_json=as_json)
+        except SubmissionError as error:  # the webserver is unreachable or refused a run
+            raise click.ClickException(str(error)) from None
+    finally:
+        gc.enable()
     if as_json:
         payload = [s.to_dict() for s in summaries]
         click.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, default=str))
@@ -94,13 +101,14 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         _follow_submitted_runs(settings.dagster_url, show=not as_json)
     instance = _dagster_instance()
     defs = build_definitions(specs)
-    # The registry reconcile overlaps the first ingest run. It starts once the definitions
-    # have imported their modules: two threads importing one module graph at once can hand
-    # one of them a partly initialised module (CPython's import deadlock avoidance).
+    # The registry is opened here (a new store created, MLflow's store modules imported) and
+    # reconciled in a thread beside the first ingest run, which imports nothing: two threads
+    # importing one module graph at once can hand one of them a partly initialised module.
     setup = TrainingSetUp([spec.name for spec in specs], settings).start()
     # The modules and definitions live as long as the process: out of the collector's sight,
     # the periodic full collections during the runs no longer walk them again and again.
     gc.freeze()
+    gc.enable()  # `run` turned it off for the start-up
     # When nothing changed, or a day has no rows, an asset yields nothing and Dagster warns
     # (through Python logging, outside the run log) that its checks emitted no result.
     logging.getLogger("dagster._core.execution.plan.active").setLevel(logging.ERROR)

@@ -122,9 +122,10 @@ def simulate_day(
     )
     loss_amount = np.where(default, loan_amount * severity, 0.0).round(2)
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    prefix = f"{day:%Y%m%d}-"  # formatted once: strftime per row was most of a day's cost
     return pl.DataFrame(
         {
-            "application_id": [f"{day:%Y%m%d}-{i:06d}" for i in range(n)],
+            "application_id": [f"{prefix}{i:06d}" for i in range(n)],
             "event_time": [start + dt.timedelta(seconds=int(s)) for s in seconds],
             "age": age,
             "income": np.where(income_missing, np.nan, income),
