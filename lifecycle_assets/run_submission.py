@@ -47,6 +47,8 @@ CANCEL_TIMEOUT_SECONDS = 15
 # What a shell reports for a command ended by SIGINT (128 + 2).
 INTERRUPTED_EXIT_CODE = 130
 log = logging.getLogger("lifecycle.submission")
+# How Dagster records a step or run that Ctrl-C stopped in this process.
+INTERRUPTED_ERROR = "DagsterExecutionInterruptedError"
 
 
 class SubmissionError(Exception):
@@ -79,7 +81,7 @@ def execute(
     """Run `job` to its end, in this process or through the webserver the settings name."""
     url = LifecycleSettings.from_env().dagster_url
     if url is None:
-        return job.execute_in_process(
+        result = job.execute_in_process(
             instance=instance,
             tags={**(tags or {}), TAG_HOST: socket.gethostname()},
             asset_selection=list(asset_selection) if asset_selection else None,
@@ -87,6 +89,14 @@ def execute(
             run_config=dict(run_config or {}),
             partition_key=partition_key,
         )
+        if interrupted(result):
+            # Dagster turns Ctrl-C inside a step into a failed run and returns: without this,
+            # the command would go on to its next run (the next model's training, a promotion).
+            raise RunCancelled(
+                f"interrupted run {result.run_id} of {job.name}: it ended "
+                f"{result.dagster_run.status.value}, and nothing after it ran"
+            )
+        return result
     if partition_key is not None:
         # How Dagster names a run's partition; the webserver launches that partition.
         tags = {**(tags or {}), PARTITION_TAG: partition_key}
@@ -107,6 +117,21 @@ def execute(
             "point DAGSTER_HOME at the dagster.yaml the webserver uses"
         )
     return SubmittedRunResult(job, instance, run)
+
+
+def interrupted(result: Any) -> bool:
+    """Whether an in-process run ended because of Ctrl-C (SIGINT, or SIGTERM, which Dagster
+    treats alike): a step or the run failed with Dagster's interruption error."""
+    for event in result.all_events:
+        if event.event_type not in (
+            dg.DagsterEventType.STEP_FAILURE,
+            dg.DagsterEventType.RUN_FAILURE,
+        ):
+            continue
+        error = getattr(event.event_specific_data, "error", None)
+        if getattr(error, "cls_name", None) == INTERRUPTED_ERROR:
+            return True
+    return False
 
 
 def cancel_unanswered(url: str, job_name: str, instance: dg.DagsterInstance) -> RunCancelled:

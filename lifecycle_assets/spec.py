@@ -315,5 +315,7 @@ def configured_specs(environ: dict[str, str] | None = None) -> list[ModelSpec]:
     specs = [load_spec(path.strip()) for path in raw.split(",") if path.strip()]
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
-        raise ValueError(f"{ENV_SPECS} names a model twice: {names}")
+        raise SpecError(
+            f"{ENV_SPECS} names a model twice: {names}: give each spec file its own `name`"
+        )
     return specs

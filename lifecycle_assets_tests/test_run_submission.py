@@ -396,6 +396,55 @@ def test_ctrl_c_cancels_the_submitted_run_and_ends_in_one_line(
     )
 
 
+def test_ctrl_c_stops_an_embedded_lifecycle_run_before_the_next_model(tmp_path: Path) -> None:
+    """Ctrl-C during `lifecycle run`'s in-process training run of the first of two models:
+    Dagster fails that run and returns, and the command stops there (exit 130, one line naming
+    the run) instead of going on to ingest, train and promote the second model."""
+    specs = []
+    for name in ("first", "second"):
+        path = write_spec(tmp_path, name=name)
+        path.write_text(path.read_text().replace("\nname: credit_default\n", f"\nname: {name}\n"))
+        specs.append(path)
+    state = tmp_path / "state"
+    env = {
+        **os.environ,
+        **project_env(state),
+        "LIFECYCLE_SPECS": ",".join(str(spec) for spec in specs),
+        PAUSE_AT_ENV: "after-log-model",  # the training step holds once its model is logged
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("LIFECYCLE_DAGSTER_URL", None)
+    process = subprocess.Popen(
+        [str(BIN / "lifecycle"), "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = Lines(process)
+    try:
+        lines.until(lambda line: line.startswith("first: training"), 600)
+        deadline = time.monotonic() + 300
+        while not list((state / "mlartifacts").rglob("*.skops")):  # held inside the step now
+            assert time.monotonic() < deadline, "the training step never logged its model"
+            assert process.poll() is None, "".join(lines.read)
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        after = lines.rest(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = "".join(lines.read)
+    assert process.returncode == 130, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
+    assert "second:" not in output, output[-4000:]
+    last = after.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"interrupted run \S+ of \S+: it ended FAILURE, and nothing after it ran", last
+    ), after
+
+
 KILLED_RUN = """
 import os, signal
 import dagster as dg

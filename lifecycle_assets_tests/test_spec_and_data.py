@@ -107,3 +107,24 @@ def test_shadow_scores_are_not_traffic() -> None:
     )
     assert answered(rows)["prediction_id"].to_list() == ["a", "c"]
     assert answered(rows.drop("variant")).height == 3
+
+
+def test_two_spec_files_of_one_model_end_lifecycle_run_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LIFECYCLE_SPECS naming one model twice is a spec a person must fix: one line, exit 1,
+    before anything is written (it was a ValueError and its traceback)."""
+    from click.testing import CliRunner
+
+    from lifecycle_assets.cli import main
+
+    monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("LIFECYCLE_SPECS", f"{DEFAULT_SPEC_PATH},{DEFAULT_SPEC_PATH}")
+    monkeypatch.delenv("LIFECYCLE_DAGSTER_URL", raising=False)
+    result = CliRunner().invoke(main, ["run"])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # no uncaught error
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: LIFECYCLE_SPECS names a model twice: ['credit_default'"), line
+    assert not (tmp_path / "home").exists() and not (tmp_path / "dagster_home").exists()
