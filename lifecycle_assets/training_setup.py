@@ -21,7 +21,6 @@ asset bodies, so work moved here never counts as compute.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -31,8 +30,6 @@ from mlflow import MlflowClient
 
 from lifecycle_assets.config import Settings
 from lifecycle_assets.recovery import Recovery, reconcile_registry, recover_registry, report
-from lifecycle_assets.registry.mlflow_schema import create_store, store_created
-from lifecycle_assets.registry.reader import sqlite_path
 from lifecycle_assets.registry.tracking import configure_mlflow
 
 SQLITE = "sqlite:///"
@@ -53,13 +50,6 @@ SPANS: list[Span] = []
 def open_registry(settings: Settings) -> MlflowClient:
     """MLflow pointed at the settings' store, its tracking and registry stores opened (and their
     modules imported); a new SQLite store created from MLflow's schema file, else by MLflow."""
-    path = sqlite_path(settings.mlflow_tracking_uri)
-    if path is not None and not store_created(path):
-        refused = create_store(path)
-        if refused is not None and not store_created(path):
-            logging.getLogger("lifecycle").warning(
-                "note: %s: MLflow creates and migrates the store itself (slower)", refused
-            )
     client = configure_mlflow(settings)
     client.search_registered_models(max_results=1)  # opens the registry store
     return client

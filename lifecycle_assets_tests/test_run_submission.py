@@ -343,6 +343,31 @@ class Lines:
         return "".join(rest)
 
 
+def interrupted_lifecycle_run(
+    cwd: Path, env: dict[str, str], ready: Callable[[Lines, subprocess.Popen], None]
+) -> tuple[subprocess.Popen, str, str]:
+    """`lifecycle run` as a user starts it, sent SIGINT (Ctrl-C) once `ready` returns: the
+    ended process (its pid names the runs it submitted), its whole output and the output after
+    the signal."""
+    process = subprocess.Popen(
+        [str(BIN / "lifecycle"), "run"],
+        cwd=cwd,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = Lines(process)
+    try:
+        ready(lines, process)
+        process.send_signal(signal.SIGINT)
+        after = lines.rest(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process, "".join(lines.read), after
+
+
 @pytest.mark.team
 # The training run holds after logging its model, so Ctrl-C always finds it running (a fast
 # training could otherwise end before the signal, and there would be nothing to cancel).
@@ -354,23 +379,13 @@ def test_ctrl_c_cancels_the_submitted_run_and_ends_in_one_line(
     the command names it in one line and exits 130, as a shell reports SIGINT. Interrupted
     again once the run has ended, it says there was nothing to cancel."""
     training = training_job_name(deployment.spec)
-    process = subprocess.Popen(
-        [str(BIN / "lifecycle"), "run"],
-        cwd=tmp_path,
-        env={**deployment.env, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    process, output, after = interrupted_lifecycle_run(
+        tmp_path,
+        deployment.env,
+        lambda lines, _: lines.until(
+            lambda line: f"{training} run" in line and ": STARTED" in line, 600
+        ),
     )
-    lines = Lines(process)
-    try:
-        lines.until(lambda line: f"{training} run" in line and ": STARTED" in line, 600)
-        process.send_signal(signal.SIGINT)
-        after = lines.rest(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    output = "".join(lines.read)
     assert process.returncode == 130, output[-4000:] + deployment.logs()
     assert "Traceback" not in output, output[-4000:]
     (line,) = after.strip().splitlines()
@@ -411,31 +426,18 @@ def test_ctrl_c_stops_an_embedded_lifecycle_run_before_the_next_model(tmp_path: 
         **project_env(state),
         "LIFECYCLE_SPECS": ",".join(str(spec) for spec in specs),
         PAUSE_AT_ENV: "after-log-model",  # the training step holds once its model is logged
-        "PYTHONUNBUFFERED": "1",
     }
     env.pop("LIFECYCLE_DAGSTER_URL", None)
-    process = subprocess.Popen(
-        [str(BIN / "lifecycle"), "run"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = Lines(process)
-    try:
+
+    def held_in_training(lines: Lines, process: subprocess.Popen) -> None:
         lines.until(lambda line: line.startswith("first: training"), 600)
         deadline = time.monotonic() + 300
         while not list((state / "mlartifacts").rglob("*.skops")):  # held inside the step now
             assert time.monotonic() < deadline, "the training step never logged its model"
             assert process.poll() is None, "".join(lines.read)
             time.sleep(0.2)
-        process.send_signal(signal.SIGINT)
-        after = lines.rest(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    output = "".join(lines.read)
+
+    process, output, after = interrupted_lifecycle_run(tmp_path, env, held_in_training)
     assert process.returncode == 130, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
     assert "second:" not in output, output[-4000:]

@@ -18,12 +18,14 @@ False and the caller lets MLflow create the store.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import sys
 from contextlib import closing
 from importlib import metadata
 from pathlib import Path
 
+from lifecycle_assets.registry.reader import sqlite_path
 from lifecycle_assets.sqlite_schema import create_if_empty
 
 SCHEMA_FILE = Path(__file__).with_name("mlflow_schema.sql")
@@ -95,6 +97,19 @@ def create_store(path: Path) -> str | None:
     if not create_if_empty(path, script):
         return f"{path} already holds tables"
     return None
+
+
+def create_if_new(tracking_uri: str) -> None:
+    """Create the SQLite store `tracking_uri` names from the schema file if it does not exist
+    yet; when the file cannot, say so (MLflow then creates and migrates the store itself)."""
+    path = sqlite_path(tracking_uri)
+    if path is None or store_created(path):
+        return
+    refused = create_store(path)
+    if refused is not None and not store_created(path):
+        logging.getLogger("lifecycle").warning(
+            "note: %s: MLflow creates and migrates the store itself (slower)", refused
+        )
 
 
 def _literal(value: object) -> str:

@@ -27,10 +27,9 @@ from sklearn.pipeline import Pipeline
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.training import model_input
-from lifecycle_assets.registry.mlflow_schema import create_store, store_created
+from lifecycle_assets.registry.mlflow_schema import create_if_new
 from lifecycle_assets.registry.models import log_and_register
 from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
-from lifecycle_assets.registry.reader import sqlite_path
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.spec import ModelSpec
 
@@ -43,9 +42,7 @@ def configure_mlflow(settings: Settings) -> MlflowClient:
     schema file (`mlflow_schema`), not by replaying every migration; MLflow creates it when the
     file does not fit.
     """
-    path = sqlite_path(settings.mlflow_tracking_uri)
-    if path is not None and not store_created(path):
-        create_store(path)
+    create_if_new(settings.mlflow_tracking_uri)
     # Progress bars on every artifact download would flood logs and the Dagster UI.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
