@@ -47,15 +47,23 @@ def dumps(
     The common case (nothing to clean) costs one `json.dumps`: the value is only walked when
     the strict encoder refuses it.
     """
-    options: dict[str, Any] = {"allow_nan": False, "sort_keys": sort_keys, "default": default}
-    if indent is None:
-        options["separators"] = (",", ":")
+    if indent is None and not sort_keys and default is _plain:
+        encode = _one_line  # every prediction log line: no encoder built per call
     else:
-        options["indent"] = indent
+        options: dict[str, Any] = {"allow_nan": False, "sort_keys": sort_keys, "default": default}
+        if indent is None:
+            options["separators"] = (",", ":")
+        else:
+            options["indent"] = indent
+        encode = json.JSONEncoder(**options).encode
     try:
-        return json.dumps(value, **options)
+        return encode(value)
     except ValueError:
-        return json.dumps(clean(value), **options)
+        return encode(clean(value))
+
+
+# `dumps`'s common form, built once (`json.dumps` with options builds an encoder on every call).
+_one_line = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_plain).encode
 
 
 def loads(text: str | bytes) -> Any:

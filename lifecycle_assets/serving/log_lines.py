@@ -1,13 +1,12 @@
 """The prediction log's lines: one strict-JSON line per answered or shadow row.
 
 Built for every answer on the event loop, so what every line of one model set shares (digests,
-the score key, feature names) is computed once, and the strict encoder is built once.
+the score key, feature names) is computed once; `valid_json.dumps` builds its encoder once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from lifecycle_assets.data import valid_json
@@ -45,9 +44,6 @@ class _Layout:
         self.feature_names = tuple(f.name for f in spec.features)
 
 
-# The strict encoder of `valid_json.dumps`, built once (`json.dumps` with options builds one on
-# every call); a value it refuses (NaN, a numpy value) sends the line through `valid_json.dumps`.
-_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 _last_layout: _Layout | None = None
 
 
@@ -92,9 +88,5 @@ def log_lines(
                 if key not in entry and key not in _RENAMED:
                     entry[key] = value
         entry.update(zip(feature_names, map(record.get, feature_names), strict=True))
-        try:
-            text = _encode(entry)
-        except (TypeError, ValueError):
-            text = valid_json.dumps(entry)
-        lines.append((text + "\n").encode())
+        lines.append((valid_json.dumps(entry) + "\n").encode())
     return lines
