@@ -22,6 +22,7 @@ import dagster as dg
 
 from lifecycle_assets import config, storage
 from lifecycle_assets.config import Settings
+from lifecycle_assets.crash import crash_point
 from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint
 from lifecycle_assets.data.ingest import day_state, window_keys
 from lifecycle_assets.data.lake import Lake
@@ -348,6 +349,7 @@ def train_and_deploy(
     defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance, ingest: IngestOutcome
 ) -> LifecycleSummary:
     settings = Settings.from_env()
+    crash_point("before-training-run")  # between two runs: the window ingested, nothing trained
     result = execute(defs.resolve_job_def(training_job_name(spec)), instance, run_config=QUIET)
     logs = [str(write_run_log(instance, result.run_id, spec, settings))]
     training_set = _output(result, spec, names.TRAINING_SET)

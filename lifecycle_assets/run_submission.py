@@ -33,7 +33,14 @@ from lifecycle_assets.defs.resources import JsonIOManager
 from lifecycle_assets.registry.owner import TAG_HOST
 from lifecycle_assets.settings import LifecycleSettings
 
-__all__ = ["ExecutionResult", "RunCancelled", "SubmissionError", "check_webserver", "execute"]
+__all__ = [
+    "ExecutionResult",
+    "RunCancelled",
+    "SubmissionError",
+    "check_webserver",
+    "execute",
+    "interrupted_between_runs",
+]
 
 # Which `lifecycle run` submitted a run (host:pid): the run itself executes elsewhere, so it
 # carries no TAG_HOST (recovery would take the launcher's pid for one on this host).
@@ -150,6 +157,17 @@ def cancel_unanswered(url: str, job_name: str, instance: dg.DagsterInstance) -> 
             f"is in the instance (see {url}/runs)"
         )
     return cancel(url, runs[0].run_id, job_name)
+
+
+def interrupted_between_runs(command: str) -> RunCancelled:
+    """Ctrl-C outside any step of a run `command` executed here (starting up, between two runs,
+    writing a summary): no run of it is still executing, so there is nothing to cancel. A run
+    that Dagster was still creating or ending is left `STARTED`, tagged with this host, and the
+    next `lifecycle run` ends it (`recovery.recover_dagster`)."""
+    return RunCancelled(
+        f"interrupted `lifecycle {command}` outside a run's steps: nothing after it ran, and "
+        "the next `lifecycle run` takes up what is left"
+    )
 
 
 def submitted_by(run: dg.DagsterRun) -> str | None:

@@ -447,6 +447,41 @@ def test_ctrl_c_stops_an_embedded_lifecycle_run_before_the_next_model(tmp_path: 
     ), after
 
 
+def test_ctrl_c_between_two_runs_of_an_embedded_lifecycle_run_ends_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C after the window's ingest run ended and before the training run was created:
+    no step is running, so it is not Dagster's to report. The command ends in one line, exit
+    130 (not click's "Aborted!", exit 1), nothing was trained, and the next `lifecycle run`
+    reads no day again and trains."""
+    spec = write_spec(tmp_path)
+    state = tmp_path / "state"
+    env = {**os.environ, **project_env(state), "LIFECYCLE_SPECS": str(spec)}
+    env.pop("LIFECYCLE_DAGSTER_URL", None)
+
+    def between_runs(lines: Lines, _: subprocess.Popen) -> None:
+        # Printed just before `train_and_deploy`, which holds before creating its run: the
+        # signal lands outside any run whether it comes before the hold or during it.
+        lines.until(lambda line: line.startswith("credit_default: training"), 600)
+
+    process, output, after = interrupted_lifecycle_run(
+        tmp_path, {**env, PAUSE_AT_ENV: "before-training-run"}, between_runs
+    )
+    assert process.returncode == 130, output[-4000:]
+    assert "Traceback" not in output and "Aborted!" not in output, output[-4000:]
+    assert after.strip().splitlines() == [
+        "interrupted `lifecycle run` outside a run's steps: nothing after it ran, and the next "
+        "`lifecycle run` takes up what is left"
+    ], after
+    assert not list((state / "mlartifacts").rglob("*.skops")), "a model was trained"
+    again = subprocess.run(
+        [str(BIN / "lifecycle"), "run"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "credit_default: ingested 0 day(s)" in again.stdout, again.stdout[-3000:]
+    assert list((state / "mlartifacts").rglob("*.skops")), again.stdout[-3000:]
+
+
 KILLED_RUN = """
 import os, signal
 import dagster as dg

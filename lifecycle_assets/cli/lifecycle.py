@@ -52,6 +52,12 @@ def run(spec_path: str | None, refresh: bool, as_json: bool) -> None:
             summaries = run_lifecycle(spec_path, refresh=refresh, as_json=as_json)
         except SubmissionError as error:  # the webserver is unreachable or refused a run
             raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            # Ctrl-C inside a step ends as `RunCancelled` (run_submission.execute); anywhere
+            # else, click would print "Aborted!" and exit 1, as if the command had failed.
+            from lifecycle_assets.run_submission import interrupted_between_runs
+
+            raise interrupted_between_runs("run") from None
     finally:
         gc.enable()
     if as_json:
