@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline
 
 from lifecycle_assets import config
 from lifecycle_assets.compiled.artifact import COMPILED_DIR, compile_for_registration
+from lifecycle_assets.compiled.tags import TAG_COMPILED_PATH
 from lifecycle_assets.crash import crash_point
 from lifecycle_assets.registry.artifacts import (
     load_pipeline,
@@ -123,6 +124,12 @@ def read_model_dir(ref: ModelRef, model_dir: str | Path) -> LoadedModel:
 def download_model(ref: ModelRef, dst: str | Path) -> Path:
     """Copy the version's model directory (MLmodel, model.skops, requirements) to `dst`."""
     uri = f"models:/{ref.name}/{ref.version}"
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+
+
+def download_compiled(ref: ModelRef, dst: str | Path) -> Path:
+    """Copy the version's compiled artifact (its run's file the version's tags name) to `dst`."""
+    uri = f"runs:/{ref.run_id}/{ref.tags[TAG_COMPILED_PATH]}"
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
 
 

@@ -169,22 +169,11 @@ def locate(ref: ModelRef, reader: RegistryReader) -> tuple[Path, Path | None] | 
     return None if root is None else (model_dir, root)
 
 
-def _download_compiled(ref: ModelRef, dst: str) -> Path | None:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    uri = f"runs:/{ref.run_id}/{ref.tags[TAG_COMPILED_PATH]}"
-    try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
-    except (MlflowException, OSError):
-        return None
-
-
 def _verify_downloaded(ref: ModelRef, tracking_uri: str | None) -> Verification:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from lifecycle_assets.registry.models import download_model
+    from lifecycle_assets.registry.models import download_compiled, download_model
 
     if tracking_uri:  # MLflow's module-level downloads resolve the caller's store
         mlflow.set_tracking_uri(tracking_uri)
@@ -201,7 +190,10 @@ def _verify_downloaded(ref: ModelRef, tracking_uri: str | None) -> Verification:
             )
         compiled = None
         if has_compiled(ref.tags):
-            compiled = _download_compiled(ref, str(Path(tmp) / "compiled"))
+            try:
+                compiled = download_compiled(ref, Path(tmp) / "compiled")
+            except (MlflowException, OSError):
+                compiled = None  # `verify_dir` names the missing compiled file
         return verify_dir(ref, model_dir, compiled, trust_proof=True)
 
 

@@ -159,10 +159,10 @@ def served_from_registry(ref: ModelRef) -> ServedModel:
     located = locate(ref, registry_reader(Settings.from_env()))
     loaded: LoadedModel | VerifiedModel
     if located is None:
-        from lifecycle_assets.registry.models import load_version
+        from lifecycle_assets.registry.models import download_compiled, load_version
 
         loaded = load_version(ref)
-        compiled, reason = attach_compiled(loaded, functools.partial(_download_compiled, ref))
+        compiled, reason = attach_compiled(loaded, lambda _path, dst: download_compiled(ref, dst))
     else:
         model_dir, compiled_root = located
         loaded = verified_in_place(ref, model_dir)
@@ -183,12 +183,6 @@ def served_from_registry(ref: ModelRef) -> ServedModel:
 
 def _no_file(_: str, __: str) -> None:
     return None
-
-
-def _download_compiled(ref: ModelRef, path: str, dst: str) -> Path:
-    import mlflow
-
-    return Path(mlflow.artifacts.download_artifacts(f"runs:/{ref.run_id}/{path}", dst_path=dst))
 
 
 def attach_compiled(
