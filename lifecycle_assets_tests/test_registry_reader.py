@@ -29,6 +29,17 @@ from lifecycle_assets_tests.conftest import register_pipeline
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class CountingClient:
+    """A real MlflowClient that lists the methods called on it."""
+
+    def __init__(self, client: MlflowClient, calls: list[str]) -> None:
+        self._client, self._calls = client, calls
+
+    def __getattr__(self, name: str) -> object:
+        self._calls.append(name)
+        return getattr(self._client, name)
+
+
 def test_the_reader_answers_as_mlflow_does_for_two_models(
     lifecycle_env: Settings, spec: ModelSpec, small_feature_table: pl.DataFrame
 ) -> None:
@@ -59,7 +70,7 @@ def test_the_reader_answers_as_mlflow_does_for_two_models(
     assert isinstance(reader_for(lifecycle_env), SqliteReader)
     for name in (spec.name, other.name):
         assert direct.aliases(name) == through_mlflow.aliases(name)
-        assert direct.model_tags(name) == through_mlflow.model_tags(name)
+        assert direct.model_state(name) == through_mlflow.model_state(name)
         versions = direct.versions(name)
         assert versions == through_mlflow.versions(name) and versions
         for ref in versions:
@@ -81,8 +92,13 @@ def test_the_reader_answers_as_mlflow_does_for_two_models(
     assert logged.metrics == {"auc": 0.75}
     assert logged.datasets[f"{spec.name}-train"]["sha256"] == "abc"
     assert direct.aliases("no_such_model") is None and through_mlflow.aliases("nope") is None
-    assert direct.model_tags(other.name) == {config.TAG_CANARY_WEIGHT: "0.25"}
-    assert direct.model_tags("no_such_model") == {} == through_mlflow.model_tags("nope")
+    assert direct.model_state(other.name).tags == {config.TAG_CANARY_WEIGHT: "0.25"}
+    # The watcher's poll of an MLflow server is one request: aliases and tags come together.
+    calls: list[str] = []
+    counted = MlflowReader(CountingClient(client, calls))
+    assert counted.model_state(other.name) == direct.model_state(other.name)
+    assert calls == ["get_registered_model"]
+    assert direct.model_state("no_such_model") is None is through_mlflow.model_state("nope")
     assert (
         direct.version(spec.name, "99") is None and through_mlflow.version(spec.name, "99") is None
     )

@@ -54,13 +54,22 @@ class RunRecord:
     datasets: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ModelState:
+    """A registered model's aliases (alias -> version) and own tags, read together: the
+    service's watcher acts on both (an alias move, a canary weight) from one snapshot."""
+
+    aliases: dict[str, str]
+    tags: dict[str, str]
+
+
 class RegistryReader(Protocol):
     """Read-only questions the CLI and the provenance walk ask the registry."""
 
     def version(self, name: str, version: str) -> ModelRef | None: ...
     def resolve(self, name: str, alias_or_version: str) -> ModelRef | None: ...
     def aliases(self, name: str) -> dict[str, str] | None: ...
-    def model_tags(self, name: str) -> dict[str, str]: ...
+    def model_state(self, name: str) -> ModelState | None: ...
     def versions(self, name: str) -> list[ModelRef]: ...
     def run(self, run_id: str) -> RunRecord | None: ...
     def running_runs(self) -> list[RunRecord]: ...
@@ -163,25 +172,33 @@ class SqliteReader:
 
     def aliases(self, name: str) -> dict[str, str] | None:
         """alias -> version of a registered model; None when there is no such model."""
-        known = self.connection.execute(
-            "select 1 from registered_models where workspace = ? and name = ?",
-            (_WORKSPACE, name),
-        ).fetchone()
-        if known is None:
-            return None
-        rows = self.connection.execute(
-            "select alias, version from registered_model_aliases where workspace = ? and name = ?",
-            (_WORKSPACE, name),
-        ).fetchall()
-        return {alias: str(version) for alias, version in rows}
+        state = self.model_state(name)
+        return None if state is None else state.aliases
 
-    def model_tags(self, name: str) -> dict[str, str]:
-        """The registered model's own tags (not a version's); empty when there is no model."""
-        rows = self.connection.execute(
-            'select "key", value from registered_model_tags where workspace = ? and name = ?',
-            (_WORKSPACE, name),
-        ).fetchall()
-        return {key: value for key, value in rows}
+    def model_state(self, name: str) -> ModelState | None:
+        """Aliases and tags in one read transaction (one snapshot of the file); None when there
+        is no such model."""
+        where = (_WORKSPACE, name)
+        with self.connection:  # the transaction `begin` opens ends with the block
+            self.connection.execute("begin")
+            known = self.connection.execute(
+                "select 1 from registered_models where workspace = ? and name = ?", where
+            ).fetchone()
+            if known is None:
+                return None
+            aliases = self.connection.execute(
+                "select alias, version from registered_model_aliases "
+                "where workspace = ? and name = ?",
+                where,
+            ).fetchall()
+            tags = self.connection.execute(
+                'select "key", value from registered_model_tags where workspace = ? and name = ?',
+                where,
+            ).fetchall()
+        return ModelState(
+            aliases={alias: str(version) for alias, version in aliases},
+            tags={key: value for key, value in tags},
+        )
 
     def model_location(self, ref: ModelRef) -> str | None:
         """The URI MLflow downloads `models:/<name>/<version>` from."""
@@ -284,6 +301,11 @@ class MlflowReader:
         return resolve(self.client, name, alias_or_version)
 
     def aliases(self, name: str) -> dict[str, str] | None:
+        state = self.model_state(name)
+        return None if state is None else state.aliases
+
+    def model_state(self, name: str) -> ModelState | None:
+        """One `get_registered_model` call: one request to an MLflow server per watcher poll."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -292,17 +314,10 @@ class MlflowReader:
             if self._missing(error):
                 return None
             raise
-        return {alias: str(version) for alias, version in (model.aliases or {}).items()}
-
-    def model_tags(self, name: str) -> dict[str, str]:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return dict(self.client.get_registered_model(name).tags or {})
-        except MlflowException as error:
-            if self._missing(error):
-                return {}
-            raise
+        return ModelState(
+            aliases={alias: str(version) for alias, version in (model.aliases or {}).items()},
+            tags=dict(model.tags or {}),
+        )
 
     def model_location(self, ref: ModelRef) -> str | None:
         return self.client.get_model_version_download_uri(ref.name, ref.version)
@@ -356,8 +371,8 @@ class _Empty:
     def aliases(self, name: str) -> None:
         return None
 
-    def model_tags(self, name: str) -> dict[str, str]:
-        return {}
+    def model_state(self, name: str) -> None:
+        return None
 
     def versions(self, name: str) -> list[ModelRef]:
         return []

@@ -128,10 +128,10 @@ class RegistryWatcher:
         """Read the aliases once and swap whatever moved; returns the model set now served."""
         with self._lock:
             reader = self.registry()
-            aliases = reader.aliases(self.name)
-            if aliases is None:
+            state = reader.model_state(self.name)
+            if state is None:
                 raise LookupError(f"{self.name} is no longer registered")
-            tags = reader.model_tags(self.name)
+            aliases, tags = state.aliases, state.tags
             self.last_poll, self.last_poll_error = utc_now(), None
             self.last_poll_error_detail = None
             models = self.current()
