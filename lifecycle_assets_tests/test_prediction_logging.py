@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import math
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -132,6 +133,23 @@ def test_nan_and_infinities_are_logged_as_null_and_the_day_still_reads(
     # Rows that cannot even be built (here: a record missing) are counted too, never raised.
     writer.log(rows, records[:1], _models(spec))
     assert writer.health() == "failing: ValueError, 3 rows lost"
+
+
+def test_a_segment_deleted_under_the_writer_is_written_again_not_lost(
+    lifecycle_env: Settings, spec: ModelSpec
+) -> None:
+    """Someone removes the day's segment (or the whole log folder) while the service runs:
+    the rows that follow must land in a new file the readers find, not in the deleted one."""
+    log_dir = lifecycle_env.prediction_log_dir
+    writer = PredictionLogWriter(log_dir, spec.name, prediction_metrics())
+    writer.log(*_batch(spec, 2), _models(spec), [1.0, 1.0])
+    (path,) = prediction_log.segment_files(log_dir, spec.name)
+    shutil.rmtree(log_dir / spec.name)
+    rows, records = _batch(spec, 3)
+    writer.log(rows, records, _models(spec), [1.0] * 3)
+    logged = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [row["prediction_id"] for row in logged] == [row["prediction_id"] for row in rows]
+    assert writer.rows_written == 5 and writer.health() == "ok"
 
 
 @contextlib.contextmanager
