@@ -187,7 +187,8 @@ def test_out_of_range_and_unknown_levels_follow_the_training_rules(
 def test_hostile_values_are_client_errors(
     validator: RequestValidator, raw: bytes, status: int, field: str, fragment: str
 ) -> None:
-    record = json.dumps(good_record()).encode()
+    name = json.loads(raw[1 : raw.index(b'":') + 1])  # the field `raw` sets, in place of ours
+    record = json.dumps({k: v for k, v in good_record().items() if k != name}).encode()
     patched = record[:-1] + b", " + raw[1:]
     error = rejected(validator, b'{"records": [' + patched + b"]}")
     assert error.status == status
@@ -242,4 +243,36 @@ def test_flagged_values_are_scored_and_flagged_in_the_answer(
     assert rows[1]["flags"] == [
         "age: 5 is below the minimum 18",
         "region: unknown level 'Atlantis'; expected one of ['north', 'south', 'east', 'west']",
+    ]
+
+
+def test_a_field_given_twice_is_refused_not_silently_the_last(
+    validator: RequestValidator,
+) -> None:
+    """JSON leaves a repeated name to the parser (Python keeps the last value, other readers
+    the first): a record saying `"age": 41, "age": 90` is refused, naming the record and field,
+    so what is scored and logged is never a guess."""
+    record = json.dumps(good_record())
+    twice = record[:-1] + ', "age": 90, "region": "south", "region": "east"}'
+    error = rejected(validator, b'{"records": [' + f"{record}, {twice}".encode() + b"]}")
+    assert error.status == 422
+    assert [(e.record, e.field, e.message) for e in error.errors] == [
+        (1, "age", "given more than once"),
+        (1, "region", "given more than once"),
+    ]
+    assert str(error) == "records[1].age: given more than once"
+    # In the envelope, and inside a value (then only its type matters).
+    error = rejected(validator, b'{"records": [], "records": [' + record.encode() + b"]}")
+    assert (error.status, str(error)) == (400, "'records' is given more than once")
+    nested = json.dumps({**good_record(), "loan_purpose": "@"}).replace('"@"', '{"a": 1, "a": 2}')
+    error = rejected(validator, b'{"records": [' + nested.encode() + b"]}")
+    assert error.errors[0].message == "expected a string, got object"
+
+
+def test_a_record_that_is_not_an_object_names_its_json_type(validator: RequestValidator) -> None:
+    error = rejected(validator, b'{"records": [null, 1.5, "x"]}')
+    assert [e.message for e in error.errors] == [
+        "expected an object, got null",
+        "expected an object, got float",
+        "expected an object, got string",
     ]
