@@ -52,10 +52,11 @@ async def answer(predictor: Predictor, body: bytes) -> tuple[int, dict[str, Any]
     """Status and JSON payload of a predict request: 4xx naming the field, or the predictions."""
     try:
         batch = predictor.validator.parse(body)
+        rows = await predictor.predict(batch)  # a 422 too: a score that is no finite number
     except RequestError as error:
         predictor.metrics.rejected.labels(predictor.spec.name, str(error.status)).inc()
         return error.status, error.to_dict()
-    return 200, {"predictions": await predictor.predict(batch)}
+    return 200, {"predictions": rows}
 
 
 def model_of(path: str, default: str) -> str | None:
