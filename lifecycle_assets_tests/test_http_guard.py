@@ -133,3 +133,16 @@ def test_a_client_that_leaves_before_its_body_is_no_server_error() -> None:
     big = {"type": "http.request", "body": b"x" * 101, "more_body": False}
     assert asyncio.run(request(big))[0]["status"] == 413
     assert count(413) == refused + 1
+
+
+def test_a_path_nothing_serves_is_a_json_404_naming_it() -> None:
+    """Unrouted paths got BentoML's bare `Not Found` text while every other error is JSON."""
+    guarded = client(limit=100)
+    for path in ("/models/credit_default", "/MODELS/x/predict", "/models/a%2Fb/predict"):
+        answer = guarded.get(path)
+        assert answer.status_code == 404
+        assert answer.json()["error"].startswith(f"no route {answer.request.url.path!r}")
+        assert "/openapi.json" in answer.json()["error"]
+    long = guarded.get("/" + "x" * 5000).json()["error"]
+    assert len(long) < 300
+    assert guarded.get("/echo").status_code == 405  # a known path, another method: unchanged
