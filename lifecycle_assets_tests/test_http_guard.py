@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -93,3 +94,55 @@ def test_fast_answers_send_what_starlettes_json_response_sends() -> None:
 
     expected = asyncio.run(messages(starlette))
     assert asyncio.run(messages(lambda send: send_json(send, 422, payload))) == expected
+
+
+def test_a_client_that_leaves_before_its_body_is_no_server_error() -> None:
+    """BentoML counts a request once it is answered; the fast path must not count a client
+    that hung up mid-body (a timeout, a cancelled call) as a 500, which the 5xx alert reads."""
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+
+    from lifecycle_assets.serving.fast_path import _RequestMetrics
+
+    metrics = _RequestMetrics(RunnerTrafficMetricsMiddleware(None))
+    fast = FastPredict(echo, max_body_bytes=100, metrics=metrics)
+    # No request reaches the model: the body never arrives (or is too large).
+    fast._service = SimpleNamespace(predictors={"m": object()}, default_model="m")
+    path = "/models/m/predict"
+
+    def count(status: int) -> float:
+        return metrics.series("total", path, status)._value.get()
+
+    async def request(*messages: dict[str, Any]) -> list[dict[str, Any]]:
+        incoming, sent = list(messages), []
+
+        async def receive() -> dict[str, Any]:
+            return incoming.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": path, "headers": []}
+        await fast(scope, receive, send)
+        return sent
+
+    failed, refused = count(500), count(413)
+    partial = {"type": "http.request", "body": b'{"rec', "more_body": True}
+    assert asyncio.run(request(partial, {"type": "http.disconnect"})) == []
+    assert count(500) == failed
+    assert metrics.series("in_progress", path)._value.get() == 0
+    big = {"type": "http.request", "body": b"x" * 101, "more_body": False}
+    assert asyncio.run(request(big))[0]["status"] == 413
+    assert count(413) == refused + 1
+
+
+def test_a_path_nothing_serves_is_a_json_404_naming_it() -> None:
+    """Unrouted paths got BentoML's bare `Not Found` text while every other error is JSON."""
+    guarded = client(limit=100)
+    for path in ("/models/credit_default", "/MODELS/x/predict", "/models/a%2Fb/predict"):
+        answer = guarded.get(path)
+        assert answer.status_code == 404
+        assert answer.json()["error"].startswith(f"no route {answer.request.url.path!r}")
+        assert "/openapi.json" in answer.json()["error"]
+    long = guarded.get("/" + "x" * 5000).json()["error"]
+    assert len(long) < 300
+    assert guarded.get("/echo").status_code == 405  # a known path, another method: unchanged

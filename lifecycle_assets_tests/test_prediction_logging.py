@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import math
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.data import ground_truth, prediction_log
 from lifecycle_assets.data.simulator import simulate_day
 from lifecycle_assets.defs.assets.labels import build_label_assets
-from lifecycle_assets.defs.assets.monitoring import build_monitoring_assets
+from lifecycle_assets.defs.assets.monitoring import build_monitoring_assets, typed_log
 from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource
 from lifecycle_assets.registry.models import LoadedModel
 from lifecycle_assets.registry.refs import ModelRef
@@ -132,6 +133,43 @@ def test_nan_and_infinities_are_logged_as_null_and_the_day_still_reads(
     # Rows that cannot even be built (here: a record missing) are counted too, never raised.
     writer.log(rows, records[:1], _models(spec))
     assert writer.health() == "failing: ValueError, 3 rows lost"
+
+
+def test_integers_too_wide_for_a_column_are_read_as_the_numbers_scored(
+    lifecycle_env: Settings, spec: ModelSpec
+) -> None:
+    """The service accepts (and scores as a float) an integer of up to 300 digits; the log
+    keeps it as sent. Reading the day must give that number, not a null (polars reads no
+    integer wider than 128 bits and nulls what a 64-bit column cannot hold)."""
+    writer = PredictionLogWriter(lifecycle_env.prediction_log_dir, spec.name, prediction_metrics())
+    rows, records = _batch(spec, 3)
+    records[0]["income"] = 10**299
+    records[1]["loan_amount"] = 2**64
+    writer.log(rows, records, _models(spec), [1.0] * 3)
+    today = dt.datetime.now(dt.UTC).date()
+    scan = prediction_log.scan_days(lifecycle_env, spec.name, today, today)
+    assert scan.rows.height == 3 and not scan.bad
+    table = typed_log(scan.rows, spec)
+    assert table["income"][0] == 1e299
+    assert table["loan_amount"][1] == 2.0**64
+    assert table["income"][1] == records[1]["income"]
+
+
+def test_a_segment_deleted_under_the_writer_is_written_again_not_lost(
+    lifecycle_env: Settings, spec: ModelSpec
+) -> None:
+    """Someone removes the day's segment (or the whole log folder) while the service runs:
+    the rows that follow must land in a new file the readers find, not in the deleted one."""
+    log_dir = lifecycle_env.prediction_log_dir
+    writer = PredictionLogWriter(log_dir, spec.name, prediction_metrics())
+    writer.log(*_batch(spec, 2), _models(spec), [1.0, 1.0])
+    (path,) = prediction_log.segment_files(log_dir, spec.name)
+    shutil.rmtree(log_dir / spec.name)
+    rows, records = _batch(spec, 3)
+    writer.log(rows, records, _models(spec), [1.0] * 3)
+    logged = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [row["prediction_id"] for row in logged] == [row["prediction_id"] for row in rows]
+    assert writer.rows_written == 5 and writer.health() == "ok"
 
 
 @contextlib.contextmanager

@@ -45,6 +45,14 @@ def test_signatures_match_mlflow_and_refuse_forgeries() -> None:
     stale = _headers(body, stamp=int(time.time()) - 3600)
     assert registry_hooks.refusal(SECRET, stale, body) == "stale delivery"
     assert registry_hooks.refusal(SECRET, {}, body) == "unsigned delivery"
+    # Header bytes beyond ASCII (Starlette reads headers as latin-1): refused, not a 500 from
+    # hmac.compare_digest, which compares only ASCII text.
+    forged = {**_headers(body), "x-mlflow-signature": "v1,\xff\xfe"}
+    assert registry_hooks.refusal(SECRET, forged, body) == "wrong signature"
+    odd = {**_headers(body), "x-mlflow-delivery-id": "\xff"}
+    assert registry_hooks.refusal(SECRET, {**odd, "x-mlflow-signature": "v1,x"}, body) == (
+        "wrong signature"
+    )
 
 
 def test_only_alias_events_trigger_a_poll() -> None:
@@ -100,3 +108,17 @@ def test_the_mlflow_server_delivers_signed_alias_events(
         time.sleep(0.1)
     client.delete_webhook(webhook.webhook_id)  # registry-wide: stop calling a closed port
     assert sorted(received) == [("created", None), ("deleted", None)], received
+
+
+def test_a_signed_delivery_that_is_no_event_is_a_400(monkeypatch: pytest.MonkeyPatch) -> None:
+    from starlette.testclient import TestClient
+
+    monkeypatch.setenv("LIFECYCLE_WEBHOOK_SECRET", SECRET)
+    app = Starlette(
+        routes=[Route(registry_hooks.PATH, registry_hooks.registry_hook_endpoint, methods=["POST"])]
+    )
+    with TestClient(app) as client:
+        for body in (b"[1]", b"{", b"[" * 100_000 + b"]" * 100_000):
+            answer = client.post(registry_hooks.PATH, content=body, headers=_headers(body))
+            assert answer.status_code == 400, answer.text
+            assert answer.json() == {"error": "the delivery is not a JSON event object"}

@@ -187,7 +187,8 @@ def test_out_of_range_and_unknown_levels_follow_the_training_rules(
 def test_hostile_values_are_client_errors(
     validator: RequestValidator, raw: bytes, status: int, field: str, fragment: str
 ) -> None:
-    record = json.dumps(good_record()).encode()
+    name = json.loads(raw[1 : raw.index(b'":') + 1])  # the field `raw` sets, in place of ours
+    record = json.dumps({k: v for k, v in good_record().items() if k != name}).encode()
     patched = record[:-1] + b", " + raw[1:]
     error = rejected(validator, b'{"records": [' + patched + b"]}")
     assert error.status == status
@@ -243,3 +244,99 @@ def test_flagged_values_are_scored_and_flagged_in_the_answer(
         "age: 5 is below the minimum 18",
         "region: unknown level 'Atlantis'; expected one of ['north', 'south', 'east', 'west']",
     ]
+
+
+def test_a_field_given_twice_is_refused_not_silently_the_last(
+    validator: RequestValidator,
+) -> None:
+    """JSON leaves a repeated name to the parser (Python keeps the last value, other readers
+    the first): a record saying `"age": 41, "age": 90` is refused, naming the record and field,
+    so what is scored and logged is never a guess."""
+    record = json.dumps(good_record())
+    twice = record[:-1] + ', "age": 90, "region": "south", "region": "east"}'
+    error = rejected(validator, b'{"records": [' + f"{record}, {twice}".encode() + b"]}")
+    assert error.status == 422
+    assert [(e.record, e.field, e.message) for e in error.errors] == [
+        (1, "age", "given more than once"),
+        (1, "region", "given more than once"),
+    ]
+    assert str(error) == "records[1].age: given more than once"
+    # In the envelope, and inside a value (then only its type matters).
+    error = rejected(validator, b'{"records": [], "records": [' + record.encode() + b"]}")
+    assert (error.status, str(error)) == (400, "'records' is given more than once")
+    nested = json.dumps({**good_record(), "loan_purpose": "@"}).replace('"@"', '{"a": 1, "a": 2}')
+    error = rejected(validator, b'{"records": [' + nested.encode() + b"]}")
+    assert error.errors[0].message == "expected a string, got object"
+
+
+def test_a_record_that_is_not_an_object_names_its_json_type(validator: RequestValidator) -> None:
+    error = rejected(validator, b'{"records": [null, 1.5, "x"]}')
+    assert [e.message for e in error.errors] == [
+        "expected an object, got null",
+        "expected an object, got float",
+        "expected an object, got string",
+    ]
+
+
+def test_a_score_that_is_no_finite_number_is_a_422_neither_logged_nor_counted(
+    lifecycle_env: Settings,
+) -> None:
+    """Valid but extreme inputs can drive a linear model's output to ±inf or NaN (here a
+    loan/income ratio over the float range): that answer cannot be written as JSON. The request
+    is a 422 naming the record, not a 500, and nothing of it is logged or counted as answered;
+    a request scored in the same batch is answered as usual."""
+    import asyncio
+    import datetime as dt
+    import math
+    import os
+
+    import prometheus_client
+
+    from lifecycle_assets.data.simulator import simulate_range
+    from lifecycle_assets.ml.features import feature_table
+    from lifecycle_assets.serving.model_source import load_served_model
+    from lifecycle_assets.serving.predictor import Predictor
+    from lifecycle_assets.spec import BUILTIN_SPECS_DIR, load_spec
+    from lifecycle_assets_tests.conftest import register_champion
+    from lifecycle_assets_tests.log_rows import logged_lines
+
+    loss = load_spec(BUILTIN_SPECS_DIR / "expected_loss.yaml")
+    ridge = loss.model_copy(
+        update={"estimator": loss.estimator.model_copy(update={"kind": "ridge", "params": {}})}
+    )
+    batches = simulate_range(dt.date(2026, 1, 1), 4, seed=42)
+    register_champion(
+        lifecycle_env, ridge, pl.concat([feature_table(frame, ridge) for _, frame in batches])
+    )
+    served = load_served_model({**os.environ, "LIFECYCLE_MODEL_NAMES": ridge.name})
+    predictor = Predictor(served, lifecycle_env)
+    good = {k: v for k, v in good_record().items() if k in predictor.validator.allowed}
+    extreme = {**good, "application_id": "extreme", "loan_amount": 1e308, "income": 1e-300}
+
+    def answered() -> float:
+        labels = {"model_name": ridge.name, "model_version": served.ref.version}
+        found = prometheus_client.REGISTRY.get_sample_value("lifecycle_predictions_total", labels)
+        return found or 0.0
+
+    before = answered()
+
+    async def together() -> list[Any]:
+        # The first is scored at once, the next two as one coalesced batch.
+        return await asyncio.gather(
+            predictor.predict(predictor.validator.parse(body(good))),
+            predictor.predict(predictor.validator.parse(body(good, extreme))),
+            predictor.predict(predictor.validator.parse(body(good))),
+            return_exceptions=True,
+        )
+
+    first, refused, last = asyncio.run(together())
+    assert isinstance(refused, RequestError) and refused.status == 422, refused
+    assert str(refused).startswith("records[1]: the model's output is not a finite number")
+    assert [e.record for e in refused.errors] == [1]
+    fine = first + last
+    assert len(fine) == 2 and all(math.isfinite(row["prediction"]) for row in fine)
+    assert answered() - before == 2
+    logged = logged_lines(lifecycle_env.prediction_log_dir, ridge.name)
+    assert sorted(row["prediction_id"] for row in logged) == sorted(
+        row["prediction_id"] for row in fine
+    )

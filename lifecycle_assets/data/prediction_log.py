@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -203,7 +204,18 @@ def quarantine_lines(quarantine_dir: Path, model: str, scan: SegmentScan) -> Pat
 _EMPTY = {PREDICTION_ID: pl.String, PREDICTED_AT: pl.Datetime("us", "UTC")}
 
 
+# What a 64-bit integer column holds; wider integers are read as the floats they are scored as.
+_MIN_INT, _MAX_INT = -(2**63), 2**63 - 1
+
+
 def _flat(value: Any) -> Any:
+    if type(value) is int and not _MIN_INT <= value <= _MAX_INT:
+        # The service accepts integers of up to 300 digits and scores them as floats; as
+        # integers, polars nulls them (strict=False) or refuses the whole day.
+        try:
+            return float(value)
+        except OverflowError:  # never from the service; a hand-written line
+            return math.copysign(math.inf, value)
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 
@@ -216,7 +228,7 @@ def _rows(lines: list[bytes]) -> pl.DataFrame:
     """
     try:
         return pl.read_ndjson(io.BytesIO(b"\n".join(lines)), infer_schema_length=None)
-    except pl.exceptions.PolarsError:
+    except pl.exceptions.PolarsError:  # also an integer wider than 128 bits
         rows = [{k: _flat(v) for k, v in valid_json.loads(line).items()} for line in lines]
         return pl.from_dicts(rows, infer_schema_length=None, strict=False)
 

@@ -52,10 +52,11 @@ async def answer(predictor: Predictor, body: bytes) -> tuple[int, dict[str, Any]
     """Status and JSON payload of a predict request: 4xx naming the field, or the predictions."""
     try:
         batch = predictor.validator.parse(body)
+        rows = await predictor.predict(batch)  # a 422 too: a score that is no finite number
     except RequestError as error:
         predictor.metrics.rejected.labels(predictor.spec.name, str(error.status)).inc()
         return error.status, error.to_dict()
-    return 200, {"predictions": await predictor.predict(batch)}
+    return 200, {"predictions": rows}
 
 
 def model_of(path: str, default: str) -> str | None:
@@ -159,19 +160,24 @@ class FastPredict:
         metrics.series("last", endpoint).set_to_current_time()
         in_progress = metrics.series("in_progress", endpoint)
         in_progress.inc()
-        status = 500
+        status: int | None = 500  # an exception: the server answers 500
         try:
             status = await self._answer(predictor, scope, receive, send)
         finally:
             in_progress.dec()
-            metrics.series("total", endpoint, status).inc()
-            metrics.series("duration", endpoint, status).observe(max(default_timer() - started, 0))
+            # As BentoML's layer: a request counts once answered. A client that left before
+            # its body arrived got no answer, and is no server error for the 5xx alert.
+            if status is not None:
+                metrics.series("total", endpoint, status).inc()
+                elapsed = max(default_timer() - started, 0)
+                metrics.series("duration", endpoint, status).observe(elapsed)
 
     async def _answer(
         self, predictor: Predictor, scope: Scope, receive: Receive, send: Send
-    ) -> int:
-        """Answer one predict request; returns the status sent (500 when none was)."""
-        status = 500
+    ) -> int | None:
+        """Answer one predict request; returns the status sent (None when the client left
+        before its body arrived, and got no answer)."""
+        status: int | None = None
 
         async def sent(message: Message) -> None:  # only the body reader's own 4xx answers
             nonlocal status

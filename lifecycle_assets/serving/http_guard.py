@@ -8,6 +8,8 @@
   (`fast_path.py`); they bound the body with the same `read_body`.
 - Adds a JSON detail to a ready `/readyz` (BentoML answers it with an empty body): whether each
   model serves its alias holder or, degraded, an earlier good version.
+- Answers a path nothing serves with a JSON 404 naming it, like every other error (BentoML's own
+  is a bare `Not Found` text).
 """
 
 from __future__ import annotations
@@ -131,7 +133,8 @@ class HttpGuard:
         return replay
 
     def _wrap_send(self, scope: Scope, send: Send) -> Send:
-        readyz = scope["path"] == "/readyz"
+        path = scope["path"]
+        readyz = path == "/readyz"
         held: Message | None = None
 
         async def guarded(message: Message) -> None:
@@ -143,11 +146,14 @@ class HttpGuard:
                         (k, _relative(v) if k.lower() == b"location" else v)
                         for k, v in message.get("headers", [])
                     ]
-                if readyz and status == 200:
-                    held = message  # answered below with the detail
+                if (readyz and status == 200) or (status == 404 and _plain_text(message)):
+                    held = message  # answered below: readiness detail, or a JSON 404
                     return
             elif held is not None and message["type"] == "http.response.body":
                 if message.get("more_body", False):
+                    return
+                if held["status"] == 404:
+                    await _send_json(send, 404, _no_route(path))
                     return
                 try:
                     detail = readiness_detail()
@@ -159,3 +165,15 @@ class HttpGuard:
             await send(message)
 
         return guarded
+
+
+def _plain_text(start: Message) -> bool:
+    """Whether a response is plain text (BentoML's and Starlette's bare `Not Found`)."""
+    headers = dict(start.get("headers") or [])
+    return headers.get(b"content-type", b"").startswith(b"text/plain")
+
+
+def _no_route(path: str) -> dict[str, Any]:
+    """A path nothing serves, as JSON like every other error, naming it (cut short)."""
+    shown = path if len(path) <= 100 else path[:100] + "..."
+    return {"error": f"no route {shown!r}; the routes are listed at /openapi.json", "detail": []}

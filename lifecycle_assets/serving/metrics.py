@@ -41,7 +41,7 @@ class PredictionMetrics:
         )
         self.rejected = prom.Counter(
             "lifecycle_rejected_requests",
-            "Requests refused before scoring, by HTTP status.",
+            "Requests refused (bad input, or a score that is no finite number), by HTTP status.",
             ["model_name", "status"],
         )
         # Gauges in BentoML's multiprocess registry need a mode: the newest value wins.

@@ -147,7 +147,13 @@ class PredictionLogWriter:
 
     def _open(self, day: dt.date) -> int:
         if self._fd is not None and self._fd_day == day:
-            return self._fd
+            # A segment deleted under the writer (its folder cleaned while the service runs)
+            # would swallow every later row: one fstat per batch finds it and opens a new one.
+            if os.fstat(self._fd).st_nlink:
+                return self._fd
+            logger.warning(
+                "the prediction log segment of %s was deleted; writing a new one", self.model
+            )
         self._close()
         if self.rotating:
             return self._open_part(day)

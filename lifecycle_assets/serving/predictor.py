@@ -34,7 +34,13 @@ from lifecycle_assets.serving.metrics import prediction_metrics
 from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ModelSet, score_records
 from lifecycle_assets.serving.model_source import ServedModel
 from lifecycle_assets.serving.prediction_ids import new_prediction_id
-from lifecycle_assets.serving.requests import RequestValidator, ValidatedBatch
+from lifecycle_assets.serving.requests import (
+    MAX_REPORTED_ERRORS,
+    FieldError,
+    RequestError,
+    RequestValidator,
+    ValidatedBatch,
+)
 from lifecycle_assets.serving.router import canary_mask
 from lifecycle_assets.serving.shadow import ShadowScorer
 from lifecycle_assets.serving.watcher import RegistryWatcher
@@ -207,6 +213,21 @@ class Predictor:
         # prediction id never does.
         prediction_ids = [new_prediction_id() for _ in ids]
         values, mask = self._split_score(models, frame, records, ids, prediction_ids)
+        if not np.isfinite(values).all():
+            # Extreme but valid inputs can drive a model's output out of the float range
+            # (a linear model's ±inf, NaN): no answer to send as JSON, so those requests are a
+            # 422 naming the record, and are neither logged nor counted; the rest go on.
+            keep, refused = self._refuse_non_finite(pending, values)
+            pending = [item for item in pending if id(item) not in refused]
+            built.clear()  # the shadow's frame: the requests answered only
+            values = values[keep]
+            mask = None if mask is None else mask[keep]
+            chosen = keep.tolist()
+            records = [r for r, k in zip(records, chosen, strict=True) if k]
+            ids = [i for i, k in zip(ids, chosen, strict=True) if k]
+            prediction_ids = [p for p, k in zip(prediction_ids, chosen, strict=True) if k]
+            if not pending:
+                return [], [], [], None, []
         answered = {False: (CHAMPION, models.champion.ref)}
         if models.canary is not None:
             answered[True] = (CANARY, models.canary.ref)
@@ -256,6 +277,31 @@ class Predictor:
         )
         shadow_frame = frame() if models.shadow is not None else None
         return all_rows, latencies, records, shadow_frame, counted
+
+    @staticmethod
+    def _refuse_non_finite(
+        pending: list[Pending], values: np.ndarray
+    ) -> tuple[np.ndarray, set[int]]:
+        """Fail each request holding a score that is no finite number with a 422 naming its
+        records; returns the mask of the other requests' rows and the ids of those refused."""
+        keep = np.ones(len(values), dtype=bool)
+        refused: set[int] = set()
+        for item, first in zip(pending, _starts(pending), strict=True):
+            rows = slice(first, first + len(item.batch.ids))
+            bad = np.flatnonzero(~np.isfinite(values[rows])).tolist()
+            if not bad:
+                continue
+            keep[rows] = False
+            refused.add(id(item))
+            message = (
+                "the model's output is not a finite number for these values; "
+                "check them for extremes"
+            )
+            errors = [FieldError("<record>", message, index) for index in bad]
+            error = RequestError(422, f"records[{bad[0]}]: {message}", errors[:MAX_REPORTED_ERRORS])
+            if not item.future.done():
+                item.future.set_exception(error)
+        return keep, refused
 
     def metadata(self, *, admin: bool = False) -> dict[str, Any]:
         """What `/metadata` answers; `admin` adds the full error texts (for `/admin/status`)."""

@@ -57,7 +57,8 @@ def refusal(
         return "bad timestamp"
     if skew > MAX_SKEW_SECONDS:
         return "stale delivery"
-    if not hmac.compare_digest(given, signature(secret, delivery, stamp, body)):
+    # As bytes: compare_digest refuses text beyond ASCII, which any client can send (a 500).
+    if not hmac.compare_digest(given.encode(), signature(secret, delivery, stamp, body).encode()):
         return "wrong signature"
     return None
 
@@ -81,7 +82,7 @@ async def registry_hook_endpoint(request: Request) -> Response:
         return JSONResponse({"error": why}, status_code=401)
     try:
         event = alias_event(body)
-    except (ValueError, AttributeError):  # signed but not a JSON event object: a client error
+    except (ValueError, AttributeError, RecursionError):  # signed, not a JSON event object
         return JSONResponse({"error": "the delivery is not a JSON event object"}, 400)
     service = bentoml.get_current_service()
     if event is None or event[0] not in service.predictors:

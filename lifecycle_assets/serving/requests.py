@@ -9,8 +9,9 @@ coerced value. A value out of range or an unknown level is refused (422), unless
 `on_out_of_range: flag`: then it is scored and the answer and its log row carry `flags`.
 
 Hostile input is a 4xx too: integers too long to be numbers, lone UTF-16 surrogates (which cannot
-be written as UTF-8, in the answer or the log), JSON nested past the parser's depth, and strings
-longer than `max_length` (default `DEFAULT_MAX_LENGTH`).
+be written as UTF-8, in the answer or the log), JSON nested past the parser's depth, strings
+longer than `max_length` (default `DEFAULT_MAX_LENGTH`), and a field named twice in one object
+(JSON leaves which value counts to each reader).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -51,9 +53,26 @@ def _parse_int(text: str) -> int | _HugeInt:
     return _HugeInt(text) if len(text) > MAX_INT_DIGITS else int(text)
 
 
+class _Repeated(dict):
+    """A JSON object that named a field more than once, holding the last values; which value
+    a reader keeps is its own choice (Python the last, others the first), so it is refused."""
+
+    repeated: list[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Each decoded object: a dict, or a `_Repeated` naming the fields given twice."""
+    found = dict(pairs)
+    if len(found) == len(pairs):
+        return found
+    repeated = _Repeated(found)
+    repeated.repeated = sorted(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+    return repeated
+
+
 # `json.loads(body, parse_int=...)` builds a decoder on every call: built once here, fed as
 # `json.loads` feeds it (the body's encoding detected, lone surrogates passed through).
-_decode = json.JSONDecoder(parse_int=_parse_int).decode
+_decode = json.JSONDecoder(parse_int=_parse_int, object_pairs_hook=_object).decode
 
 
 def _shown(name: Any) -> str:
@@ -142,7 +161,9 @@ def _is_number(value: Any) -> bool:
 
 
 def _type_name(value: Any) -> str:
-    return {str: "string", bool: "boolean", dict: "object", list: "array"}.get(
+    if isinstance(value, dict):
+        return "object"
+    return {str: "string", bool: "boolean", list: "array", type(None): "null"}.get(
         type(value), type(value).__name__
     )
 
@@ -236,6 +257,8 @@ class RequestValidator:
             raise RequestError(400, "malformed JSON: nested too deeply") from error
         except (UnicodeDecodeError, ValueError) as error:
             raise RequestError(400, f"malformed JSON: {error}") from error
+        if type(payload) is _Repeated:
+            raise RequestError(400, f"{_shown(payload.repeated[0])!r} is given more than once")
         if not isinstance(payload, dict) or not isinstance(payload.get("records"), list):
             raise RequestError(400, 'the body must be a JSON object {"records": [...]}')
         unknown = sorted(_shown(key) for key in set(payload) - {"records"})
@@ -280,6 +303,8 @@ class RequestValidator:
             return [FieldError("<record>", f"expected an object, got {got}", index)], [], False
         keys = record.keys()
         errors: list[FieldError] = []
+        if type(record) is _Repeated:
+            errors += [FieldError(name, "given more than once", index) for name in record.repeated]
         if not keys <= self.allowed:
             errors += [
                 FieldError(name, "unknown field", index) for name in sorted(keys - self.allowed)
