@@ -78,6 +78,7 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     from lifecycle_assets.data.preflight import PreflightError, preflight
     from lifecycle_assets.definitions import build_definitions
     from lifecycle_assets.lifecycle_run import (
+        IngestError,
         ingest_window,
         partitions_in_window,
         train_and_deploy,
@@ -100,7 +101,7 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     if settings.dagster_url:
         _follow_submitted_runs(settings.dagster_url, show=not as_json)
     instance = _dagster_instance()
-    defs = build_definitions(specs)
+    defs = _definitions(build_definitions, specs)
     # The registry is opened here (a new store created, MLflow's store modules imported) and
     # reconciled in a thread beside the first ingest run, which imports nothing: two threads
     # importing one module graph at once can hand one of them a partly initialised module.
@@ -117,14 +118,17 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         days = partitions_in_window(spec)
         with Progress(console=console, transient=True, disable=as_json) as progress:
             bar = progress.add_task(f"ingesting {len(days)} days of {spec.name}", total=len(days))
-            ingest = ingest_window(
-                defs,
-                spec,
-                instance,
-                refresh=refresh,
-                progress=functools.partial(_advance, progress, bar),
-                registry_reconciled_apart=True,
-            )
+            try:
+                ingest = ingest_window(
+                    defs,
+                    spec,
+                    instance,
+                    refresh=refresh,
+                    progress=functools.partial(_advance, progress, bar),
+                    registry_reconciled_apart=True,
+                )
+            except IngestError as error:  # a failed step, not bad data (that is quarantined)
+                raise click.ClickException(f"{spec.name}: {error}") from None
         setup.wait()  # the registry is reconciled before training reads it
         if not as_json:
             console.print(ingest.line(spec.name), markup=False, highlight=False)
@@ -139,6 +143,22 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         if not as_json:
             _print_summary(summary, settings, path)
     return summaries
+
+
+def _definitions(build_definitions, specs: list):
+    """The project's Dagster definitions; a spec Dagster refuses (a schedule that is not a
+    5-field cron expression) ends the command in one line naming the models' spec fields."""
+    from dagster import DagsterInvalidDefinitionError
+
+    try:
+        return build_definitions(specs)
+    except DagsterInvalidDefinitionError as error:
+        first = str(error).strip().splitlines()[0]
+        models = ", ".join(spec.name for spec in specs)
+        raise click.ClickException(
+            f"the spec of {models} does not make a valid Dagster definition (check its "
+            f"`schedules:`): {first}"
+        ) from None
 
 
 def _follow_submitted_runs(url: str, *, show: bool) -> None:
