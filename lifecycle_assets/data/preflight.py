@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from lifecycle_assets.data.sources import read_source, source_format, timestamp_utc
-from lifecycle_assets.ml.training import SPLITS, time_split
+from lifecycle_assets.ml.training import SPLITS, estimator_problem, time_split
 from lifecycle_assets.spec import ModelSpec, label_text
 
 BINARY_TEXT = {"0", "1"}
@@ -217,7 +217,15 @@ def _features(spec: ModelSpec, frame: pl.DataFrame, report: PreflightReport) -> 
                     f"{feature.name!r} has values {unknown[:6]} not among the spec's levels "
                     f"{list(feature.categories)}{hint}: their days are quarantined",
                 )
-        if nulls and not feature.nullable:
+        if nulls == frame.height and feature.nullable and feature.model_input:
+            # Nothing to learn from, and scikit-learn's boosting fails on a column of NaN
+            # ("window shape cannot be larger than input array shape") after the ingest.
+            report.add(
+                "error",
+                f"{feature.name!r} is null in every row: fill it, or remove it from features "
+                "(or set model_input: false)",
+            )
+        elif nulls and not feature.nullable:
             report.add(
                 "warning",
                 f"{feature.name!r} is {nulls / frame.height:.1%} null but `nullable: false`: "
@@ -266,7 +274,16 @@ def _fit(spec: ModelSpec, frame: pl.DataFrame, rate: float | None, report: Prefl
             "(check start_date, end_date and training.window_days)",
         )
         return
-    split = time_split([dt.date.fromisoformat(str(d)) for d in days], spec)
+    try:
+        split = time_split([dt.date.fromisoformat(str(d)) for d in days], spec)
+    except ValueError as error:
+        report.add(
+            "error",
+            f"{error}: lower training.test_fraction / training.validation_fraction (now "
+            f"{spec.training.test_fraction} / {spec.training.validation_fraction}) or widen "
+            "training.window_days",
+        )
+        return
     window = frame.filter(pl.col("__day__").is_in(days))
     sizes = {s: window.filter(pl.col("__day__").is_in(split.days(s))).height for s in SPLITS}
     test = window.filter(pl.col("__day__").is_in(split.days("test")))
@@ -337,6 +354,8 @@ def _judge_fit(
 def preflight(spec: ModelSpec) -> PreflightReport:
     """Read the spec's source and report what ingest, training and the gates will make of it."""
     report = PreflightReport(spec.name, spec.source.uri)
+    if (problem := estimator_problem(spec)) is not None:
+        report.add("error", f"estimator.params of {spec.estimator.kind!r}: {problem}")
     if spec.source.is_simulator:
         report.add("info", "simulated source: nothing to check")
         return report
