@@ -169,8 +169,11 @@ def test_rollback_skips_a_version_that_no_longer_verifies(
     move_alias(client, spec.name, CHAMPION, v2.version, reason="t", actor="pytest")
     with (model_dir(registered_champion) / config.SKOPS_FILE).open("ab") as handle:
         handle.write(b"tampered")
-    with pytest.raises(AliasError, match="no earlier"):
+    with pytest.raises(AliasError, match="no earlier") as refused:
         rollback(client, spec.name, actor="pytest")
+    # Not "no earlier champion" alone, as if there had been none: which one was passed over, why.
+    assert f"passed over: v{registered_champion.version}: " in str(refused.value)
+    assert "SHA-256" in str(refused.value) and "nothing was changed" not in str(refused.value)
     with pytest.raises(UnverifiedVersion):
         rollback(client, spec.name, actor="pytest", to_version=registered_champion.version)
     assert resolve(client, spec.name, CHAMPION).version == v2.version
