@@ -191,3 +191,18 @@ def test_preflight_refuses_a_feature_that_is_null_in_every_row(tmp_path: Path) -
     frame = members_frame().with_columns(pl.lit(None, pl.Float64).alias("spend"))
     spec = write_spec(tmp_path, write_csv(frame, tmp_path / "members.csv"))
     assert any("'spend' is null in every row" in error for error in preflight(spec).errors)
+
+
+def test_preflight_refuses_a_utf16_file_and_a_header_naming_a_column_twice(
+    tmp_path: Path,
+) -> None:
+    csv = write_csv(members_frame(), tmp_path / "members.csv")
+    text = csv.read_text()
+    spec = write_spec(tmp_path, csv)
+    csv.write_bytes(text.encode("utf-16"))
+    assert preflight(spec).errors == [
+        "the source is not UTF-8 text (NUL bytes in the header: UTF-16?)"
+    ]  # was one "column ... is missing (closest: '\\x00e\\x00v...')" per column
+    header, *rows = text.splitlines()
+    csv.write_text("\n".join([header + ",tenure", *(row + ",1" for row in rows)]) + "\n")
+    assert "column 'tenure' appears more than once in the header" in preflight(spec).errors

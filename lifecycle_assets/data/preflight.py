@@ -96,6 +96,10 @@ def _read(spec: ModelSpec, report: PreflightReport) -> pl.DataFrame | None:
     if frame.height == 0:
         report.add("error", f"the source has a header ({len(frame.columns)} columns) but no rows")
         return None
+    if any("\x00" in column for column in frame.columns):
+        # A UTF-16 file read as UTF-8: every name holds NUL bytes, and every column "is missing".
+        report.add("error", "the source is not UTF-8 text (NUL bytes in the header: UTF-16?)")
+        return None
     return frame
 
 
@@ -104,6 +108,13 @@ def _columns(spec: ModelSpec, frame: pl.DataFrame, report: PreflightReport) -> N
     if spec.id_column:
         wanted.append(spec.id_column)
     present = frame.columns
+    for column in present:
+        # polars reads a name the header repeats as `<name>_duplicated_<n>`: which copy holds
+        # the data is unknowable, and the first would be used without a word.
+        original, sep, number = column.rpartition("_duplicated_")
+        if sep and number.isdigit() and original in present:
+            level = "error" if original in wanted else "warning"
+            report.add(level, f"column {original!r} appears more than once in the header")
     for name in wanted:
         if name in present:
             continue
