@@ -86,6 +86,11 @@ def rollback(model: str, to_version: str | None, reason: str, actor: str, as_jso
         _alias_client(), model, actor=actor, reason=reason, to_version=to_version
     )
     _report_move(model, config.CHAMPION_ALIAS, previous, current, as_json)
+    # Earlier holders that no longer verify are skipped: say which, or the version reached
+    # looks like a mistake to whoever expected the last champion.
+    why = current.tags.get(f"{config.CHAMPION_ALIAS}_reason", "")
+    if " (passed over v" in why and not as_json:
+        click.echo(f"note: {why}", err=True)
 
 
 @main.command()

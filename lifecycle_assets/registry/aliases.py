@@ -322,6 +322,8 @@ def rollback(
                 raise AliasError(f"{name} v{target} already holds `{alias}`")
             _target(client, name, target)
         why = f"rollback from {version_label(current)} to v{target}"
+        if to_version is None and skipped:
+            why += f" (passed over {'; '.join(skipped)})"
         why += f": {reason}" if reason else ""
         _change_locked(
             client, ledger, name, alias, current, target, ANY_VERSION,
