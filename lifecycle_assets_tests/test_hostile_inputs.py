@@ -206,3 +206,23 @@ def test_preflight_refuses_a_utf16_file_and_a_header_naming_a_column_twice(
     header, *rows = text.splitlines()
     csv.write_text("\n".join([header + ",tenure", *(row + ",1" for row in rows)]) + "\n")
     assert "column 'tenure' appears more than once in the header" in preflight(spec).errors
+
+
+@pytest.mark.parametrize("command", [["status"], ["monitor"], ["simulate-traffic", "--days", "0"]])
+def test_a_missing_project_spec_is_one_line_on_every_command(
+    lifecycle_env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("LIFECYCLE_SPECS", str(tmp_path / "gone.yaml"))
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 1 and not isinstance(result.exception, SpecError), result.output
+    assert result.output.strip() == f"Error: spec file not found: {tmp_path / 'gone.yaml'}"
+
+
+def test_draft_spec_of_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    text = write_csv(members_frame(), tmp_path / "members.csv").read_text()
+    for encoding, accent in (("latin-1", "é"), ("utf-16", "é"), ("utf-16", "e")):
+        path = tmp_path / f"{encoding}.csv"
+        path.write_bytes(text.replace("Basic", f"Bas{accent}").encode(encoding))
+        result = CliRunner().invoke(main, ["draft-spec", str(path)])
+        assert result.exit_code == 1 and "utf-8" in result.output.lower(), result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
