@@ -226,3 +226,12 @@ def test_draft_spec_of_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> No
         result = CliRunner().invoke(main, ["draft-spec", str(path)])
         assert result.exit_code == 1 and "utf-8" in result.output.lower(), result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_preflight_names_the_line_with_more_fields_than_the_header(tmp_path: Path) -> None:
+    csv = write_csv(members_frame(), tmp_path / "members.csv")
+    lines = csv.read_text().splitlines()
+    lines[41] += ",stray,fields"
+    csv.write_text("\n".join(lines) + "\n")
+    [error] = preflight(write_spec(tmp_path, csv)).errors
+    assert error.endswith(f"({csv} line 42 has more fields than its header)"), error

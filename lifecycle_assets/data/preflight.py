@@ -8,10 +8,12 @@ with the spec option that changes it.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import difflib
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import polars as pl
 
@@ -91,7 +93,12 @@ def _read(spec: ModelSpec, report: PreflightReport) -> pl.DataFrame | None:
         report.add("error", "the source file is empty: no header, no rows")
         return None
     except (OSError, ValueError, pl.exceptions.PolarsError) as error:
-        report.add("error", f"cannot read the source: {str(error).splitlines()[0]}")
+        where = _ragged_line(spec) if "more fields" in str(error) else None
+        report.add(
+            "error",
+            f"cannot read the source: {str(error).splitlines()[0]}"
+            + (f" ({where} has more fields than its header)" if where else ""),
+        )
         return None
     if frame.height == 0:
         report.add("error", f"the source has a header ({len(frame.columns)} columns) but no rows")
@@ -101,6 +108,21 @@ def _read(spec: ModelSpec, report: PreflightReport) -> pl.DataFrame | None:
         report.add("error", "the source is not UTF-8 text (NUL bytes in the header: UTF-16?)")
         return None
     return frame
+
+
+def _ragged_line(spec: ModelSpec) -> str | None:
+    """`<file> line <n>`: the first row of a local CSV source with more fields than its header
+    (polars names no line); None when the source is not local CSV files."""
+    root = Path(spec.source.uri)
+    files = sorted(root.glob("*.csv")) if root.is_dir() else [root] if root.is_file() else []
+    for path in files:
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            rows = csv.reader(handle)
+            width = len(next(rows, []))
+            for row in rows:
+                if len(row) > width:
+                    return f"{path} line {rows.line_num}"
+    return None
 
 
 def _columns(spec: ModelSpec, frame: pl.DataFrame, report: PreflightReport) -> None:
