@@ -235,3 +235,17 @@ def test_preflight_names_the_line_with_more_fields_than_the_header(tmp_path: Pat
     csv.write_text("\n".join(lines) + "\n")
     [error] = preflight(write_spec(tmp_path, csv)).errors
     assert error.endswith(f"({csv} line 42 has more fields than its header)"), error
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"rows_per_day": "lots"}, "rows_per_day must be a number"),  # a traceback in `run`
+        ({"rows_per_day": 0}, "rows_per_day must be at least 1"),
+        ({"warp": 3}, "unknown option 'warp'"),  # a failed ingest run
+    ],
+)
+def test_preflight_checks_the_simulator_options(tmp_path: Path, options: dict, named: str) -> None:
+    path = _edited(tmp_path, lambda raw: raw["source"]["simulator"].update(options))
+    result = CliRunner().invoke(main, ["preflight", "--spec", str(path)])
+    assert result.exit_code == 1 and f"source.simulator: {named}" in result.output, result.output

@@ -384,13 +384,37 @@ def _judge_fit(
             )
 
 
+# The simulator's options a spec may set, and the types their values must have.
+_SIMULATOR_OPTIONS = {"seed": (int,), "rows_per_day": (int,), "label_noise": (int, float)}
+
+
+def _simulator_problems(options: dict) -> list[str]:
+    """What `simulate_day` would refuse in the middle of an ingest run (an unknown option,
+    a text where a number goes)."""
+    problems = []
+    for key, value in options.items():
+        kinds = _SIMULATOR_OPTIONS.get(key)
+        if kinds is None:
+            problems.append(f"unknown option {key!r}; valid: {sorted(_SIMULATOR_OPTIONS)}")
+        elif isinstance(value, bool) or not isinstance(value, kinds):
+            problems.append(f"{key} must be a number, not {value!r}")
+        elif key == "rows_per_day" and value < 1:
+            problems.append(f"rows_per_day must be at least 1, not {value}")
+        elif key == "label_noise" and not 0 <= value <= 1:
+            problems.append(f"label_noise is a fraction in [0, 1], not {value}")
+    return problems
+
+
 def preflight(spec: ModelSpec) -> PreflightReport:
     """Read the spec's source and report what ingest, training and the gates will make of it."""
     report = PreflightReport(spec.name, spec.source.uri)
     if (problem := estimator_problem(spec)) is not None:
         report.add("error", f"estimator.params of {spec.estimator.kind!r}: {problem}")
     if spec.source.is_simulator:
-        report.add("info", "simulated source: nothing to check")
+        for problem in _simulator_problems(spec.source.simulator):
+            report.add("error", f"source.simulator: {problem}")
+        if not report.errors:
+            report.add("info", "simulated source: nothing to check")
         return report
     frame = _read(spec, report)
     if frame is None:
