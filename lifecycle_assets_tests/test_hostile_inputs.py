@@ -249,3 +249,21 @@ def test_preflight_checks_the_simulator_options(tmp_path: Path, options: dict, n
     path = _edited(tmp_path, lambda raw: raw["source"]["simulator"].update(options))
     result = CliRunner().invoke(main, ["preflight", "--spec", str(path)])
     assert result.exit_code == 1 and f"source.simulator: {named}" in result.output, result.output
+
+
+def test_simulate_traffic_mistakes_are_one_line(lifecycle_env: Settings, tmp_path: Path) -> None:
+    """No service listening, no day to send, a spec the simulator has no columns for: each was
+    a traceback (httpx.ConnectError, polars' empty concat, ColumnNotFoundError)."""
+    csv = write_csv(members_frame(), tmp_path / "members.csv")
+    write_spec(tmp_path, csv)
+    nobody = "http://127.0.0.1:9"  # discard: nothing answers
+    for args, named in (
+        ([], f"no service answered at {nobody}"),
+        (["--days", "0"], "0 is not in the range x>=1"),
+        (["--spec", str(tmp_path / "members.yaml")], "have no column ['tenure'"),
+    ):
+        result = CliRunner().invoke(main, ["simulate-traffic", "--service-url", nobody, *args])
+        assert result.exit_code in (1, 2) and named in result.output, result.output
+        assert not isinstance(result.exception, Exception) or isinstance(
+            result.exception, SystemExit
+        ), result.exception

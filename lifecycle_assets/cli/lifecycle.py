@@ -327,9 +327,9 @@ def simulate(
 @main.command("simulate-traffic")
 @_spec_option
 @_service_url_option("The service to send the traffic to")
-@click.option("--days", type=int, default=1, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2026-03-02", show_default=True)
-@click.option("--rows-per-day", type=int, default=200, show_default=True)
+@click.option("--rows-per-day", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--covariate-shift", type=float, default=0.0, show_default=True)
 @click.option("--concept-shift", type=float, default=0.0, show_default=True)
@@ -342,6 +342,8 @@ def simulate_traffic(
     label_delay_days: float, label_fraction: float,
 ) -> None:  # fmt: skip
     """Send simulated applications to the service, then land their outcomes as delayed labels."""
+    import httpx
+
     from lifecycle_assets.data.ground_truth import labels_folder
     from lifecycle_assets.data.simulator import ShiftKnobs, simulate_range
     from lifecycle_assets.data.traffic import simulate_traffic as play
@@ -349,11 +351,24 @@ def simulate_traffic(
     spec = _load(spec_path)
     shift = ShiftKnobs(covariate=covariate_shift, concept=concept_shift, label=label_shift)
     batches = simulate_range(start.date(), days, seed=seed, rows_per_day=rows_per_day, shift=shift)
+    # The simulator writes credit-risk applications: a spec of other data has no traffic here.
+    wanted = [f.name for f in spec.features] + [c for c in (spec.id_column, spec.target) if c]
+    absent = [column for column in wanted if column not in batches[0][1].columns]
+    if absent:
+        raise click.ClickException(
+            f"{spec.name}: the simulator's applications have no column {absent}: "
+            "simulate-traffic plays the built-in credit-risk data only"
+        )
     folder = labels_folder(Settings.from_env().landing_dir, spec.name)
-    answers, files = play(
-        service_url, batches, spec, labels_dir=folder,
-        label_delay=dt.timedelta(days=label_delay_days), label_fraction=label_fraction,
-    )  # fmt: skip
+    try:
+        answers, files = play(
+            service_url, batches, spec, labels_dir=folder,
+            label_delay=dt.timedelta(days=label_delay_days), label_fraction=label_fraction,
+        )  # fmt: skip
+    except httpx.HTTPError as error:  # nothing listens, or it stopped answering
+        raise click.ClickException(f"no service answered at {service_url}: {error}") from None
+    except (RuntimeError, ValueError) as error:  # it refused a batch; no id_column to match
+        raise click.ClickException(str(error).strip().splitlines()[0]) from None
     versions = answers.group_by("model_version").len().sort("model_version").rows()
     console.print(f"{answers.height} predictions from {service_url} (versions: {versions})")
     console.print(
