@@ -267,3 +267,18 @@ def test_simulate_traffic_mistakes_are_one_line(lifecycle_env: Settings, tmp_pat
         assert not isinstance(result.exception, Exception) or isinstance(
             result.exception, SystemExit
         ), result.exception
+
+
+def test_simulate_refuses_nothing_to_write_and_an_unwritable_folder(tmp_path: Path) -> None:
+    """--days 0 wrote nothing and exited 0; --rows-per-day 0 and a folder under a file were
+    tracebacks."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for args, named in (
+        (["--days", "0"], "0 is not in the range x>=1"),
+        (["--rows-per-day", "0"], "0 is not in the range x>=1"),
+        (["--out", str(blocker / "landing")], f"cannot write to {blocker / 'landing'}"),
+    ):
+        result = CliRunner().invoke(main, ["simulate", "--days", "1", *args])
+        assert result.exit_code in (1, 2) and named in result.output, result.output
+        assert isinstance(result.exception, SystemExit), result.exception

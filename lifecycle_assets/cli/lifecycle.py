@@ -282,7 +282,7 @@ def draft_spec_command(data: Path, name: str | None, target: str | None, out: Pa
 
 
 @main.command()
-@click.option("--days", type=int, default=7, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=7, show_default=True)
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2026-03-02", show_default=True)
 @click.option(
     "--out",
@@ -291,7 +291,7 @@ def draft_spec_command(data: Path, name: str | None, target: str | None, out: Pa
     help="Landing folder (default: $LIFECYCLE_HOME/landing/credit_default).",
 )
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--rows-per-day", type=int, default=400, show_default=True)
+@click.option("--rows-per-day", type=click.IntRange(min=1), default=400, show_default=True)
 @click.option("--covariate-shift", type=float, default=0.0, show_default=True)
 @click.option("--concept-shift", type=float, default=0.0, show_default=True)
 @click.option("--label-shift", type=float, default=0.0, show_default=True)
@@ -311,17 +311,20 @@ def simulate(
     from lifecycle_assets.data.simulator import ShiftKnobs, simulate_range
 
     out = out or Settings.from_env().landing_dir / "credit_default"
-    out.mkdir(parents=True, exist_ok=True)
     shift = ShiftKnobs(covariate=covariate_shift, concept=concept_shift, label=label_shift)
-    for day, frame in simulate_range(
-        start.date(), days, seed=seed, rows_per_day=rows_per_day, shift=shift
-    ):
-        path = out / f"{day.isoformat()}.{fmt}"
-        if fmt == "parquet":
-            frame.write_parquet(path)
-        else:
-            frame.write_csv(path)
-        console.print(f"wrote {path} ({frame.height} rows)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for day, frame in simulate_range(
+            start.date(), days, seed=seed, rows_per_day=rows_per_day, shift=shift
+        ):
+            path = out / f"{day.isoformat()}.{fmt}"
+            if fmt == "parquet":
+                frame.write_parquet(path)
+            else:
+                frame.write_csv(path)
+            console.print(f"wrote {path} ({frame.height} rows)")
+    except OSError as error:
+        raise click.ClickException(f"cannot write to {out}: {error.strerror or error}") from None
 
 
 @main.command("simulate-traffic")
