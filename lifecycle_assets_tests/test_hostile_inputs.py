@@ -282,3 +282,25 @@ def test_simulate_refuses_nothing_to_write_and_an_unwritable_folder(tmp_path: Pa
         result = CliRunner().invoke(main, ["simulate", "--days", "1", *args])
         assert result.exit_code in (1, 2) and named in result.output, result.output
         assert isinstance(result.exception, SystemExit), result.exception
+
+
+def test_trace_names_a_logged_line_holding_the_id_that_is_not_a_valid_row(
+    lifecycle_env: Settings,
+) -> None:
+    """A log line with the id but no valid row (cut short, edited by hand): `trace` said "no
+    prediction with this id", as if it had never been logged."""
+    import datetime as dt
+    import json
+
+    from lifecycle_assets.serving.prediction_ids import new_prediction_id
+
+    prediction_id = new_prediction_id()
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+    folder = Path(str(lifecycle_env.prediction_log_dir)) / "credit_default" / day
+    folder.mkdir(parents=True)
+    segment = folder / "host-1-1.jsonl"
+    segment.write_text('{"cut short\n' + json.dumps({"prediction_id": prediction_id}) + "\n")
+    result = CliRunner().invoke(main, ["trace", prediction_id, "--json"])
+    assert result.exit_code == 1, result.output
+    assert "1 logged line(s) holding it are not valid rows" in result.output, result.output
+    assert f"{segment} line 2: " in result.output, result.output
