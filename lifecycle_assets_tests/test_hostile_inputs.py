@@ -208,7 +208,7 @@ def test_preflight_refuses_a_utf16_file_and_a_header_naming_a_column_twice(
     assert "column 'tenure' appears more than once in the header" in preflight(spec).errors
 
 
-@pytest.mark.parametrize("command", [["status"], ["monitor"], ["simulate-traffic", "--days", "0"]])
+@pytest.mark.parametrize("command", [["status"], ["monitor"], ["simulate-traffic"]])
 def test_a_missing_project_spec_is_one_line_on_every_command(
     lifecycle_env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
