@@ -216,12 +216,14 @@ def ingest_window(
     for block in contiguous_blocks(to_read):
         result = _run_range(job, instance, block)
         log = write_run_log(instance, result.run_id, spec, settings)
+        # An accepted day whose features were not computed from its new batch: none yet, or
+        # ones an earlier run left from the day's previous batch or inputs.
         held_back = [
             day
             for day in block
             if (record := lake.batch(day)) is not None
             and record.status == "accepted"
-            and lake.feature_entry(day) is None
+            and day_state(lake, day, current)[0] != "fresh"
         ]
         # A quarantined day failed its blocking check and held back the others' features.
         for rest in contiguous_blocks(held_back):
@@ -230,11 +232,16 @@ def ingest_window(
             write_run_log(instance, rerun.run_id, spec, settings)
         for day in block:
             if not record_outcome(spec, lake, day, needed[day], outcome, current):
-                raise RuntimeError(f"ingest of {day} failed: {failure_cause(result)} (log: {log})")
+                raise IngestError(f"ingest of {day} failed: {failure_cause(result)} (log: {log})")
         if progress:
             for day in block:
                 progress(day)
     return outcome
+
+
+class IngestError(RuntimeError):
+    """A day's ingest run failed for a reason other than its data (which is quarantined): the
+    message names the day, the cause and the run's log."""
 
 
 def _output(result: ExecutionResult, spec: ModelSpec, asset: str) -> Any:
@@ -249,12 +256,20 @@ def _output(result: ExecutionResult, spec: ModelSpec, asset: str) -> Any:
 
 def _root_message(error: Any) -> str:
     """The innermost cause of a serialized Dagster error, first line, without class prefix."""
-    while getattr(error, "cause", None) is not None:
-        error = error.cause
-    message = (getattr(error, "message", "") or "").strip()
-    first = message.splitlines()[0] if message else "failed"
-    head, sep, rest = first.partition(": ")
-    return rest if sep and "." in head and " " not in head else first
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = getattr(error, "cause", None)
+    # The innermost cause that says something: a worker's traceback (joblib's
+    # `_RemoteTraceback: `) carries no message on its first line; the error it caused does.
+    for cause in reversed(chain):
+        message = (getattr(cause, "message", "") or "").strip()
+        first = message.splitlines()[0] if message else ""
+        head, sep, rest = first.partition(": ")
+        text = rest.strip() if sep and "." in head and " " not in head else first
+        if text:
+            return text
+    return "failed"
 
 
 def failure_cause(result: ExecutionResult) -> str:

@@ -287,16 +287,71 @@ def load_spec(path: str | Path) -> ModelSpec:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError as error:
         raise SpecError(f"spec file not found: {path}") from error
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+    except OSError as error:
+        raise SpecError(f"cannot read spec file {path}: {error.strerror or error}") from error
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from error
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a spec must be a YAML mapping")
     try:
-        return ModelSpec.model_validate(raw)
+        spec = ModelSpec.model_validate(raw)
     except ValidationError as error:
         raise SpecError(f"{path}: invalid spec: {_one_line(error)}") from error
     except ValueError as error:
         raise SpecError(f"{path}: invalid spec: {error}") from error
+    problems = written_spec_problems(spec)
+    if problems:
+        raise SpecError(f"{path}: invalid spec: {'; '.join(problems)}")
+    return spec
+
+
+# The longest training window: a window is a list of calendar days (dates end at 9999).
+MAX_WINDOW_DAYS = 36_525
+
+
+def written_spec_problems(spec: ModelSpec) -> list[str]:
+    """What a spec file may not say, though `ModelSpec` itself accepts it: settings that
+    validate but could only fail later, or silently. Checked where a person writes a spec
+    (`load_spec`), never where a registered version's stored copy is read back, so a version
+    registered before a check was added still loads and serves."""
+    problems = []
+    for feature in spec.features:
+        where = f"features.{feature.name}"
+        if feature.categories is not None and not feature.categories:
+            # Validation would accept any level and the features would map every one to
+            # `__unknown__`: the model would silently learn nothing from the column.
+            problems.append(
+                f"{where}.categories is empty: list the levels, or leave it out to accept any"
+            )
+        if any(bound is not None and bound != bound for bound in (feature.min, feature.max)):
+            problems.append(f"{where}: min and max must be numbers, not NaN")
+        elif feature.min is not None and feature.max is not None and feature.min > feature.max:
+            problems.append(
+                f"{where}: min {feature.min:g} is above max {feature.max:g}, so every value "
+                "would be out of range"
+            )
+    if spec.id_column is not None and spec.id_column in {
+        *(f.name for f in spec.features),
+        spec.target,
+        spec.timestamp,
+    }:
+        problems.append(
+            f"id_column {spec.id_column!r} must be a column of its own, not a feature, the "
+            "target or the timestamp"
+        )
+    if spec.training.window_days > MAX_WINDOW_DAYS:
+        problems.append(
+            f"training.window_days {spec.training.window_days} is over {MAX_WINDOW_DAYS} "
+            "(a century of days)"
+        )
+    for section, values in (("gates", spec.gates), ("drift", spec.drift)):
+        # NaN compares false with everything: a NaN floor would pass every `value < floor`.
+        nan = sorted(key for key, value in values.items() if value is not None and value != value)
+        if nan:
+            problems.append(f"{section} {nan} are NaN: give numbers")
+    return problems
 
 
 def default_spec() -> ModelSpec:

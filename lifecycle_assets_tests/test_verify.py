@@ -20,7 +20,7 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.training import fit_pipeline, model_input
 from lifecycle_assets.registry.aliases import AliasError, UnverifiedVersion, move_alias, rollback
 from lifecycle_assets.registry.artifacts import sha256_file
-from lifecycle_assets.registry.ledger import Ledger
+from lifecycle_assets.registry.ledger import Ledger, history
 from lifecycle_assets.registry.models import log_and_register
 from lifecycle_assets.registry.refs import ModelRef, get_version, resolve
 from lifecycle_assets.registry.verify import (
@@ -169,8 +169,34 @@ def test_rollback_skips_a_version_that_no_longer_verifies(
     move_alias(client, spec.name, CHAMPION, v2.version, reason="t", actor="pytest")
     with (model_dir(registered_champion) / config.SKOPS_FILE).open("ab") as handle:
         handle.write(b"tampered")
-    with pytest.raises(AliasError, match="no earlier"):
+    with pytest.raises(AliasError, match="no earlier") as refused:
         rollback(client, spec.name, actor="pytest")
+    # Not "no earlier champion" alone, as if there had been none: which one was passed over, why.
+    assert f"passed over: v{registered_champion.version}: " in str(refused.value)
+    assert "SHA-256" in str(refused.value) and "nothing was changed" not in str(refused.value)
     with pytest.raises(UnverifiedVersion):
         rollback(client, spec.name, actor="pytest", to_version=registered_champion.version)
     assert resolve(client, spec.name, CHAMPION).version == v2.version
+
+
+def test_rollback_says_which_holders_it_passed_over(
+    registered_champion: ModelRef,
+    lifecycle_env: Settings,
+    spec: ModelSpec,
+    small_feature_table: pl.DataFrame,
+) -> None:
+    """v1 -> v2 -> v3, then v2's file is tampered: `rollback` lands on v1, and says it passed
+    over v2 and why (it said only `v3 -> v1`)."""
+    client = MlflowClient()
+    v2 = register_new(lifecycle_env, spec, small_feature_table)
+    v3 = register_new(lifecycle_env, spec, small_feature_table)
+    for version in (v2, v3):
+        move_alias(client, spec.name, CHAMPION, version.version, reason="t", actor="pytest")
+    with (model_dir(v2) / config.SKOPS_FILE).open("ab") as handle:
+        handle.write(b"tampered")
+    result = CliRunner().invoke(main, ["rollback", spec.name])
+    assert result.exit_code == 0, result.output
+    assert resolve(client, spec.name, CHAMPION).version == registered_champion.version
+    assert f"passed over v{v2.version}: " in result.output and "SHA-256" in result.output
+    [entry] = [e for e in history(spec.name, CHAMPION) if e.kind == "rollback"]
+    assert f"passed over v{v2.version}: " in entry.reason

@@ -16,6 +16,7 @@ from lifecycle_assets.cli.app import (
     _alias_client,
     _clear_errors,
     _load,
+    _project_specs,
     _service_url_option,
     _spec_option,
     console,
@@ -86,6 +87,11 @@ def rollback(model: str, to_version: str | None, reason: str, actor: str, as_jso
         _alias_client(), model, actor=actor, reason=reason, to_version=to_version
     )
     _report_move(model, config.CHAMPION_ALIAS, previous, current, as_json)
+    # Earlier holders that no longer verify are skipped: say which, or the version reached
+    # looks like a mistake to whoever expected the last champion.
+    why = current.tags.get(f"{config.CHAMPION_ALIAS}_reason", "")
+    if " (passed over v" in why and not as_json:
+        click.echo(f"note: {why}", err=True)
 
 
 @main.command()
@@ -124,12 +130,11 @@ def status(model: str | None, spec_path: str | None, service_url: str, as_json: 
     """Which version each alias of MODEL points to (since when, by whom), and what the running
     service actually serves; without MODEL or --spec, every model of the project."""
     from lifecycle_assets.registry.reader import reader_for
-    from lifecycle_assets.spec import configured_specs
 
     if model or spec_path:
         names = [model or _load(spec_path).name]
     else:
-        names = [spec.name for spec in configured_specs()]
+        names = [spec.name for spec in _project_specs()]
     reader = reader_for(Settings.from_env())
     statuses = {name: _alias_status(name, reader, service_url) for name in names}
     if as_json:

@@ -50,13 +50,27 @@ def _spec_option(function):
     )(function)
 
 
+def _project_specs() -> list[ModelSpec]:
+    """The project's models (LIFECYCLE_SPECS); a spec file that is missing or invalid ends the
+    command in one line naming it."""
+    from lifecycle_assets.spec import SpecError, configured_specs
+
+    try:
+        return configured_specs()
+    except SpecError as error:
+        raise click.ClickException(str(error)) from None
+
+
 def _load(spec_path: str | Path | None) -> ModelSpec:
     """A spec file, or the project's model of that name, or the project's first model."""
-    from lifecycle_assets.spec import configured_specs, load_spec
+    from lifecycle_assets.spec import SpecError, load_spec
 
     if spec_path is not None and Path(spec_path).is_file():
-        return load_spec(spec_path)
-    specs = configured_specs()
+        try:
+            return load_spec(spec_path)
+        except SpecError as error:
+            raise click.ClickException(str(error)) from None
+    specs = _project_specs()
     if spec_path is None:
         return specs[0]
     by_name = {spec.name: spec for spec in specs}

@@ -84,6 +84,7 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     from lifecycle_assets.data.preflight import PreflightError, preflight
     from lifecycle_assets.definitions import build_definitions
     from lifecycle_assets.lifecycle_run import (
+        IngestError,
         ingest_window,
         partitions_in_window,
         train_and_deploy,
@@ -106,7 +107,7 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     if settings.dagster_url:
         _follow_submitted_runs(settings.dagster_url, show=not as_json)
     instance = _dagster_instance()
-    defs = build_definitions(specs)
+    defs = _definitions(build_definitions, specs)
     # The registry is opened here (a new store created, MLflow's store modules imported) and
     # reconciled in a thread beside the first ingest run, which imports nothing: two threads
     # importing one module graph at once can hand one of them a partly initialised module.
@@ -123,14 +124,17 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         days = partitions_in_window(spec)
         with Progress(console=console, transient=True, disable=as_json) as progress:
             bar = progress.add_task(f"ingesting {len(days)} days of {spec.name}", total=len(days))
-            ingest = ingest_window(
-                defs,
-                spec,
-                instance,
-                refresh=refresh,
-                progress=functools.partial(_advance, progress, bar),
-                registry_reconciled_apart=True,
-            )
+            try:
+                ingest = ingest_window(
+                    defs,
+                    spec,
+                    instance,
+                    refresh=refresh,
+                    progress=functools.partial(_advance, progress, bar),
+                    registry_reconciled_apart=True,
+                )
+            except IngestError as error:  # a failed step, not bad data (that is quarantined)
+                raise click.ClickException(f"{spec.name}: {error}") from None
         setup.wait()  # the registry is reconciled before training reads it
         if not as_json:
             console.print(ingest.line(spec.name), markup=False, highlight=False)
@@ -145,6 +149,22 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         if not as_json:
             _print_summary(summary, settings, path)
     return summaries
+
+
+def _definitions(build_definitions, specs: list):
+    """The project's Dagster definitions; a spec Dagster refuses (a schedule that is not a
+    5-field cron expression) ends the command in one line naming the models' spec fields."""
+    from dagster import DagsterInvalidDefinitionError
+
+    try:
+        return build_definitions(specs)
+    except DagsterInvalidDefinitionError as error:
+        first = str(error).strip().splitlines()[0]
+        models = ", ".join(spec.name for spec in specs)
+        raise click.ClickException(
+            f"the spec of {models} does not make a valid Dagster definition (check its "
+            f"`schedules:`): {first}"
+        ) from None
 
 
 def _follow_submitted_runs(url: str, *, show: bool) -> None:
@@ -268,7 +288,7 @@ def draft_spec_command(data: Path, name: str | None, target: str | None, out: Pa
 
 
 @main.command()
-@click.option("--days", type=int, default=7, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=7, show_default=True)
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2026-03-02", show_default=True)
 @click.option(
     "--out",
@@ -277,7 +297,7 @@ def draft_spec_command(data: Path, name: str | None, target: str | None, out: Pa
     help="Landing folder (default: $LIFECYCLE_HOME/landing/credit_default).",
 )
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--rows-per-day", type=int, default=400, show_default=True)
+@click.option("--rows-per-day", type=click.IntRange(min=1), default=400, show_default=True)
 @click.option("--covariate-shift", type=float, default=0.0, show_default=True)
 @click.option("--concept-shift", type=float, default=0.0, show_default=True)
 @click.option("--label-shift", type=float, default=0.0, show_default=True)
@@ -297,25 +317,28 @@ def simulate(
     from lifecycle_assets.data.simulator import ShiftKnobs, simulate_range
 
     out = out or Settings.from_env().landing_dir / "credit_default"
-    out.mkdir(parents=True, exist_ok=True)
     shift = ShiftKnobs(covariate=covariate_shift, concept=concept_shift, label=label_shift)
-    for day, frame in simulate_range(
-        start.date(), days, seed=seed, rows_per_day=rows_per_day, shift=shift
-    ):
-        path = out / f"{day.isoformat()}.{fmt}"
-        if fmt == "parquet":
-            frame.write_parquet(path)
-        else:
-            frame.write_csv(path)
-        console.print(f"wrote {path} ({frame.height} rows)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for day, frame in simulate_range(
+            start.date(), days, seed=seed, rows_per_day=rows_per_day, shift=shift
+        ):
+            path = out / f"{day.isoformat()}.{fmt}"
+            if fmt == "parquet":
+                frame.write_parquet(path)
+            else:
+                frame.write_csv(path)
+            console.print(f"wrote {path} ({frame.height} rows)")
+    except OSError as error:
+        raise click.ClickException(f"cannot write to {out}: {error.strerror or error}") from None
 
 
 @main.command("simulate-traffic")
 @_spec_option
 @_service_url_option("The service to send the traffic to")
-@click.option("--days", type=int, default=1, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2026-03-02", show_default=True)
-@click.option("--rows-per-day", type=int, default=200, show_default=True)
+@click.option("--rows-per-day", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--covariate-shift", type=float, default=0.0, show_default=True)
 @click.option("--concept-shift", type=float, default=0.0, show_default=True)
@@ -328,6 +351,8 @@ def simulate_traffic(
     label_delay_days: float, label_fraction: float,
 ) -> None:  # fmt: skip
     """Send simulated applications to the service, then land their outcomes as delayed labels."""
+    import httpx
+
     from lifecycle_assets.data.ground_truth import labels_folder
     from lifecycle_assets.data.simulator import ShiftKnobs, simulate_range
     from lifecycle_assets.data.traffic import simulate_traffic as play
@@ -335,11 +360,24 @@ def simulate_traffic(
     spec = _load(spec_path)
     shift = ShiftKnobs(covariate=covariate_shift, concept=concept_shift, label=label_shift)
     batches = simulate_range(start.date(), days, seed=seed, rows_per_day=rows_per_day, shift=shift)
+    # The simulator writes credit-risk applications: a spec of other data has no traffic here.
+    wanted = [f.name for f in spec.features] + [c for c in (spec.id_column, spec.target) if c]
+    absent = [column for column in wanted if column not in batches[0][1].columns]
+    if absent:
+        raise click.ClickException(
+            f"{spec.name}: the simulator's applications have no column {absent}: "
+            "simulate-traffic plays the built-in credit-risk data only"
+        )
     folder = labels_folder(Settings.from_env().landing_dir, spec.name)
-    answers, files = play(
-        service_url, batches, spec, labels_dir=folder,
-        label_delay=dt.timedelta(days=label_delay_days), label_fraction=label_fraction,
-    )  # fmt: skip
+    try:
+        answers, files = play(
+            service_url, batches, spec, labels_dir=folder,
+            label_delay=dt.timedelta(days=label_delay_days), label_fraction=label_fraction,
+        )  # fmt: skip
+    except httpx.HTTPError as error:  # nothing listens, or it stopped answering
+        raise click.ClickException(f"no service answered at {service_url}: {error}") from None
+    except (RuntimeError, ValueError) as error:  # it refused a batch; no id_column to match
+        raise click.ClickException(str(error).strip().splitlines()[0]) from None
     versions = answers.group_by("model_version").len().sort("model_version").rows()
     console.print(f"{answers.height} predictions from {service_url} (versions: {versions})")
     console.print(

@@ -195,10 +195,13 @@ def lineage(model: str, version: str, fmt: str, out: Path | None) -> None:
     graph = build_lineage(Settings.from_env(), model, version)
     text = graph.to_json() if fmt == "json" else graph.to_dot()
     if out is None:
-        click.echo(text, nl=False)
+        click.echo(text, nl=not text.endswith("\n"))
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+        except OSError as error:
+            raise click.ClickException(f"cannot write {out}: {error.strerror or error}") from None
         console.print(f"{len(graph.nodes)} nodes, {len(graph.edges)} edges -> {out}")
     for node in graph.nodes:
         if node.status != OK:

@@ -67,7 +67,12 @@ def _yaml_scalar(value: str) -> str:
 def draft_spec(path: Path, *, name: str | None = None, target: str | None = None) -> str:
     """The YAML text of a draft spec for the file at `path`."""
     fmt = _fmt(path)
-    frame = scan(path, fmt).head(100_000).collect()
+    try:
+        frame = scan(path, fmt).head(100_000).collect()
+    except (OSError, pl.exceptions.PolarsError) as error:  # e.g. not UTF-8, a ragged line
+        raise ValueError(f"{path}: cannot read it: {str(error).splitlines()[0]}") from None
+    if any("\x00" in column for column in frame.columns):
+        raise ValueError(f"{path}: not UTF-8 text (NUL bytes in the header: UTF-16?)")
     if frame.height == 0:
         raise ValueError(f"{path}: no rows to draft a spec from")
     columns = frame.columns

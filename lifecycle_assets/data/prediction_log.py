@@ -287,18 +287,22 @@ def read_day(settings: Settings, model: str, day: dt.date) -> pl.DataFrame:
     return read_days(settings, model, day, day)
 
 
-def logged_rows(paths: list[Path], contains: str = "") -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Each valid row of the given segments (bad lines skipped), optionally only lines that
-    contain `contains`: a cheap filter before parsing, for lookups by id."""
+def logged_rows(
+    paths: list[Path], contains: str = "", bad: list[str] | None = None
+) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Each valid row of the given segments (bad lines skipped, and named in `bad` as
+    `<path> line <n>: <why>` when given), optionally only lines that contain `contains`: a
+    cheap filter before parsing, for lookups by id."""
     needle = contains.encode()
     for path in paths:
-        for line in _lines(path):
+        for number, line in enumerate(_lines(path), start=1):
             if needle and needle not in line:
                 continue
             try:
                 yield path, parse_row(line.rstrip(b"\n"))
-            except BadRow:
-                continue
+            except BadRow as error:
+                if bad is not None:
+                    bad.append(f"{path} line {number}: {error}")
 
 
 def _lines(path: Path) -> Iterator[bytes]:

@@ -8,15 +8,17 @@ with the spec option that changes it.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import difflib
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import polars as pl
 
 from lifecycle_assets.data.sources import read_source, source_format, timestamp_utc
-from lifecycle_assets.ml.training import SPLITS, time_split
+from lifecycle_assets.ml.training import SPLITS, estimator_problem, time_split
 from lifecycle_assets.spec import ModelSpec, label_text
 
 BINARY_TEXT = {"0", "1"}
@@ -91,12 +93,36 @@ def _read(spec: ModelSpec, report: PreflightReport) -> pl.DataFrame | None:
         report.add("error", "the source file is empty: no header, no rows")
         return None
     except (OSError, ValueError, pl.exceptions.PolarsError) as error:
-        report.add("error", f"cannot read the source: {str(error).splitlines()[0]}")
+        where = _ragged_line(spec) if "more fields" in str(error) else None
+        report.add(
+            "error",
+            f"cannot read the source: {str(error).splitlines()[0]}"
+            + (f" ({where} has more fields than its header)" if where else ""),
+        )
         return None
     if frame.height == 0:
         report.add("error", f"the source has a header ({len(frame.columns)} columns) but no rows")
         return None
+    if any("\x00" in column for column in frame.columns):
+        # A UTF-16 file read as UTF-8: every name holds NUL bytes, and every column "is missing".
+        report.add("error", "the source is not UTF-8 text (NUL bytes in the header: UTF-16?)")
+        return None
     return frame
+
+
+def _ragged_line(spec: ModelSpec) -> str | None:
+    """`<file> line <n>`: the first row of a local CSV source with more fields than its header
+    (polars names no line); None when the source is not local CSV files."""
+    root = Path(spec.source.uri)
+    files = sorted(root.glob("*.csv")) if root.is_dir() else [root] if root.is_file() else []
+    for path in files:
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            rows = csv.reader(handle)
+            width = len(next(rows, []))
+            for row in rows:
+                if len(row) > width:
+                    return f"{path} line {rows.line_num}"
+    return None
 
 
 def _columns(spec: ModelSpec, frame: pl.DataFrame, report: PreflightReport) -> None:
@@ -104,6 +130,13 @@ def _columns(spec: ModelSpec, frame: pl.DataFrame, report: PreflightReport) -> N
     if spec.id_column:
         wanted.append(spec.id_column)
     present = frame.columns
+    for column in present:
+        # polars reads a name the header repeats as `<name>_duplicated_<n>`: which copy holds
+        # the data is unknowable, and the first would be used without a word.
+        original, sep, number = column.rpartition("_duplicated_")
+        if sep and number.isdigit() and original in present:
+            level = "error" if original in wanted else "warning"
+            report.add(level, f"column {original!r} appears more than once in the header")
     for name in wanted:
         if name in present:
             continue
@@ -217,7 +250,15 @@ def _features(spec: ModelSpec, frame: pl.DataFrame, report: PreflightReport) -> 
                     f"{feature.name!r} has values {unknown[:6]} not among the spec's levels "
                     f"{list(feature.categories)}{hint}: their days are quarantined",
                 )
-        if nulls and not feature.nullable:
+        if nulls == frame.height and feature.nullable and feature.model_input:
+            # Nothing to learn from, and scikit-learn's boosting fails on a column of NaN
+            # ("window shape cannot be larger than input array shape") after the ingest.
+            report.add(
+                "error",
+                f"{feature.name!r} is null in every row: fill it, or remove it from features "
+                "(or set model_input: false)",
+            )
+        elif nulls and not feature.nullable:
             report.add(
                 "warning",
                 f"{feature.name!r} is {nulls / frame.height:.1%} null but `nullable: false`: "
@@ -266,7 +307,16 @@ def _fit(spec: ModelSpec, frame: pl.DataFrame, rate: float | None, report: Prefl
             "(check start_date, end_date and training.window_days)",
         )
         return
-    split = time_split([dt.date.fromisoformat(str(d)) for d in days], spec)
+    try:
+        split = time_split([dt.date.fromisoformat(str(d)) for d in days], spec)
+    except ValueError as error:
+        report.add(
+            "error",
+            f"{error}: lower training.test_fraction / training.validation_fraction (now "
+            f"{spec.training.test_fraction} / {spec.training.validation_fraction}) or widen "
+            "training.window_days",
+        )
+        return
     window = frame.filter(pl.col("__day__").is_in(days))
     sizes = {s: window.filter(pl.col("__day__").is_in(split.days(s))).height for s in SPLITS}
     test = window.filter(pl.col("__day__").is_in(split.days("test")))
@@ -334,11 +384,37 @@ def _judge_fit(
             )
 
 
+# The simulator's options a spec may set, and the types their values must have.
+_SIMULATOR_OPTIONS = {"seed": (int,), "rows_per_day": (int,), "label_noise": (int, float)}
+
+
+def _simulator_problems(options: dict) -> list[str]:
+    """What `simulate_day` would refuse in the middle of an ingest run (an unknown option,
+    a text where a number goes)."""
+    problems = []
+    for key, value in options.items():
+        kinds = _SIMULATOR_OPTIONS.get(key)
+        if kinds is None:
+            problems.append(f"unknown option {key!r}; valid: {sorted(_SIMULATOR_OPTIONS)}")
+        elif isinstance(value, bool) or not isinstance(value, kinds):
+            problems.append(f"{key} must be a number, not {value!r}")
+        elif key == "rows_per_day" and value < 1:
+            problems.append(f"rows_per_day must be at least 1, not {value}")
+        elif key == "label_noise" and not 0 <= value <= 1:
+            problems.append(f"label_noise is a fraction in [0, 1], not {value}")
+    return problems
+
+
 def preflight(spec: ModelSpec) -> PreflightReport:
     """Read the spec's source and report what ingest, training and the gates will make of it."""
     report = PreflightReport(spec.name, spec.source.uri)
+    if (problem := estimator_problem(spec)) is not None:
+        report.add("error", f"estimator.params of {spec.estimator.kind!r}: {problem}")
     if spec.source.is_simulator:
-        report.add("info", "simulated source: nothing to check")
+        for problem in _simulator_problems(spec.source.simulator):
+            report.add("error", f"source.simulator: {problem}")
+        if not report.errors:
+            report.add("info", "simulated source: nothing to check")
         return report
     frame = _read(spec, report)
     if frame is None:

@@ -93,6 +93,18 @@ def build_pipeline(spec: ModelSpec) -> Pipeline:
     return Pipeline([("preprocess", _encoded_preprocess(spec)), ("model", model)])
 
 
+def estimator_problem(spec: ModelSpec) -> str | None:
+    """Why scikit-learn would refuse `estimator.params` (an unknown name, a value out of its
+    range or of the wrong type), found before any data is read; None when it accepts them."""
+    try:
+        model = build_pipeline(spec).named_steps["model"]
+        # The check `fit` runs first, without fitting: names, types and ranges of the params.
+        model._validate_params()
+    except (TypeError, ValueError) as error:
+        return str(error).strip().splitlines()[0]
+    return None
+
+
 def model_input(features: pl.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     """The pandas frame the pipeline consumes: exactly the feature columns, in order."""
     # polars nulls arrive as NaN in numeric columns and None in object (string) columns.

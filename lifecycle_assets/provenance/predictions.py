@@ -102,6 +102,8 @@ class Found:
     where: str = ""
     shadows: list[dict[str, Any]] = field(default_factory=list)
     problem: str = ""
+    # Logged lines that hold the id but are not valid rows (`<path> line <n>: <why>`).
+    invalid_lines: list[str] = field(default_factory=list)
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
@@ -135,16 +137,22 @@ def _from_lake(settings: Settings, prediction_id: str) -> Found:
 
 def find_prediction(settings: Settings, prediction_id: str) -> Found:
     """The logged row of `prediction_id`, where it was found, and any shadow rows mirroring it."""
-    found, shadows = Found(), {}
+    found, shadows, bad = Found(), {}, []
     # A UUIDv7 id names its day: only that day's log folders (and neighbours) are read.
     days = candidate_days(prediction_id)
-    for path, row in logged_rows(_every_segment(settings.prediction_log_dir, days), prediction_id):
+    segments = _every_segment(settings.prediction_log_dir, days)
+    for path, row in logged_rows(segments, prediction_id, bad=bad):
         if row.get("prediction_id") == prediction_id and found.row is None:
             found = Found(row, str(path))
         elif row.get("shadow_of") == prediction_id:
             shadows[row["prediction_id"]] = row
-    if found.row is None and settings.lake_dir.exists():
-        return _from_lake(settings, prediction_id)
+    if found.row is None:
+        if settings.lake_dir.exists():
+            found = _from_lake(settings, prediction_id)
+        if found.row is None:
+            # A line holding the id that is not a valid row is not "no prediction": name it.
+            found.invalid_lines = bad
+        return found
     found.shadows = list(shadows.values())
     return found
 
@@ -196,6 +204,12 @@ def prediction_link(prediction_id: str, found: Found) -> Link:
     row = found.row
     if row is None:
         reason = "no prediction with this id in the prediction logs or the lake"
+        if found.invalid_lines:
+            reason = (
+                f"no valid prediction with this id; {len(found.invalid_lines)} logged line(s) "
+                f"holding it are not valid rows: {found.invalid_lines[0]}"
+            )
+            return Link(PREDICTION, prediction_id, BROKEN, reason)
         if found.problem:
             reason += f"; prediction tables that fail their check: {found.problem}"
         return Link(PREDICTION, prediction_id, MISSING, reason)

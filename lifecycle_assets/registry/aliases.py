@@ -108,11 +108,14 @@ def _target(client: Any, name: str, version: str) -> ModelRef:
     return ref
 
 
-def _usable(client: Any, name: str, version: str) -> bool:
-    """A rollback target: exists, not retired, and verifies (a bad version is skipped)."""
+def _usable(client: Any, name: str, version: str, skipped: list[str] | None = None) -> bool:
+    """A rollback target: exists, not retired, and verifies (a bad version is skipped, and
+    why is added to `skipped`)."""
     try:
         _target(client, name, version)
-    except AliasError:
+    except AliasError as error:
+        if skipped is not None:
+            skipped.append(f"v{version}: {str(error).removesuffix('; nothing was changed')}")
         return False
     return True
 
@@ -303,17 +306,24 @@ def rollback(
     with _operation(client, name, ledger) as live:
         current = live.get(alias)
         if to_version is None:
-            # `previous_holder` only returns versions that pass `_usable` (`_target` holds).
-            usable = functools.partial(_usable, client, name)
+            # `previous_holder` only returns versions that pass `_usable` (`_target` holds);
+            # the ones it passed over are named, so "no earlier" is not taken for an empty past.
+            skipped: list[str] = []
+            usable = functools.partial(_usable, client, name, skipped=skipped)
             target = previous_holder(name, alias, usable=usable, ledger=ledger)
             if target is None:
-                raise AliasError(f"the ledger has no earlier `{alias}` of {name} to roll back to")
+                passed_over = f" (passed over: {'; '.join(skipped)})" if skipped else ""
+                raise AliasError(
+                    f"the ledger has no earlier `{alias}` of {name} to roll back to{passed_over}"
+                )
         else:
             target = str(to_version)
             if target == current:
                 raise AliasError(f"{name} v{target} already holds `{alias}`")
             _target(client, name, target)
         why = f"rollback from {version_label(current)} to v{target}"
+        if to_version is None and skipped:
+            why += f" (passed over {'; '.join(skipped)})"
         why += f": {reason}" if reason else ""
         _change_locked(
             client, ledger, name, alias, current, target, ANY_VERSION,
