@@ -81,6 +81,7 @@ def promote(
 @_clear_errors
 def rollback(model: str, to_version: str | None, reason: str, actor: str, as_json: bool) -> None:
     """Move `champion` of MODEL back to the previous champion in the ledger, or to --to."""
+    from lifecycle_assets.registry.aliases import PASSED_OVER
     from lifecycle_assets.registry.aliases import rollback as roll_back
 
     previous, current = roll_back(
@@ -90,7 +91,7 @@ def rollback(model: str, to_version: str | None, reason: str, actor: str, as_jso
     # Earlier holders that no longer verify are skipped: say which, or the version reached
     # looks like a mistake to whoever expected the last champion.
     why = current.tags.get(f"{config.CHAMPION_ALIAS}_reason", "")
-    if " (passed over v" in why and not as_json:
+    if PASSED_OVER in why and not as_json:
         click.echo(f"note: {why}", err=True)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from lifecycle_assets.data.sources import scan
+from lifecycle_assets.data.sources import not_utf8_header, scan
 
 TARGET_NAMES = ("target", "label", "y", "class", "outcome", "churn", "churned", "default")
 MAX_LEVELS = 30
@@ -71,8 +71,8 @@ def draft_spec(path: Path, *, name: str | None = None, target: str | None = None
         frame = scan(path, fmt).head(100_000).collect()
     except (OSError, pl.exceptions.PolarsError) as error:  # e.g. not UTF-8, a ragged line
         raise ValueError(f"{path}: cannot read it: {str(error).splitlines()[0]}") from None
-    if any("\x00" in column for column in frame.columns):
-        raise ValueError(f"{path}: not UTF-8 text (NUL bytes in the header: UTF-16?)")
+    if (problem := not_utf8_header(frame.columns)) is not None:
+        raise ValueError(f"{path}: {problem}")
     if frame.height == 0:
         raise ValueError(f"{path}: no rows to draft a spec from")
     columns = frame.columns

@@ -17,7 +17,12 @@ from pathlib import Path
 
 import polars as pl
 
-from lifecycle_assets.data.sources import read_source, source_format, timestamp_utc
+from lifecycle_assets.data.sources import (
+    not_utf8_header,
+    read_source,
+    source_format,
+    timestamp_utc,
+)
 from lifecycle_assets.ml.training import SPLITS, estimator_problem, time_split
 from lifecycle_assets.spec import ModelSpec, label_text
 
@@ -103,9 +108,8 @@ def _read(spec: ModelSpec, report: PreflightReport) -> pl.DataFrame | None:
     if frame.height == 0:
         report.add("error", f"the source has a header ({len(frame.columns)} columns) but no rows")
         return None
-    if any("\x00" in column for column in frame.columns):
-        # A UTF-16 file read as UTF-8: every name holds NUL bytes, and every column "is missing".
-        report.add("error", "the source is not UTF-8 text (NUL bytes in the header: UTF-16?)")
+    if (problem := not_utf8_header(frame.columns)) is not None:
+        report.add("error", f"the source is {problem}")
         return None
     return frame
 

@@ -26,6 +26,14 @@ def is_remote_folder(uri: str) -> bool:
     return storage.is_remote(uri) and "*" not in uri and not uri.lower().endswith(_SUFFIXES)
 
 
+def not_utf8_header(columns: list[str]) -> str | None:
+    """Why a header read as UTF-8 is not text (a UTF-16 file: every name holds NUL bytes, so
+    every column would be "missing"); None for a readable header."""
+    if any("\x00" in column for column in columns):
+        return "not UTF-8 text (NUL bytes in the header: UTF-16?)"
+    return None
+
+
 def source_format(spec: ModelSpec) -> str:
     if spec.source.format:
         return spec.source.format

@@ -51,6 +51,9 @@ class _Unchecked(enum.Enum):
 # Default of `expected_version`: move whoever holds the alias. None means "expect it unset".
 ANY_VERSION = _Unchecked.ANY
 Expected = str | None | _Unchecked
+# How a rollback's reason names the earlier holders it skipped (they no longer verify); the CLI
+# repeats such a reason as a note.
+PASSED_OVER = " (passed over "
 # A registered-model tag to set with a move (a value), or to delete (None).
 ModelTags = Mapping[str, str | None]
 
@@ -323,7 +326,7 @@ def rollback(
             _target(client, name, target)
         why = f"rollback from {version_label(current)} to v{target}"
         if to_version is None and skipped:
-            why += f" (passed over {'; '.join(skipped)})"
+            why += f"{PASSED_OVER}{'; '.join(skipped)})"
         why += f": {reason}" if reason else ""
         _change_locked(
             client, ledger, name, alias, current, target, ANY_VERSION,
