@@ -53,6 +53,10 @@ class IngestOutcome:
     empty: list[str] = field(default_factory=list)
     # Days read again by themselves because their fingerprint changed: day -> what changed.
     reingested: dict[str, str] = field(default_factory=dict)
+    # Source rows of no day (event timestamp empty or unreadable), kept in quarantine, and why
+    # (with the quarantine file): `data.ingest.quarantine_undated`.
+    undated_rows: int = 0
+    undated: str = ""
 
     def line(self, model: str) -> str:
         parts = [
@@ -65,6 +69,8 @@ class IngestOutcome:
         if self.reingested:
             reasons = sorted(set(self.reingested.values()))
             text += f"; {len(self.reingested)} re-read because {', '.join(reasons)}"
+        if self.undated_rows:
+            text += f"; {self.undated_rows} row(s) without a readable timestamp quarantined"
         return text
 
 
@@ -236,6 +242,12 @@ def ingest_window(
         if progress:
             for day in block:
                 progress(day)
+    # Counted on every run, not only the one that found them: they stay lost until the
+    # source is fixed (a changed source is read again, and its rows of no day looked for).
+    undated = lake.undated()
+    if undated:
+        outcome.undated_rows = int(undated["rows"])
+        outcome.undated = f"{undated['summary']} -> {undated['path']}"
     return outcome
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import dagster as dg
 
 from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint
-from lifecycle_assets.data.ingest import featurize_day, ingest_day
+from lifecycle_assets.data.ingest import featurize_day, ingest_day, quarantine_undated
 from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.automation import IO_RETRY
@@ -131,6 +131,11 @@ def build_data_assets(
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource
     ) -> Iterator[dg.MaterializeResult]:
         current = fingerprint(spec)
+        # Rows of no day are looked for once per run, over the whole source: no day's read
+        # would see them.
+        undated = quarantine_undated(spec, lake_for(lifecycle, spec), current, context.run_id)
+        if undated:
+            context.log.warning(f"quarantined {undated['summary']} -> {undated['path']}")
         yield from each_day(
             context, lambda day: ingest_one_day(context, lifecycle, spec, day, current)
         )
