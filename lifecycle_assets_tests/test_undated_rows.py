@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lifecycle_assets.config import Settings
+from lifecycle_assets.config import GateThresholds, Settings
 from lifecycle_assets.data.event_time import timestamp_utc
 from lifecycle_assets.data.fingerprint import fingerprint
 from lifecycle_assets.data.lake import Lake
@@ -86,6 +86,11 @@ def test_a_row_without_a_readable_timestamp_is_quarantined_counted_and_blocks_pr
     edit(csv)
     spec = write_spec(tmp_path, csv)
     spec_path = tmp_path / "members.yaml"
+
+    # Preflight names the row once, by its time, not as bad values that quarantine a day.
+    warnings = preflight(spec).warnings
+    assert [w for w in warnings if "1 row(s) have no readable timestamp" in w], warnings
+    assert not [w for w in warnings if "their days are quarantined" in w], warnings
 
     [summary] = run_lifecycle(str(spec_path), as_json=True)
 
@@ -186,3 +191,13 @@ def test_preflight_names_unreadable_timestamps_and_a_declared_format_reads_them(
 
 
 _DAY_FIRST = "timestamp: event_time\ntimestamp_format: '%d/%m/%Y %H:%M'\n"
+
+
+def test_max_undated_rows_lets_a_known_count_through_and_still_names_them() -> None:
+    """A user who accepts a few rows of no day says so in the spec; the gate passes but its
+    description still counts them."""
+    quarantine = {"window_days": 6, "quarantined_days": [], "undated_rows": 2, "undated": "2 rows"}
+    refused = gates.quarantined_share_within_limit(quarantine, GateThresholds())
+    assert not refused.passed and (refused.actual, refused.threshold) == (2, 0)
+    allowed = gates.quarantined_share_within_limit(quarantine, GateThresholds(max_undated_rows=2))
+    assert allowed.passed and "2 row(s) of no day within the limit 2" in allowed.description
