@@ -201,3 +201,20 @@ def test_max_undated_rows_lets_a_known_count_through_and_still_names_them() -> N
     assert not refused.passed and (refused.actual, refused.threshold) == (2, 0)
     allowed = gates.quarantined_share_within_limit(quarantine, GateThresholds(max_undated_rows=2))
     assert allowed.passed and "2 row(s) of no day within the limit 2" in allowed.description
+
+
+def test_draft_spec_of_a_day_first_file_declares_its_format_and_loads(tmp_path: Path) -> None:
+    """The draft wrote `start_date: 02/03/2026` (the value's first ten characters), a spec that
+    does not load, and no format, so that every time would have been unreadable."""
+    from lifecycle_assets.data.draft import draft_spec
+
+    frame = members_frame().with_columns(pl.col("event_time").dt.strftime("%d/%m/%Y %H:%M"))
+    csv = write_csv(frame, tmp_path / "members.csv")
+    text = draft_spec(csv, target="left")
+    assert "timestamp_format: '%d/%m/%Y %H:%M'  # guess: '%m/%d/%Y %H:%M'" in text, text
+    path = tmp_path / "draft.yaml"
+    path.write_text(text)
+    spec = load_spec(path)
+    assert spec.start_date == dt.date(2026, 3, 2)
+    report = preflight(spec)
+    assert not report.errors and not report.warnings, report.lines()

@@ -68,3 +68,24 @@ def examples(values: pl.Series, limit: int = 5) -> list[str]:
     """A few distinct unreadable values as written (an empty one as '')."""
     text = values.cast(pl.String).fill_null("")
     return sorted(set(text.head(1000).to_list()))[:limit]
+
+
+# Common ways a file writes times other than ISO 8601, for `lifecycle draft-spec` to propose.
+_DATES = ("%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y", "%Y/%m/%d")
+_TIMES = ("", " %H:%M", " %H:%M:%S")
+COMMON_FORMATS = tuple(date + time for date in _DATES for time in _TIMES)
+
+
+def formats_reading_all(values: pl.Series) -> list[str]:
+    """The common formats that read every non-empty value, in `COMMON_FORMATS` order. More than
+    one (day-first and month-first) means the values cannot tell which is meant."""
+    present = values.cast(pl.String).str.strip_chars().drop_nulls()
+    present = present.filter(present != "").head(1000)
+    if present.len() == 0:
+        return []
+    frame = present.to_frame("value")
+    return [
+        fmt
+        for fmt in COMMON_FORMATS
+        if frame.select(parse_text(pl.col("value"), fmt).null_count()).item() == 0
+    ]
