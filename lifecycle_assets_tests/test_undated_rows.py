@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
 
@@ -20,6 +21,7 @@ from lifecycle_assets.data.event_time import timestamp_utc
 from lifecycle_assets.data.fingerprint import fingerprint
 from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.data.preflight import preflight
+from lifecycle_assets.defs import names
 from lifecycle_assets.ml import gates
 from lifecycle_assets.spec import load_spec
 from lifecycle_assets_tests.test_data_gates_units import members_frame, write_csv, write_spec
@@ -145,6 +147,12 @@ def test_a_rerun_keeps_one_quarantine_entry_and_fixing_the_file_clears_it(
     folder = lifecycle_env.quarantine_dir / "members" / "undated"
 
     first = run_lifecycle(spec_path, as_json=True)[0]
+    # What the Dagster UI shows on each day the run read.
+    with dg.DagsterInstance.get() as instance:
+        key = names.key("members", names.RAW_BATCHES)
+        metadata = instance.get_latest_materialization_event(key).asset_materialization.metadata
+    assert metadata["undated_rows"].value == 1
+    assert metadata["undated_quarantine"].value == lake.undated()["path"]
     again = run_lifecycle(spec_path, as_json=True)[0]
     assert (first.exit_code, again.exit_code) == (3, 3), again.failure
     assert again.ingest.undated_rows == 1 and again.ingest.skipped  # nothing read again
