@@ -24,7 +24,7 @@ from lifecycle_assets import config, storage
 from lifecycle_assets.config import Settings
 from lifecycle_assets.crash import crash_point
 from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint
-from lifecycle_assets.data.ingest import day_state, window_keys
+from lifecycle_assets.data.ingest import day_state, undated_in_quarantine, window_keys
 from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.data.sources import days_with_rows
 from lifecycle_assets.defs import names
@@ -244,10 +244,7 @@ def ingest_window(
                 progress(day)
     # Counted on every run, not only the one that found them: they stay lost until the
     # source is fixed (a changed source is read again, and its rows of no day looked for).
-    undated = lake.undated()
-    if undated:
-        outcome.undated_rows = int(undated["rows"])
-        outcome.undated = f"{undated['summary']} -> {undated['path']}"
+    outcome.undated_rows, outcome.undated = undated_in_quarantine(lake)
     return outcome
 
 

@@ -110,6 +110,15 @@ def quarantine_undated(
     return lake.store_undated(frame, report)
 
 
+def undated_in_quarantine(lake: Lake) -> tuple[int, str]:
+    """How many of the source's rows of no day are in quarantine, and why with where ("" when
+    none): what the run summary and the quarantine gate say."""
+    record = lake.undated()
+    if not record:
+        return 0, ""
+    return int(record["rows"]), f"{record['summary']} -> {record['path']}"
+
+
 def featurize_day(spec: ModelSpec, lake: Lake, day: str) -> dict[str, Any]:
     """Compute and store the features of the day's accepted batch (same fingerprint)."""
     record = lake.batch(day)
@@ -207,10 +216,7 @@ def select_window(
     keys = set(window_keys(spec))
     stored = [day for day in lake.batch_days() if day in keys]
     selection = WindowSelection()
-    undated = lake.undated()
-    if undated:
-        selection.undated_rows = int(undated["rows"])
-        selection.undated = f"{undated['summary']} -> {undated['path']}"
+    selection.undated_rows, selection.undated = undated_in_quarantine(lake)
     for day in stored:
         state, _ = day_state(lake, day, current)
         if state == "fresh":
