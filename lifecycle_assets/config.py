@@ -79,6 +79,9 @@ class GateThresholds:
     # Share of the training window's days whose newest batch was quarantined; above it the run
     # does not promote. 0: any quarantined day blocks.
     max_quarantined_share: float = 0.0
+    # Source rows whose event timestamp is empty or unreadable (quarantined, in no day); above
+    # it the run does not promote. 0: any such row blocks (it may belong to the window).
+    max_undated_rows: int = 0
 
 
 @dataclass(frozen=True)

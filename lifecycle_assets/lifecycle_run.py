@@ -24,7 +24,7 @@ from lifecycle_assets import config, storage
 from lifecycle_assets.config import Settings
 from lifecycle_assets.crash import crash_point
 from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint
-from lifecycle_assets.data.ingest import day_state, window_keys
+from lifecycle_assets.data.ingest import day_state, undated_in_quarantine, window_keys
 from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.data.sources import days_with_rows
 from lifecycle_assets.defs import names
@@ -53,6 +53,10 @@ class IngestOutcome:
     empty: list[str] = field(default_factory=list)
     # Days read again by themselves because their fingerprint changed: day -> what changed.
     reingested: dict[str, str] = field(default_factory=dict)
+    # Source rows of no day (event timestamp empty or unreadable), kept in quarantine, and why
+    # (with the quarantine file): `data.ingest.quarantine_undated`.
+    undated_rows: int = 0
+    undated: str = ""
 
     def line(self, model: str) -> str:
         parts = [
@@ -65,6 +69,8 @@ class IngestOutcome:
         if self.reingested:
             reasons = sorted(set(self.reingested.values()))
             text += f"; {len(self.reingested)} re-read because {', '.join(reasons)}"
+        if self.undated_rows:
+            text += f"; {self.undated_rows} row(s) without a readable timestamp quarantined"
         return text
 
 
@@ -236,6 +242,9 @@ def ingest_window(
         if progress:
             for day in block:
                 progress(day)
+    # Counted on every run, not only the one that found them: they stay lost until the
+    # source is fixed (a changed source is read again, and its rows of no day looked for).
+    outcome.undated_rows, outcome.undated = undated_in_quarantine(lake)
     return outcome
 
 

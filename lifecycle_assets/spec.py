@@ -139,6 +139,9 @@ class ModelSpec(_Strict):
     # Each row's event time; leave it out for a snapshot without one (one partition, filed
     # under `start_date`, split at random, stratified by the target).
     timestamp: str = SNAPSHOT_TIMESTAMP
+    # How text event times are written (strftime, e.g. `%d/%m/%Y %H:%M`); unset: ISO 8601 only.
+    # Never inferred: a row that does not fit is quarantined, not misdated (`data.event_time`).
+    timestamp_format: str | None = None
     sensitive_attribute: str
     features: tuple[FeatureSpec, ...]
     derived_features: tuple[DerivedFeatureSpec, ...] = ()
@@ -192,6 +195,14 @@ class ModelSpec(_Strict):
         for feature in self.features:
             if feature.max_length is not None and feature.type != "categorical":
                 raise ValueError(f"feature {feature.name!r}: max_length is for categorical columns")
+        if self.timestamp_format is not None:
+            if self.timestamp == SNAPSHOT_TIMESTAMP:
+                raise ValueError("timestamp_format needs a timestamp column (a snapshot has none)")
+            if "%" not in self.timestamp_format:
+                raise ValueError(
+                    f"timestamp_format {self.timestamp_format!r} is not a strftime format "
+                    "(e.g. '%d/%m/%Y %H:%M')"
+                )
         if self.end_date is not None and self.end_date < self.start_date:
             raise ValueError("end_date is before start_date")
         if self.estimator.kind not in ESTIMATORS[self.task]:

@@ -68,6 +68,23 @@ def test_new_files_request_their_days_once(tmp_path: Path, spec: ModelSpec) -> N
     assert third.run_requests[1].partition_key == "2026-01-14"
 
 
+def test_a_file_without_a_readable_timestamp_is_named_not_skipped_in_silence(
+    tmp_path: Path, spec: ModelSpec
+) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    folder_spec = spec.model_copy(
+        update={"source": spec.source.model_copy(update={"uri": str(landing), "format": "parquet"})}
+    )
+    day_first = simulate_day(dt.date(2026, 1, 4)).with_columns(
+        pl.lit("04/01/2026").alias(spec.timestamp)
+    )
+    day_first.write_parquet(landing / "day_first.parquet")
+    result = _evaluate(_sensor(folder_spec))
+    assert not result.run_requests
+    assert "no readable event timestamp in ['day_first.parquet']" in result.skip_message
+
+
 def test_simulator_source_is_skipped_with_a_reason(spec: ModelSpec) -> None:
     result = _evaluate(_sensor(spec))
     assert not result.run_requests

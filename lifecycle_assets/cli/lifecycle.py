@@ -142,6 +142,13 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
                 console.print(
                     f"  quarantined {day}: {reason}", markup=False, highlight=False, soft_wrap=True
                 )
+            if ingest.undated:
+                console.print(
+                    f"  quarantined, in no day: {ingest.undated}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
             console.print(f"{spec.name}: training, evaluating and gating (one Dagster run)...")
         summary = train_and_deploy(defs, spec, instance, ingest)
         path = write_summary(summary, settings)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from lifecycle_assets.data import event_time
 from lifecycle_assets.data.sources import not_utf8_header, scan
 
 TARGET_NAMES = ("target", "label", "y", "class", "outcome", "churn", "churned", "default")
@@ -44,11 +45,42 @@ def _is_timestamp(column: pl.Series) -> bool:
     present = column.drop_nulls().head(1000)
     if present.len() == 0 or _is_numeric(present):
         return False
+    iso = present.to_frame("value").select(event_time.parse_text(pl.col("value")))
+    if iso.to_series().is_not_null().mean() >= 0.9:
+        # A few unreadable values (a repeated header line, an odd date) do not make it text:
+        # ingest quarantines their rows.
+        return True
     try:
         parsed = present.str.to_datetime(strict=False, time_unit="us")
     except pl.exceptions.ComputeError:  # no datetime format fits the values
         return False
     return parsed.null_count() == 0
+
+
+def _timestamp_lines(column: pl.Series) -> list[str]:
+    """`timestamp:`, `timestamp_format:` when the values are not ISO 8601 (with a warning when
+    day-first and month-first both read them), and `start_date:` as the first day read."""
+    lines = [f"timestamp: {column.name}"]
+    fmt = None
+    if column.dtype == pl.String:
+        iso = column.to_frame().select(event_time.parse_text(pl.col(column.name)))
+        unread = iso.null_count().item() - column.null_count()
+        if unread and unread <= 0.1 * (column.len() - column.null_count()):
+            lines.append(f"# {unread} time(s) are not ISO 8601: their rows will be quarantined")
+        elif unread:
+            fits = event_time.formats_reading_all(column)
+            if fits:
+                fmt = fits[0]
+                also = f"  # guess: {fits[1]!r} reads every value too: check" if fits[1:] else ""
+                lines.append(f"timestamp_format: {fmt!r}{also}")
+            else:
+                lines.append("# timestamp_format: the times are not ISO 8601: write their format")
+    parsed = column.to_frame().select(
+        event_time.timestamp_utc(column.name, column.dtype, fmt).dt.date()
+    )
+    first = parsed.to_series().min()
+    lines.append(f"start_date: {first or dt.datetime.now(dt.UTC).date()}")
+    return lines
 
 
 def _text_levels(column: pl.Series) -> list[str]:
@@ -128,8 +160,7 @@ def draft_spec(path: Path, *, name: str | None = None, target: str | None = None
             f"start_date: {dt.datetime.now(dt.UTC).date()}",
         ]
     else:
-        days = frame[timestamp].cast(pl.String).str.slice(0, 10)
-        lines += [f"timestamp: {timestamp}", f"start_date: {days.min()}"]
+        lines += _timestamp_lines(frame[timestamp])
     lines += [
         f"sensitive_attribute: {categorical[0]}  # guess: the column fairness is judged on",
         "features:",

@@ -28,6 +28,7 @@ DATA_FIELDS = (
     "positive_label",
     "negative_label",
     "timestamp",
+    "timestamp_format",
     "id_column",
     "sensitive_attribute",
     "features",
@@ -67,13 +68,19 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_hashes(spec: ModelSpec) -> dict[str, str]:
+    """Each local source file and its SHA-256 (what `sha256sum` prints); {} for the simulator
+    or a remote URL."""
+    return {str(p): _file_sha256(p) for p in source_files(spec)}
+
+
 def source_hash(spec: ModelSpec) -> str:
     """SHA-256 over the source files' names and contents; for the simulator (deterministic) or
     a remote URL (not read here), over the source spec itself."""
-    files = source_files(spec)
+    files = file_hashes(spec)
     if not files:
         return _sha256_json(spec.source.model_dump(mode="json"))
-    return _sha256_json({str(p): _file_sha256(p) for p in files})
+    return _sha256_json(files)
 
 
 @dataclass(frozen=True)

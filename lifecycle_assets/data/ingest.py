@@ -2,8 +2,9 @@
 
 Plain functions over the lake, so the Dagster assets (one run per day, or one backfill run per
 model) and the CLI reach the same decisions: an empty day is skipped and never stored, a bad
-batch is quarantined and takes its day out of training, and a stored day whose fingerprint no
-longer matches its inputs is stale.
+batch is quarantined and takes its day out of training, a row whose event time cannot be read
+(it belongs to no day) is quarantined and counted, and a stored day whose fingerprint no longer
+matches its inputs is stale.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 
 import polars as pl
 
-from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint
+from lifecycle_assets.data import event_time
+from lifecycle_assets.data.fingerprint import Fingerprint, file_hashes, fingerprint
 from lifecycle_assets.data.lake import BatchRecord, Lake
-from lifecycle_assets.data.sources import last_day, read_day
+from lifecycle_assets.data.sources import last_day, read_day, undated_rows
 from lifecycle_assets.ml.features import feature_table
 from lifecycle_assets.ml.schemas import ValidationReport, validate_raw
 from lifecycle_assets.spec import ModelSpec
@@ -67,6 +69,56 @@ def ingest_day(
     return DayIngest(day, record.status, source, frame.height, record, report)
 
 
+def quarantine_undated(
+    spec: ModelSpec, lake: Lake, current: Fingerprint | None = None, run_id: str | None = None
+) -> dict[str, Any] | None:
+    """Find the source's rows whose event timestamp is empty or unreadable and keep them in
+    quarantine with their provenance (source, its SHA-256, count, reason, examples); with none,
+    clear what an earlier read of a since-fixed source left. Returns the quarantine record.
+
+    A day's read filters rows by their day, so such a row is in no day's batch: without this it
+    would vanish without a trace.
+    """
+    frame = undated_rows(spec)
+    if frame.is_empty():
+        lake.store_undated(frame, {})
+        return None
+    current = current or fingerprint(spec)
+    values = frame[spec.timestamp]
+    empty = int(values.cast(pl.String).str.strip_chars().fill_null("").eq("").sum())
+    shown = event_time.examples(values)
+    why = event_time.expected(spec.timestamp_format)
+    summary = (
+        f"{frame.height} row(s) without a readable event timestamp in {spec.timestamp!r} "
+        f"({empty} empty, {frame.height - empty} unreadable, e.g. {shown}: {why})"
+    )
+    report = {
+        "summary": summary,
+        "column": spec.timestamp,
+        "empty": empty,
+        "unreadable": frame.height - empty,
+        "examples": shown,
+        "timestamp_format": spec.timestamp_format,
+        "source": spec.source.uri,
+        # Each source file's SHA-256 (local files), and the fingerprint's hash over them all.
+        "source_files": file_hashes(spec),
+        "source_sha256": current.source,
+        "fingerprint": current.to_dict(),
+        "run_id": run_id,
+        "found_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    return lake.store_undated(frame, report)
+
+
+def undated_in_quarantine(lake: Lake) -> tuple[int, str]:
+    """How many of the source's rows of no day are in quarantine, and why with where ("" when
+    none): what the run summary and the quarantine gate say."""
+    record = lake.undated()
+    if not record:
+        return 0, ""
+    return int(record["rows"]), f"{record['summary']} -> {record['path']}"
+
+
 def featurize_day(spec: ModelSpec, lake: Lake, day: str) -> dict[str, Any]:
     """Compute and store the features of the day's accepted batch (same fingerprint)."""
     record = lake.batch(day)
@@ -112,6 +164,10 @@ class WindowSelection:
     days: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    # Source rows of no day (event timestamp empty or unreadable), kept in quarantine: they
+    # may belong to the window, so the training set is not known to be complete.
+    undated_rows: int = 0
+    undated: str = ""
 
     @property
     def window(self) -> list[str]:
@@ -128,6 +184,8 @@ class WindowSelection:
             "quarantined_days": list(self.quarantined),
             "stale_days": list(self.stale),
             "quarantined_share": self.quarantined_share,
+            "undated_rows": self.undated_rows,
+            "undated": self.undated,
         }
 
 
@@ -158,6 +216,7 @@ def select_window(
     keys = set(window_keys(spec))
     stored = [day for day in lake.batch_days() if day in keys]
     selection = WindowSelection()
+    selection.undated_rows, selection.undated = undated_in_quarantine(lake)
     for day in stored:
         state, _ = day_state(lake, day, current)
         if state == "fresh":

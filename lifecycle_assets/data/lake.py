@@ -161,6 +161,33 @@ class Lake:
     def _empty_marker(self, day: str) -> Path:
         return self.root / "raw" / "empty" / f"{day}.json"
 
+    # -- rows of no day (event timestamp empty or unreadable) ----------------------------
+    def _undated_manifest(self) -> UPath:
+        return self.root / "raw" / "undated.json"
+
+    def store_undated(self, frame: pl.DataFrame, report: dict[str, Any]) -> dict[str, Any] | None:
+        """Keep the source's rows that belong to no day in quarantine, by content, with their
+        report, and point the model at them; with no such rows, clear the pointer (the source
+        was fixed). The same rows read again land on the same file: nothing is duplicated."""
+        manifest = self._undated_manifest()
+        if frame.is_empty():
+            manifest.unlink(missing_ok=True)
+            return None
+        data = canonical_parquet(frame)
+        sha = sha256_bytes(data)
+        path = self.quarantine_root / "undated" / f"{sha}.parquet"
+        if not storage.exists(path):
+            write_atomic(path, data)
+        record = {**report, "sha256": sha, "path": str(path), "rows": frame.height}
+        write_atomic(path.with_suffix(".report.json"), valid_json.dumps(record, indent=2).encode())
+        write_atomic(manifest, json.dumps(record, indent=2).encode())
+        return record
+
+    def undated(self) -> dict[str, Any] | None:
+        """The quarantined rows of no day the last read of the source found, or None."""
+        path = self._undated_manifest()
+        return storage.read_json(path) if storage.exists(path) else None
+
     def batch_days(self) -> list[str]:
         """Days with a stored raw batch, accepted or quarantined."""
         folder = self.root / "raw" / "manifests"

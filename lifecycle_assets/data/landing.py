@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lifecycle_assets import storage
 from lifecycle_assets.data.lake import sha256_bytes
-from lifecycle_assets.data.sources import is_remote_folder, scan, source_format, timestamp_utc
+from lifecycle_assets.data.sources import event_time, is_remote_folder, scan, source_format
 from lifecycle_assets.spec import ModelSpec
 
 # The cursor keeps, per file name, the listing metadata and the content hash last seen.
@@ -101,6 +101,5 @@ def days_in_bytes(spec: ModelSpec, data: bytes, fmt: str) -> list[str]:
     if spec.is_snapshot:
         return [spec.start_date.isoformat()]
     rows = scan(io.BytesIO(data), fmt)
-    dtype = rows.collect_schema()[spec.timestamp]
-    days = rows.select(timestamp_utc(spec.timestamp, dtype).dt.date().unique()).collect()
+    days = rows.select(event_time(spec, rows.collect_schema()).dt.date().unique()).collect()
     return sorted(day.isoformat() for day in days.to_series().drop_nulls())

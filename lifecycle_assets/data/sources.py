@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from lifecycle_assets import storage
+from lifecycle_assets.data.event_time import timestamp_utc
 from lifecycle_assets.data.simulator import ROWS_PER_DAY, simulate_day
 from lifecycle_assets.spec import SNAPSHOT_TIMESTAMP, ModelSpec
 
@@ -88,14 +89,11 @@ def _scan(spec: ModelSpec) -> pl.LazyFrame:
     return rows
 
 
-def timestamp_utc(column: str, dtype: pl.DataType) -> pl.Expr:
-    expr = pl.col(column)
-    if dtype == pl.String:
-        # Text timestamps without an offset are taken as UTC.
-        return expr.str.to_datetime(strict=False, time_unit="us", time_zone="UTC")
-    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
-        return expr.dt.replace_time_zone("UTC")
-    return expr.dt.convert_time_zone("UTC")
+def event_time(spec: ModelSpec, schema: pl.Schema) -> pl.Expr:
+    """The UTC event time of each row of a file source (null where it cannot be read)."""
+    if spec.timestamp not in schema:
+        raise ValueError(f"source {spec.source.uri!r} has no timestamp column {spec.timestamp!r}")
+    return timestamp_utc(spec.timestamp, schema[spec.timestamp], spec.timestamp_format)
 
 
 def read_day(spec: ModelSpec, day: dt.date) -> tuple[pl.DataFrame, str]:
@@ -104,12 +102,19 @@ def read_day(spec: ModelSpec, day: dt.date) -> tuple[pl.DataFrame, str]:
         frame = simulate_day(day, **spec.source.simulator)
         return frame, f"{spec.source.uri}?day={day.isoformat()}"
     scan = _scan(spec)
-    schema = scan.collect_schema()
-    if spec.timestamp not in schema:
-        raise ValueError(f"source {spec.source.uri!r} has no timestamp column {spec.timestamp!r}")
-    ts = timestamp_utc(spec.timestamp, schema[spec.timestamp])
+    ts = event_time(spec, scan.collect_schema())
     frame = scan.filter(ts.dt.date() == day).collect()
     return frame, spec.source.uri
+
+
+def undated_rows(spec: ModelSpec) -> pl.DataFrame:
+    """The rows of a file source whose event timestamp is empty or cannot be read: they belong
+    to no day, so no day's read sees them (`data.ingest.quarantine_undated` keeps them). None
+    for the simulator and a snapshot, whose rows all have a time."""
+    if spec.source.is_simulator or spec.is_snapshot:
+        return pl.DataFrame()
+    scan = _scan(spec)
+    return scan.filter(event_time(spec, scan.collect_schema()).is_null()).collect()
 
 
 def days_with_rows(spec: ModelSpec, days: list[str]) -> set[str]:
@@ -123,12 +128,10 @@ def days_with_rows(spec: ModelSpec, days: list[str]) -> set[str]:
         rows = int(spec.source.simulator.get("rows_per_day", ROWS_PER_DAY))
         return set(days) if rows > 0 else set()
     scan = _scan(spec)
-    schema = scan.collect_schema()
-    if spec.timestamp not in schema:
-        raise ValueError(f"source {spec.source.uri!r} has no timestamp column {spec.timestamp!r}")
+    ts = event_time(spec, scan.collect_schema())
     wanted = [dt.date.fromisoformat(day) for day in days]
     present = (
-        scan.select(timestamp_utc(spec.timestamp, schema[spec.timestamp]).dt.date().alias("day"))
+        scan.select(ts.dt.date().alias("day"))
         .filter(pl.col("day").is_in(wanted))
         .unique()
         .collect()
@@ -150,6 +153,6 @@ def last_day(spec: ModelSpec) -> dt.date | None:
     schema = rows.collect_schema()
     if spec.timestamp not in schema:
         return None
-    latest = rows.select(timestamp_utc(spec.timestamp, schema[spec.timestamp]).max()).collect()
+    latest = rows.select(event_time(spec, schema).max()).collect()
     value = latest.item()
     return value.date() if value is not None else None

@@ -126,6 +126,16 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
                 )
         if outside:
             context.log.warning(f"days outside the partitions, not ingested: {sorted(outside)}")
+        undated = sorted(landed.name for landed in landing.fresh if not landed.days)
+        if undated:
+            # No day to request a run for; said, not skipped in silence.
+            message = (
+                f"no readable event timestamp in {undated}: no day to ingest; the next ingest "
+                f"run keeps their rows in quarantine ({spec.name}/undated) and blocks promotion"
+            )
+            context.log.warning(message)
+            if not requests:
+                return dg.SensorResult(skip_reason=message, cursor=cursor)
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     @dg.sensor(

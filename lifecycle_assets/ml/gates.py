@@ -52,6 +52,8 @@ GATE_KEY_HELP: dict[str, str] = {
     "(smaller ones are reported as insufficient data)",
     "max_quarantined_share": f"`{QUARANTINE_GATE}`: largest share of window days whose newest "
     "batch was quarantined (0: any quarantined day blocks)",
+    "max_undated_rows": f"`{QUARANTINE_GATE}`: most source rows whose event timestamp is empty "
+    "or unreadable, quarantined in no day (0: any such row blocks)",
 }
 
 
@@ -190,7 +192,13 @@ def quarantined_share_within_limit(
     quarantine: dict[str, Any] | None, thresholds: GateThresholds
 ) -> GateResult:
     """The share of the window's days whose newest batch was quarantined (and so left out of
-    training) must not exceed `max_quarantined_share`; by default any such day blocks."""
+    training) must not exceed `max_quarantined_share`, nor the source's rows of no day (event
+    timestamp empty or unreadable, quarantined) `max_undated_rows`; by default any blocks.
+
+    A row of no day may belong to the window, even to its test days: without it the training
+    set is not known to be complete. When those rows are what refuses, `actual` and `threshold`
+    are their count and limit; else the share of days and its limit.
+    """
     limit = float(thresholds.max_quarantined_share)
     quarantine = quarantine or {}
     days = list(quarantine.get("quarantined_days", []))
@@ -207,7 +215,19 @@ def quarantined_share_within_limit(
             f"training: share {share:.4f} {verb} the limit {limit:.4f} "
             "(see the quarantine reports; gates.max_quarantined_share)"
         )
-    return GateResult(QUARANTINE_GATE, passed, share, limit, description)
+    undated = int(quarantine.get("undated_rows", 0))
+    if not undated:
+        return GateResult(QUARANTINE_GATE, passed, share, limit, description)
+    most = int(thresholds.max_undated_rows)
+    within = undated <= most
+    verb = "within" if within else "exceeds"
+    rows = (
+        f"{quarantine.get('undated') or f'{undated} row(s) without a readable event timestamp'}"
+        f"; {undated} row(s) of no day {verb} the limit {most} (gates.max_undated_rows)"
+    )
+    if within:
+        return GateResult(QUARANTINE_GATE, passed, share, limit, f"{description}; {rows}")
+    return GateResult(QUARANTINE_GATE, False, undated, most, f"{rows}; {description}")
 
 
 def training_data_is_sane(

@@ -15,6 +15,7 @@ from pandera.api.polars.types import PolarsData
 from pandera.engines.polars_engine import DateTime
 from pandera.errors import SchemaError, SchemaErrors
 
+from lifecycle_assets.data.event_time import parse_text
 from lifecycle_assets.ml.features import UNKNOWN_CATEGORY, boolean_level
 from lifecycle_assets.spec import FeatureSpec, ModelSpec
 
@@ -72,10 +73,12 @@ def _target_dtype(spec: ModelSpec, column: str) -> pl.DataType:
     return pl.String()
 
 
-def _cast(series: pl.Series, dtype: pl.DataType) -> pl.Series:
+def _cast(series: pl.Series, dtype: pl.DataType, time_format: str | None = None) -> pl.Series:
     if dtype == pl.Datetime("us", "UTC"):
         if series.dtype == pl.String:
-            series = series.str.to_datetime(strict=False, time_unit="us")
+            # The reader's rule (ISO 8601 or the spec's format), never a format inferred from
+            # the first value: a day's rows are typed exactly as they were dated.
+            return pl.select(parse_text(pl.lit(series), time_format)).to_series()
         if isinstance(series.dtype, pl.Datetime):
             if series.dtype.time_zone is None:  # type: ignore[union-attr]
                 return series.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
@@ -163,7 +166,7 @@ def normalize_raw(frame: pl.DataFrame, spec: ModelSpec) -> tuple[pl.DataFrame, l
             source = as_text(source, spec.feature(column))
         elif column == spec.target and source.dtype == pl.Boolean:
             source = source.cast(pl.Int64)
-        cast = _cast(source, dtype)
+        cast = _cast(source, dtype, spec.timestamp_format)
         lost = frame[column].is_not_null() & cast.is_null()
         if frame[column].dtype.is_float():
             lost = lost & frame[column].is_not_nan()

@@ -8,11 +8,12 @@ materializes nothing (a calendar gap is not data).
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import dagster as dg
 
 from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint
-from lifecycle_assets.data.ingest import featurize_day, ingest_day
+from lifecycle_assets.data.ingest import featurize_day, ingest_day, quarantine_undated
 from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.automation import IO_RETRY
@@ -60,9 +61,11 @@ def ingest_one_day(
     spec: ModelSpec,
     key: str,
     current: Fingerprint | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dg.MaterializeResult | None:
     """Read, validate and store one day; a bad batch is quarantined, not raised. `current` is
-    the run's fingerprint, taken once for all its days (it hashes the source files)."""
+    the run's fingerprint, taken once for all its days (it hashes the source files); `extra`
+    is metadata of the whole run every day carries (the source's rows of no day)."""
     outcome = ingest_day(spec, lake_for(lifecycle, spec), key, current, context.run_id)
     if outcome.record is None:
         context.log.info(outcome.reason)
@@ -82,6 +85,7 @@ def ingest_one_day(
             "validation": outcome.reason,
             "schema": dg.MetadataValue.json(record.schema),
             "fingerprint": (record.fingerprint or {}).get("digest", ""),
+            **(extra or {}),
         },
     )
 
@@ -131,8 +135,15 @@ def build_data_assets(
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource
     ) -> Iterator[dg.MaterializeResult]:
         current = fingerprint(spec)
+        # Rows of no day are looked for once per run, over the whole source: no day's read
+        # would see them.
+        undated = quarantine_undated(spec, lake_for(lifecycle, spec), current, context.run_id)
+        extra: dict[str, Any] = {"undated_rows": undated["rows"] if undated else 0}
+        if undated:
+            context.log.warning(f"quarantined {undated['summary']} -> {undated['path']}")
+            extra["undated_quarantine"] = dg.MetadataValue.path(undated["path"])
         yield from each_day(
-            context, lambda day: ingest_one_day(context, lifecycle, spec, day, current)
+            context, lambda day: ingest_one_day(context, lifecycle, spec, day, current, extra)
         )
 
     @dg.asset(

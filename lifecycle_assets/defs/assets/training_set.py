@@ -2,7 +2,7 @@
 
 Days whose newest batch was quarantined (or whose stored partition no longer matches its inputs)
 are left out, never replaced by older data, and counted in the manifest for the
-`quarantined_share_within_limit` gate.
+`quarantined_share_within_limit` gate, as are the source's quarantined rows of no day.
 """
 
 import datetime as dt
@@ -72,6 +72,8 @@ def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 f"quarantined {selection.quarantined}, {len(selection.stale)} stale "
                 f"{selection.stale}: left out of training"
             )
+        if selection.undated_rows:
+            context.log.warning(f"quarantined, in no day: {selection.undated}")
         if len(days) < (1 if spec.is_snapshot else 3):
             raise dg.Failure(
                 f"{len(days)} usable day(s) of data in the window of {len(selection.window)} "
@@ -117,6 +119,7 @@ def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "rows": table.height,
                 "window": f"{days[0]} .. {days[-1]} ({len(days)} days)",
                 "quarantined_days": len(selection.quarantined),
+                "undated_rows": selection.undated_rows,
                 "split_stats": dg.MetadataValue.json(stats),
                 "split_digests": dg.MetadataValue.json(digests),
                 "path": dg.MetadataValue.path(manifest["path"]),
