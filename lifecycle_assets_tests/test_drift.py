@@ -173,3 +173,63 @@ def test_drift_plots_are_png(profile: ReferenceProfile, shifted: pl.DataFrame) -
     report = drift_report(shifted, profile, THRESHOLDS, scores=scores)
     for png in (psi_bars_png(report), score_distribution_png(profile, scores)):
         assert png.startswith(b"\x89PNG")
+
+
+def _psi_by_hand(reference: np.ndarray, current: np.ndarray) -> float:
+    """PSI on the reference deciles of the raw rows, computed here without the profile."""
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, 11)))
+    edges[0], edges[-1] = -np.inf, np.inf
+    p = np.clip(np.histogram(reference, edges)[0] / reference.size, 1e-4, None)
+    q = np.clip(np.histogram(current, edges)[0] / current.size, 1e-4, None)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def test_psi_and_js_match_a_recomputation_from_raw_rows(
+    reference: pl.DataFrame, profile: ReferenceProfile, shifted: pl.DataFrame
+) -> None:
+    """PSI of continuous features and categorical JS/PSI/chi-square, recomputed on raw rows."""
+    from scipy.spatial import distance
+
+    report = drift_report(shifted, profile, THRESHOLDS)
+    for feature in report.features:
+        ref, cur = reference[feature.feature], shifted[feature.feature]
+        assert feature.rows == cur.drop_nulls().len()
+        assert feature.missing_rate_current == pytest.approx(cur.null_count() / cur.len())
+        if feature.feature in ("credit_score", "income", "loan_to_income", "debt_to_income"):
+            # Continuous: the profile's 100 fine bins merged into deciles land on the same PSI.
+            by_hand = _psi_by_hand(ref.drop_nulls().to_numpy(), cur.drop_nulls().to_numpy())
+            assert feature.psi == pytest.approx(by_hand, rel=0.02)
+        if feature.kind == "categorical":
+            levels = sorted(set(ref.drop_nulls()) | set(cur.drop_nulls()))
+            r = np.array([(ref == level).sum() for level in levels], dtype=float)
+            c = np.array([(cur == level).sum() for level in levels], dtype=float)
+            assert feature.js_distance == pytest.approx(distance.jensenshannon(r, c, base=2))
+            assert feature.p_value == pytest.approx(stats.chi2_contingency(np.vstack([r, c]))[1])
+            p, q = np.clip(r / r.sum(), 1e-4, None), np.clip(c / c.sum(), 1e-4, None)
+            assert feature.psi == pytest.approx(float(np.sum((q - p) * np.log(q / p))))
+
+
+def test_a_window_without_values_has_no_psi_only_a_missing_rate(
+    profile: ReferenceProfile, stable: pl.DataFrame
+) -> None:
+    """All-missing columns and an empty window: no distance at all (the PSI of an empty
+    histogram against the floor is about 7, which would read as massive drift on a gauge)."""
+    blank = stable.with_columns(
+        pl.lit(None, pl.Float64).alias("income"), pl.lit(None, pl.String).alias("region")
+    )
+    report = drift_report(blank, profile, THRESHOLDS, scores=np.full(blank.height, np.nan))
+    by_name = {f.feature: f for f in [*report.features, report.score]}
+    for name in ("income", "region", "__score__"):
+        drift = by_name[name]
+        assert drift.rows == 0 and drift.missing_rate_current == 1.0
+        assert drift.psi is None and drift.ks_statistic is None and drift.js_distance is None
+        assert drift.drifted and drift.reasons[0].startswith("missing_rate_change")
+    assert by_name["age"].psi is not None
+    assert psi_bars_png(report).startswith(b"\x89PNG")
+
+    empty = drift_report(stable.head(0), profile, THRESHOLDS, scores=np.array([]))
+    assert empty.rows == 0 and not empty.drifted
+    assert all(f.psi is None for f in [*empty.features, empty.score])
+    # The gauges' file: null, which the service exports as NaN, never a made-up number.
+    again = DriftReport.from_dict(json.loads(json.dumps(empty.to_dict())))
+    assert again == empty
