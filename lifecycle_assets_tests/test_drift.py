@@ -233,3 +233,90 @@ def test_a_window_without_values_has_no_psi_only_a_missing_rate(
     # The gauges' file: null, which the service exports as NaN, never a made-up number.
     again = DriftReport.from_dict(json.loads(json.dumps(empty.to_dict())))
     assert again == empty
+
+
+def _register_with_profile(settings, spec: ModelSpec, pipeline, table: pl.DataFrame) -> str:
+    """A registered version whose run holds the reference profile of `table`, as training logs."""
+    import mlflow
+
+    from lifecycle_assets import config
+    from lifecycle_assets.ml.training import model_input, predict_scores
+    from lifecycle_assets.registry.models import log_and_register
+    from lifecycle_assets.registry.tracking import configure_mlflow
+
+    configure_mlflow(settings)
+    mlflow.set_experiment(settings.mlflow_experiment)
+    scores = predict_scores(pipeline, table, spec)
+    profile = build_profile(table, scores, spec.numeric_features, spec.categorical_features)
+    with mlflow.start_run():
+        mlflow.log_dict(profile.to_dict(), config.REFERENCE_PROFILE_FILE)
+        ref = log_and_register(
+            pipeline,
+            spec,
+            input_example=model_input(table.head(5), spec),
+            version_tags={
+                config.TAG_TRAINING_DIGEST: "test-digest",
+                config.TAG_REFERENCE_PROFILE: config.REFERENCE_PROFILE_FILE,
+            },
+        )
+    return ref.version
+
+
+def test_the_score_is_judged_on_the_judged_versions_rows_only(
+    lifecycle_env, small_feature_table: pl.DataFrame
+) -> None:
+    """Champion v1 and a canary v2 with very different scores answer one day: the score drift
+    is v1's scores against v1's profile (recomputed here), the inputs are every answered row."""
+    import uuid
+
+    import dagster as dg
+
+    from lifecycle_assets.defs.assets.drift import build_drift_assets
+    from lifecycle_assets.defs.assets.monitoring import build_monitoring_assets
+    from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, MlflowResource
+    from lifecycle_assets.ml.training import fit_pipeline, predict_scores
+    from lifecycle_assets_tests.log_rows import append_log_rows
+
+    spec = default_spec()
+    pipeline = fit_pipeline(small_feature_table, spec)
+    v1 = _register_with_profile(lifecycle_env, spec, pipeline, small_feature_table)
+    v2 = _register_with_profile(lifecycle_env, spec, pipeline, small_feature_table)
+    day = dt.date(2026, 11, 2)
+    raw = simulate_range(day, 1, seed=5)[0][1]
+    scores = predict_scores(pipeline, compute_features(raw, spec), spec)
+    # The canary answers 55% of the rows (more than the champion) with scores of its own.
+    canary = np.arange(raw.height) % 20 < 11
+    start = dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC)
+    rows = [
+        {
+            **record,
+            "prediction_id": uuid.uuid4().hex,
+            "predicted_at": start + dt.timedelta(seconds=i),
+            "model_name": spec.name,
+            "model_version": v2 if canary[i] else v1,
+            "variant": "canary" if canary[i] else "champion",
+            "score": float(1 - score if canary[i] else score),
+        }
+        for i, (record, score) in enumerate(
+            zip(raw.select(f.name for f in spec.features).to_dicts(), scores, strict=True)
+        )
+    ]
+    append_log_rows(lifecycle_env.prediction_log_dir, spec.name, rows)
+    result = dg.materialize(
+        [*build_monitoring_assets(spec), *build_drift_assets(spec)],
+        partition_key=day.isoformat(),
+        resources={
+            "lifecycle": LifecycleResource(),
+            "mlflow": MlflowResource(),
+            "json_io_manager": JsonIOManager(base_dir=str(lifecycle_env.home / "io")),
+        },
+    )
+    value = result.asset_value(dg.AssetKey([spec.name, "drift_report"]))
+    n_champion = int((~canary).sum())
+    assert value["model_version"] == v1
+    assert value["rows"] == raw.height and value["score_rows"] == n_champion
+    assert value["rows_per_version"] == {v1: n_champion, v2: int(canary.sum())}
+    score = value["report"]["score"]
+    assert score["rows"] == n_champion and not score["drifted"]
+    reference = predict_scores(pipeline, small_feature_table, spec)
+    assert score["psi"] == pytest.approx(_psi_by_hand(reference, scores[~canary]), abs=0.02)
