@@ -335,3 +335,49 @@ def test_concept_shift_shows_in_live_performance_once_labels_arrive(
     assert shifted_md["roc_auc_gap"] < -0.04
     assert shifted_md["roc_auc_gap"] < stable_md["roc_auc_gap"] - 0.01
     assert shifted_value["overall"]["gap"]["accuracy"] < stable_value["overall"]["gap"]["accuracy"]
+
+
+def test_two_versions_are_measured_each_on_its_own_rows(
+    lifecycle_env: Settings, spec: ModelSpec, pipeline: Pipeline
+) -> None:
+    """Champion v1 and a broken canary v2 answer one day; labels land (one twice, corrected,
+    and one for an id nobody predicted). Each version's figures are recomputed here with
+    scikit-learn on its own labelled rows; no pooled AUC of two models is shown as "the" AUC."""
+    batch = simulate_day(STABLE_DAY, rows_per_day=2_000)
+    proba = predict_scores(pipeline, feature_table(batch, spec), spec)
+    canary = np.arange(batch.height) % 3 == 0
+    scores = np.where(canary, 1 - proba, proba)  # the canary ranks upside down
+    rows = [
+        {f.name: record[f.name] for f in spec.features}
+        | {
+            "score": float(p),
+            "prediction_id": f"p-{i}",
+            "record_id": record[spec.id_column],
+            "model_name": spec.name,
+            "model_version": "2" if canary[i] else "1",
+            "variant": "canary" if canary[i] else "champion",
+            "predicted_at": record[spec.timestamp],
+        }
+        for i, (record, p) in enumerate(zip(batch.iter_rows(named=True), scores, strict=True))
+    ]
+    append_log_rows(lifecycle_env.prediction_log_dir, spec.name, rows)
+    _land_labels(lifecycle_env, spec, STABLE_DAY, batch)
+    truth = batch[spec.target].to_numpy().astype(int)
+    at = dt.datetime.combine(STABLE_DAY + dt.timedelta(days=1), dt.time(23), tzinfo=dt.UTC)
+    truth[0] = 1 - truth[0]  # a correction, arriving later than the first label of p-0
+    pl.DataFrame(
+        {"prediction_id": ["p-0", "nobody"], "label": [truth[0], 1], "labelled_at": [at, at]}
+    ).write_parquet(labels_folder(lifecycle_env.landing_dir, spec.name) / "z-fix.parquet")
+
+    _materialize(spec, STABLE_DAY, ["prediction_log"])
+    _materialize(spec, STABLE_DAY + dt.timedelta(days=1), [GROUND_TRUTH])
+    value, metadata = _performance(_materialize(spec, STABLE_DAY, [LIVE_PERFORMANCE]), spec)
+    assert value["rows"] == batch.height and value["labelled_rows"] == batch.height
+    for version, mask in (("1", ~canary), ("2", canary)):
+        entry = next(e for e in value["versions"] if e["model_version"] == version)
+        assert entry["rows"] == entry["labelled_rows"] == int(mask.sum())
+        auc = roc_auc_score(truth[mask], scores[mask])
+        assert entry["realized"]["roc_auc"] == pytest.approx(auc)
+        assert metadata[f"v{version}_realized_roc_auc"] == pytest.approx(auc, abs=1e-4)
+        assert f"v{version} realized roc_auc {auc:.3f}" in metadata["summary"]
+    assert "realized_roc_auc" not in metadata and "estimated_roc_auc" not in metadata
