@@ -381,3 +381,55 @@ def test_two_versions_are_measured_each_on_its_own_rows(
         assert metadata[f"v{version}_realized_roc_auc"] == pytest.approx(auc, abs=1e-4)
         assert f"v{version} realized roc_auc {auc:.3f}" in metadata["summary"]
     assert "realized_roc_auc" not in metadata and "estimated_roc_auc" not in metadata
+
+
+def test_the_shadow_is_measured_on_the_labels_of_the_answers_it_mirrors(
+    lifecycle_env: Settings, spec: ModelSpec, pipeline: Pipeline
+) -> None:
+    """A shadow v2 scores every answered row of champion v1; labels name the answers only.
+    The shadow gets its own entry (recomputed here), and no total counts its rows."""
+    batch = simulate_day(STABLE_DAY, rows_per_day=1_000)
+    proba = predict_scores(pipeline, feature_table(batch, spec), spec)
+    shadow_scores = np.clip(proba + np.random.default_rng(2).normal(0, 0.2, proba.size), 0, 1)
+    rows = []
+    for i, (record, p, q) in enumerate(
+        zip(batch.iter_rows(named=True), proba, shadow_scores, strict=True)
+    ):
+        common = {f.name: record[f.name] for f in spec.features} | {
+            "record_id": record[spec.id_column],
+            "model_name": spec.name,
+            "predicted_at": record[spec.timestamp],
+        }
+        rows.append(
+            common
+            | {"prediction_id": f"a-{i}", "score": float(p), "model_version": "1"}
+            | {"variant": "champion", "shadow_of": None}
+        )
+        rows.append(
+            common
+            | {"prediction_id": f"s-{i}", "score": float(q), "model_version": "2"}
+            | {"variant": "shadow", "shadow_of": f"a-{i}"}
+        )
+    append_log_rows(lifecycle_env.prediction_log_dir, spec.name, rows)
+    # Labels for the answered ids only, as the labelling side knows no other.
+    answers = pl.DataFrame(rows).filter(pl.col("variant") == "champion")
+    write_delayed_labels(
+        answers.with_columns(pl.col("predicted_at").cast(pl.String)),
+        batch,
+        record_id_column=spec.id_column,
+        label_column=spec.target,
+        delay=dt.timedelta(hours=0),
+        out_dir=labels_folder(lifecycle_env.landing_dir, spec.name),
+    )
+    value, metadata = _performance(_materialize(spec, STABLE_DAY), spec)
+    truth = batch[spec.target].to_numpy().astype(int)
+    assert value["rows"] == value["labelled_rows"] == batch.height  # answers only
+    assert [e["model_version"] for e in value["versions"]] == ["1"]
+    (shadow,) = value["shadow"]
+    assert shadow["model_version"] == "2" and shadow["labelled_rows"] == batch.height
+    assert shadow["realized"]["roc_auc"] == pytest.approx(roc_auc_score(truth, shadow_scores))
+    assert value["versions"][0]["realized"]["roc_auc"] == pytest.approx(roc_auc_score(truth, proba))
+    assert metadata["shadow_v2_realized_roc_auc"] == pytest.approx(
+        roc_auc_score(truth, shadow_scores), abs=1e-4
+    )
+    assert "| 2 (shadow) | roc_auc |" in metadata["performance"]

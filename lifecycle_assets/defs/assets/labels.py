@@ -83,6 +83,7 @@ def _metadata(day: str, report: dict, label_days: int, metric: str) -> dict:
     # every version has its own keys: the metric of pooled scores of two models is neither's.
     headline = [("", report["overall"] or {})] if len(versions) == 1 else []
     headline += [(f"v{e['model_version']}_", e) for e in versions]
+    headline += [(f"shadow_v{e['model_version']}_", e) for e in report.get("shadow", [])]
     for prefix, entry in headline:
         realized, estimated, gap = (entry.get(k) or {} for k in ("realized", "estimated", "gap"))
         # Only metrics that exist: a realized AUC of 0.0 before labels arrive would be a lie.
@@ -174,10 +175,12 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 f"no prediction log stored for {day}: materialize prediction_log",
                 allow_retries=False,
             )
-        predictions = answered(Lake.read_verified(entry["path"], entry["sha256"]))
-        joined = live_performance.join_labels(predictions, labels_received(lake))
+        log = Lake.read_verified(entry["path"], entry["sha256"])
+        labels = labels_received(lake)
+        joined = live_performance.join_labels(answered(log), labels)
+        shadow = live_performance.join_shadow_labels(log, labels)
         label_days = len(lake.daily_days(ground_truth.GROUND_TRUTH))
-        report = {"day": day, **live_performance.live_report(joined, spec.task)}
+        report = {"day": day, **live_performance.live_report(joined, spec.task, shadow)}
         metadata = _metadata(day, report, label_days, traits(spec).primary_metric)
         context.log.info(metadata["summary"])
         return dg.Output({**report, "summary": metadata["summary"]}, metadata=metadata)
