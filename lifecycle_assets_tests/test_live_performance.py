@@ -421,7 +421,15 @@ def test_the_shadow_is_measured_on_the_labels_of_the_answers_it_mirrors(
         delay=dt.timedelta(hours=0),
         out_dir=labels_folder(lifecycle_env.landing_dir, spec.name),
     )
-    value, metadata = _performance(_materialize(spec, STABLE_DAY), spec)
+    result = _materialize(spec, STABLE_DAY)
+    logged = _metadata(result, spec, "prediction_log")
+    assert logged["rows"] == 2 * batch.height
+    assert logged["answered_rows"] == logged["shadow_rows"] == batch.height
+    assert logged["predictions_per_version"] == [
+        {"model_version": "1", "variant": "champion", "len": batch.height},
+        {"model_version": "2", "variant": "shadow", "len": batch.height},
+    ]
+    value, metadata = _performance(result, spec)
     truth = batch[spec.target].to_numpy().astype(int)
     assert value["rows"] == value["labelled_rows"] == batch.height  # answers only
     assert [e["model_version"] for e in value["versions"]] == ["1"]
