@@ -441,3 +441,16 @@ def test_the_shadow_is_measured_on_the_labels_of_the_answers_it_mirrors(
         roc_auc_score(truth, shadow_scores), abs=1e-4
     )
     assert "| 2 (shadow) | roc_auc |" in metadata["performance"]
+
+
+def test_a_regressor_day_without_labels_says_how_many_predictions_wait() -> None:
+    from lifecycle_assets.defs.assets.labels import _summary
+
+    joined = _frame([120.0, 80.5, 3000.0], [None, None, None]).with_columns(
+        pl.col("label").cast(pl.Float64)
+    )
+    text = _summary("2026-02-10", live_report(joined, "regression"), "r2")
+    assert text == (
+        "Labels have not arrived yet for the 3 predictions of 2026-02-10: realized errors "
+        "appear once they do."
+    )

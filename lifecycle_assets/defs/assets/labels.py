@@ -47,11 +47,13 @@ def _summary(day: str, report: dict, metric: str) -> str:
     if overall is None:
         return f"No predictions were logged on {day}: nothing to measure."
     if not report["labelled_rows"]:
+        shown = (
+            "realized errors appear once they do"
+            if report.get("task") == "regression"
+            else "only the performance estimated from the calibrated probabilities is shown"
+        )
         return (
-            f"Labels have not arrived yet for the {report['rows']} predictions of {day}: only "
-            "the performance estimated from the calibrated probabilities is shown."
-            if report.get("task") != "regression"
-            else "realized errors appear once they do."
+            f"Labels have not arrived yet for the {report['rows']} predictions of {day}: {shown}."
         )
     versions = report["versions"]
     if len(versions) == 1:
