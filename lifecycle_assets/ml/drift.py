@@ -7,7 +7,10 @@ numbers per feature, so the cost grows with the window only.
 - numeric features and the score: PSI (on about ten reference-quantile groups), the KS statistic
   and its asymptotic p-value, the Wasserstein-1 distance over the reference standard deviation.
   Both come from the binned CDFs, exact at the profile's edges: the KS statistic is at most
-  1/bins below the one on raw rows.
+  1/bins below the one on raw rows. Between two edges the Wasserstein integral takes both CDFs
+  at the left edge: exact when every window value is an edge (a discrete feature), otherwise an
+  estimate, high when mass moved into a wide bin. On the simulator's covariate shift it read
+  1.31 for a raw 0.86 (`loan_to_income`), 0.56 for 0.41 (`loan_amount`), 3-22% off elsewhere.
 - categorical features: Jensen-Shannon distance (base 2), PSI and a chi-square p-value over the
   levels, levels never seen in the reference counting as one more level.
 - every feature: the change of its missing rate.
