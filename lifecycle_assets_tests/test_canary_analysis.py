@@ -7,6 +7,7 @@ import datetime as dt
 import dagster as dg
 import numpy as np
 import polars as pl
+import pytest
 from sklearn.pipeline import Pipeline
 
 from lifecycle_assets import config
@@ -137,3 +138,47 @@ def test_asset_promotes_then_rolls_back(
     removed = history(spec.name, config.CANARY_ALIAS)[-1]
     assert removed.from_version == v3 and removed.to_version is None
     assert "rolled back" in removed.reason and "PSI" in removed.reason
+
+
+def test_regressor_canary_is_judged_on_its_labels_as_they_arrived(tmp_path) -> None:
+    """Loss amounts join as the numbers they are: MAE recomputed here from the raw rows."""
+    from lifecycle_assets.data.ground_truth import GROUND_TRUTH
+    from lifecycle_assets.defs.assets.canary import day_with_labels
+
+    rng = np.random.default_rng(11)
+    n, day = 400, "2026-11-02"
+    losses = np.round(rng.gamma(2.0, 1500.0, 2 * n), 2)  # money: far above any int8
+    scores = losses + rng.normal(0, 300.0, 2 * n)
+    scores[n:] += 40.0  # the canary's bias
+    ids = [f"p-{i}" for i in range(2 * n)]
+    log = pl.DataFrame(
+        {
+            "prediction_id": ids,
+            "variant": ["champion"] * n + ["canary"] * n,
+            "model_version": ["1"] * n + ["2"] * n,
+            "score": scores,
+        }
+    )
+    at = dt.datetime(2026, 11, 3, tzinfo=dt.UTC)
+    labels = pl.DataFrame({"prediction_id": ids, "label": losses, "labelled_at": [at] * (2 * n)})
+    lake = Lake(tmp_path / "lake", tmp_path / "quarantine", "expected_loss")
+    lake.store_daily(PREDICTION_LOGS, day, log)
+    lake.store_daily(GROUND_TRUTH, "2026-11-03", labels)
+
+    verdict = analyze_canary(day_with_labels(lake, day), CanaryThresholds(), "regression")
+    for stats, rows in ((verdict.champion, slice(0, n)), (verdict.canary, slice(n, 2 * n))):
+        assert stats.labelled_rows == n
+        assert stats.mae == pytest.approx(np.mean(np.abs(losses[rows] - scores[rows])))
+
+
+def test_rows_without_scores_give_no_score_distance() -> None:
+    """Canary rows that carry no score: wait (or roll back on errors), never a PSI of nothing."""
+    log = synthetic_log(2000).with_columns(
+        score=pl.when(pl.col("variant") == "canary").then(None).otherwise(pl.col("score"))
+    )
+    verdict = analyze_canary(log)
+    assert verdict.decision == "wait" and verdict.score_psi is None
+    assert "0 canary" in verdict.reasons[0]
+    failing = log.with_columns(failed=pl.col("variant") == "canary")
+    verdict = analyze_canary(failing)
+    assert verdict.decision == "rollback" and "error rate" in verdict.reasons[0]

@@ -173,3 +173,150 @@ def test_drift_plots_are_png(profile: ReferenceProfile, shifted: pl.DataFrame) -
     report = drift_report(shifted, profile, THRESHOLDS, scores=scores)
     for png in (psi_bars_png(report), score_distribution_png(profile, scores)):
         assert png.startswith(b"\x89PNG")
+
+
+def _psi_by_hand(reference: np.ndarray, current: np.ndarray) -> float:
+    """PSI on the reference deciles of the raw rows, computed here without the profile."""
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, 11)))
+    edges[0], edges[-1] = -np.inf, np.inf
+    p = np.clip(np.histogram(reference, edges)[0] / reference.size, 1e-4, None)
+    q = np.clip(np.histogram(current, edges)[0] / current.size, 1e-4, None)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def test_psi_and_js_match_a_recomputation_from_raw_rows(
+    reference: pl.DataFrame, profile: ReferenceProfile, shifted: pl.DataFrame
+) -> None:
+    """PSI of continuous features and categorical JS/PSI/chi-square, recomputed on raw rows."""
+    from scipy.spatial import distance
+
+    report = drift_report(shifted, profile, THRESHOLDS)
+    for feature in report.features:
+        ref, cur = reference[feature.feature], shifted[feature.feature]
+        assert feature.rows == cur.drop_nulls().len()
+        assert feature.missing_rate_current == pytest.approx(cur.null_count() / cur.len())
+        if feature.feature in ("credit_score", "income", "loan_to_income", "debt_to_income"):
+            # Continuous: the profile's 100 fine bins merged into deciles land on the same PSI.
+            by_hand = _psi_by_hand(ref.drop_nulls().to_numpy(), cur.drop_nulls().to_numpy())
+            assert feature.psi == pytest.approx(by_hand, rel=0.02)
+        if feature.kind == "categorical":
+            levels = sorted(set(ref.drop_nulls()) | set(cur.drop_nulls()))
+            r = np.array([(ref == level).sum() for level in levels], dtype=float)
+            c = np.array([(cur == level).sum() for level in levels], dtype=float)
+            assert feature.js_distance == pytest.approx(distance.jensenshannon(r, c, base=2))
+            assert feature.p_value == pytest.approx(stats.chi2_contingency(np.vstack([r, c]))[1])
+            p, q = np.clip(r / r.sum(), 1e-4, None), np.clip(c / c.sum(), 1e-4, None)
+            assert feature.psi == pytest.approx(float(np.sum((q - p) * np.log(q / p))))
+
+
+def test_a_window_without_values_has_no_psi_only_a_missing_rate(
+    profile: ReferenceProfile, stable: pl.DataFrame
+) -> None:
+    """All-missing columns and an empty window: no distance at all (the PSI of an empty
+    histogram against the floor is about 7, which would read as massive drift on a gauge)."""
+    blank = stable.with_columns(
+        pl.lit(None, pl.Float64).alias("income"), pl.lit(None, pl.String).alias("region")
+    )
+    report = drift_report(blank, profile, THRESHOLDS, scores=np.full(blank.height, np.nan))
+    by_name = {f.feature: f for f in [*report.features, report.score]}
+    for name in ("income", "region", "__score__"):
+        drift = by_name[name]
+        assert drift.rows == 0 and drift.missing_rate_current == 1.0
+        assert drift.psi is None and drift.ks_statistic is None and drift.js_distance is None
+        assert drift.drifted and drift.reasons[0].startswith("missing_rate_change")
+    assert by_name["age"].psi is not None
+    assert psi_bars_png(report).startswith(b"\x89PNG")
+
+    empty = drift_report(stable.head(0), profile, THRESHOLDS, scores=np.array([]))
+    assert empty.rows == 0 and not empty.drifted
+    assert all(f.psi is None for f in [*empty.features, empty.score])
+    # The gauges' file: null, which the service exports as NaN, never a made-up number.
+    again = DriftReport.from_dict(json.loads(json.dumps(empty.to_dict())))
+    assert again == empty
+
+
+def _register_with_profile(settings, spec: ModelSpec, pipeline, table: pl.DataFrame) -> str:
+    """A registered version whose run holds the reference profile of `table`, as training logs."""
+    import mlflow
+
+    from lifecycle_assets import config
+    from lifecycle_assets.ml.training import model_input, predict_scores
+    from lifecycle_assets.registry.models import log_and_register
+    from lifecycle_assets.registry.tracking import configure_mlflow
+
+    configure_mlflow(settings)
+    mlflow.set_experiment(settings.mlflow_experiment)
+    scores = predict_scores(pipeline, table, spec)
+    profile = build_profile(table, scores, spec.numeric_features, spec.categorical_features)
+    with mlflow.start_run():
+        mlflow.log_dict(profile.to_dict(), config.REFERENCE_PROFILE_FILE)
+        ref = log_and_register(
+            pipeline,
+            spec,
+            input_example=model_input(table.head(5), spec),
+            version_tags={
+                config.TAG_TRAINING_DIGEST: "test-digest",
+                config.TAG_REFERENCE_PROFILE: config.REFERENCE_PROFILE_FILE,
+            },
+        )
+    return ref.version
+
+
+def test_the_score_is_judged_on_the_judged_versions_rows_only(
+    lifecycle_env, small_feature_table: pl.DataFrame
+) -> None:
+    """Champion v1 and a canary v2 with very different scores answer one day: the score drift
+    is v1's scores against v1's profile (recomputed here), the inputs are every answered row."""
+    import uuid
+
+    import dagster as dg
+
+    from lifecycle_assets.defs.assets.drift import build_drift_assets
+    from lifecycle_assets.defs.assets.monitoring import build_monitoring_assets
+    from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, MlflowResource
+    from lifecycle_assets.ml.training import fit_pipeline, predict_scores
+    from lifecycle_assets_tests.log_rows import append_log_rows
+
+    spec = default_spec()
+    pipeline = fit_pipeline(small_feature_table, spec)
+    v1 = _register_with_profile(lifecycle_env, spec, pipeline, small_feature_table)
+    v2 = _register_with_profile(lifecycle_env, spec, pipeline, small_feature_table)
+    day = dt.date(2026, 11, 2)
+    raw = simulate_range(day, 1, seed=5)[0][1]
+    scores = predict_scores(pipeline, compute_features(raw, spec), spec)
+    # The canary answers 55% of the rows (more than the champion) with scores of its own.
+    canary = np.arange(raw.height) % 20 < 11
+    start = dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC)
+    rows = [
+        {
+            **record,
+            "prediction_id": uuid.uuid4().hex,
+            "predicted_at": start + dt.timedelta(seconds=i),
+            "model_name": spec.name,
+            "model_version": v2 if canary[i] else v1,
+            "variant": "canary" if canary[i] else "champion",
+            "score": float(1 - score if canary[i] else score),
+        }
+        for i, (record, score) in enumerate(
+            zip(raw.select(f.name for f in spec.features).to_dicts(), scores, strict=True)
+        )
+    ]
+    append_log_rows(lifecycle_env.prediction_log_dir, spec.name, rows)
+    result = dg.materialize(
+        [*build_monitoring_assets(spec), *build_drift_assets(spec)],
+        partition_key=day.isoformat(),
+        resources={
+            "lifecycle": LifecycleResource(),
+            "mlflow": MlflowResource(),
+            "json_io_manager": JsonIOManager(base_dir=str(lifecycle_env.home / "io")),
+        },
+    )
+    value = result.asset_value(dg.AssetKey([spec.name, "drift_report"]))
+    n_champion = int((~canary).sum())
+    assert value["model_version"] == v1
+    assert value["rows"] == raw.height and value["score_rows"] == n_champion
+    assert value["rows_per_version"] == {v1: n_champion, v2: int(canary.sum())}
+    score = value["report"]["score"]
+    assert score["rows"] == n_champion and not score["drifted"]
+    reference = predict_scores(pipeline, small_feature_table, spec)
+    assert score["psi"] == pytest.approx(_psi_by_hand(reference, scores[~canary]), abs=0.02)

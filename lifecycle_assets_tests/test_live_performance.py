@@ -335,3 +335,122 @@ def test_concept_shift_shows_in_live_performance_once_labels_arrive(
     assert shifted_md["roc_auc_gap"] < -0.04
     assert shifted_md["roc_auc_gap"] < stable_md["roc_auc_gap"] - 0.01
     assert shifted_value["overall"]["gap"]["accuracy"] < stable_value["overall"]["gap"]["accuracy"]
+
+
+def test_two_versions_are_measured_each_on_its_own_rows(
+    lifecycle_env: Settings, spec: ModelSpec, pipeline: Pipeline
+) -> None:
+    """Champion v1 and a broken canary v2 answer one day; labels land (one twice, corrected,
+    and one for an id nobody predicted). Each version's figures are recomputed here with
+    scikit-learn on its own labelled rows; no pooled AUC of two models is shown as "the" AUC."""
+    batch = simulate_day(STABLE_DAY, rows_per_day=2_000)
+    proba = predict_scores(pipeline, feature_table(batch, spec), spec)
+    canary = np.arange(batch.height) % 3 == 0
+    scores = np.where(canary, 1 - proba, proba)  # the canary ranks upside down
+    rows = [
+        {f.name: record[f.name] for f in spec.features}
+        | {
+            "score": float(p),
+            "prediction_id": f"p-{i}",
+            "record_id": record[spec.id_column],
+            "model_name": spec.name,
+            "model_version": "2" if canary[i] else "1",
+            "variant": "canary" if canary[i] else "champion",
+            "predicted_at": record[spec.timestamp],
+        }
+        for i, (record, p) in enumerate(zip(batch.iter_rows(named=True), scores, strict=True))
+    ]
+    append_log_rows(lifecycle_env.prediction_log_dir, spec.name, rows)
+    _land_labels(lifecycle_env, spec, STABLE_DAY, batch)
+    truth = batch[spec.target].to_numpy().astype(int)
+    at = dt.datetime.combine(STABLE_DAY + dt.timedelta(days=1), dt.time(23), tzinfo=dt.UTC)
+    truth[0] = 1 - truth[0]  # a correction, arriving later than the first label of p-0
+    pl.DataFrame(
+        {"prediction_id": ["p-0", "nobody"], "label": [truth[0], 1], "labelled_at": [at, at]}
+    ).write_parquet(labels_folder(lifecycle_env.landing_dir, spec.name) / "z-fix.parquet")
+
+    _materialize(spec, STABLE_DAY, ["prediction_log"])
+    _materialize(spec, STABLE_DAY + dt.timedelta(days=1), [GROUND_TRUTH])
+    value, metadata = _performance(_materialize(spec, STABLE_DAY, [LIVE_PERFORMANCE]), spec)
+    assert value["rows"] == batch.height and value["labelled_rows"] == batch.height
+    for version, mask in (("1", ~canary), ("2", canary)):
+        entry = next(e for e in value["versions"] if e["model_version"] == version)
+        assert entry["rows"] == entry["labelled_rows"] == int(mask.sum())
+        auc = roc_auc_score(truth[mask], scores[mask])
+        assert entry["realized"]["roc_auc"] == pytest.approx(auc)
+        assert metadata[f"v{version}_realized_roc_auc"] == pytest.approx(auc, abs=1e-4)
+        assert f"v{version} realized roc_auc {auc:.3f}" in metadata["summary"]
+    assert "realized_roc_auc" not in metadata and "estimated_roc_auc" not in metadata
+
+
+def test_the_shadow_is_measured_on_the_labels_of_the_answers_it_mirrors(
+    lifecycle_env: Settings, spec: ModelSpec, pipeline: Pipeline
+) -> None:
+    """A shadow v2 scores every answered row of champion v1; labels name the answers only.
+    The shadow gets its own entry (recomputed here), and no total counts its rows."""
+    batch = simulate_day(STABLE_DAY, rows_per_day=1_000)
+    proba = predict_scores(pipeline, feature_table(batch, spec), spec)
+    shadow_scores = np.clip(proba + np.random.default_rng(2).normal(0, 0.2, proba.size), 0, 1)
+    rows = []
+    for i, (record, p, q) in enumerate(
+        zip(batch.iter_rows(named=True), proba, shadow_scores, strict=True)
+    ):
+        common = {f.name: record[f.name] for f in spec.features} | {
+            "record_id": record[spec.id_column],
+            "model_name": spec.name,
+            "predicted_at": record[spec.timestamp],
+        }
+        rows.append(
+            common
+            | {"prediction_id": f"a-{i}", "score": float(p), "model_version": "1"}
+            | {"variant": "champion", "shadow_of": None}
+        )
+        rows.append(
+            common
+            | {"prediction_id": f"s-{i}", "score": float(q), "model_version": "2"}
+            | {"variant": "shadow", "shadow_of": f"a-{i}"}
+        )
+    append_log_rows(lifecycle_env.prediction_log_dir, spec.name, rows)
+    # Labels for the answered ids only, as the labelling side knows no other.
+    answers = pl.DataFrame(rows).filter(pl.col("variant") == "champion")
+    write_delayed_labels(
+        answers.with_columns(pl.col("predicted_at").cast(pl.String)),
+        batch,
+        record_id_column=spec.id_column,
+        label_column=spec.target,
+        delay=dt.timedelta(hours=0),
+        out_dir=labels_folder(lifecycle_env.landing_dir, spec.name),
+    )
+    result = _materialize(spec, STABLE_DAY)
+    logged = _metadata(result, spec, "prediction_log")
+    assert logged["rows"] == 2 * batch.height
+    assert logged["answered_rows"] == logged["shadow_rows"] == batch.height
+    assert logged["predictions_per_version"] == [
+        {"model_version": "1", "variant": "champion", "len": batch.height},
+        {"model_version": "2", "variant": "shadow", "len": batch.height},
+    ]
+    value, metadata = _performance(result, spec)
+    truth = batch[spec.target].to_numpy().astype(int)
+    assert value["rows"] == value["labelled_rows"] == batch.height  # answers only
+    assert [e["model_version"] for e in value["versions"]] == ["1"]
+    (shadow,) = value["shadow"]
+    assert shadow["model_version"] == "2" and shadow["labelled_rows"] == batch.height
+    assert shadow["realized"]["roc_auc"] == pytest.approx(roc_auc_score(truth, shadow_scores))
+    assert value["versions"][0]["realized"]["roc_auc"] == pytest.approx(roc_auc_score(truth, proba))
+    assert metadata["shadow_v2_realized_roc_auc"] == pytest.approx(
+        roc_auc_score(truth, shadow_scores), abs=1e-4
+    )
+    assert "| 2 (shadow) | roc_auc |" in metadata["performance"]
+
+
+def test_a_regressor_day_without_labels_says_how_many_predictions_wait() -> None:
+    from lifecycle_assets.defs.assets.labels import _summary
+
+    joined = _frame([120.0, 80.5, 3000.0], [None, None, None]).with_columns(
+        pl.col("label").cast(pl.Float64)
+    )
+    text = _summary("2026-02-10", live_report(joined, "regression"), "r2")
+    assert text == (
+        "Labels have not arrived yet for the 3 predictions of 2026-02-10: realized errors "
+        "appear once they do."
+    )

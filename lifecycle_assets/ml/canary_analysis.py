@@ -172,6 +172,17 @@ def analyze_canary(
         return CanaryVerdict("wait", (reason,), champion, canary, thresholds=limits)
     reference = rows[CHAMPION][SCORE].cast(pl.Float64).drop_nulls().to_numpy()
     current = rows[CANARY][SCORE].cast(pl.Float64).drop_nulls().to_numpy()
+    if min(reference.size, current.size) < thresholds.min_rows:
+        # Rows without a score (failed answers) have no distribution to compare: their error
+        # rate may still roll back, else wait; never a PSI or KS made up from no scores.
+        failures = _limit_failures(champion, canary, thresholds)
+        if failures:
+            return CanaryVerdict("rollback", tuple(failures), champion, canary, thresholds=limits)
+        reason = (
+            f"not enough scores yet: {current.size} canary and {reference.size} champion rows "
+            f"carry a score (need {thresholds.min_rows} each)"
+        )
+        return CanaryVerdict("wait", (reason,), champion, canary, thresholds=limits)
     psi = score_psi(reference, current)
     ks = float(stats.ks_2samp(reference, current).statistic)
     shift = float(current.mean() - reference.mean())

@@ -7,10 +7,17 @@ numbers per feature, so the cost grows with the window only.
 - numeric features and the score: PSI (on about ten reference-quantile groups), the KS statistic
   and its asymptotic p-value, the Wasserstein-1 distance over the reference standard deviation.
   Both come from the binned CDFs, exact at the profile's edges: the KS statistic is at most
-  1/bins below the one on raw rows.
+  1/bins below the one on raw rows. Between two edges the Wasserstein integral takes both CDFs
+  at the left edge: exact when every window value is an edge (a discrete feature), otherwise an
+  estimate, high when mass moved into a wide bin. On the simulator's covariate shift it read
+  1.31 for a raw 0.86 (`loan_to_income`), 0.56 for 0.41 (`loan_amount`), 3-22% off elsewhere.
 - categorical features: Jensen-Shannon distance (base 2), PSI and a chi-square p-value over the
   levels, levels never seen in the reference counting as one more level.
 - every feature: the change of its missing rate.
+
+A feature without a single non-missing value in the window (or in the reference) has no
+distribution to compare: its PSI and every other distance is None, never the PSI of an empty
+histogram (about 7, which would read as massive drift); its missing rate still speaks.
 
 The verdict wants significance and size together; see `DriftThresholds`.
 """
@@ -52,7 +59,7 @@ class FeatureDrift:
     feature: str
     kind: Kind
     rows: int  # non-missing values in the window
-    psi: float
+    psi: float | None  # None when the window or the reference holds no value to compare
     ks_statistic: float | None
     p_value: float | None  # KS for numeric features and the score, chi-square for categorical
     wasserstein: float | None
@@ -114,7 +121,13 @@ _TABLE_COLUMNS = ["feature", "kind", "drifted", "rows", *_METRICS, "reasons"]
 
 
 def psi_from_counts(reference: np.ndarray, current: np.ndarray) -> float:
-    """Population stability index of `current` against `reference`, both counts per bin."""
+    """Population stability index of `current` against `reference`, both counts per bin.
+
+    Both need at least one count: against an empty side every bin would be floored at
+    `PSI_EPSILON` and the "index" would measure the floor, not the data.
+    """
+    if reference.sum() <= 0 or current.sum() <= 0:
+        raise ValueError("PSI needs at least one value on each side")
     p = np.clip(reference / max(reference.sum(), 1), PSI_EPSILON, None)
     q = np.clip(current / max(current.sum(), 1), PSI_EPSILON, None)
     return float(np.sum((q - p) * np.log(q / p)))
@@ -132,13 +145,13 @@ def _numeric_metrics(
 ) -> dict[str, float | None]:
     reference = np.asarray(profile.counts, dtype=np.float64)
     n_ref, n_cur = reference.sum(), current.sum()
+    if n_ref == 0 or n_cur == 0:
+        return {"psi": None, "ks_statistic": None, "p_value": None, "wasserstein": None}
     groups = mass_groups(reference)
     psi = psi_from_counts(
         np.bincount(groups, weights=reference, minlength=PSI_GROUPS),
         np.bincount(groups, weights=current, minlength=PSI_GROUPS),
     )
-    if n_ref == 0 or n_cur == 0:
-        return {"psi": psi, "ks_statistic": None, "p_value": None, "wasserstein": None}
     # CDFs at the edges: bin i ends at edge i, the last bin is open.
     gap = np.abs(np.cumsum(reference)[:-1] / n_ref - np.cumsum(current)[:-1] / n_cur)
     ks = float(gap.max()) if gap.size else 0.0
@@ -160,9 +173,9 @@ def _categorical_metrics(
     unseen = sum(n for level, n in current.items() if level not in profile.levels)
     reference = np.asarray([*profile.counts, 0], dtype=np.float64)
     window = np.asarray([*(current.get(v, 0) for v in profile.levels), unseen], dtype=np.float64)
-    psi = psi_from_counts(reference, window)
     if reference.sum() == 0 or window.sum() == 0:
-        return {"psi": psi, "p_value": None, "js_distance": None}
+        return {"psi": None, "p_value": None, "js_distance": None}
+    psi = psi_from_counts(reference, window)
     # Chi-square on the 2 x levels table, so the reference's own sampling noise counts too.
     table = np.vstack([reference, window])
     table = table[:, table.sum(axis=0) > 0]

@@ -23,7 +23,8 @@ def psi_bars_png(report: DriftReport) -> bytes:
     with png_figure((6, 0.3 * len(rows) + 1.2)) as (ax, buffer):
         names = [r.feature for r in rows]
         colors = [DRIFTED_COLOR if r.drifted else STABLE_COLOR for r in rows]
-        ax.barh(names, [r.psi for r in rows], color=colors)
+        # No bar where no PSI could be computed (no values in the window), rather than a 0.
+        ax.barh(names, [np.nan if r.psi is None else r.psi for r in rows], color=colors)
         ax.invert_yaxis()
         if report.thresholds.psi is not None:
             ax.axvline(report.thresholds.psi, color="black", linestyle="--", linewidth=1)

@@ -75,6 +75,22 @@ def join_labels(predictions: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame
     ).join(labels, on=PREDICTION_ID, how="left", maintain_order="left")
 
 
+SHADOW_OF = "shadow_of"
+
+
+def join_shadow_labels(log: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+    """The shadow's rows, each with the label of the answer it mirrors (`shadow_of`).
+
+    Labels name the prediction a client received; a shadow row scored the same record, so the
+    outcome is its outcome too. The shadow's own prediction id is never labelled.
+    """
+    if log.is_empty() or "variant" not in log.columns or SHADOW_OF not in log.columns:
+        return pl.DataFrame(schema=JOINED_SCHEMA)
+    shadow = log.filter(pl.col("variant") == "shadow")
+    mirrored = shadow.select(pl.col(SHADOW_OF).cast(pl.String).alias(PREDICTION_ID), VERSION, SCORE)
+    return join_labels(mirrored, labels) if shadow.height else pl.DataFrame(schema=JOINED_SCHEMA)
+
+
 def expected_roc_auc(p: np.ndarray) -> float | None:
     """ROC AUC expected if each row is positive with probability p (ratio of expected pairs).
 
@@ -213,14 +229,20 @@ def _entry(version: str, group: pl.DataFrame, task: Task) -> dict[str, Any]:
     }
 
 
-def live_report(joined: pl.DataFrame, task: Task = "binary_classification") -> dict[str, Any]:
+def live_report(
+    joined: pl.DataFrame,
+    task: Task = "binary_classification",
+    shadow: pl.DataFrame | None = None,
+) -> dict[str, Any]:
     """JSON-safe summary per model version and over all of them (`overall`, version "all").
 
     `estimated` covers every prediction; `gap` compares the realized metrics with the estimate
     on the same labelled rows; `realized` and `gap` are None until a label has arrived. For
-    regressors only `realized` is filled.
+    regressors only `realized` is filled. `shadow` (from `join_shadow_labels`) gets entries of
+    its own: scored but never answered, it counts in no total and not in `overall`.
     """
     labelled = int(joined[LABEL].is_not_null().sum()) if joined.height else 0
+    shadowed = shadow if shadow is not None else pl.DataFrame(schema=JOINED_SCHEMA)
     return {
         "task": task,
         "rows": joined.height,
@@ -230,6 +252,7 @@ def live_report(joined: pl.DataFrame, task: Task = "binary_classification") -> d
         "overall": _entry("all", joined.with_columns(pl.lit("all").alias(VERSION)), task)
         if joined.height
         else None,
+        "shadow": [_entry(version, group, task) for version, group in _by_version(shadowed)],
     }
 
 
@@ -244,16 +267,15 @@ def report_markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     metrics = REGRESSION_METRICS if report.get("task") == "regression" else METRICS
-    for entry in report["versions"]:
+    entries = [(e, e[VERSION]) for e in report["versions"]]
+    entries += [(e, f"{e[VERSION]} (shadow)") for e in report.get("shadow", [])]
+    for entry, name in entries:
         realized, gap = entry["realized"] or {}, entry["gap"] or {}
         estimated = entry["estimated"] or {}
         for metric in metrics:
             cells = (realized.get(metric), estimated.get(metric), gap.get(metric))
-            lines.append(
-                f"| {entry[VERSION]} | {metric} | " + " | ".join(_cell(c) for c in cells) + " |"
-            )
+            lines.append(f"| {name} | {metric} | " + " | ".join(_cell(c) for c in cells) + " |")
     coverage = [
-        f"- version {e[VERSION]}: {e['labelled_rows']}/{e['rows']} labelled"
-        for e in report["versions"]
+        f"- version {name}: {e['labelled_rows']}/{e['rows']} labelled" for e, name in entries
     ]
     return "\n".join([*lines, "", "Label coverage:", *coverage])

@@ -75,7 +75,8 @@ def render_html(rows: list[ModelHealth], policy: RetirementPolicy, today: dt.dat
     policy_text = html.escape(
         f"no traffic for more than {policy.max_days_without_traffic} days, or live metric "
         f"below the gate floor in each of the last {policy.metric_floor_windows} windows. "
-        f"Requests and p99 latency cover the last {policy.traffic_window_days} days."
+        f"Requests (predictions answered: a batch counts each record) and p99 latency (over "
+        f"those records) cover the last {policy.traffic_window_days} days."
     )
     return (
         '<!doctype html><html><head><meta charset="utf-8"><title>Portfolio health</title>'

@@ -32,8 +32,9 @@ def day_with_labels(lake: Lake, day: str) -> pl.DataFrame:
     log = Lake.read_verified(entry["path"], entry["sha256"])
     if log.is_empty() or PREDICTION_ID not in log.columns or LABEL in log.columns:
         return log
+    # As numbers, not classes: a regressor's labels are amounts (a loss of 2411.57).
     labels = labels_received(lake).select(
-        pl.col(PREDICTION_ID).cast(pl.String), pl.col(LABEL).cast(pl.Int8)
+        pl.col(PREDICTION_ID).cast(pl.String), pl.col(LABEL).cast(pl.Float64)
     )
     return log.with_columns(pl.col(PREDICTION_ID).cast(pl.String)).join(
         labels, on=PREDICTION_ID, how="left", maintain_order="left"

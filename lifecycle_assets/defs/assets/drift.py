@@ -32,6 +32,22 @@ def _markdown_table(table: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def judged_version(log: pl.DataFrame) -> tuple[str, dict[str, int]]:
+    """The version whose profile judges the day, and the answered rows of each version.
+
+    The champion's (the version that answered most champion rows): a canary that happened to
+    answer more rows on a 50% split must not become the yardstick. A log without variants
+    falls back to the version that answered most.
+    """
+    versions = log["model_version"].cast(pl.String).fill_null("unknown")
+    per_version = dict(sorted(versions.value_counts().iter_rows(), key=lambda kv: kv[0]))
+    judged = versions
+    if "variant" in log.columns:
+        champion = versions.filter(log["variant"].cast(pl.String) == "champion")
+        judged = champion if champion.len() else versions
+    return judged.mode().sort().item(0), per_version
+
+
 def build_drift_assets(spec: ModelSpec) -> list:
     """`drift_report` and its non-blocking warning check."""
 
@@ -61,11 +77,13 @@ def build_drift_assets(spec: ModelSpec) -> list:
         if log.is_empty():
             value = {"day": context.partition_key, "rows": 0, "drifted": False, "report": None}
             return dg.Output(value, metadata={"rows": 0, "verdict": "no predictions that day"})
-        # Judged against the version that answered most of the day's requests.
-        version = log["model_version"].cast(pl.String).mode().sort().item(0)
+        version, per_version = judged_version(log)
         ref = get_version(mlflow.client(), spec.name, version)
         profile = ReferenceProfile.from_dict(load_reference_profile(ref))
-        scores = log["score"].cast(pl.Float64).to_numpy()
+        # Inputs are the traffic's, whoever answered; a score is its model's own: only that
+        # version's scores are compared with its profile (a canary's would read as drift).
+        own = log.filter(pl.col("model_version").cast(pl.String) == version)
+        scores = own["score"].cast(pl.Float64).to_numpy()
         report = drift_report(compute_features(log, spec), profile, spec.drift_thresholds(), scores)
         # matplotlib loads where plots are drawn, not with the definitions.
         from lifecycle_assets.ml.drift_plots import psi_bars_png, score_distribution_png
@@ -90,6 +108,8 @@ def build_drift_assets(spec: ModelSpec) -> list:
             "day": context.partition_key,
             "rows": report.rows,
             "model_version": version,
+            "rows_per_version": per_version,
+            "score_rows": own.height,
             "drifted": report.drifted,
             "drifted_features": report.drifted_features,
             "score_drifted": report.score_drifted,
@@ -102,6 +122,8 @@ def build_drift_assets(spec: ModelSpec) -> list:
             metadata={
                 "rows": report.rows,
                 "model_version": version,
+                "rows_per_version": dg.MetadataValue.json(per_version),
+                "score_rows": own.height,
                 "drifted": report.drifted,
                 "drifted_share": rounded(report.drifted_share),
                 "drifted_features": dg.MetadataValue.json(report.drifted_features),

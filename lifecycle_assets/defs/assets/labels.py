@@ -34,33 +34,43 @@ def labels_received(lake: Lake) -> pl.DataFrame:
     return ground_truth.latest_labels(pl.concat(frames))
 
 
+def _realized_text(entry: dict, metric: str) -> str:
+    value, gap = (entry["realized"] or {}).get(metric), (entry["gap"] or {}).get(metric)
+    if value is None:
+        return f"{metric} undefined on the labels arrived so far"
+    gap_text = f" (realized minus estimated {gap:+.3f})" if gap is not None else ""
+    return f"realized {metric} {value:.3f}{gap_text}"
+
+
 def _summary(day: str, report: dict, metric: str) -> str:
     overall = report["overall"]
     if overall is None:
         return f"No predictions were logged on {day}: nothing to measure."
     if not report["labelled_rows"]:
-        return (
-            f"Labels have not arrived yet for the {report['rows']} predictions of {day}: only "
-            "the performance estimated from the calibrated probabilities is shown."
-            if report.get("task") != "regression"
-            else "realized errors appear once they do."
+        shown = (
+            "realized errors appear once they do"
+            if report.get("task") == "regression"
+            else "only the performance estimated from the calibrated probabilities is shown"
         )
-    value, gap = overall["realized"][metric], (overall["gap"] or {}).get(metric)
-    gap_text = f" (realized minus estimated {gap:+.3f})" if gap is not None else ""
-    auc_text = (
-        f"realized {metric} {value:.3f}{gap_text}"
-        if value is not None
-        else f"{metric} undefined on the labels arrived so far"
-    )
+        return (
+            f"Labels have not arrived yet for the {report['rows']} predictions of {day}: {shown}."
+        )
+    versions = report["versions"]
+    if len(versions) == 1:
+        measured = _realized_text(overall, metric)
+    else:
+        # Scores of two models pooled rank like neither: each version is measured on its own.
+        measured = "; ".join(
+            f"v{e['model_version']} {_realized_text(e, metric)} on {e['labelled_rows']} labels"
+            for e in versions
+        )
     return (
         f"{report['labelled_rows']}/{report['rows']} predictions of {day} labelled "
-        f"({report['label_coverage']:.0%}): {auc_text}."
+        f"({report['label_coverage']:.0%}): {measured}."
     )
 
 
 def _metadata(day: str, report: dict, label_days: int, metric: str) -> dict:
-    overall = report["overall"] or {}
-    realized, estimated, gap = (overall.get(k) or {} for k in ("realized", "estimated", "gap"))
     coverage = report["label_coverage"]
     metadata = {
         "summary": _summary(day, report, metric),
@@ -70,14 +80,22 @@ def _metadata(day: str, report: dict, label_days: int, metric: str) -> dict:
         "label_days_read": label_days,
         "performance": dg.MetadataValue.md(live_performance.report_markdown(report)),
     }
-    # Only metrics that exist: a realized AUC of 0.0 before labels arrive would be a lie.
-    for name, value in (
-        (f"realized_{metric}", realized.get(metric)),
-        (f"estimated_{metric}", estimated.get(metric)),
-        (f"{metric}_gap", gap.get(metric)),
-    ):
-        if value is not None:
-            metadata[name] = dg.MetadataValue.float(rounded(float(value)))
+    versions = report["versions"]
+    # The plain keys only when one version answered: then they are its numbers. On a canary day
+    # every version has its own keys: the metric of pooled scores of two models is neither's.
+    headline = [("", report["overall"] or {})] if len(versions) == 1 else []
+    headline += [(f"v{e['model_version']}_", e) for e in versions]
+    headline += [(f"shadow_v{e['model_version']}_", e) for e in report.get("shadow", [])]
+    for prefix, entry in headline:
+        realized, estimated, gap = (entry.get(k) or {} for k in ("realized", "estimated", "gap"))
+        # Only metrics that exist: a realized AUC of 0.0 before labels arrive would be a lie.
+        for name, value in (
+            (f"{prefix}realized_{metric}", realized.get(metric)),
+            (f"{prefix}estimated_{metric}", estimated.get(metric)),
+            (f"{prefix}{metric}_gap", gap.get(metric)),
+        ):
+            if value is not None:
+                metadata[name] = dg.MetadataValue.float(rounded(float(value)))
     return metadata
 
 
@@ -159,10 +177,12 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 f"no prediction log stored for {day}: materialize prediction_log",
                 allow_retries=False,
             )
-        predictions = answered(Lake.read_verified(entry["path"], entry["sha256"]))
-        joined = live_performance.join_labels(predictions, labels_received(lake))
+        log = Lake.read_verified(entry["path"], entry["sha256"])
+        labels = labels_received(lake)
+        joined = live_performance.join_labels(answered(log), labels)
+        shadow = live_performance.join_shadow_labels(log, labels)
         label_days = len(lake.daily_days(ground_truth.GROUND_TRUTH))
-        report = {"day": day, **live_performance.live_report(joined, spec.task)}
+        report = {"day": day, **live_performance.live_report(joined, spec.task, shadow)}
         metadata = _metadata(day, report, label_days, traits(spec).primary_metric)
         context.log.info(metadata["summary"])
         return dg.Output({**report, "summary": metadata["summary"]}, metadata=metadata)

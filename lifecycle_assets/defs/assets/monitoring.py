@@ -56,15 +56,16 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             shown = "; ".join(str(b) for b in scan.bad[:5])
             context.log.warning(f"{scan.summary()}: {shown}")
         entry = lake_for(lifecycle, spec).store_daily(PREDICTION_LOGS, context.partition_key, rows)
-        versions = (
-            rows.group_by("model_version").len().sort("model_version").to_dicts()
-            if "model_version" in rows.columns
-            else []
-        )
+        # Rows per version and role: a shadow's rows are logged beside the answers, never sent.
+        by = [c for c in ("model_version", "variant") if c in rows.columns]
+        versions = rows.group_by(by).len().sort(by).to_dicts() if "model_version" in by else []
+        answers = prediction_log.answered(rows).height
         return dg.MaterializeResult(
             data_version=dg.DataVersion(entry["sha256"]),
             metadata={
                 "rows": rows.height,
+                "answered_rows": answers,
+                "shadow_rows": rows.height - answers,
                 "log_segments": scan.files,
                 # Skipped lines, each copied to the quarantine with its file, line and reason.
                 "bad_lines": len(scan.bad),
