@@ -104,6 +104,26 @@ def test_nullable_numeric_accepts_null_and_nan(validator: RequestValidator) -> N
     assert batch.frame["credit_score"].to_list() == [None]
 
 
+def test_an_optional_field_sent_as_null_counts_as_left_out(
+    validator: RequestValidator, spec: ModelSpec
+) -> None:
+    """`gender` (audit-only, `nullable: false` for training batches) may be left out of a
+    request, so a null or NaN there means the same; a required field's null stays a 422."""
+    assert not spec.feature("gender").nullable and not spec.feature("gender").model_input
+    left_out = {k: v for k, v in good_record().items() if k != "gender"}
+    for sent in (None, float("nan")):
+        batch = validator.parse(body({**good_record(), "gender": sent}))
+        assert batch.frame.to_dicts() == validator.parse(body(left_out)).frame.to_dicts()
+        assert batch.records[0]["gender"] is None  # logged as null, never as NaN
+    error = rejected(validator, body({**good_record(), "gender": "unknown"}))
+    assert (error.status, error.errors[0].field) == (422, "gender")
+    error = rejected(validator, body({**good_record(), "loan_amount": None, "gender": None}))
+    assert [(e.field, e.message) for e in error.errors] == [
+        ("loan_amount", "must not be null or NaN")
+    ]
+    assert str(error) == "records[0].loan_amount: must not be null or NaN"
+
+
 def test_missing_field(validator: RequestValidator) -> None:
     record = good_record()
     del record["credit_score"]

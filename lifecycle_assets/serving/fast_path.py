@@ -59,6 +59,30 @@ async def answer(predictor: Predictor, body: bytes) -> tuple[int, dict[str, Any]
     return 200, {"predictions": rows}
 
 
+def query_refusal(predictor: Predictor, query: bytes) -> dict[str, Any]:
+    """The 400 for a predict request with a query string (counted as rejected).
+
+    The predict routes take no query parameters: the model is named in the path. Ignoring
+    `?model=b` on `/predict` would answer (and log) with the default model a client believed
+    it had not chosen, and `?model=a&model=b` leaves which one counts to each reader."""
+    from urllib.parse import parse_qsl
+
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    names = [name for name, _ in pairs]
+    repeated = sorted({name[:40] for name in names if names.count(name) > 1})
+    given = sorted({name[:40] for name in names})[:5]
+    predictor.metrics.rejected.labels(predictor.spec.name, "400").inc()
+    if repeated:
+        error = f"query parameter {repeated[0]!r} is given more than once"
+    else:
+        error = f"unknown query parameters {given}"
+    return {
+        "error": f"{error}; the predict routes take none: name the model in the path "
+        "(/models/<name>/predict)",
+        "detail": [],
+    }
+
+
 def model_of(path: str, default: str) -> str | None:
     """The model a predict path names (`default` for `/predict`); None for any other path."""
     if path == SUFFIX:
@@ -185,8 +209,14 @@ class FastPredict:
                 status = message["status"]
             await send(message)
 
+        query = scope.get("query_string")
+        if query:
+            await send_json(send, 400, query_refusal(predictor, query))
+            return 400
         body = await self._read_body(scope, receive, sent, self.max_body_bytes)
-        if body is None:  # answered 413/400, or the client left
+        if body is None:  # answered 413/415/400 (counted as rejected), or the client left
+            if status is not None:
+                predictor.metrics.rejected.labels(predictor.spec.name, str(status)).inc()
             return status
         try:
             status, payload = await answer(predictor, body)

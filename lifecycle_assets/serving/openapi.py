@@ -57,6 +57,12 @@ def request_schema(spec: ModelSpec, max_batch_size: int) -> dict[str, Any]:
     """`{"records": [...]}` for one model."""
     flag = spec.on_out_of_range == "flag"
     properties = {f.name: feature_schema(f, flag) for f in spec.features}
+    for feature in spec.features:
+        if not feature.model_input:  # optional: null means left out (`requests.py`)
+            schema = properties[feature.name]
+            schema["nullable"] = True
+            if "enum" in schema and None not in schema["enum"]:
+                schema["enum"] = [*schema["enum"], None]  # OpenAPI 3.0.3: null must be listed
     if spec.id_column is not None:
         properties[spec.id_column] = {
             "oneOf": [

@@ -245,8 +245,11 @@ class RequestValidator:
         self.features = {f.name: f for f in spec.features}
         self.plain = {f.name: _plain_check(f, self.max_lengths[f.name]) for f in spec.features}
         self.required = frozenset(spec.input_columns)
+        # Audit-only columns (the sensitive attribute) are optional: validated and logged if
+        # sent; sent as null (or NaN) they count as left out, whatever their `nullable` says
+        # (which is about training batches, where the column is always present).
+        self.optional = frozenset(self.features) - self.required
         self.allowed = frozenset(self.features) | {spec.id_column} - {None}
-        # Audit-only columns (the sensitive attribute) are optional: validated and logged if sent.
         self.feature_order = tuple(spec.features)
 
     def parse(self, body: bytes) -> ValidatedBatch:
@@ -322,6 +325,8 @@ class RequestValidator:
             if check is None or check(value):
                 continue
             all_plain = False
+            if name in self.optional and (value is None or value != value):
+                continue  # null or NaN: missing, which an optional field may be
             feature = self.features[name]
             problem, out_of_range = _check_value(feature, value, self.max_lengths[name])
             if problem is None:

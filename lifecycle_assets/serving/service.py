@@ -37,8 +37,8 @@ from starlette.routing import Route
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.serving import admin, registry_hooks, startup
-from lifecycle_assets.serving.fast_path import answer
+from lifecycle_assets.serving import admin, head_limit, registry_hooks, startup
+from lifecycle_assets.serving.fast_path import answer, query_refusal
 from lifecycle_assets.serving.http_guard import HttpGuard
 from lifecycle_assets.serving.model_env import ModelSourceError
 from lifecycle_assets.serving.openapi import openapi_document
@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 # In the `bentoml serve` process (the supervisor): check the configuration before any worker
 # starts, and exit with one line on a fatal error from a worker (see startup.py).
 startup.supervise()
+# In a worker: uvicorn, started after this import, reads request heads through a bounded
+# protocol (`head_limit.py`); BentoML passes no HTTP option to uvicorn.
+head_limit.install()
 
 ENV_POLL_SECONDS = "LIFECYCLE_REGISTRY_POLL_SECONDS"
 ENV_SHADOW_BUDGET_MS = "LIFECYCLE_SHADOW_BUDGET_MS"
@@ -72,6 +75,8 @@ def _not_served(name: str) -> Response:
 
 async def _predict(predictor: Predictor, request: Request) -> Response:
     """The Starlette route; the same requests normally take `fast_path.FastPredict`."""
+    if query := request.scope.get("query_string"):
+        return JSONResponse(query_refusal(predictor, query), status_code=400)
     status, payload = await answer(predictor, await request.body())
     return JSONResponse(payload, status_code=status)
 
