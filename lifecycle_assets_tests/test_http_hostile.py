@@ -180,7 +180,23 @@ def test_two_models_against_a_hostile_client(
         assert raw.startswith(b"HTTP/1.1 431"), raw[:200]
         assert client.get("/readyz").status_code == 200
 
+        # Made-up paths: BentoML labelled its request metrics with each one (about 20 series
+        # per path, for good); they are counted under one label.
+        for i in range(25):
+            assert client.get(f"/made-up/{i}").status_code == 404
+            assert client.post(f"/models/nope{i}/predict", json=body).status_code == 404
+            assert client.get(f"/static_content/nope{i}").status_code == 404
         metrics = client.get("/metrics").text
+        assert "made-up" not in metrics and "nope" not in metrics
+        unrouted = re.search(
+            r'^bentoml_service_request_total\{endpoint="<unrouted>",http_response_code="404"'
+            r"[^}]*\} ([0-9.]+)$",
+            metrics,
+            re.M,
+        )
+        assert unrouted and float(unrouted.group(1)) == 50, metrics[-3000:]
+        assert 'endpoint="/static_content",http_response_code="404"' in metrics
+        assert f'endpoint="/models/{el.name}/predict",http_response_code="400"' in metrics
         for model, status, count in (
             (cd.name, "415", 1),
             (el.name, "415", 1),
