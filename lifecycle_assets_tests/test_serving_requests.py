@@ -124,6 +124,35 @@ def test_an_optional_field_sent_as_null_counts_as_left_out(
     assert str(error) == "records[0].loan_amount: must not be null or NaN"
 
 
+def test_a_record_of_many_made_up_fields_is_reported_without_listing_them_all(
+    validator: RequestValidator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 4 MB body of one record with 300,000 made-up fields (or fields given twice) held the
+    event loop for about a second while every one became an error object; only the reported
+    twenty are made now, and they are the same twenty."""
+    from lifecycle_assets.serving import requests
+
+    made: list[str] = []
+
+    class Counted(requests.FieldError):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self.field)
+
+    monkeypatch.setattr(requests, "FieldError", Counted)
+    fields = {f"x{i:06d}": 0 for i in range(50_000)}
+    error = rejected(validator, body({**good_record(), **fields, "age": "old"}))
+    expected = [f"x{i:06d}" for i in range(requests.MAX_REPORTED_ERRORS)]
+    assert [e.field for e in error.errors] == expected
+    assert len(made) == requests.MAX_REPORTED_ERRORS
+    made.clear()
+    twice = b", ".join(b'"y%06d": 1, "y%06d": 2' % (i, i) for i in range(50_000))
+    raw = body(good_record())[:-3] + b", " + twice + b"}]}"
+    error = rejected(validator, raw)
+    assert [e.field for e in error.errors][:2] == ["y000000", "y000001"]
+    assert len(made) <= 2 * requests.MAX_REPORTED_ERRORS
+
+
 def test_missing_field(validator: RequestValidator) -> None:
     record = good_record()
     del record["credit_score"]
