@@ -156,4 +156,7 @@ def test_a_path_nothing_serves_is_a_json_404_naming_it() -> None:
         assert "/openapi.json" in answer.json()["error"]
     long = guarded.get("/" + "x" * 5000).json()["error"]
     assert len(long) < 300
-    assert guarded.get("/echo").status_code == 405  # a known path, another method: unchanged
+    # A known path, another method: a 405, as JSON too, still saying what the path takes.
+    wrong = guarded.get("/echo")
+    assert (wrong.status_code, wrong.json()["error"]) == (405, "Method Not Allowed")
+    assert wrong.headers["allow"] == "POST"

@@ -153,6 +153,25 @@ def test_two_models_against_a_hostile_client(
             assert answer.status_code == 415, answer.text
             assert "'gzip' is not supported" in answer.json()["error"]
 
+        # A body declared as a form or text (what a web page may send to a local service
+        # without a CORS preflight) is a 415; JSON, or no declaration, is read.
+        text = json.dumps({"records": [record]})
+        for declared, status in (
+            ("text/plain", 415),
+            ("application/x-www-form-urlencoded", 415),
+            ("multipart/form-data; boundary=x", 415),
+            ("application/json; charset=utf-8", 200),
+            ("application/vnd.lifecycle+json", 200),
+            (None, 200),
+        ):
+            headers = {} if declared is None else {"Content-Type": declared}
+            answer = client.post("/predict", content=text, headers=headers)
+            assert answer.status_code == status, (declared, answer.text)
+            if status == 415:
+                assert f"Content-Type {declared!r} is not supported" in answer.json()["error"]
+        wrong = client.request("OPTIONS", "/metrics")
+        assert (wrong.status_code, wrong.json()["error"]) == (405, "Method Not Allowed")
+
         # Query parameters: the predict routes take none (the model is in the path); admin
         # takes each of its own once.
         body = {"records": sample_records(el, 1)}
@@ -198,7 +217,7 @@ def test_two_models_against_a_hostile_client(
         assert 'endpoint="/static_content",http_response_code="404"' in metrics
         assert f'endpoint="/models/{el.name}/predict",http_response_code="400"' in metrics
         for model, status, count in (
-            (cd.name, "415", 1),
+            (cd.name, "415", 4),  # the gzip body and three bodies declared as not JSON
             (el.name, "415", 1),
             (cd.name, "400", 1),  # `/predict?model=...` is the default model's route
             (el.name, "400", 1),

@@ -213,7 +213,7 @@ class FastPredict:
         if query:
             await send_json(send, 400, query_refusal(predictor, query))
             return 400
-        body = await self._read_body(scope, receive, sent, self.max_body_bytes)
+        body = await self._read_body(scope, receive, sent, self.max_body_bytes, json_only=True)
         if body is None:  # answered 413/415/400 (counted as rejected), or the client left
             if status is not None:
                 predictor.metrics.rejected.labels(predictor.spec.name, str(status)).inc()

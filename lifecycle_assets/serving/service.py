@@ -39,7 +39,7 @@ from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.serving import admin, head_limit, registry_hooks, startup
 from lifecycle_assets.serving.fast_path import answer, query_refusal
-from lifecycle_assets.serving.http_guard import HttpGuard
+from lifecycle_assets.serving.http_guard import HttpGuard, not_json
 from lifecycle_assets.serving.model_env import ModelSourceError
 from lifecycle_assets.serving.openapi import openapi_document
 from lifecycle_assets.settings import load_env_file
@@ -77,6 +77,11 @@ async def _predict(predictor: Predictor, request: Request) -> Response:
     """The Starlette route; the same requests normally take `fast_path.FastPredict`."""
     if query := request.scope.get("query_string"):
         return JSONResponse(query_refusal(predictor, query), status_code=400)
+    if (
+        refused := not_json(request.headers.get("content-type", "").encode("latin-1") or None)
+    ) is not None:
+        predictor.metrics.rejected.labels(predictor.spec.name, "415").inc()
+        return JSONResponse(refused, status_code=415)
     status, payload = await answer(predictor, await request.body())
     return JSONResponse(payload, status_code=status)
 
