@@ -205,6 +205,12 @@ def test_two_models_against_a_hostile_client(
             assert client.get(f"/made-up/{i}").status_code == 404
             assert client.post(f"/models/nope{i}/predict", json=body).status_code == 404
             assert client.get(f"/static_content/nope{i}").status_code == 404
+        # An unknown model's name is repeated cut short, not 5,000 characters long.
+        for path in ("/models/" + "x" * 5000 + "/predict", "/models/" + "x" * 5000 + "/metadata"):
+            answer = client.request("POST" if path.endswith("predict") else "GET", path, json=body)
+            assert answer.status_code == 404 and len(answer.json()["error"]) < 200, answer.text
+        answer = client.get("/admin/status?model=" + "x" * 5000, headers=token)
+        assert answer.status_code == 404 and len(answer.json()["error"]) < 200
         metrics = client.get("/metrics").text
         assert "made-up" not in metrics and "nope" not in metrics
         unrouted = re.search(
@@ -213,7 +219,7 @@ def test_two_models_against_a_hostile_client(
             metrics,
             re.M,
         )
-        assert unrouted and float(unrouted.group(1)) == 50, metrics[-3000:]
+        assert unrouted and float(unrouted.group(1)) == 50 + 2, metrics[-3000:]
         assert 'endpoint="/static_content",http_response_code="404"' in metrics
         assert f'endpoint="/models/{el.name}/predict",http_response_code="400"' in metrics
         for model, status, count in (

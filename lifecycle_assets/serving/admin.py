@@ -14,6 +14,8 @@ import bentoml
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from lifecycle_assets.serving.requests import shown
+
 ENV_ADMIN_TOKEN = "LIFECYCLE_ADMIN_TOKEN"
 _SCHEME = "bearer "
 
@@ -42,7 +44,7 @@ def _params(request: Request, known: tuple[str, ...]) -> Response | None:
     for name in params:
         if name not in known:
             return JSONResponse(
-                {"error": f"unknown query parameter {name[:40]!r}; known: {list(known)}"}, 400
+                {"error": f"unknown query parameter {shown(name)!r}; known: {list(known)}"}, 400
             )
         if len(params.getlist(name)) > 1:
             return JSONResponse({"error": f"query parameter {name!r} is given more than once"}, 400)
@@ -58,7 +60,9 @@ def _chosen(request: Request, service: Any, known: tuple[str, ...]) -> list[str]
         return list(service.predictors)
     if name not in service.predictors:
         served = sorted(service.predictors)
-        return JSONResponse({"error": f"model {name!r} is not served; served: {served}"}, 404)
+        return JSONResponse(
+            {"error": f"model {shown(name)!r} is not served; served: {served}"}, 404
+        )
     return [name]
 
 

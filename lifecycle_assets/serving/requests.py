@@ -76,8 +76,9 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _decode = json.JSONDecoder(parse_int=_parse_int, object_pairs_hook=_object).decode
 
 
-def _shown(name: Any) -> str:
-    """A client's field name as it may appear in an answer: valid UTF-8, bounded length."""
+def shown(name: Any) -> str:
+    """A client's field (or model) name as it may appear in an answer: valid UTF-8, bounded
+    length."""
     text = str(name).encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= MAX_NAME_IN_MESSAGE else text[:MAX_NAME_IN_MESSAGE] + "..."
 
@@ -100,7 +101,7 @@ class FieldError:
     record: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"record": self.record, "field": _shown(self.field), "message": self.message}
+        return {"record": self.record, "field": shown(self.field), "message": self.message}
 
 
 @dataclass
@@ -262,10 +263,10 @@ class RequestValidator:
         except (UnicodeDecodeError, ValueError) as error:
             raise RequestError(400, f"malformed JSON: {error}") from error
         if type(payload) is _Repeated:
-            raise RequestError(400, f"{_shown(payload.repeated[0])!r} is given more than once")
+            raise RequestError(400, f"{shown(payload.repeated[0])!r} is given more than once")
         if not isinstance(payload, dict) or not isinstance(payload.get("records"), list):
             raise RequestError(400, 'the body must be a JSON object {"records": [...]}')
-        unknown = sorted(_shown(key) for key in set(payload) - {"records"})
+        unknown = sorted(shown(key) for key in set(payload) - {"records"})
         if unknown:
             raise RequestError(
                 400, f"unknown top-level fields {unknown[:5]}; only 'records' is allowed"
@@ -295,7 +296,7 @@ class RequestValidator:
             errors = errors[:MAX_REPORTED_ERRORS]
             first = errors[0]
             raise RequestError(
-                422, f"records[{first.record}].{_shown(first.field)}: {first.message}", errors
+                422, f"records[{first.record}].{shown(first.field)}: {first.message}", errors
             )
         return self._batch(records, flags, plain)
 

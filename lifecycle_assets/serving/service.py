@@ -42,6 +42,7 @@ from lifecycle_assets.serving.fast_path import answer, query_refusal
 from lifecycle_assets.serving.http_guard import HttpGuard, not_json
 from lifecycle_assets.serving.model_env import ModelSourceError
 from lifecycle_assets.serving.openapi import openapi_document
+from lifecycle_assets.serving.requests import shown
 from lifecycle_assets.settings import load_env_file
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def _service() -> PredictionService:
 def _not_served(name: str) -> Response:
     served = sorted(_service().predictors)
     return JSONResponse(
-        {"error": f"model {name!r} is not served here; served models: {served}"},
+        {"error": f"model {shown(name)!r} is not served here; served models: {served}"},
         status_code=404,
     )
 
