@@ -188,6 +188,9 @@ def test_two_models_against_a_hostile_client(
         assert answer.status_code == 400, answer.text
         answer = client.post(f"/admin/reload?modle={el.name}", headers=token)
         assert answer.status_code == 400 and "unknown query parameter 'modle'" in answer.text
+        answer = client.get(f"/metadata?model={el.name}")  # not the default model's silently
+        assert answer.status_code == 400 and "unknown query parameter 'model'" in answer.text
+        assert client.get(f"/models/{el.name}/metadata?x=1").status_code == 400
         answer = client.get(f"/admin/status?model={el.name}", headers=token)
         assert answer.status_code == 200 and list(answer.json()["models"]) == [el.name]
 

@@ -37,7 +37,7 @@ def deny(request: Request, token: str | None) -> Response | None:
     return None
 
 
-def _params(request: Request, known: tuple[str, ...]) -> Response | None:
+def refused_params(request: Request, known: tuple[str, ...] = ()) -> Response | None:
     """A 400 for a query parameter given twice (`?model=a&model=b`: which one counts is each
     reader's choice) or unknown (`?modle=a` would act on every model); None when fine."""
     params = request.query_params
@@ -53,7 +53,7 @@ def _params(request: Request, known: tuple[str, ...]) -> Response | None:
 
 def _chosen(request: Request, service: Any, known: tuple[str, ...]) -> list[str] | Response:
     """The models an admin request is about: `?model=NAME`, else every served model."""
-    if (refused := _params(request, known)) is not None:
+    if (refused := refused_params(request, known)) is not None:
         return refused
     name = request.query_params.get("model")
     if name is None:

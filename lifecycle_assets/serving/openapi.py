@@ -197,11 +197,11 @@ def openapi_document(
         },
         "paths": {
             "/predict": _predict({"$ref": f"#/components/schemas/{default_model}_request"}),
-            "/metadata": _get(metadata, "The default model's metadata"),
+            "/metadata": _get(metadata, "The default model's metadata", 400),
             "/models": _get({"type": "object"}, "The models served"),
             "/models/{name}/predict": {**_predict(per_model, (404,)), "parameters": [name_param]},
             "/models/{name}/metadata": {
-                **_get(metadata, "The model's metadata", 404),
+                **_get(metadata, "The model's metadata", 400, 404),
                 "parameters": [name_param],
             },
             "/readyz": _get({"type": "object"}, "Ready; `degraded` names models on a fallback"),

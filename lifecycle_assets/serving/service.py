@@ -87,7 +87,10 @@ async def _predict(predictor: Predictor, request: Request) -> Response:
     return JSONResponse(payload, status_code=status)
 
 
-def _metadata(predictor: Predictor) -> Response:
+def _metadata(predictor: Predictor, request: Request) -> Response:
+    # `/metadata?model=b` would describe the default model to a client who asked for b.
+    if (refused := admin.refused_params(request)) is not None:
+        return refused
     predictor.refresh_drift(force=True)
     return JSONResponse({**predictor.metadata(), "models": sorted(_service().predictors)})
 
@@ -96,8 +99,8 @@ async def predict_endpoint(request: Request) -> Response:
     return await _predict(_service().default_predictor, request)
 
 
-async def metadata_endpoint(_: Request) -> Response:
-    return _metadata(_service().default_predictor)
+async def metadata_endpoint(request: Request) -> Response:
+    return _metadata(_service().default_predictor, request)
 
 
 async def model_predict_endpoint(request: Request) -> Response:
@@ -109,7 +112,7 @@ async def model_predict_endpoint(request: Request) -> Response:
 async def model_metadata_endpoint(request: Request) -> Response:
     name = request.path_params["name"]
     predictor = _service().predictors.get(name)
-    return _not_served(name) if predictor is None else _metadata(predictor)
+    return _not_served(name) if predictor is None else _metadata(predictor, request)
 
 
 async def openapi_endpoint(_: Request) -> Response:
