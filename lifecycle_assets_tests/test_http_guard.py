@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
+import prometheus_client
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -106,7 +107,13 @@ def test_a_client_that_leaves_before_its_body_is_no_server_error() -> None:
     metrics = _RequestMetrics(RunnerTrafficMetricsMiddleware(None))
     fast = FastPredict(echo, max_body_bytes=100, metrics=metrics)
     # No request reaches the model: the body never arrives (or is too large).
-    fast._service = SimpleNamespace(predictors={"m": object()}, default_model="m")
+    rejected = prometheus_client.Counter(
+        "rejected", "test", ["model_name", "status"], registry=prometheus_client.CollectorRegistry()
+    )
+    predictor = SimpleNamespace(
+        spec=SimpleNamespace(name="m"), metrics=SimpleNamespace(rejected=rejected)
+    )
+    fast._service = SimpleNamespace(predictors={"m": predictor}, default_model="m")
     path = "/models/m/predict"
 
     def count(status: int) -> float:
@@ -133,6 +140,10 @@ def test_a_client_that_leaves_before_its_body_is_no_server_error() -> None:
     big = {"type": "http.request", "body": b"x" * 101, "more_body": False}
     assert asyncio.run(request(big))[0]["status"] == 413
     assert count(413) == refused + 1
+    # Refused at the door, it is a rejected request of its model like a 413 for too many
+    # records (`lifecycle_rejected_requests_total`); the client who left is not.
+    assert rejected.labels("m", "413")._value.get() == 1
+    assert rejected.labels("m", "500")._value.get() == 0
 
 
 def test_a_path_nothing_serves_is_a_json_404_naming_it() -> None:
@@ -145,4 +156,7 @@ def test_a_path_nothing_serves_is_a_json_404_naming_it() -> None:
         assert "/openapi.json" in answer.json()["error"]
     long = guarded.get("/" + "x" * 5000).json()["error"]
     assert len(long) < 300
-    assert guarded.get("/echo").status_code == 405  # a known path, another method: unchanged
+    # A known path, another method: a 405, as JSON too, still saying what the path takes.
+    wrong = guarded.get("/echo")
+    assert (wrong.status_code, wrong.json()["error"]) == (405, "Method Not Allowed")
+    assert wrong.headers["allow"] == "POST"

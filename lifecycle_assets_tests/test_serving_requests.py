@@ -104,6 +104,55 @@ def test_nullable_numeric_accepts_null_and_nan(validator: RequestValidator) -> N
     assert batch.frame["credit_score"].to_list() == [None]
 
 
+def test_an_optional_field_sent_as_null_counts_as_left_out(
+    validator: RequestValidator, spec: ModelSpec
+) -> None:
+    """`gender` (audit-only, `nullable: false` for training batches) may be left out of a
+    request, so a null or NaN there means the same; a required field's null stays a 422."""
+    assert not spec.feature("gender").nullable and not spec.feature("gender").model_input
+    left_out = {k: v for k, v in good_record().items() if k != "gender"}
+    for sent in (None, float("nan")):
+        batch = validator.parse(body({**good_record(), "gender": sent}))
+        assert batch.frame.to_dicts() == validator.parse(body(left_out)).frame.to_dicts()
+        assert batch.records[0]["gender"] is None  # logged as null, never as NaN
+    error = rejected(validator, body({**good_record(), "gender": "unknown"}))
+    assert (error.status, error.errors[0].field) == (422, "gender")
+    error = rejected(validator, body({**good_record(), "loan_amount": None, "gender": None}))
+    assert [(e.field, e.message) for e in error.errors] == [
+        ("loan_amount", "must not be null or NaN")
+    ]
+    assert str(error) == "records[0].loan_amount: must not be null or NaN"
+
+
+def test_a_record_of_many_made_up_fields_is_reported_without_listing_them_all(
+    validator: RequestValidator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 4 MB body of one record with 300,000 made-up fields (or fields given twice) held the
+    event loop for about a second while every one became an error object; only the reported
+    twenty are made now, and they are the same twenty."""
+    from lifecycle_assets.serving import requests
+
+    made: list[str] = []
+
+    class Counted(requests.FieldError):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self.field)
+
+    monkeypatch.setattr(requests, "FieldError", Counted)
+    fields = {f"x{i:06d}": 0 for i in range(50_000)}
+    error = rejected(validator, body({**good_record(), **fields, "age": "old"}))
+    expected = [f"x{i:06d}" for i in range(requests.MAX_REPORTED_ERRORS)]
+    assert [e.field for e in error.errors] == expected
+    assert len(made) == requests.MAX_REPORTED_ERRORS
+    made.clear()
+    twice = b", ".join(b'"y%06d": 1, "y%06d": 2' % (i, i) for i in range(50_000))
+    raw = body(good_record())[:-3] + b", " + twice + b"}]}"
+    error = rejected(validator, raw)
+    assert [e.field for e in error.errors][:2] == ["y000000", "y000001"]
+    assert len(made) <= 2 * requests.MAX_REPORTED_ERRORS
+
+
 def test_missing_field(validator: RequestValidator) -> None:
     record = good_record()
     del record["credit_score"]

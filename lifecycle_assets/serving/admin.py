@@ -14,6 +14,8 @@ import bentoml
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from lifecycle_assets.serving.requests import shown
+
 ENV_ADMIN_TOKEN = "LIFECYCLE_ADMIN_TOKEN"
 _SCHEME = "bearer "
 
@@ -35,14 +37,32 @@ def deny(request: Request, token: str | None) -> Response | None:
     return None
 
 
-def _chosen(request: Request, service: Any) -> list[str] | Response:
+def refused_params(request: Request, known: tuple[str, ...] = ()) -> Response | None:
+    """A 400 for a query parameter given twice (`?model=a&model=b`: which one counts is each
+    reader's choice) or unknown (`?modle=a` would act on every model); None when fine."""
+    params = request.query_params
+    for name in params:
+        if name not in known:
+            return JSONResponse(
+                {"error": f"unknown query parameter {shown(name)!r}; known: {list(known)}"}, 400
+            )
+        if len(params.getlist(name)) > 1:
+            return JSONResponse({"error": f"query parameter {name!r} is given more than once"}, 400)
+    return None
+
+
+def _chosen(request: Request, service: Any, known: tuple[str, ...]) -> list[str] | Response:
     """The models an admin request is about: `?model=NAME`, else every served model."""
+    if (refused := refused_params(request, known)) is not None:
+        return refused
     name = request.query_params.get("model")
     if name is None:
         return list(service.predictors)
     if name not in service.predictors:
         served = sorted(service.predictors)
-        return JSONResponse({"error": f"model {name!r} is not served; served: {served}"}, 404)
+        return JSONResponse(
+            {"error": f"model {shown(name)!r} is not served; served: {served}"}, 404
+        )
     return [name]
 
 
@@ -53,7 +73,7 @@ async def reload_endpoint(request: Request) -> Response:
     service = bentoml.get_current_service()
     if (denied := deny(request, service.admin_token)) is not None:
         return denied
-    chosen = _chosen(request, service)
+    chosen = _chosen(request, service, ("model", "retry"))
     if isinstance(chosen, Response):
         return chosen
     retry = request.query_params.get("retry", "") in ("1", "true")
@@ -75,5 +95,5 @@ async def status_endpoint(request: Request) -> Response:
     service = bentoml.get_current_service()
     if (denied := deny(request, service.admin_token)) is not None:
         return denied
-    chosen = _chosen(request, service)
+    chosen = _chosen(request, service, ("model",))
     return chosen if isinstance(chosen, Response) else _status(service, chosen)

@@ -59,6 +59,30 @@ async def answer(predictor: Predictor, body: bytes) -> tuple[int, dict[str, Any]
     return 200, {"predictions": rows}
 
 
+def query_refusal(predictor: Predictor, query: bytes) -> dict[str, Any]:
+    """The 400 for a predict request with a query string (counted as rejected).
+
+    The predict routes take no query parameters: the model is named in the path. Ignoring
+    `?model=b` on `/predict` would answer (and log) with the default model a client believed
+    it had not chosen, and `?model=a&model=b` leaves which one counts to each reader."""
+    from urllib.parse import parse_qsl
+
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    names = [name for name, _ in pairs]
+    repeated = sorted({name[:40] for name in names if names.count(name) > 1})
+    given = sorted({name[:40] for name in names})[:5]
+    predictor.metrics.rejected.labels(predictor.spec.name, "400").inc()
+    if repeated:
+        error = f"query parameter {repeated[0]!r} is given more than once"
+    else:
+        error = f"unknown query parameters {given}"
+    return {
+        "error": f"{error}; the predict routes take none: name the model in the path "
+        "(/models/<name>/predict)",
+        "detail": [],
+    }
+
+
 def model_of(path: str, default: str) -> str | None:
     """The model a predict path names (`default` for `/predict`); None for any other path."""
     if path == SUFFIX:
@@ -185,8 +209,14 @@ class FastPredict:
                 status = message["status"]
             await send(message)
 
-        body = await self._read_body(scope, receive, sent, self.max_body_bytes)
-        if body is None:  # answered 413/400, or the client left
+        query = scope.get("query_string")
+        if query:
+            await send_json(send, 400, query_refusal(predictor, query))
+            return 400
+        body = await self._read_body(scope, receive, sent, self.max_body_bytes, json_only=True)
+        if body is None:  # answered 413/415/400 (counted as rejected), or the client left
+            if status is not None:
+                predictor.metrics.rejected.labels(predictor.spec.name, str(status)).inc()
             return status
         try:
             status, payload = await answer(predictor, body)
@@ -233,16 +263,96 @@ async def send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+# The `endpoint` label of BentoML's request metrics for a path no route serves.
+UNROUTED = "<unrouted>"
+
+
+class Endpoints:
+    """The `endpoint` label for a request path: the path itself when a route serves it (a
+    fixed route, a served model's `/models/<name>/...`, a mount's own prefix for what is under
+    it), else `UNROUTED`.
+
+    BentoML labels its request metrics with the raw path: every path a client makes up (a
+    404) created about 20 series for good, so a loop over random paths grew the worker's
+    memory and `/metrics` without bound."""
+
+    def __init__(self, app: Any) -> None:
+        self.fixed: set[str] = set()
+        self.mounts: list[str] = []
+        self._collect(getattr(app, "routes", []))
+        self._service: Any = None
+
+    def _collect(self, routes: list[Any]) -> None:
+        for route in routes:
+            path = getattr(route, "path", "")
+            inner = getattr(route, "routes", None)
+            if inner is not None and not path:  # a mount at the root: its routes are ours
+                self._collect(inner)
+            elif inner is not None:
+                self.mounts.append(path.rstrip("/"))
+            elif path and "{" not in path:
+                self.fixed.add(path)
+
+    def __call__(self, path: str) -> str:
+        if path in self.fixed:
+            return path
+        if path.startswith(PREFIX):
+            name, _, rest = path[len(PREFIX) :].partition("/")
+            service = self._service = self._service or _current_service()
+            if rest in ("predict", "metadata") and name in getattr(service, "predictors", {}):
+                return path
+        for mount in self.mounts:
+            if path.startswith(mount + "/"):
+                return mount
+        return UNROUTED
+
+
+class _BoundedLabels:
+    """A BentoML metric whose `endpoint` label goes through `Endpoints` (every other use
+    passes through unchanged)."""
+
+    def __init__(self, metric: Any, endpoints: Endpoints) -> None:
+        self._metric = metric
+        self._endpoints = endpoints
+
+    def labels(self, *args: Any, **labels: Any) -> Any:
+        if "endpoint" in labels:
+            labels["endpoint"] = self._endpoints(labels["endpoint"])
+        return self._metric.labels(*args, **labels)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._metric, name)
+
+
+def bound_endpoint_labels(layer: Any, endpoints: Endpoints) -> None:
+    """Route the `endpoint` label of BentoML's request metrics layer through `endpoints`."""
+    if not layer._is_setup:
+        layer._setup()
+    for name in (
+        "metrics_request_total",
+        "metrics_request_duration",
+        "metrics_request_in_progress",
+    ):
+        metric = getattr(layer, name, None)
+        if metric is not None and not isinstance(metric, _BoundedLabels):
+            setattr(layer, name, _BoundedLabels(metric, endpoints))
+
+
 def install(app: Any, max_body_bytes: int) -> bool:
     """Put `FastPredict` in front of the middleware stack of BentoML's Starlette `app` (built
-    by the time the lifespan event runs through it). False when not installed: tracing on, or
-    not a Starlette app with a built stack."""
+    by the time the lifespan event runs through it), and bound the `endpoint` label of its
+    request metrics. False when the fast path is not installed: tracing on, or not a Starlette
+    app with a built stack."""
     stack = getattr(app, "middleware_stack", None)
-    if stack is None or isinstance(stack, FastPredict) or _tracing_on():
+    if stack is None or isinstance(stack, FastPredict):
         return False
     from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 
     layer = _find_layer(stack, RunnerTrafficMetricsMiddleware)
+    if layer is not None:
+        bound_endpoint_labels(layer, Endpoints(app))
+    if _tracing_on():
+        return False
     app.middleware_stack = FastPredict(
         stack, max_body_bytes, None if layer is None else _RequestMetrics(layer)
     )

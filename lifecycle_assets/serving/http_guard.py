@@ -8,14 +8,16 @@
   (`fast_path.py`); they bound the body with the same `read_body`.
 - Adds a JSON detail to a ready `/readyz` (BentoML answers it with an empty body): whether each
   model serves its alias holder or, degraded, an earlier good version.
-- Answers a path nothing serves with a JSON 404 naming it, like every other error (BentoML's own
-  is a bare `Not Found` text).
+- Answers a path nothing serves with a JSON 404 naming it, and a method a route does not take
+  with a JSON 405, like every other error (BentoML's own are bare `Not Found` and `Method Not
+  Allowed` texts).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,9 +30,12 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
-async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+async def _send_json(
+    send: Send, status: int, payload: dict[str, Any], extra: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
     body = json.dumps(payload).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += extra
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -39,10 +44,53 @@ def _too_large(max_bytes: int) -> dict[str, Any]:
     return {"error": f"the request body exceeds {max_bytes} bytes", "detail": []}
 
 
-async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) -> bytes | None:
+def _unsupported_encoding(encoding: bytes) -> dict[str, Any]:
+    shown = encoding.decode("latin-1")[:40]
+    return {
+        "error": f"Content-Encoding {shown!r} is not supported; send the body uncompressed",
+        "detail": [],
+    }
+
+
+def not_json(content_type: bytes | None) -> dict[str, Any] | None:
+    """The 415 payload for a body declared as something else than JSON; None for JSON or no
+    declaration. A form or `text/plain` body is what a web page can send to a local service
+    without the browser asking first (no CORS preflight): refused, it cannot predict (and fill
+    the prediction log) from another site."""
+    if content_type is None:
+        return None
+    media = content_type.partition(b";")[0].strip().lower()
+    if media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    ):
+        return None
+    shown = content_type.decode("latin-1")[:60]
+    return {
+        "error": f"Content-Type {shown!r} is not supported; send application/json",
+        "detail": [],
+    }
+
+
+async def read_body(
+    scope: Scope, receive: Receive, send: Send, max_bytes: int, json_only: bool = False
+) -> bytes | None:
     """The request body, at most `max_bytes`; None after answering 413 (or 400 for a bad
-    Content-Length), or when the client went away. Shared with the hot routes (`fast_path.py`)."""
+    Content-Length, 415 for a compressed body or, with `json_only`, one declared as something
+    else than JSON), or when the client went away. Shared with the hot routes (`fast_path.py`).
+
+    A compressed body (`Content-Encoding: gzip`, `br`, ...) is refused, not decoded: the 4 MB
+    bound would then hold for the compressed bytes only (a 4 MB gzip bomb inflates to
+    gigabytes), bounding the inflated size needs a streaming decoder per request, and the
+    bodies here (a few KB of JSON per batch) gain little from compression on the way in. A
+    reverse proxy can decode before the service if clients must compress."""
     headers = dict(scope.get("headers") or [])
+    encoding = headers.get(b"content-encoding")
+    if encoding is not None and encoding.strip().lower() != b"identity":
+        await _send_json(send, 415, _unsupported_encoding(encoding))
+        return None
+    if json_only and (refused := not_json(headers.get(b"content-type"))) is not None:
+        await _send_json(send, 415, refused)
+        return None
     declared = headers.get(b"content-length")
     if declared is not None:
         try:
@@ -146,14 +194,19 @@ class HttpGuard:
                         (k, _relative(v) if k.lower() == b"location" else v)
                         for k, v in message.get("headers", [])
                     ]
-                if (readyz and status == 200) or (status == 404 and _plain_text(message)):
-                    held = message  # answered below: readiness detail, or a JSON 404
+                if (readyz and status == 200) or (status in (404, 405) and _plain_text(message)):
+                    held = message  # answered below: readiness detail, or a JSON 404 / 405
                     return
             elif held is not None and message["type"] == "http.response.body":
                 if message.get("more_body", False):
                     return
                 if held["status"] == 404:
                     await _send_json(send, 404, _no_route(path))
+                    return
+                if held["status"] == 405:  # BentoML's own routes (/metrics, /readyz, ...)
+                    allow = [(k, v) for k, v in held.get("headers", []) if k.lower() == b"allow"]
+                    error = {"error": "Method Not Allowed", "detail": []}
+                    await _send_json(send, 405, error, allow)
                     return
                 try:
                     detail = readiness_detail()

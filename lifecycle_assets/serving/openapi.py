@@ -22,11 +22,14 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
-        400: "The body is not JSON or not an object with `records`.",
+        400: "The body is not JSON or not an object with `records`, or a query parameter the "
+        "operation does not take (or takes once) was given.",
         401: "Missing or wrong admin token (or webhook signature).",
         403: "Admin endpoints (or webhooks) are disabled: no token (secret) configured.",
         404: "The model is not served here.",
         413: "The body or the batch is over its limit.",
+        415: "The body is compressed (`Content-Encoding`) or declared as something else "
+        "than JSON (`Content-Type`).",
         422: "A record breaks the spec; `detail` names the record and the field.",
     }
     return {str(status): _json(_ERROR, text[status]) for status in statuses}
@@ -57,6 +60,12 @@ def request_schema(spec: ModelSpec, max_batch_size: int) -> dict[str, Any]:
     """`{"records": [...]}` for one model."""
     flag = spec.on_out_of_range == "flag"
     properties = {f.name: feature_schema(f, flag) for f in spec.features}
+    for feature in spec.features:
+        if not feature.model_input:  # optional: null means left out (`requests.py`)
+            schema = properties[feature.name]
+            schema["nullable"] = True
+            if "enum" in schema and None not in schema["enum"]:
+                schema["enum"] = [*schema["enum"], None]  # OpenAPI 3.0.3: null must be listed
     if spec.id_column is not None:
         properties[spec.id_column] = {
             "oneOf": [
@@ -151,7 +160,7 @@ def _predict(request: dict[str, Any], extra_errors: tuple[int, ...] = ()) -> dic
             "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
             "responses": {
                 "200": _json({"$ref": "#/components/schemas/PredictResponse"}, "One row a record"),
-                **_errors(400, 413, 422, *extra_errors),
+                **_errors(400, 413, 415, 422, *extra_errors),
             },
         }
     }
@@ -176,7 +185,7 @@ def openapi_document(
     admin_query = [
         {"name": "model", "in": "query", "required": False, "schema": {"type": "string"}},
     ]
-    admin_errors = _errors(401, 403, 404)
+    admin_errors = _errors(400, 401, 403, 404)
     metadata = {"$ref": "#/components/schemas/Metadata"}
     text = {"description": "Plain text", "content": {"text/plain": {"schema": {"type": "string"}}}}
     return {
@@ -188,11 +197,11 @@ def openapi_document(
         },
         "paths": {
             "/predict": _predict({"$ref": f"#/components/schemas/{default_model}_request"}),
-            "/metadata": _get(metadata, "The default model's metadata"),
+            "/metadata": _get(metadata, "The default model's metadata", 400),
             "/models": _get({"type": "object"}, "The models served"),
             "/models/{name}/predict": {**_predict(per_model, (404,)), "parameters": [name_param]},
             "/models/{name}/metadata": {
-                **_get(metadata, "The model's metadata", 404),
+                **_get(metadata, "The model's metadata", 400, 404),
                 "parameters": [name_param],
             },
             "/readyz": _get({"type": "object"}, "Ready; `degraded` names models on a fallback"),

@@ -37,11 +37,12 @@ from starlette.routing import Route
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.serving import admin, registry_hooks, startup
-from lifecycle_assets.serving.fast_path import answer
-from lifecycle_assets.serving.http_guard import HttpGuard
+from lifecycle_assets.serving import admin, head_limit, registry_hooks, startup
+from lifecycle_assets.serving.fast_path import answer, query_refusal
+from lifecycle_assets.serving.http_guard import HttpGuard, not_json
 from lifecycle_assets.serving.model_env import ModelSourceError
 from lifecycle_assets.serving.openapi import openapi_document
+from lifecycle_assets.serving.requests import shown
 from lifecycle_assets.settings import load_env_file
 
 if TYPE_CHECKING:
@@ -53,6 +54,9 @@ logger = logging.getLogger(__name__)
 # In the `bentoml serve` process (the supervisor): check the configuration before any worker
 # starts, and exit with one line on a fatal error from a worker (see startup.py).
 startup.supervise()
+# In a worker: uvicorn, started after this import, reads request heads through a bounded
+# protocol (`head_limit.py`); BentoML passes no HTTP option to uvicorn.
+head_limit.install()
 
 ENV_POLL_SECONDS = "LIFECYCLE_REGISTRY_POLL_SECONDS"
 ENV_SHADOW_BUDGET_MS = "LIFECYCLE_SHADOW_BUDGET_MS"
@@ -65,18 +69,28 @@ def _service() -> PredictionService:
 def _not_served(name: str) -> Response:
     served = sorted(_service().predictors)
     return JSONResponse(
-        {"error": f"model {name!r} is not served here; served models: {served}"},
+        {"error": f"model {shown(name)!r} is not served here; served models: {served}"},
         status_code=404,
     )
 
 
 async def _predict(predictor: Predictor, request: Request) -> Response:
     """The Starlette route; the same requests normally take `fast_path.FastPredict`."""
+    if query := request.scope.get("query_string"):
+        return JSONResponse(query_refusal(predictor, query), status_code=400)
+    if (
+        refused := not_json(request.headers.get("content-type", "").encode("latin-1") or None)
+    ) is not None:
+        predictor.metrics.rejected.labels(predictor.spec.name, "415").inc()
+        return JSONResponse(refused, status_code=415)
     status, payload = await answer(predictor, await request.body())
     return JSONResponse(payload, status_code=status)
 
 
-def _metadata(predictor: Predictor) -> Response:
+def _metadata(predictor: Predictor, request: Request) -> Response:
+    # `/metadata?model=b` would describe the default model to a client who asked for b.
+    if (refused := admin.refused_params(request)) is not None:
+        return refused
     predictor.refresh_drift(force=True)
     return JSONResponse({**predictor.metadata(), "models": sorted(_service().predictors)})
 
@@ -85,8 +99,8 @@ async def predict_endpoint(request: Request) -> Response:
     return await _predict(_service().default_predictor, request)
 
 
-async def metadata_endpoint(_: Request) -> Response:
-    return _metadata(_service().default_predictor)
+async def metadata_endpoint(request: Request) -> Response:
+    return _metadata(_service().default_predictor, request)
 
 
 async def model_predict_endpoint(request: Request) -> Response:
@@ -98,7 +112,7 @@ async def model_predict_endpoint(request: Request) -> Response:
 async def model_metadata_endpoint(request: Request) -> Response:
     name = request.path_params["name"]
     predictor = _service().predictors.get(name)
-    return _not_served(name) if predictor is None else _metadata(predictor)
+    return _not_served(name) if predictor is None else _metadata(predictor, request)
 
 
 async def openapi_endpoint(_: Request) -> Response:
