@@ -93,7 +93,7 @@ def test_errors_are_one_line_and_a_nonzero_exit(two_versions: list[str], spec: M
     cases = {
         ("promote", name, "99"): "has no version '99'",
         ("promote", name, v1, "--alias", "shadow", "--expect", "7"): "changed concurrently",
-        ("promote", "no_such_model", "1"): "no registered model named 'no_such_model'",
+        ("promote", "no_such_model", "1"): "unknown model 'no_such_model': known models are",
         ("rollback", name): "no earlier `champion`",
         ("rollback", name, "--to", v1): "already holds `champion`",
     }
@@ -104,7 +104,42 @@ def test_errors_are_one_line_and_a_nonzero_exit(two_versions: list[str], spec: M
         assert result.stderr.startswith("Error: ") and message in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert as_json("history", name)[-1]["to_version"] == v1
-    assert invoke("history", "no_such_model").output.startswith("no alias changes")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("history", "nosuch"),
+        ("history", "nosuch", "--json"),
+        ("status", "nosuch", "--service-url", "http://127.0.0.1:9"),
+        ("promote", "nosuch", "1"),
+        ("rollback", "nosuch"),
+        ("canary", "nosuch", "1"),
+        ("canary", "nosuch", "--clear"),
+        ("shadow", "nosuch", "1"),
+        ("retire", "nosuch", "1", "--yes", "--service-url", ""),
+        ("lineage", "nosuch", "1"),
+    ],
+    ids=lambda args: "-".join(a for a in args if a.isalpha()),
+)
+def test_an_unknown_model_is_one_line_naming_the_known_ones(
+    two_versions: list[str], spec: ModelSpec, args: tuple[str, ...]
+) -> None:
+    """A mistyped model name is an error (exit 1, one line naming the models the registry and
+    the project know), never an empty answer with exit 0."""
+    result = invoke(*args)
+    assert result.exit_code == 1, (args, result.output)
+    assert result.stdout == "", result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: unknown model 'nosuch'"), lines
+    known = {s.name for s in configured_specs()} | {spec.name}
+    assert all(name in lines[0] for name in known), lines[0]
+
+
+def test_a_project_model_not_yet_trained_has_an_empty_history(lifecycle_env: Settings) -> None:
+    """A model of the project that has no registered version yet is known: no error."""
+    result = invoke("history", "expected_loss")
+    assert result.exit_code == 0 and result.output.startswith("no alias changes")
 
 
 def test_spec_option_takes_a_file_or_a_project_model_name(

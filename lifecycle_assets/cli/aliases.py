@@ -17,6 +17,7 @@ from lifecycle_assets.cli.app import (
     _clear_errors,
     _load,
     _project_specs,
+    _require_model,
     _service_url_option,
     _spec_option,
     console,
@@ -64,6 +65,7 @@ def promote(
     """Point an alias (default `champion`) at VERSION of MODEL, recorded in the ledger."""
     from lifecycle_assets.registry.aliases import ANY_VERSION, move_alias
 
+    _require_model(model)
     expected = ANY_VERSION if expect is None else None if expect.lower() == "none" else expect
     previous, current = move_alias(
         _alias_client(), model, alias, version, reason=reason, actor=actor,
@@ -84,6 +86,7 @@ def rollback(model: str, to_version: str | None, reason: str, actor: str, as_jso
     from lifecycle_assets.registry.aliases import PASSED_OVER
     from lifecycle_assets.registry.aliases import rollback as roll_back
 
+    _require_model(model)
     previous, current = roll_back(
         _alias_client(), model, actor=actor, reason=reason, to_version=to_version
     )
@@ -105,6 +108,8 @@ def history(model: str, alias: str | None, as_json: bool) -> None:
     from lifecycle_assets.registry.ledger import history as ledger_history
 
     entries = ledger_history(model, alias)
+    if not entries:  # recorded changes name a model the ledger knows, registered or not now
+        _require_model(model)
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return
@@ -132,6 +137,8 @@ def status(model: str | None, spec_path: str | None, service_url: str, as_json: 
     service actually serves; without MODEL or --spec, every model of the project."""
     from lifecycle_assets.registry.reader import reader_for
 
+    if model:
+        _require_model(model)
     if model or spec_path:
         names = [model or _load(spec_path).name]
     else:

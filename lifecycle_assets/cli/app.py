@@ -83,6 +83,27 @@ def _load(spec_path: str | Path | None) -> ModelSpec:
     return by_name[str(spec_path)]
 
 
+def _require_model(name: str) -> None:
+    """End the command in one line, exit 1, when neither the registry nor the project knows
+    MODEL: a typo must not read as "no history" or an empty status, exit 0."""
+    from lifecycle_assets.registry.reader import reader_for
+    from lifecycle_assets.spec import SpecError, configured_specs
+
+    reader = reader_for(Settings.from_env())
+    if reader.model_state(name) is not None:
+        return
+    try:  # the project's models (their spec files read only now, for an unknown name)
+        project = [spec.name for spec in configured_specs()]
+    except SpecError:
+        project = []
+    if name in project:
+        return
+    known = sorted({*reader.model_names(), *project})
+    raise click.ClickException(
+        f"unknown model {name!r}: known models are {', '.join(known) or 'none yet'}"
+    )
+
+
 @click.group()
 def main() -> None:
     """The ML model lifecycle as Dagster assets, tracked in MLflow, served by BentoML."""
