@@ -18,6 +18,7 @@ from lifecycle_assets.cli import main
 from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.training import fit_pipeline
 from lifecycle_assets.registry.ledger import default_actor
+from lifecycle_assets.registry.reader import reader_for
 from lifecycle_assets.spec import ModelSpec, configured_specs, default_spec
 from lifecycle_assets_tests.test_ledger import register_versions
 
@@ -182,3 +183,22 @@ def test_a_locked_registry_is_one_line_and_exit_1(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "locked" in lines[0], result.stderr
     assert as_json("status", name)[config.CHAMPION_ALIAS]["version"] == v1
+
+
+def test_a_corrupt_ledger_is_one_line_naming_the_file(
+    two_versions: list[str], spec: ModelSpec, lifecycle_env: Settings
+) -> None:
+    """A ledger file overwritten with garbage: every alias command stops in one line naming the
+    ledger (not "the registry"), exit 1, and `champion` stays where it was."""
+    (v1, v2), name = two_versions, spec.name
+    path = lifecycle_env.home / config.LEDGER_DIR / config.LEDGER_FILE
+    assert path.is_file()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.write_bytes(b"not a database " * 100)
+    for args in (("history", name), ("promote", name, v2), ("rollback", name)):
+        result = invoke(*args)
+        assert result.exit_code == 1, (args, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"the alias ledger {path} cannot be used" in lines[0], lines
+    assert reader_for(lifecycle_env).resolve(name, config.CHAMPION_ALIAS).version == v1
