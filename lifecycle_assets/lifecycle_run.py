@@ -378,7 +378,10 @@ def train_and_deploy(
         # What the model card sensor does in a deployment, done here so that every evaluated
         # version (a rejected one too) has its card when the command returns.
         card_job = defs.resolve_job_def(model_card_job_name(spec))
-        card_result = execute(card_job, instance, run_config=QUIET)
+        # It reads this run's evaluation, not the latest one: a concurrent run of the model
+        # may have evaluated another version meanwhile.
+        source = {names.SOURCE_RUN_TAG: result.run_id}
+        card_result = execute(card_job, instance, run_config=QUIET, tags=source)
         logs.append(str(write_run_log(instance, card_result.run_id, spec, settings)))
         card_value = _output(card_result, spec, names.MODEL_CARD)
         card = card_value["html_path"] if card_value else None

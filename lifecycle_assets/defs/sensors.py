@@ -182,7 +182,11 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         # The cursor is the storage id of the last evaluation handled.
         after = int(context.cursor) if context.cursor else None
         records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=evaluation_key, after_storage_id=after), limit=1
+            dg.AssetRecordsFilter(asset_key=evaluation_key, after_storage_id=after),
+            limit=1,
+            # The oldest evaluation not yet handled, so two evaluated between ticks each get
+            # their card; a sensor without a cursor starts at the newest (older ones predate it).
+            ascending=after is not None,
         ).records
         if not records:
             return dg.SkipReason(
@@ -202,7 +206,8 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         request = dg.RunRequest(
             # One card run per version, even if the cursor is lost: Dagster dedups the key.
             run_key=f"model-card-v{version}",
-            tags={"lifecycle/model_version": str(version)},
+            # The card run reads this evaluation's run, not the latest evaluation.
+            tags={"lifecycle/model_version": str(version), names.SOURCE_RUN_TAG: latest.run_id},
         )
         return dg.SensorResult(run_requests=[request], cursor=str(latest.storage_id))
 
