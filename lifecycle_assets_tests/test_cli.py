@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -202,3 +203,21 @@ def test_a_corrupt_ledger_is_one_line_naming_the_file(
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and f"the alias ledger {path} cannot be used" in lines[0], lines
     assert reader_for(lifecycle_env).resolve(name, config.CHAMPION_ALIAS).version == v1
+
+
+def test_a_corrupt_dagster_instance_is_one_line_naming_it(
+    lifecycle_env: Settings, tmp_path: Path
+) -> None:
+    """The Dagster instance's run database overwritten with garbage: `lifecycle run` stops in
+    one line naming DAGSTER_HOME, exit 1, not a SQLAlchemy traceback."""
+    from lifecycle_assets_tests.small_project import write_spec
+
+    home = Path(os.environ["DAGSTER_HOME"])
+    (home / "history").mkdir(parents=True, exist_ok=True)
+    (home / "history" / "runs.db").write_bytes(b"not a database " * 300)
+    result = CliRunner().invoke(main, ["run", "--spec", str(write_spec(tmp_path))])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # no traceback
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: the Dagster instance in ") and str(home) in last, last
+    assert "file is not a database" in last

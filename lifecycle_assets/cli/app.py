@@ -36,7 +36,17 @@ def _dagster_instance():
     home.mkdir(parents=True, exist_ok=True)
     if PROJECT_DAGSTER_YAML.exists() and not (home / "dagster.yaml").exists():
         shutil.copy(PROJECT_DAGSTER_YAML, home / "dagster.yaml")
-    return dg.DagsterInstance.get()
+    try:
+        return dg.DagsterInstance.get()
+    except Exception as error:
+        # A corrupt or locked run/event database: one line naming the instance, not a
+        # SQLAlchemy traceback.
+        if not _is_store_error(error):
+            raise
+        first = str(error).strip().splitlines()[0]
+        raise click.ClickException(
+            f"the Dagster instance in {home} (DAGSTER_HOME) cannot be opened: {first}"
+        ) from None
 
 
 def _spec_option(function):
@@ -147,7 +157,7 @@ def _is_store_error(error: Exception) -> bool:
     without importing SQLAlchemy when the command did not."""
     kinds: list[type] = [sqlite3.Error]
     if (alchemy := sys.modules.get("sqlalchemy.exc")) is not None:
-        kinds.append(alchemy.OperationalError)
+        kinds.append(alchemy.DatabaseError)  # OperationalError and a file that is no database
     return isinstance(error, tuple(kinds))
 
 
