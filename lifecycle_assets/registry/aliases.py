@@ -251,15 +251,21 @@ def move_alias(
     expected_version: Expected = ANY_VERSION,
     ledger: Ledger | None = None,
     model_tags: ModelTags | None = None,
+    require: Mapping[str, str | None] | None = None,
 ) -> tuple[ModelRef | None, ModelRef]:
     """Point `alias` at `version` (with `model_tags` in the same write); return (previous
     holder, new holder). `client` is an MlflowClient or `registry_client`'s SQLite registry.
 
     Moving an alias to the version it already points at records nothing (it writes only
-    `model_tags`, if any).
+    `model_tags`, if any). `require` names other aliases that must still hold the given
+    versions, checked under the same lock (promoting the canary that was judged, not one set
+    since): ConcurrentAliasChange otherwise.
     """
     ledger, version = ledger or Ledger.default(), str(version)
     with _operation(client, name, ledger) as live:
+        for other, held in (require or {}).items():
+            if live.get(other) != held:
+                raise ConcurrentAliasChange(name, other, held, live.get(other))
         _target(client, name, version)
         previous = live.get(alias)
         _change_locked(

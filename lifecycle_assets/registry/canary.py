@@ -10,11 +10,18 @@ itself proves nothing, and the analysis could then "promote" what already serves
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
 from lifecycle_assets import config
-from lifecycle_assets.registry.aliases import move_alias, remove_alias
+from lifecycle_assets.registry.aliases import (
+    ANY_VERSION,
+    ConcurrentAliasChange,
+    Expected,
+    move_alias,
+    remove_alias,
+)
 from lifecycle_assets.registry.ledger import AliasError, Ledger
 from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.refs import ModelRef
@@ -77,11 +84,15 @@ def clear_canary(
     actor: str,
     dagster_run_id: str = "",
     ledger: Ledger | None = None,
+    expected_version: Expected = ANY_VERSION,
 ) -> ModelRef | None:
-    """Unset `canary` and its weight (in the same write); returns the version that was canary."""
+    """Unset `canary` and its weight (in the same write); returns the version that was canary.
+    With `expected_version`, only if the canary is still that version (ConcurrentAliasChange
+    otherwise): a verdict on one canary must not clear another set since."""
     return remove_alias(
         client, name, config.CANARY_ALIAS, reason=reason, actor=actor,
         dagster_run_id=dagster_run_id, ledger=ledger, model_tags={config.TAG_CANARY_WEIGHT: None},
+        expected_version=expected_version,
     )  # fmt: skip
 
 
@@ -133,17 +144,27 @@ def promote_canary(
     actor: str,
     dagster_run_id: str = "",
     ledger: Ledger | None = None,
+    expected_version: str | None = None,
 ) -> tuple[ModelRef | None, ModelRef]:
-    """Make the canary the champion, then clear the canary; (previous, new) champion."""
+    """Make the canary the champion, then clear the canary; (previous, new) champion.
+
+    With `expected_version` (the canary a verdict judged), the promotion happens only while
+    that version is still the canary, checked under the alias lock: an operator who set another
+    canary meanwhile gets neither an unjudged champion nor a cleared canary.
+    """
     canary = reader_of(client).resolve(name, config.CANARY_ALIAS)
     if canary is None:
         raise AliasError(f"{name} has no canary to promote")
+    judged = canary.version if expected_version is None else str(expected_version)
     moved = move_alias(
-        client, name, config.CHAMPION_ALIAS, canary.version, reason=f"canary promoted: {reason}",
+        client, name, config.CHAMPION_ALIAS, judged, reason=f"canary promoted: {reason}",
         actor=actor, dagster_run_id=dagster_run_id, ledger=ledger,
+        require={config.CANARY_ALIAS: judged},
     )  # fmt: skip
-    clear_canary(
-        client, name, reason=f"promoted to champion: {reason}", actor=actor,
-        dagster_run_id=dagster_run_id, ledger=ledger,
-    )  # fmt: skip
+    # A canary set after the promotion is someone's new canary: it stays.
+    with contextlib.suppress(ConcurrentAliasChange):
+        clear_canary(
+            client, name, reason=f"promoted to champion: {reason}", actor=actor,
+            dagster_run_id=dagster_run_id, ledger=ledger, expected_version=judged,
+        )  # fmt: skip
     return moved
