@@ -47,10 +47,12 @@ def run(spec_path: str | None, refresh: bool, as_json: bool) -> None:
     gc.disable()
     try:
         from lifecycle_assets.run_submission import SubmissionError
+        from lifecycle_assets.storage import CorruptFileError
 
         try:
             summaries = run_lifecycle(spec_path, refresh=refresh, as_json=as_json)
-        except SubmissionError as error:  # the webserver is unreachable or refused a run
+        except (SubmissionError, CorruptFileError) as error:
+            # The webserver is unreachable or refused a run; a stored manifest was damaged.
             raise click.ClickException(str(error)) from None
         except KeyboardInterrupt:
             # Ctrl-C inside a step ends as `RunCancelled` (run_submission.execute); anywhere

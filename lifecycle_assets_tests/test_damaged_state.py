@@ -1,9 +1,11 @@
-"""A champion whose artifact was changed after registration, met by the next real `lifecycle run`.
+"""Real `lifecycle run`s on a project whose stored state was damaged after the fact.
 
-Nothing may be promoted past it (its numbers cannot be trusted, so no challenger can be compared
-against it), and the refusal must say so in words an operator acts on: which model and version
-fail verification, why, and the command that restores a verified champion; in the Dagster
-check and in the run's summary line, with exit code 3 (a gate refused), not an error.
+A champion whose artifact was changed after registration: nothing may be promoted past it (its
+numbers cannot be trusted, so no challenger can be compared against it), and the refusal must
+say so in words an operator acts on: which model and version fail verification, why, and the
+command that restores a verified champion; in the Dagster check and in the run's summary line,
+with exit code 3 (a gate refused), not an error. A lake manifest overwritten by hand: one line
+naming the file and the remedy.
 """
 
 from __future__ import annotations
@@ -83,3 +85,19 @@ def test_a_tampered_champion_blocks_promotion_with_a_clear_gate_reason(
     assert not evaluation.passed
     assert expected in evaluation.description and remedy in evaluation.description
     assert "sha-256" in evaluation.description.lower()
+
+
+def test_a_corrupt_lake_manifest_is_one_line_naming_it(trained: tuple[Path, Path]) -> None:
+    """A day's manifest overwritten by hand: `lifecycle run` stops in one line naming the file
+    and the remedy, exit 1, no traceback; the remedy it names then works."""
+    _, retrain = trained
+    manifests = Path(os.environ["LIFECYCLE_HOME"]) / "lake" / NAME / "raw" / "manifests"
+    damaged = sorted(manifests.glob("*.json"))[-1]
+    damaged.write_text("{garbage")
+    result = CliRunner().invoke(main, ["run", "--spec", str(retrain)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    last = " ".join(result.output.split()).split("Error: ")[-1]
+    assert last.startswith(f"the stored file {damaged} is corrupt"), last
+    damaged.unlink()
+    again = CliRunner().invoke(main, ["run", "--refresh", "--spec", str(retrain)])
+    assert again.exit_code == 0, again.output
