@@ -101,3 +101,15 @@ def test_a_corrupt_lake_manifest_is_one_line_naming_it(trained: tuple[Path, Path
     damaged.unlink()
     again = CliRunner().invoke(main, ["run", "--refresh", "--spec", str(retrain)])
     assert again.exit_code == 0, again.output
+
+
+def test_an_audit_of_a_corrupt_manifest_is_one_line_naming_it(trained: tuple[Path, Path]) -> None:
+    """`lineage` walks the lake: a features manifest overwritten by hand ends it in one line
+    naming the file, exit 1, no traceback."""
+    manifests = Path(os.environ["LIFECYCLE_HOME"]) / "lake" / NAME / "features" / "manifests"
+    damaged = sorted(manifests.glob("*.json"))[0]
+    damaged.write_text("{garbage")
+    result = CliRunner().invoke(main, ["lineage", NAME, "1"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"the stored file {damaged} is corrupt" in lines[0], lines

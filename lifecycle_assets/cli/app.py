@@ -145,7 +145,8 @@ def _clear_errors(function: Callable[..., None]) -> Callable[..., None]:
             if _is_store_error(error):
                 first = str(error).strip().splitlines()[0]
                 raise click.ClickException(f"the registry could not be used: {first}") from None
-            if not isinstance(error, AliasError) and not _is_mlflow_error(error):
+            told = isinstance(error, AliasError) or _is_corrupt_file(error)
+            if not told and not _is_mlflow_error(error):
                 raise
             raise click.ClickException(str(error).strip().splitlines()[0]) from None
 
@@ -159,6 +160,12 @@ def _is_store_error(error: Exception) -> bool:
     if (alchemy := sys.modules.get("sqlalchemy.exc")) is not None:
         kinds.append(alchemy.DatabaseError)  # OperationalError and a file that is no database
     return isinstance(error, tuple(kinds))
+
+
+def _is_corrupt_file(error: Exception) -> bool:
+    """A stored file that no longer parses (`storage.CorruptFileError`, which names it)."""
+    storage = sys.modules.get("lifecycle_assets.storage")
+    return storage is not None and isinstance(error, storage.CorruptFileError)
 
 
 def _is_mlflow_error(error: Exception) -> bool:
