@@ -85,6 +85,10 @@ def test_promote_rollback_history_and_status(two_versions: list[str], spec: Mode
     assert entries[2]["actor"] == "oncall" and entries[3]["reason"].endswith(": false alarm")
     assert {e["state"] for e in entries} == {"COMMITTED"}
 
+    unasked = invoke("status", name, "--service-url", "")  # '' skips the probe, as for retire
+    assert unasked.exit_code == 0 and "service: not asked (no service URL given)" in unasked.output
+    assert as_json("status", name, "--service-url", "")["service"]["reachable"] is False
+
     table = invoke("history", name).output
     assert "COMMITTED" in table and "oncall" in table
     assert "not in ledger" not in invoke("status", name).output
@@ -221,3 +225,20 @@ def test_a_corrupt_dagster_instance_is_one_line_naming_it(
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("Error: the Dagster instance in ") and str(home) in last, last
     assert "file is not a database" in last
+
+
+def test_history_says_when_the_registry_holds_what_the_ledger_lost(
+    two_versions: list[str], spec: ModelSpec, lifecycle_env: Settings
+) -> None:
+    """The ledger file deleted: `history` has nothing recorded, and says on stderr that the
+    registry holds `champion` anyway, instead of reading as "never promoted"."""
+    v1, name = two_versions[0], spec.name
+    path = lifecycle_env.home / config.LEDGER_DIR / config.LEDGER_FILE
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    result = invoke("history", name)
+    assert result.exit_code == 0 and result.stdout.startswith("no alias changes")
+    assert f"note: the registry shows `champion` -> v{v1}, the ledger unset" in result.stderr
+    assert "note:" not in invoke("history", name).stdout
+    invoke("promote", name, v1)  # the next alias command records what the registry shows
+    assert "note:" not in invoke("history", name).stderr

@@ -110,6 +110,7 @@ def history(model: str, alias: str | None, as_json: bool) -> None:
     entries = ledger_history(model, alias)
     if not entries:  # recorded changes name a model the ledger knows, registered or not now
         _require_model(model)
+    _note_unrecorded(model, alias)
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return
@@ -124,6 +125,25 @@ def history(model: str, alias: str | None, as_json: bool) -> None:
             state, escape(e.actor), escape(e.reason),
         )  # fmt: skip
     console.print(table)
+
+
+def _note_unrecorded(model: str, alias: str | None) -> None:
+    """A note on stderr for each alias the registry holds where the ledger does not say so (a
+    lost or replaced ledger file, a move made in the MLflow UI): the history shown is then not
+    the whole story, and the next alias command records the difference."""
+    from lifecycle_assets.registry.ledger import Ledger
+    from lifecycle_assets.registry.reader import reader_for
+
+    live = reader_for(Settings.from_env()).aliases(model) or {}
+    recorded = {a: e.to_version for a, e in Ledger.default().holders(model).items()}
+    for name in sorted(set(live) | {a for a, v in recorded.items() if v is not None}):
+        if (alias is None or name == alias) and live.get(name) != recorded.get(name):
+            click.echo(
+                f"note: the registry shows `{name}` -> {version_label(live.get(name))}, the "
+                f"ledger {version_label(recorded.get(name))}: changed outside the ledger (the "
+                "next alias command records it)",
+                err=True,
+            )
 
 
 @main.command()
@@ -207,13 +227,16 @@ def _print_status(name: str, held: dict[str, Any], service_url: str) -> None:
         if degraded := served.get("degraded"):
             console.print(f"[red]degraded[/red]: {escape(json.dumps(degraded))}")
     else:
-        console.print(f"service {service_url}: {served['error']}")
+        where = f" {service_url}" if service_url else ""
+        console.print(f"service{where}: {served['error']}")
 
 
 def served_by(url: str, name: str) -> dict[str, Any]:
     """What the service at `url` says it serves (best effort: an unreachable one is reported)."""
     from lifecycle_assets.registry.service_probe import probe_service
 
+    if not url:  # `--service-url ''`: the operator asked not to probe (as `retire` takes it)
+        return {"url": "", "reachable": False, "error": "not asked (no service URL given)"}
     probe = probe_service(url, name, timeout=1.0)
     if not probe.reachable or probe.metadata is None:
         return {"url": url, "reachable": False, "error": probe.note}
