@@ -257,3 +257,28 @@ def test_two_evaluations_between_ticks_each_get_their_own_card(spec: ModelSpec) 
         assert [r.run_key for r in requests] == ["model-card-v2", "model-card-v3"]
         assert [r.tags[names.SOURCE_RUN_TAG] for r in requests] == [runs["2"], runs["3"]]
         assert tick(second.cursor).skip_message == "no new evaluation since the last card"
+
+
+@pytest.mark.parametrize("garbage", ["{not json", "[1, 2]", "abc"])
+def test_an_unreadable_cursor_starts_over_instead_of_failing_every_tick(
+    tmp_path: Path, spec: ModelSpec, garbage: str
+) -> None:
+    """A cursor set by hand (`dagster sensor cursor --set`) to something the sensor cannot read
+    counts as none: each sensor ticks (requests or skips with its reason), never raises."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    simulate_day(dt.date(2026, 1, 4)).write_parquet(landing / "a.parquet")
+    folder_spec = spec.model_copy(
+        update={"source": spec.source.model_copy(update={"uri": str(landing), "format": "parquet"})}
+    )
+    fresh = _evaluate(_sensor(folder_spec), garbage)
+    assert [r.partition_key for r in fresh.run_requests] == ["2026-01-04"]
+    defs = build_definitions([spec])
+    with dg.instance_for_test() as instance:
+        for sensor, reason in (
+            ("drift_sensor", "no drift report has been materialized yet"),
+            ("model_card_sensor", "nothing evaluated yet"),
+        ):
+            context = dg.build_sensor_context(instance=instance, cursor=garbage, definitions=defs)
+            result = defs.get_sensor_def(f"{spec.name}_{sensor}").evaluate_tick(context)
+            assert not result.run_requests and result.skip_message == reason, sensor
