@@ -95,10 +95,12 @@ def test_promote_rollback_history_and_status(two_versions: list[str], spec: Mode
 
 
 def test_errors_are_one_line_and_a_nonzero_exit(two_versions: list[str], spec: ModelSpec) -> None:
-    v1, name = two_versions[0], spec.name
+    (v1, v2), name = two_versions, spec.name
     cases = {
         ("promote", name, "99"): "has no version '99'",
-        ("promote", name, v1, "--alias", "shadow", "--expect", "7"): "changed concurrently",
+        ("promote", name, v2, "--alias", "shadow", "--expect", "7"): "changed concurrently",
+        ("promote", name, v1, "--alias", "canary"): "is the champion; it cannot also be",
+        ("promote", name, v1, "--alias", "shadow"): "is the champion; it cannot also be",
         ("promote", "no_such_model", "1"): "unknown model 'no_such_model': known models are",
         ("rollback", name): "no earlier `champion`",
         ("rollback", name, "--to", v1): "already holds `champion`",

@@ -54,6 +54,8 @@ Expected = str | None | _Unchecked
 # How a rollback's reason names the earlier holders it skipped (they no longer verify); the CLI
 # repeats such a reason as a note.
 PASSED_OVER = " (passed over "
+# Aliases that serve beside the champion and so may never name the champion's own version.
+BESIDE_CHAMPION = (config.CANARY_ALIAS, config.SHADOW_ALIAS)
 # A registered-model tag to set with a move (a value), or to delete (None).
 ModelTags = Mapping[str, str | None]
 
@@ -266,6 +268,11 @@ def move_alias(
         for other, held in (require or {}).items():
             if live.get(other) != held:
                 raise ConcurrentAliasChange(name, other, held, live.get(other))
+        if alias in BESIDE_CHAMPION and live.get(config.CHAMPION_ALIAS) == version:
+            # Here, under the lock, so no door (`promote --alias canary`, the promote job)
+            # gets around it: a model compared with itself proves nothing, and the canary
+            # analysis would then "promote" what already serves.
+            raise AliasError(f"{name} v{version} is the champion; it cannot also be the {alias}")
         _target(client, name, version)
         previous = live.get(alias)
         _change_locked(

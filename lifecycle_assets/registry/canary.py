@@ -4,8 +4,9 @@ The weight is a registered-model tag (`canary_weight`, a float in [0, 1] as a st
 service reads which version is canary and how much traffic it gets from one place, the registry.
 The weight is written with the alias (one `RegistryChange`: one transaction on the SQLite
 registry), so a service never sees the new canary at the old canary's weight.
-Neither the canary nor the shadow may be the champion's own version: comparing a model with
-itself proves nothing, and the analysis could then "promote" what already serves.
+Neither the canary nor the shadow may be the champion's own version (`move_alias` refuses it,
+whichever command asks): comparing a model with itself proves nothing, and the analysis could
+then "promote" what already serves.
 """
 
 from __future__ import annotations
@@ -44,12 +45,6 @@ def canary_weight(client: Any, name: str) -> float | None:
     return None if raw in (None, "") else float(raw)
 
 
-def _refuse_champion(client: Any, name: str, alias: str, version: str) -> None:
-    champion = reader_of(client).resolve(name, config.CHAMPION_ALIAS)
-    if champion is not None and champion.version == version:
-        raise AliasError(f"{name} v{version} is the champion; it cannot also be the {alias}")
-
-
 def set_canary(
     client: Any,
     name: str,
@@ -67,7 +62,6 @@ def set_canary(
     weight untouched; an unchanged canary gets the new weight alone.
     """
     version, value = str(version), validate_weight(weight)
-    _refuse_champion(client, name, config.CANARY_ALIAS, version)
     why = f"canary weight {value:g}" + (f": {reason}" if reason else "")
     return move_alias(
         client, name, config.CANARY_ALIAS, version, reason=why, actor=actor,
@@ -108,7 +102,6 @@ def set_shadow(
 ) -> tuple[ModelRef | None, ModelRef]:
     """Point `shadow` at `version`: it scores every request, its answers are only logged."""
     version = str(version)
-    _refuse_champion(client, name, config.SHADOW_ALIAS, version)
     return move_alias(
         client, name, config.SHADOW_ALIAS, version, reason=reason, actor=actor,
         dagster_run_id=dagster_run_id, ledger=ledger,
