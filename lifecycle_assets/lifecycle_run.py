@@ -284,12 +284,19 @@ def failure_cause(result: ExecutionResult) -> str:
 def refused_by_rule(result: ExecutionResult) -> bool:
     """A step failed with a verdict (e.g. the champion moved while this run was judged), not an
     error: see `names.REFUSED_METADATA_KEY`."""
+    return refusal_cause(result) is not None
+
+
+def refusal_cause(result: ExecutionResult) -> str | None:
+    """The verdict of the step that refused by rule, in its own words (without the step key
+    and the "not promoted: " the summary line adds); None when no step refused."""
     for event in result.get_step_failure_events():
         failure = event.event_specific_data.user_failure_data
         metadata = failure.metadata if failure is not None else {}
         if names.REFUSED_METADATA_KEY in metadata:
-            return True
-    return False
+            message = _root_message(event.event_specific_data.error)
+            return message.removeprefix(names.REFUSAL_PREFIX)
+    return None
 
 
 def run_log_path(settings: Settings, model: str, run_id: str) -> Path:
@@ -347,9 +354,9 @@ def _outcome(
     if blocking:
         reasons = "; ".join(f"{c['name']}: {c['description']}" for c in blocking)
         return REFUSED, f"blocked by {reasons}"
+    if (verdict := refusal_cause(result)) is not None:
+        return REFUSED, verdict
     cause = failure_cause(result)
-    if refused_by_rule(result):
-        return REFUSED, cause
     if ingest.quarantined and training_set is None:
         first = sorted(ingest.quarantined.items())[0]
         return (
