@@ -98,6 +98,7 @@ def test_errors_are_one_line_and_a_nonzero_exit(two_versions: list[str], spec: M
     (v1, v2), name = two_versions, spec.name
     cases = {
         ("promote", name, "99"): "has no version '99'",
+        ("retire", name, "99", "--yes", "--service-url", ""): "has no version '99'",
         ("promote", name, v2, "--alias", "shadow", "--expect", "7"): "changed concurrently",
         ("promote", name, v1, "--alias", "canary"): "is the champion; it cannot also be",
         ("promote", name, v1, "--alias", "shadow"): "is the champion; it cannot also be",
