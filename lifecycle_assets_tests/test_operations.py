@@ -172,6 +172,17 @@ def test_operation_jobs_record_observations(versions: list[str], spec: ModelSpec
     assert retired["operation"] == "retire" and retired["from"] == v3
     assert get_version(client, name, v3).tags[config.TAG_RETIRED] == "true"
 
+    # The alias is free text in the launchpad: a typo is refused, not recorded as a new alias.
+    job = jobs[f"{name}_promote_job"]
+    node = job.graph.node_defs[0].name
+    typo = job.execute_in_process(
+        run_config={"ops": {node: {"config": {"version": v2, "alias": "champoin"}}}},
+        instance=instance, resources=resources, raise_on_error=False,
+    )  # fmt: skip
+    (failure,) = typo.get_step_failure_events()
+    assert "unknown alias 'champoin'" in failure.event_specific_data.error.to_string()
+    assert "champoin" not in (MlflowClient().get_registered_model(name).aliases or {})
+
 
 @pytest.mark.parametrize("decision", ["promote", "rollback"])
 def test_a_canary_verdict_acts_only_on_the_canary_it_judged(
