@@ -161,6 +161,10 @@ def test_spec_option_takes_a_file_or_a_project_model_name(
     assert _load(None).name == "credit_default", "the project's first model"
     assert _load("expected_loss").task == "regression"
     assert _load(BUILTIN_SPECS_DIR / "expected_loss.yaml").name == "expected_loss"
+    for day in ("1999-01-01", "2099-01-01"):  # before the model's first day, in the future
+        outside = CliRunner().invoke(main, ["monitor", "--spec", "credit_default", "--day", day])
+        assert outside.exit_code == 2 and outside.exception is not None, outside.output
+        assert f"Invalid value for --day: {day} is not a day credit_default" in outside.output
     result = CliRunner().invoke(main, ["monitor", "--spec", "churn"])
     assert result.exit_code == 2
     assert "neither a spec file nor one of the project's models" in result.output

@@ -402,6 +402,12 @@ def monitor(spec_path: str | None, day: dt.datetime | None) -> None:
     spec = _load(spec_path)
     key = (day.date() if day else dt.datetime.now(dt.UTC).date()).isoformat()
     job = build_definitions([spec]).resolve_job_def(monitoring_job_name(spec))
+    if job.partitions_def is not None and not job.partitions_def.has_partition_key(key):
+        raise click.BadParameter(
+            f"{key} is not a day {spec.name} can have served: from {spec.start_date} to "
+            "today (UTC)",
+            param_hint="--day",
+        )
     try:
         # In this process, or submitted to the webserver when LIFECYCLE_DAGSTER_URL is set.
         result = execute(
