@@ -293,12 +293,19 @@ def failure_cause(result: ExecutionResult) -> str:
 def refused_by_rule(result: ExecutionResult) -> bool:
     """A step failed with a verdict (e.g. the champion moved while this run was judged), not an
     error: see `names.REFUSED_METADATA_KEY`."""
+    return refusal_cause(result) is not None
+
+
+def refusal_cause(result: ExecutionResult) -> str | None:
+    """The verdict of the step that refused by rule, in its own words (without the step key
+    and the "not promoted: " the summary line adds); None when no step refused."""
     for event in result.get_step_failure_events():
         failure = event.event_specific_data.user_failure_data
         metadata = failure.metadata if failure is not None else {}
         if names.REFUSED_METADATA_KEY in metadata:
-            return True
-    return False
+            message = _root_message(event.event_specific_data.error)
+            return message.removeprefix(names.REFUSAL_PREFIX)
+    return None
 
 
 def run_log_path(settings: Settings, model: str, run_id: str) -> Path:
@@ -356,9 +363,9 @@ def _outcome(
     if blocking:
         reasons = "; ".join(f"{c['name']}: {c['description']}" for c in blocking)
         return REFUSED, f"blocked by {reasons}"
+    if (verdict := refusal_cause(result)) is not None:
+        return REFUSED, verdict
     cause = failure_cause(result)
-    if refused_by_rule(result):
-        return REFUSED, cause
     if ingest.quarantined and training_set is None:
         first = sorted(ingest.quarantined.items())[0]
         return (
@@ -387,7 +394,10 @@ def train_and_deploy(
         # What the model card sensor does in a deployment, done here so that every evaluated
         # version (a rejected one too) has its card when the command returns.
         card_job = defs.resolve_job_def(model_card_job_name(spec))
-        card_result = execute(card_job, instance, run_config=QUIET)
+        # It reads this run's evaluation, not the latest one: a concurrent run of the model
+        # may have evaluated another version meanwhile.
+        source = {names.SOURCE_RUN_TAG: result.run_id}
+        card_result = execute(card_job, instance, run_config=QUIET, tags=source)
         logs.append(str(write_run_log(instance, card_result.run_id, spec, settings)))
         card_value = _output(card_result, spec, names.MODEL_CARD)
         card = card_value["html_path"] if card_value else None

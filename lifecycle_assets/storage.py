@@ -104,8 +104,20 @@ def write_text(location: Location, text: str) -> None:
     write_atomic(location, text.encode("utf-8"))
 
 
+class CorruptFileError(ValueError):
+    """A file the project stored is not what it wrote (overwritten, truncated by hand): the
+    message names the file, so a command can say which one in a single line."""
+
+
 def read_json(location: Location) -> Any:
-    return json.loads(read_bytes(location))
+    """The stored JSON value; CorruptFileError naming the file when it does not parse."""
+    try:
+        return json.loads(read_bytes(location))
+    except json.JSONDecodeError as error:
+        raise CorruptFileError(
+            f"the stored file {location} is corrupt (not JSON: {error.msg} at line "
+            f"{error.lineno}); restore it, or delete it and run `lifecycle run --refresh`"
+        ) from error
 
 
 def write_json(location: Location, value: Any, **dumps: Any) -> None:

@@ -162,3 +162,24 @@ def test_canary_analysis_runs_after_each_new_prediction_log(spec, lifecycle_env)
         defs=defs, instance=instance, asset_selection=selection, cursor=second.cursor
     )
     assert third.total_requested == 0, "one analysis per new prediction log"
+
+
+def test_the_monitoring_schedule_skips_its_first_day(spec: ModelSpec) -> None:
+    """On the model's first day, "yesterday" is no partition: the tick skips and says why
+    instead of failing with an unknown partition (what the daemon would record)."""
+    defs = build_definitions([spec])
+    repo = defs.get_repository_def()
+    first = dt.datetime.combine(spec.start_date, dt.time(6, 0), tzinfo=dt.UTC)
+    schedule = repo.get_schedule_def(f"{spec.name}_daily_monitoring_schedule")
+    with dg.instance_for_test() as instance:
+
+        def tick(when: dt.datetime):
+            context = dg.build_schedule_context(
+                instance=instance, scheduled_execution_time=when, repository_def=repo
+            )
+            return schedule.evaluate_tick(context)
+
+        skipped = tick(first)
+        assert not skipped.run_requests and "before" in (skipped.skip_message or "")
+        (request,) = tick(first + dt.timedelta(days=1)).run_requests
+        assert request.partition_key == spec.start_date.isoformat()

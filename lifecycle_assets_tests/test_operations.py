@@ -171,3 +171,43 @@ def test_operation_jobs_record_observations(versions: list[str], spec: ModelSpec
     retired = run("retire", version=v3, service_url=UNUSED_URL)[0]
     assert retired["operation"] == "retire" and retired["from"] == v3
     assert get_version(client, name, v3).tags[config.TAG_RETIRED] == "true"
+
+    # The alias is free text in the launchpad: a typo is refused, not recorded as a new alias.
+    job = jobs[f"{name}_promote_job"]
+    node = job.graph.node_defs[0].name
+    typo = job.execute_in_process(
+        run_config={"ops": {node: {"config": {"version": v2, "alias": "champoin"}}}},
+        instance=instance, resources=resources, raise_on_error=False,
+    )  # fmt: skip
+    (failure,) = typo.get_step_failure_events()
+    assert "unknown alias 'champoin'" in failure.event_specific_data.error.to_string()
+    assert "champoin" not in (MlflowClient().get_registered_model(name).aliases or {})
+
+
+@pytest.mark.parametrize("decision", ["promote", "rollback"])
+def test_a_canary_verdict_acts_only_on_the_canary_it_judged(
+    versions: list[str], spec: ModelSpec, monkeypatch: pytest.MonkeyPatch, decision: str
+) -> None:
+    """The analysis judged v2 as canary; an operator set v3 as canary before the verdict was
+    applied. Promoting would make the unjudged v3 champion, rolling back would clear the
+    operator's new canary: neither may happen, and the action says why."""
+    from lifecycle_assets.defs.assets import canary as canary_asset
+    from lifecycle_assets.ml.canary_analysis import CanaryVerdict, VariantStats
+    from lifecycle_assets.registry.ledger import Ledger
+
+    (v1, v2, v3), name, client = versions, spec.name, MlflowClient()
+    set_canary(client, name, v2, 0.1, reason="try v2", actor="pytest")
+    judged = resolve(client, name, config.CANARY_ALIAS)
+    set_canary(client, name, v3, 0.2, reason="operator: try v3 instead", actor="oncall")
+    # The asset read the canary (v2) before the operator's change landed.
+    monkeypatch.setattr(canary_asset, "resolve", lambda *_args: judged)
+
+    def stats(version: str) -> VariantStats:
+        return VariantStats(10, (version,), 0.0, 0.5, 1.0, 0, None, None)
+
+    verdict = CanaryVerdict(decision, ("test",), stats(v1), stats(v2))
+    action = canary_asset.apply_verdict(client, spec, verdict, "run-1", Ledger.default())
+    assert action.startswith(f"nothing: the verdict on v{v2} no longer applies"), action
+    assert resolve(client, name, config.CHAMPION_ALIAS).version == v1
+    assert resolve(client, name, config.CANARY_ALIAS).version == v3
+    assert canary_weight(client, name) == 0.2

@@ -242,10 +242,60 @@ def test_the_card_sensor_leaves_a_lifecycle_runs_card_to_the_command(
         # A command that died before its card run: after the grace the sensor writes the card.
         monkeypatch.setattr(sensors, "CLI_CARD_GRACE_SECONDS", 0)
         _evaluated(instance, spec, "8", cli)
-        (late,) = tick(done.cursor).run_requests
+        late_tick = tick(done.cursor)
+        (late,) = late_tick.run_requests
         assert late.run_key == "model-card-v8" and late.tags["lifecycle/model_version"] == "8"
         # A version evaluated another way (UI, schedule) gets its card at once.
         monkeypatch.setattr(sensors, "CLI_CARD_GRACE_SECONDS", 3600)
         _evaluated(instance, spec, "9", {})
-        (other,) = tick(done.cursor).run_requests
+        (other,) = tick(late_tick.cursor).run_requests
         assert other.run_key == "model-card-v9"
+
+
+def test_two_evaluations_between_ticks_each_get_their_own_card(spec: ModelSpec) -> None:
+    """Two versions evaluated between two ticks (a schedule and a manual run): each gets a card
+    run, in turn, and each card run reads its own version's evaluation run, not the latest."""
+    defs = build_definitions([spec])
+    sensor = defs.get_sensor_def(f"{spec.name}_model_card_sensor")
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor: str | None = None) -> dg.SensorResult:
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+            return sensor.evaluate_tick(context)
+
+        _evaluated(instance, spec, "1", {})
+        _carded(instance, spec, "1")
+        start = tick().cursor
+        assert start is not None
+        runs = {version: _evaluated(instance, spec, version, {}) for version in ("2", "3")}
+        first = tick(start)
+        second = tick(first.cursor)
+        requests = [*first.run_requests, *second.run_requests]
+        assert [r.run_key for r in requests] == ["model-card-v2", "model-card-v3"]
+        assert [r.tags[names.SOURCE_RUN_TAG] for r in requests] == [runs["2"], runs["3"]]
+        assert tick(second.cursor).skip_message == "no new evaluation since the last card"
+
+
+@pytest.mark.parametrize("garbage", ["{not json", "[1, 2]", "abc"])
+def test_an_unreadable_cursor_starts_over_instead_of_failing_every_tick(
+    tmp_path: Path, spec: ModelSpec, garbage: str
+) -> None:
+    """A cursor set by hand (`dagster sensor cursor --set`) to something the sensor cannot read
+    counts as none: each sensor ticks (requests or skips with its reason), never raises."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    simulate_day(dt.date(2026, 1, 4)).write_parquet(landing / "a.parquet")
+    folder_spec = spec.model_copy(
+        update={"source": spec.source.model_copy(update={"uri": str(landing), "format": "parquet"})}
+    )
+    fresh = _evaluate(_sensor(folder_spec), garbage)
+    assert [r.partition_key for r in fresh.run_requests] == ["2026-01-04"]
+    defs = build_definitions([spec])
+    with dg.instance_for_test() as instance:
+        for sensor, reason in (
+            ("drift_sensor", "no drift report has been materialized yet"),
+            ("model_card_sensor", "nothing evaluated yet"),
+        ):
+            context = dg.build_sensor_context(instance=instance, cursor=garbage, definitions=defs)
+            result = defs.get_sensor_def(f"{spec.name}_{sensor}").evaluate_tick(context)
+            assert not result.run_requests and result.skip_message == reason, sensor

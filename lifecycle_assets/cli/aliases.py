@@ -17,6 +17,7 @@ from lifecycle_assets.cli.app import (
     _clear_errors,
     _load,
     _project_specs,
+    _require_model,
     _service_url_option,
     _spec_option,
     console,
@@ -64,6 +65,7 @@ def promote(
     """Point an alias (default `champion`) at VERSION of MODEL, recorded in the ledger."""
     from lifecycle_assets.registry.aliases import ANY_VERSION, move_alias
 
+    _require_model(model)
     expected = ANY_VERSION if expect is None else None if expect.lower() == "none" else expect
     previous, current = move_alias(
         _alias_client(), model, alias, version, reason=reason, actor=actor,
@@ -84,6 +86,7 @@ def rollback(model: str, to_version: str | None, reason: str, actor: str, as_jso
     from lifecycle_assets.registry.aliases import PASSED_OVER
     from lifecycle_assets.registry.aliases import rollback as roll_back
 
+    _require_model(model)
     previous, current = roll_back(
         _alias_client(), model, actor=actor, reason=reason, to_version=to_version
     )
@@ -105,6 +108,9 @@ def history(model: str, alias: str | None, as_json: bool) -> None:
     from lifecycle_assets.registry.ledger import history as ledger_history
 
     entries = ledger_history(model, alias)
+    if not entries:  # recorded changes name a model the ledger knows, registered or not now
+        _require_model(model)
+    _note_unrecorded(model, alias)
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return
@@ -121,6 +127,25 @@ def history(model: str, alias: str | None, as_json: bool) -> None:
     console.print(table)
 
 
+def _note_unrecorded(model: str, alias: str | None) -> None:
+    """A note on stderr for each alias the registry holds where the ledger does not say so (a
+    lost or replaced ledger file, a move made in the MLflow UI): the history shown is then not
+    the whole story, and the next alias command records the difference."""
+    from lifecycle_assets.registry.ledger import Ledger
+    from lifecycle_assets.registry.reader import reader_for
+
+    live = reader_for(Settings.from_env()).aliases(model) or {}
+    recorded = {a: e.to_version for a, e in Ledger.default().holders(model).items()}
+    for name in sorted(set(live) | {a for a, v in recorded.items() if v is not None}):
+        if (alias is None or name == alias) and live.get(name) != recorded.get(name):
+            click.echo(
+                f"note: the registry shows `{name}` -> {version_label(live.get(name))}, the "
+                f"ledger {version_label(recorded.get(name))}: changed outside the ledger (the "
+                "next alias command records it)",
+                err=True,
+            )
+
+
 @main.command()
 @click.argument("model", required=False)
 @_spec_option
@@ -132,6 +157,8 @@ def status(model: str | None, spec_path: str | None, service_url: str, as_json: 
     service actually serves; without MODEL or --spec, every model of the project."""
     from lifecycle_assets.registry.reader import reader_for
 
+    if model:
+        _require_model(model)
     if model or spec_path:
         names = [model or _load(spec_path).name]
     else:
@@ -200,13 +227,16 @@ def _print_status(name: str, held: dict[str, Any], service_url: str) -> None:
         if degraded := served.get("degraded"):
             console.print(f"[red]degraded[/red]: {escape(json.dumps(degraded))}")
     else:
-        console.print(f"service {service_url}: {served['error']}")
+        where = f" {service_url}" if service_url else ""
+        console.print(f"service{where}: {served['error']}")
 
 
 def served_by(url: str, name: str) -> dict[str, Any]:
     """What the service at `url` says it serves (best effort: an unreachable one is reported)."""
     from lifecycle_assets.registry.service_probe import probe_service
 
+    if not url:  # `--service-url ''`: the operator asked not to probe (as `retire` takes it)
+        return {"url": "", "reachable": False, "error": "not asked (no service URL given)"}
     probe = probe_service(url, name, timeout=1.0)
     if not probe.reachable or probe.metadata is None:
         return {"url": url, "reachable": False, "error": probe.note}

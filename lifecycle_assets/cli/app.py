@@ -36,7 +36,17 @@ def _dagster_instance():
     home.mkdir(parents=True, exist_ok=True)
     if PROJECT_DAGSTER_YAML.exists() and not (home / "dagster.yaml").exists():
         shutil.copy(PROJECT_DAGSTER_YAML, home / "dagster.yaml")
-    return dg.DagsterInstance.get()
+    try:
+        return dg.DagsterInstance.get()
+    except Exception as error:
+        # A corrupt or locked run/event database: one line naming the instance, not a
+        # SQLAlchemy traceback.
+        if not _is_store_error(error):
+            raise
+        first = str(error).strip().splitlines()[0]
+        raise click.ClickException(
+            f"the Dagster instance in {home} (DAGSTER_HOME) cannot be opened: {first}"
+        ) from None
 
 
 def _spec_option(function):
@@ -83,6 +93,27 @@ def _load(spec_path: str | Path | None) -> ModelSpec:
     return by_name[str(spec_path)]
 
 
+def _require_model(name: str) -> None:
+    """End the command in one line, exit 1, when neither the registry nor the project knows
+    MODEL: a typo must not read as "no history" or an empty status, exit 0."""
+    from lifecycle_assets.registry.reader import reader_for
+    from lifecycle_assets.spec import SpecError, configured_specs
+
+    reader = reader_for(Settings.from_env())
+    if reader.model_state(name) is not None:
+        return
+    try:  # the project's models (their spec files read only now, for an unknown name)
+        project = [spec.name for spec in configured_specs()]
+    except SpecError:
+        project = []
+    if name in project:
+        return
+    known = sorted({*reader.model_names(), *project})
+    raise click.ClickException(
+        f"unknown model {name!r}: known models are {', '.join(known) or 'none yet'}"
+    )
+
+
 @click.group()
 def main() -> None:
     """The ML model lifecycle as Dagster assets, tracked in MLflow, served by BentoML."""
@@ -114,7 +145,8 @@ def _clear_errors(function: Callable[..., None]) -> Callable[..., None]:
             if _is_store_error(error):
                 first = str(error).strip().splitlines()[0]
                 raise click.ClickException(f"the registry could not be used: {first}") from None
-            if not isinstance(error, AliasError) and not _is_mlflow_error(error):
+            told = isinstance(error, AliasError) or _is_corrupt_file(error)
+            if not told and not _is_mlflow_error(error):
                 raise
             raise click.ClickException(str(error).strip().splitlines()[0]) from None
 
@@ -126,8 +158,14 @@ def _is_store_error(error: Exception) -> bool:
     without importing SQLAlchemy when the command did not."""
     kinds: list[type] = [sqlite3.Error]
     if (alchemy := sys.modules.get("sqlalchemy.exc")) is not None:
-        kinds.append(alchemy.OperationalError)
+        kinds.append(alchemy.DatabaseError)  # OperationalError and a file that is no database
     return isinstance(error, tuple(kinds))
+
+
+def _is_corrupt_file(error: Exception) -> bool:
+    """A stored file that no longer parses (`storage.CorruptFileError`, which names it)."""
+    storage = sys.modules.get("lifecycle_assets.storage")
+    return storage is not None and isinstance(error, storage.CorruptFileError)
 
 
 def _is_mlflow_error(error: Exception) -> bool:

@@ -47,10 +47,12 @@ def run(spec_path: str | None, refresh: bool, as_json: bool) -> None:
     gc.disable()
     try:
         from lifecycle_assets.run_submission import SubmissionError
+        from lifecycle_assets.storage import CorruptFileError
 
         try:
             summaries = run_lifecycle(spec_path, refresh=refresh, as_json=as_json)
-        except SubmissionError as error:  # the webserver is unreachable or refused a run
+        except (SubmissionError, CorruptFileError) as error:
+            # The webserver is unreachable or refused a run; a stored manifest was damaged.
             raise click.ClickException(str(error)) from None
         except KeyboardInterrupt:
             # Ctrl-C inside a step ends as `RunCancelled` (run_submission.execute); anywhere
@@ -407,6 +409,12 @@ def monitor(spec_path: str | None, day: dt.datetime | None) -> None:
     spec = _load(spec_path)
     key = (day.date() if day else dt.datetime.now(dt.UTC).date()).isoformat()
     job = build_definitions([spec]).resolve_job_def(monitoring_job_name(spec))
+    if job.partitions_def is not None and not job.partitions_def.has_partition_key(key):
+        raise click.BadParameter(
+            f"{key} is not a day {spec.name} can have served: from {spec.start_date} to "
+            "today (UTC)",
+            param_hint="--day",
+        )
     try:
         # In this process, or submitted to the webserver when LIFECYCLE_DAGSTER_URL is set.
         result = execute(

@@ -13,6 +13,7 @@ from lifecycle_assets.cli.app import (
     _alias_client,
     _clear_errors,
     _client,
+    _require_model,
     _service_url_option,
     console,
     main,
@@ -68,6 +69,7 @@ def canary(
     from lifecycle_assets.registry.canary import clear_canary, set_canary
 
     _version_or_clear(version, clear, config.CANARY_ALIAS)
+    _require_model(model)
     client = _alias_client()
     if clear:
         previous = clear_canary(client, model, reason=reason, actor=actor)
@@ -92,6 +94,7 @@ def shadow(
     from lifecycle_assets.registry.canary import clear_shadow, set_shadow
 
     _version_or_clear(version, clear, config.SHADOW_ALIAS)
+    _require_model(model)
     client = _alias_client()
     if clear:
         previous, current = clear_shadow(client, model, reason=reason, actor=actor), None
@@ -116,6 +119,7 @@ def retire(
     from lifecycle_assets.registry.retire import dependents, probe_service
     from lifecycle_assets.registry.retire import retire as retire_version
 
+    _require_model(model)
     client = _client()
     if not as_json:  # what retiring would cut off, before asking; `retire` checks it again
         found = dependents(client, model, version)

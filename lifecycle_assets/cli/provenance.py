@@ -14,7 +14,7 @@ import click
 from rich.markup import escape
 from rich.tree import Tree
 
-from lifecycle_assets.cli.app import _clear_errors, console, main
+from lifecycle_assets.cli.app import _clear_errors, _require_model, console, main
 from lifecycle_assets.config import Settings
 from lifecycle_assets.provenance.links import (
     EVALUATION,
@@ -192,6 +192,7 @@ def lineage(model: str, version: str, fmt: str, out: Path | None) -> None:
     if any node is broken or missing."""
     from lifecycle_assets.provenance.lineage import build_lineage
 
+    _require_model(model)
     graph = build_lineage(Settings.from_env(), model, version)
     text = graph.to_json() if fmt == "json" else graph.to_dot()
     if out is None:

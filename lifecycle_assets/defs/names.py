@@ -26,6 +26,12 @@ DRIFT_CHECK = "no_data_drift"
 # Metadata key of a step failure that is a verdict, not an error (`champion_model` refused by
 # rule, e.g. the champion moved while the run was judged): `lifecycle run` exits 3, not 1.
 REFUSED_METADATA_KEY = "refused"
+# How such a refusal's message starts; the run summary says "not promoted" once, itself.
+REFUSAL_PREFIX = "not promoted: "
+# Run tag naming the run whose values a run's inputs read (a model card run: the training run
+# that evaluated the version), instead of each input's latest materialization, which another
+# model version's run may have replaced meanwhile.
+SOURCE_RUN_TAG = "lifecycle/source_run"
 
 
 def key(model_name: str, asset_name: str) -> dg.AssetKey:

@@ -11,6 +11,7 @@ from upath import UPath
 
 from lifecycle_assets import storage
 from lifecycle_assets.config import Settings
+from lifecycle_assets.defs import names
 from lifecycle_assets.registry.tracking import (
     TrainingRun,
     configure_mlflow,
@@ -43,7 +44,8 @@ class JsonIOManager(dg.ConfigurableIOManager):
     partition is its data version. Any other asset keeps one file per run
     (`<asset>/<run id>.json`), so two overlapping runs of one model never read each other's
     values: a step reads what its own run produced, and only an asset its run did not
-    materialize comes from that asset's latest materialization. Every file is written aside
+    materialize comes from that asset's latest materialization, or from the run its
+    `names.SOURCE_RUN_TAG` tag names. Every file is written aside
     and renamed, so a reader never sees half of one. Values live in the shared storage root (a
     local folder, or object storage in team mode), so a step on another worker reads its inputs
     from there, never from a path on the writer's disk.
@@ -80,6 +82,8 @@ class JsonIOManager(dg.ConfigurableIOManager):
             and upstream.step_key in step.execution_plan.step_keys_to_execute
         ):
             return step.run_id
+        if step is not None and (source := step.dagster_run.tags.get(names.SOURCE_RUN_TAG)):
+            return source  # the run it was asked to read (a version's card: its evaluation)
         latest = context.instance.get_latest_materialization_event(context.asset_key)
         return latest.run_id if latest is not None else None
 

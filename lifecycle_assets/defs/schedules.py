@@ -41,10 +41,17 @@ def build_schedules(spec: ModelSpec, jobs: list) -> list[dg.ScheduleDefinition]:
         execution_timezone="UTC",
         description=f"Collect yesterday's {spec.name} predictions and report their drift.",
     )
-    def daily_monitoring(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    def daily_monitoring(
+        context: dg.ScheduleEvaluationContext,
+    ) -> dg.RunRequest | dg.SkipReason:
         # The serving partitions include today (a live view); the nightly run closes yesterday.
-        day = (context.scheduled_execution_time - dt.timedelta(days=1)).date().isoformat()
-        return dg.RunRequest(run_key=f"monitoring-{day}", partition_key=day)
+        day = (context.scheduled_execution_time - dt.timedelta(days=1)).date()
+        if day < spec.start_date:
+            # No such partition: requesting it would fail the tick on the model's first day.
+            return dg.SkipReason(
+                f"{day} is before {spec.name}'s first day {spec.start_date}: nothing served yet"
+            )
+        return dg.RunRequest(run_key=f"monitoring-{day}", partition_key=day.isoformat())
 
     @dg.schedule(
         name=f"{spec.name}_label_refresh_schedule",

@@ -27,6 +27,20 @@ PENDING_RUN_STATUSES = [
 ]
 
 
+def _json_cursor(context: dg.SensorEvaluationContext) -> dict[str, Any]:
+    """The sensor's JSON cursor. One that does not parse (set by hand with `dagster sensor
+    cursor --set`) counts as none, with a warning, instead of failing every tick until someone
+    resets it: run keys keep the fresh start from requesting a run twice."""
+    try:
+        value = json.loads(context.cursor or "{}")
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        context.log.warning(f"unreadable cursor {context.cursor!r}: starting from none")
+        return {}
+    return value
+
+
 def _metadata_value(record: dg.EventLogRecord, key: str) -> Any:
     metadata = record.asset_materialization.metadata
     return metadata[key].value if key in metadata else None
@@ -93,7 +107,7 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
                 f"source {spec.source.uri} is not a local landing folder nor an object-storage "
                 "prefix; ingestion follows the daily schedule"
             )
-        landing = scan_landing(spec, folder, read_cursor(json.loads(context.cursor or "{}")))
+        landing = scan_landing(spec, folder, read_cursor(_json_cursor(context)))
         # The one count of downloads a tick costs: zero when no object's metadata changed.
         cost = f"hashed {landing.hashed} of {landing.listed}"
         context.log.info(f"landing {folder}: {cost}, {len(landing.fresh)} new or changed")
@@ -146,7 +160,7 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         f"at most once per {config.DRIFT_RETRAIN_COOLDOWN_HOURS} h.",
     )
     def drift_sensor(context: dg.SensorEvaluationContext):
-        state = json.loads(context.cursor or "{}")
+        state = _json_cursor(context)
         records = context.instance.fetch_materializations(drift_key, limit=1).records
         if not records:
             return dg.SkipReason("no drift report has been materialized yet")
@@ -190,9 +204,15 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
     )
     def model_card_sensor(context: dg.SensorEvaluationContext):
         # The cursor is the storage id of the last evaluation handled.
-        after = int(context.cursor) if context.cursor else None
+        after = int(context.cursor) if (context.cursor or "").isdigit() else None
+        if context.cursor and after is None:  # set by hand to something else: from the newest
+            context.log.warning(f"unreadable cursor {context.cursor!r}: starting from none")
         records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=evaluation_key, after_storage_id=after), limit=1
+            dg.AssetRecordsFilter(asset_key=evaluation_key, after_storage_id=after),
+            limit=1,
+            # The oldest evaluation not yet handled, so two evaluated between ticks each get
+            # their card; a sensor without a cursor starts at the newest (older ones predate it).
+            ascending=after is not None,
         ).records
         if not records:
             return dg.SkipReason(
@@ -212,7 +232,8 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         request = dg.RunRequest(
             # One card run per version, even if the cursor is lost: Dagster dedups the key.
             run_key=f"model-card-v{version}",
-            tags={"lifecycle/model_version": str(version)},
+            # The card run reads this evaluation's run, not the latest evaluation.
+            tags={"lifecycle/model_version": str(version), names.SOURCE_RUN_TAG: latest.run_id},
         )
         return dg.SensorResult(run_requests=[request], cursor=str(latest.storage_id))
 

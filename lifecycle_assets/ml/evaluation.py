@@ -74,6 +74,10 @@ class EvaluationReport:
     fairness: dict[str, Any]
     champion: ChampionComparison | None = None
     task: Task = "binary_classification"
+    # Why the champion could not be scored (its artifact fails verification): `champion` is
+    # then None, and the regression gate fails with this reason instead of passing as if there
+    # were no champion.
+    champion_failure: str | None = None
 
     @property
     def primary_metric(self) -> float:
@@ -91,6 +95,7 @@ class EvaluationReport:
             "fairness": dict(self.fairness),
             "champion": None if self.champion is None else self.champion.to_dict(),
             "task": self.task,
+            "champion_failure": self.champion_failure,
         }
 
     @classmethod
@@ -106,6 +111,7 @@ class EvaluationReport:
             fairness=dict(data["fairness"]),
             champion=None if champion is None else ChampionComparison.from_dict(champion),
             task=data.get("task", "binary_classification"),
+            champion_failure=data.get("champion_failure"),
         )
 
 

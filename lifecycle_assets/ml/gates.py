@@ -138,8 +138,11 @@ def performance_meets_minimum(report: EvaluationReport, thresholds: GateThreshol
 
 def no_regression_vs_champion(report: EvaluationReport, thresholds: GateThresholds) -> GateResult:
     """The challenger's primary metric may trail the champion's on the same test set by at most
-    the tolerance (ROC AUC for classifiers, R² for regressors)."""
+    the tolerance (ROC AUC for classifiers, R² for regressors). A champion that could not be
+    scored (`champion_failure`) fails it: passing as "no champion yet" would promote past it."""
     limit = -float(thresholds.max_metric_regression)
+    if report.champion_failure:
+        return GateResult(REGRESSION_GATE, False, None, limit, report.champion_failure)
     if report.champion is None:
         return GateResult(
             REGRESSION_GATE, True, None, limit, "no champion yet: nothing to regress against"

@@ -54,6 +54,12 @@ Expected = str | None | _Unchecked
 # How a rollback's reason names the earlier holders it skipped (they no longer verify); the CLI
 # repeats such a reason as a note.
 PASSED_OVER = " (passed over "
+# The aliases the service and the CLI know; any other name would be recorded and then ignored.
+KNOWN_ALIASES = (
+    config.CHAMPION_ALIAS, config.CHALLENGER_ALIAS, config.CANARY_ALIAS, config.SHADOW_ALIAS,
+)  # fmt: skip
+# Aliases that serve beside the champion and so may never name the champion's own version.
+BESIDE_CHAMPION = (config.CANARY_ALIAS, config.SHADOW_ALIAS)
 # A registered-model tag to set with a move (a value), or to delete (None).
 ModelTags = Mapping[str, str | None]
 
@@ -87,6 +93,14 @@ def _live_aliases(client: Any, name: str) -> dict[str, str]:
     if live is None:
         raise AliasError(f"no registered model named {name!r}")
     return live
+
+
+def _known(alias: str) -> str:
+    """The alias, if the platform knows it: the operation jobs take it as free text, and a
+    typo (`champoin`) would otherwise become an alias nothing serves, recorded as a success."""
+    if alias not in KNOWN_ALIASES:
+        raise AliasError(f"unknown alias {alias!r}: the aliases are {', '.join(KNOWN_ALIASES)}")
+    return alias
 
 
 def _version(client: Any, name: str, version: str) -> ModelRef:
@@ -251,15 +265,26 @@ def move_alias(
     expected_version: Expected = ANY_VERSION,
     ledger: Ledger | None = None,
     model_tags: ModelTags | None = None,
+    require: Mapping[str, str | None] | None = None,
 ) -> tuple[ModelRef | None, ModelRef]:
     """Point `alias` at `version` (with `model_tags` in the same write); return (previous
     holder, new holder). `client` is an MlflowClient or `registry_client`'s SQLite registry.
 
     Moving an alias to the version it already points at records nothing (it writes only
-    `model_tags`, if any).
+    `model_tags`, if any). `require` names other aliases that must still hold the given
+    versions, checked under the same lock (promoting the canary that was judged, not one set
+    since): ConcurrentAliasChange otherwise.
     """
-    ledger, version = ledger or Ledger.default(), str(version)
+    ledger, version, alias = ledger or Ledger.default(), str(version), _known(alias)
     with _operation(client, name, ledger) as live:
+        for other, held in (require or {}).items():
+            if live.get(other) != held:
+                raise ConcurrentAliasChange(name, other, held, live.get(other))
+        if alias in BESIDE_CHAMPION and live.get(config.CHAMPION_ALIAS) == version:
+            # Here, under the lock, so no door (`promote --alias canary`, the promote job)
+            # gets around it: a model compared with itself proves nothing, and the canary
+            # analysis would then "promote" what already serves.
+            raise AliasError(f"{name} v{version} is the champion; it cannot also be the {alias}")
         _target(client, name, version)
         previous = live.get(alias)
         _change_locked(
@@ -283,7 +308,7 @@ def remove_alias(
 ) -> ModelRef | None:
     """Unset `alias` (with `model_tags` in the same write); returns the version that held it
     (None if it was not set)."""
-    ledger = ledger or Ledger.default()
+    ledger, alias = ledger or Ledger.default(), _known(alias)
     with _operation(client, name, ledger) as live:
         previous = live.get(alias)
         _change_locked(
@@ -305,7 +330,7 @@ def rollback(
     ledger: Ledger | None = None,
 ) -> tuple[ModelRef | None, ModelRef]:
     """Move `alias` back to its previous holder from the ledger, or to `to_version`."""
-    ledger = ledger or Ledger.default()
+    ledger, alias = ledger or Ledger.default(), _known(alias)
     with _operation(client, name, ledger) as live:
         current = live.get(alias)
         if to_version is None:

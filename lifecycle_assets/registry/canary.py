@@ -4,17 +4,25 @@ The weight is a registered-model tag (`canary_weight`, a float in [0, 1] as a st
 service reads which version is canary and how much traffic it gets from one place, the registry.
 The weight is written with the alias (one `RegistryChange`: one transaction on the SQLite
 registry), so a service never sees the new canary at the old canary's weight.
-Neither the canary nor the shadow may be the champion's own version: comparing a model with
-itself proves nothing, and the analysis could then "promote" what already serves.
+Neither the canary nor the shadow may be the champion's own version (`move_alias` refuses it,
+whichever command asks): comparing a model with itself proves nothing, and the analysis could
+then "promote" what already serves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
 from lifecycle_assets import config
-from lifecycle_assets.registry.aliases import move_alias, remove_alias
+from lifecycle_assets.registry.aliases import (
+    ANY_VERSION,
+    ConcurrentAliasChange,
+    Expected,
+    move_alias,
+    remove_alias,
+)
 from lifecycle_assets.registry.ledger import AliasError, Ledger
 from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.refs import ModelRef
@@ -37,12 +45,6 @@ def canary_weight(client: Any, name: str) -> float | None:
     return None if raw in (None, "") else float(raw)
 
 
-def _refuse_champion(client: Any, name: str, alias: str, version: str) -> None:
-    champion = reader_of(client).resolve(name, config.CHAMPION_ALIAS)
-    if champion is not None and champion.version == version:
-        raise AliasError(f"{name} v{version} is the champion; it cannot also be the {alias}")
-
-
 def set_canary(
     client: Any,
     name: str,
@@ -60,7 +62,6 @@ def set_canary(
     weight untouched; an unchanged canary gets the new weight alone.
     """
     version, value = str(version), validate_weight(weight)
-    _refuse_champion(client, name, config.CANARY_ALIAS, version)
     why = f"canary weight {value:g}" + (f": {reason}" if reason else "")
     return move_alias(
         client, name, config.CANARY_ALIAS, version, reason=why, actor=actor,
@@ -77,11 +78,15 @@ def clear_canary(
     actor: str,
     dagster_run_id: str = "",
     ledger: Ledger | None = None,
+    expected_version: Expected = ANY_VERSION,
 ) -> ModelRef | None:
-    """Unset `canary` and its weight (in the same write); returns the version that was canary."""
+    """Unset `canary` and its weight (in the same write); returns the version that was canary.
+    With `expected_version`, only if the canary is still that version (ConcurrentAliasChange
+    otherwise): a verdict on one canary must not clear another set since."""
     return remove_alias(
         client, name, config.CANARY_ALIAS, reason=reason, actor=actor,
         dagster_run_id=dagster_run_id, ledger=ledger, model_tags={config.TAG_CANARY_WEIGHT: None},
+        expected_version=expected_version,
     )  # fmt: skip
 
 
@@ -97,7 +102,6 @@ def set_shadow(
 ) -> tuple[ModelRef | None, ModelRef]:
     """Point `shadow` at `version`: it scores every request, its answers are only logged."""
     version = str(version)
-    _refuse_champion(client, name, config.SHADOW_ALIAS, version)
     return move_alias(
         client, name, config.SHADOW_ALIAS, version, reason=reason, actor=actor,
         dagster_run_id=dagster_run_id, ledger=ledger,
@@ -133,17 +137,27 @@ def promote_canary(
     actor: str,
     dagster_run_id: str = "",
     ledger: Ledger | None = None,
+    expected_version: str | None = None,
 ) -> tuple[ModelRef | None, ModelRef]:
-    """Make the canary the champion, then clear the canary; (previous, new) champion."""
+    """Make the canary the champion, then clear the canary; (previous, new) champion.
+
+    With `expected_version` (the canary a verdict judged), the promotion happens only while
+    that version is still the canary, checked under the alias lock: an operator who set another
+    canary meanwhile gets neither an unjudged champion nor a cleared canary.
+    """
     canary = reader_of(client).resolve(name, config.CANARY_ALIAS)
     if canary is None:
         raise AliasError(f"{name} has no canary to promote")
+    judged = canary.version if expected_version is None else str(expected_version)
     moved = move_alias(
-        client, name, config.CHAMPION_ALIAS, canary.version, reason=f"canary promoted: {reason}",
+        client, name, config.CHAMPION_ALIAS, judged, reason=f"canary promoted: {reason}",
         actor=actor, dagster_run_id=dagster_run_id, ledger=ledger,
+        require={config.CANARY_ALIAS: judged},
     )  # fmt: skip
-    clear_canary(
-        client, name, reason=f"promoted to champion: {reason}", actor=actor,
-        dagster_run_id=dagster_run_id, ledger=ledger,
-    )  # fmt: skip
+    # A canary set after the promotion is someone's new canary: it stays.
+    with contextlib.suppress(ConcurrentAliasChange):
+        clear_canary(
+            client, name, reason=f"promoted to champion: {reason}", actor=actor,
+            dagster_run_id=dagster_run_id, ledger=ledger, expected_version=judged,
+        )  # fmt: skip
     return moved

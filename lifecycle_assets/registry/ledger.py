@@ -71,6 +71,11 @@ class AliasError(Exception):
     """An alias operation that cannot be done; the message is meant for the user as is."""
 
 
+class LedgerUnusable(AliasError):
+    """The ledger file cannot be opened or read (corrupt, replaced, unreadable, locked past
+    the busy timeout): the message names the file, so the operator knows what to restore."""
+
+
 class AliasLockTimeout(AliasError):
     """Another process held the model's alias lock for longer than the timeout."""
 
@@ -163,7 +168,10 @@ class Ledger:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as error:
+            raise self._unusable(error) from error
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
@@ -171,8 +179,15 @@ class Ledger:
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
             yield conn
+        except sqlite3.DatabaseError as error:
+            # Not "the registry could not be used": the registry may be fine, and a person
+            # must know which file to restore (the registry's aliases are the source of truth).
+            raise self._unusable(error) from error
         finally:
             conn.close()
+
+    def _unusable(self, error: sqlite3.Error) -> LedgerUnusable:
+        return LedgerUnusable(f"the alias ledger {self.path} cannot be used: {error}")
 
     def append(self, entry: LedgerEntry) -> LedgerEntry:
         """Write one entry durably; returns it with its sequence number."""

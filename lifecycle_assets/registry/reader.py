@@ -74,6 +74,7 @@ class RegistryReader(Protocol):
     def run(self, run_id: str) -> RunRecord | None: ...
     def running_runs(self) -> list[RunRecord]: ...
     def model_location(self, ref: ModelRef) -> str | None: ...
+    def model_names(self) -> list[str]: ...
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -169,6 +170,13 @@ class SqliteReader:
             (_WORKSPACE, name, alias_or_version),
         ).fetchone()
         return None if row is None else self.version(name, str(row[0]))
+
+    def model_names(self) -> list[str]:
+        """Every registered model's name, sorted."""
+        rows = self.connection.execute(
+            "select name from registered_models where workspace = ? order by name", (_WORKSPACE,)
+        ).fetchall()
+        return [name for (name,) in rows]
 
     def aliases(self, name: str) -> dict[str, str] | None:
         """alias -> version of a registered model; None when there is no such model."""
@@ -322,6 +330,9 @@ class MlflowReader:
     def model_location(self, ref: ModelRef) -> str | None:
         return self.client.get_model_version_download_uri(ref.name, ref.version)
 
+    def model_names(self) -> list[str]:
+        return sorted(m.name for m in self.client.search_registered_models(max_results=1000))
+
     @staticmethod
     def _record(run: Any) -> RunRecord:
         return RunRecord(
@@ -385,6 +396,9 @@ class _Empty:
 
     def model_location(self, ref: ModelRef) -> None:
         return None
+
+    def model_names(self) -> list[str]:
+        return []
 
 
 def sqlite_reader(uri: str) -> SqliteReader | _Empty | None:

@@ -68,6 +68,17 @@ class Verification:
         """One line for a person: why the version was refused."""
         return f"{self.name} v{self.version} cannot serve: " + "; ".join(self.reasons)
 
+    def champion_message(self) -> str:
+        """The gate's reason when this version holds `champion` and fails: no challenger can be
+        compared against numbers that may not be the registered model's, and the remedy is an
+        alias move to a version that verifies, which only an operator should choose."""
+        return (
+            f"champion {self.name} v{self.version} fails verification ("
+            + "; ".join(self.reasons)
+            + f"): run `lifecycle rollback {self.name}` (or `lifecycle promote {self.name} "
+            "VERSION`) to restore a verified champion, then train again"
+        )
+
 
 def is_incomplete(tags: Mapping[str, str]) -> bool:
     """A version that lacks a required tag, or that reconcile marked as left incomplete."""

@@ -16,6 +16,7 @@ from lifecycle_assets.defs.automation import canary_condition
 from lifecycle_assets.defs.metadata import rounded
 from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.canary_analysis import CanaryVerdict, analyze_canary
+from lifecycle_assets.registry.aliases import ConcurrentAliasChange
 from lifecycle_assets.registry.canary import clear_canary, promote_canary
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.refs import resolve
@@ -53,11 +54,18 @@ def apply_verdict(
         return f"nothing: the log judged v{verdict.canary_version}, the canary is v{canary.version}"
     audit = {"actor": f"dagster:{run_id}", "dagster_run_id": run_id, "ledger": ledger}
     reason = "canary analysis: " + "; ".join(verdict.reasons)
-    if verdict.decision == "promote":
-        promote_canary(client, spec.name, reason=reason, **audit)
-        return f"promoted v{canary.version} to champion"
-    clear_canary(client, spec.name, reason=f"rolled back by {reason}", **audit)
-    return f"rolled back canary v{canary.version}"
+    judged = canary.version
+    try:
+        if verdict.decision == "promote":
+            promote_canary(client, spec.name, reason=reason, expected_version=judged, **audit)
+            return f"promoted v{judged} to champion"
+        clear_canary(
+            client, spec.name, reason=f"rolled back by {reason}", expected_version=judged, **audit
+        )
+    except ConcurrentAliasChange as moved:
+        # Someone set another canary while this day was judged: the verdict is not about it.
+        return f"nothing: the verdict on v{judged} no longer applies ({moved})"
+    return f"rolled back canary v{judged}"
 
 
 def build_canary_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:

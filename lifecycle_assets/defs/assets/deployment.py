@@ -23,7 +23,7 @@ def portfolio_names(spec: ModelSpec) -> list[str]:
 def _refusal(reason: str) -> dg.Failure:
     """A failure that is a verdict (not promoted, by rule), never retried."""
     return dg.Failure(
-        f"not promoted: {reason}",
+        f"{names.REFUSAL_PREFIX}{reason}",
         allow_retries=False,
         metadata={names.REFUSED_METADATA_KEY: True},
     )

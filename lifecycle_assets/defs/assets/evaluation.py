@@ -1,5 +1,6 @@
 """The evaluation report: metrics, calibration, slices, fairness and champion comparison."""
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.ml.training import predict_scores
 from lifecycle_assets.registry.models import load_version
 from lifecycle_assets.registry.refs import ModelRef, get_version, resolve
+from lifecycle_assets.registry.verify import verify_version
 from lifecycle_assets.spec import ModelSpec
 
 PLOTS_ARTIFACT_DIR = "evaluation"
@@ -87,10 +89,9 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         y = test[spec.target].to_numpy()
         proba = predict_scores(candidate.pipeline, test, spec)
         champion_ref: ModelRef | None = resolve(client, spec.name, config.CHAMPION_ALIAS)
-        champion_proba = None
+        champion_proba, champion_failure = None, None
         if champion_ref is not None and champion_ref.version != candidate_ref.version:
-            champion = load_version(champion_ref)
-            champion_proba = predict_scores(champion.pipeline, test, spec)
+            champion_proba, champion_failure = _champion_scores(client, champion_ref, test)
         report = evaluate(
             y,
             proba,
@@ -100,6 +101,7 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             task=spec.task,
             min_slice_size=spec.gate_thresholds().min_slice_size,
         )
+        report = dataclasses.replace(report, champion_failure=champion_failure)
         gates = all_gates(
             report,
             training_set["split_stats"],
@@ -134,7 +136,7 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         champion_note = (
             f"v{report.champion.champion_version}: Δ{metric} {report.champion.deltas[metric]:+.4f}"
             if report.champion
-            else "no champion yet"
+            else champion_failure or "no champion yet"
         )
         return dg.Output(
             value,
@@ -160,5 +162,21 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "report_dir": dg.MetadataValue.path(str(folder)),
             },
         )
+
+    def _champion_scores(
+        client: Any, champion_ref: ModelRef, test: pl.DataFrame
+    ) -> tuple[Any, str | None]:
+        """The champion's scores on the test rows, or (None, why) when its artifact fails
+        verification (tampered, missing, not loadable): a gate verdict naming the champion and
+        the remedy, not a step error naming a temporary file. Any other failure (the store
+        unreachable) is raised, so the step is retried or fails as an error."""
+        try:
+            champion = load_version(champion_ref)
+        except Exception:
+            verdict = verify_version(client, spec.name, champion_ref.version, ref=champion_ref)
+            if verdict.ok:
+                raise
+            return None, verdict.champion_message()
+        return predict_scores(champion.pipeline, test, spec), None
 
     return evaluation_report
