@@ -383,3 +383,24 @@ def test_simulated_traffic_lands_delayed_labels(
     by_record = dict(zip(answers["prediction_id"], answers["record_id"], strict=True))
     assert all(truth[by_record[p]] == y for p, y in labels.select("prediction_id", "label").rows())
     assert files
+
+
+@pytest.mark.e2e
+def test_drift_gauges_follow_a_new_report_without_any_request(
+    server: str, lifecycle_env: Settings, spec: ModelSpec
+) -> None:
+    """A report written while no prediction arrives (a model without traffic is exactly the one
+    to watch) reaches `/metrics` by itself: only scrapes, no `/predict`, no `/metadata`."""
+    latest = lifecycle_env.reports_dir / spec.name / "drift" / "latest.json"
+    latest.parent.mkdir(parents=True, exist_ok=True)
+    latest.write_text(json.dumps({"day": "2026-11-02", "drifted": True, "psi": {"age": 0.42}}))
+    expected = 'lifecycle_feature_drift_psi{feature="age",model_name="credit_default"} 0.42'
+    deadline = time.monotonic() + 30
+    with httpx.Client(base_url=server, timeout=10) as client:
+        while True:
+            text = client.get("/metrics").text
+            if expected in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert expected in text, "the gauges must follow the report with no request to serve"
+    assert 'lifecycle_drift_detected{model_name="credit_default"} 1.0' in text

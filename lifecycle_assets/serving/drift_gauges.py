@@ -2,10 +2,12 @@
 
 The drift_report asset writes `reports/<model>/drift/latest.json` through the storage door: a
 local file in the embedded default, an object on the shared storage in team mode, so every
-replica on every host exports the same scores. The report is looked at most every few seconds
-(it changes once a day) and re-read only when its listing changes (size and ETag, or mtime):
-never by comparing clocks, as an object's one-second LastModified would miss a quick rewrite.
-A remote report is read in a thread of its own, so no request ever waits on object storage.
+replica on every host exports the same scores. A thread of its own (`follow`) looks at the
+report every few seconds (it changes once a day), so the gauges follow it with no request: a model
+that gets no traffic after its report still raises `lifecycle_drift_detected` at the next scrape.
+The report is re-read only when its listing changes (size and ETag, or mtime): never by comparing
+clocks, as an object's one-second LastModified would miss a quick rewrite. No request ever waits
+on object storage for it.
 """
 
 from __future__ import annotations
@@ -41,16 +43,21 @@ class DriftGauges:
         self.check_seconds = check_seconds
         self.remote = storage.is_remote(self.path)
         self._seen: str | None = None
-        self._checked = -check_seconds
         self._busy = threading.Lock()
 
-    def refresh(self, *, force: bool = False) -> None:
-        """Re-export the gauges if the report changed; at most every few seconds unless
-        `force`. A remote report is checked in the background."""
-        now = time.monotonic()
-        if not force and now - self._checked < self.check_seconds:
-            return
-        self._checked = now
+    def follow(self) -> None:
+        """Check the report every `check_seconds` in a daemon thread, for the worker's life."""
+
+        def loop() -> None:
+            while True:
+                self.check()
+                time.sleep(self.check_seconds)
+
+        threading.Thread(target=loop, name=f"drift-gauges-{self.model}", daemon=True).start()
+
+    def refresh(self) -> None:
+        """Re-export the gauges now if the report changed (for `/metadata`); a remote report
+        is checked in the background."""
         if not self.remote:
             self.check()
         elif not self._busy.locked():

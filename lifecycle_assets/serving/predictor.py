@@ -104,9 +104,9 @@ class Predictor:
             self._validator = RequestValidator(spec, self.max_rows)
         return self._validator
 
-    def refresh_drift(self, *, force: bool = False) -> None:
-        """Re-export drift gauges when the shared drift report changed (`drift_gauges.py`)."""
-        self.drift.refresh(force=force)
+    def refresh_drift(self) -> None:
+        """Re-export drift gauges now if the shared drift report changed (`drift_gauges.py`)."""
+        self.drift.refresh()
 
     async def predict(self, batch: ValidatedBatch) -> list[dict[str, Any]]:
         """The batch's answer rows: scored at once when the coalescer is idle, else with
@@ -117,6 +117,9 @@ class Predictor:
         """Score and answer `pending`, then log it in a later callback: the answers' tasks are
         woken (or, inline, return) before `_after_answers` runs, so the log never adds latency."""
         models = self.models
+        pending = self._refuse_checked_against_another_spec(pending, models)
+        if not pending:
+            return
         try:
             scored = self._score_pending(pending, models)
         except Exception as error:
@@ -141,7 +144,6 @@ class Predictor:
         for ref, chosen in counted:
             self.metrics.observe(ref.name, ref.version, chosen, classifier=classifier)
         self.log.log(rows, records, models, latencies)
-        self.refresh_drift()
         if models.shadow is not None and frame is not None:
             self.shadow.queue(models, frame, rows, records)
 
@@ -277,6 +279,36 @@ class Predictor:
         )
         shadow_frame = frame() if models.shadow is not None else None
         return all_rows, latencies, records, shadow_frame, counted
+
+    @staticmethod
+    def _refuse_checked_against_another_spec(
+        pending: list[Pending], models: ModelSet
+    ) -> list[Pending]:
+        """The requests validated against the fields of the champion now served; the others get
+        a 503 asking to send them again, and are neither scored, logged nor counted.
+
+        A request is validated when it arrives and scored when its batch is flushed: a new
+        champion whose spec has other fields can swap in between (under load, during a
+        promotion), and records checked against the old fields must not reach it. The same
+        fields (any version of an unchanged spec) are the same check: those requests go on."""
+        fields = models.champion.loaded.spec.features
+        kept = [
+            item
+            for item in pending
+            if item.batch.features is fields or item.batch.features == fields
+        ]
+        if len(kept) == len(pending):
+            return pending
+        ref = models.champion.ref
+        message = (
+            f"{ref.name} v{ref.version} became the champion while this request waited, with other "
+            "fields than the request was checked against; send it again"
+        )
+        answered = {id(item) for item in kept}
+        for item in pending:
+            if id(item) not in answered and not item.future.done():
+                item.future.set_exception(RequestError(503, message))
+        return kept
 
     @staticmethod
     def _refuse_non_finite(

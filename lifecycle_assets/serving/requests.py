@@ -106,7 +106,8 @@ class FieldError:
 
 @dataclass
 class RequestError(ValueError):
-    """A client error with its HTTP status (400 body, 413 too large, 422 invalid records)."""
+    """A refused request with its HTTP status (400 body, 413 too large, 422 invalid records;
+    503 checked against the fields of a champion swapped out before it was scored)."""
 
     status: int
     message: str

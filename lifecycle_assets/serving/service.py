@@ -91,7 +91,7 @@ def _metadata(predictor: Predictor, request: Request) -> Response:
     # `/metadata?model=b` would describe the default model to a client who asked for b.
     if (refused := admin.refused_params(request)) is not None:
         return refused
-    predictor.refresh_drift(force=True)
+    predictor.refresh_drift()
     return JSONResponse({**predictor.metadata(), "models": sorted(_service().predictors)})
 
 
@@ -239,6 +239,7 @@ class PredictionService:
                 poll_seconds=self.poll_seconds,
             )
             predictor.watcher.start()
+        predictor.drift.follow()
         # One dict store: requests find the model from the next one on.
         self.predictors[served.ref.name] = predictor
         logger.info(
