@@ -60,3 +60,21 @@ def project_env(root: Path) -> dict[str, str]:
         "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(root / "bentoml")),
         "BENTOML_DO_NOT_TRACK": "true",
     }
+
+
+def train_first_champion(spec_path: Path) -> None:
+    """One in-process `lifecycle run` of `spec_path` (the project's environment already set)
+    that must promote v1: where tests that then damage or crash the project start from."""
+    import dagster as dg
+
+    from lifecycle_assets.config import Settings
+    from lifecycle_assets.definitions import build_definitions
+    from lifecycle_assets.lifecycle_run import ingest_window, train_and_deploy
+    from lifecycle_assets.registry.tracking import configure_mlflow
+
+    configure_mlflow(Settings.from_env())
+    spec = load_spec(spec_path)
+    defs = build_definitions([spec])
+    instance = dg.DagsterInstance.get()
+    summary = train_and_deploy(defs, spec, instance, ingest_window(defs, spec, instance))
+    assert summary.promoted and summary.champion_version == "1", summary.failure

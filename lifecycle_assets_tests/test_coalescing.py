@@ -15,20 +15,27 @@ from lifecycle_assets.data.simulator import simulate_day
 from lifecycle_assets.serving.model_set import ModelSet
 from lifecycle_assets.serving.model_source import load_served_model
 from lifecycle_assets.serving.predictor import Predictor
-from lifecycle_assets.serving.requests import RequestError
+from lifecycle_assets.serving.requests import RequestError, ValidatedBatch
 from lifecycle_assets.spec import FeatureSpec, ModelSpec
 from lifecycle_assets_tests.log_rows import logged_lines
+
+
+def predictor_and_batches(
+    spec: ModelSpec, requests: int
+) -> tuple[Settings, Predictor, list[ValidatedBatch]]:
+    """A predictor of the registered champion and `requests` validated one-record batches."""
+    settings = Settings.from_env()
+    served = load_served_model({**os.environ, "LIFECYCLE_MODEL_SOURCE": "registry"})
+    predictor = Predictor(served, settings)
+    columns = [*spec.input_columns, spec.id_column]
+    records = simulate_day(dt.date(2026, 3, 5), rows_per_day=requests).select(columns).to_dicts()
+    return settings, predictor, [predictor.validator.validate([record]) for record in records]
 
 
 def test_a_lone_request_is_answered_at_once_and_a_burst_is_one_batch(
     registered_champion, spec: ModelSpec
 ) -> None:
-    settings = Settings.from_env()
-    served = load_served_model({**os.environ, "LIFECYCLE_MODEL_SOURCE": "registry"})
-    predictor = Predictor(served, settings)
-    columns = [*spec.input_columns, spec.id_column]
-    records = simulate_day(dt.date(2026, 3, 5), rows_per_day=9).select(columns).to_dicts()
-    batches = [predictor.validator.validate([record]) for record in records]
+    settings, predictor, batches = predictor_and_batches(spec, 9)
 
     async def scenario() -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
         # Idle coalescer: the coroutine finishes without ever suspending (no hop, no turn).
@@ -71,12 +78,8 @@ def test_requests_checked_against_a_swapped_out_spec_are_refused_not_scored(
     """A request waits for its batch's flush after validation; a champion swapped in meanwhile
     with other fields must not score records checked against the old ones (503, send again),
     while one with the same fields (a new version of an unchanged spec) answers them."""
-    settings = Settings.from_env()
-    served = load_served_model({**os.environ, "LIFECYCLE_MODEL_SOURCE": "registry"})
-    predictor = Predictor(served, settings)
-    columns = [*spec.input_columns, spec.id_column]
-    records = simulate_day(dt.date(2026, 3, 5), rows_per_day=6).select(columns).to_dicts()
-    batches = [predictor.validator.validate([record]) for record in records]
+    settings, predictor, batches = predictor_and_batches(spec, 6)
+    served = predictor.served
 
     def champion_with(features: tuple[FeatureSpec, ...]) -> ModelSet:
         # An equal spec built anew (as a new version's is), or one with a field more.

@@ -22,16 +22,16 @@ from mlflow import MlflowClient
 
 from lifecycle_assets import config
 from lifecycle_assets.cli import main
-from lifecycle_assets.config import Settings
-from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs import names
-from lifecycle_assets.lifecycle_run import ingest_window, train_and_deploy
 from lifecycle_assets.ml.gates import REGRESSION_GATE
 from lifecycle_assets.registry.reader import local_or_stored
 from lifecycle_assets.registry.refs import resolve
-from lifecycle_assets.registry.tracking import configure_mlflow
-from lifecycle_assets.spec import load_spec
-from lifecycle_assets_tests.small_project import WINDOW_DAYS, project_env, write_spec
+from lifecycle_assets_tests.small_project import (
+    WINDOW_DAYS,
+    project_env,
+    train_first_champion,
+    write_spec,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -44,12 +44,7 @@ def trained(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     env = project_env(tmp_path / "project")
     first, retrain = write_spec(tmp_path, WINDOW_DAYS), write_spec(tmp_path, WINDOW_DAYS - 1)
     with mock.patch.dict(os.environ, env):
-        configure_mlflow(Settings.from_env())
-        spec = load_spec(first)
-        defs = build_definitions([spec])
-        instance = dg.DagsterInstance.get()
-        summary = train_and_deploy(defs, spec, instance, ingest_window(defs, spec, instance))
-        assert summary.promoted and summary.champion_version == "1", summary.failure
+        train_first_champion(first)
         yield tmp_path, retrain
 
 

@@ -38,13 +38,18 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.crash import CRASH_AT_ENV
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs import names
-from lifecycle_assets.lifecycle_run import ingest_window, train_and_deploy
+from lifecycle_assets.lifecycle_run import ingest_window
 from lifecycle_assets.registry.ledger import PENDING, Ledger
 from lifecycle_assets.registry.refs import get_version, resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.registry.verify import is_incomplete, verify_version
 from lifecycle_assets.spec import load_spec
-from lifecycle_assets_tests.small_project import WINDOW_DAYS, project_env, write_spec
+from lifecycle_assets_tests.small_project import (
+    WINDOW_DAYS,
+    project_env,
+    train_first_champion,
+    write_spec,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -72,12 +77,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     spec_path = write_spec(base, WINDOW_DAYS)
     retrain = write_spec(base, WINDOW_DAYS - 1)
     with mock.patch.dict(os.environ, env):
-        configure_mlflow(Settings.from_env())
-        spec = load_spec(spec_path)
-        defs = build_definitions([spec])
-        instance = dg.DagsterInstance.get()
-        summary = train_and_deploy(defs, spec, instance, ingest_window(defs, spec, instance))
-        assert summary.promoted and summary.champion_version == "1", summary.failure
+        train_first_champion(spec_path)
     snapshot = base / "snapshot"
     shutil.copytree(root, snapshot)
     yield Project(root, snapshot, env, spec_path, retrain)
