@@ -28,6 +28,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from lifecycle_assets.config import Settings
+from lifecycle_assets.serving import admin
+from lifecycle_assets.serving.admin import FailedTokens
 from lifecycle_assets.serving.head_limit import HeadLimitedProtocol
 from lifecycle_assets.serving.http_guard import HttpGuard
 from lifecycle_assets.spec import ModelSpec
@@ -242,3 +244,76 @@ def test_two_models_against_a_hostile_client(
         if r["prediction_id"] == null_id
     ]
     assert row["gender"] is None and row["model_name"] == cd.name
+
+
+@pytest.mark.e2e
+def test_with_tracing_on_refusals_are_counted_and_admin_guessing_is_throttled(
+    two_champions: dict[str, ModelSpec],  # noqa: F811
+    lifecycle_env: Settings,
+    tmp_path: Path,
+) -> None:
+    """Tracing on keeps BentoML's own request path (no fast path): a body the guard refuses is
+    still counted under its model. A client guessing the admin token is throttled (429, the
+    right token included) while predictions go on."""
+    el = two_champions["expected_loss"]
+    traced = "services.lifecycle_model.tracing"
+    token = {"Authorization": "Bearer s3cret"}
+    with (
+        serving(
+            SERVICE,
+            tmp_path,
+            BENTOML_CONFIG_OPTIONS=f"{traced}.exporter_type=in_memory {traced}.sample_rate=1.0",
+            LIFECYCLE_MODEL_SOURCE="registry",
+            LIFECYCLE_ADMIN_TOKEN="s3cret",
+        ) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        path = f"/models/{el.name}/predict"
+        body = {"records": sample_records(el, 1)}
+        assert client.post(path, json=body).status_code == 200
+        huge = b'{"records": [' + b" " * (5 * 1024 * 1024) + b"]}"
+        assert client.post(path, content=huge).status_code == 413
+        packed = gzip.compress(json.dumps(body).encode())
+        answer = client.post(path, content=packed, headers={"Content-Encoding": "gzip"})
+        assert answer.status_code == 415
+
+        assert client.get("/admin/status", headers=token).status_code == 200
+        for _ in range(5):
+            wrong = client.get("/admin/status", headers={"Authorization": "Bearer guess"})
+            assert wrong.status_code == 401
+        throttled = client.get("/admin/status", headers=token)
+        assert throttled.status_code == 429, throttled.text
+        assert 1 <= int(throttled.headers["retry-after"]) <= 60
+        assert "too many wrong admin tokens" in throttled.json()["error"]
+        assert client.post(path, json=body).status_code == 200  # predictions are not throttled
+
+        metrics = client.get("/metrics").text
+        for status, count in (("413", 1), ("415", 1)):
+            found = metric(
+                metrics, "lifecycle_rejected_requests_total", model_name=el.name, status=status
+            )
+            assert found == count, (status, metrics[-3000:])
+        assert metric(metrics, "lifecycle_admin_refusals_total", status="401") == 5
+        assert metric(metrics, "lifecycle_admin_refusals_total", status="429") == 1
+    # BentoML's own path served the predictions: its access log has them (the fast path's
+    # requests are not in it), with sampled traces.
+    served_log = "".join(p.read_text() for p in tmp_path.glob("serve-*.log"))
+    assert f"path={path}," in served_log and "sampled=1" in served_log, served_log[-3000:]
+
+
+def test_admin_guessing_is_throttled_per_address_for_a_window() -> None:
+    now = [1000.0]
+    failed = FailedTokens(clock=lambda: now[0])
+    for _ in range(admin.MAX_FAILURES - 1):
+        failed.record("10.0.0.1")
+    assert failed.retry_after("10.0.0.1") is None
+    failed.record("10.0.0.1")
+    assert failed.retry_after("10.0.0.1") == admin.WINDOW_SECONDS
+    assert failed.retry_after("10.0.0.2") is None  # another address is not throttled
+    now[0] += admin.WINDOW_SECONDS - 1
+    assert failed.retry_after("10.0.0.1") == 1
+    now[0] += 1  # the oldest failure left the window: one more try
+    assert failed.retry_after("10.0.0.1") is None
+    for i in range(admin.MAX_ADDRESSES + 10):  # addresses made up by the thousand
+        failed.record(f"fd00::{i}")
+    assert len(failed._failures) == admin.MAX_ADDRESSES

@@ -1,13 +1,21 @@
 """Bearer-token guard of the admin endpoints (`POST /admin/reload`, `GET /admin/status`).
 
 The token comes from `LIFECYCLE_ADMIN_TOKEN` when the service starts. Without one configured the
-admin endpoints are disabled (403) rather than open; a missing or wrong token is a 401.
+admin endpoints are disabled (403) rather than open; a missing or wrong token is a 401. A client
+address that sent `MAX_FAILURES` missing or wrong tokens within `WINDOW_SECONDS` gets 429 (with
+`Retry-After`) on every admin request until the oldest of those failures leaves the window, the
+right token included: guessing is throttled whatever the guess. Each failure is logged with the
+client address and counted in `lifecycle_admin_refusals`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
+import math
+import time
+from collections import OrderedDict, deque
 from typing import Any
 
 import bentoml
@@ -18,17 +26,78 @@ from lifecycle_assets.serving.requests import shown
 
 ENV_ADMIN_TOKEN = "LIFECYCLE_ADMIN_TOKEN"
 _SCHEME = "bearer "
+MAX_FAILURES = 5
+WINDOW_SECONDS = 60.0
+# Addresses remembered at once: a client cycling through addresses cannot grow memory without
+# bound (the oldest address is forgotten first).
+MAX_ADDRESSES = 4096
+
+logger = logging.getLogger(__name__)
 
 
-def deny(request: Request, token: str | None) -> Response | None:
+class FailedTokens:
+    """Recent missing or wrong tokens per client address, to throttle guessing."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self.clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, address: str) -> deque[float]:
+        failures = self._failures.get(address)
+        if failures is None:
+            return deque()
+        cutoff = self.clock() - WINDOW_SECONDS
+        while failures and failures[0] <= cutoff:
+            failures.popleft()
+        if not failures:
+            del self._failures[address]
+        return failures
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds until `address` may try again; None when it is not throttled."""
+        failures = self._recent(address)
+        if len(failures) < MAX_FAILURES:
+            return None
+        return max(1, math.ceil(failures[0] + WINDOW_SECONDS - self.clock()))
+
+    def record(self, address: str) -> None:
+        failures = self._failures.pop(address, None) or deque(maxlen=MAX_FAILURES)
+        failures.append(self.clock())
+        self._failures[address] = failures  # the newest address last
+        while len(self._failures) > MAX_ADDRESSES:
+            self._failures.popitem(last=False)
+
+
+_failed = FailedTokens()
+
+
+def _refusals() -> Any:
+    """The refusal counter, created with the service's other metrics (see `metrics.py`)."""
+    from lifecycle_assets.serving.metrics import prediction_metrics
+
+    return prediction_metrics().admin_refusals
+
+
+def deny(request: Request, token: str | None, failed: FailedTokens = _failed) -> Response | None:
     """The refusal to send, or None when the request carries the configured token."""
     if not token:
         return JSONResponse(
             {"error": f"admin disabled: set {ENV_ADMIN_TOKEN} to enable it"}, status_code=403
         )
+    address = request.client.host if request.client else "unknown"
+    if (wait := failed.retry_after(address)) is not None:
+        _refusals().labels("429").inc()
+        return JSONResponse(
+            {"error": f"too many wrong admin tokens from {address}; retry in {wait} s"},
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
     header = request.headers.get("authorization", "")
     given = header[len(_SCHEME) :].strip() if header.lower().startswith(_SCHEME) else ""
     if not hmac.compare_digest(given.encode(), token.encode()):
+        failed.record(address)
+        _refusals().labels("401").inc()
+        logger.warning("admin request from %s with a missing or wrong token", address)
         return JSONResponse(
             {"error": "missing or wrong admin token"},
             status_code=401,

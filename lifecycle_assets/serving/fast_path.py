@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from timeit import default_timer
 from typing import TYPE_CHECKING, Any
 
@@ -230,13 +230,26 @@ class FastPredict:
         service = self._service
         if service is None:
             service = self._service = _current_service()
-            if service is None:
-                return None
-        predictors = getattr(service, "predictors", None)
-        if not predictors:
-            return None
-        name = model_of(path, service.default_model)
-        return None if name is None else predictors.get(name)
+        return predictor_of(service, path)
+
+
+def predictor_of(service: Any | None, path: str) -> Predictor | None:
+    """The predictor a predict path names in `service`; None for another path, an unknown
+    model, or no service running yet."""
+    predictors = getattr(service, "predictors", None)
+    if not predictors:
+        return None
+    name = model_of(path, service.default_model)
+    return None if name is None else predictors.get(name)
+
+
+def count_refusal(path: str, status: int) -> None:
+    """Count a predict request the body reader refused (413, 415, 400) under its model, when
+    `HttpGuard` answered it because the fast path is off (tracing on): the same count the fast
+    path keeps, so `lifecycle_rejected_requests` does not depend on the tracing setting."""
+    predictor = predictor_of(_current_service(), path)
+    if predictor is not None:
+        predictor.metrics.rejected.labels(predictor.spec.name, str(status)).inc()
 
 
 def _current_service() -> Any | None:
@@ -254,11 +267,15 @@ def _current_service() -> Any | None:
 _render = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
-async def send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
-    """The bytes and headers `JSONResponse(payload, status_code=status)` sends, without
-    building a response object per request."""
+async def send_json(
+    send: Send, status: int, payload: dict[str, Any], extra: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """The bytes and headers `JSONResponse(payload, status_code=status)` sends (plus `extra`
+    headers), without building a response object per request. Every JSON answer the ASGI
+    layers write themselves goes through here."""
     body = _render(payload).encode("utf-8")
     headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+    headers += extra
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

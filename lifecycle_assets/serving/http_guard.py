@@ -15,14 +15,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 from lifecycle_assets.serving import fast_path
-from lifecycle_assets.serving.fast_path import App, Message, Receive, Scope, Send
+from lifecycle_assets.serving.fast_path import App, Message, Receive, Scope, Send, send_json
+from lifecycle_assets.serving.requests import shown
 
 logger = logging.getLogger(__name__)
 
@@ -30,24 +29,14 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
-async def _send_json(
-    send: Send, status: int, payload: dict[str, Any], extra: Iterable[tuple[bytes, bytes]] = ()
-) -> None:
-    body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    headers += extra
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def _too_large(max_bytes: int) -> dict[str, Any]:
     return {"error": f"the request body exceeds {max_bytes} bytes", "detail": []}
 
 
 def _unsupported_encoding(encoding: bytes) -> dict[str, Any]:
-    shown = encoding.decode("latin-1")[:40]
+    given = encoding.decode("latin-1")[:40]
     return {
-        "error": f"Content-Encoding {shown!r} is not supported; send the body uncompressed",
+        "error": f"Content-Encoding {given!r} is not supported; send the body uncompressed",
         "detail": [],
     }
 
@@ -64,9 +53,9 @@ def not_json(content_type: bytes | None) -> dict[str, Any] | None:
         media.startswith(b"application/") and media.endswith(b"+json")
     ):
         return None
-    shown = content_type.decode("latin-1")[:60]
+    given = content_type.decode("latin-1")[:60]
     return {
-        "error": f"Content-Type {shown!r} is not supported; send application/json",
+        "error": f"Content-Type {given!r} is not supported; send application/json",
         "detail": [],
     }
 
@@ -86,20 +75,20 @@ async def read_body(
     headers = dict(scope.get("headers") or [])
     encoding = headers.get(b"content-encoding")
     if encoding is not None and encoding.strip().lower() != b"identity":
-        await _send_json(send, 415, _unsupported_encoding(encoding))
+        await send_json(send, 415, _unsupported_encoding(encoding))
         return None
     if json_only and (refused := not_json(headers.get(b"content-type"))) is not None:
-        await _send_json(send, 415, refused)
+        await send_json(send, 415, refused)
         return None
     declared = headers.get(b"content-length")
     if declared is not None:
         try:
             too_large = int(declared) > max_bytes
         except ValueError:
-            await _send_json(send, 400, {"error": "invalid Content-Length", "detail": []})
+            await send_json(send, 400, {"error": "invalid Content-Length", "detail": []})
             return None
         if too_large:
-            await _send_json(send, 413, _too_large(max_bytes))
+            await send_json(send, 413, _too_large(max_bytes))
             return None
     chunks, size, more = [], 0, True
     while more:
@@ -109,7 +98,7 @@ async def read_body(
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
-            await _send_json(send, 413, _too_large(max_bytes))
+            await send_json(send, 413, _too_large(max_bytes))
             return None
         chunks.append(chunk)
         more = message.get("more_body", False)
@@ -165,9 +154,20 @@ class HttpGuard:
         await self.app(scope, receive, self._wrap_send(scope, send))
 
     async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
-        """The body read whole (at most the limit) and replayed; None after answering."""
-        body = await read_body(scope, receive, send, self.max_body_bytes)
+        """The body read whole (at most the limit) and replayed; None after answering (a
+        refused predict request counted under its model)."""
+        refused: int | None = None
+
+        async def answered(message: Message) -> None:
+            nonlocal refused
+            if message["type"] == "http.response.start":
+                refused = message["status"]
+            await send(message)
+
+        body = await read_body(scope, receive, answered, self.max_body_bytes)
         if body is None:
+            if refused is not None and scope["method"] == "POST":
+                fast_path.count_refusal(scope["path"], refused)
             return None
         sent = False
 
@@ -201,19 +201,19 @@ class HttpGuard:
                 if message.get("more_body", False):
                     return
                 if held["status"] == 404:
-                    await _send_json(send, 404, _no_route(path))
+                    await send_json(send, 404, _no_route(path))
                     return
                 if held["status"] == 405:  # BentoML's own routes (/metrics, /readyz, ...)
                     allow = [(k, v) for k, v in held.get("headers", []) if k.lower() == b"allow"]
                     error = {"error": "Method Not Allowed", "detail": []}
-                    await _send_json(send, 405, error, allow)
+                    await send_json(send, 405, error, allow)
                     return
                 try:
                     detail = readiness_detail()
                 except Exception:  # readiness must never fail on its own detail
                     logger.exception("cannot describe readiness")
                     detail = {"status": "ready"}
-                await _send_json(send, 200, detail)
+                await send_json(send, 200, detail)
                 return
             await send(message)
 
@@ -228,5 +228,7 @@ def _plain_text(start: Message) -> bool:
 
 def _no_route(path: str) -> dict[str, Any]:
     """A path nothing serves, as JSON like every other error, naming it (cut short)."""
-    shown = path if len(path) <= 100 else path[:100] + "..."
-    return {"error": f"no route {shown!r}; the routes are listed at /openapi.json", "detail": []}
+    return {
+        "error": f"no route {shown(path)!r}; the routes are listed at /openapi.json",
+        "detail": [],
+    }

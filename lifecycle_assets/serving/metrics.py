@@ -44,6 +44,11 @@ class PredictionMetrics:
             "Requests refused (bad input, or a score that is no finite number), by HTTP status.",
             ["model_name", "status"],
         )
+        self.admin_refusals = prom.Counter(
+            "lifecycle_admin_refusals",
+            "Admin requests refused: 401 a missing or wrong token, 429 throttled after too many.",
+            ["status"],
+        )
         # Gauges in BentoML's multiprocess registry need a mode: the newest value wins.
         self.drift_psi = prom.Gauge(
             "lifecycle_feature_drift_psi",
