@@ -28,5 +28,6 @@ def render_drift_html(title: str, report: DriftReport, pngs: dict[str, bytes]) -
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p><b>{verdict}</b>: {report.rows} rows, drifted "
         f"features: {html.escape(drifted)} (share {report.drifted_share:.2f})</p>"
-        f"<table><tr>{header}</tr>{''.join(rows)}</table>{images}</body></html>"
+        + "".join(f"<p><i>Note: {html.escape(note)}</i></p>" for note in report.notes)
+        + f"<table><tr>{header}</tr>{''.join(rows)}</table>{images}</body></html>"
     )

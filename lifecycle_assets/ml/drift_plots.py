@@ -11,7 +11,7 @@ import polars as pl
 
 from lifecycle_assets.ml.drift import DriftReport, mass_groups
 from lifecycle_assets.ml.plots import png_figure
-from lifecycle_assets.ml.profile import SCORE_NAME, ReferenceProfile, bin_counts_expr, dense_counts
+from lifecycle_assets.ml.profile import SCORE_NAME, ReferenceProfile, bin_totals
 
 DRIFTED_COLOR = "#c0392b"
 STABLE_COLOR = "#5d8aa8"
@@ -49,8 +49,7 @@ def score_distribution_png(
     edges = np.asarray(profile.score.edges)
     reference = np.asarray(profile.score.counts)
     frame = pl.DataFrame({SCORE_NAME: np.asarray(scores, dtype=np.float64).ravel()})
-    pairs = frame.select(bin_counts_expr(SCORE_NAME, profile.score.edges))[SCORE_NAME][0]
-    current = dense_counts(pairs, edges.size + 1)
+    current = bin_totals(frame, {SCORE_NAME: profile.score.edges})[SCORE_NAME].counts
     # Both curves on the same bounds: the fine bins merged into groups of equal reference mass.
     starts = np.flatnonzero(np.diff(mass_groups(_folded(reference), groups), prepend=-1))
     bounds = np.append(edges[starts], edges[-1])

@@ -7,7 +7,12 @@ training set, and the profile can be stored next to the model version it describ
 
 Numeric bins are right-closed: bin 0 is (-inf, e0], bin i is (e[i-1], e[i]], the last bin is
 (e[-1], +inf). The edges are observed values (nearest-rank quantiles, deduplicated), so a
-discrete feature gets one bin per value and its binned CDF is exact.
+discrete feature gets one bin per value and its binned CDF is exact. Each bin also keeps the sum
+of its values: with it the integral of the CDF over a bin is exact, which is what the
+Wasserstein distance integrates (see `drift.py`).
+
+Version 2 added the per-bin sums; a version-1 profile (logged with an earlier model version)
+still reads, with `sums` None.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import numpy as np
 import polars as pl
 
 SCORE_NAME = "__score__"
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class _Counted:
@@ -45,6 +51,7 @@ class NumericProfile(_Counted):
     missing: int
     mean: float
     std: float
+    sums: tuple[float, ...] | None = None  # per bin, as `counts`; None in version-1 profiles
 
 
 @dataclass(frozen=True)
@@ -74,12 +81,18 @@ class ReferenceProfile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReferenceProfile:
-        if data.get("version") != PROFILE_VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise ValueError(f"unsupported reference profile version {data.get('version')!r}")
 
         def numeric(item: dict[str, Any]) -> NumericProfile:
+            sums = item.get("sums")
             return NumericProfile(
-                **{**item, "edges": tuple(item["edges"]), "counts": tuple(item["counts"])}
+                **{
+                    **item,
+                    "edges": tuple(item["edges"]),
+                    "counts": tuple(item["counts"]),
+                    "sums": None if sums is None else tuple(sums),
+                }
             )
 
         def categorical(item: dict[str, Any]) -> CategoricalProfile:
@@ -112,24 +125,46 @@ def bin_index_expr(name: str, edges: tuple[float, ...]) -> pl.Expr:
     return pl.lit(pl.Series(edges, dtype=pl.Float64)).search_sorted(values, side="left")
 
 
-def bin_counts_expr(name: str, edges: tuple[float, ...]) -> pl.Expr:
-    """One row holding the (bin, count) pairs of `name`, so many columns fit in one select."""
-    counts = bin_index_expr(name, edges).value_counts(sort=False, name="n")
-    return counts.implode().alias(name)
+@dataclass(frozen=True)
+class BinTotals:
+    """How many values of a column fall in each bin of its edges, and their sum per bin."""
+
+    counts: np.ndarray  # int64, len(edges) + 1
+    sums: np.ndarray  # float64, same length
 
 
-def dense_counts(pairs: pl.Series, size: int) -> np.ndarray:
-    """Turn a (bin, n) struct series from `bin_counts_expr` into a dense count array."""
-    out = np.zeros(size, dtype=np.int64)
-    if len(pairs):
-        frame = pairs.struct.unnest()
-        out[frame[frame.columns[0]].to_numpy()] = frame["n"].to_numpy()
-    return out
+def _bin_totals_query(frame: pl.LazyFrame, name: str, edges: tuple[float, ...]) -> pl.LazyFrame:
+    binned = frame.select(
+        bin_index_expr(name, edges).alias("bin"), numeric_expr(name).drop_nulls().alias("value")
+    )
+    return binned.group_by("bin").agg(pl.len().alias("n"), pl.col("value").sum().alias("sum"))
+
+
+def _dense(totals: pl.DataFrame, size: int) -> BinTotals:
+    counts, sums = np.zeros(size, dtype=np.int64), np.zeros(size, dtype=np.float64)
+    bins = totals["bin"].to_numpy()
+    counts[bins] = totals["n"].to_numpy()
+    sums[bins] = totals["sum"].to_numpy()
+    return BinTotals(counts, sums)
+
+
+def bin_totals(
+    frame: pl.LazyFrame | pl.DataFrame, columns: dict[str, tuple[float, ...]]
+) -> dict[str, BinTotals]:
+    """Per column, its count and sum in each bin of its edges: one grouping per column, all
+    collected together (polars runs them in parallel and reads each column once)."""
+    lazy = frame.lazy()
+    queries = [_bin_totals_query(lazy, name, edges) for name, edges in columns.items()]
+    collected = pl.collect_all(queries) if queries else []
+    return {
+        name: _dense(totals, len(edges) + 1)
+        for (name, edges), totals in zip(columns.items(), collected, strict=True)
+    }
 
 
 def _window_numeric_exprs(profile: NumericProfile) -> list[pl.Expr]:
     name, column = profile.name, numeric_expr(profile.name)
-    exprs = [bin_counts_expr(name, profile.edges), column.null_count().alias(f"{name}.missing")]
+    exprs = [column.null_count().alias(f"{name}.missing")]
     if profile.edges:
         low, high = profile.edges[0], profile.edges[-1]
         exprs.append((low - column).clip(lower_bound=0).sum().alias(f"{name}.low"))
@@ -143,20 +178,30 @@ def _window_categorical_exprs(profile: CategoricalProfile) -> list[pl.Expr]:
     return [levels, column.null_count().alias(f"{profile.name}.missing")]
 
 
+@dataclass(frozen=True)
+class WindowSummary:
+    """Everything drift needs from a window: `row` holds the row count (`__rows__`), each
+    column's missing count (`<name>.missing`), each categorical column's level counts and how
+    far numeric values fall below and above the edges (`<name>.low`, `<name>.high`); `bins` the
+    numeric columns' counts and sums on the profile's bins."""
+
+    row: pl.DataFrame
+    bins: dict[str, BinTotals]
+
+
 def summarize_window(
     frame: pl.LazyFrame,
     numeric: tuple[NumericProfile, ...],
     categorical: tuple[CategoricalProfile, ...] = (),
-) -> pl.DataFrame:
-    """Everything drift needs from a window, in one pass over it: a single row.
-
-    Per profiled column: its counts on the profile's bins (numeric) or per level (categorical),
-    its missing count, and for numeric columns how far values fall below and above the edges.
-    """
+) -> WindowSummary:
+    """Summarize a window against the profile; its cost grows with the window only."""
     exprs = [pl.len().alias("__rows__")]
     exprs += [expr for p in numeric for expr in _window_numeric_exprs(p)]
     exprs += [expr for p in categorical for expr in _window_categorical_exprs(p)]
-    return frame.select(exprs).collect()
+    return WindowSummary(
+        row=frame.select(exprs).collect(),
+        bins=bin_totals(frame, {p.name: p.edges for p in numeric}),
+    )
 
 
 def _quantile_positions(name: str, bins: int) -> pl.Expr:
@@ -184,16 +229,17 @@ def _numeric_profiles(frame: pl.DataFrame, names: list[str], bins: int) -> list[
     edges: dict[str, tuple[float, ...]] = {name: () for name in names}
     for name in present:
         edges[name] = tuple(float(v) for v in np.unique(quantiles[name][0].to_numpy()))
-    counts = frame.select(bin_counts_expr(name, edges[name]) for name in names)
+    totals = bin_totals(frame, edges)
     return [
         NumericProfile(
             name=name,
             edges=edges[name],
-            counts=tuple(int(c) for c in dense_counts(counts[name][0], len(edges[name]) + 1)),
+            counts=tuple(int(c) for c in totals[name].counts),
             count=int(stats[f"{name}.count"]),
             missing=int(stats[f"{name}.missing"]),
             mean=float(stats[f"{name}.mean"] or 0.0),
             std=float(stats[f"{name}.std"] or 0.0),
+            sums=tuple(float(v) for v in totals[name].sums),
         )
         for name in names
     ]

@@ -130,6 +130,7 @@ def build_drift_assets(spec: ModelSpec) -> list:
                 "table": dg.MetadataValue.md(_markdown_table(report.table())),
                 **plot_paths,
                 "html_report": dg.MetadataValue.path(str(page)),
+                **({"notes": dg.MetadataValue.json(list(report.notes))} if report.notes else {}),
             },
         )
 
