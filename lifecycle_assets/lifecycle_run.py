@@ -20,7 +20,7 @@ from typing import Any
 
 import dagster as dg
 
-from lifecycle_assets import config, storage
+from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.crash import crash_point
 from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint
@@ -94,6 +94,8 @@ class LifecycleSummary:
     outcome: str = ERROR
     run_logs: list[str] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    # When its summary was written (UTC): `run_summary` stamps it, `last_run.json` is the last.
+    finished_at: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -429,10 +431,3 @@ def current_champion(settings: Settings, model: str) -> str | None:
 
     champion = resolve(configure_mlflow(settings), model, config.CHAMPION_ALIAS)
     return champion.version if champion else None
-
-
-def write_summary(summary: LifecycleSummary, settings: Settings) -> Path:
-    path = settings.reports_dir / summary.model_name / "last_run.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    storage.write_json(path, summary.to_dict())
-    return path

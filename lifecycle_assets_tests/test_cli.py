@@ -63,6 +63,7 @@ def test_promote_rollback_history_and_status(two_versions: list[str], spec: Mode
         "previous": v1,
         "current": v2,
         "changed": True,
+        "ended": {},
     }
     status = as_json("status", name)
     champion = status[config.CHAMPION_ALIAS]

@@ -247,7 +247,7 @@ not promoted: 6 day(s) quarantined, too few left to train (first, 2026-03-02: 1 
 nobody.
 Bento: not built
 model card: not written
-summary: <tmp>/home/reports/members/last_run.json
+summary: <tmp>/home/reports/members/runs/<run id>.json
 run log: <tmp>/home/reports/members/runs/<run id>.log
 next: `make dev` (Dagster UI on http://127.0.0.1:3000), `make serve` (every champion on \
 http://127.0.0.1:3001), `make mlflow-ui`, `lifecycle status`"""

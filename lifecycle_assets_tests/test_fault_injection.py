@@ -217,3 +217,23 @@ def test_promote_killed_at(fresh: Project, point: str, champion: str) -> None:
     assert Ledger.default().entries(NAME, state=PENDING)
     next_alias_operation()
     assert_invariants(champion)
+
+
+@pytest.mark.parametrize(("point", "champion"), PROMOTE_POINTS, ids=[p for p, _ in PROMOTE_POINTS])
+def test_promoting_the_canary_killed_at(fresh: Project, point: str, champion: str) -> None:
+    """The champion and the end of its canary are one write: killed before it, v2 is still
+    only the canary (at its weight); after it, only the champion."""
+    client = MlflowClient()
+    v1 = get_version(client, NAME, "1")
+    v2 = str(client.create_model_version(NAME, v1.source, v1.run_id, tags=v1.tags).version)
+    result = CliRunner().invoke(main, ["canary", NAME, v2, "--weight", "0.2"])
+    assert result.exit_code == 0, result.output
+    crash(fresh, point, "promote", NAME, v2)
+    next_alias_operation()
+    assert_invariants(champion)
+    aliases = {a: str(v) for a, v in client.get_registered_model(NAME).aliases.items()}
+    weight = (client.get_registered_model(NAME).tags or {}).get(config.TAG_CANARY_WEIGHT)
+    if champion == v2:
+        assert aliases == {CHAMPION: v2} and weight is None
+    else:
+        assert aliases == {CHAMPION: "1", config.CANARY_ALIAS: v2} and weight == "0.2"

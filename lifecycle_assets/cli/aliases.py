@@ -27,15 +27,21 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.ledger import version_label
 
 
-def _report_move(name: str, alias: str, previous, current, as_json: bool) -> None:
+def _report_move(name: str, alias: str, move, as_json: bool) -> None:
+    """`<model> `<alias>`: v1 -> v2` and a line per alias the move ended (`ended` in JSON)."""
+    previous, current = move
     before = previous.version if previous else None
     if as_json:
         payload = {"model": name, "alias": alias, "previous": before, "current": current.version}
-        click.echo(json.dumps({**payload, "changed": before != current.version}, indent=2))
+        changed = before != current.version
+        click.echo(json.dumps({**payload, "changed": changed, "ended": move.ended}, indent=2))
     elif before == current.version:
         console.print(f"{name} `{alias}` already points to v{current.version}; nothing changed.")
     else:
         console.print(f"{name} `{alias}`: {version_label(before)} -> v{current.version}")
+    for ended, version in {} if as_json else move.ended.items():
+        weight = "; its traffic weight is removed" if ended == config.CANARY_ALIAS else ""
+        console.print(f"{name} `{ended}` v{version} ended: it is now the {alias}{weight}")
 
 
 @main.command()
@@ -62,16 +68,19 @@ def promote(
     actor: str,
     as_json: bool,
 ) -> None:
-    """Point an alias (default `champion`) at VERSION of MODEL, recorded in the ledger."""
+    """Point an alias (default `champion`) at VERSION of MODEL, recorded in the ledger.
+
+    A new champion ends the canary or shadow of its version; a canary takes its weight from
+    `lifecycle canary`, not from here."""
     from lifecycle_assets.registry.aliases import ANY_VERSION, move_alias
 
     _require_model(model)
     expected = ANY_VERSION if expect is None else None if expect.lower() == "none" else expect
-    previous, current = move_alias(
+    move = move_alias(
         _alias_client(), model, alias, version, reason=reason, actor=actor,
         expected_version=expected,
     )  # fmt: skip
-    _report_move(model, alias, previous, current, as_json)
+    _report_move(model, alias, move, as_json)
 
 
 @main.command()
@@ -87,10 +96,9 @@ def rollback(model: str, to_version: str | None, reason: str, actor: str, as_jso
     from lifecycle_assets.registry.aliases import rollback as roll_back
 
     _require_model(model)
-    previous, current = roll_back(
-        _alias_client(), model, actor=actor, reason=reason, to_version=to_version
-    )
-    _report_move(model, config.CHAMPION_ALIAS, previous, current, as_json)
+    move = roll_back(_alias_client(), model, actor=actor, reason=reason, to_version=to_version)
+    _report_move(model, config.CHAMPION_ALIAS, move, as_json)
+    current = move.current
     # Earlier holders that no longer verify are skipped: say which, or the version reached
     # looks like a mistake to whoever expected the last champion.
     why = current.tags.get(f"{config.CHAMPION_ALIAS}_reason", "")

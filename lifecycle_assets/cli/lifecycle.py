@@ -90,8 +90,8 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         ingest_window,
         partitions_in_window,
         train_and_deploy,
-        write_summary,
     )
+    from lifecycle_assets.run_summary import write_summary
     from lifecycle_assets.spec import SpecError, configured_specs
     from lifecycle_assets.training_setup import TrainingSetUp
 

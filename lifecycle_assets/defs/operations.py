@@ -94,6 +94,13 @@ def record_operation(
     )
 
 
+def _ended(move: aliases.AliasMove) -> dict[str, str]:
+    """`ended` for the observation when the new champion ended its canary or shadow."""
+    if not move.ended:
+        return {}
+    return {"ended": ", ".join(f"{alias} v{version}" for alias, version in move.ended.items())}
+
+
 def _audit(context: dg.OpExecutionContext, settings: Settings) -> dict[str, Any]:
     return {
         "actor": f"dagster:{context.run_id}",
@@ -117,11 +124,13 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
         expected = (
             aliases.ANY_VERSION if config.expected_version is None else config.expected_version
         )
-        previous, current = aliases.move_alias(
+        move = aliases.move_alias(
             mlflow.client(), name, config.alias, config.version, reason=config.reason,
             expected_version=expected, **_audit(context, settings),
         )  # fmt: skip
-        record_operation(context, spec, "promote", config.alias, previous, current, config.reason)
+        record_operation(
+            context, spec, "promote", config.alias, *move, config.reason, **_ended(move)
+        )
 
     @dg.op(name=f"{name}_rollback", description=f"Moves an alias of {name} back in the ledger.")
     def rollback_op(
@@ -131,11 +140,13 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
         mlflow: MlflowResource,
     ) -> None:
         settings = lifecycle.settings()
-        previous, current = aliases.rollback(
+        move = aliases.rollback(
             mlflow.client(), name, reason=config.reason, to_version=config.to_version,
             alias=config.alias, **_audit(context, settings),
         )  # fmt: skip
-        record_operation(context, spec, "rollback", config.alias, previous, current, config.reason)
+        record_operation(
+            context, spec, "rollback", config.alias, *move, config.reason, **_ended(move)
+        )
 
     @dg.op(name=f"{name}_canary", description=f"Sets or clears the canary of {name}.")
     def canary_op(

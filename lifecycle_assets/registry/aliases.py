@@ -12,7 +12,9 @@ so the registry never names a version the service would refuse.
 The move is also mirrored on the model version as tags (who, when, why, which Dagster run) so
 the registry alone answers "who promoted this version". The alias, those tags and any model tag
 that goes with the move (a canary's weight) are one `RegistryChange`: the SQLite writer applies
-it in one transaction, MlflowClient call by call. Reads go through `reader_of(client)` and writes
+it in one transaction, MlflowClient call by call. Which alias may point where is
+`alias_rules`: a champion moved to the canary's or the shadow's version ends it in that same
+change, recorded in the ledger beside the move. Reads go through `reader_of(client)` and writes
 through `writer_of(client)`, so a move on the embedded SQLite file imports no MLflow.
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 
 from lifecycle_assets import config
 from lifecycle_assets.crash import crash_point
+from lifecycle_assets.registry.alias_rules import AliasMove, check_move, ended_by, known
 from lifecycle_assets.registry.changes import RegistryChange, writer_of
 from lifecycle_assets.registry.ledger import (
     ABORTED,
@@ -54,12 +57,6 @@ Expected = str | None | _Unchecked
 # How a rollback's reason names the earlier holders it skipped (they no longer verify); the CLI
 # repeats such a reason as a note.
 PASSED_OVER = " (passed over "
-# The aliases the service and the CLI know; any other name would be recorded and then ignored.
-KNOWN_ALIASES = (
-    config.CHAMPION_ALIAS, config.CHALLENGER_ALIAS, config.CANARY_ALIAS, config.SHADOW_ALIAS,
-)  # fmt: skip
-# Aliases that serve beside the champion and so may never name the champion's own version.
-BESIDE_CHAMPION = (config.CANARY_ALIAS, config.SHADOW_ALIAS)
 # A registered-model tag to set with a move (a value), or to delete (None).
 ModelTags = Mapping[str, str | None]
 
@@ -93,14 +90,6 @@ def _live_aliases(client: Any, name: str) -> dict[str, str]:
     if live is None:
         raise AliasError(f"no registered model named {name!r}")
     return live
-
-
-def _known(alias: str) -> str:
-    """The alias, if the platform knows it: the operation jobs take it as free text, and a
-    typo (`champoin`) would otherwise become an alias nothing serves, recorded as a success."""
-    if alias not in KNOWN_ALIASES:
-        raise AliasError(f"unknown alias {alias!r}: the aliases are {', '.join(KNOWN_ALIASES)}")
-    return alias
 
 
 def _version(client: Any, name: str, version: str) -> ModelRef:
@@ -214,29 +203,49 @@ def _change_locked(
     ledger: Ledger,
     name: str,
     alias: str,
-    current: str | None,
+    live: Mapping[str, str],
     to_version: str | None,
     expected: Expected | int,
     model_tags: ModelTags | None = None,
     **audit: str,
-) -> None:
-    """PENDING, registry write, COMMITTED. The caller holds the lock and read `current` under it.
+) -> dict[str, str]:
+    """PENDING, registry write, COMMITTED. The caller holds the lock and read `live` (the
+    registry's aliases) under it. Returns the aliases the move ended (alias -> version).
 
     `model_tags` are written with the alias; when the alias already points there, they are
-    written alone (a canary's new weight) and nothing goes to the ledger.
+    written alone (a canary's new weight) and nothing goes to the ledger. A champion moved to
+    the canary's or the shadow's version ends them (`alias_rules`): their removals are ledger
+    entries of their own, PENDING and settled with the move, and one `RegistryChange` with it
+    (removals first: a writer that stops half way has ended them, never doubled a version).
     """
+    current = live.get(alias)
     if expected is not ANY_VERSION and expected is not None:
         expected = str(expected)  # a version number given as an int is still that version
     if expected is not ANY_VERSION and expected != current:
         raise ConcurrentAliasChange(name, alias, expected, current)
+    tags = dict(model_tags or {})
+    if to_version is not None:
+        check_move(name, alias, to_version, live, tags)
     writer = writer_of(client)
     if current == to_version:
-        writer.apply(RegistryChange(name, model_tags=model_tags or {}))
-        return
+        writer.apply(RegistryChange(name, model_tags=tags))
+        return {}
+    ended = ended_by(alias, to_version, live)
     entry = ledger.append(LedgerEntry.new(name, alias, current, to_version, **audit))
+    why = f"ended: v{to_version} became {alias} ({audit['kind']}: {audit['reason']})"
+    who = {"actor": audit["actor"], "dagster_run_id": audit.get("dagster_run_id", "")}
+    removals = [
+        ledger.append(LedgerEntry.new(name, other, held, None, kind="remove", reason=why, **who))
+        for other, held in ended.items()
+    ]
+    if config.CANARY_ALIAS in ended:
+        tags[config.TAG_CANARY_WEIGHT] = None
     _checkpoint("pending-written")
     change = RegistryChange(
-        name, aliases={alias: to_version}, version_tags=_stamp(entry), model_tags=model_tags or {}
+        name,
+        aliases={**dict.fromkeys(ended), alias: to_version},
+        version_tags=_stamp(entry),
+        model_tags=tags,
     )
     try:
         writer.apply(change)
@@ -246,7 +255,9 @@ def _change_locked(
         with contextlib.suppress(Exception):
             _reconcile_locked(client, name, ledger, _live_aliases(client, name))
         raise
-    ledger.settle(entry.operation_id, COMMITTED)
+    for done in (entry, *removals):
+        ledger.settle(done.operation_id, COMMITTED)
+    return ended
 
 
 def _ref_or_none(client: Any, name: str, version: str | None) -> ModelRef | None:
@@ -266,32 +277,29 @@ def move_alias(
     ledger: Ledger | None = None,
     model_tags: ModelTags | None = None,
     require: Mapping[str, str | None] | None = None,
-) -> tuple[ModelRef | None, ModelRef]:
+) -> AliasMove:
     """Point `alias` at `version` (with `model_tags` in the same write); return (previous
-    holder, new holder). `client` is an MlflowClient or `registry_client`'s SQLite registry.
+    holder, new holder) and, as `.ended`, the canary or shadow the move ended (`alias_rules`).
+    `client` is an MlflowClient or `registry_client`'s SQLite registry.
 
     Moving an alias to the version it already points at records nothing (it writes only
     `model_tags`, if any). `require` names other aliases that must still hold the given
     versions, checked under the same lock (promoting the canary that was judged, not one set
     since): ConcurrentAliasChange otherwise.
     """
-    ledger, version, alias = ledger or Ledger.default(), str(version), _known(alias)
+    ledger, version, alias = ledger or Ledger.default(), str(version), known(alias)
     with _operation(client, name, ledger) as live:
         for other, held in (require or {}).items():
             if live.get(other) != held:
                 raise ConcurrentAliasChange(name, other, held, live.get(other))
-        if alias in BESIDE_CHAMPION and live.get(config.CHAMPION_ALIAS) == version:
-            # Here, under the lock, so no door (`promote --alias canary`, the promote job)
-            # gets around it: a model compared with itself proves nothing, and the canary
-            # analysis would then "promote" what already serves.
-            raise AliasError(f"{name} v{version} is the champion; it cannot also be the {alias}")
+        check_move(name, alias, version, live, model_tags or {})  # before the costlier verify
         _target(client, name, version)
         previous = live.get(alias)
-        _change_locked(
-            client, ledger, name, alias, previous, version, expected_version,
+        ended = _change_locked(
+            client, ledger, name, alias, live, version, expected_version,
             model_tags, kind="move", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
         )  # fmt: skip
-    return _ref_or_none(client, name, previous), _version(client, name, version)
+    return AliasMove(_ref_or_none(client, name, previous), _version(client, name, version), ended)
 
 
 def remove_alias(
@@ -308,11 +316,11 @@ def remove_alias(
 ) -> ModelRef | None:
     """Unset `alias` (with `model_tags` in the same write); returns the version that held it
     (None if it was not set)."""
-    ledger, alias = ledger or Ledger.default(), _known(alias)
+    ledger, alias = ledger or Ledger.default(), known(alias)
     with _operation(client, name, ledger) as live:
         previous = live.get(alias)
         _change_locked(
-            client, ledger, name, alias, previous, None, expected_version,
+            client, ledger, name, alias, live, None, expected_version,
             model_tags, kind="remove", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
         )  # fmt: skip
     return _ref_or_none(client, name, previous)
@@ -328,9 +336,10 @@ def rollback(
     alias: str = config.CHAMPION_ALIAS,
     dagster_run_id: str = "",
     ledger: Ledger | None = None,
-) -> tuple[ModelRef | None, ModelRef]:
-    """Move `alias` back to its previous holder from the ledger, or to `to_version`."""
-    ledger, alias = ledger or Ledger.default(), _known(alias)
+) -> AliasMove:
+    """Move `alias` back to its previous holder from the ledger, or to `to_version`; like a
+    move, it ends the canary or shadow of the version that becomes the champion."""
+    ledger, alias = ledger or Ledger.default(), known(alias)
     with _operation(client, name, ledger) as live:
         current = live.get(alias)
         if to_version is None:
@@ -353,8 +362,8 @@ def rollback(
         if to_version is None and skipped:
             why += f"{PASSED_OVER}{'; '.join(skipped)})"
         why += f": {reason}" if reason else ""
-        _change_locked(
-            client, ledger, name, alias, current, target, ANY_VERSION,
+        ended = _change_locked(
+            client, ledger, name, alias, live, target, ANY_VERSION,
             kind="rollback", reason=why, actor=actor, dagster_run_id=dagster_run_id,
         )  # fmt: skip
-    return _ref_or_none(client, name, current), _version(client, name, target)
+    return AliasMove(_ref_or_none(client, name, current), _version(client, name, target), ended)

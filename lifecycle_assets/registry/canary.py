@@ -4,25 +4,19 @@ The weight is a registered-model tag (`canary_weight`, a float in [0, 1] as a st
 service reads which version is canary and how much traffic it gets from one place, the registry.
 The weight is written with the alias (one `RegistryChange`: one transaction on the SQLite
 registry), so a service never sees the new canary at the old canary's weight.
-Neither the canary nor the shadow may be the champion's own version (`move_alias` refuses it,
-whichever command asks): comparing a model with itself proves nothing, and the analysis could
-then "promote" what already serves.
+Neither the canary nor the shadow may be the champion's own version, a champion moved to the
+canary's or the shadow's version ends it, and a canary is never set without its weight
+(`alias_rules`, checked by `move_alias` whichever command asks).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any
 
 from lifecycle_assets import config
-from lifecycle_assets.registry.aliases import (
-    ANY_VERSION,
-    ConcurrentAliasChange,
-    Expected,
-    move_alias,
-    remove_alias,
-)
+from lifecycle_assets.registry.alias_rules import AliasMove
+from lifecycle_assets.registry.aliases import ANY_VERSION, Expected, move_alias, remove_alias
 from lifecycle_assets.registry.ledger import AliasError, Ledger
 from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.refs import ModelRef
@@ -138,8 +132,10 @@ def promote_canary(
     dagster_run_id: str = "",
     ledger: Ledger | None = None,
     expected_version: str | None = None,
-) -> tuple[ModelRef | None, ModelRef]:
-    """Make the canary the champion, then clear the canary; (previous, new) champion.
+) -> AliasMove:
+    """Make the canary the champion; (previous, new) champion. The canary and its weight end
+    in the same registry write (`alias_rules`), so no crash leaves a champion that is also
+    its own canary.
 
     With `expected_version` (the canary a verdict judged), the promotion happens only while
     that version is still the canary, checked under the alias lock: an operator who set another
@@ -149,15 +145,8 @@ def promote_canary(
     if canary is None:
         raise AliasError(f"{name} has no canary to promote")
     judged = canary.version if expected_version is None else str(expected_version)
-    moved = move_alias(
+    return move_alias(
         client, name, config.CHAMPION_ALIAS, judged, reason=f"canary promoted: {reason}",
         actor=actor, dagster_run_id=dagster_run_id, ledger=ledger,
         require={config.CANARY_ALIAS: judged},
     )  # fmt: skip
-    # A canary set after the promotion is someone's new canary: it stays.
-    with contextlib.suppress(ConcurrentAliasChange):
-        clear_canary(
-            client, name, reason=f"promoted to champion: {reason}", actor=actor,
-            dagster_run_id=dagster_run_id, ledger=ledger, expected_version=judged,
-        )  # fmt: skip
-    return moved
