@@ -182,3 +182,35 @@ def test_rows_without_scores_give_no_score_distance() -> None:
     failing = log.with_columns(failed=pl.col("variant") == "canary")
     verdict = analyze_canary(failing)
     assert verdict.decision == "rollback" and "error rate" in verdict.reasons[0]
+
+
+def test_a_label_stamped_before_its_prediction_does_not_judge_the_canary(tmp_path) -> None:
+    """A label from a user's file stamped before the prediction it names could not have been
+    known: it is set aside and flagged, never scored in the verdict."""
+    from lifecycle_assets.data.ground_truth import GROUND_TRUTH, PREMATURE
+    from lifecycle_assets.defs.assets.canary import day_with_labels
+
+    n, day = 50, "2026-11-02"
+    at = dt.datetime(2026, 11, 2, 12, tzinfo=dt.UTC)
+    ids = [f"p-{i}" for i in range(2 * n)]
+    log = pl.DataFrame(
+        {
+            "prediction_id": ids,
+            "variant": ["champion"] * n + ["canary"] * n,
+            "model_version": ["1"] * n + ["2"] * n,
+            "score": [0.3] * (2 * n),
+            "predicted_at": [at] * (2 * n),
+        }
+    )
+    # The canary's first 10 labels are stamped an hour before their predictions.
+    stamps = [at + dt.timedelta(days=1)] * (2 * n)
+    stamps[n : n + 10] = [at - dt.timedelta(hours=1)] * 10
+    labels = pl.DataFrame({"prediction_id": ids, "label": [0.0] * (2 * n), "labelled_at": stamps})
+    lake = Lake(tmp_path / "lake", tmp_path / "quarantine", "credit_default")
+    lake.store_daily(PREDICTION_LOGS, day, log)
+    lake.store_daily(GROUND_TRUTH, "2026-11-03", labels)
+
+    joined = day_with_labels(lake, day)
+    assert joined[PREMATURE].sum() == 10 and joined["label"].null_count() == 10
+    verdict = analyze_canary(joined, CanaryThresholds())
+    assert (verdict.champion.labelled_rows, verdict.canary.labelled_rows) == (n, n - 10)

@@ -260,6 +260,8 @@ def test_simulate_traffic_mistakes_are_one_line(lifecycle_env: Settings, tmp_pat
     for args, named in (
         ([], f"no service answered at {nobody}"),
         (["--days", "0"], "0 is not in the range x>=1"),
+        # Refused before any request: a label due before its prediction cannot exist.
+        (["--label-delay-days", "-1"], "-1.0 is not in the range x>=0"),
         (["--spec", str(tmp_path / "members.yaml")], "have no column ['tenure'"),
     ):
         result = CliRunner().invoke(main, ["simulate-traffic", "--service-url", nobody, *args])

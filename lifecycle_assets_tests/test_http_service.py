@@ -372,7 +372,12 @@ def test_simulated_traffic_lands_delayed_labels(
 
     batches = [(dt.date(2026, 3, 9), simulate_day(dt.date(2026, 3, 9), rows_per_day=120))]
     answers, files = simulate_traffic(
-        server, batches, spec, labels_dir=tmp_path / "labels", label_delay=dt.timedelta(days=2)
+        server,
+        batches,
+        spec,
+        labels_dir=tmp_path / "labels",
+        log_dir=lifecycle_env.prediction_log_spool_dir,
+        label_delay=dt.timedelta(days=2),
     )
     assert answers.height == 120 and answers["prediction_id"].n_unique() == 120
     arrival = (answers["predicted_at"][0] + dt.timedelta(days=2)).date()

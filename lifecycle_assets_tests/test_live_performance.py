@@ -33,6 +33,8 @@ from lifecycle_assets.ml.features import feature_table
 from lifecycle_assets.ml.live_performance import (
     estimated_performance,
     expected_roc_auc,
+    join_labels,
+    join_shadow_labels,
     live_report,
     performance_gap,
     realized_performance,
@@ -454,3 +456,70 @@ def test_a_regressor_day_without_labels_says_how_many_predictions_wait() -> None
         "Labels have not arrived yet for the 3 predictions of 2026-02-10: realized errors "
         "appear once they do."
     )
+
+
+def test_a_label_stamped_before_its_prediction_is_counted_and_never_used(
+    lifecycle_env: Settings, spec: ModelSpec, pipeline: Pipeline
+) -> None:
+    """A user's label file whose `labelled_at` precedes the prediction it labels (a wrong
+    clock, a wrong id) names an outcome that could not have been known: live performance does
+    not score it, counts it, and says so."""
+    batch = simulate_day(STABLE_DAY, rows_per_day=400)
+    _serve(lifecycle_env, spec, pipeline, batch)
+    logged = prediction_log.read_day(lifecycle_env, spec.name, STABLE_DAY)
+    truth = dict(zip(batch[spec.id_column], batch[spec.target], strict=True))
+    # Five predictions made after 01:00 get a label half an hour before them, the same day.
+    early_ids = set(
+        logged.filter(pl.col("predicted_at").dt.hour() >= 1)["prediction_id"].head(5).to_list()
+    )
+    assert len(early_ids) == 5
+    rows = [
+        {
+            "prediction_id": pid,
+            "label": truth[record],
+            "labelled_at": (
+                at - dt.timedelta(minutes=30) if pid in early_ids else at + dt.timedelta(days=1)
+            ).isoformat(),
+        }
+        for pid, record, at in logged.select("prediction_id", "record_id", "predicted_at").rows()
+    ]
+    folder = labels_folder(lifecycle_env.landing_dir, spec.name)
+    folder.mkdir(parents=True)
+    pl.DataFrame(rows).write_csv(folder / "from-the-bank.csv")
+
+    _materialize(spec, STABLE_DAY)
+    _materialize(spec, STABLE_DAY + dt.timedelta(days=1))
+    value, metadata = _performance(_materialize(spec, STABLE_DAY, [LIVE_PERFORMANCE]), spec)
+    assert value["labelled_rows"] == 395 and metadata["labelled_rows"] == 395
+    assert value["premature_labels"] == 5 and metadata["premature_labels"] == 5
+    assert value["versions"][0]["premature_labels"] == 5
+    assert "5 label(s) stamped before their prediction, not used" in metadata["summary"]
+
+
+def test_a_shadow_label_is_judged_against_the_answer_it_mirrors() -> None:
+    """The shadow scores an answer later: a label that arrived between the answer and the
+    shadow's scoring is on time; one before the answer is premature for the shadow too."""
+    at = dt.datetime(2026, 2, 10, 12, tzinfo=dt.UTC)
+    log = pl.DataFrame(
+        {
+            "prediction_id": ["a1", "a2", "s1", "s2"],
+            "model_version": ["1", "1", "2", "2"],
+            "score": [0.2, 0.8, 0.3, 0.7],
+            "variant": ["champion", "champion", "shadow", "shadow"],
+            "shadow_of": [None, None, "a1", "a2"],
+            "predicted_at": [at, at, at + dt.timedelta(hours=1), at + dt.timedelta(hours=1)],
+        }
+    )
+    labels = pl.DataFrame(
+        {
+            "prediction_id": ["a1", "a2"],
+            "label": [0.0, 1.0],
+            "labelled_at": [at + dt.timedelta(minutes=30), at - dt.timedelta(minutes=1)],
+        }
+    )
+    shadow = join_shadow_labels(log, labels)
+    assert shadow["label"].to_list() == [0.0, None]
+    assert shadow["premature_label"].to_list() == [False, True]
+    answered_rows = log.filter(pl.col("variant") == "champion")
+    report = live_report(join_labels(answered_rows, labels), shadow=shadow)
+    assert report["premature_labels"] == 1 and report["shadow"][0]["premature_labels"] == 1

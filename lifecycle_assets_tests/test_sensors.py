@@ -221,11 +221,13 @@ def test_the_card_sensor_leaves_a_lifecycle_runs_card_to_the_command(
         ticks_while_running = []
         run_id = _evaluated(instance, spec, "7", cli, lambda: ticks_while_running.append(tick()))
         (running,) = ticks_while_running
-        assert not running.run_requests and running.cursor is None
+        # The cursor stops just before v7's evaluation: the next tick starts with it again.
+        assert not running.run_requests and running.cursor is not None
         assert f"evaluation run {run_id} is STARTED: its card waits" in running.skip_message
 
         ended = tick()
-        assert not ended.run_requests and ended.cursor is None, "the cursor waits for the card"
+        assert not ended.run_requests and ended.cursor == running.cursor, "waits for the card"
+        assert "evaluated v7" in tick(ended.cursor).skip_message
         assert "`lifecycle run` (laptop:4242) evaluated v7 and writes its card" in (
             ended.skip_message
         )
@@ -299,3 +301,41 @@ def test_an_unreadable_cursor_starts_over_instead_of_failing_every_tick(
             context = dg.build_sensor_context(instance=instance, cursor=garbage, definitions=defs)
             result = defs.get_sensor_def(f"{spec.name}_{sensor}").evaluate_tick(context)
             assert not result.run_requests and result.skip_message == reason, sensor
+
+
+def test_a_fresh_card_sensor_misses_no_version_evaluated_before_its_second_tick(
+    spec: ModelSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sensor is on by default, so its first ticks find nothing: two versions evaluated
+    before the next tick each get a card. And the version it waits on during `lifecycle run`'s
+    grace stays first in line when another version is evaluated meanwhile."""
+    defs = build_definitions([spec])
+    sensor = defs.get_sensor_def(f"{spec.name}_model_card_sensor")
+    with dg.instance_for_test() as instance:
+        cursor: str | None = None
+
+        def tick() -> dg.SensorResult:
+            nonlocal cursor
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+            result = sensor.evaluate_tick(context)
+            cursor = result.cursor if result.cursor is not None else cursor
+            return result
+
+        assert tick().skip_message == "nothing evaluated yet"
+        _evaluated(instance, spec, "1", {})
+        _evaluated(instance, spec, "2", {})
+        keys = [r.run_key for r in (*tick().run_requests, *tick().run_requests)]
+        assert keys == ["model-card-v1", "model-card-v2"]
+
+    with dg.instance_for_test() as instance:
+        cursor = None
+        # A sensor started on an existing history: `lifecycle run` just evaluated v3 and its
+        # card is the command's for the grace; the command dies, and v4 is evaluated from the UI.
+        _evaluated(instance, spec, "3", {TAG_SUBMITTED_BY: "laptop:4242"})
+        assert "writes its card itself" in tick().skip_message
+        _evaluated(instance, spec, "4", {})
+        assert "v3 and writes its card itself" in tick().skip_message, "v3 is not skipped"
+        monkeypatch.setattr(sensors, "CLI_CARD_GRACE_SECONDS", 0)
+        keys = [r.run_key for r in (*tick().run_requests, *tick().run_requests)]
+        assert keys == ["model-card-v3", "model-card-v4"]
+        assert tick().skip_message == "no new evaluation since the last card"

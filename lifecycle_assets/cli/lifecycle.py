@@ -352,7 +352,7 @@ def simulate(
 @click.option("--covariate-shift", type=float, default=0.0, show_default=True)
 @click.option("--concept-shift", type=float, default=0.0, show_default=True)
 @click.option("--label-shift", type=float, default=0.0, show_default=True)
-@click.option("--label-delay-days", type=float, default=3.0, show_default=True)
+@click.option("--label-delay-days", type=click.FloatRange(min=0), default=3.0, show_default=True)
 @click.option("--label-fraction", type=float, default=1.0, show_default=True)
 def simulate_traffic(
     spec_path: str | None, service_url: str, days: int, start: dt.datetime, rows_per_day: int,
@@ -377,10 +377,12 @@ def simulate_traffic(
             f"{spec.name}: the simulator's applications have no column {absent}: "
             "simulate-traffic plays the built-in credit-risk data only"
         )
-    folder = labels_folder(Settings.from_env().landing_dir, spec.name)
+    settings = Settings.from_env()
+    folder = labels_folder(settings.landing_dir, spec.name)
     try:
         answers, files = play(
             service_url, batches, spec, labels_dir=folder,
+            log_dir=settings.prediction_log_spool_dir,
             label_delay=dt.timedelta(days=label_delay_days), label_fraction=label_fraction,
         )  # fmt: skip
     except httpx.HTTPError as error:  # nothing listens, or it stopped answering
@@ -390,8 +392,17 @@ def simulate_traffic(
     versions = answers.group_by("model_version").len().sort("model_version").rows()
     console.print(f"{answers.height} predictions from {service_url} (versions: {versions})")
     console.print(
-        f"{len(files)} label file(s) in {folder}, arriving {label_delay_days} day(s) later"
+        f"{len(files)} label file(s) in {folder}, arriving {label_delay_days} day(s) after "
+        "each prediction as the service logged it"
     )
+    unlogged = answers["predicted_at"].null_count()
+    if unlogged:
+        # A label is due after its logged prediction: without the log there is no such time.
+        console.print(
+            f"[yellow]{unlogged} of {answers.height} predictions not found in the service's "
+            f"log at {settings.prediction_log_spool_dir}: no label landed for them (is the "
+            "service running elsewhere, or with another LIFECYCLE_HOME?)[/yellow]"
+        )
 
 
 @main.command()

@@ -82,6 +82,26 @@ def latest_labels(labels: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+# True where a prediction's label was stamped before the prediction: not used, counted.
+PREMATURE = "premature_label"
+
+
+def set_aside_premature(joined: pl.DataFrame) -> pl.DataFrame:
+    """Predictions joined with their labels (`predicted_at`, `labelled_at`), a label stamped
+    before its prediction nulled and flagged in `PREMATURE`; `labelled_at` dropped.
+
+    Such a label names an outcome nobody could have known yet (a wrong clock, a wrong id in a
+    label file): scoring it would be scoring with the future. It counts as not arrived, and
+    every join that uses labels counts and reports the flags, never using them in silence.
+    """
+    early = (pl.col(LABELLED_AT) < pl.col(PREDICTED_AT)).fill_null(False)
+    return (
+        joined.with_columns(early.alias(PREMATURE))
+        .with_columns(pl.when(pl.col(PREMATURE)).then(None).otherwise(pl.col(LABEL)).alias(LABEL))
+        .drop(LABELLED_AT)
+    )
+
+
 @dataclass
 class Arrivals:
     """The labels that arrived on a day, the files they came from, and every problem met

@@ -11,6 +11,7 @@ import dagster as dg
 from lifecycle_assets import config
 from lifecycle_assets.data.landing import landing_folder, read_cursor, scan_landing
 from lifecycle_assets.defs import names
+from lifecycle_assets.defs.drift_reports import read_drift_reports
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
 from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
 from lifecycle_assets.run_submission import submitted_by
@@ -25,6 +26,11 @@ PENDING_RUN_STATUSES = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+# Drift reports one tick reads at most: a backfill of years of days is read over several
+# ticks, the cursor carrying where each stopped, so none is skipped and no tick is slow.
+DRIFT_REPORTS_PER_TICK = 500
+# A run tag is read in the UI's run list: the retrain's reason is cut to this length.
+REASON_CHARS = 250
 
 
 def _json_cursor(context: dg.SensorEvaluationContext) -> dict[str, Any]:
@@ -156,40 +162,48 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         name=f"{spec.name}_drift_sensor",
         job_name=training_job_name(spec),
         minimum_interval_seconds=60,
-        description=f"Requests {spec.name}'s retraining when the newest drift report drifted, "
-        f"at most once per {config.DRIFT_RETRAIN_COOLDOWN_HOURS} h.",
+        description=f"Requests {spec.name}'s retraining when a drift report materialized since "
+        f"the last tick drifted, at most once per {config.DRIFT_RETRAIN_COOLDOWN_HOURS} h.",
     )
     def drift_sensor(context: dg.SensorEvaluationContext):
         state = _json_cursor(context)
-        records = context.instance.fetch_materializations(drift_key, limit=1).records
-        if not records:
-            return dg.SkipReason("no drift report has been materialized yet")
-        latest = records[0]
-        if latest.storage_id <= state.get("storage_id", -1):
-            return dg.SkipReason(f"no new drift report since {latest.partition_key}")
-        state["storage_id"] = latest.storage_id
-        metadata = latest.asset_materialization.metadata
-        day = latest.partition_key
-        if not metadata.get("drifted") or not metadata["drifted"].value:
+        newest = context.instance.fetch_materializations(drift_key, limit=1).records
+        if not newest:
+            # Storage id 0: every report from now on is after the cursor, the first included.
+            state["storage_id"] = 0
             return dg.SensorResult(
-                skip_reason=f"the drift report of {day} shows no drift",
-                cursor=json.dumps(state),
+                skip_reason="no drift report has been materialized yet", cursor=json.dumps(state)
             )
+        after = state.get("storage_id")
+        if not isinstance(after, int):
+            # No cursor (first start, or reset): older reports predate the sensor, and a
+            # months-old drift must not retrain today; the newest is judged, and all after it.
+            after = newest[0].storage_id - 1
+        if newest[0].storage_id <= after:
+            return dg.SkipReason(f"no new drift report since the one of {newest[0].partition_key}")
+        reading = read_drift_reports(context.instance, drift_key, after, DRIFT_REPORTS_PER_TICK)
+        state["storage_id"] = reading.last_storage_id
+        cursor = json.dumps(state)
+        if not reading.drifted:
+            return dg.SensorResult(skip_reason=reading.no_drift(), cursor=cursor)
         now = dt.datetime.now(dt.UTC)
         last = state.get("triggered_at")
         cooldown = dt.timedelta(hours=config.DRIFT_RETRAIN_COOLDOWN_HOURS)
         if last and now - dt.datetime.fromisoformat(last) < cooldown:
+            until = dt.datetime.fromisoformat(last) + cooldown
             return dg.SensorResult(
-                skip_reason=f"drift on {day}, but a drift retrain was already requested at "
-                f"{last}; the cooldown lasts until {dt.datetime.fromisoformat(last) + cooldown}",
-                cursor=json.dumps(state),
+                skip_reason=f"drift on {reading.drift_text()}, but a drift retrain was already "
+                f"requested at {last}; the cooldown lasts until {until}{reading.notes()}",
+                cursor=cursor,
             )
-        features = metadata["drifted_features"].value if "drifted_features" in metadata else []
-        reason = f"drift on {day} in {features or 'the score'}"
         state["triggered_at"] = now.isoformat(timespec="seconds")
+        trigger = reading.drifted[-1].record
         request = dg.RunRequest(
-            run_key=f"drift-retrain-{day}-{latest.storage_id}",
-            tags={"lifecycle/trigger": "drift", "lifecycle/reason": reason[:250]},
+            run_key=f"drift-retrain-{trigger.partition_key}-{trigger.storage_id}",
+            tags={
+                "lifecycle/trigger": "drift",
+                "lifecycle/reason": f"drift on {reading.drift_text(limit=REASON_CHARS - 9)}",
+            },
         )
         return dg.SensorResult(run_requests=[request], cursor=json.dumps(state))
 
@@ -215,19 +229,23 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
             ascending=after is not None,
         ).records
         if not records:
-            return dg.SkipReason(
-                "no new evaluation since the last card" if after else "nothing evaluated yet"
-            )
+            if after:
+                return dg.SkipReason("no new evaluation since the last card")
+            # Cursor 0, not none: the sensor is on by default, so this is its first tick on a
+            # new instance, and every version evaluated before the next one needs its card.
+            return dg.SensorResult(skip_reason="nothing evaluated yet", cursor="0")
         latest = records[0]
         version = _metadata_value(latest, "model_version")
         wait = _card_written_elsewhere(context.instance, latest, version, card_key, spec)
         if wait is not None:
             # Handled (a card exists) or not yet (someone else is about to write it): the
-            # cursor moves only once the card exists or the sensor requests it.
+            # cursor moves past it only once the card exists. While it waits, the cursor
+            # stops just before it, even on a first tick: without a cursor the next tick
+            # would start at a newer evaluation and this version would never get its card.
             reason, card_exists = wait
             return dg.SensorResult(
                 skip_reason=reason,
-                cursor=str(latest.storage_id) if card_exists else context.cursor,
+                cursor=str(latest.storage_id if card_exists else latest.storage_id - 1),
             )
         request = dg.RunRequest(
             # One card run per version, even if the cursor is lost: Dagster dedups the key.

@@ -21,7 +21,15 @@ import polars as pl
 from scipy.special import entr
 from sklearn import metrics as skm
 
-from lifecycle_assets.data.ground_truth import LABEL, PREDICTION_ID
+from lifecycle_assets.data.ground_truth import (
+    LABEL,
+    LABELLED_AT,
+    PREDICTED_AT,
+    PREDICTION_ID,
+    PREMATURE,
+    set_aside_premature,
+)
+from lifecycle_assets.data.prediction_log import answered
 from lifecycle_assets.ml.metrics import classification_metrics, confusion_counts
 from lifecycle_assets.spec import Task
 
@@ -59,20 +67,34 @@ JOINED_SCHEMA = {
     VERSION: pl.String,
     SCORE: pl.Float64,
     LABEL: pl.Float64,
+    PREMATURE: pl.Boolean,
 }
 
 
 def join_labels(predictions: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
-    """Every prediction with its label where one arrived (null where not), by prediction id."""
+    """Every prediction with its label where one arrived (null where not), by prediction id.
+
+    A label stamped before its prediction is not used and marks the row `PREMATURE`
+    (`ground_truth.set_aside_premature`), so the report counts it.
+    """
     if predictions.is_empty():
         # A day without traffic has a log without columns beyond the id and the timestamp.
         return pl.DataFrame(schema=JOINED_SCHEMA)
-    labels = labels.select(pl.col(PREDICTION_ID).cast(pl.String), pl.col(LABEL).cast(pl.Float64))
-    return predictions.select(
+    timed = LABELLED_AT in labels.columns and PREDICTED_AT in predictions.columns
+    labels = labels.select(
+        pl.col(PREDICTION_ID).cast(pl.String),
+        pl.col(LABEL).cast(pl.Float64),
+        *([LABELLED_AT] if timed else []),
+    )
+    joined = predictions.select(
         pl.col(PREDICTION_ID).cast(pl.String),
         pl.col(VERSION).cast(pl.String),
         pl.col(SCORE).cast(pl.Float64),
+        *([PREDICTED_AT] if timed else []),
     ).join(labels, on=PREDICTION_ID, how="left", maintain_order="left")
+    if not timed:
+        return joined.with_columns(pl.lit(False).alias(PREMATURE))
+    return set_aside_premature(joined).select(*JOINED_SCHEMA)
 
 
 SHADOW_OF = "shadow_of"
@@ -88,6 +110,10 @@ def join_shadow_labels(log: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame(schema=JOINED_SCHEMA)
     shadow = log.filter(pl.col("variant") == "shadow")
     mirrored = shadow.select(pl.col(SHADOW_OF).cast(pl.String).alias(PREDICTION_ID), VERSION, SCORE)
+    if PREDICTED_AT in log.columns:
+        # A label is judged against the answer it names, not the shadow's later scoring.
+        answers = answered(log).select(pl.col(PREDICTION_ID).cast(pl.String), PREDICTED_AT)
+        mirrored = mirrored.join(answers, on=PREDICTION_ID, how="left", maintain_order="left")
     return join_labels(mirrored, labels) if shadow.height else pl.DataFrame(schema=JOINED_SCHEMA)
 
 
@@ -205,6 +231,10 @@ def regression_realized(y_true: Any, predicted: Any) -> dict[str, float | None]:
     }
 
 
+def _premature(joined: pl.DataFrame) -> int:
+    return int(joined[PREMATURE].sum()) if PREMATURE in joined.columns else 0
+
+
 def _entry(version: str, group: pl.DataFrame, task: Task) -> dict[str, Any]:
     """One version's rows, label coverage, and its realized, estimated and gap metrics."""
     labelled = group.filter(pl.col(LABEL).is_not_null())
@@ -222,6 +252,7 @@ def _entry(version: str, group: pl.DataFrame, task: Task) -> dict[str, Any]:
         VERSION: version,
         "rows": group.height,
         "labelled_rows": labelled.height,
+        "premature_labels": _premature(group),
         "label_coverage": labelled.height / group.height,
         "realized": realized,
         "estimated": estimated,
@@ -247,6 +278,8 @@ def live_report(
         "task": task,
         "rows": joined.height,
         "labelled_rows": labelled,
+        # Labels stamped before their prediction: in no metric, counted here.
+        "premature_labels": _premature(joined),
         "label_coverage": labelled / joined.height if joined.height else None,
         "versions": [_entry(version, group, task) for version, group in _by_version(joined)],
         "overall": _entry("all", joined.with_columns(pl.lit("all").alias(VERSION)), task)
@@ -276,6 +309,12 @@ def report_markdown(report: dict[str, Any]) -> str:
             cells = (realized.get(metric), estimated.get(metric), gap.get(metric))
             lines.append(f"| {name} | {metric} | " + " | ".join(_cell(c) for c in cells) + " |")
     coverage = [
-        f"- version {name}: {e['labelled_rows']}/{e['rows']} labelled" for e, name in entries
+        f"- version {name}: {e['labelled_rows']}/{e['rows']} labelled"
+        + (
+            f" ({e['premature_labels']} label(s) stamped before their prediction, not used)"
+            if e.get("premature_labels")
+            else ""
+        )
+        for e, name in entries
     ]
     return "\n".join([*lines, "", "Label coverage:", *coverage])

@@ -6,7 +6,14 @@ import dagster as dg
 import polars as pl
 
 from lifecycle_assets.config import CANARY_ALIAS, CanaryThresholds
-from lifecycle_assets.data.ground_truth import LABEL, PREDICTION_ID
+from lifecycle_assets.data.ground_truth import (
+    LABEL,
+    LABELLED_AT,
+    PREDICTED_AT,
+    PREDICTION_ID,
+    PREMATURE,
+    set_aside_premature,
+)
 from lifecycle_assets.data.lake import PREDICTION_LOGS, Lake
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
@@ -26,7 +33,8 @@ CANARY_ANALYSIS = names.CANARY_ANALYSIS
 
 
 def day_with_labels(lake: Lake, day: str) -> pl.DataFrame:
-    """The stored prediction log of `day`, with each row's label where one arrived."""
+    """The stored prediction log of `day`, with each row's label where one arrived (a label
+    stamped before its prediction is set aside and flagged, see `set_aside_premature`)."""
     entry = lake.daily_entry(PREDICTION_LOGS, day)
     if entry is None:
         return pl.DataFrame()
@@ -35,11 +43,14 @@ def day_with_labels(lake: Lake, day: str) -> pl.DataFrame:
         return log
     # As numbers, not classes: a regressor's labels are amounts (a loss of 2411.57).
     labels = labels_received(lake).select(
-        pl.col(PREDICTION_ID).cast(pl.String), pl.col(LABEL).cast(pl.Float64)
+        pl.col(PREDICTION_ID).cast(pl.String), pl.col(LABEL).cast(pl.Float64), LABELLED_AT
     )
-    return log.with_columns(pl.col(PREDICTION_ID).cast(pl.String)).join(
+    joined = log.with_columns(pl.col(PREDICTION_ID).cast(pl.String)).join(
         labels, on=PREDICTION_ID, how="left", maintain_order="left"
     )
+    if PREDICTED_AT not in joined.columns:
+        return joined.drop(LABELLED_AT)
+    return set_aside_premature(joined)
 
 
 def apply_verdict(
@@ -88,6 +99,11 @@ def build_canary_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         settings = lifecycle.settings()
         log = day_with_labels(lake_for(lifecycle, spec), context.partition_key)
         verdict = analyze_canary(log, CanaryThresholds(), spec.task)
+        premature = int(log[PREMATURE].sum()) if PREMATURE in log.columns else 0
+        if premature:
+            context.log.warning(
+                f"{premature} label(s) stamped before their prediction: not used in the verdict"
+            )
         client = mlflow.client()
         action = apply_verdict(client, spec, verdict, context.run_id, Ledger.for_settings(settings))
         context.log.info(f"canary verdict {verdict.decision}: {action}")
@@ -100,6 +116,7 @@ def build_canary_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 "canary_version": verdict.canary_version or "none",
                 "canary_rows": verdict.canary.rows,
                 "champion_rows": verdict.champion.rows,
+                "premature_labels": premature,
                 "score_psi": rounded(verdict.score_psi) if verdict.score_psi is not None else "n/a",
             },
         )

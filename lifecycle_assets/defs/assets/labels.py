@@ -53,7 +53,8 @@ def _summary(day: str, report: dict, metric: str) -> str:
             else "only the performance estimated from the calibrated probabilities is shown"
         )
         return (
-            f"Labels have not arrived yet for the {report['rows']} predictions of {day}: {shown}."
+            f"Labels have not arrived yet for the {report['rows']} predictions of {day}: "
+            f"{shown}.{_premature_text(report)}"
         )
     versions = report["versions"]
     if len(versions) == 1:
@@ -66,7 +67,17 @@ def _summary(day: str, report: dict, metric: str) -> str:
         )
     return (
         f"{report['labelled_rows']}/{report['rows']} predictions of {day} labelled "
-        f"({report['label_coverage']:.0%}): {measured}."
+        f"({report['label_coverage']:.0%}): {measured}.{_premature_text(report)}"
+    )
+
+
+def _premature_text(report: dict) -> str:
+    count = report.get("premature_labels", 0)
+    if not count:
+        return ""
+    return (
+        f" {count} label(s) stamped before their prediction, not used (a wrong clock or id in "
+        "a label file: see `premature_labels`)."
     )
 
 
@@ -76,6 +87,7 @@ def _metadata(day: str, report: dict, label_days: int, metric: str) -> dict:
         "summary": _summary(day, report, metric),
         "rows": report["rows"],
         "labelled_rows": report["labelled_rows"],
+        "premature_labels": report.get("premature_labels", 0),
         "label_coverage": rounded(coverage) if coverage is not None else None,
         "label_days_read": label_days,
         "performance": dg.MetadataValue.md(live_performance.report_markdown(report)),
@@ -184,7 +196,10 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         label_days = len(lake.daily_days(ground_truth.GROUND_TRUTH))
         report = {"day": day, **live_performance.live_report(joined, spec.task, shadow)}
         metadata = _metadata(day, report, label_days, traits(spec).primary_metric)
-        context.log.info(metadata["summary"])
+        if report["premature_labels"]:
+            context.log.warning(metadata["summary"])
+        else:
+            context.log.info(metadata["summary"])
         return dg.Output({**report, "summary": metadata["summary"]}, metadata=metadata)
 
     return [ground_truth_asset, live_performance_asset]
