@@ -11,6 +11,7 @@ drops a `flock` of a killed process.
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,8 @@ from lifecycle_assets.registry.ledger import (
     AliasLockTimeout,
     Ledger,
     LedgerEntry,
+    entry_from_row,
+    unusable,
     utc_now,
 )
 
@@ -88,10 +91,30 @@ class PostgresLedger(Ledger):
     def __repr__(self) -> str:
         return f"PostgresLedger({self.url.rsplit('@', 1)[-1]})"  # never the password
 
+    @property
+    def where(self) -> str:
+        """The URL without password or query (`postgresql://user@host:5432/db`): enough to
+        know which database and role failed, nothing secret."""
+        parts = urllib.parse.urlsplit(self.url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        user = f"{parts.username}@" if parts.username else ""
+        return urllib.parse.urlunsplit((parts.scheme, user + host, parts.path, "", ""))
+
+    def _connection(self) -> Any:
+        try:
+            return psycopg2.connect(self.url, connect_timeout=10)
+        except psycopg2.Error as error:  # unreachable, no such database, refused login
+            raise unusable(self.where, error) from error
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
-        """One transaction on a fresh connection: committed on success, rolled back on error."""
-        conn = psycopg2.connect(self.url, connect_timeout=10)
+        """One transaction on a fresh connection: committed on success, rolled back on error.
+
+        Any database error inside (a missing table or grant, a server gone) ends as
+        `LedgerUnusable`, as the SQLite ledger's do, and the schema is checked again next time:
+        a table dropped under a long-running process is made anew, as a new process would.
+        """
+        conn = self._connection()
         try:
             with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
                 if self.url not in _SCHEMA_READY:
@@ -99,6 +122,9 @@ class PostgresLedger(Ledger):
                     cursor.execute(_SCHEMA)
                 yield cursor
             _SCHEMA_READY.add(self.url)
+        except psycopg2.Error as error:
+            _SCHEMA_READY.discard(self.url)
+            raise unusable(self.where, error) from error
         finally:
             conn.close()
 
@@ -127,7 +153,7 @@ class PostgresLedger(Ledger):
             )
             cursor.execute("SELECT * FROM alias_ledger WHERE operation_id = %s", (operation_id,))
             row = cursor.fetchone()
-        return LedgerEntry(**row)
+        return entry_from_row(row, self.where)
 
     def entries(
         self, model: str, alias: str | None = None, state: str | None = None
@@ -140,7 +166,7 @@ class PostgresLedger(Ledger):
             query, args = query + " AND state = %s", [*args, state]
         with self._transaction() as cursor:
             cursor.execute(query + " ORDER BY seq", args)
-            return [LedgerEntry(**row) for row in cursor.fetchall()]
+            return [entry_from_row(row, self.where) for row in cursor.fetchall()]
 
     @contextlib.contextmanager
     def lock(self, model: str) -> Iterator[None]:
@@ -149,7 +175,7 @@ class PostgresLedger(Ledger):
         The lock belongs to a transaction held open on its own connection; ending it (or the
         holder's death closing the connection) releases the lock.
         """
-        conn = psycopg2.connect(self.url, connect_timeout=10)
+        conn = self._connection()
         try:
             with conn.cursor() as cursor:
                 cursor.execute("SET LOCAL lock_timeout = %s", (f"{int(self.lock_timeout * 1000)}",))
@@ -163,6 +189,8 @@ class PostgresLedger(Ledger):
                         f"another alias operation on {model} held its lock for more than "
                         f"{self.lock_timeout:.0f} s ({self!r})"
                     ) from None
+                except psycopg2.Error as error:
+                    raise unusable(self.where, error) from error
             yield
         finally:
             conn.rollback()
