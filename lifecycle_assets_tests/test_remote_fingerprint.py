@@ -71,3 +71,24 @@ def test_a_missing_remote_object_is_one_line_naming_it(prefix: str, local_spec: 
     spec = _remote(local_spec, f"{prefix}/gone.csv")
     with pytest.raises(FileNotFoundError, match=f"{prefix}/gone.csv"):
         fingerprint(spec)
+
+
+def test_a_day_read_from_s3_is_stale_after_its_object_is_replaced(
+    prefix: str, local_spec: ModelSpec, tmp_path
+) -> None:
+    """What `lifecycle run` asks of each stored day: `fresh` before, `stale` (source changed)
+    once the object under the same key holds other rows, and the re-read stores the new rows."""
+    from lifecycle_assets.data.ingest import day_state, ingest_day
+    from lifecycle_assets.data.lake import Lake
+
+    frame = members_frame(days=2)
+    storage.write_atomic(f"{prefix}/a.csv", _csv_bytes(frame, tmp_path))
+    spec = _remote(local_spec, f"{prefix}/a.csv")
+    lake = Lake(tmp_path / "lake", tmp_path / "quarantine", spec.name)
+    day = str(frame["event_time"].min().date())
+    first = ingest_day(spec, lake, day)
+    assert first.rows == 250 and day_state(lake, day, fingerprint(spec))[0] != "stale"
+
+    storage.write_atomic(f"{prefix}/a.csv", _csv_bytes(frame.head(100), tmp_path))
+    assert day_state(lake, day, fingerprint(spec)) == ("stale", ["source file changed"])
+    assert ingest_day(spec, lake, day).rows == 100
