@@ -163,3 +163,25 @@ def test_an_unreachable_ledger_lock_is_one_line(postgres_url: str) -> None:  # n
     ledger = PostgresLedger(_port_closed(postgres_url, ""))
     with pytest.raises(LedgerUnusable, match="Connection refused"), ledger.lock("m"):
         pass
+
+
+def test_a_role_granted_the_table_uses_the_ledger_its_owner_made(
+    postgres_url: str,  # noqa: F811
+    role: str,
+) -> None:
+    """The usual team set-up: the owner made the table, the service's role is granted rows on
+    it but no CREATE on the schema. It used to fail on DDL it need not run ("permission denied
+    for schema public"); it appends, settles and reads, and the trigger still binds it."""
+    _with_rows(postgres_url)
+    _admin(postgres_url, f'GRANT SELECT, INSERT, UPDATE, DELETE ON alias_ledger TO "{role}"')
+    _admin(postgres_url, f'GRANT USAGE ON SEQUENCE alias_ledger_seq_seq TO "{role}"')
+    url = postgres_url.replace("://postgres@", f"://{role}:hush-secret@")
+    ledger = PostgresLedger(url)
+    entry = ledger.append(LedgerEntry.new("m", "champion", "1", "2", kind="move", reason="t",
+                                          actor="pytest"))  # fmt: skip
+    ledger.settle(entry.operation_id, COMMITTED)
+    assert [e.to_version for e in ledger.entries("m")] == ["1", "2"]
+    conn = psycopg2.connect(url)
+    with pytest.raises(psycopg2.errors.RaiseException), conn.cursor() as cursor:
+        cursor.execute("DELETE FROM alias_ledger")
+    conn.close()

@@ -39,6 +39,26 @@ _IMMUTABLE = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in ("seq", *_
 _SCHEMA_LOCK_KEY = 0x4C45444745  # "LEDGE"
 # Databases whose schema this process already created or checked.
 _SCHEMA_READY: set[str] = set()
+_APPEND_ONLY = f"""
+BEGIN
+    IF TG_OP IN ('DELETE', 'TRUNCATE') THEN
+        RAISE EXCEPTION 'the alias ledger is append-only';
+    END IF;
+    IF OLD.state <> '{PENDING}' OR NEW.state = '{PENDING}' OR {_IMMUTABLE} THEN
+        RAISE EXCEPTION 'only a PENDING ledger entry can change, and only to settle';
+    END IF;
+    RETURN NEW;
+END """
+# Whether the schema below is in place as written (the trigger function's text included), so
+# that a role granted the table but not CREATE on its schema, or ownership of the function,
+# uses a ledger its owner made instead of failing on DDL it need not run.
+_SCHEMA_IN_PLACE = """
+SELECT to_regclass('alias_ledger_by_model') IS NOT NULL
+   AND (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('alias_ledger')
+        AND tgname IN ('alias_ledger_append_only', 'alias_ledger_no_truncate')) = 2
+   AND EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'alias_ledger_append_only' AND prosrc = %s)
+   AS in_place
+"""
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS alias_ledger (
     seq BIGSERIAL PRIMARY KEY,
@@ -58,16 +78,7 @@ CREATE TABLE IF NOT EXISTS alias_ledger (
 );
 CREATE INDEX IF NOT EXISTS alias_ledger_by_model ON alias_ledger (model, alias, seq);
 CREATE OR REPLACE FUNCTION alias_ledger_append_only() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP IN ('DELETE', 'TRUNCATE') THEN
-        RAISE EXCEPTION 'the alias ledger is append-only';
-    END IF;
-    IF OLD.state <> '{PENDING}' OR NEW.state = '{PENDING}' OR {_IMMUTABLE} THEN
-        RAISE EXCEPTION 'only a PENDING ledger entry can change, and only to settle';
-    END IF;
-    RETURN NEW;
-END $$;
+LANGUAGE plpgsql AS $${_APPEND_ONLY}$$;
 CREATE OR REPLACE TRIGGER alias_ledger_append_only BEFORE UPDATE OR DELETE ON alias_ledger
 FOR EACH ROW EXECUTE FUNCTION alias_ledger_append_only();
 CREATE OR REPLACE TRIGGER alias_ledger_no_truncate BEFORE TRUNCATE ON alias_ledger
@@ -118,8 +129,10 @@ class PostgresLedger(Ledger):
         try:
             with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
                 if self.url not in _SCHEMA_READY:
-                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-                    cursor.execute(_SCHEMA)
+                    cursor.execute(_SCHEMA_IN_PLACE, (_APPEND_ONLY,))
+                    if not cursor.fetchone()["in_place"]:
+                        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
+                        cursor.execute(_SCHEMA)
                 yield cursor
             _SCHEMA_READY.add(self.url)
         except psycopg2.Error as error:
