@@ -31,6 +31,7 @@ from lifecycle_assets.registry.ledger import (
     PENDING,
     Ledger,
     LedgerEntry,
+    LedgerUnusable,
     history,
     previous_holder,
 )
@@ -110,6 +111,35 @@ def test_ledger_survives_restart_in_order_and_is_append_only(tmp_path: Path) -> 
             conn.execute("UPDATE alias_ledger SET to_version = '9' WHERE model = 'm'")
         with pytest.raises(sqlite3.IntegrityError, match="only a PENDING"):
             conn.execute("UPDATE alias_ledger SET state = 'ABORTED' WHERE to_version = '1'")
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "why"),
+    [
+        ("time", "yesterday", "entry 2 is corrupt: time 'yesterday' is not an ISO 8601 time"),
+        ("kind", "teleport", "entry 2 is corrupt: kind 'teleport' is not one of move,"),
+        ("to_version", b"3", "entry 2 is corrupt: to_version b'3' is not str"),  # a BLOB
+    ],
+)
+def test_a_corrupt_row_is_one_line_naming_the_ledger_and_the_entry(
+    tmp_path: Path, column: str, value: object, why: str
+) -> None:
+    """A row written behind the ledger's back (SQLite keeps any type in any column) stops every
+    reader in the one shape both ledgers use (test_ledger_pg_errors.py), not in a crash later."""
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    ledger.settle(ledger.append(entry("m", None, "1")).operation_id, COMMITTED)
+    good = ledger.append(entry("m", "1", "2"))
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TRIGGER alias_ledger_settle_only")  # a hand edit
+    conn.execute(f"UPDATE alias_ledger SET {column} = ? WHERE seq = ?", (value, good.seq))
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerUnusable) as raised:
+        ledger.entries("m")
+    message = str(raised.value)
+    assert message.startswith(f"the alias ledger {path} cannot be used: {why}"), message
+    assert len(message.splitlines()) == 1
 
 
 def test_previous_holder_goes_further_back_after_each_rollback(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 Types come from what the values parse as, levels from the distinct values (as written), the
 target from its name or from being the one two-valued column, the timestamp from the first
 column whose values read as datetimes (none: a snapshot). Every guess is marked with a comment
-in the YAML.
+in the YAML. Lines that repeat the header (CSV exports glued together) are no data: they are
+left out of every guess and named in the YAML, so the header's text never becomes a level or a
+third target value.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import polars as pl
 from lifecycle_assets.data import event_time
 from lifecycle_assets.data.sources import not_utf8_header, scan
 
+MAX_LINES_SHOWN = 10
 TARGET_NAMES = ("target", "label", "y", "class", "outcome", "churn", "churned", "default")
 MAX_LEVELS = 30
 
@@ -89,6 +92,31 @@ def _text_levels(column: pl.Series) -> list[str]:
     return sorted(str(v) for v in column.drop_nulls().unique().to_list())
 
 
+def repeated_headers(frame: pl.DataFrame) -> list[int]:
+    """The rows (0-based) whose every value is its column's name: a header line repeated where
+    files were concatenated. Only text columns can hold one (a typed Parquet column cannot)."""
+    if frame.width == 0 or any(dtype != pl.String for dtype in frame.dtypes):
+        return []
+    same = pl.all_horizontal(pl.col(c).str.strip_chars() == c.strip() for c in frame.columns)
+    return frame.select(pl.arg_where(same.fill_null(False))).to_series().to_list()
+
+
+def _repeated_header_lines(rows: list[int], timed: bool) -> list[str]:
+    """The YAML comment naming the repeated headers by line (one line per row, after the
+    header line) and what ingest will do with them."""
+    shown = ", ".join(str(row + 2) for row in rows[:MAX_LINES_SHOWN])
+    more = f" and {len(rows) - MAX_LINES_SHOWN} more" if len(rows) > MAX_LINES_SHOWN else ""
+    fate = (
+        "ingest quarantines them as rows without a readable time"
+        if timed
+        else "ingest quarantines the snapshot for them: delete them from the file"
+    )
+    return [
+        f"# {len(rows)} repeated header line(s) (lines {shown}{more}) left out of this draft;",
+        f"# {fate}",
+    ]
+
+
 def _yaml_scalar(value: str) -> str:
     plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ .-]*", value) and value.lower() not in (
         "yes", "no", "true", "false", "on", "off", "null", "y", "n",
@@ -105,6 +133,8 @@ def draft_spec(path: Path, *, name: str | None = None, target: str | None = None
         raise ValueError(f"{path}: cannot read it: {str(error).splitlines()[0]}") from None
     if (problem := not_utf8_header(frame.columns)) is not None:
         raise ValueError(f"{path}: {problem}")
+    headers = repeated_headers(frame)
+    frame = frame.filter(~pl.int_range(pl.len()).is_in(headers))
     if frame.height == 0:
         raise ValueError(f"{path}: no rows to draft a spec from")
     columns = frame.columns
@@ -145,6 +175,10 @@ def draft_spec(path: Path, *, name: str | None = None, target: str | None = None
     lines = [
         f"name: {model}",
         f"description: Drafted from {path.name}; read and edit before use.",
+    ]
+    if headers:
+        lines += _repeated_header_lines(headers, timed=timestamp is not None)
+    lines += [
         "source:",
         f"  uri: {path.resolve()}",
         f"target: {target}",

@@ -1,7 +1,8 @@
 """What produced a stored partition, so that a run knows by itself when to read it again.
 
 A partition's fingerprint joins three things: the content hash of the source files it was read
-from, the spec's data-relevant fields (columns, types, levels, target mapping, source), and
+from (for a remote source, the identity of each object it names: size and ETag, as the store
+lists them), the spec's data-relevant fields (columns, types, levels, target mapping, source), and
 `FEATURE_CODE_VERSION`. Any of them changing makes the stored partition stale: `lifecycle run`
 re-ingests it and says which part changed. Schedules and estimator settings are not part of it:
 they change what is trained, not what was read.
@@ -15,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lifecycle_assets import storage
+from lifecycle_assets.data.sources import is_remote_folder, source_format
 from lifecycle_assets.spec import ModelSpec
 
 # Bump when the feature code changes what it makes of the same raw rows (v2: categorical
@@ -74,13 +77,49 @@ def file_hashes(spec: ModelSpec) -> dict[str, str]:
     return {str(p): _file_sha256(p) for p in source_files(spec)}
 
 
+def _remote_infos(spec: ModelSpec) -> list[storage.ObjectInfo]:
+    """The objects a remote source reads, as `sources` reads them: a prefix's files of the
+    source's format, a glob's matches, or the one object named."""
+    uri = spec.source.uri
+    if is_remote_folder(uri):
+        return storage.list_objects(uri, f".{source_format(spec)}")
+    if "*" in uri:
+        root = storage.path(uri)
+        protocol = uri.split("://", 1)[0]
+        found = (storage.object_info(f"{protocol}://{name}") for name in root.fs.glob(root.path))
+        return sorted((info for info in found if info), key=lambda info: info.path)
+    info = storage.object_info(uri)
+    if info is None:
+        raise FileNotFoundError(f"source {uri!r}: no such object")
+    return [info]
+
+
+def _identity(info: storage.ObjectInfo) -> str:
+    """What changes when the object is rewritten with other bytes: size and ETag (or mtime)
+    from the listing, without reading it; SHA-256 of its bytes when the store gives neither."""
+    if info.etag or info.mtime:
+        return info.fingerprint
+    return f"sha256:{hashlib.sha256(storage.read_bytes(info.path)).hexdigest()}"
+
+
+def remote_objects(spec: ModelSpec) -> dict[str, str]:
+    """Each object of a remote source (s3://, any fsspec URL) and its identity; {} for the
+    simulator or local files. An object replaced under the same key has a new identity."""
+    if spec.source.is_simulator or not storage.is_remote(spec.source.uri):
+        return {}
+    return {info.path: _identity(info) for info in _remote_infos(spec)}
+
+
 def source_hash(spec: ModelSpec) -> str:
-    """SHA-256 over the source files' names and contents; for the simulator (deterministic) or
-    a remote URL (not read here), over the source spec itself."""
+    """SHA-256 over the source files' names and contents; for a remote source over its spec and
+    its objects' identities; for the simulator (deterministic) over the source spec itself."""
     files = file_hashes(spec)
-    if not files:
-        return _sha256_json(spec.source.model_dump(mode="json"))
-    return _sha256_json(files)
+    if files:
+        return _sha256_json(files)
+    source = spec.source.model_dump(mode="json")
+    if remote := remote_objects(spec):
+        return _sha256_json({"source": source, "objects": remote})
+    return _sha256_json(source)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import sqlite3
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,14 @@ class AliasError(Exception):
 class LedgerUnusable(AliasError):
     """The ledger file cannot be opened or read (corrupt, replaced, unreadable, locked past
     the busy timeout): the message names the file, so the operator knows what to restore."""
+
+
+def unusable(where: str, why: object) -> LedgerUnusable:
+    """The one message of a ledger that cannot be used, SQLite file or PostgreSQL table alike:
+    `the alias ledger <where> cannot be used: <why>`, on one line (a driver's message may run
+    on with context lines that a person cannot act on)."""
+    first = (str(why).strip().splitlines() or [type(why).__name__])[0]
+    return LedgerUnusable(f"the alias ledger {where} cannot be used: {first}")
 
 
 class AliasLockTimeout(AliasError):
@@ -186,8 +194,13 @@ class Ledger:
         finally:
             conn.close()
 
+    @property
+    def where(self) -> str:
+        """How error messages name this ledger: the file a person would restore."""
+        return str(self.path)
+
     def _unusable(self, error: sqlite3.Error) -> LedgerUnusable:
-        return LedgerUnusable(f"the alias ledger {self.path} cannot be used: {error}")
+        return unusable(self.where, error)
 
     def append(self, entry: LedgerEntry) -> LedgerEntry:
         """Write one entry durably; returns it with its sequence number."""
@@ -217,7 +230,7 @@ class Ledger:
                 "SELECT * FROM alias_ledger WHERE operation_id = ?", (operation_id,)
             ).fetchone()
             conn.execute("COMMIT")
-        return _entry(row)
+        return entry_from_row(dict(row), self.where)
 
     def entries(
         self, model: str, alias: str | None = None, state: str | None = None
@@ -229,7 +242,8 @@ class Ledger:
         if state is not None:
             query, args = query + " AND state = ?", [*args, state]
         with self._connect() as conn:
-            return [_entry(row) for row in conn.execute(query + " ORDER BY seq", args)]
+            rows = conn.execute(query + " ORDER BY seq", args)
+            return [entry_from_row(dict(row), self.where) for row in rows]
 
     def holders(self, model: str) -> dict[str, LedgerEntry]:
         """Per alias, the last committed entry: what the ledger says the alias points to."""
@@ -264,8 +278,39 @@ class Ledger:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _entry(row: sqlite3.Row) -> LedgerEntry:
-    return LedgerEntry(**dict(zip(row.keys(), row, strict=True)))
+_FIELDS = {f.name for f in fields(LedgerEntry)}
+_MAY_BE_NULL = {"from_version", "to_version", "settled_at"}
+
+
+def _row_problem(row: Mapping[str, Any]) -> str | None:
+    """What makes a stored row no ledger entry (columns, types, kind, state, time); None if it
+    is one. A row written behind the ledger's back must not crash a reader further on."""
+    if unknown := sorted(set(row) - _FIELDS):
+        return f"unknown column(s) {', '.join(unknown)}"
+    if missing := sorted(_FIELDS - set(row)):
+        return f"missing column(s) {', '.join(missing)}"
+    for name, value in row.items():
+        expected = int if name == "seq" else str
+        if not isinstance(value, expected) and not (value is None and name in _MAY_BE_NULL):
+            return f"{name} {value!r} is not {expected.__name__}"
+    if row["kind"] not in KINDS:
+        return f"kind {row['kind']!r} is not one of {', '.join(KINDS)}"
+    if row["state"] not in (PENDING, COMMITTED, ABORTED):
+        return f"state {row['state']!r} is not one of {PENDING}, {COMMITTED}, {ABORTED}"
+    for name in ("time", "settled_at"):
+        try:
+            if row[name] is not None:
+                dt.datetime.fromisoformat(row[name])
+        except ValueError:
+            return f"{name} {row[name]!r} is not an ISO 8601 time"
+    return None
+
+
+def entry_from_row(row: Mapping[str, Any], where: str) -> LedgerEntry:
+    """The entry a stored row holds, or `LedgerUnusable` naming the row and what is wrong."""
+    if (problem := _row_problem(row)) is not None:
+        raise unusable(where, f"entry {row.get('seq', '?')} is corrupt: {problem}")
+    return LedgerEntry(**row)
 
 
 def history(

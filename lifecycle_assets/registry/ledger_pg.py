@@ -11,6 +11,7 @@ drops a `flock` of a killed process.
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,8 @@ from lifecycle_assets.registry.ledger import (
     AliasLockTimeout,
     Ledger,
     LedgerEntry,
+    entry_from_row,
+    unusable,
     utc_now,
 )
 
@@ -36,6 +39,26 @@ _IMMUTABLE = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in ("seq", *_
 _SCHEMA_LOCK_KEY = 0x4C45444745  # "LEDGE"
 # Databases whose schema this process already created or checked.
 _SCHEMA_READY: set[str] = set()
+_APPEND_ONLY = f"""
+BEGIN
+    IF TG_OP IN ('DELETE', 'TRUNCATE') THEN
+        RAISE EXCEPTION 'the alias ledger is append-only';
+    END IF;
+    IF OLD.state <> '{PENDING}' OR NEW.state = '{PENDING}' OR {_IMMUTABLE} THEN
+        RAISE EXCEPTION 'only a PENDING ledger entry can change, and only to settle';
+    END IF;
+    RETURN NEW;
+END """
+# Whether the schema below is in place as written (the trigger function's text included), so
+# that a role granted the table but not CREATE on its schema, or ownership of the function,
+# uses a ledger its owner made instead of failing on DDL it need not run.
+_SCHEMA_IN_PLACE = """
+SELECT to_regclass('alias_ledger_by_model') IS NOT NULL
+   AND (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('alias_ledger')
+        AND tgname IN ('alias_ledger_append_only', 'alias_ledger_no_truncate')) = 2
+   AND EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'alias_ledger_append_only' AND prosrc = %s)
+   AS in_place
+"""
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS alias_ledger (
     seq BIGSERIAL PRIMARY KEY,
@@ -55,16 +78,7 @@ CREATE TABLE IF NOT EXISTS alias_ledger (
 );
 CREATE INDEX IF NOT EXISTS alias_ledger_by_model ON alias_ledger (model, alias, seq);
 CREATE OR REPLACE FUNCTION alias_ledger_append_only() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP IN ('DELETE', 'TRUNCATE') THEN
-        RAISE EXCEPTION 'the alias ledger is append-only';
-    END IF;
-    IF OLD.state <> '{PENDING}' OR NEW.state = '{PENDING}' OR {_IMMUTABLE} THEN
-        RAISE EXCEPTION 'only a PENDING ledger entry can change, and only to settle';
-    END IF;
-    RETURN NEW;
-END $$;
+LANGUAGE plpgsql AS $${_APPEND_ONLY}$$;
 CREATE OR REPLACE TRIGGER alias_ledger_append_only BEFORE UPDATE OR DELETE ON alias_ledger
 FOR EACH ROW EXECUTE FUNCTION alias_ledger_append_only();
 CREATE OR REPLACE TRIGGER alias_ledger_no_truncate BEFORE TRUNCATE ON alias_ledger
@@ -88,17 +102,42 @@ class PostgresLedger(Ledger):
     def __repr__(self) -> str:
         return f"PostgresLedger({self.url.rsplit('@', 1)[-1]})"  # never the password
 
+    @property
+    def where(self) -> str:
+        """The URL without password or query (`postgresql://user@host:5432/db`): enough to
+        know which database and role failed, nothing secret."""
+        parts = urllib.parse.urlsplit(self.url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        user = f"{parts.username}@" if parts.username else ""
+        return urllib.parse.urlunsplit((parts.scheme, user + host, parts.path, "", ""))
+
+    def _connection(self) -> Any:
+        try:
+            return psycopg2.connect(self.url, connect_timeout=10)
+        except psycopg2.Error as error:  # unreachable, no such database, refused login
+            raise unusable(self.where, error) from error
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
-        """One transaction on a fresh connection: committed on success, rolled back on error."""
-        conn = psycopg2.connect(self.url, connect_timeout=10)
+        """One transaction on a fresh connection: committed on success, rolled back on error.
+
+        Any database error inside (a missing table or grant, a server gone) ends as
+        `LedgerUnusable`, as the SQLite ledger's do, and the schema is checked again next time:
+        a table dropped under a long-running process is made anew, as a new process would.
+        """
+        conn = self._connection()
         try:
             with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
                 if self.url not in _SCHEMA_READY:
-                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-                    cursor.execute(_SCHEMA)
+                    cursor.execute(_SCHEMA_IN_PLACE, (_APPEND_ONLY,))
+                    if not cursor.fetchone()["in_place"]:
+                        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
+                        cursor.execute(_SCHEMA)
                 yield cursor
             _SCHEMA_READY.add(self.url)
+        except psycopg2.Error as error:
+            _SCHEMA_READY.discard(self.url)
+            raise unusable(self.where, error) from error
         finally:
             conn.close()
 
@@ -127,7 +166,7 @@ class PostgresLedger(Ledger):
             )
             cursor.execute("SELECT * FROM alias_ledger WHERE operation_id = %s", (operation_id,))
             row = cursor.fetchone()
-        return LedgerEntry(**row)
+        return entry_from_row(row, self.where)
 
     def entries(
         self, model: str, alias: str | None = None, state: str | None = None
@@ -140,7 +179,7 @@ class PostgresLedger(Ledger):
             query, args = query + " AND state = %s", [*args, state]
         with self._transaction() as cursor:
             cursor.execute(query + " ORDER BY seq", args)
-            return [LedgerEntry(**row) for row in cursor.fetchall()]
+            return [entry_from_row(row, self.where) for row in cursor.fetchall()]
 
     @contextlib.contextmanager
     def lock(self, model: str) -> Iterator[None]:
@@ -149,7 +188,7 @@ class PostgresLedger(Ledger):
         The lock belongs to a transaction held open on its own connection; ending it (or the
         holder's death closing the connection) releases the lock.
         """
-        conn = psycopg2.connect(self.url, connect_timeout=10)
+        conn = self._connection()
         try:
             with conn.cursor() as cursor:
                 cursor.execute("SET LOCAL lock_timeout = %s", (f"{int(self.lock_timeout * 1000)}",))
@@ -163,6 +202,8 @@ class PostgresLedger(Ledger):
                         f"another alias operation on {model} held its lock for more than "
                         f"{self.lock_timeout:.0f} s ({self!r})"
                     ) from None
+                except psycopg2.Error as error:
+                    raise unusable(self.where, error) from error
             yield
         finally:
             conn.rollback()
