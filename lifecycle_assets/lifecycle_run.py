@@ -158,8 +158,9 @@ def ingest_window(
 
     A quarantined day fails its blocking schema check, which holds back the features of the
     whole run; the features of the accepted days then get one more run of their own. What a
-    killed run left behind is settled first; with `registry_reconciled_apart` only its Dagster
-    part (the caller reconciles the registry before training: `training_setup`).
+    killed run left behind is settled first (with `registry_reconciled_apart` only its Dagster
+    part: the caller reconciles the registry before training, `training_setup`), then the lake
+    is checked against its manifests and its damage settled (`reconcile_lake`).
     """
     if registry_reconciled_apart:
         report(recover_dagster(instance))
@@ -237,6 +238,7 @@ def reconcile_lake(
     one features-only run per block of days, so Dagster records each rebuilt day."""
     audit = audit_window(spec, lake, days, current, refresh=refresh)
     settings = Settings.from_env()
+    # Rebuilt before the days to read are chosen: a rebuilt day is then fresh, not read again.
     for block in contiguous_blocks(sorted(audit.rebuild)):
         result = _run_range(job, instance, block, [names.key(spec.name, names.FEATURES)])
         log = write_run_log(instance, result.run_id, spec, settings)
@@ -382,7 +384,17 @@ def train_and_deploy(
 ) -> LifecycleSummary:
     if ingest.refusal:  # a raw batch the source cannot give back: not trained on, not promoted
         return LifecycleSummary(
-            spec.name, None, {}, [], None, False, None, "", ingest, ingest.refusal, outcome=REFUSED
+            model_name=spec.name,
+            model_version=None,
+            metrics={},
+            gates=[],
+            champion_version=None,
+            promoted=False,
+            bento_tag=None,
+            training_run_id="",
+            ingest=ingest,
+            failure=ingest.refusal,
+            outcome=REFUSED,
         )
     settings = Settings.from_env()
     crash_point("before-training-run")  # between two runs: the window ingested, nothing trained

@@ -108,7 +108,7 @@ def _settle_raw(
     changes = ["--refresh"] if refresh else current.changes_from(record.fingerprint)
     if changes:
         damage.resolution = REREAD
-        damage.outcome = f"read again from the source ({', '.join(changes)})"
+        damage.outcome = f"not used: the day is read again from the source ({', '.join(changes)})"
         return
     data, why = reproduce(spec, damage.day)
     if data is not None and restore(record.path, record.sha256, data):
