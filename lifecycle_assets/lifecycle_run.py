@@ -25,7 +25,9 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.crash import crash_point
 from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint
 from lifecycle_assets.data.ingest import day_state, undated_in_quarantine, window_keys
+from lifecycle_assets.data.ingest_outcome import IngestOutcome
 from lifecycle_assets.data.lake import Lake
+from lifecycle_assets.data.lake_reconcile import LakeAudit, audit_window
 from lifecycle_assets.data.sources import days_with_rows
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
@@ -41,37 +43,6 @@ EXIT_CODES = {PROMOTED: 0, UNCHANGED: 0, REFUSED: 3, ERROR: 1}
 
 # Dagster's console logger stays quiet: the run log file holds every event.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-
-
-@dataclass
-class IngestOutcome:
-    """Days ingested (and why), skipped as unchanged, quarantined, and without rows."""
-
-    ingested: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    quarantined: dict[str, str] = field(default_factory=dict)
-    empty: list[str] = field(default_factory=list)
-    # Days read again by themselves because their fingerprint changed: day -> what changed.
-    reingested: dict[str, str] = field(default_factory=dict)
-    # Source rows of no day (event timestamp empty or unreadable), kept in quarantine, and why
-    # (with the quarantine file): `data.ingest.quarantine_undated`.
-    undated_rows: int = 0
-    undated: str = ""
-
-    def line(self, model: str) -> str:
-        parts = [
-            f"{model}: ingested {len(self.ingested)} day(s)",
-            f"{len(self.skipped)} unchanged",
-            f"{len(self.quarantined)} quarantined",
-            f"{len(self.empty)} without rows (skipped)",
-        ]
-        text = ", ".join(parts)
-        if self.reingested:
-            reasons = sorted(set(self.reingested.values()))
-            text += f"; {len(self.reingested)} re-read because {', '.join(reasons)}"
-        if self.undated_rows:
-            text += f"; {self.undated_rows} row(s) without a readable timestamp quarantined"
-        return text
 
 
 @dataclass
@@ -189,8 +160,9 @@ def ingest_window(
 
     A quarantined day fails its blocking schema check, which holds back the features of the
     whole run; the features of the accepted days then get one more run of their own. What a
-    killed run left behind is settled first; with `registry_reconciled_apart` only its Dagster
-    part (the caller reconciles the registry before training: `training_setup`).
+    killed run left behind is settled first (with `registry_reconciled_apart` only its Dagster
+    part: the caller reconciles the registry before training, `training_setup`), then the lake
+    is checked against its manifests and its damage settled (`reconcile_lake`).
     """
     if registry_reconciled_apart:
         report(recover_dagster(instance))
@@ -202,6 +174,7 @@ def ingest_window(
     days = partitions_in_window(spec)
     # One fingerprint for the window: it hashes the source files, which do not change meanwhile.
     current = fingerprint(spec)
+    audit = reconcile_lake(job, instance, spec, lake, days, current, refresh=refresh)
     needed = days_to_ingest(spec, lake, days, refresh=refresh, current=current)
     with_rows = days_with_rows(spec, list(needed)) if needed else set()
     outcome = IngestOutcome()
@@ -247,7 +220,37 @@ def ingest_window(
     # Counted on every run, not only the one that found them: they stay lost until the
     # source is fixed (a changed source is read again, and its rows of no day looked for).
     outcome.undated_rows, outcome.undated = undated_in_quarantine(lake)
+    outcome.lake, outcome.lake_damage = audit.to_dict(), audit.lines()
+    outcome.refusal = audit.refusal()
     return outcome
+
+
+def reconcile_lake(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    spec: ModelSpec,
+    lake: Lake,
+    days: list[str],
+    current: Fingerprint,
+    *,
+    refresh: bool = False,
+) -> LakeAudit:
+    """Check the window's lake against its manifests and settle what is damaged
+    (`data.lake_reconcile`), then rebuild the features it named from their verified raw batches:
+    one features-only run per block of days, so Dagster records each rebuilt day."""
+    audit = audit_window(spec, lake, days, current, refresh=refresh)
+    settings = Settings.from_env()
+    # Rebuilt before the days to read are chosen: a rebuilt day is then fresh, not read again.
+    for block in contiguous_blocks(sorted(audit.rebuild)):
+        result = _run_range(job, instance, block, [names.key(spec.name, names.FEATURES)])
+        log = write_run_log(instance, result.run_id, spec, settings)
+        failed = [day for day in block if day_state(lake, day, current)[0] != "fresh"]
+        if failed:
+            cause = failure_cause(result)
+            raise IngestError(
+                f"rebuilding the features of {failed[0]} failed: {cause} (log: {log})"
+            )
+    return audit
 
 
 class IngestError(RuntimeError):
@@ -381,6 +384,20 @@ def _outcome(
 def train_and_deploy(
     defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance, ingest: IngestOutcome
 ) -> LifecycleSummary:
+    if ingest.refusal:  # a raw batch the source cannot give back: not trained on, not promoted
+        return LifecycleSummary(
+            model_name=spec.name,
+            model_version=None,
+            metrics={},
+            gates=[],
+            champion_version=None,
+            promoted=False,
+            bento_tag=None,
+            training_run_id="",
+            ingest=ingest,
+            failure=ingest.refusal,
+            outcome=REFUSED,
+        )
     settings = Settings.from_env()
     crash_point("before-training-run")  # between two runs: the window ingested, nothing trained
     result = execute(defs.resolve_job_def(training_job_name(spec)), instance, run_config=QUIET)

@@ -140,18 +140,10 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         setup.wait()  # the registry is reconciled before training reads it
         if not as_json:
             console.print(ingest.line(spec.name), markup=False, highlight=False)
-            for day, reason in sorted(ingest.quarantined.items()):
-                console.print(
-                    f"  quarantined {day}: {reason}", markup=False, highlight=False, soft_wrap=True
-                )
-            if ingest.undated:
-                console.print(
-                    f"  quarantined, in no day: {ingest.undated}",
-                    markup=False,
-                    highlight=False,
-                    soft_wrap=True,
-                )
-            console.print(f"{spec.name}: training, evaluating and gating (one Dagster run)...")
+            for line in ingest.details():
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+            if not ingest.refusal:
+                console.print(f"{spec.name}: training, evaluating and gating (one Dagster run)...")
         summary = train_and_deploy(defs, spec, instance, ingest)
         path = write_summary(summary, settings)
         summaries.append(summary)

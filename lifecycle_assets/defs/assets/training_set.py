@@ -13,8 +13,10 @@ import polars as pl
 from mlflow import MlflowClient
 
 from lifecycle_assets import config
-from lifecycle_assets.data.fingerprint import model_spec_hash
-from lifecycle_assets.data.ingest import read_features, select_window
+from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint, model_spec_hash
+from lifecycle_assets.data.ingest import featurize_day, read_features, select_window, window_keys
+from lifecycle_assets.data.lake import Lake
+from lifecycle_assets.data.lake_reconcile import LakeAudit, audit_window
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.resources import LifecycleResource
@@ -49,6 +51,27 @@ def unchanged_champion(
     return champion
 
 
+def checked_lake(
+    context: dg.AssetExecutionContext, spec: ModelSpec, lake: Lake, current: Fingerprint
+) -> LakeAudit:
+    """The window's lake checked against its manifests before it is read: damage is logged by
+    name, features are rebuilt from their verified raw batches, and a raw batch the source
+    cannot give back refuses the run (`data.lake_reconcile`)."""
+    audit = audit_window(spec, lake, window_keys(spec), current, run_id=context.run_id)
+    for line in audit.lines():
+        context.log.warning(line)
+    if audit.refused:
+        raise dg.Failure(
+            f"{names.REFUSAL_PREFIX}{audit.refusal()}",
+            metadata={names.REFUSED_METADATA_KEY: True},
+            allow_retries=False,
+        )
+    for day, why in sorted(audit.rebuild.items()):
+        entry = featurize_day(spec, lake, day)
+        context.log.warning(f"rebuilt the features of {day} ({why}) -> {entry['path']}")
+    return audit
+
+
 def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     """The training set snapshot of one model."""
 
@@ -64,7 +87,9 @@ def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource
     ) -> dg.Output[dict[str, Any]]:
         lake = lake_for(lifecycle, spec)
-        selection = select_window(lake, spec)
+        current = fingerprint(spec)
+        audit = checked_lake(context, spec, lake, current)
+        selection = select_window(lake, spec, current)
         days = selection.days
         if selection.quarantined or selection.stale:
             context.log.warning(
@@ -119,6 +144,7 @@ def build_training_set_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "rows": table.height,
                 "window": f"{days[0]} .. {days[-1]} ({len(days)} days)",
                 "quarantined_days": len(selection.quarantined),
+                "lake_check": dg.MetadataValue.json(audit.to_dict()),
                 "undated_rows": selection.undated_rows,
                 "split_stats": dg.MetadataValue.json(stats),
                 "split_digests": dg.MetadataValue.json(digests),
