@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -33,6 +32,13 @@ from lifecycle_assets.defs import names
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
 from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
 from lifecycle_assets.recovery import recover_at_start, recover_dagster, report
+from lifecycle_assets.run_results import (
+    check_results,
+    failure_cause,
+    node_output,
+    refusal_cause,
+    write_run_log,
+)
 from lifecycle_assets.run_submission import ExecutionResult, execute
 from lifecycle_assets.spec import ModelSpec
 
@@ -258,99 +264,6 @@ class IngestError(RuntimeError):
     message names the day, the cause and the run's log."""
 
 
-def _output(result: ExecutionResult, spec: ModelSpec, asset: str) -> Any:
-    node = f"{spec.name}__{asset}"
-    if not result.is_node_success(node):
-        return None
-    try:
-        return result.output_for_node(node)
-    except dg.DagsterInvariantViolationError:
-        return None  # the step succeeded without output: nothing to do (nothing changed)
-
-
-def _root_message(error: Any) -> str:
-    """The innermost cause of a serialized Dagster error, first line, without class prefix."""
-    chain = []
-    while error is not None:
-        chain.append(error)
-        error = getattr(error, "cause", None)
-    # The innermost cause that says something: a worker's traceback (joblib's
-    # `_RemoteTraceback: `) carries no message on its first line; the error it caused does.
-    for cause in reversed(chain):
-        message = (getattr(cause, "message", "") or "").strip()
-        first = message.splitlines()[0] if message else ""
-        head, sep, rest = first.partition(": ")
-        text = rest.strip() if sep and "." in head and " " not in head else first
-        if text:
-            return text
-    return "failed"
-
-
-def failure_cause(result: ExecutionResult) -> str:
-    """The first failed step's cause on one line."""
-    failures = result.get_step_failure_events()
-    if not failures:
-        return "the run failed before any step (see the run log)"
-    event = failures[0]
-    return f"{event.step_key}: {_root_message(event.event_specific_data.error)}"
-
-
-def refused_by_rule(result: ExecutionResult) -> bool:
-    """A step failed with a verdict (e.g. the champion moved while this run was judged), not an
-    error: see `names.REFUSED_METADATA_KEY`."""
-    return refusal_cause(result) is not None
-
-
-def refusal_cause(result: ExecutionResult) -> str | None:
-    """The verdict of the step that refused by rule, in its own words (without the step key
-    and the "not promoted: " the summary line adds); None when no step refused."""
-    for event in result.get_step_failure_events():
-        failure = event.event_specific_data.user_failure_data
-        metadata = failure.metadata if failure is not None else {}
-        if names.REFUSED_METADATA_KEY in metadata:
-            message = _root_message(event.event_specific_data.error)
-            return message.removeprefix(names.REFUSAL_PREFIX)
-    return None
-
-
-def run_log_path(settings: Settings, model: str, run_id: str) -> Path:
-    return settings.reports_dir / model / "runs" / f"{run_id}.log"
-
-
-def write_run_log(
-    instance: dg.DagsterInstance, run_id: str, spec: ModelSpec, settings: Settings
-) -> Path:
-    """Every event of a Dagster run as text, tracebacks included, beside the model's reports."""
-    lines = []
-    for entry in instance.all_logs(run_id):
-        when = dt.datetime.fromtimestamp(entry.timestamp, dt.UTC).isoformat(timespec="seconds")
-        step = entry.step_key or "-"
-        event = entry.dagster_event
-        text = entry.user_message or (event.message if event else "") or ""
-        lines.append(f"{when} {step} {event.event_type_value if event else 'LOG'}: {text}")
-        error = getattr(getattr(event, "event_specific_data", None), "error", None)
-        if error is not None:
-            lines.append(error.to_string())
-    path = run_log_path(settings, spec.name, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _checks(result: ExecutionResult) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": e.check_name,
-            "passed": e.passed,
-            "severity": e.severity.value,
-            "description": e.description,
-            "actual": e.metadata.get("actual").value if "actual" in e.metadata else None,
-            "threshold": e.metadata.get("threshold").value if "threshold" in e.metadata else None,
-        }
-        for e in result.get_asset_check_evaluations()
-    ]
-
-
 def _outcome(
     result: ExecutionResult,
     checks: list[dict[str, Any]],
@@ -402,12 +315,12 @@ def train_and_deploy(
     crash_point("before-training-run")  # between two runs: the window ingested, nothing trained
     result = execute(defs.resolve_job_def(training_job_name(spec)), instance, run_config=QUIET)
     logs = [str(write_run_log(instance, result.run_id, spec, settings))]
-    training_set = _output(result, spec, names.TRAINING_SET)
-    model = _output(result, spec, names.TRAINED_MODEL)
-    report = _output(result, spec, names.EVALUATION_REPORT)
-    champion = _output(result, spec, names.CHAMPION_MODEL)
-    bento = _output(result, spec, names.BENTO_SERVICE)
-    checks = _checks(result)
+    training_set = node_output(result, spec, names.TRAINING_SET)
+    model = node_output(result, spec, names.TRAINED_MODEL)
+    report = node_output(result, spec, names.EVALUATION_REPORT)
+    champion = node_output(result, spec, names.CHAMPION_MODEL)
+    bento = node_output(result, spec, names.BENTO_SERVICE)
+    checks = check_results(result)
     card = None
     if report is not None:
         # What the model card sensor does in a deployment, done here so that every evaluated
@@ -418,7 +331,7 @@ def train_and_deploy(
         source = {names.SOURCE_RUN_TAG: result.run_id}
         card_result = execute(card_job, instance, run_config=QUIET, tags=source)
         logs.append(str(write_run_log(instance, card_result.run_id, spec, settings)))
-        card_value = _output(card_result, spec, names.MODEL_CARD)
+        card_value = node_output(card_result, spec, names.MODEL_CARD)
         card = card_value["html_path"] if card_value else None
     outcome, failure = _outcome(result, checks, model, champion, training_set, ingest)
     if outcome == PROMOTED and not result.success:

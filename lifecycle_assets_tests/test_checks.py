@@ -96,7 +96,7 @@ def test_a_refusal_by_rule_is_told_apart_from_an_error(tmp_path) -> None:
     """`champion_model` refusing (e.g. the champion moved concurrently) marks its failure, and
     `lifecycle run` maps it to exit 3; any other failure stays an error (exit 1)."""
     from lifecycle_assets.defs import names
-    from lifecycle_assets.lifecycle_run import refusal_cause, refused_by_rule
+    from lifecycle_assets.run_results import refusal_cause, refused_by_rule
 
     @dg.op
     def refuses() -> None:

@@ -36,7 +36,7 @@ import dagster as dg
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.jobs import training_job_name
-from lifecycle_assets.lifecycle_run import refused_by_rule
+from lifecycle_assets.run_results import refused_by_rule
 from lifecycle_assets.spec import load_spec
 
 STEPS = (names.TRAINING_SET, names.TRAINED_MODEL, names.EVALUATION_REPORT, names.CHAMPION_MODEL)

@@ -14,7 +14,7 @@ from dagster._utils.error import SerializableErrorInfo
 from lifecycle_assets.cli import main
 from lifecycle_assets.config import Settings
 from lifecycle_assets.data.preflight import preflight
-from lifecycle_assets.lifecycle_run import _root_message
+from lifecycle_assets.run_results import root_message
 from lifecycle_assets.spec import DEFAULT_SPEC_PATH, ModelSpec, SpecError, load_spec
 from lifecycle_assets_tests.test_data_gates_units import members_frame, write_csv, write_spec
 
@@ -141,9 +141,7 @@ def test_a_failed_step_s_cause_is_the_innermost_that_says_something() -> None:
         "DagsterExecutionStepExecutionError",
         value,
     )
-    assert (
-        _root_message(outer) == "ValueError: window shape cannot be larger than input array shape"
-    )
+    assert root_message(outer) == "ValueError: window shape cannot be larger than input array shape"
 
 
 @pytest.mark.e2e
