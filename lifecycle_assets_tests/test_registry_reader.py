@@ -19,7 +19,8 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.training import fit_pipeline
 from lifecycle_assets.registry.aliases import move_alias
 from lifecycle_assets.registry.artifacts import load_proof, sha256_file
-from lifecycle_assets.registry.reader import MlflowReader, SqliteReader, reader_for, sqlite_path
+from lifecycle_assets.registry.mlflow_reader import MlflowReader
+from lifecycle_assets.registry.reader import SqliteReader, reader_for, sqlite_path
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.registry_client import SqliteRegistry, registry_client
 from lifecycle_assets.registry.verify import load_proven, verify_dir, verify_version

@@ -31,12 +31,8 @@ import yaml
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.artifacts import check_sha256, load_pipeline
-from lifecycle_assets.registry.reader import (
-    MlflowReader,
-    RegistryReader,
-    SqliteReader,
-    sqlite_reader,
-)
+from lifecycle_assets.registry.mlflow_reader import MlflowReader
+from lifecycle_assets.registry.reader import RegistryReader, SqliteReader, sqlite_reader
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.spec import ModelSpec
 
