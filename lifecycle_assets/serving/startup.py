@@ -33,6 +33,7 @@ from pathlib import Path
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
+from lifecycle_assets.serving import metrics_dir
 from lifecycle_assets.serving.model_env import (
     ENV_MODEL_NAMES,
     ENV_MODEL_SOURCE,
@@ -191,6 +192,7 @@ def supervise() -> None:
     """Run in the supervisor at import: check the configuration, then watch for worker reports."""
     if not is_serve_supervisor():
         return
+    metrics_dir.use_own_folder()
     try:
         preflight(os.environ)
     except FatalConfigError as error:
