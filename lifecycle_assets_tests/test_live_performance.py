@@ -539,3 +539,22 @@ def test_a_day_almost_labelled_never_reads_100_percent_and_an_unlabelled_version
     assert text.startswith("400/401 predictions of 2026-12-01 labelled (99.7%): "), text
     assert "v1 has no label yet on its 1 prediction(s); v2 realized roc_auc" in text, text
     assert "undefined" not in text and "100%" not in text
+
+
+def test_a_regressor_summary_names_r2_rmse_and_mae() -> None:
+    """README (Monitor): `monitor` prints "realized errors (R², RMSE, MAE) for a regressor"; it
+    printed R² alone."""
+    from lifecycle_assets.defs.assets.labels import _summary
+
+    joined = pl.DataFrame(
+        {
+            "prediction_id": [uuid.uuid4().hex for _ in range(4)],
+            "model_version": ["1"] * 4,
+            "score": [100.0, 200.0, 300.0, 400.0],
+            "label": [110.0, 190.0, 330.0, 380.0],  # errors 10, 10, 30, 20
+        }
+    )
+    text = _summary("2026-02-10", live_report(joined, "regression"), "r2")
+    assert text == (
+        "4/4 predictions of 2026-02-10 labelled (100%): realized r2 0.968, rmse 19.365, mae 17.500."
+    ), text

@@ -35,12 +35,22 @@ def labels_received(lake: Lake) -> pl.DataFrame:
     return ground_truth.latest_labels(pl.concat(frames))
 
 
+# A regressor's scores promise no outcome distribution, so its errors are what it has to show.
+_REGRESSION_ERRORS = ("rmse", "mae")
+
+
 def _realized_text(entry: dict, metric: str) -> str:
-    value, gap = (entry["realized"] or {}).get(metric), (entry["gap"] or {}).get(metric)
+    realized = entry["realized"] or {}
+    value, gap = realized.get(metric), (entry["gap"] or {}).get(metric)
+    errors = "".join(
+        f", {name} {realized[name]:.3f}"
+        for name in _REGRESSION_ERRORS
+        if name != metric and realized.get(name) is not None
+    )
     if value is None:
-        return f"{metric} undefined on the labels arrived so far"
+        return f"{metric} undefined on the labels arrived so far{errors}"
     gap_text = f" (realized minus estimated {gap:+.3f})" if gap is not None else ""
-    return f"realized {metric} {value:.3f}{gap_text}"
+    return f"realized {metric} {value:.3f}{gap_text}{errors}"
 
 
 def _coverage_text(labelled: int, rows: int) -> str:
