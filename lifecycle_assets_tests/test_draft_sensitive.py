@@ -41,3 +41,13 @@ def test_without_such_a_name_the_first_categorical_is_the_guess_still_no_model_i
     spec = load_spec(draft)
     assert spec.sensitive_attribute == "plan"
     assert "plan" not in spec.input_columns and "segment" in spec.input_columns
+
+
+def test_a_distinct_column_named_like_an_id_is_drafted_as_id_column(tmp_path: Path) -> None:
+    """README's churn spec has `id_column: customer_id`; the draft only commented it out, so
+    answers carried `record_id: null`."""
+    draft = tmp_path / "churn.yaml"
+    draft.write_text(draft_spec(_csv(tmp_path)))
+    assert load_spec(draft).id_column == "customer_id"
+    draft.write_text(draft_spec(_csv(tmp_path, HEADER.replace("customer_id", "customer_ref"))))
+    assert load_spec(draft).id_column is None

@@ -119,6 +119,12 @@ def _repeated_header_lines(rows: list[int], timed: bool) -> list[str]:
     ]
 
 
+def _is_id(column: str, series: pl.Series) -> bool:
+    """Named like an id (`customer_id`, `ID`) and a distinct value in every row."""
+    named = "id" in re.split(r"[^a-z]+", column.lower())
+    return named and series.null_count() == 0 and series.n_unique() == series.len()
+
+
 def _sensitive_guess(categorical: list[str]) -> str:
     """The first categorical named like a protected attribute, else the first categorical."""
     named = [
@@ -166,7 +172,7 @@ def draft_spec(path: Path, *, name: str | None = None, target: str | None = None
     model = name or re.sub(r"[^a-z0-9_]", "_", path.stem.lower()).strip("_") or "model"
     if not model[0].isalpha():
         model = f"m_{model}"
-    features, categorical = [], {}
+    features, categorical, id_column = [], {}, None
     for column in columns:
         if column in (timestamp, target):
             continue
@@ -180,6 +186,8 @@ def draft_spec(path: Path, *, name: str | None = None, target: str | None = None
             features.append(
                 f"  # {column}: {len(levels)} distinct values, left out (an id or free text?)"
             )
+            if _is_id(column, series) and id_column is None:
+                id_column = column
             continue
         categorical[column] = len(features)
         shown = ", ".join(_yaml_scalar(v) for v in levels)
@@ -218,6 +226,11 @@ def draft_spec(path: Path, *, name: str | None = None, target: str | None = None
         lines += _timestamp_lines(frame[timestamp])
     lines += [
         f"sensitive_attribute: {sensitive}  # guess: the column fairness is judged on",
+        *(
+            [f"id_column: {id_column}  # guess: echoed back as each prediction's record_id"]
+            if id_column
+            else []
+        ),
         "features:",
         *features,
     ]
