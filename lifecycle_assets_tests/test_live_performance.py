@@ -523,3 +523,38 @@ def test_a_shadow_label_is_judged_against_the_answer_it_mirrors() -> None:
     answered_rows = log.filter(pl.col("variant") == "champion")
     report = live_report(join_labels(answered_rows, labels), shadow=shadow)
     assert report["premature_labels"] == 1 and report["shadow"][0]["premature_labels"] == 1
+
+
+def test_a_day_almost_labelled_never_reads_100_percent_and_an_unlabelled_version_says_so() -> None:
+    """`lifecycle monitor` after the README's curl and `simulate-traffic`: 400 of 401 labelled
+    (the curl's one v1 answer has no label) printed "(100%)" and "v1 roc_auc undefined on the
+    labels arrived so far on 0 labels"."""
+    from lifecycle_assets.defs.assets.labels import _summary
+
+    rng = np.random.default_rng(0)
+    truth = [int(x) for x in rng.random(400) < 0.3]
+    scored = _frame(list(rng.random(400)), truth, version="2")
+    joined = pl.concat([_frame([0.22], [None], version="1"), scored])
+    text = _summary("2026-12-01", live_report(joined, "binary_classification"), "roc_auc")
+    assert text.startswith("400/401 predictions of 2026-12-01 labelled (99.7%): "), text
+    assert "v1 has no label yet on its 1 prediction(s); v2 realized roc_auc" in text, text
+    assert "undefined" not in text and "100%" not in text
+
+
+def test_a_regressor_summary_names_r2_rmse_and_mae() -> None:
+    """README (Monitor): `monitor` prints "realized errors (R², RMSE, MAE) for a regressor"; it
+    printed R² alone."""
+    from lifecycle_assets.defs.assets.labels import _summary
+
+    joined = pl.DataFrame(
+        {
+            "prediction_id": [uuid.uuid4().hex for _ in range(4)],
+            "model_version": ["1"] * 4,
+            "score": [100.0, 200.0, 300.0, 400.0],
+            "label": [110.0, 190.0, 330.0, 380.0],  # errors 10, 10, 30, 20
+        }
+    )
+    text = _summary("2026-02-10", live_report(joined, "regression"), "r2")
+    assert text == (
+        "4/4 predictions of 2026-02-10 labelled (100%): realized r2 0.968, rmse 19.365, mae 17.500."
+    ), text

@@ -14,6 +14,7 @@ import click
 from rich.markup import escape
 from rich.tree import Tree
 
+from lifecycle_assets import config
 from lifecycle_assets.cli.app import _clear_errors, _require_model, console, main
 from lifecycle_assets.config import Settings
 from lifecycle_assets.provenance.links import (
@@ -88,9 +89,11 @@ def _facts(link: Link) -> list[str]:
         answered = (
             f"shadow of {d['shadow_of']}" if d.get("shadow_of") else f"answered as {d['variant']}"
         )
+        record_id = d.get("record_id")
+        record = "no record id" if record_id is None else f"record {escape(str(record_id))}"
         facts = [
             f"at {d.get('predicted_at')}; {answered} by {d.get('model_name')} "
-            f"v{d.get('model_version')}; record {escape(str(d.get('record_id')))}",
+            f"v{d.get('model_version')}; {record}",
             f"output: {_pairs(d.get('outputs', {}))}",
             f"inputs: {_pairs(d.get('inputs', {}), limit=40)}",
         ]
@@ -101,8 +104,13 @@ def _facts(link: Link) -> list[str]:
         return facts
     if link.kind == MODEL_VERSION and d:
         tags, aliases = d.get("tags", {}), ", ".join(d.get("aliases", [])) or "none"
+        retired = (
+            f"; retired {tags.get(config.TAG_RETIRED_AT, '')}".rstrip()
+            if str(tags.get(config.TAG_RETIRED, "")).lower() == "true"
+            else ""
+        )
         return [
-            f"registered {d.get('registered_at')}; aliases now: {aliases}",
+            f"registered {d.get('registered_at')}; aliases now: {aliases}{retired}",
             f"dagster run {tags.get('dagster_run_id', '?')}; git {tags.get('git_commit', '?')}",
         ]
     if link.kind == PROMOTION:

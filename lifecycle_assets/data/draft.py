@@ -22,6 +22,8 @@ from lifecycle_assets.data.sources import not_utf8_header, scan
 MAX_LINES_SHOWN = 10
 TARGET_NAMES = ("target", "label", "y", "class", "outcome", "churn", "churned", "default")
 MAX_LEVELS = 30
+# Names a reader would take for the attribute fairness is judged on, before the first categorical.
+SENSITIVE_NAMES = ("gender", "sex", "race", "ethnic", "religion", "nationality", "disability")
 
 
 def _fmt(path: Path) -> str:
@@ -117,6 +119,26 @@ def _repeated_header_lines(rows: list[int], timed: bool) -> list[str]:
     ]
 
 
+def _is_id(column: str, series: pl.Series) -> bool:
+    """Named like an id (`customer_id`, `ID`) and a distinct value in every row."""
+    named = "id" in re.split(r"[^a-z]+", column.lower())
+    return named and series.null_count() == 0 and series.n_unique() == series.len()
+
+
+def _sensitive_guess(categorical: list[str]) -> str:
+    """The first categorical named like a protected attribute, else the first categorical."""
+    named = [
+        column
+        for column in categorical
+        if any(
+            token.startswith(word)
+            for token in re.split(r"[^a-z]+", column.lower())
+            for word in SENSITIVE_NAMES
+        )
+    ]
+    return (named or categorical)[0]
+
+
 def _yaml_scalar(value: str) -> str:
     plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ .-]*", value) and value.lower() not in (
         "yes", "no", "true", "false", "on", "off", "null", "y", "n",
@@ -150,7 +172,7 @@ def draft_spec(path: Path, *, name: str | None = None, target: str | None = None
     model = name or re.sub(r"[^a-z0-9_]", "_", path.stem.lower()).strip("_") or "model"
     if not model[0].isalpha():
         model = f"m_{model}"
-    features, categorical = [], []
+    features, categorical, id_column = [], {}, None
     for column in columns:
         if column in (timestamp, target):
             continue
@@ -164,14 +186,21 @@ def draft_spec(path: Path, *, name: str | None = None, target: str | None = None
             features.append(
                 f"  # {column}: {len(levels)} distinct values, left out (an id or free text?)"
             )
+            if _is_id(column, series) and id_column is None:
+                id_column = column
             continue
-        categorical.append(column)
+        categorical[column] = len(features)
         shown = ", ".join(_yaml_scalar(v) for v in levels)
         features.append(
             f"  - {{name: {column}, type: categorical, categories: [{shown}]{nullable}}}"
         )
     if not categorical:
         raise ValueError(f"{path}: no categorical column to use as sensitive_attribute")
+    sensitive = _sensitive_guess(list(categorical))
+    # Slices and fairness only: the model never reads it (README, "Bring your own data").
+    features[categorical[sensitive]] = features[categorical[sensitive]][:-1] + (
+        ", model_input: false}"
+    )
     lines = [
         f"name: {model}",
         f"description: Drafted from {path.name}; read and edit before use.",
@@ -196,7 +225,12 @@ def draft_spec(path: Path, *, name: str | None = None, target: str | None = None
     else:
         lines += _timestamp_lines(frame[timestamp])
     lines += [
-        f"sensitive_attribute: {categorical[0]}  # guess: the column fairness is judged on",
+        f"sensitive_attribute: {sensitive}  # guess: the column fairness is judged on",
+        *(
+            [f"id_column: {id_column}  # guess: echoed back as each prediction's record_id"]
+            if id_column
+            else []
+        ),
         "features:",
         *features,
     ]

@@ -18,7 +18,8 @@ def check_fit(
     """Whether the default-or-configured split and gates fit this data, with the options."""
     end = spec.end_date or frame["__day__"].max()
     days = sorted(d for d in frame["__day__"].drop_nulls().unique().to_list() if d <= end)
-    days = [d for d in days if d >= spec.start_date][-spec.training.window_days :]
+    in_range = [d for d in days if d >= spec.start_date]
+    days = in_range[-spec.training.window_days :]
     if spec.is_snapshot:
         _fit_snapshot(spec, frame, rate, report)
         return
@@ -40,6 +41,15 @@ def check_fit(
         )
         return
     window = frame.filter(pl.col("__day__").is_in(days))
+    if len(days) < len(in_range):
+        # Else the rows per split below do not add up to the rows read, and nothing says why.
+        read = frame.filter(pl.col("__day__").is_in(in_range)).height
+        report.add(
+            "info",
+            f"training window: the last {len(days)} of {len(in_range)} day(s) with rows, "
+            f"{days[0]} .. {days[-1]} ({window.height} of {read} rows; training.window_days="
+            f"{spec.training.window_days}); earlier days are not trained on",
+        )
     sizes = {s: window.filter(pl.col("__day__").is_in(split.days(s))).height for s in SPLITS}
     test = window.filter(pl.col("__day__").is_in(split.days("test")))
     _judge_fit(spec, window.height, sizes, test, rate, report)

@@ -1,6 +1,7 @@
 """Delayed labels: the ground truth that arrived each day, and the live performance it reveals."""
 
 import datetime as dt
+import math
 
 import dagster as dg
 import polars as pl
@@ -34,12 +35,38 @@ def labels_received(lake: Lake) -> pl.DataFrame:
     return ground_truth.latest_labels(pl.concat(frames))
 
 
+# A regressor's scores promise no outcome distribution, so its errors are what it has to show.
+_REGRESSION_ERRORS = ("rmse", "mae")
+
+
 def _realized_text(entry: dict, metric: str) -> str:
-    value, gap = (entry["realized"] or {}).get(metric), (entry["gap"] or {}).get(metric)
+    realized = entry["realized"] or {}
+    value, gap = realized.get(metric), (entry["gap"] or {}).get(metric)
+    errors = "".join(
+        f", {name} {realized[name]:.3f}"
+        for name in _REGRESSION_ERRORS
+        if name != metric and realized.get(name) is not None
+    )
     if value is None:
-        return f"{metric} undefined on the labels arrived so far"
+        return f"{metric} undefined on the labels arrived so far{errors}"
     gap_text = f" (realized minus estimated {gap:+.3f})" if gap is not None else ""
-    return f"realized {metric} {value:.3f}{gap_text}"
+    return f"realized {metric} {value:.3f}{gap_text}{errors}"
+
+
+def _coverage_text(labelled: int, rows: int) -> str:
+    """The labelled share to one decimal, rounded towards the nearer end it has not reached:
+    400 of 401 is 99.7%, never "100%", and 1 of 2000 is 0.1%, never "0%"."""
+    if labelled in (0, rows):
+        return f"{labelled / rows:.0%}"
+    tenths = min(max(math.floor(1000 * labelled / rows), 1), 999)
+    return f"{tenths / 10:.1f}%"
+
+
+def _version_text(entry: dict, metric: str) -> str:
+    name = f"v{entry['model_version']}"
+    if not entry["labelled_rows"]:
+        return f"{name} has no label yet on its {entry['rows']} prediction(s)"
+    return f"{name} {_realized_text(entry, metric)} on {entry['labelled_rows']} labels"
 
 
 def _summary(day: str, report: dict, metric: str) -> str:
@@ -61,13 +88,11 @@ def _summary(day: str, report: dict, metric: str) -> str:
         measured = _realized_text(overall, metric)
     else:
         # Scores of two models pooled rank like neither: each version is measured on its own.
-        measured = "; ".join(
-            f"v{e['model_version']} {_realized_text(e, metric)} on {e['labelled_rows']} labels"
-            for e in versions
-        )
+        measured = "; ".join(_version_text(e, metric) for e in versions)
+    coverage = _coverage_text(report["labelled_rows"], report["rows"])
     return (
         f"{report['labelled_rows']}/{report['rows']} predictions of {day} labelled "
-        f"({report['label_coverage']:.0%}): {measured}.{_premature_text(report)}"
+        f"({coverage}): {measured}.{_premature_text(report)}"
     )
 
 
