@@ -7,9 +7,12 @@ needs promotions gets them; what the test then checks is who promoted what.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import yaml
 
@@ -78,3 +81,14 @@ def train_first_champion(spec_path: Path) -> None:
     instance = dg.DagsterInstance.get()
     summary = train_and_deploy(defs, spec, instance, ingest_window(defs, spec, instance))
     assert summary.promoted and summary.champion_version == "1", summary.failure
+
+
+@contextlib.contextmanager
+def project_with_champion(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A small project whose v1 is champion, its environment set while in the block: (the spec
+    v1 was trained on, a spec that trains a new version)."""
+    env = project_env(tmp_path / "project")
+    first, retrain = write_spec(tmp_path, WINDOW_DAYS), write_spec(tmp_path, WINDOW_DAYS - 1)
+    with mock.patch.dict(os.environ, env):
+        train_first_champion(first)
+        yield first, retrain

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from unittest import mock
 
 import dagster as dg
 import pytest
@@ -27,10 +26,7 @@ from lifecycle_assets.ml.gates import REGRESSION_GATE
 from lifecycle_assets.registry.reader import local_or_stored
 from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets_tests.small_project import (
-    WINDOW_DAYS,
-    project_env,
-    train_first_champion,
-    write_spec,
+    project_with_champion,
 )
 
 pytestmark = pytest.mark.e2e
@@ -41,10 +37,7 @@ NAME = "credit_default"
 @pytest.fixture
 def trained(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """A small project whose v1 is champion, and a spec that trains a new version."""
-    env = project_env(tmp_path / "project")
-    first, retrain = write_spec(tmp_path, WINDOW_DAYS), write_spec(tmp_path, WINDOW_DAYS - 1)
-    with mock.patch.dict(os.environ, env):
-        train_first_champion(first)
+    with project_with_champion(tmp_path) as (_, retrain):
         yield tmp_path, retrain
 
 

@@ -35,7 +35,7 @@ from lifecycle_assets.spec import DEFAULT_SPEC_PATH, load_spec
 from lifecycle_assets_tests.small_project import (
     WINDOW_DAYS,
     project_env,
-    train_first_champion,
+    project_with_champion,
     write_spec,
 )
 
@@ -47,11 +47,8 @@ NAME = "credit_default"
 @pytest.fixture
 def trained(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """A small project whose v1 is champion, and a spec that trains a new version."""
-    env = project_env(tmp_path / "project")
-    first, retrain = write_spec(tmp_path, WINDOW_DAYS), write_spec(tmp_path, WINDOW_DAYS - 1)
-    with mock.patch.dict(os.environ, env):
-        train_first_champion(first)
-        yield first, retrain
+    with project_with_champion(tmp_path) as specs:
+        yield specs
 
 
 def lake() -> Path:
