@@ -11,6 +11,7 @@ import dagster as dg
 
 from lifecycle_assets.defs.assets.portfolio import build_portfolio_defs
 from lifecycle_assets.defs.factory import build_model_defs
+from lifecycle_assets.defs.recovery_sensor import recovery_sensor
 from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, MlflowResource
 from lifecycle_assets.spec import ModelSpec, configured_specs
 
@@ -36,7 +37,8 @@ def build_definitions(specs: list[ModelSpec]) -> dg.Definitions:
             "lifecycle": LifecycleResource(),
             "json_io_manager": JsonIOManager(),
             "mlflow": mlflow_resource(),
-        }
+        },
+        sensors=[recovery_sensor],
     )
     return dg.Definitions.merge(
         resources, *(build_model_defs(spec) for spec in specs), build_portfolio_defs(specs)

@@ -58,3 +58,16 @@ def test_gates_are_blocking_checks_before_promotion(spec) -> None:
         assert checks[name].blocking, f"{name} must block what comes after it"
     champion = graph.get(names.key(spec.name, names.CHAMPION_MODEL))
     assert names.key(spec.name, names.EVALUATION_REPORT) in champion.parent_keys
+
+
+def test_code_location_loads_with_monitoring_more_often_than_the_freshness_grace(spec) -> None:
+    """A spec may monitor hourly (or at two hours of the day): the monitoring assets' freshness
+    policy must not fail the whole code location by asking for a lower bound longer than the
+    gap between two monitoring runs."""
+    for cron in ("0 * * * *", "0 2,3 * * *", "*/4 * * * *"):
+        hourly = spec.model_copy(
+            update={"schedules": spec.schedules.model_copy(update={"monitoring_cron": cron})}
+        )
+        graph = _repository(hourly).asset_graph
+        policy = graph.get(names.key(spec.name, names.DRIFT_REPORT)).freshness_policy
+        assert policy is not None, cron

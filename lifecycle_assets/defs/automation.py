@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
+from dagster._utils.schedules import get_smallest_cron_interval
 
 from lifecycle_assets.defs import names
 from lifecycle_assets.spec import ModelSpec
@@ -58,8 +59,11 @@ def monitoring_freshness(spec: ModelSpec) -> dg.FreshnessPolicy:
         if hour.isdigit()
         else spec.schedules.monitoring_cron
     )
+    # Dagster refuses a lower bound longer than the gap between two deadlines, and the refusal
+    # fails the whole code location: a spec monitoring hourly gets the hour as its bound.
+    grace = dt.timedelta(hours=FRESHNESS_GRACE_HOURS)
     return dg.FreshnessPolicy.cron(
         deadline_cron=deadline,
-        lower_bound_delta=dt.timedelta(hours=FRESHNESS_GRACE_HOURS),
+        lower_bound_delta=min(grace, get_smallest_cron_interval(deadline)),
         timezone="UTC",
     )

@@ -9,6 +9,9 @@ from typing import Any
 import dagster as dg
 
 from lifecycle_assets import config
+from lifecycle_assets.data.fingerprint import fingerprint
+from lifecycle_assets.data.ingest import select_window
+from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.data.landing import landing_folder, read_cursor, scan_landing
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.drift_reports import read_drift_reports
@@ -93,6 +96,32 @@ def _card_written_elsewhere(
     return None
 
 
+def _window_requests(spec: ModelSpec, landed_days: set[str]) -> list[dg.RunRequest]:
+    """The training window's stored days that a landed file made stale, one run per block.
+
+    A stored day carries the hash of the whole source (any file may hold rows of any day), so
+    a new file makes every stored day stale, not only its own: without these runs, the next
+    training (a schedule, the drift sensor) found its window stale and refused to train.
+    Keyed by the source's hash: the same folder content never re-reads the window twice.
+    """
+    settings = config.Settings.from_env()
+    current = fingerprint(spec)
+    lake = Lake(settings.lake_dir, settings.quarantine_dir, spec.name)
+    selection = select_window(lake, spec, current)
+    source = current.source[:16]
+    requests = []
+    for block in contiguous_blocks([day for day in selection.stale if day not in landed_days]):
+        tags = {"lifecycle/reason": "re-read: source file changed"}
+        requests.append(
+            dg.RunRequest(
+                run_key=f"window {block[0]}..{block[-1]}:{source}",
+                partition_key=block[0] if len(block) == 1 else None,
+                tags=tags if len(block) == 1 else {**tags, **range_tags(block)},
+            )
+        )
+    return requests
+
+
 def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
     ingest = {job.name: job for job in jobs}[ingest_job_name(spec)]
     drift_key = names.key(spec.name, names.DRIFT_REPORT)
@@ -146,6 +175,7 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
                 )
         if outside:
             context.log.warning(f"days outside the partitions, not ingested: {sorted(outside)}")
+        requests += _window_requests(spec, {d for landed in landing.fresh for d in landed.days})
         undated = sorted(landed.name for landed in landing.fresh if not landed.days)
         if undated:
             # No day to request a run for; said, not skipped in silence.

@@ -1,0 +1,32 @@
+"""The daemon settles the runs a killed daemon left behind, as `lifecycle run` does at its start.
+
+Killing the daemon (`kill -9`, an out-of-memory kill, a reboot) kills its code server and run
+workers with it, and nobody marks their runs failed: Dagster's run monitoring cannot see a dead
+worker of the default run launcher, so the run stays STARTED forever and keeps its
+`<model>_training` pool slot, and every later training run of the model waits on it forever.
+"""
+
+import dagster as dg
+
+from lifecycle_assets.recovery import recover_dagster
+
+RECOVERY_SENSOR = "lifecycle_recovery_sensor"
+
+
+@dg.sensor(
+    name=RECOVERY_SENSOR,
+    minimum_interval_seconds=60,
+    # Changes nothing a live run owns (its process must be gone): on by default, so a restart
+    # of the daemon alone recovers.
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Ends as failed the runs whose process is gone (a killed daemon or run worker) "
+    "and frees the pool slots they held.",
+)
+def recovery_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    recovery = recover_dagster(context.instance)
+    if not recovery:
+        return dg.SkipReason("nothing to settle: no run of a killed process")
+    failed = ", ".join(recovery.dagster_runs_failed) or "none"
+    summary = f"{recovery.summary()}; ended: {failed}"
+    context.log.warning(summary)
+    return dg.SkipReason(summary)
