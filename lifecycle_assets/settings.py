@@ -20,7 +20,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from upath import UPath
 
@@ -243,6 +251,18 @@ def s3_options(endpoint_url: str | None) -> dict[str, Any]:
 def s3_storage_options() -> dict[str, Any]:
     """s3fs options of the environment's settings, for locations read back from manifests."""
     return s3_options(LifecycleSettings.from_env().s3_endpoint_url)
+
+
+def settings_error(error: ValidationError) -> str:
+    """Pydantic's refusal of the settings as one line naming each variable, without its URLs:
+    what a command prints instead of a traceback."""
+    names = {field: _env_name(field) for field in LifecycleSettings.model_fields}
+    parts = []
+    for item in error.errors():
+        message = str(item["msg"]).removeprefix("Value error, ")
+        where = ".".join(names.get(str(part), str(part)) for part in item["loc"])
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
 
 
 def _env_name(field: str) -> str:

@@ -46,12 +46,13 @@ def run(spec_path: str | None, refresh: bool, as_json: bool) -> None:
     gc.disable()
     try:
         from lifecycle_assets.run_submission import SubmissionError
-        from lifecycle_assets.storage import CorruptFileError
+        from lifecycle_assets.storage import CorruptFileError, StorageUnavailableError
 
         try:
             summaries = run_lifecycle(spec_path, refresh=refresh, as_json=as_json)
-        except (SubmissionError, CorruptFileError) as error:
-            # The webserver is unreachable or refused a run; a stored manifest was damaged.
+        except (SubmissionError, CorruptFileError, StorageUnavailableError) as error:
+            # The webserver is unreachable or refused a run; a stored manifest was damaged; the
+            # shared storage cannot be reached.
             raise click.ClickException(str(error)) from None
         except KeyboardInterrupt:
             # Ctrl-C inside a step ends as `RunCancelled` (run_submission.execute); anywhere
@@ -92,6 +93,7 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     )
     from lifecycle_assets.run_summary import write_summary
     from lifecycle_assets.spec import SpecError, configured_specs
+    from lifecycle_assets.storage import check_available
     from lifecycle_assets.training_setup import TrainingSetUp
 
     try:
@@ -105,6 +107,7 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     except (SpecError, PreflightError) as error:
         raise click.ClickException(str(error)) from None
     settings = Settings.from_env()
+    check_available(settings)
     if settings.dagster_url:
         _follow_submitted_runs(settings.dagster_url, show=not as_json)
     instance = _dagster_instance()
@@ -259,6 +262,7 @@ def monitor(spec_path: str | None, day: dt.datetime | None) -> None:
     from lifecycle_assets.defs import names
     from lifecycle_assets.defs.jobs import monitoring_job_name
     from lifecycle_assets.run_submission import SubmissionError, execute
+    from lifecycle_assets.storage import StorageUnavailableError, check_available
 
     spec = _load(spec_path)
     key = (day.date() if day else dt.datetime.now(dt.UTC).date()).isoformat()
@@ -270,6 +274,7 @@ def monitor(spec_path: str | None, day: dt.datetime | None) -> None:
             param_hint="--day",
         )
     try:
+        check_available(Settings.from_env())
         # In this process, or submitted to the webserver when LIFECYCLE_DAGSTER_URL is set.
         result = execute(
             job,
@@ -277,7 +282,8 @@ def monitor(spec_path: str | None, day: dt.datetime | None) -> None:
             partition_key=key,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
-    except SubmissionError as error:  # the webserver is unreachable or refused the run
+    except (SubmissionError, StorageUnavailableError) as error:
+        # The webserver is unreachable or refused the run; the shared storage cannot be reached.
         raise click.ClickException(str(error)) from None
     drift = (
         result.output_for_node(f"{spec.name}__{names.DRIFT_REPORT}")

@@ -1,0 +1,43 @@
+"""A refused setting ends any `lifecycle` command in one line naming the variable, exit 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lifecycle_assets.cli import main
+
+
+@pytest.mark.parametrize(
+    ("environment", "named"),
+    [
+        ({"LIFECYCLE_PROFILE": "Team"}, "LIFECYCLE_PROFILE: Input should be 'embedded' or 'team'"),
+        (
+            {"LIFECYCLE_PROFILE": "team", "LIFECYCLE_STORAGE_URL": "s3://b/p"},
+            "LIFECYCLE_PROFILE=team needs DATABASE_URL",
+        ),
+        ({"LIFECYCLE_DAGSTER_URL": "127.0.0.1:3000"}, "LIFECYCLE_DAGSTER_URL: "),
+    ],
+)
+def test_refused_settings_are_one_line(
+    environment: dict[str, str], named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no `.env` of the checkout
+    for key in (
+        "DATABASE_URL",
+        "LIFECYCLE_STORAGE_URL",
+        "MLFLOW_TRACKING_URI",
+        "LIFECYCLE_PROFILE",
+    ):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "home"))
+    env = {**environment}
+    result = CliRunner().invoke(main, ["history", "credit_default"], env=env)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("Error: the settings (environment or .env) are refused: ")
+    assert named in lines[0]
+    assert "errors.pydantic.dev" not in lines[0]
