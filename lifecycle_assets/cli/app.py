@@ -178,9 +178,13 @@ def _is_store_error(error: Exception) -> bool:
 
 
 def _is_corrupt_file(error: Exception) -> bool:
-    """A stored file that no longer parses (`storage.CorruptFileError`, which names it)."""
+    """A stored file that no longer parses (`storage.CorruptFileError`, which names it), or an
+    MLflow server that does not answer (`server_check.TrackingServerError`, which names it)."""
     storage = sys.modules.get("lifecycle_assets.storage")
-    return storage is not None and isinstance(error, storage.CorruptFileError)
+    server = sys.modules.get("lifecycle_assets.registry.server_check")
+    return (storage is not None and isinstance(error, storage.CorruptFileError)) or (
+        server is not None and isinstance(error, server.TrackingServerError)
+    )
 
 
 def _is_mlflow_error(error: Exception) -> bool:

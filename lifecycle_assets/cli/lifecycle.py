@@ -45,14 +45,16 @@ def run(spec_path: str | None, refresh: bool, as_json: bool) -> None:
     # until `run_lifecycle` freezes those objects out of its sight.
     gc.disable()
     try:
+        from lifecycle_assets.registry.server_check import TrackingServerError
         from lifecycle_assets.run_submission import SubmissionError
         from lifecycle_assets.storage import CorruptFileError, StorageUnavailableError
 
+        stopped = (SubmissionError, CorruptFileError, StorageUnavailableError, TrackingServerError)
         try:
             summaries = run_lifecycle(spec_path, refresh=refresh, as_json=as_json)
-        except (SubmissionError, CorruptFileError, StorageUnavailableError) as error:
+        except stopped as error:
             # The webserver is unreachable or refused a run; a stored manifest was damaged; the
-            # shared storage cannot be reached.
+            # shared storage or the MLflow server cannot be reached.
             raise click.ClickException(str(error)) from None
         except KeyboardInterrupt:
             # Ctrl-C inside a step ends as `RunCancelled` (run_submission.execute); anywhere
@@ -91,6 +93,7 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         partitions_in_window,
         train_and_deploy,
     )
+    from lifecycle_assets.registry.server_check import check_tracking_server
     from lifecycle_assets.run_summary import write_summary
     from lifecycle_assets.spec import SpecError, configured_specs
     from lifecycle_assets.storage import check_available
@@ -108,6 +111,7 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         raise click.ClickException(str(error)) from None
     settings = Settings.from_env()
     check_available(settings)
+    check_tracking_server(settings.mlflow_tracking_uri)
     if settings.dagster_url:
         _follow_submitted_runs(settings.dagster_url, show=not as_json)
     instance = _dagster_instance()

@@ -1,11 +1,14 @@
-"""Team mode on object storage that cannot be used (a bucket nobody created, an endpoint that
-does not answer): `lifecycle run` and `lifecycle monitor` end in one line naming
+"""Team mode on servers that cannot be used. Object storage (a bucket nobody created, an
+endpoint that does not answer): `lifecycle run` and `lifecycle monitor` end in one line naming
 LIFECYCLE_STORAGE_URL and the endpoint, exit 1, before any Dagster run exists. Before, the run
 started and failed inside a step with an S3 traceback (or NoSuchBucket and a log path in the very
-bucket that does not exist). Real moto server and PostgreSQL; nothing skips."""
+bucket that does not exist). An MLflow server that does not answer: one line naming
+MLFLOW_TRACKING_URI within seconds; before, MLflow's client retried for about four minutes and
+then named an API path. Real moto server and PostgreSQL; nothing skips."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +67,23 @@ def test_unusable_storage_is_one_line_before_any_run(
     assert expected in last
     assert "Traceback" not in result.output
     assert not (tmp_path / "dagster_home").exists(), "no Dagster instance was opened, no run made"
+
+
+@pytest.mark.parametrize("command", [["history", "credit_default"], ["run"]])
+def test_a_silent_mlflow_server_is_one_line_within_seconds(
+    command: list[str],
+    moto_s3: S3Server,  # noqa: F811
+    postgres_url: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = _team(moto_s3.endpoint_url, moto_s3.url("team"), postgres_url, tmp_path)
+    started = time.monotonic()
+    result = CliRunner().invoke(main, command, env=env)
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    expected = f"Error: the MLflow server {env['MLFLOW_TRACKING_URI']} (MLFLOW_TRACKING_URI) "
+    assert last.startswith(expected + "does not answer"), result.output
+    assert elapsed < 60, f"{elapsed:.0f} s to say the server does not answer"
