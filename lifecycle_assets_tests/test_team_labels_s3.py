@@ -38,6 +38,8 @@ def test_labels_on_object_storage_are_read_and_named_by_their_url(
 
     storage.write_text(folder / "a.csv", GOOD)
     storage.write_text(folder / "b.csv", BAD)
+    # What the asset reports as `files_in_folder`.
+    assert [p.name for p in ground_truth.label_files(folder)] == ["a.csv", "b.csv"]
     found = ground_truth.arrivals(folder, day, "binary_classification", quarantine_to)
     assert sorted(found.labels["prediction_id"].to_list()) == ["p-1", "p-2", "p-4"]
     assert [str(p) for p in found.sources] == [str(folder / "a.csv"), str(folder / "b.csv")]

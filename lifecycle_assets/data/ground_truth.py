@@ -56,7 +56,7 @@ def labels_quarantine(quarantine_dir: Path, model_name: str) -> Path:
 
 def label_files(folder: Path) -> list[Path]:
     """Label files in name order, which breaks ties between labels stamped at the same time."""
-    folder = Path(folder)
+    folder = storage.path(folder)
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
