@@ -20,7 +20,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from upath import UPath
 
@@ -128,7 +136,22 @@ class LifecycleSettings(BaseSettings):
                 missing.append("MLFLOW_TRACKING_URI (http:// of the MLflow server)")
             if missing:
                 raise ValueError(f"LIFECYCLE_PROFILE=team needs {', '.join(missing)}")
+        elif self.database_url and (self.mlflow_server or self._remote_storage):
+            # The team's URLs without the profile: the registry and the lake would be shared
+            # while the alias ledger stayed in SQLite, so `history` and `trace` would show
+            # nobody else's moves and record the team's as "changed outside the ledger".
+            raise ValueError(
+                "DATABASE_URL and a shared MLflow server or storage are set, but "
+                "LIFECYCLE_PROFILE is not team: the alias ledger would stay in SQLite under "
+                "LIFECYCLE_HOME, apart from the team's; set LIFECYCLE_PROFILE=team"
+            )
         return self
+
+    @property
+    def _remote_storage(self) -> bool:
+        from lifecycle_assets.storage import is_remote
+
+        return bool(self.storage_url) and is_remote(self.storage_url)
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
@@ -196,9 +219,7 @@ class LifecycleSettings(BaseSettings):
     def prediction_log_dir(self) -> UPath:
         """Where the prediction logs are collected and read (monitoring, `trace`): the shared
         storage when it is object storage, else `<home>/prediction_logs` as always."""
-        from lifecycle_assets.storage import is_remote
-
-        if self.storage_url and is_remote(self.storage_url):
+        if self._remote_storage:
             return self.storage_root / "prediction_logs"
         return self.prediction_log_spool_dir
 
@@ -243,6 +264,18 @@ def s3_options(endpoint_url: str | None) -> dict[str, Any]:
 def s3_storage_options() -> dict[str, Any]:
     """s3fs options of the environment's settings, for locations read back from manifests."""
     return s3_options(LifecycleSettings.from_env().s3_endpoint_url)
+
+
+def settings_error(error: ValidationError) -> str:
+    """Pydantic's refusal of the settings as one line naming each variable, without its URLs:
+    what a command prints instead of a traceback."""
+    names = {field: _env_name(field) for field in LifecycleSettings.model_fields}
+    parts = []
+    for item in error.errors():
+        message = str(item["msg"]).removeprefix("Value error, ")
+        where = ".".join(names.get(str(part), str(part)) for part in item["loc"])
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
 
 
 def _env_name(field: str) -> str:

@@ -27,6 +27,8 @@ from lifecycle_assets.data import valid_json
 if TYPE_CHECKING:  # polars is imported by the one reader that needs it: CLI reads start faster
     import polars as pl
 
+    from lifecycle_assets.settings import LifecycleSettings
+
 Location = str | os.PathLike[str]
 _REMOTE_OPTIONS_PROTOCOLS = ("s3", "s3a")
 
@@ -107,6 +109,36 @@ def write_text(location: Location, text: str) -> None:
 class CorruptFileError(ValueError):
     """A file the project stored is not what it wrote (overwritten, truncated by hand): the
     message names the file, so a command can say which one in a single line."""
+
+
+class StorageUnavailableError(ValueError):
+    """The object storage the settings name cannot be used (endpoint down, no such bucket, no
+    access): said in one line naming the URL and the endpoint, before any run starts."""
+
+
+def check_available(settings: LifecycleSettings) -> None:
+    """Fail now, in one line, when the bucket of the settings' shared storage cannot be reached.
+
+    Without it a wrong endpoint or a bucket nobody created surfaces only inside a Dagster
+    step, as an S3 traceback, after the run was queued and started.
+    """
+    root, url, endpoint = settings.storage_root, settings.storage_url, settings.s3_endpoint_url
+    if not url or not is_remote(root):
+        return
+    bucket = str(root.path).strip("/").split("/", 1)[0]
+    where = f"at {endpoint} (AWS_ENDPOINT_URL)" if endpoint else "on AWS S3 (no AWS_ENDPOINT_URL)"
+    try:
+        root.fs.info(bucket)
+    except FileNotFoundError:
+        raise StorageUnavailableError(
+            f"the shared storage {url} (LIFECYCLE_STORAGE_URL) cannot be used: bucket "
+            f"{bucket!r} does not exist {where}; create it first"
+        ) from None
+    except Exception as error:  # botocore's connection errors are not OSErrors
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StorageUnavailableError(
+            f"the shared storage {url} (LIFECYCLE_STORAGE_URL) cannot be used {where}: {reason}"
+        ) from None
 
 
 def read_json(location: Location) -> Any:

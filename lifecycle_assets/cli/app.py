@@ -124,7 +124,22 @@ def main() -> None:
     # `.env` reaches MLflow, boto3 and Dagster too, which read only the process environment.
     load_env_file()
     # Keep Bentos and BentoML models with the rest of the project's state, as `make` does.
-    os.environ.setdefault("BENTOML_HOME", str(Settings.from_env().home / "bentoml"))
+    os.environ.setdefault("BENTOML_HOME", str(_settings().home / "bentoml"))
+
+
+def _settings() -> Settings:
+    """The environment's settings; a refused one (LIFECYCLE_PROFILE=team without its URLs, a
+    misspelt profile) ends the command in one line naming the variables, not a traceback."""
+    from pydantic import ValidationError
+
+    from lifecycle_assets.settings import settings_error
+
+    try:
+        return Settings.from_env()
+    except ValidationError as error:
+        raise click.ClickException(
+            f"the settings (environment or .env) are refused: {settings_error(error)}"
+        ) from None
 
 
 def _clear_errors(function: Callable[..., None]) -> Callable[..., None]:
@@ -163,9 +178,13 @@ def _is_store_error(error: Exception) -> bool:
 
 
 def _is_corrupt_file(error: Exception) -> bool:
-    """A stored file that no longer parses (`storage.CorruptFileError`, which names it)."""
+    """A stored file that no longer parses (`storage.CorruptFileError`, which names it), or an
+    MLflow server that does not answer (`server_check.TrackingServerError`, which names it)."""
     storage = sys.modules.get("lifecycle_assets.storage")
-    return storage is not None and isinstance(error, storage.CorruptFileError)
+    server = sys.modules.get("lifecycle_assets.registry.server_check")
+    return (storage is not None and isinstance(error, storage.CorruptFileError)) or (
+        server is not None and isinstance(error, server.TrackingServerError)
+    )
 
 
 def _is_mlflow_error(error: Exception) -> bool:

@@ -45,13 +45,16 @@ def run(spec_path: str | None, refresh: bool, as_json: bool) -> None:
     # until `run_lifecycle` freezes those objects out of its sight.
     gc.disable()
     try:
+        from lifecycle_assets.registry.server_check import TrackingServerError
         from lifecycle_assets.run_submission import SubmissionError
-        from lifecycle_assets.storage import CorruptFileError
+        from lifecycle_assets.storage import CorruptFileError, StorageUnavailableError
 
+        stopped = (SubmissionError, CorruptFileError, StorageUnavailableError, TrackingServerError)
         try:
             summaries = run_lifecycle(spec_path, refresh=refresh, as_json=as_json)
-        except (SubmissionError, CorruptFileError) as error:
-            # The webserver is unreachable or refused a run; a stored manifest was damaged.
+        except stopped as error:
+            # The webserver is unreachable or refused a run; a stored manifest was damaged; the
+            # shared storage or the MLflow server cannot be reached.
             raise click.ClickException(str(error)) from None
         except KeyboardInterrupt:
             # Ctrl-C inside a step ends as `RunCancelled` (run_submission.execute); anywhere
@@ -90,8 +93,10 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         partitions_in_window,
         train_and_deploy,
     )
+    from lifecycle_assets.registry.server_check import check_tracking_server
     from lifecycle_assets.run_summary import write_summary
     from lifecycle_assets.spec import SpecError, configured_specs
+    from lifecycle_assets.storage import check_available
     from lifecycle_assets.training_setup import TrainingSetUp
 
     try:
@@ -105,6 +110,8 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     except (SpecError, PreflightError) as error:
         raise click.ClickException(str(error)) from None
     settings = Settings.from_env()
+    check_available(settings)
+    check_tracking_server(settings.mlflow_tracking_uri)
     if settings.dagster_url:
         _follow_submitted_runs(settings.dagster_url, show=not as_json)
     instance = _dagster_instance()
@@ -259,6 +266,7 @@ def monitor(spec_path: str | None, day: dt.datetime | None) -> None:
     from lifecycle_assets.defs import names
     from lifecycle_assets.defs.jobs import monitoring_job_name
     from lifecycle_assets.run_submission import SubmissionError, execute
+    from lifecycle_assets.storage import StorageUnavailableError, check_available
 
     spec = _load(spec_path)
     key = (day.date() if day else dt.datetime.now(dt.UTC).date()).isoformat()
@@ -270,6 +278,7 @@ def monitor(spec_path: str | None, day: dt.datetime | None) -> None:
             param_hint="--day",
         )
     try:
+        check_available(Settings.from_env())
         # In this process, or submitted to the webserver when LIFECYCLE_DAGSTER_URL is set.
         result = execute(
             job,
@@ -277,7 +286,8 @@ def monitor(spec_path: str | None, day: dt.datetime | None) -> None:
             partition_key=key,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
-    except SubmissionError as error:  # the webserver is unreachable or refused the run
+    except (SubmissionError, StorageUnavailableError) as error:
+        # The webserver is unreachable or refused the run; the shared storage cannot be reached.
         raise click.ClickException(str(error)) from None
     drift = (
         result.output_for_node(f"{spec.name}__{names.DRIFT_REPORT}")

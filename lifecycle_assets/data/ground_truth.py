@@ -12,7 +12,8 @@ corrections are how label pipelines fix mistakes.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from lifecycle_assets.data.label_files import (
     LABEL,
     LABEL_SCHEMA,
     LABELLED_AT,
+    LabelCheck,
     LabelProblem,
     Target,
     check_label_file,
@@ -43,7 +45,8 @@ class LabelFileError(ValueError):
 
 
 def labels_folder(landing_dir: Path, model_name: str) -> Path:
-    return Path(landing_dir) / model_name / "labels"
+    """A model's label landing folder, on a local disk or the team's object storage."""
+    return storage.path(landing_dir) / model_name / "labels"
 
 
 def labels_quarantine(quarantine_dir: Path, model_name: str) -> Path:
@@ -53,7 +56,7 @@ def labels_quarantine(quarantine_dir: Path, model_name: str) -> Path:
 
 def label_files(folder: Path) -> list[Path]:
     """Label files in name order, which breaks ties between labels stamped at the same time."""
-    folder = Path(folder)
+    folder = storage.path(folder)
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
@@ -123,8 +126,7 @@ def arrivals(
     copied to `quarantine_to` with a report when given, so one bad file never blocks the rest.
     Given the spec as `task`, a classifier's labels may be spelled as its `positive_label`."""
     frames, sources, problems, reports = [], [], [], []
-    for path in label_files(folder):
-        check = check_label_file(path, task)
+    for path, check in _checked_files(folder, task):
         problems += check.problems
         if quarantine_to is not None and (report := quarantine(check, quarantine_to)):
             reports.append(report)
@@ -134,6 +136,21 @@ def arrivals(
             sources.append(path)
     labels = latest_labels(pl.concat(frames)) if frames else pl.DataFrame(schema=LABEL_SCHEMA)
     return Arrivals(labels, sources, problems, reports)
+
+
+def _checked_files(folder: Path, task: Target) -> Iterator[tuple[Path, LabelCheck]]:
+    """Each label file of `folder` with its check, named by its own location: a folder on
+    object storage is read through a local copy (polars and csv read local files), and what
+    is reported, quarantined and recorded as a source names the stored object, not the copy."""
+    remote = storage.path(folder)
+    with storage.local_folder(remote) as local:
+        for path in label_files(local):
+            check = check_label_file(path, task)
+            if storage.is_remote(remote):
+                stored = remote / path.name
+                problems = [replace(p, file=str(stored)) for p in check.problems]
+                check, path = replace(check, path=stored, problems=problems), stored
+            yield path, check
 
 
 def read_labels(folder: Path, day: dt.date) -> pl.DataFrame:

@@ -31,6 +31,7 @@ from lifecycle_assets.registry.mlflow_schema import create_if_new
 from lifecycle_assets.registry.models import log_and_register
 from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
 from lifecycle_assets.registry.refs import ModelRef
+from lifecycle_assets.registry.server_check import check_tracking_server
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -43,6 +44,7 @@ def configure_mlflow(settings: Settings) -> MlflowClient:
     file does not fit.
     """
     create_if_new(settings.mlflow_tracking_uri)
+    check_tracking_server(settings.mlflow_tracking_uri)
     # Progress bars on every artifact download would flood logs and the Dagster UI.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
