@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
+from lifecycle_assets.registry.canary import set_canary
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.serving.router import canary_mask, parse_weight, route_point
 from lifecycle_assets.spec import ModelSpec
@@ -55,8 +56,8 @@ def test_canary_answers_a_stable_share_and_admin_needs_the_token(
     registered_champion: ModelRef, lifecycle_env: Settings, spec: ModelSpec, tmp_path: Path
 ) -> None:
     canary = register_copy(registered_champion)
-    move(canary, config.CANARY_ALIAS)
-    MlflowClient().set_registered_model_tag(spec.name, config.TAG_CANARY_WEIGHT, "0.1")
+    # A canary is set with its weight, in one change (`registry/alias_rules.py`).
+    set_canary(MlflowClient(), spec.name, canary.version, 0.1, reason="test", actor="pytest")
     records = sample_records(spec, 2_000)
     for index, record in enumerate(records):
         record[spec.id_column] = f"app-{index}"
