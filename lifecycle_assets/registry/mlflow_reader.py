@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from lifecycle_assets.registry.reader import ModelState, RunRecord
+from lifecycle_assets.registry.read_models import ModelState, RunRecord
 from lifecycle_assets.registry.refs import ModelRef
 
 

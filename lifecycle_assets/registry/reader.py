@@ -19,11 +19,12 @@ from __future__ import annotations
 import math
 import sqlite3
 import urllib.parse
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from lifecycle_assets.config import Settings
+from lifecycle_assets.registry.mlflow_reader import MlflowReader
+from lifecycle_assets.registry.read_models import ModelState, RegistryReader, RunRecord
 from lifecycle_assets.registry.refs import ModelRef
 
 # MLflow marks a deleted version this way until it is purged.
@@ -34,46 +35,6 @@ _REACHABLE = ("file:", "s3://", "s3a://")  # artifact URIs `storage` opens in pl
 
 class SchemaMismatch(RuntimeError):
     """The SQLite file does not hold the tables this reader knows."""
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """What `MlflowClient.get_run` tells about a run, as plain values."""
-
-    run_id: str
-    status: str
-    start_time: int | None
-    end_time: int | None
-    experiment_id: str
-    artifact_uri: str
-    tags: dict[str, str] = field(default_factory=dict)
-    params: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    # Dataset inputs: dataset name -> the input's tags (the project tags each split's sha256).
-    datasets: dict[str, dict[str, str]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """A registered model's aliases (alias -> version) and own tags, read together: the
-    service's watcher acts on both (an alias move, a canary weight) from one snapshot."""
-
-    aliases: dict[str, str]
-    tags: dict[str, str]
-
-
-class RegistryReader(Protocol):
-    """Read-only questions the CLI and the provenance walk ask the registry."""
-
-    def version(self, name: str, version: str) -> ModelRef | None: ...
-    def resolve(self, name: str, alias_or_version: str) -> ModelRef | None: ...
-    def aliases(self, name: str) -> dict[str, str] | None: ...
-    def model_state(self, name: str) -> ModelState | None: ...
-    def versions(self, name: str) -> list[ModelRef]: ...
-    def run(self, run_id: str) -> RunRecord | None: ...
-    def running_runs(self) -> list[RunRecord]: ...
-    def model_location(self, ref: ModelRef) -> str | None: ...
-    def model_names(self) -> list[str]: ...
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -318,14 +279,10 @@ def reader_for(settings: Settings, client: Any = None) -> RegistryReader:
         from lifecycle_assets.registry.tracking import configure_mlflow
 
         client = configure_mlflow(settings)
-    from lifecycle_assets.registry.mlflow_reader import MlflowReader
-
     return MlflowReader(client)
 
 
 def reader_of(client: Any) -> RegistryReader:
     """The reader that goes with an MLflow client: the one it carries (`registry_client`'s
     client reads the SQLite file directly), else the client itself."""
-    from lifecycle_assets.registry.mlflow_reader import MlflowReader
-
     return getattr(client, "reader", None) or MlflowReader(client)
