@@ -6,6 +6,8 @@ worker of the default run launcher, so the run stays STARTED forever and keeps i
 `<model>_training` pool slot, and every later training run of the model waits on it forever.
 """
 
+from __future__ import annotations
+
 import dagster as dg
 
 from lifecycle_assets.recovery import recover_dagster

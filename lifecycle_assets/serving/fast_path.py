@@ -275,7 +275,8 @@ async def send_json(
     layers write themselves goes through here."""
     body = _render(payload).encode("utf-8")
     headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
-    headers += extra
+    if extra:
+        headers += extra
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
