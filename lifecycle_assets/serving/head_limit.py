@@ -11,7 +11,11 @@ httptools through `HeadLimitedProtocol`, which adds:
   connection closed, counted as it arrives: what it holds is bounded by the limit plus one read
   (at most 256 KiB);
 - a request whose head and body have not fully arrived `READ_SECONDS` after its first byte is
-  answered 408 (when nothing was answered yet) and the connection closed.
+  answered 408 (when nothing was answered yet) and the connection closed;
+- a new connection that sends nothing within uvicorn's keep-alive timeout is closed, as an idle
+  one is after a response (uvicorn arms that timer only after a response);
+- a connection over the open-connection limits (`connection_limits.py`) is answered 503 and
+  closed as it is made.
 
 What it costs per request: a request that arrives whole in one read (every single-record
 predict) runs four overridden methods and a few comparisons; the head's exact size is summed
@@ -31,6 +35,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from lifecycle_assets.serving.connection_limits import ConnectionBook
+
 logger = logging.getLogger(__name__)
 
 # nginx's default allows 4 x 8 KB header lines, h11's 16 KB per head; 64 KiB leaves room for
@@ -41,6 +47,13 @@ READ_SECONDS = 30.0
 
 _HEAD_TOO_LARGE = b'{"error":"the request line and headers exceed %d bytes","detail":[]}'
 _READ_TIMEOUT = b'{"error":"the request did not arrive within %d seconds","detail":[]}'
+_TOO_MANY = b'{"error":"too many open connections %s; retry later","detail":[]}'
+_TOO_MANY_WHY = {"per_client": b"from this address", "total": b"to this worker"}
+_REASONS = {
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
 
 
 class _HeadTooLarge(Exception):
@@ -52,6 +65,8 @@ class HeadLimitedProtocol(HttpToolsProtocol):
 
     max_head_bytes = MAX_HEAD_BYTES
     read_seconds = READ_SECONDS
+    # One per worker process (each runs one server): every connection of the worker counts.
+    connections = ConnectionBook()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -61,6 +76,20 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._reading = False  # between a request's first byte and its last
         self._head_too_large = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._address: str | None = None  # counted in the book while open
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        address = self.client[0] if self.client else "unknown"
+        refused = type(self).connections.admit(address)
+        if refused is not None:
+            self._refuse(503, _TOO_MANY % _TOO_MANY_WHY[refused], retry_after=1, quiet=True)
+            return
+        self._address = address
+        # Idle until its first byte, as between two requests: closed after the keep-alive time.
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -111,6 +140,9 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        if self._address is not None:
+            type(self).connections.release(self._address)
+            self._address = None
         super().connection_lost(exc)
 
     def _too_slow(self) -> None:
@@ -120,15 +152,20 @@ class HeadLimitedProtocol(HttpToolsProtocol):
             answered = cycle is not None and cycle.response_started and self._head_bytes < 0
             self._refuse(408, None if answered else _READ_TIMEOUT % self.read_seconds)
 
-    def _refuse(self, status: int, body: bytes | None) -> None:
-        """Answer `status` (unless the app already answered) and close the connection."""
+    def _refuse(
+        self, status: int, body: bytes | None, *, retry_after: int = 0, quiet: bool = False
+    ) -> None:
+        """Answer `status` (unless the app already answered) and close the connection;
+        `quiet` when the caller logs (refusals that can come in floods)."""
         self._reading = False
-        logger.warning("closing a connection from %s: HTTP %d", self.client, status)
+        if not quiet:
+            logger.warning("closing a connection from %s: HTTP %d", self.client, status)
         if body is not None:
-            reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+            retry = b"retry-after: %d\r\n" % retry_after if retry_after else b""
             head = (
                 b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n" % (status, reason, len(body))
+                b"content-length: %d\r\n%sconnection: close\r\n\r\n"
+                % (status, _REASONS[status], len(body), retry)
             )
             self.transport.write(head + body)
         self.transport.close()

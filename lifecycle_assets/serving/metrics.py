@@ -50,6 +50,12 @@ class PredictionMetrics:
             ["status"],
         )
         # Gauges in BentoML's multiprocess registry need a mode: the newest value wins.
+        self.refused_connections = prom.Counter(
+            "lifecycle_refused_connections",
+            "Connections answered 503 and closed at once: too many open from one address "
+            "(per_client) or in all (total).",
+            ["reason"],
+        )
         self.drift_psi = prom.Gauge(
             "lifecycle_feature_drift_psi",
             "PSI of each feature (and __score__) in the newest drift report.",
