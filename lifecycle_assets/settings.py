@@ -41,6 +41,17 @@ ENV_FILE = ".env"
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 
+class SettingsRefused(ValueError):
+    """The environment's settings do not validate: one line naming each variable and why.
+
+    Raised instead of pydantic's ValidationError (its URLs left out, no multi-line report), so
+    the CLI, the service and the Dagster code location all show the same sentence.
+    """
+
+    def __init__(self, error: ValidationError) -> None:
+        super().__init__(f"the settings (environment or .env) are refused: {settings_error(error)}")
+
+
 class ServingLimits(BaseModel):
     """Limits enforced by the HTTP service before any model code runs."""
 
@@ -156,11 +167,15 @@ class LifecycleSettings(BaseSettings):
     # -- construction ----------------------------------------------------------------------
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LifecycleSettings:
-        """Settings from the process environment and `.env`, or from `environ` alone."""
-        if environ is None:
-            return cls()
-        values = {key: value for key, value in environ.items() if value != ""}
-        return cls.model_validate(values)
+        """Settings from the process environment and `.env`, or from `environ` alone; raises
+        SettingsRefused naming each refused variable."""
+        try:
+            if environ is None:
+                return cls()
+            values = {key: value for key, value in environ.items() if value != ""}
+            return cls.model_validate(values)
+        except ValidationError as error:
+            raise SettingsRefused(error) from None
 
     def replace(self, **changes: Any) -> LifecycleSettings:
         """A copy with some fields changed, validated again (so defaults follow a new home)."""
@@ -171,7 +186,10 @@ class LifecycleSettings(BaseSettings):
                     data.pop(derived)  # the embedded default follows the new home
         serving = data.pop("serving", self.serving)
         values = {_env_name(name): value for name, value in data.items() if value not in (None, "")}
-        return type(self).model_validate({**values, "serving": serving})
+        try:
+            return type(self).model_validate({**values, "serving": serving})
+        except ValidationError as error:
+            raise SettingsRefused(error) from None
 
     # -- derived locations -----------------------------------------------------------------
     @property

@@ -139,6 +139,17 @@ def test_fatal_configuration_ends_the_service_with_one_line(
     assert not (tmp_path / "typo").exists(), "a mistyped path must not create a registry"
     assert_port_free(port)
 
+    # A misspelt profile: one line naming the variable, from the supervisor's check (registry
+    # source) and from the worker's (a Bento's source, which the supervisor does not check).
+    for source in ("registry", "bento"):
+        code, output, port = run_to_exit(
+            tmp_path, LIFECYCLE_PROFILE="Team", LIFECYCLE_MODEL_SOURCE=source
+        )
+        assert code == EXIT_CONFIG, output
+        line = the_line(output)
+        assert "the settings (environment or .env) are refused" in line, line
+        assert "LIFECYCLE_PROFILE: Input should be 'embedded' or 'team'" in line, line
+
     code, output, port = run_to_exit(tmp_path, LIFECYCLE_MODEL_NAMES="credit_defualt")
     assert code == EXIT_CONFIG and "unknown model 'credit_defualt'" in the_line(output)
     assert_port_free(port)

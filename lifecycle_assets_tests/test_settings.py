@@ -4,10 +4,9 @@ import os
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from lifecycle_assets import config
-from lifecycle_assets.settings import LifecycleSettings, load_env_file
+from lifecycle_assets.settings import LifecycleSettings, SettingsRefused, load_env_file
 
 TEAM = {
     "LIFECYCLE_PROFILE": "team",
@@ -79,10 +78,10 @@ def test_team_profile_points_every_store_at_shared_servers() -> None:
 
 @pytest.mark.parametrize("missing", ["DATABASE_URL", "LIFECYCLE_STORAGE_URL"])
 def test_team_profile_names_what_it_misses(missing: str) -> None:
-    with pytest.raises(ValidationError, match=missing):
+    with pytest.raises(SettingsRefused, match=missing):
         LifecycleSettings.from_env({k: v for k, v in TEAM.items() if k != missing})
 
 
 def test_team_profile_refuses_a_local_mlflow_store() -> None:
-    with pytest.raises(ValidationError, match="MLFLOW_TRACKING_URI"):
+    with pytest.raises(SettingsRefused, match="MLFLOW_TRACKING_URI"):
         LifecycleSettings.from_env({**TEAM, "MLFLOW_TRACKING_URI": "sqlite:///x.db"})

@@ -1,7 +1,11 @@
-"""A refused setting ends any `lifecycle` command in one line naming the variable, exit 1."""
+"""A refused setting ends any `lifecycle` command in one line naming the variable, exit 1; the
+Dagster code location says the same sentence (the service: `test_service_resilience.py`)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +71,20 @@ def test_a_database_url_alone_keeps_the_embedded_default(tmp_path: Path) -> None
         {"LIFECYCLE_HOME": str(tmp_path), "DATABASE_URL": "postgresql://u@db:5432/app"}
     )
     assert not settings.team and settings.mlflow_tracking_uri.startswith("sqlite:///")
+
+
+def test_the_code_location_names_the_refused_variable(tmp_path: Path) -> None:
+    """Before: pydantic's multi-line ValidationError, with its documentation URL."""
+    env = {**os.environ, "LIFECYCLE_PROFILE": "Team", "LIFECYCLE_HOME": str(tmp_path / "home")}
+    env["DAGSTER_HOME"] = str(tmp_path)
+    (tmp_path / "dagster.yaml").write_text("")
+    command = [sys.executable, "-m", "dagster", "definitions", "validate"]
+    command += ["-m", "lifecycle_assets.definitions"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        "SettingsRefused: the settings (environment or .env) are refused: "
+        "LIFECYCLE_PROFILE: Input should be 'embedded' or 'team'"
+    ) in output, output[-3000:]
+    assert "pydantic_core" not in output and "errors.pydantic.dev" not in output, output

@@ -130,16 +130,12 @@ def main() -> None:
 def _settings() -> Settings:
     """The environment's settings; a refused one (LIFECYCLE_PROFILE=team without its URLs, a
     misspelt profile) ends the command in one line naming the variables, not a traceback."""
-    from pydantic import ValidationError
-
-    from lifecycle_assets.settings import settings_error
+    from lifecycle_assets.settings import SettingsRefused
 
     try:
         return Settings.from_env()
-    except ValidationError as error:
-        raise click.ClickException(
-            f"the settings (environment or .env) are refused: {settings_error(error)}"
-        ) from None
+    except SettingsRefused as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _clear_errors(function: Callable[..., None]) -> Callable[..., None]:

@@ -43,7 +43,7 @@ from lifecycle_assets.serving.http_guard import HttpGuard, not_json
 from lifecycle_assets.serving.model_env import ModelSourceError
 from lifecycle_assets.serving.openapi import openapi_document
 from lifecycle_assets.serving.requests import shown
-from lifecycle_assets.settings import load_env_file
+from lifecycle_assets.settings import SettingsRefused, load_env_file
 
 if TYPE_CHECKING:
     from lifecycle_assets.serving.model_source import ServedModel
@@ -181,7 +181,7 @@ class PredictionService:
         startup.watch_parent()
         try:
             self._start()
-        except ModelSourceError as error:
+        except (ModelSourceError, SettingsRefused) as error:
             startup.report_fatal(str(error))
         except Exception as error:
             # Restarting would fail the same way: one line to the operator, the trace to the log.

@@ -41,6 +41,7 @@ from lifecycle_assets.serving.model_env import (
     explicit_names,
     source_mode,
 )
+from lifecycle_assets.settings import SettingsRefused
 from lifecycle_assets.spec import configured_specs
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,10 @@ def preflight(env: Mapping[str, str]) -> None:
         configured_specs(dict(env))
     except (OSError, ValueError) as error:
         raise FatalConfigError(f"the project's specs cannot be read: {error}") from error
-    settings = Settings.from_env(dict(env))
+    try:
+        settings = Settings.from_env(dict(env))
+    except SettingsRefused as error:
+        raise FatalConfigError(str(error)) from None
     wait = float(env.get(ENV_REGISTRY_WAIT) or config.REGISTRY_WAIT_SECONDS)
     check_registry(settings, wait)
     names = explicit_names(env)
