@@ -281,10 +281,12 @@ def test_with_tracing_on_refusals_are_counted_and_admin_guessing_is_throttled(
         for _ in range(5):
             wrong = client.get("/admin/status", headers={"Authorization": "Bearer guess"})
             assert wrong.status_code == 401
+            assert wrong.json() == {"error": "missing or wrong admin token", "detail": []}
         throttled = client.get("/admin/status", headers=token)
         assert throttled.status_code == 429, throttled.text
         assert 1 <= int(throttled.headers["retry-after"]) <= 60
         assert "too many wrong admin tokens" in throttled.json()["error"]
+        assert throttled.json()["detail"] == []
         assert client.post(path, json=body).status_code == 200  # predictions are not throttled
 
         metrics = client.get("/metrics").text
@@ -317,3 +319,22 @@ def test_admin_guessing_is_throttled_per_address_for_a_window() -> None:
     for i in range(admin.MAX_ADDRESSES + 10):  # addresses made up by the thousand
         failed.record(f"fd00::{i}")
     assert len(failed._failures) == admin.MAX_ADDRESSES
+
+
+def test_admin_refusals_have_the_error_shape_of_every_other_answer() -> None:
+    """`{"error", "detail"}` like every refusal (the OpenAPI `Error` schema requires both);
+    before, the admin and webhook refusals had no `detail`."""
+    scope = {"type": "http", "method": "GET", "path": "/admin/status", "headers": []}
+    scope |= {"query_string": b"", "client": ("10.0.0.9", 1)}
+    request = Request(scope)
+    disabled = admin.deny(request, token=None)
+    assert disabled is not None and disabled.status_code == 403
+    assert json.loads(disabled.body) == {
+        "error": f"admin disabled: set {admin.ENV_ADMIN_TOKEN} to enable it",
+        "detail": [],
+    }
+    wrong = admin.deny(request, token="t", failed=FailedTokens())
+    assert wrong is not None and json.loads(wrong.body)["detail"] == []
+    scope["query_string"] = b"modle=a"
+    unknown = admin.refused_params(Request(scope), ("model",))
+    assert unknown is not None and json.loads(unknown.body)["detail"] == []

@@ -121,4 +121,7 @@ def test_a_signed_delivery_that_is_no_event_is_a_400(monkeypatch: pytest.MonkeyP
         for body in (b"[1]", b"{", b"[" * 100_000 + b"]" * 100_000):
             answer = client.post(registry_hooks.PATH, content=body, headers=_headers(body))
             assert answer.status_code == 400, answer.text
-            assert answer.json() == {"error": "the delivery is not a JSON event object"}
+            assert answer.json() == {
+                "error": "the delivery is not a JSON event object",
+                "detail": [],
+            }

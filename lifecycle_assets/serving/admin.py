@@ -22,7 +22,7 @@ import bentoml
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from lifecycle_assets.serving.requests import shown
+from lifecycle_assets.serving.requests import error_body, shown
 
 ENV_ADMIN_TOKEN = "LIFECYCLE_ADMIN_TOKEN"
 _SCHEME = "bearer "
@@ -82,13 +82,13 @@ def deny(request: Request, token: str | None, failed: FailedTokens = _failed) ->
     """The refusal to send, or None when the request carries the configured token."""
     if not token:
         return JSONResponse(
-            {"error": f"admin disabled: set {ENV_ADMIN_TOKEN} to enable it"}, status_code=403
+            error_body(f"admin disabled: set {ENV_ADMIN_TOKEN} to enable it"), status_code=403
         )
     address = request.client.host if request.client else "unknown"
     if (wait := failed.retry_after(address)) is not None:
         _refusals().labels("429").inc()
         return JSONResponse(
-            {"error": f"too many wrong admin tokens from {address}; retry in {wait} s"},
+            error_body(f"too many wrong admin tokens from {address}; retry in {wait} s"),
             status_code=429,
             headers={"Retry-After": str(wait)},
         )
@@ -99,7 +99,7 @@ def deny(request: Request, token: str | None, failed: FailedTokens = _failed) ->
         _refusals().labels("401").inc()
         logger.warning("admin request from %s with a missing or wrong token", address)
         return JSONResponse(
-            {"error": "missing or wrong admin token"},
+            error_body("missing or wrong admin token"),
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
         )
@@ -113,10 +113,12 @@ def refused_params(request: Request, known: tuple[str, ...] = ()) -> Response | 
     for name in params:
         if name not in known:
             return JSONResponse(
-                {"error": f"unknown query parameter {shown(name)!r}; known: {list(known)}"}, 400
+                error_body(f"unknown query parameter {shown(name)!r}; known: {list(known)}"), 400
             )
         if len(params.getlist(name)) > 1:
-            return JSONResponse({"error": f"query parameter {name!r} is given more than once"}, 400)
+            return JSONResponse(
+                error_body(f"query parameter {name!r} is given more than once"), 400
+            )
     return None
 
 
@@ -130,7 +132,7 @@ def _chosen(request: Request, service: Any, known: tuple[str, ...]) -> list[str]
     if name not in service.predictors:
         served = sorted(service.predictors)
         return JSONResponse(
-            {"error": f"model {shown(name)!r} is not served; served: {served}"}, 404
+            error_body(f"model {shown(name)!r} is not served; served: {served}"), 404
         )
     return [name]
 

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from timeit import default_timer
 from typing import TYPE_CHECKING, Any
 
-from lifecycle_assets.serving.requests import RequestError
+from lifecycle_assets.serving.requests import RequestError, error_body
 
 if TYPE_CHECKING:
     from lifecycle_assets.serving.predictor import Predictor
@@ -76,11 +76,10 @@ def query_refusal(predictor: Predictor, query: bytes) -> dict[str, Any]:
         error = f"query parameter {repeated[0]!r} is given more than once"
     else:
         error = f"unknown query parameters {given}"
-    return {
-        "error": f"{error}; the predict routes take none: name the model in the path "
-        "(/models/<name>/predict)",
-        "detail": [],
-    }
+    return error_body(
+        f"{error}; the predict routes take none: name the model in the path "
+        "(/models/<name>/predict)"
+    )
 
 
 def model_of(path: str, default: str) -> str | None:
@@ -222,7 +221,7 @@ class FastPredict:
             status, payload = await answer(predictor, body)
         except Exception:
             logger.exception("predict failed on %s", scope["path"])
-            status, payload = 500, {"error": "internal error", "detail": []}
+            status, payload = 500, error_body("internal error")
         await send_json(send, status, payload)
         return status
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from lifecycle_assets.serving import fast_path
 from lifecycle_assets.serving.fast_path import App, Message, Receive, Scope, Send, send_json
-from lifecycle_assets.serving.requests import shown
+from lifecycle_assets.serving.requests import error_body, shown
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +30,12 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def _too_large(max_bytes: int) -> dict[str, Any]:
-    return {"error": f"the request body exceeds {max_bytes} bytes", "detail": []}
+    return error_body(f"the request body exceeds {max_bytes} bytes")
 
 
 def _unsupported_encoding(encoding: bytes) -> dict[str, Any]:
     given = encoding.decode("latin-1")[:40]
-    return {
-        "error": f"Content-Encoding {given!r} is not supported; send the body uncompressed",
-        "detail": [],
-    }
+    return error_body(f"Content-Encoding {given!r} is not supported; send the body uncompressed")
 
 
 def not_json(content_type: bytes | None) -> dict[str, Any] | None:
@@ -54,10 +51,7 @@ def not_json(content_type: bytes | None) -> dict[str, Any] | None:
     ):
         return None
     given = content_type.decode("latin-1")[:60]
-    return {
-        "error": f"Content-Type {given!r} is not supported; send application/json",
-        "detail": [],
-    }
+    return error_body(f"Content-Type {given!r} is not supported; send application/json")
 
 
 async def read_body(
@@ -85,7 +79,7 @@ async def read_body(
         try:
             too_large = int(declared) > max_bytes
         except ValueError:
-            await send_json(send, 400, {"error": "invalid Content-Length", "detail": []})
+            await send_json(send, 400, error_body("invalid Content-Length"))
             return None
         if too_large:
             await send_json(send, 413, _too_large(max_bytes))
@@ -205,7 +199,7 @@ class HttpGuard:
                     return
                 if held["status"] == 405:  # BentoML's own routes (/metrics, /readyz, ...)
                     allow = [(k, v) for k, v in held.get("headers", []) if k.lower() == b"allow"]
-                    error = {"error": "Method Not Allowed", "detail": []}
+                    error = error_body("Method Not Allowed")
                     await send_json(send, 405, error, allow)
                     return
                 try:
@@ -228,7 +222,4 @@ def _plain_text(start: Message) -> bool:
 
 def _no_route(path: str) -> dict[str, Any]:
     """A path nothing serves, as JSON like every other error, naming it (cut short)."""
-    return {
-        "error": f"no route {shown(path)!r}; the routes are listed at /openapi.json",
-        "detail": [],
-    }
+    return error_body(f"no route {shown(path)!r}; the routes are listed at /openapi.json")

@@ -103,7 +103,7 @@ def _components(specs: dict[str, ModelSpec], max_batch_size: int) -> dict[str, A
                 "error": {"type": "string"},
                 "detail": {"type": "array", "items": {"type": "object"}},
             },
-            "required": ["error"],
+            "required": ["error", "detail"],
         },
         "Prediction": {
             "type": "object",

@@ -24,6 +24,7 @@ import bentoml
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from lifecycle_assets.serving.requests import error_body
 from lifecycle_assets.settings import LifecycleSettings
 
 PATH = "/hooks/registry"
@@ -76,14 +77,14 @@ async def registry_hook_endpoint(request: Request) -> Response:
     """Verify the delivery, then poll the registry now for the model whose alias moved."""
     secret = LifecycleSettings.from_env().webhook_secret
     if not secret:
-        return JSONResponse({"error": "webhooks off: set LIFECYCLE_WEBHOOK_SECRET"}, 403)
+        return JSONResponse(error_body("webhooks off: set LIFECYCLE_WEBHOOK_SECRET"), 403)
     body = await request.body()
     if (why := refusal(secret, request.headers, body)) is not None:
-        return JSONResponse({"error": why}, status_code=401)
+        return JSONResponse(error_body(why), status_code=401)
     try:
         event = alias_event(body)
     except (ValueError, AttributeError, RecursionError):  # signed, not a JSON event object
-        return JSONResponse({"error": "the delivery is not a JSON event object"}, 400)
+        return JSONResponse(error_body("the delivery is not a JSON event object"), 400)
     service = bentoml.get_current_service()
     if event is None or event[0] not in service.predictors:
         return JSONResponse({"polled": []})

@@ -104,6 +104,12 @@ class FieldError:
         return {"record": self.record, "field": shown(self.field), "message": self.message}
 
 
+def error_body(message: str) -> dict[str, Any]:
+    """Every error the service answers has this shape: `error` says what, `detail` lists the
+    records' field errors (empty when the error is not about a field)."""
+    return {"error": message, "detail": []}
+
+
 @dataclass
 class RequestError(ValueError):
     """A refused request with its HTTP status (400 body, 413 too large, 422 invalid records;

@@ -42,7 +42,7 @@ from lifecycle_assets.serving.fast_path import answer, query_refusal
 from lifecycle_assets.serving.http_guard import HttpGuard, not_json
 from lifecycle_assets.serving.model_env import ModelSourceError
 from lifecycle_assets.serving.openapi import openapi_document
-from lifecycle_assets.serving.requests import shown
+from lifecycle_assets.serving.requests import error_body, shown
 from lifecycle_assets.settings import SettingsRefused, load_env_file
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def _service() -> PredictionService:
 def _not_served(name: str) -> Response:
     served = sorted(_service().predictors)
     return JSONResponse(
-        {"error": f"model {shown(name)!r} is not served here; served models: {served}"},
+        error_body(f"model {shown(name)!r} is not served here; served models: {served}"),
         status_code=404,
     )
 
@@ -145,7 +145,7 @@ async def http_error(_: Request, error: Exception) -> Response:
     status = getattr(error, "status_code", 500)
     headers = getattr(error, "headers", None)
     detail = getattr(error, "detail", "error")
-    return JSONResponse({"error": str(detail), "detail": []}, status_code=status, headers=headers)
+    return JSONResponse(error_body(str(detail)), status_code=status, headers=headers)
 
 
 http_app = Starlette(
