@@ -246,6 +246,33 @@ def test_two_models_against_a_hostile_client(
     assert row["gender"] is None and row["model_name"] == cd.name
 
 
+@contextlib.contextmanager
+def zipkin_receiver() -> Iterator[tuple[str, list[dict]]]:
+    """A local Zipkin collector (its v2 JSON endpoint): the URL and the spans it received."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    spans: list[dict] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", 0))
+            spans.extend(json.loads(self.rfile.read(length)))
+            self.send_response(202)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api/v2/spans", spans
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
 @pytest.mark.e2e
 def test_with_tracing_on_refusals_are_counted_and_admin_guessing_is_throttled(
     two_champions: dict[str, ModelSpec],  # noqa: F811
@@ -253,16 +280,21 @@ def test_with_tracing_on_refusals_are_counted_and_admin_guessing_is_throttled(
     tmp_path: Path,
 ) -> None:
     """Tracing on keeps BentoML's own request path (no fast path): a body the guard refuses is
-    still counted under its model. A client guessing the admin token is throttled (429, the
-    right token included) while predictions go on."""
+    still counted under its model, and the spans reach a Zipkin collector (the README's
+    configuration). A client guessing the admin token is throttled (429, the right token
+    included) while predictions go on."""
     el = two_champions["expected_loss"]
     traced = "services.lifecycle_model.tracing"
     token = {"Authorization": "Bearer s3cret"}
     with (
+        zipkin_receiver() as (collector, spans),
         serving(
             SERVICE,
             tmp_path,
-            BENTOML_CONFIG_OPTIONS=f"{traced}.exporter_type=in_memory {traced}.sample_rate=1.0",
+            BENTOML_CONFIG_OPTIONS=(
+                f"{traced}.exporter_type=zipkin {traced}.sample_rate=1.0 "
+                f"{traced}.zipkin.endpoint={collector}"
+            ),
             LIFECYCLE_MODEL_SOURCE="registry",
             LIFECYCLE_ADMIN_TOKEN="s3cret",
         ) as url,
@@ -297,6 +329,17 @@ def test_with_tracing_on_refusals_are_counted_and_admin_guessing_is_throttled(
             assert found == count, (status, metrics[-3000:])
         assert metric(metrics, "lifecycle_admin_refusals_total", status="401") == 5
         assert metric(metrics, "lifecycle_admin_refusals_total", status="429") == 1
+
+        # Spans are exported in batches (every 5 s): the predict route's reach the collector.
+        def traced_statuses() -> list[str]:
+            return sorted(
+                span["tags"]["http.status_code"]
+                for span in list(spans)
+                if span.get("kind") == "SERVER" and span.get("name") == f"POST {path}"
+            )
+
+        wait_for(lambda: traced_statuses() == ["200", "200", "413", "415"], 60)
+        assert {span["localEndpoint"]["serviceName"] for span in spans} == {"lifecycle_model"}
     # BentoML's own path served the predictions: its access log has them (the fast path's
     # requests are not in it), with sampled traces.
     served_log = "".join(p.read_text() for p in tmp_path.glob("serve-*.log"))
