@@ -92,6 +92,9 @@ def test_promote_rollback_history_and_status(two_versions: list[str], spec: Mode
 
     table = invoke("history", name).output
     assert "COMMITTED" in table and "oncall" in table
+    # Not on a terminal, no cell is cut to 80 columns: the whole reason and actor are there.
+    assert entries[3]["reason"] in table and entries[0]["actor"] in table, table
+    assert "…" not in table, table
     assert "not in ledger" not in invoke("status", name).output
 
 

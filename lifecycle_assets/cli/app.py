@@ -23,7 +23,11 @@ if TYPE_CHECKING:  # the spec module (pydantic, yaml) loads only for commands th
     from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets.settings import load_env_file
 
-console = Console()
+# Piped or redirected, rich would cut every table cell to fit 80 columns: a history saved to a
+# file lost its reasons ("passed gates: training_da…"). Off a terminal, lines are as wide as
+# their content (COLUMNS, when set, still decides).
+PIPED_WIDTH = 4000
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH)
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 ALIASES = (config.CHAMPION_ALIAS, config.CHALLENGER_ALIAS, config.CANARY_ALIAS, config.SHADOW_ALIAS)
 
