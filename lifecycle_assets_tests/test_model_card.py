@@ -1,5 +1,6 @@
 """Model cards: content for both tasks, HTML escaping, and the asset's files, MLflow and UI."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,15 @@ def test_asset_writes_card_files_mlflow_artifacts_and_metadata(
     version = client.get_model_version(spec.name, registered_champion.version)
     assert version.tags[config.TAG_MODEL_CARD] == "model_card/model_card.md"
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/model_card/model_card.md") == markdown
+
+
+def test_the_slice_table_keeps_the_metrics_order_after_a_json_round_trip(spec: ModelSpec) -> None:
+    """evaluation.json is written with sorted keys: the card read back from it put `fpr`
+    first and `group` second."""
+    stored = json.loads(json.dumps(classification_evaluation(None), sort_keys=True))
+    text = ModelCard.from_evaluation(spec, stored, training_set()).to_markdown()
+    header = text.split("## Slices of `gender`\n\n")[1].splitlines()[0]
+    assert header == (
+        "| group | n | positives | positive_rate | predicted_positive_rate | tpr | fpr | precision"
+        " | roc_auc | reported |"
+    ), header

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from lifecycle_assets.ml.card_markup import Block, Section, Table, format_value, rows_table
 from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.gates import FAIRNESS_GATE, GateResult
+from lifecycle_assets.ml.metrics import SLICE_SCHEMA
+from lifecycle_assets.ml.regression_metrics import REGRESSION_SLICE_SCHEMA
 from lifecycle_assets.ml.tasks import traits
 
 
@@ -52,7 +54,19 @@ def slices_section(report: EvaluationReport, sensitive_attribute: str) -> Sectio
         + (" and holding both classes" if report.confusion else "")
         + "; only those enter the fairness gaps."
     )
-    return Section(f"Slices of `{sensitive_attribute}`", (rows_table(report.slices), note))
+    return Section(
+        f"Slices of `{sensitive_attribute}`",
+        (rows_table(report.slices, _slice_columns(report.slices)), note),
+    )
+
+
+def _slice_columns(rows: Sequence[dict]) -> tuple[str, ...]:
+    """The slice table's columns in the metrics' own order (group, n, ... reported): the rows
+    come from evaluation.json, whose keys are sorted, which put `fpr` before `group`."""
+    present = {key for row in rows for key in row}
+    known = [c for c in (*SLICE_SCHEMA, *REGRESSION_SLICE_SCHEMA) if c in present]
+    ordered = tuple(dict.fromkeys(known))
+    return ordered + tuple(sorted(present - set(ordered)))
 
 
 def fairness_section(report: EvaluationReport, gates: Sequence[GateResult]) -> Section:
