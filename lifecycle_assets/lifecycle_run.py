@@ -196,7 +196,7 @@ def ingest_window(
                 outcome.skipped.append(day)
         elif day not in with_rows:
             # A calendar gap: noted without a Dagster run, so nothing is launched to do nothing.
-            lake.mark_empty(day, current.to_dict())
+            lake.mark_empty(day, current.for_day(day).to_dict())
             outcome.empty.append(day)
         else:
             to_read.append(day)

@@ -1,9 +1,10 @@
 """What the daemon's new-data sensor ingests leaves the training window usable.
 
-A day's stored batch carries the hash of the whole source folder (a day's rows may be in any of
-its files), so a newly landed file makes every stored day stale. The sensor used to ingest only
-the new file's days: the scheduled training then found the rest of its window stale and failed
-("2 usable day(s) of data in the window of 14 (0 quarantined, 12 stale)").
+A day's stored batch used to carry the hash of the whole source folder, so a newly landed file
+made every stored day stale, and the sensor, which ingested only the new file's days, left the
+scheduled training a stale window ("2 usable day(s) of data in the window of 14 (0 quarantined,
+12 stale)"). Each day now carries the hash of its own files (`test_landing_per_day.py`); this
+still holds.
 """
 
 import datetime as dt

@@ -5,6 +5,7 @@ S3 is moto's standalone server, reached through an endpoint URL as MinIO would b
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import polars as pl
@@ -92,3 +93,28 @@ def test_a_day_read_from_s3_is_stale_after_its_object_is_replaced(
     storage.write_atomic(f"{prefix}/a.csv", _csv_bytes(frame.head(100), tmp_path))
     assert day_state(lake, day, fingerprint(spec)) == ("stale", ["source file changed"])
     assert ingest_day(spec, lake, day).rows == 100
+
+
+def test_a_new_object_in_s3_stales_only_its_own_days(
+    prefix: str, local_spec: ModelSpec, tmp_path
+) -> None:
+    """Per-day fingerprints on object storage: an object landing with rows of another day
+    leaves the stored day fresh; the day's own object replaced makes it stale."""
+    from lifecycle_assets.data.ingest import day_state, featurize_day, ingest_day
+    from lifecycle_assets.data.lake import Lake
+
+    first = members_frame(days=1)
+    later = members_frame(days=1, seed=9, start=dt.date(2026, 3, 9))
+    storage.write_atomic(f"{prefix}/a.csv", _csv_bytes(first, tmp_path))
+    spec = _remote(local_spec, prefix)
+    lake = Lake(tmp_path / "lake", tmp_path / "quarantine", spec.name)
+    day = str(first["event_time"].min().date())
+    ingest_day(spec, lake, day)
+    featurize_day(spec, lake, day)
+    assert day_state(lake, day, fingerprint(spec)) == ("fresh", [])
+
+    storage.write_atomic(f"{prefix}/b.csv", _csv_bytes(later, tmp_path))
+    assert day_state(lake, day, fingerprint(spec)) == ("fresh", []), "another day's object"
+
+    storage.write_atomic(f"{prefix}/a.csv", _csv_bytes(first.head(100), tmp_path))
+    assert day_state(lake, day, fingerprint(spec)) == ("stale", ["source file changed"])

@@ -1,22 +1,28 @@
 """What produced a stored partition, so that a run knows by itself when to read it again.
 
-A partition's fingerprint joins three things: the content hash of the source files it was read
-from (for a remote source, the identity of each object it names: size and ETag, as the store
+A partition's fingerprint joins three things: the content hash of the source files its day's rows
+come from (for a remote source, the identity of each such object: size and ETag, as the store
 lists them), the spec's data-relevant fields (columns, types, levels, target mapping, source), and
 `FEATURE_CODE_VERSION`. Any of them changing makes the stored partition stale: `lifecycle run`
 re-ingests it and says which part changed. Schedules and estimator settings are not part of it:
 they change what is trained, not what was read.
+
+A file source's hash is per day (`data.day_sources`): a file landing in a folder makes stale
+only the days its rows fall on, a file replaced or deleted only the days it fed (before or
+after). Days stored before per-day fingerprints carry the hash of the whole source: such a day
+is fresh while the whole source is unchanged, and is read once more, saying so, once it changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lifecycle_assets import storage
+from lifecycle_assets.data.day_sources import SourceDays, SourceFile, local_files, remote_files
 from lifecycle_assets.data.sources import is_remote_folder, source_format
 from lifecycle_assets.spec import ModelSpec
 
@@ -63,18 +69,10 @@ def source_files(spec: ModelSpec) -> list[Path]:
     return sorted(Path(path.anchor or ".").glob(str(path.relative_to(path.anchor or "."))))
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_hashes(spec: ModelSpec) -> dict[str, str]:
     """Each local source file and its SHA-256 (what `sha256sum` prints); {} for the simulator
     or a remote URL."""
-    return {str(p): _file_sha256(p) for p in source_files(spec)}
+    return {file.name: file.sha256 for file in local_files(spec, source_files(spec))}
 
 
 def _remote_infos(spec: ModelSpec) -> list[storage.ObjectInfo]:
@@ -94,60 +92,109 @@ def _remote_infos(spec: ModelSpec) -> list[storage.ObjectInfo]:
     return [info]
 
 
-def _identity(info: storage.ObjectInfo) -> str:
-    """What changes when the object is rewritten with other bytes: size and ETag (or mtime)
-    from the listing, without reading it; SHA-256 of its bytes when the store gives neither."""
-    if info.etag or info.mtime:
-        return info.fingerprint
-    return f"sha256:{hashlib.sha256(storage.read_bytes(info.path)).hexdigest()}"
-
-
 def remote_objects(spec: ModelSpec) -> dict[str, str]:
-    """Each object of a remote source (s3://, any fsspec URL) and its identity; {} for the
+    """Each object of a remote source (s3://, any fsspec URL) and its identity: size and ETag
+    (or mtime) from the listing, SHA-256 of its bytes where the store gives neither; {} for the
     simulator or local files. An object replaced under the same key has a new identity."""
     if spec.source.is_simulator or not storage.is_remote(spec.source.uri):
         return {}
-    return {info.path: _identity(info) for info in _remote_infos(spec)}
+    return {file.name: file.identity for file in remote_files(spec, _remote_infos(spec))}
+
+
+def _source_files(spec: ModelSpec) -> tuple[SourceFile, ...] | None:
+    """The files the source reads, each with its identity and days; None for the simulator."""
+    if spec.source.is_simulator:
+        return None
+    if storage.is_remote(spec.source.uri):
+        return remote_files(spec, _remote_infos(spec))
+    return local_files(spec, source_files(spec))
+
+
+def _whole_hash(spec: ModelSpec, files: tuple[SourceFile, ...] | None) -> str:
+    """The hash of the whole source: over its files' names and contents; for a remote source
+    over its spec and its objects' identities; for the simulator over the source spec."""
+    source = spec.source.model_dump(mode="json")
+    if not files:
+        return _sha256_json(source)
+    if storage.is_remote(spec.source.uri):
+        return _sha256_json({"source": source, "objects": {f.name: f.identity for f in files}})
+    return _sha256_json({f.name: f.sha256 for f in files})
 
 
 def source_hash(spec: ModelSpec) -> str:
     """SHA-256 over the source files' names and contents; for a remote source over its spec and
     its objects' identities; for the simulator (deterministic) over the source spec itself."""
-    files = file_hashes(spec)
-    if files:
-        return _sha256_json(files)
-    source = spec.source.model_dump(mode="json")
-    if remote := remote_objects(spec):
-        return _sha256_json({"source": source, "objects": remote})
-    return _sha256_json(source)
+    return _whole_hash(spec, _source_files(spec))
+
+
+# `Fingerprint.scope` of a day's fingerprint: its `source` hashes only the files of that day.
+DAY_SCOPE = "day"
+LEGACY_SOURCE = "source changed since the day was stored with the whole source's hash"
 
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """The three inputs of a stored partition, and one digest over them."""
+    """The three inputs of a stored partition, and one digest over them.
+
+    `fingerprint(spec)` is the source's: `source` hashes the whole source, and `files` knows
+    which files feed which day; `for_day(day)` is what a stored day carries and is compared
+    with. The simulator has no files: its fingerprint is every day's.
+    """
 
     source: str
     spec: str
     code: int
+    scope: str = ""  # DAY_SCOPE, or "" for the whole source
+    files: SourceDays | None = field(default=None, compare=False, repr=False)
+    # A day's fingerprint keeps the whole source's hash: it reads days stored before per-day
+    # fingerprints, which carry that hash.
+    whole: str = field(default="", compare=False, repr=False)
+
+    def _stored(self) -> dict[str, Any]:
+        stored: dict[str, Any] = {"source": self.source, "spec": self.spec, "code": self.code}
+        return {**stored, "scope": self.scope} if self.scope else stored
 
     @property
     def digest(self) -> str:
-        return _sha256_json(asdict(self))
+        return _sha256_json(self._stored())
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "digest": self.digest}
+        return {**self._stored(), "digest": self.digest}
+
+    def for_day(self, day: str) -> Fingerprint:
+        """What a partition of `day` read now carries: the hash of the files feeding it."""
+        if self.files is None:
+            return self
+        return Fingerprint(
+            self.files.day_hash(day), self.spec, self.code, DAY_SCOPE, whole=self.source
+        )
 
     def changes_from(self, stored: dict[str, Any] | None) -> list[str]:
         """Which inputs differ from a stored fingerprint, in words; [] when none."""
         if not stored:
             return ["no fingerprint stored"]
-        labels = {"source": "source file changed", "spec": "spec changed", "code": "feature code"}
-        return [text for key, text in labels.items() if stored.get(key) != getattr(self, key)]
+        changes = []
+        scope = stored.get("scope", "")
+        if scope == self.scope:
+            if stored.get("source") != self.source:
+                changes.append("source file changed")
+        elif not (self.scope == DAY_SCOPE and stored.get("source") == self.whole):
+            changes.append(LEGACY_SOURCE if self.scope == DAY_SCOPE else "source file changed")
+        labels = {"spec": "spec changed", "code": "feature code"}
+        return changes + [
+            text for key, text in labels.items() if stored.get(key) != getattr(self, key)
+        ]
 
 
 def fingerprint(spec: ModelSpec) -> Fingerprint:
-    """The fingerprint every partition read now would carry."""
-    return Fingerprint(source_hash(spec), spec_data_hash(spec), FEATURE_CODE_VERSION)
+    """The fingerprint of the source as it is now (`for_day` gives each day's)."""
+    files = _source_files(spec)
+    return Fingerprint(
+        _whole_hash(spec, files),
+        spec_data_hash(spec),
+        FEATURE_CODE_VERSION,
+        files=None if files is None else SourceDays(files),
+    )
 
 
 # Spec fields that change neither the data nor the fitted model.

@@ -52,7 +52,7 @@ def ingest_day(
     """Read, validate and store one day; quarantine a bad batch, skip an empty one. `run_id`
     (the Dagster run doing it) is kept with the batch's record and validation report."""
     frame, source = read_day(spec, dt.date.fromisoformat(day))
-    current = current or fingerprint(spec)
+    current = (current or fingerprint(spec)).for_day(day)
     if frame.is_empty():
         # Calendar gaps (weekends, holidays) are normal: nothing to store, nothing to train on.
         lake.mark_empty(day, current.to_dict())
@@ -135,7 +135,9 @@ def featurize_day(spec: ModelSpec, lake: Lake, day: str) -> dict[str, Any]:
 
 def day_state(lake: Lake, day: str, current: Fingerprint) -> tuple[str, list[str]]:
     """`fresh` (usable as stored), `quarantined`, `empty` (no rows, same inputs), `stale`
-    (with what changed) or `missing`."""
+    (with what changed) or `missing`. Compared with the day's own fingerprint: only the source
+    files that feed `day` count."""
+    current = current.for_day(day)
     record = lake.batch(day)
     if record is None:
         empty = lake.empty_fingerprint(day)

@@ -105,7 +105,9 @@ def _settle_raw(
     spec: ModelSpec, damage: Damage, record: BatchRecord, current: Fingerprint, refresh: bool
 ) -> None:
     """Restore the batch from the source if it gives the same bytes; else say why not."""
-    changes = ["--refresh"] if refresh else current.changes_from(record.fingerprint)
+    changes = (
+        ["--refresh"] if refresh else current.for_day(damage.day).changes_from(record.fingerprint)
+    )
     if changes:
         damage.resolution = REREAD
         damage.outcome = f"not used: the day is read again from the source ({', '.join(changes)})"
@@ -144,14 +146,15 @@ def audit_window(
     unsettled = {d.day for d in damaged if d.resolution != RESTORED}
     features = {}
     for day, record in records.items():
-        if day in unsettled or refresh or current.changes_from(record.fingerprint):
+        today = current.for_day(day)
+        if day in unsettled or refresh or today.changes_from(record.fingerprint):
             continue  # not used as stored: ingest reads the day again, or the run refuses
         entry = lake.feature_entry(day)
         if entry is None:
             audit.rebuild[day] = "no features manifest"
         elif entry.get("raw_sha256") != record.sha256:
             audit.rebuild[day] = "features computed from another batch"
-        elif not current.changes_from(entry.get("fingerprint")):
+        elif not today.changes_from(entry.get("fingerprint")):
             features[day] = (entry["path"], entry["sha256"])
     damaged, hashed = check_objects(lake, FEATURES, features, full=refresh)
     for damage in damaged:

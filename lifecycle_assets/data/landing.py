@@ -48,6 +48,7 @@ class LandingScan:
     # Objects downloaded and hashed this tick: zero when no listing metadata changed.
     hashed: int
     touched: list[str] = field(default_factory=list)  # new metadata, same bytes
+    removed: list[str] = field(default_factory=list)  # seen by the previous tick, gone now
 
 
 def landing_folder(spec: ModelSpec) -> storage.Location | None:
@@ -92,7 +93,8 @@ def scan_landing(spec: ModelSpec, folder: storage.Location, seen: Cursor) -> Lan
             touched.append(info.name)
             continue
         fresh.append(LandedFile(info.name, info.path, sha, days_in_bytes(spec, data, fmt)))
-    return LandingScan(len(objects), fresh, cursor, hashed, touched)
+    removed = sorted(set(seen) - set(cursor))
+    return LandingScan(len(objects), fresh, cursor, hashed, touched, removed)
 
 
 def days_in_bytes(spec: ModelSpec, data: bytes, fmt: str) -> list[str]:

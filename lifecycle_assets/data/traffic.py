@@ -9,7 +9,8 @@ A label is due `label_delay` after its prediction as the service logged it (`pre
 the time `live_performance` joins on), not after the client saw the answer: the service logs
 right after answering, so with no delay the client's own clock would land labels a few
 milliseconds before the predictions they label. The log is read from the service's spool
-folder on this machine; a prediction not found there gets no label, and is counted.
+folder on this machine, each poll reading only the bytes appended since the last; a prediction
+not found there gets no label, and is counted.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from lifecycle_assets.data.prediction_log import (
     PREDICTION_ID,
     SEGMENT_SUFFIX,
     day_dir,
-    logged_rows,
 )
+from lifecycle_assets.data.spool_tail import SpoolTail
 from lifecycle_assets.serving.prediction_log import OPEN_SUFFIX
 from lifecycle_assets.spec import ModelSpec
 
@@ -73,18 +74,25 @@ def _segments(log_dir: Path, model: str, first: dt.date, last: dt.date) -> list[
 
 
 def logged_times(
-    log_dir: Path, model: str, answers: pl.DataFrame, wait_seconds: float = LOG_WAIT_SECONDS
+    log_dir: Path,
+    model: str,
+    answers: pl.DataFrame,
+    wait_seconds: float = LOG_WAIT_SECONDS,
+    tail: SpoolTail | None = None,
 ) -> pl.DataFrame:
     """The answers with the service's own `predicted_at` from its log in `log_dir` (null for
-    a prediction not logged there within `wait_seconds`)."""
+    a prediction not logged there within `wait_seconds`). `tail` is the reader (a new one by
+    default), given to see what the polls cost."""
     wanted = set(answers[PREDICTION_ID].cast(pl.String))
     # The service's UTC day may be the next one when the traffic crosses midnight.
     first = answers[RECEIVED_AT].min().date() - dt.timedelta(days=1)
     last = answers[RECEIVED_AT].max().date() + dt.timedelta(days=1)
     found: dict[str, str] = {}
+    # Each poll reads only what was appended since the last one (`data.spool_tail`).
+    tail = tail or SpoolTail()
     deadline = time.monotonic() + wait_seconds
     while True:
-        for _, row in logged_rows(_segments(log_dir, model, first, last)):
+        for row in tail.new_rows(_segments(log_dir, model, first, last)):
             if row[PREDICTION_ID] in wanted:
                 found[row[PREDICTION_ID]] = row[PREDICTED_AT]
         if len(found) == len(wanted) or time.monotonic() >= deadline:

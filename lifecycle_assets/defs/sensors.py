@@ -11,7 +11,7 @@ import dagster as dg
 from lifecycle_assets import config
 from lifecycle_assets.data.fingerprint import fingerprint
 from lifecycle_assets.data.ingest import select_window
-from lifecycle_assets.data.lake import Lake
+from lifecycle_assets.data.lake import Lake, sha256_bytes
 from lifecycle_assets.data.landing import landing_folder, read_cursor, scan_landing
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.drift_reports import read_drift_reports
@@ -97,21 +97,23 @@ def _card_written_elsewhere(
 
 
 def _window_requests(spec: ModelSpec, landed_days: set[str]) -> list[dg.RunRequest]:
-    """The training window's stored days that a landed file made stale, one run per block.
+    """The training window's other stored days that are stale, one run per block.
 
-    A stored day carries the hash of the whole source (any file may hold rows of any day), so
-    a new file makes every stored day stale, not only its own: without these runs, the next
-    training (a schedule, the drift sensor) found its window stale and refused to train.
-    Keyed by the source's hash: the same folder content never re-reads the window twice.
+    A stored day carries the hash of the files feeding it (`data.day_sources`), so a new file
+    leaves the other days fresh; a file replaced or deleted makes stale the days it fed, which
+    the new file's own days may not cover (and a day stored before per-day fingerprints is
+    read once more). Without these runs, the next training (a schedule, the drift sensor)
+    found its window stale and refused to train. Keyed by the days' own hashes: the same files
+    never re-read the same days twice.
     """
     settings = config.Settings.from_env()
     current = fingerprint(spec)
     lake = Lake(settings.lake_dir, settings.quarantine_dir, spec.name)
     selection = select_window(lake, spec, current)
-    source = current.source[:16]
     requests = []
     for block in contiguous_blocks([day for day in selection.stale if day not in landed_days]):
         tags = {"lifecycle/reason": "re-read: source file changed"}
+        source = sha256_bytes("".join(current.for_day(d).source for d in block).encode())[:16]
         requests.append(
             dg.RunRequest(
                 run_key=f"window {block[0]}..{block[-1]}:{source}",
@@ -148,8 +150,10 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         context.log.info(f"landing {folder}: {cost}, {len(landing.fresh)} new or changed")
         if landing.touched:
             context.log.info(f"rewritten with the same bytes, not a new batch: {landing.touched}")
+        if landing.removed:
+            context.log.info(f"gone since the last tick, their days re-read: {landing.removed}")
         cursor = json.dumps(landing.cursor, sort_keys=True)
-        if not landing.fresh:
+        if not landing.fresh and not landing.removed:
             return dg.SensorResult(
                 skip_reason=f"no new or changed file among {landing.listed} in {folder} ({cost})",
                 cursor=cursor,
@@ -186,6 +190,12 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
             context.log.warning(message)
             if not requests:
                 return dg.SensorResult(skip_reason=message, cursor=cursor)
+        if not requests:
+            return dg.SensorResult(
+                skip_reason=f"{landing.removed} gone from {folder}: no stored day of the "
+                "training window was fed by them",
+                cursor=cursor,
+            )
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     @dg.sensor(
