@@ -25,7 +25,7 @@ from mlflow.exceptions import MlflowException
 
 from lifecycle_assets.registry.aliases import reconcile
 from lifecycle_assets.registry.ledger import PENDING, Ledger
-from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
+from lifecycle_assets.registry.owner import TAG_HOST, TAG_RUN_WORKER
 from lifecycle_assets.registry.recovery import (
     end_orphaned_runs,
     mark_incomplete_versions,
@@ -84,21 +84,21 @@ def _run_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     return event.pid if event is not None else None
 
 
-def _run_host(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
-    """The host the run's process runs on: its tag (set by `lifecycle run` when it creates the
-    run, or by the run's executor once it runs: defs/executors.py), else this host when the
-    storage is a local SQLite file (no other machine shares it), else unknown."""
+def _owner(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[str | None, int | None]:
+    """The host and pid of the run's process: its worker's tag (set by the run's executor:
+    defs/executors.py), else the host `lifecycle run` tagged it with at creation and the pid on
+    its RUN_START event; a run without a host tag is this host's when the storage is a local
+    SQLite file (no other machine shares it), else its host is unknown."""
+    host, _, pid = run.tags.get(TAG_RUN_WORKER, "").rpartition(":")
+    if host and pid.isdigit():
+        return host, int(pid)
     if TAG_HOST in run.tags:
-        return run.tags[TAG_HOST]
-    if isinstance(instance.run_storage, SqliteRunStorage):
-        return socket.gethostname()
-    return None
-
-
-def _owner_pid(instance: dg.DagsterInstance, run: dg.DagsterRun) -> int | None:
-    """The pid the run's executor recorded, else the one on its RUN_START event."""
-    pid = run.tags.get(TAG_PID, "")
-    return int(pid) if pid.isdigit() else _run_pid(instance, run.run_id)
+        host = run.tags[TAG_HOST]
+    elif isinstance(instance.run_storage, SqliteRunStorage):
+        host = socket.gethostname()
+    else:
+        return None, None
+    return host, _run_pid(instance, run.run_id)
 
 
 @dataclass
@@ -120,14 +120,13 @@ def scan_orphaned_dagster_runs(instance: dg.DagsterInstance, host: str | None = 
     scan = OrphanScan()
     for record in records:
         run = record.dagster_run
-        run_host = _run_host(instance, run)
+        run_host, pid = _owner(instance, run)
         if run_host is None:
             scan.unchecked.append(f"{run.run_id} (no host recorded)")
             continue
         if run_host != host:
             scan.unchecked.append(f"{run.run_id} (on {run_host})")
             continue
-        pid = _owner_pid(instance, run)
         if pid is None or not process_gone(pid, record.start_time):
             continue
         instance.report_run_failed(

@@ -26,7 +26,8 @@ import pytest
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs.executors import OwnedExecutorDefinition
 from lifecycle_assets.defs.recovery_sensor import RECOVERY_SENSOR
-from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
+from lifecycle_assets.registry.owner import TAG_HOST, TAG_RUN_WORKER
+from lifecycle_assets.run_submission import submitted_by
 from lifecycle_assets_tests.team_servers import (  # noqa: F401  (fixture)
     postgres_url,
     team_dagster_home,
@@ -116,8 +117,11 @@ def test_the_sensor_ends_a_daemon_launched_run_killed_with_its_daemon_on_postgre
             run_id = _wait_for_slot(instance, daemon, log)
             run = instance.get_run_by_id(run_id)
             assert run.status == dg.DagsterRunStatus.STARTED
-            worker = int(run.tags[TAG_PID])
-            assert run.tags[TAG_HOST] == socket.gethostname()
+            host, pid = run.tags[TAG_RUN_WORKER].split(":")
+            assert host == socket.gethostname(), run.tags
+            worker = int(pid)
+            # Still not a run `lifecycle run` executed (the card sensor tells them apart).
+            assert TAG_HOST not in run.tags and submitted_by(run) is None, run.tags
 
             # Alive: left alone.
             assert "nothing to settle" in _tick(instance, defs)
@@ -132,7 +136,7 @@ def test_the_sensor_ends_a_daemon_launched_run_killed_with_its_daemon_on_postgre
             elsewhere = instance.create_run_for_job(
                 _elsewhere_job(),
                 status=dg.DagsterRunStatus.STARTED,
-                tags={TAG_HOST: "another-host", TAG_PID: str(worker)},
+                tags={TAG_RUN_WORKER: f"another-host:{worker}"},
             )
 
             message = _tick(instance, defs)

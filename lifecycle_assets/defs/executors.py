@@ -21,7 +21,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.execution.retries import RetryMode
 
-from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
+from lifecycle_assets.registry.owner import TAG_RUN_WORKER
 from lifecycle_assets.settings import LifecycleSettings
 
 
@@ -32,8 +32,8 @@ class OwnedExecutor(dg.Executor):
         self.inner = inner
 
     def execute(self, plan_context: Any, execution_plan: Any) -> Iterator[dg.DagsterEvent]:
-        owner = {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid())}
-        plan_context.instance.add_run_tags(plan_context.run_id, owner)
+        worker = {TAG_RUN_WORKER: f"{socket.gethostname()}:{os.getpid()}"}
+        plan_context.instance.add_run_tags(plan_context.run_id, worker)
         yield from self.inner.execute(plan_context, execution_plan)
 
     def __getattr__(self, name: str) -> Any:
