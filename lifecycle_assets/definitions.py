@@ -10,6 +10,7 @@ import os
 import dagster as dg
 
 from lifecycle_assets.defs.assets.portfolio import build_portfolio_defs
+from lifecycle_assets.defs.executors import owned
 from lifecycle_assets.defs.factory import build_model_defs
 from lifecycle_assets.defs.recovery_sensor import recovery_sensor
 from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, MlflowResource
@@ -39,6 +40,9 @@ def build_definitions(specs: list[ModelSpec]) -> dg.Definitions:
             "mlflow": mlflow_resource(),
         },
         sensors=[recovery_sensor],
+        # Dagster's default for the jobs that name none (a materialization from the UI),
+        # tagging each run's owner like the project's own jobs.
+        executor=owned(dg.multi_or_in_process_executor),
     )
     return dg.Definitions.merge(
         resources, *(build_model_defs(spec) for spec in specs), build_portfolio_defs(specs)

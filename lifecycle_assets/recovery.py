@@ -25,7 +25,7 @@ from mlflow.exceptions import MlflowException
 
 from lifecycle_assets.registry.aliases import reconcile
 from lifecycle_assets.registry.ledger import PENDING, Ledger
-from lifecycle_assets.registry.owner import TAG_HOST
+from lifecycle_assets.registry.owner import TAG_HOST, TAG_RUN_WORKER
 from lifecycle_assets.registry.recovery import (
     end_orphaned_runs,
     mark_incomplete_versions,
@@ -41,6 +41,8 @@ class Recovery:
     versions_marked_incomplete: list[str] = field(default_factory=list)
     dagster_runs_failed: list[str] = field(default_factory=list)
     pool_slots_freed: int = 0
+    # Reported, not settled: STARTED runs whose process cannot be checked from this host.
+    dagster_runs_unchecked: list[str] = field(default_factory=list)
     ledger_entries_settled: int = 0
 
     def __bool__(self) -> bool:
@@ -63,6 +65,15 @@ class Recovery:
             f"{self.ledger_entries_settled} ledger entr(y/ies) settled"
         )
 
+    def unchecked_note(self) -> str:
+        """The STARTED runs left alone, in one line ("" when there are none)."""
+        if not self.dagster_runs_unchecked:
+            return ""
+        return (
+            f"left {len(self.dagster_runs_unchecked)} STARTED run(s) alone, their process cannot "
+            f"be checked from {socket.gethostname()}: {', '.join(self.dagster_runs_unchecked)}"
+        )
+
 
 def _run_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     """The pid of the process that started the run (recorded on its RUN_START event)."""
@@ -73,33 +84,61 @@ def _run_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     return event.pid if event is not None else None
 
 
-def _runs_are_local(instance: dg.DagsterInstance, run: dg.DagsterRun, host: str) -> bool:
-    """Whether the run's process ran on this host: its tag says so, or the instance's storage
-    is a local SQLite file (no other machine shares it)."""
+def _owner(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[str | None, int | None]:
+    """The host and pid of the run's process: its worker's tag (set by the run's executor:
+    defs/executors.py), else the host `lifecycle run` tagged it with at creation and the pid on
+    its RUN_START event; a run without a host tag is this host's when the storage is a local
+    SQLite file (no other machine shares it), else its host is unknown."""
+    host, _, pid = run.tags.get(TAG_RUN_WORKER, "").rpartition(":")
+    if host and pid.isdigit():
+        return host, int(pid)
     if TAG_HOST in run.tags:
-        return run.tags[TAG_HOST] == host
-    return isinstance(instance.run_storage, SqliteRunStorage)
+        host = run.tags[TAG_HOST]
+    elif isinstance(instance.run_storage, SqliteRunStorage):
+        host = socket.gethostname()
+    else:
+        return None, None
+    return host, _run_pid(instance, run.run_id)
 
 
-def fail_orphaned_dagster_runs(instance: dg.DagsterInstance, host: str | None = None) -> list[str]:
-    """Mark failed every STARTED run whose process on this host is gone."""
+@dataclass
+class OrphanScan:
+    """STARTED runs ended because their process is gone, and those left alone because no
+    process of theirs can be checked from here ("<run id> (<why>)")."""
+
+    failed: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+
+
+def scan_orphaned_dagster_runs(instance: dg.DagsterInstance, host: str | None = None) -> OrphanScan:
+    """Mark failed every STARTED run whose process on this host is gone; name the STARTED runs
+    whose process cannot be checked here (another host, or none recorded yet) and leave them."""
     host = host or socket.gethostname()
     records = instance.get_run_records(
         filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
     )
-    failed = []
+    scan = OrphanScan()
     for record in records:
         run = record.dagster_run
-        if not _runs_are_local(instance, run, host):
+        run_host, pid = _owner(instance, run)
+        if run_host is None:
+            scan.unchecked.append(f"{run.run_id} (no host recorded)")
             continue
-        pid = _run_pid(instance, run.run_id)
+        if run_host != host:
+            scan.unchecked.append(f"{run.run_id} (on {run_host})")
+            continue
         if pid is None or not process_gone(pid, record.start_time):
             continue
         instance.report_run_failed(
             run, f"reconciled: the run's process ({pid} on {host}) is gone; it was killed"
         )
-        failed.append(run.run_id)
-    return failed
+        scan.failed.append(run.run_id)
+    return scan
+
+
+def fail_orphaned_dagster_runs(instance: dg.DagsterInstance, host: str | None = None) -> list[str]:
+    """Mark failed every STARTED run whose process on this host is gone."""
+    return scan_orphaned_dagster_runs(instance, host).failed
 
 
 def free_pool_slots(instance: dg.DagsterInstance) -> int:
@@ -142,8 +181,12 @@ def reconcile_registry(client: MlflowClient, names: Iterable[str]) -> Recovery:
 
 def recover_dagster(instance: dg.DagsterInstance) -> Recovery:
     """The Dagster part: runs whose process is gone end as failed, then their pool slots."""
-    failed = fail_orphaned_dagster_runs(instance)
-    return Recovery(dagster_runs_failed=failed, pool_slots_freed=free_pool_slots(instance))
+    scan = scan_orphaned_dagster_runs(instance)
+    return Recovery(
+        dagster_runs_failed=scan.failed,
+        pool_slots_freed=free_pool_slots(instance),
+        dagster_runs_unchecked=scan.unchecked,
+    )
 
 
 def recover_registry(names: Iterable[str]) -> Recovery:
@@ -162,13 +205,17 @@ def reconcile_all(
     recovery = reconcile_registry(client, names)
     recovery.dagster_runs_failed = dagster.dagster_runs_failed
     recovery.pool_slots_freed = dagster.pool_slots_freed
+    recovery.dagster_runs_unchecked = dagster.dagster_runs_unchecked
     return recovery
 
 
 def report(recovery: Recovery) -> Recovery:
-    """Say in one line what a reconcile settled, if anything."""
+    """Say in one line what a reconcile settled, if anything, and in one more the runs it could
+    not check."""
     if recovery:
         logging.getLogger("lifecycle").warning(recovery.summary())
+    if recovery.dagster_runs_unchecked:
+        logging.getLogger("lifecycle").warning(recovery.unchecked_note())
     return recovery
 
 

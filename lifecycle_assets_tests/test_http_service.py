@@ -376,7 +376,7 @@ def test_simulated_traffic_lands_delayed_labels(
         batches,
         spec,
         labels_dir=tmp_path / "labels",
-        log_dir=lifecycle_env.prediction_log_spool_dir,
+        log_dirs=[lifecycle_env.prediction_log_spool_dir],
         label_delay=dt.timedelta(days=2),
     )
     assert answers.height == 120 and answers["prediction_id"].n_unique() == 120

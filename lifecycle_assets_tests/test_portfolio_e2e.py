@@ -88,7 +88,7 @@ def test_default_project_gates_promotes_and_serves_both_models(
             [(dt.date(2026, 3, 2), simulate_day(dt.date(2026, 3, 2), rows_per_day=300))],
             loss,
             labels_dir=labels_folder(lifecycle_env.landing_dir, loss.name),
-            log_dir=lifecycle_env.prediction_log_spool_dir,
+            log_dirs=[lifecycle_env.prediction_log_spool_dir],
             label_delay=dt.timedelta(0),
         )
         assert traffic.height == 300

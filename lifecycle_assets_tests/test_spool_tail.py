@@ -85,7 +85,7 @@ def test_logged_times_finds_every_row_reading_each_byte_once(tmp_path: Path) -> 
     writer.start()
     tail = SpoolTail()
     try:
-        found = logged_times(tmp_path, MODEL, answers, wait_seconds=30, tail=tail)
+        found = logged_times([tmp_path], MODEL, answers, wait_seconds=30, tail=tail)
     finally:
         writer.join()
 

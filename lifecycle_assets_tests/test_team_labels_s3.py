@@ -47,3 +47,41 @@ def test_labels_on_object_storage_are_read_and_named_by_their_url(
     (report,) = found.quarantined
     assert str(report).startswith("s3://"), report
     assert storage.read_json(report)["file"] == str(folder / "b.csv"), "names the stored object"
+
+
+def test_simulated_labels_land_on_object_storage_and_are_read_back(
+    moto_s3: S3Server,  # noqa: F811
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`simulate-traffic` lands its labels in the team's landing folder: `Path()` on the
+    `s3://` folder made a local `s3:/...` folder instead (or failed)."""
+    import polars as pl
+
+    monkeypatch.chdir(tmp_path)  # where a local `s3:` folder would appear
+    settings = LifecycleSettings.from_env(
+        {
+            "LIFECYCLE_STORAGE_URL": moto_s3.url("simulated-labels"),
+            "AWS_ENDPOINT_URL": moto_s3.endpoint_url,
+        }
+    )
+    folder = ground_truth.labels_folder(settings.landing_dir, "credit_default")
+    predicted_at = dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC)
+    predictions = pl.DataFrame(
+        {
+            "prediction_id": ["p-1", "p-2"],
+            "record_id": ["a-1", "a-2"],
+            "predicted_at": [predicted_at, predicted_at],
+        }
+    )
+    truth = pl.DataFrame({"application_id": ["a-1", "a-2"], "default": [1, 0]})
+
+    files = ground_truth.write_delayed_labels(
+        predictions, truth, record_id_column="application_id", label_column="default",
+        delay=dt.timedelta(days=1), out_dir=folder,
+    )  # fmt: skip
+
+    assert [str(f).startswith("s3://") for f in files] == [True], files
+    assert not list(tmp_path.iterdir()), "wrote a local folder named after the URL"
+    labels = ground_truth.read_labels(folder, dt.date(2026, 12, 2))
+    assert sorted(labels["prediction_id"].to_list()) == ["p-1", "p-2"]

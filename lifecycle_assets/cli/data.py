@@ -120,6 +120,7 @@ def simulate_traffic(
 
     from lifecycle_assets.data.ground_truth import labels_folder
     from lifecycle_assets.data.simulator import ShiftKnobs, simulate_range
+    from lifecycle_assets.data.traffic import log_wait_seconds
     from lifecycle_assets.data.traffic import simulate_traffic as play
 
     spec = _load(spec_path)
@@ -135,27 +136,40 @@ def simulate_traffic(
         )
     settings = Settings.from_env()
     folder = labels_folder(settings.landing_dir, spec.name)
+    # A service on this machine writes its spool here; in team mode every replica, on any
+    # machine, ships its closed segments to the shared log.
+    log_dirs = [settings.prediction_log_spool_dir]
+    ship_seconds = None
+    if settings.ships_prediction_logs:
+        log_dirs.append(settings.prediction_log_dir)
+        ship_seconds = settings.log_ship_seconds
+    looked = " and ".join(str(d) for d in log_dirs)
     try:
         answers, files = play(
-            service_url, batches, spec, labels_dir=folder,
-            log_dir=settings.prediction_log_spool_dir,
+            service_url, batches, spec, labels_dir=folder, log_dirs=log_dirs,
             label_delay=dt.timedelta(days=label_delay_days), label_fraction=label_fraction,
+            log_wait_seconds=log_wait_seconds(ship_seconds),
         )  # fmt: skip
     except httpx.HTTPError as error:  # nothing listens, or it stopped answering
         raise click.ClickException(f"no service answered at {service_url}: {error}") from None
     except (RuntimeError, ValueError) as error:  # it refused a batch; no id_column to match
         raise click.ClickException(str(error).strip().splitlines()[0]) from None
+    unlogged = answers["predicted_at"].null_count()
+    if unlogged == answers.height:
+        # A label is due after its logged prediction: without the log there is no such time.
+        raise click.ClickException(
+            f"{service_url} answered {answers.height} predictions but none is in its log at "
+            f"{looked}: no label landed (is the service logging, with this LIFECYCLE_HOME or "
+            "LIFECYCLE_STORAGE_URL?)"
+        )
     versions = answers.group_by("model_version").len().sort("model_version").rows()
     console.print(f"{answers.height} predictions from {service_url} (versions: {versions})")
     console.print(
         f"{len(files)} label file(s) in {folder}, arriving {label_delay_days} day(s) after "
         "each prediction as the service logged it"
     )
-    unlogged = answers["predicted_at"].null_count()
     if unlogged:
-        # A label is due after its logged prediction: without the log there is no such time.
         console.print(
             f"[yellow]{unlogged} of {answers.height} predictions not found in the service's "
-            f"log at {settings.prediction_log_spool_dir}: no label landed for them (is the "
-            "service running elsewhere, or with another LIFECYCLE_HOME?)[/yellow]"
+            f"log at {looked}: no label landed for them[/yellow]"
         )

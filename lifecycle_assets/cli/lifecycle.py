@@ -68,15 +68,33 @@ def run(spec_path: str | None, refresh: bool, as_json: bool) -> None:
         payload = [s.to_dict() for s in summaries]
         click.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, default=str))
     else:
-        console.print(
-            "next: `make dev` (Dagster UI on http://127.0.0.1:3000), `make serve` "
-            "(every champion on http://127.0.0.1:3001), `make mlflow-ui`, `lifecycle status`"
-        )
+        console.print(next_steps(Settings.from_env()))
     codes = {summary.exit_code for summary in summaries}
     # Everything is written: the interpreter's last full collections at exit would walk every
     # object of Dagster, MLflow and scikit-learn for nothing (seconds); frozen, they are skipped.
     gc.freeze()
     raise SystemExit(1 if 1 in codes else max(codes))
+
+
+def next_steps(settings: Settings) -> str:
+    """The commands to look at what `lifecycle run` did: the embedded UIs, or in team mode the
+    team's (README "Team mode"): `make dev` and `make mlflow-ui` read the embedded SQLite stores,
+    which a team run never wrote."""
+    serve = "`make serve` (every champion on http://127.0.0.1:3001)"
+    if not settings.team:
+        return (
+            f"next: `make dev` (Dagster UI on http://127.0.0.1:3000), {serve}, `make mlflow-ui`, "
+            "`lifecycle status`"
+        )
+    dagster = (
+        f"the Dagster UI at {settings.dagster_url}"
+        if settings.dagster_url
+        else "`make team-dev` (Dagster UI on the PostgreSQL instance, http://127.0.0.1:3000)"
+    )
+    return (
+        f"next: {dagster}, {serve}, the MLflow UI at {settings.mlflow_tracking_uri}, "
+        "`lifecycle status`"
+    )
 
 
 def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool = False) -> list:

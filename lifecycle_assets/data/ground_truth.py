@@ -216,8 +216,8 @@ def write_delayed_labels(
     )
     keep = np.random.default_rng(seed).random(labelled.height) < fraction
     labelled = labelled.filter(pl.Series(keep)).sort(LABELLED_AT, PREDICTION_ID)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # A local folder or the team's object storage: storage.write_atomic makes local folders.
+    out_dir = storage.path(out_dir)
     written = []
     for (day,), rows in labelled.group_by(pl.col(LABELLED_AT).dt.date(), maintain_order=True):
         data = canonical_parquet(rows)

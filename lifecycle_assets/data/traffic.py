@@ -8,9 +8,11 @@ delayed label files for `ground_truth`.
 A label is due `label_delay` after its prediction as the service logged it (`predicted_at`,
 the time `live_performance` joins on), not after the client saw the answer: the service logs
 right after answering, so with no delay the client's own clock would land labels a few
-milliseconds before the predictions they label. The log is read from the service's spool
-folder on this machine, each poll reading only the bytes appended since the last; a prediction
-not found there gets no label, and is counted.
+milliseconds before the predictions they label. The log is read where it lives: the spool
+folder of a service on this machine, each poll reading only the bytes appended since the last,
+and, in team mode, the shared log folder its replicas ship their closed segments to (a service
+on any machine), each shipped segment read once; a prediction found in neither gets no label,
+and is counted.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 import polars as pl
 
+from lifecycle_assets import storage
 from lifecycle_assets.data.ground_truth import write_delayed_labels
 from lifecycle_assets.data.label_files import timestamps
 from lifecycle_assets.data.prediction_log import (
@@ -30,6 +34,8 @@ from lifecycle_assets.data.prediction_log import (
     PREDICTION_ID,
     SEGMENT_SUFFIX,
     day_dir,
+    logged_rows,
+    segment_files,
 )
 from lifecycle_assets.data.spool_tail import SpoolTail
 from lifecycle_assets.serving.prediction_log import OPEN_SUFFIX
@@ -38,8 +44,16 @@ from lifecycle_assets.spec import ModelSpec
 # The client's clock when an answer arrived; `predicted_at` is the service's logged time.
 RECEIVED_AT = "received_at"
 # How long to wait for the service to log what it answered: on one machine its rows are
-# written milliseconds after the answer; a service elsewhere never logs here.
+# written milliseconds after the answer; shipped rows reach the shared log within two shipping
+# periods (`log_wait_seconds`).
 LOG_WAIT_SECONDS = 10.0
+POLL_SECONDS = 0.2
+
+
+def log_wait_seconds(ship_seconds: float | None) -> float:
+    """How long to look for the logged rows: a shipped row waits for its segment to age
+    (one shipping period) and for the next shipping tick (one more)."""
+    return LOG_WAIT_SECONDS + (2 * ship_seconds if ship_seconds else 0.0)
 
 
 def send_rows(
@@ -61,7 +75,10 @@ def send_rows(
 
 
 def _segments(log_dir: Path, model: str, first: dt.date, last: dt.date) -> list[Path]:
-    """The service's segments of those days, the ones it is still writing included."""
+    """The segments of those days in `log_dir`: on a local spool the ones the service is still
+    writing included; on object storage the closed segments shipped there."""
+    if storage.is_remote(log_dir):
+        return segment_files(log_dir, model, first, last)
     days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
     folders = [Path(day_dir(log_dir, model, day)) for day in days]
     return sorted(
@@ -73,31 +90,54 @@ def _segments(log_dir: Path, model: str, first: dt.date, last: dt.date) -> list[
     )
 
 
+def _times(paths: list[Path], wanted: set[str]) -> dict[str, str]:
+    """`predicted_at` of the wanted prediction ids in these shipped segments (one removed
+    since it was listed is skipped)."""
+    found = {}
+    for path in paths:
+        try:
+            for _, row in logged_rows([path]):
+                if row[PREDICTION_ID] in wanted:
+                    found[row[PREDICTION_ID]] = row[PREDICTED_AT]
+        except FileNotFoundError:
+            continue
+    return found
+
+
 def logged_times(
-    log_dir: Path,
+    log_dirs: Sequence[Path],
     model: str,
     answers: pl.DataFrame,
     wait_seconds: float = LOG_WAIT_SECONDS,
     tail: SpoolTail | None = None,
 ) -> pl.DataFrame:
-    """The answers with the service's own `predicted_at` from its log in `log_dir` (null for
-    a prediction not logged there within `wait_seconds`). `tail` is the reader (a new one by
-    default), given to see what the polls cost."""
+    """The answers with the service's own `predicted_at` from its log in `log_dirs` (null for
+    a prediction not logged there within `wait_seconds`). A local spool is read on from where
+    the last poll stopped (`tail`, a new reader by default, given to see what the polls cost);
+    a shipped segment never changes, so each one on object storage is read once."""
     wanted = set(answers[PREDICTION_ID].cast(pl.String))
     # The service's UTC day may be the next one when the traffic crosses midnight.
     first = answers[RECEIVED_AT].min().date() - dt.timedelta(days=1)
     last = answers[RECEIVED_AT].max().date() + dt.timedelta(days=1)
     found: dict[str, str] = {}
-    # Each poll reads only what was appended since the last one (`data.spool_tail`).
     tail = tail or SpoolTail()
+    shipped: set[str] = set()
     deadline = time.monotonic() + wait_seconds
     while True:
-        for row in tail.new_rows(_segments(log_dir, model, first, last)):
-            if row[PREDICTION_ID] in wanted:
-                found[row[PREDICTION_ID]] = row[PREDICTED_AT]
+        for log_dir in log_dirs:
+            paths = _segments(log_dir, model, first, last)
+            if not storage.is_remote(log_dir):
+                rows = tail.new_rows(paths)
+                found.update(
+                    (r[PREDICTION_ID], r[PREDICTED_AT]) for r in rows if r[PREDICTION_ID] in wanted
+                )
+                continue
+            paths = [p for p in paths if str(p) not in shipped]
+            shipped.update(str(p) for p in paths)
+            found.update(_times(paths, wanted))
         if len(found) == len(wanted) or time.monotonic() >= deadline:
             break
-        time.sleep(0.2)
+        time.sleep(POLL_SECONDS)
     logged = pl.DataFrame(
         [
             pl.Series(PREDICTION_ID, list(found), dtype=pl.String),
@@ -113,20 +153,22 @@ def simulate_traffic(
     spec: ModelSpec,
     *,
     labels_dir: Path,
-    log_dir: Path,
+    log_dirs: Sequence[Path],
     label_delay: dt.timedelta,
     label_fraction: float = 1.0,
+    log_wait_seconds: float = LOG_WAIT_SECONDS,
 ) -> tuple[pl.DataFrame, list[Path]]:
     """Send every batch, then land each answered application's outcome `label_delay` after
-    the service logged its prediction (in `log_dir`, its spool folder). The answers come back
-    with `predicted_at` as logged, null for those not in the log, which got no label."""
+    the service logged its prediction (in one of `log_dirs`: its spool folder, the shared log).
+    The answers come back with `predicted_at` as logged, null for those not in the log, which
+    got no label."""
     if not spec.id_column:
         raise ValueError("simulated traffic needs the spec's id_column to match labels back")
     if label_delay < dt.timedelta(0):
         # Said before any request is sent, not after the traffic has been played.
         raise ValueError(f"labels cannot arrive before the prediction: delay is {label_delay}")
     truth = pl.concat([frame for _, frame in batches])
-    answers = logged_times(log_dir, spec.name, send_rows(url, truth, spec))
+    answers = logged_times(log_dirs, spec.name, send_rows(url, truth, spec), log_wait_seconds)
     files = write_delayed_labels(
         answers.filter(pl.col(PREDICTED_AT).is_not_null()),
         truth,

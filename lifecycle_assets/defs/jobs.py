@@ -7,7 +7,7 @@ import dagster as dg
 
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.monitoring import serving_partitions
-from lifecycle_assets.defs.executors import step_executor
+from lifecycle_assets.defs.executors import in_process_steps, step_executor
 from lifecycle_assets.spec import ModelSpec
 
 TRAINING_ASSETS = (
@@ -55,7 +55,7 @@ def build_jobs(spec: ModelSpec, partitions: dg.PartitionsDefinition) -> list:
             names.key(spec.name, names.RAW_BATCHES), names.key(spec.name, names.FEATURES)
         ),
         partitions_def=partitions,
-        executor_def=dg.in_process_executor,
+        executor_def=in_process_steps,
         description=f"Ingest, validate and featurize one day of {spec.name} data.",
     )
     training = dg.define_asset_job(
@@ -76,7 +76,7 @@ def build_jobs(spec: ModelSpec, partitions: dg.PartitionsDefinition) -> list:
         live_performance_job_name(spec),
         selection=dg.AssetSelection.assets(names.key(spec.name, names.LIVE_PERFORMANCE)),
         partitions_def=serving_partitions(spec),
-        executor_def=dg.in_process_executor,
+        executor_def=in_process_steps,
         description=f"Re-score past days of {spec.name} predictions as late labels arrive.",
     )
     # Outside the training job on purpose: a failed blocking gate skips everything downstream
@@ -84,7 +84,7 @@ def build_jobs(spec: ModelSpec, partitions: dg.PartitionsDefinition) -> list:
     model_card = dg.define_asset_job(
         model_card_job_name(spec),
         selection=dg.AssetSelection.assets(names.key(spec.name, names.MODEL_CARD)),
-        executor_def=dg.in_process_executor,
+        executor_def=in_process_steps,
         description=f"Write the model card of the last evaluated {spec.name} version.",
     )
     return [ingest, training, monitoring, live_performance, model_card]

@@ -17,6 +17,7 @@ from lifecycle_assets.config import (
     Settings,
 )
 from lifecycle_assets.defs import names
+from lifecycle_assets.defs.executors import in_process_steps
 from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.registry import aliases, canary, retire
 from lifecycle_assets.registry.ledger import Ledger
@@ -213,7 +214,7 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
     def job(op: dg.OpDefinition, operation: str, description: str) -> dg.JobDefinition:
         @dg.job(
             name=f"{name}_{operation}_job",
-            executor_def=dg.in_process_executor,
+            executor_def=in_process_steps,
             description=description,
             tags={"lifecycle/operation": operation},
         )

@@ -8,6 +8,7 @@ import dagster as dg
 
 from lifecycle_assets.config import RetirementPolicy
 from lifecycle_assets.defs import names
+from lifecycle_assets.defs.executors import in_process_steps
 from lifecycle_assets.defs.resources import JsonIOManager, LifecycleResource, MlflowResource
 from lifecycle_assets.ml import scorecard, scorecard_html
 from lifecycle_assets.spec import ModelSpec
@@ -144,7 +145,7 @@ def build_portfolio_defs(specs: list[ModelSpec]) -> dg.Definitions:
     job = dg.define_asset_job(
         SCORECARD_JOB,
         selection=dg.AssetSelection.assets(SCORECARD_KEY),
-        executor_def=dg.in_process_executor,
+        executor_def=in_process_steps,
         description="Rebuild the portfolio health scorecard and judge the retirement policy.",
     )
     # 04:00 UTC: after the nightly monitoring (02:00) and label refresh (03:00) have run.
