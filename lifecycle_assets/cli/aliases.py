@@ -33,8 +33,15 @@ def _report_move(name: str, alias: str, move, as_json: bool) -> None:
     before = previous.version if previous else None
     if as_json:
         payload = {"model": name, "alias": alias, "previous": before, "current": current.version}
-        changed = before != current.version
-        click.echo(json.dumps({**payload, "changed": changed, "ended": move.ended}, indent=2))
+        changed = before != current.version or move.adopted
+        adopted = {"adopted": True} if move.adopted else {}
+        extra = {"changed": changed, **adopted, "ended": move.ended}
+        click.echo(json.dumps({**payload, **extra}, indent=2))
+    elif move.adopted:
+        console.print(
+            f"{name} `{alias}`: v{current.version}, set outside the platform, is now promoted "
+            "(recorded in the ledger)"
+        )
     elif before == current.version:
         console.print(f"{name} `{alias}` already points to v{current.version}; nothing changed.")
     else:
@@ -186,25 +193,45 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
     """Each alias of one model (registry, with the ledger's when/who when it agrees) and what
     the service says it serves (under `service`)."""
     from lifecycle_assets.registry.ledger import Ledger
+    from lifecycle_assets.registry.promotions import last_promotion
 
-    recorded = Ledger.default().holders(name)
+    ledger = Ledger.default()
     held: dict[str, Any] = {}
     for alias in ALIASES:
         found = reader.resolve(name, alias)
-        entry = recorded.get(alias)
         if found is None:
             held[alias] = None
             continue
         ref = found.to_dict()
-        # The ledger's word only when it agrees with the registry, the source of truth.
-        known = entry if entry is not None and entry.to_version == ref["version"] else None
+        # The ledger's word only when the platform itself moved the alias there: a move made
+        # in MLflow directly is not a promotion, and the service does not serve it.
+        entry = last_promotion(ledger.entries(name, alias))
+        promoted = entry.to_version if entry is not None else None
+        known = entry if promoted == ref["version"] else None
         held[alias] = {
             **ref,
             "since": known.time if known else None,
             "by": known.actor if known else None,
             "reason": known.reason if known else None,
+            "promoted": known is not None,
+            "ledger_version": promoted,
         }
     return {**held, "service": served_by(service_url, name)}
+
+
+# The aliases a service follows (the `challenger` is a label it does not read).
+SERVED_ALIASES = (config.CHAMPION_ALIAS, config.CANARY_ALIAS, config.SHADOW_ALIAS)
+
+
+def _unpromoted_line(name: str, alias: str, ref: dict[str, Any]) -> str:
+    """One line on an alias set outside the platform, with both ways out."""
+    version, promoted = ref["version"], version_label(ref["ledger_version"])
+    return (
+        f"[red]not promoted[/red]: {name} `{alias}` -> v{version} was set outside the platform "
+        f"(the ledger's last promotion is {promoted}), so the service does not serve it: "
+        f"`lifecycle rollback {name}` to restore it, or `lifecycle promote {name} {version}` "
+        "to keep it"
+    )
 
 
 def _print_status(name: str, held: dict[str, Any], service_url: str) -> None:
@@ -223,6 +250,9 @@ def _print_status(name: str, held: dict[str, Any], service_url: str) -> None:
             tags.get(config.TAG_TRAINING_DIGEST, "")[:12], tags.get(config.TAG_BENTO_TAG, ""),
         )  # fmt: skip
     console.print(table)
+    for alias in SERVED_ALIASES:
+        if (ref := held[alias]) is not None and not ref["promoted"]:
+            console.print(_unpromoted_line(name, alias, ref))
     if served["reachable"]:
         roles = ", ".join(
             f"{role} v{held_role['version']}"
