@@ -162,3 +162,65 @@ def test_a_version_of_another_model_never_serves(
         assert body["degraded"]["registry_holder"] == forged
         assert "trained for model 'expected_loss'" in body["degraded"]["reasons"][0]
         assert c.get("/models").json()["models"][name]["task"] == "binary_classification"
+
+
+def test_status_names_a_champion_deleted_outside_the_platform(
+    registered_champion: ModelRef, lifecycle_env: Settings
+) -> None:
+    """Before, `status` showed `champion -` and nothing else while a running service still
+    served the deleted version (and would serve nothing after a restart)."""
+    import json
+
+    v2 = register_copy(registered_champion)
+    move_alias(MlflowClient(), v2.name, CHAMPION, v2.version, reason="ok", actor="me")
+    MlflowClient().delete_model_version(v2.name, v2.version)  # the MLflow UI's "Delete"
+    result = CliRunner().invoke(main, ["status", v2.name, "--service-url", ""])
+    assert result.exit_code == 0, result.output
+    line = " ".join(result.output.split())
+    assert f"missing: the ledger's {v2.name} `champion` is v{v2.version}, but the registry" in line
+    as_json = CliRunner().invoke(main, ["status", v2.name, "--service-url", "", "--json"])
+    assert json.loads(as_json.stdout)["missing_in_registry"] == {CHAMPION: v2.version}
+
+
+def test_promote_by_hand_of_a_version_its_gates_refused_needs_an_override(
+    registered_champion: ModelRef, lifecycle_env: Settings
+) -> None:
+    """Before, `lifecycle promote` (and the promote job) made a gate-refused version champion
+    without a word, the ledger reading "promoted from the command line"."""
+    import json
+
+    import dagster as dg
+
+    from lifecycle_assets.defs.operations import build_operation_jobs
+    from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
+    from lifecycle_assets.spec import default_spec
+
+    v1, name = registered_champion, registered_champion.name
+    v2 = register_copy(v1)
+    # Where the evaluation asset writes the version's verdicts (and logs them to its run).
+    folder = lifecycle_env.reports_dir / name / f"v{v2.version}"
+    folder.mkdir(parents=True)
+    verdict = {"name": "auc_meets_minimum", "passed": False, "description": "AUC 0.61 < 0.7"}
+    (folder / "evaluation.json").write_text(json.dumps({"gates": [verdict]}))
+
+    refused = CliRunner().invoke(main, ["promote", name, v2.version])
+    assert refused.exit_code == 1
+    assert "failed its gates (auc_meets_minimum: AUC 0.61 < 0.7)" in refused.output
+    assert "--override-gates" in refused.output
+    job = next(j for j in build_operation_jobs(default_spec()) if j.name.endswith("promote_job"))
+    node = job.graph.node_defs[0].name
+
+    def run_job(**op_config: object) -> dg.ExecuteInProcessResult:
+        return job.execute_in_process(
+            run_config={"ops": {node: {"config": {"version": v2.version, **op_config}}}},
+            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+            resources={"lifecycle": LifecycleResource(), "mlflow": MlflowResource()},
+        )  # fmt: skip
+
+    assert not run_job().success
+    assert Ledger.default().entries(name, CHAMPION)[-1].to_version == v1.version
+
+    assert run_job(override_gates=True, reason="demo").success
+    last = Ledger.default().entries(name, CHAMPION)[-1]
+    assert last.to_version == v2.version
+    assert last.reason == "demo (overriding failed gates: auc_meets_minimum: AUC 0.61 < 0.7)"

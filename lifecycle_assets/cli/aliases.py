@@ -63,6 +63,11 @@ def _report_move(name: str, alias: str, move, as_json: bool) -> None:
     default=None,
     help="Refuse unless the alias still points to this version ('none': unset).",
 )
+@click.option(
+    "--override-gates",
+    is_flag=True,
+    help="Make a version whose gates failed `champion` anyway (the failed gates go in the ledger).",
+)
 @_actor_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_clear_errors
@@ -72,16 +77,23 @@ def promote(
     alias: str,
     reason: str,
     expect: str | None,
+    override_gates: bool,
     actor: str,
     as_json: bool,
 ) -> None:
     """Point an alias (default `champion`) at VERSION of MODEL, recorded in the ledger.
 
     A new champion ends the canary or shadow of its version; a canary takes its weight from
-    `lifecycle canary`, not from here."""
+    `lifecycle canary`, not from here. A version whose evaluation recorded a failed gate
+    becomes `champion` only with --override-gates."""
     from lifecycle_assets.registry.aliases import ANY_VERSION, move_alias
+    from lifecycle_assets.registry.gate_record import promotion_reason
 
     _require_model(model)
+    if alias == config.CHAMPION_ALIAS:
+        reason = promotion_reason(
+            Settings.from_env(), model, version, reason, override=override_gates
+        )
     expected = ANY_VERSION if expect is None else None if expect.lower() == "none" else expect
     move = move_alias(
         _alias_client(), model, alias, version, reason=reason, actor=actor,
@@ -197,16 +209,19 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
 
     ledger = Ledger.default()
     held: dict[str, Any] = {}
+    gone: dict[str, str] = {}
     for alias in ALIASES:
         found = reader.resolve(name, alias)
-        if found is None:
-            held[alias] = None
-            continue
-        ref = found.to_dict()
         # The ledger's word only when the platform itself moved the alias there: a move made
         # in MLflow directly is not a promotion, and the service does not serve it.
         entry = last_promotion(ledger.entries(name, alias))
         promoted = entry.to_version if entry is not None else None
+        if found is None:
+            held[alias] = None
+            if promoted is not None:
+                gone[alias] = promoted  # alias removed, version deleted or model renamed
+            continue
+        ref = found.to_dict()
         known = entry if promoted == ref["version"] else None
         held[alias] = {
             **ref,
@@ -216,7 +231,9 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
             "promoted": known is not None,
             "ledger_version": promoted,
         }
-    return {**held, "service": served_by(service_url, name)}
+    # Only when there is something to say: scripts read the aliases and `service`.
+    missing = {"missing_in_registry": gone} if gone else {}
+    return {**held, **missing, "service": served_by(service_url, name)}
 
 
 # The aliases a service follows (the `challenger` is a label it does not read).
@@ -253,6 +270,13 @@ def _print_status(name: str, held: dict[str, Any], service_url: str) -> None:
     for alias in SERVED_ALIASES:
         if (ref := held[alias]) is not None and not ref["promoted"]:
             console.print(_unpromoted_line(name, alias, ref))
+        if (version := held.get("missing_in_registry", {}).get(alias)) is not None:
+            console.print(
+                f"[red]missing[/red]: the ledger's {name} `{alias}` is v{version}, but the "
+                "registry shows none (alias removed, version deleted or model renamed outside "
+                "the platform): a running service keeps it until it restarts; "
+                f"`lifecycle promote {name} VERSION` to name one"
+            )
     if served["reachable"]:
         roles = ", ".join(
             f"{role} v{held_role['version']}"
