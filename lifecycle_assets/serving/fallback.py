@@ -110,28 +110,38 @@ class PromotionPending(RuntimeError):
     """The registry shows a move whose ledger entry is still PENDING: look again shortly."""
 
 
-def promotion_problems(ledger: Ledger, name: str, alias: str, version: str) -> list[str]:
+def promotion_problems(
+    ledger: Ledger, name: str, alias: str, version: str, *, wait_seconds: float = 0.0
+) -> list[str]:
     """[] when the ledger shows `alias` -> `version` as the platform's last move of it, else
-    why not (`registry/promotions.py`); PromotionPending while that move is in flight.
+    why not (`registry/promotions.py`); PromotionPending while that move is in flight, after
+    waiting up to `wait_seconds` for it to be committed (a move commits milliseconds after
+    its registry write, which a webhook may announce first).
 
     A ledger that cannot be read refuses the version: nothing then says it was promoted.
     """
-    try:
-        found = promotion(ledger, name, alias, version)
-    except Exception as error:
-        logger.error("the alias ledger %s cannot be read: %s", ledger.where, error)
-        return ["the alias ledger cannot be read (details in the service log)"]
-    if found.ok:
-        return []
-    if found.pending:
-        raise PromotionPending(found.reason)
-    return [found.reason]
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            found = promotion(ledger, name, alias, version)
+        except Exception as error:
+            logger.error("the alias ledger %s cannot be read: %s", ledger.where, error)
+            return ["the alias ledger cannot be read (details in the service log)"]
+        if found.ok:
+            return []
+        if not found.pending:
+            return [found.reason]
+        if time.monotonic() > deadline:
+            raise PromotionPending(found.reason)
+        time.sleep(0.05)
 
 
-def verify_promoted(ref: ModelRef, alias: str, ledger: Ledger) -> ServedModel:
+def verify_promoted(
+    ref: ModelRef, alias: str, ledger: Ledger, *, wait_seconds: float = 0.0
+) -> ServedModel:
     """`verify_and_load`, and the ledger must show `ref` as the platform's `alias`: a version
     set in MLflow directly (its UI, its API) is refused with every reason, never served."""
-    problems = promotion_problems(ledger, ref.name, alias, ref.version)
+    problems = promotion_problems(ledger, ref.name, alias, ref.version, wait_seconds=wait_seconds)
     try:
         served = verify_and_load(ref)
     except VersionRefused as refused:
@@ -207,15 +217,11 @@ PENDING_WAIT_SECONDS = 5.0
 
 def _promoted_holder(holder: ModelRef, alias: str, ledger: Ledger) -> ServedModel:
     """`verify_promoted`, waiting a moment for a move in flight; after that it is refused."""
-    deadline = time.monotonic() + PENDING_WAIT_SECONDS
-    while True:
-        try:
-            return verify_promoted(holder, alias, ledger)
-        except PromotionPending as pending:
-            if time.monotonic() > deadline:
-                reason = f"{pending} and its ledger entry stays PENDING"
-                raise Unpromoted(holder.name, holder.version, [reason]) from None
-            time.sleep(0.1)
+    try:
+        return verify_promoted(holder, alias, ledger, wait_seconds=PENDING_WAIT_SECONDS)
+    except PromotionPending as pending:
+        reason = f"{pending} and its ledger entry stays PENDING"
+        raise Unpromoted(holder.name, holder.version, [reason]) from None
 
 
 class NothingToServe(ModelSourceError):

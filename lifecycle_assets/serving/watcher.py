@@ -46,6 +46,8 @@ ALIASES = {
     CANARY: config.CANARY_ALIAS,
     SHADOW: config.SHADOW_ALIAS,
 }
+# How long a poll waits for a move it sees in flight (PENDING in the ledger) to be committed.
+PENDING_WAIT_SECONDS = 1.0
 # Refusals kept for /metadata; older ones are in the service log.
 MAX_REFUSALS = 20
 # Polls (2 s each by default) a champion loaded without a `bento_tag` tag is re-read for it.
@@ -212,6 +214,14 @@ class RegistryWatcher:
     def _is_refused(self, role: str) -> bool:
         return any(r.role == role and r.version == self._seen[role] for r in self.refused)
 
+    def _if_alias_moved_on(self, reader: RegistryReader, alias: str, version: str) -> None:
+        """PromotionPending when the registry no longer names `version`: read just before a
+        second move, the ledger already has that move, and the next poll follows it; only a
+        holder still named after the ledger was read is refused."""
+        state = reader.model_state(self.name)
+        if state is None or state.aliases.get(alias) != version:
+            raise PromotionPending(f"`{alias}` moved on from v{version}")
+
     def _now_promoted(self, role: str) -> bool:
         """Whether the ledger now names a holder refused for want of its record (`lifecycle
         promote` adopted a version set in MLflow directly): the alias did not move, but the
@@ -241,13 +251,17 @@ class RegistryWatcher:
         for served in (models.champion, models.canary, models.shadow):
             if served is not None and served.ref.version == version:
                 # Already loaded and verified for another role; the ledger must still say so.
-                if problems := promotion_problems(self.ledger, self.name, alias, version):
+                problems = promotion_problems(
+                    self.ledger, self.name, alias, version, wait_seconds=PENDING_WAIT_SECONDS
+                )
+                if problems:
+                    self._if_alias_moved_on(reader, alias, version)
                     self._unpromoted[role] = version
                     return self._refuse(role, version, "; ".join(problems), "; ".join(problems))
                 return served
         try:
             ref = existing_version(reader, self.name, version)
-            candidate = verify_promoted(ref, alias, self.ledger)
+            candidate = verify_promoted(ref, alias, self.ledger, wait_seconds=PENDING_WAIT_SECONDS)
             # A new champion brings its own spec (requests are validated against it); the other
             # roles must answer the rows the champion's spec accepts.
             spec = candidate.loaded.spec if role == CHAMPION else models.champion.loaded.spec
@@ -256,6 +270,7 @@ class RegistryWatcher:
             raise
         except VersionRefused as error:
             if isinstance(error, Unpromoted):
+                self._if_alias_moved_on(reader, alias, version)
                 self._unpromoted[role] = version
             return self._refuse(role, version, "; ".join(error.reasons), error.detail)
         except Exception as error:
