@@ -33,8 +33,15 @@ def _report_move(name: str, alias: str, move, as_json: bool) -> None:
     before = previous.version if previous else None
     if as_json:
         payload = {"model": name, "alias": alias, "previous": before, "current": current.version}
-        changed = before != current.version
-        click.echo(json.dumps({**payload, "changed": changed, "ended": move.ended}, indent=2))
+        changed = before != current.version or move.adopted
+        adopted = {"adopted": True} if move.adopted else {}
+        extra = {"changed": changed, **adopted, "ended": move.ended}
+        click.echo(json.dumps({**payload, **extra}, indent=2))
+    elif move.adopted:
+        console.print(
+            f"{name} `{alias}`: v{current.version}, set outside the platform, is now promoted "
+            "(recorded in the ledger)"
+        )
     elif before == current.version:
         console.print(f"{name} `{alias}` already points to v{current.version}; nothing changed.")
     else:
@@ -56,6 +63,11 @@ def _report_move(name: str, alias: str, move, as_json: bool) -> None:
     default=None,
     help="Refuse unless the alias still points to this version ('none': unset).",
 )
+@click.option(
+    "--override-gates",
+    is_flag=True,
+    help="Make a version whose gates failed `champion` anyway (the failed gates go in the ledger).",
+)
 @_actor_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_clear_errors
@@ -65,16 +77,23 @@ def promote(
     alias: str,
     reason: str,
     expect: str | None,
+    override_gates: bool,
     actor: str,
     as_json: bool,
 ) -> None:
     """Point an alias (default `champion`) at VERSION of MODEL, recorded in the ledger.
 
     A new champion ends the canary or shadow of its version; a canary takes its weight from
-    `lifecycle canary`, not from here."""
+    `lifecycle canary`, not from here. A version whose evaluation recorded a failed gate
+    becomes `champion` only with --override-gates."""
     from lifecycle_assets.registry.aliases import ANY_VERSION, move_alias
+    from lifecycle_assets.registry.gate_record import promotion_reason
 
     _require_model(model)
+    if alias == config.CHAMPION_ALIAS:
+        reason = promotion_reason(
+            Settings.from_env(), model, version, reason, override=override_gates
+        )
     expected = ANY_VERSION if expect is None else None if expect.lower() == "none" else expect
     move = move_alias(
         _alias_client(), model, alias, version, reason=reason, actor=actor,
@@ -186,25 +205,50 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
     """Each alias of one model (registry, with the ledger's when/who when it agrees) and what
     the service says it serves (under `service`)."""
     from lifecycle_assets.registry.ledger import Ledger
+    from lifecycle_assets.registry.promotions import last_promotion
 
-    recorded = Ledger.default().holders(name)
+    ledger = Ledger.default()
     held: dict[str, Any] = {}
+    gone: dict[str, str] = {}
     for alias in ALIASES:
         found = reader.resolve(name, alias)
-        entry = recorded.get(alias)
+        # The ledger's word only when the platform itself moved the alias there: a move made
+        # in MLflow directly is not a promotion, and the service does not serve it.
+        entry = last_promotion(ledger.entries(name, alias))
+        promoted = entry.to_version if entry is not None else None
         if found is None:
             held[alias] = None
+            if promoted is not None:
+                gone[alias] = promoted  # alias removed, version deleted or model renamed
             continue
         ref = found.to_dict()
-        # The ledger's word only when it agrees with the registry, the source of truth.
-        known = entry if entry is not None and entry.to_version == ref["version"] else None
+        known = entry if promoted == ref["version"] else None
         held[alias] = {
             **ref,
             "since": known.time if known else None,
             "by": known.actor if known else None,
             "reason": known.reason if known else None,
+            "promoted": known is not None,
+            "ledger_version": promoted,
         }
-    return {**held, "service": served_by(service_url, name)}
+    # Only when there is something to say: scripts read the aliases and `service`.
+    missing = {"missing_in_registry": gone} if gone else {}
+    return {**held, **missing, "service": served_by(service_url, name)}
+
+
+# The aliases a service follows (the `challenger` is a label it does not read).
+SERVED_ALIASES = (config.CHAMPION_ALIAS, config.CANARY_ALIAS, config.SHADOW_ALIAS)
+
+
+def _unpromoted_line(name: str, alias: str, ref: dict[str, Any]) -> str:
+    """One line on an alias set outside the platform, with both ways out."""
+    version, promoted = ref["version"], version_label(ref["ledger_version"])
+    return (
+        f"[red]not promoted[/red]: {name} `{alias}` -> v{version} was set outside the platform "
+        f"(the ledger's last promotion is {promoted}), so the service does not serve it: "
+        f"`lifecycle rollback {name}` to restore it, or `lifecycle promote {name} {version}` "
+        "to keep it"
+    )
 
 
 def _print_status(name: str, held: dict[str, Any], service_url: str) -> None:
@@ -223,6 +267,16 @@ def _print_status(name: str, held: dict[str, Any], service_url: str) -> None:
             tags.get(config.TAG_TRAINING_DIGEST, "")[:12], tags.get(config.TAG_BENTO_TAG, ""),
         )  # fmt: skip
     console.print(table)
+    for alias in SERVED_ALIASES:
+        if (ref := held[alias]) is not None and not ref["promoted"]:
+            console.print(_unpromoted_line(name, alias, ref))
+        if (version := held.get("missing_in_registry", {}).get(alias)) is not None:
+            console.print(
+                f"[red]missing[/red]: the ledger's {name} `{alias}` is v{version}, but the "
+                "registry shows none (alias removed, version deleted or model renamed outside "
+                "the platform): a running service keeps it until it restarts; "
+                f"`lifecycle promote {name} VERSION` to name one"
+            )
     if served["reachable"]:
         roles = ", ".join(
             f"{role} v{held_role['version']}"

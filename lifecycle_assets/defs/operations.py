@@ -20,6 +20,7 @@ from lifecycle_assets.defs import names
 from lifecycle_assets.defs.executors import in_process_steps
 from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.registry import aliases, canary, retire
+from lifecycle_assets.registry.gate_record import promotion_reason
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.spec import ModelSpec
@@ -32,6 +33,9 @@ class PromoteConfig(dg.Config):
     alias: str = CHAMPION_ALIAS
     reason: str = "promoted from Dagster"
     expected_version: str | None = None
+    # A version whose evaluation recorded a failed gate becomes `champion` only with this set;
+    # the failed gates are then written into the ledger's reason.
+    override_gates: bool = False
 
 
 class RollbackConfig(dg.Config):
@@ -125,8 +129,13 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
         expected = (
             aliases.ANY_VERSION if config.expected_version is None else config.expected_version
         )
+        reason = config.reason
+        if config.alias == CHAMPION_ALIAS:
+            reason = promotion_reason(
+                settings, name, config.version, reason, override=config.override_gates
+            )
         move = aliases.move_alias(
-            mlflow.client(), name, config.alias, config.version, reason=config.reason,
+            mlflow.client(), name, config.alias, config.version, reason=reason,
             expected_version=expected, **_audit(context, settings),
         )  # fmt: skip
         record_operation(

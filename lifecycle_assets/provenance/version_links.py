@@ -27,6 +27,7 @@ from lifecycle_assets.provenance.links import (
     file_link,
 )
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
+from lifecycle_assets.registry.promotions import PLATFORM_KINDS
 from lifecycle_assets.registry.reader import RegistryReader, RunRecord, local_or_stored
 from lifecycle_assets.registry.refs import ModelRef
 
@@ -99,9 +100,13 @@ def answered_by_link(prediction: Link, ref: ModelRef) -> Link:
 
 
 def promotion_link(ledger: Ledger, ref: ModelRef, alias: str, at: str | None, via: str) -> Link:
-    """Who moved `alias` to this version and when, from the ledger, before the prediction."""
+    """Who moved `alias` to this version and when, from the ledger, before the prediction.
+    Only the platform's own moves count: an `external` entry records an alias set in MLflow
+    directly (found by reconcile), which no gate or person of the platform approved."""
     entries = ledger.entries(ref.name, alias, COMMITTED)
-    moves = [e.to_dict() for e in entries if e.to_version == ref.version]
+    moves = [
+        e.to_dict() for e in entries if e.to_version == ref.version and e.kind in PLATFORM_KINDS
+    ]
     predicted = _when(at)
     before = [e for e in entries if predicted is None or _when(e.time) <= predicted]
     details = {
@@ -115,6 +120,8 @@ def promotion_link(ledger: Ledger, ref: ModelRef, alias: str, at: str | None, vi
     held = bool(moves) if predicted is None else any(_when(m["time"]) <= predicted for m in moves)
     if not held:
         reason = f"the ledger records no move of `{alias}` to v{ref.version} before the prediction"
+        if any(e.to_version == ref.version and e.kind == "external" for e in entries):
+            reason += " (only an alias set outside the platform, which reconcile recorded)"
         return Link(PROMOTION, ident, MISSING, reason, details, via)
     return Link(PROMOTION, ident, OK, "", details, via)
 

@@ -32,15 +32,23 @@ BESIDE_CHAMPION = (config.CANARY_ALIAS, config.SHADOW_ALIAS)
 
 class AliasMove(tuple):
     """The (previous holder, new holder) pair a move returns, as before, plus `ended`: the
-    aliases the move removed because their version became the champion (alias -> version)."""
+    aliases the move removed because their version became the champion (alias -> version),
+    and `adopted`: the alias already named the version, set outside the platform, and the
+    move recorded it as promoted."""
 
     ended: dict[str, str]
+    adopted: bool
 
     def __new__(
-        cls, previous: ModelRef | None, current: ModelRef, ended: Mapping[str, str] | None = None
+        cls,
+        previous: ModelRef | None,
+        current: ModelRef,
+        ended: Mapping[str, str] | None = None,
+        *,
+        adopted: bool = False,
     ) -> AliasMove:
         move = super().__new__(cls, (previous, current))
-        move.ended = dict(ended or {})
+        move.ended, move.adopted = dict(ended or {}), adopted
         return move
 
     @property

@@ -41,6 +41,7 @@ from lifecycle_assets.registry.ledger import (
     previous_holder,
     version_label,
 )
+from lifecycle_assets.registry.promotions import promoted_version
 from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.recovery import recover_registry
 from lifecycle_assets.registry.refs import ModelRef
@@ -207,6 +208,8 @@ def _change_locked(
     to_version: str | None,
     expected: Expected | int,
     model_tags: ModelTags | None = None,
+    *,
+    adopt: bool = False,
     **audit: str,
 ) -> dict[str, str]:
     """PENDING, registry write, COMMITTED. The caller holds the lock and read `live` (the
@@ -217,6 +220,8 @@ def _change_locked(
     the canary's or the shadow's version ends them (`alias_rules`): their removals are ledger
     entries of their own, PENDING and settled with the move, and one `RegistryChange` with it
     (removals first: a writer that stops half way has ended them, never doubled a version).
+    `adopt` records a move to the version the alias already points to when that was set
+    outside the platform (`registry/promotions.py`): the service serves it only then.
     """
     current = live.get(alias)
     if expected is not ANY_VERSION and expected is not None:
@@ -227,7 +232,7 @@ def _change_locked(
     if to_version is not None:
         check_move(name, alias, to_version, live, tags)
     writer = writer_of(client)
-    if current == to_version:
+    if current == to_version and not adopt:
         writer.apply(RegistryChange(name, model_tags=tags))
         return {}
     ended = ended_by(alias, to_version, live)
@@ -295,11 +300,15 @@ def move_alias(
         check_move(name, alias, version, live, model_tags or {})  # before the costlier verify
         _target(client, name, version)
         previous = live.get(alias)
+        # The alias already names it, but not by the platform's hand (the MLflow UI or API):
+        # this move is what makes it promoted, so it is recorded.
+        adopt = previous == version and promoted_version(ledger, name, alias) != version
         ended = _change_locked(
-            client, ledger, name, alias, live, version, expected_version,
-            model_tags, kind="move", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
+            client, ledger, name, alias, live, version, expected_version, model_tags,
+            adopt=adopt, kind="move", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
         )  # fmt: skip
-    return AliasMove(_ref_or_none(client, name, previous), _version(client, name, version), ended)
+    current = _version(client, name, version)
+    return AliasMove(_ref_or_none(client, name, previous), current, ended, adopted=adopt)
 
 
 def remove_alias(

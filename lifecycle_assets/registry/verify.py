@@ -97,6 +97,16 @@ def refusal(tags: Mapping[str, str]) -> str | None:
     return None
 
 
+def model_refusal(ref: ModelRef) -> str | None:
+    """Why `ref` belongs to another model, or None: a version registered under this name
+    from another model's files (the MLflow UI, `create_model_version`) would serve another
+    model's schema and task on this model's route."""
+    registered_for = ref.tags.get(config.TAG_SPEC_NAME)
+    if registered_for is not None and registered_for != ref.name:
+        return f"it was trained for model {registered_for!r}, not {ref.name!r}"
+    return None
+
+
 def load_proven(tags: Mapping[str, str]) -> bool:
     """Whether registration loaded the stored file under today's allow-list and skops."""
     return bool(tags.get(config.TAG_ARTIFACT_LOAD_PROOF)) and (
@@ -144,6 +154,7 @@ def verify_dir(
     load it with the allow-list (unless `trust_proof` and registration proved the load)."""
     reason = (
         refusal(ref.tags)
+        or model_refusal(ref)
         or dir_refusal(ref.tags, model_dir)
         or compiled_refusal(ref.tags, compiled_file)
     )
@@ -223,7 +234,7 @@ def verify_version(
     ref = ref or reader.version(name, version)
     if ref is None:
         return Verification(name, version, ["it does not exist in the registry"])
-    reason = refusal(ref.tags)
+    reason = refusal(ref.tags) or model_refusal(ref)
     if reason is not None:
         return Verification(name, version, [reason])
     located = locate(ref, reader)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +27,15 @@ from typing import Any
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.artifacts import IntegrityError, UntrustedArtifactError
-from lifecycle_assets.registry.ledger import COMMITTED, Ledger, utc_now
+from lifecycle_assets.registry.ledger import COMMITTED, AliasError, Ledger, utc_now
+from lifecycle_assets.registry.promotions import PLATFORM_KINDS, promotion
 from lifecycle_assets.registry.refs import ModelRef
-from lifecycle_assets.registry.verify import has_compiled, refusal, verify_version
+from lifecycle_assets.registry.verify import (
+    has_compiled,
+    model_refusal,
+    refusal,
+    verify_version,
+)
 from lifecycle_assets.serving.in_place import registry_reader
 from lifecycle_assets.serving.model_source import (
     ModelSourceError,
@@ -63,7 +70,7 @@ def public_reason(error: BaseException) -> str:
 
 def tag_problems(ref: ModelRef) -> list[str]:
     """What the registry's tags alone say against serving `ref` (before any download)."""
-    problems = [reason] if (reason := refusal(ref.tags)) is not None else []
+    problems = [reason] if (reason := refusal(ref.tags) or model_refusal(ref)) else []
     if ref.tags.get(config.TAG_RETIRED, "").strip().lower() == "true":
         problems.append("the version is retired")
     return problems
@@ -79,6 +86,10 @@ def verify_and_load(ref: ModelRef) -> ServedModel:
     except Exception as error:
         detail = f"{type(error).__name__}: {error}"
         raise VersionRefused(ref.name, ref.version, [public_reason(error)], detail) from error
+    if (spec_name := served.loaded.spec.name) != ref.name:
+        # The tag can be edited; the spec written in the model's own files says it too.
+        reason = f"it was trained for model {spec_name!r}, not {ref.name!r}"
+        raise VersionRefused(ref.name, ref.version, [reason])
     if has_compiled(ref.tags) and served.compiled is None:
         # A compiled form turned down by choice (`LIFECYCLE_SCORER=sklearn`) leaves scikit-learn
         # serving; a compiled file that does not match its registered SHA-256 (or is gone)
@@ -87,6 +98,59 @@ def verify_and_load(ref: ModelRef) -> ServedModel:
         verdict = verify_version(_Reading(reader), ref.name, ref.version, ref=ref)
         if not verdict.ok:
             raise VersionRefused(ref.name, ref.version, verdict.reasons)
+    return served
+
+
+class Unpromoted(VersionRefused):
+    """Refused (among other reasons, maybe) because the ledger does not name the version: it
+    may serve once `lifecycle promote` records it, without the alias moving."""
+
+
+class PromotionPending(RuntimeError):
+    """The registry shows a move whose ledger entry is still PENDING: look again shortly."""
+
+
+def promotion_problems(
+    ledger: Ledger, name: str, alias: str, version: str, *, wait_seconds: float = 0.0
+) -> list[str]:
+    """[] when the ledger shows `alias` -> `version` as the platform's last move of it, else
+    why not (`registry/promotions.py`); PromotionPending while that move is in flight, after
+    waiting up to `wait_seconds` for it to be committed (a move commits milliseconds after
+    its registry write, which a webhook may announce first).
+
+    A ledger that cannot be read refuses the version: nothing then says it was promoted.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            found = promotion(ledger, name, alias, version)
+        except Exception as error:
+            logger.error("the alias ledger %s cannot be read: %s", ledger.where, error)
+            return ["the alias ledger cannot be read (details in the service log)"]
+        if found.ok:
+            return []
+        if not found.pending:
+            return [found.reason]
+        if time.monotonic() > deadline:
+            raise PromotionPending(found.reason)
+        time.sleep(0.05)
+
+
+def verify_promoted(
+    ref: ModelRef, alias: str, ledger: Ledger, *, wait_seconds: float = 0.0
+) -> ServedModel:
+    """`verify_and_load`, and the ledger must show `ref` as the platform's `alias`: a version
+    set in MLflow directly (its UI, its API) is refused with every reason, never served."""
+    problems = promotion_problems(ledger, ref.name, alias, ref.version, wait_seconds=wait_seconds)
+    try:
+        served = verify_and_load(ref)
+    except VersionRefused as refused:
+        if not problems:
+            raise
+        detail = "; ".join([refused.detail, *problems])
+        raise Unpromoted(ref.name, ref.version, [*refused.reasons, *problems], detail) from None
+    if problems:
+        raise Unpromoted(ref.name, ref.version, problems)
     return served
 
 
@@ -100,8 +164,9 @@ class _Reading:
 
 def earlier_holders(ledger: Ledger, name: str, alias: str, exclude: Iterable[str]) -> list[str]:
     """Versions that held `alias` according to the ledger, most recent first, without those in
-    `exclude` and without versions a rollback moved away from (known bad)."""
-    entries = ledger.entries(name, alias, COMMITTED)
+    `exclude` and without versions a rollback moved away from (known bad). Only the
+    platform's own moves count: an `external` entry records a holder nobody promoted."""
+    entries = [e for e in ledger.entries(name, alias, COMMITTED) if e.kind in PLATFORM_KINDS]
     rolled_back = {e.from_version for e in entries if e.kind == "rollback" and e.from_version}
     skip = set(exclude) | rolled_back
     seen: list[str] = []
@@ -122,6 +187,9 @@ class Degradation:
     reasons: list[str]
     detail: str
     since: str = field(default_factory=utc_now)
+    # Refused (also) because the ledger does not name the holder: `lifecycle promote` of it
+    # can end the degradation without the alias moving.
+    unpromoted: bool = False
 
     def public(self) -> dict[str, Any]:
         return {
@@ -142,6 +210,20 @@ class Choice:
     degradation: Degradation | None
 
 
+# How long start-up waits for a move it sees in flight (PENDING) to be committed: a move
+# takes milliseconds; one whose process died stays PENDING until the next alias command.
+PENDING_WAIT_SECONDS = 5.0
+
+
+def _promoted_holder(holder: ModelRef, alias: str, ledger: Ledger) -> ServedModel:
+    """`verify_promoted`, waiting a moment for a move in flight; after that it is refused."""
+    try:
+        return verify_promoted(holder, alias, ledger, wait_seconds=PENDING_WAIT_SECONDS)
+    except PromotionPending as pending:
+        reason = f"{pending} and its ledger entry stays PENDING"
+        raise Unpromoted(holder.name, holder.version, [reason]) from None
+
+
 class NothingToServe(ModelSourceError):
     """Neither the alias holder nor any earlier holder verifies: a fatal start-up error."""
 
@@ -155,19 +237,20 @@ def choose(
     *,
     also_refused: Iterable[str] = (),
 ) -> Choice:
-    """Serve `holder` if it verifies, else the most recent earlier holder that does.
+    """Serve `holder` if the ledger promoted it and it verifies, else the most recent earlier
+    holder (of the ledger, the platform's own moves) that verifies.
 
     `fetch(version) -> ModelRef` reads a version's current tags from the registry.
     """
     try:
-        return Choice(verify_and_load(holder), None)
+        return Choice(_promoted_holder(holder, alias, ledger), None)
     except VersionRefused as refused:
         first = refused
     logger.error("%s; looking for the last good version in the ledger", first.detail)
     tried = [holder.version, *also_refused]
     try:
         candidates = earlier_holders(ledger, name, alias, tried)
-    except sqlite3.Error as error:
+    except (sqlite3.Error, AliasError) as error:
         logger.error("the alias ledger %s cannot be read: %s", ledger.path, error)
         candidates = []
     for version in candidates:
@@ -180,8 +263,9 @@ def choose(
             logger.error("earlier %s v%s cannot be read: %s", name, version, error)
             continue
         degradation = Degradation(
-            alias, holder.version, version, first.reasons, f"v{holder.version}: {first.detail}"
-        )
+            alias, holder.version, version, first.reasons, f"v{holder.version}: {first.detail}",
+            unpromoted=isinstance(first, Unpromoted),
+        )  # fmt: skip
         logger.error(
             "DEGRADED: %s `%s` is v%s, which cannot serve (%s); serving v%s instead",
             name, alias, holder.version, "; ".join(first.reasons), version,

@@ -224,6 +224,7 @@ class PredictionService:
 
     def _serve(self, served: ServedModel) -> None:
         """Start answering for a verified model (and following its aliases, from a registry)."""
+        from lifecycle_assets.registry.ledger import Ledger
         from lifecycle_assets.serving.in_place import registry_reader
         from lifecycle_assets.serving.predictor import Predictor
         from lifecycle_assets.serving.watcher import RegistryWatcher
@@ -237,6 +238,7 @@ class PredictionService:
                 publish=functools.partial(setattr, predictor, "models"),
                 metrics=predictor.metrics,
                 poll_seconds=self.poll_seconds,
+                ledger=Ledger.for_settings(self.settings),
             )
             predictor.watcher.start()
         predictor.drift.follow()
@@ -253,13 +255,15 @@ class PredictionService:
     def _await_champions(self) -> None:
         """Models of the project that had no champion at start-up join once one is promoted.
 
-        Same bar as a swap: SHA-256 verified and a smoke prediction answered; a version that
-        fails is logged once and not retried until the alias moves.
+        Same bar as a swap: promoted in the ledger, SHA-256 verified and a smoke prediction
+        answered; a version that fails is logged once and not retried until the alias moves.
         """
-        from lifecycle_assets.serving.fallback import verify_and_load
+        from lifecycle_assets.registry.ledger import Ledger
+        from lifecycle_assets.serving.fallback import PromotionPending, verify_promoted
         from lifecycle_assets.serving.in_place import registry_reader
         from lifecycle_assets.serving.model_set import smoke_test
 
+        ledger = Ledger.for_settings(self.settings)
         refused: dict[str, str] = {}
         while self.awaited:
             time.sleep(self.poll_seconds)
@@ -269,8 +273,10 @@ class PredictionService:
                     ref = registry_reader(self.settings).resolve(name, config.CHAMPION_ALIAS)
                     if ref is None or refused.get(name) == ref.version:
                         continue
-                    served = verify_and_load(ref)
+                    served = verify_promoted(ref, config.CHAMPION_ALIAS, ledger)
                     smoke_test(served, served.loaded.spec)
+                except PromotionPending:
+                    continue  # its ledger entry is being committed: the next round
                 except Exception:
                     logger.exception("cannot serve %s yet", name)
                     if ref is not None:

@@ -23,9 +23,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lifecycle_assets import config
-from lifecycle_assets.registry.ledger import utc_now
+from lifecycle_assets.registry.ledger import Ledger, utc_now
 from lifecycle_assets.registry.reader import RegistryReader
-from lifecycle_assets.serving.fallback import Degradation, VersionRefused, verify_and_load
+from lifecycle_assets.serving.fallback import (
+    Degradation,
+    PromotionPending,
+    Unpromoted,
+    VersionRefused,
+    promotion_problems,
+    verify_promoted,
+)
 from lifecycle_assets.serving.in_place import existing_version
 from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ROLES, SHADOW, ModelSet, smoke_test
@@ -39,6 +46,8 @@ ALIASES = {
     CANARY: config.CANARY_ALIAS,
     SHADOW: config.SHADOW_ALIAS,
 }
+# How long a poll waits for a move it sees in flight (PENDING in the ledger) to be committed.
+PENDING_WAIT_SECONDS = 1.0
 # Refusals kept for /metadata; older ones are in the service log.
 MAX_REFUSALS = 20
 # Polls (2 s each by default) a champion loaded without a `bento_tag` tag is re-read for it.
@@ -73,8 +82,9 @@ class RegistryWatcher:
         publish: Callable[[ModelSet], None],
         metrics: PredictionMetrics,
         poll_seconds: float,
+        ledger: Ledger,
     ) -> None:
-        self.registry, self.name = registry, name
+        self.registry, self.name, self.ledger = registry, name, ledger
         self.current, self.publish = current, publish
         self.metrics = metrics
         self.poll_seconds = poll_seconds
@@ -103,6 +113,10 @@ class RegistryWatcher:
             )
         self.metrics.degraded.labels(name).set(0.0 if self.degradation is None else 1.0)
         self._bento_tag_polls: dict[str, int] = {}
+        # Per role, the version last refused because the ledger does not name it.
+        self._unpromoted: dict[str, str] = {}
+        if self.degradation is not None and self.degradation.unpromoted:
+            self._unpromoted[CHAMPION] = str(self.degradation.holder)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -138,24 +152,32 @@ class RegistryWatcher:
             changes: dict[str, Any] = {}
             for role, alias in ALIASES.items():
                 target = aliases.get(alias)
-                if target == self._seen[role] and not (retry_refused and self._is_refused(role)):
+                if target == self._seen[role] and not (
+                    self._is_refused(role) and (retry_refused or self._now_promoted(role))
+                ):
                     continue
-                self._seen[role] = target
                 served = models.get(role)
                 if target is None:
+                    self._seen[role] = target
                     if role == CHAMPION:
                         logger.warning("%s lost `%s`; still serving it", self.name, alias)
                     else:
                         changes[role] = None
                 elif served is None or served.ref.version != target:
-                    loaded = self._load(reader, role, target, models)
+                    try:
+                        loaded = self._load(reader, role, target, models)
+                    except PromotionPending:
+                        continue  # its ledger entry is being committed: the next poll
+                    self._seen[role] = target
                     if loaded is not None:
                         changes[role] = loaded
                     if role == CHAMPION:
                         self._set_degradation(None if loaded else target, models)
-                elif role == CHAMPION:
-                    # The alias came back to the version served: registry and service agree.
-                    self._set_degradation(None, models)
+                else:
+                    self._seen[role] = target
+                    if role == CHAMPION:
+                        # The alias came back to the version served: registry and service agree.
+                        self._set_degradation(None, models)
             tagged = None if CHAMPION in changes else self._with_its_bento(reader, models.champion)
             if tagged is not None:
                 models = models.replace(champion=tagged)
@@ -192,6 +214,26 @@ class RegistryWatcher:
     def _is_refused(self, role: str) -> bool:
         return any(r.role == role and r.version == self._seen[role] for r in self.refused)
 
+    def _if_alias_moved_on(self, reader: RegistryReader, alias: str, version: str) -> None:
+        """PromotionPending when the registry no longer names `version`: read just before a
+        second move, the ledger already has that move, and the next poll follows it; only a
+        holder still named after the ledger was read is refused."""
+        state = reader.model_state(self.name)
+        if state is None or state.aliases.get(alias) != version:
+            raise PromotionPending(f"`{alias}` moved on from v{version}")
+
+    def _now_promoted(self, role: str) -> bool:
+        """Whether the ledger now names a holder refused for want of its record (`lifecycle
+        promote` adopted a version set in MLflow directly): the alias did not move, but the
+        version may serve now. One ledger read per poll, only while such a refusal stands."""
+        version = self._seen[role]
+        if version is None or self._unpromoted.get(role) != version:
+            return False
+        try:
+            return not promotion_problems(self.ledger, self.name, ALIASES[role], version)
+        except PromotionPending:
+            return False
+
     def _weight(self, raw: str | None, current: float) -> float:
         try:
             return parse_weight(raw)
@@ -203,17 +245,33 @@ class RegistryWatcher:
     def _load(
         self, reader: RegistryReader, role: str, version: str, models: ModelSet
     ) -> ServedModel | None:
-        """The verified, smoke-tested version, or None after recording why it was refused."""
+        """The verified, smoke-tested version the ledger promoted, or None after recording why
+        it was refused; PromotionPending while its move is being committed."""
+        alias = ALIASES[role]
         for served in (models.champion, models.canary, models.shadow):
             if served is not None and served.ref.version == version:
-                return served  # already loaded and verified for another role
+                # Already loaded and verified for another role; the ledger must still say so.
+                problems = promotion_problems(
+                    self.ledger, self.name, alias, version, wait_seconds=PENDING_WAIT_SECONDS
+                )
+                if problems:
+                    self._if_alias_moved_on(reader, alias, version)
+                    self._unpromoted[role] = version
+                    return self._refuse(role, version, "; ".join(problems), "; ".join(problems))
+                return served
         try:
-            candidate = verify_and_load(existing_version(reader, self.name, version))
+            ref = existing_version(reader, self.name, version)
+            candidate = verify_promoted(ref, alias, self.ledger, wait_seconds=PENDING_WAIT_SECONDS)
             # A new champion brings its own spec (requests are validated against it); the other
             # roles must answer the rows the champion's spec accepts.
             spec = candidate.loaded.spec if role == CHAMPION else models.champion.loaded.spec
             smoke_test(candidate, spec)
+        except PromotionPending:
+            raise
         except VersionRefused as error:
+            if isinstance(error, Unpromoted):
+                self._if_alias_moved_on(reader, alias, version)
+                self._unpromoted[role] = version
             return self._refuse(role, version, "; ".join(error.reasons), error.detail)
         except Exception as error:
             # Smoke-test messages are built here from the spec: no paths, safe to show.

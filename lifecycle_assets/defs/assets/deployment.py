@@ -51,7 +51,10 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         training_set: dict[str, Any],
     ) -> dg.Output[dict[str, Any]]:
         # Blocking checks stop this step within a run; re-judging here also stops a run that
-        # targets this asset alone, so a failed gate can never be promoted around.
+        # targets this asset alone, so a failed gate can never be promoted around. The
+        # verdicts recorded with the evaluation count too: they were judged with the
+        # thresholds of the spec that trained the version (`lifecycle run --spec`, a spec
+        # since edited), which this code location's spec may loosen.
         report = EvaluationReport.from_dict(evaluation_report["report"])
         verdicts = all_gates(
             report,
@@ -59,9 +62,12 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             spec.gate_thresholds(),
             training_set.get("quarantine"),
         )
-        failed = [gate for gate in verdicts if not gate.passed]
+        failed = {g.name: g.description for g in verdicts if not g.passed}
+        for gate in evaluation_report.get("gates", []):
+            if not gate.get("passed"):
+                failed.setdefault(gate["name"], f"{gate.get('description', '')} (as evaluated)")
         if failed:
-            raise _refusal("; ".join(f"{g.name}: {g.description}" for g in failed))
+            raise _refusal("; ".join(f"{name}: {why}" for name, why in failed.items()))
         client = mlflow.client()
         candidate = evaluation_report["model"]
         try:

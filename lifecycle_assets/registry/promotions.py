@@ -1,0 +1,80 @@
+"""Which version the platform promoted to an alias: the ledger's word, not the registry's.
+
+Anyone with write access to MLflow (its UI, its REST API, `MlflowClient`) can point `champion`
+at any version: one that failed its gates, one nobody reviewed. Only `registry/aliases.py`
+moves an alias after verifying the version and under the model's lock, and it records every
+move in the ledger first. So a version may serve an alias only when the ledger's last
+committed move of that alias made by the platform (`move`, `rollback`, `remove`; not the
+`external` entries reconcile writes to record what it found) points to it. Anything else is
+a change behind the platform's back: the service refuses it and keeps what the ledger names,
+and `lifecycle status` says so.
+
+A move in flight is PENDING in the ledger while the registry already shows it; that is not a
+refusal but a wait (`Promotion.pending`), settled a moment later by its own process or by
+the next `reconcile`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lifecycle_assets.registry.ledger import (
+    COMMITTED,
+    PENDING,
+    Ledger,
+    LedgerEntry,
+    version_label,
+)
+
+# Ledger entries that record a decision of the platform; `external` only records what
+# reconcile found in the registry, and `retire` holds no alias.
+PLATFORM_KINDS = ("move", "remove", "rollback")
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What the ledger says about `alias` -> `version`: `ok`, `pending`, or `reason` why not."""
+
+    alias: str
+    version: str | None
+    promoted: str | None
+    pending: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.version == self.promoted
+
+    @property
+    def reason(self) -> str:
+        """One line for a person (no paths): why the registry's holder may not serve."""
+        return (
+            f"`{self.alias}` -> {version_label(self.version)} was not set through the platform "
+            f"(the ledger's last promotion is {version_label(self.promoted)})"
+        )
+
+
+def last_promotion(entries: Iterable[LedgerEntry]) -> LedgerEntry | None:
+    """The newest committed entry the platform itself made, of one alias's entries."""
+    found = None
+    for entry in entries:
+        if entry.state == COMMITTED and entry.kind in PLATFORM_KINDS:
+            found = entry
+    return found
+
+
+def promoted_version(ledger: Ledger, name: str, alias: str) -> str | None:
+    """The version the platform last moved `alias` of `name` to (None: unset or never)."""
+    entry = last_promotion(ledger.entries(name, alias))
+    return None if entry is None else entry.to_version
+
+
+def promotion(ledger: Ledger, name: str, alias: str, version: str | None) -> Promotion:
+    """Whether the registry's holder `version` of `alias` is the one the platform promoted."""
+    entries = ledger.entries(name, alias)
+    last = last_promotion(entries)
+    promoted = None if last is None else last.to_version
+    in_flight = any(
+        e.state == PENDING and e.kind in PLATFORM_KINDS and e.to_version == version for e in entries
+    )
+    return Promotion(alias, version, promoted, pending=version != promoted and in_flight)
