@@ -71,6 +71,18 @@ def refusal_cause(result: ExecutionResult) -> str | None:
     return None
 
 
+def same_training(result: ExecutionResult) -> str | None:
+    """The line a trained model step observed when another run had already registered this
+    very training (`v3 already holds this training (run <id>)`); None otherwise."""
+    for event in result.all_events:
+        if event.event_type != dg.DagsterEventType.ASSET_OBSERVATION:
+            continue
+        metadata = event.event_specific_data.asset_observation.metadata
+        if names.SAME_TRAINING_METADATA_KEY in metadata:
+            return str(metadata[names.SAME_TRAINING_METADATA_KEY].value)
+    return None
+
+
 def run_log_path(settings: Settings, model: str, run_id: str) -> Path:
     return settings.reports_dir / model / "runs" / f"{run_id}.log"
 

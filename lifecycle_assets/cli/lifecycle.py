@@ -207,8 +207,10 @@ def _print_summary(summary, settings: Settings, path: Path) -> None:
 
     if summary.outcome == UNCHANGED:
         held = current_champion(settings, summary.model_name)
+        # None when the run that registered this training has not promoted it (yet).
+        stays = f"`champion` stays v{held}" if held else "no champion yet"
         console.print(
-            f"{summary.model_name}: {summary.failure}; no new version, `champion` stays v{held}.",
+            f"{summary.model_name}: {summary.failure}; no new version, {stays}.",
             markup=False,
             highlight=False,
             soft_wrap=True,
