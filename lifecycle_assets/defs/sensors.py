@@ -256,6 +256,8 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         for request in requests:
             state.watch(request)
         requests = [*retries, *requests]
+        for note in notes if requests else []:  # a tick that requests has no skip reason
+            context.log.info(note)
         return dg.SensorResult(
             run_requests=requests,
             skip_reason=None if requests else "; ".join([*notes, reason or ""]).strip("; "),
