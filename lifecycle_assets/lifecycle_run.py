@@ -37,6 +37,7 @@ from lifecycle_assets.run_results import (
     failure_cause,
     node_output,
     refusal_cause,
+    same_training,
     write_run_log,
 )
 from lifecycle_assets.run_submission import ExecutionResult, execute
@@ -276,6 +277,8 @@ def _outcome(
     if champion is not None:
         return PROMOTED, None
     if result.success and model is None and training_set is not None:
+        if (held := same_training(result)) is not None:
+            return UNCHANGED, held
         digest = training_set["digest"][:12]
         return UNCHANGED, f"nothing changed: training set {digest} is the champion's"
     if blocking:

@@ -5,6 +5,7 @@ the console line of each model."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.defs import names
 from lifecycle_assets.run_submission import ExecutionResult
 from lifecycle_assets.spec import ModelSpec
+
+# How MLflow's client names a request it gave up on ("API request to <url> failed with ...").
+_FAILED_REQUEST = re.compile(r"API request to (https?://[^\s?]+)")
 
 
 def node_output(result: ExecutionResult, spec: ModelSpec, asset: str) -> Any:
@@ -27,21 +31,32 @@ def node_output(result: ExecutionResult, spec: ModelSpec, asset: str) -> Any:
 
 
 def root_message(error: Any) -> str:
-    """The innermost cause of a serialized Dagster error, first line, without class prefix."""
+    """The innermost cause of a serialized Dagster error, first line, without class prefix;
+    with the address of the HTTP request that failed when only an outer error names it (a
+    step retried until "Exceeded max_retries" because MLflow's server answered 500: the cause
+    alone, "too many 500 error responses", would not say which server)."""
     chain = []
     while error is not None:
         chain.append(error)
         error = getattr(error, "cause", None)
+    messages = [(getattr(cause, "message", "") or "").strip() for cause in chain]
     # The innermost cause that says something: a worker's traceback (joblib's
     # `_RemoteTraceback: `) carries no message on its first line; the error it caused does.
-    for cause in reversed(chain):
-        message = (getattr(cause, "message", "") or "").strip()
+    for message in reversed(messages):
         first = message.splitlines()[0] if message else ""
         head, sep, rest = first.partition(": ")
         text = rest.strip() if sep and "." in head and " " not in head else first
         if text:
-            return text
+            return _with_request(text, messages)
     return "failed"
+
+
+def _with_request(text: str, messages: list[str]) -> str:
+    """`text`, followed by the URL of the failed request an outer message names, if any."""
+    for message in messages:
+        if (found := _FAILED_REQUEST.search(message)) and found.group(1) not in text:
+            return f"{text} (request to {found.group(1)})"
+    return text
 
 
 def failure_cause(result: ExecutionResult) -> str:
@@ -68,6 +83,18 @@ def refusal_cause(result: ExecutionResult) -> str | None:
         if names.REFUSED_METADATA_KEY in metadata:
             message = root_message(event.event_specific_data.error)
             return message.removeprefix(names.REFUSAL_PREFIX)
+    return None
+
+
+def same_training(result: ExecutionResult) -> str | None:
+    """The line a trained model step observed when another run had already registered this
+    very training (`v3 already holds this training (run <id>)`); None otherwise."""
+    for event in result.all_events:
+        if event.event_type != dg.DagsterEventType.ASSET_OBSERVATION:
+            continue
+        metadata = event.event_specific_data.asset_observation.metadata
+        if names.SAME_TRAINING_METADATA_KEY in metadata:
+            return str(metadata[names.SAME_TRAINING_METADATA_KEY].value)
     return None
 
 

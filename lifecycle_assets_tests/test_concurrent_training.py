@@ -88,8 +88,12 @@ def test_concurrent_training_runs_each_promote_their_own_version_or_are_refused(
     spec = small_spec(tmp_path)
     configure_mlflow(Settings.from_env())
     ingest_window(build_definitions([spec]), spec, dg.DagsterInstance.get())
-    # Other estimator settings each round (the same data): a new model, hence a new version.
-    specs = [str(write_spec(tmp_path, max_iter=30 + r)) for r in range(ROUNDS)]
+    # Other estimator settings each round and each contender (the same data): a new model,
+    # hence a new version (two identical trainings would register one: test_same_training.py).
+    specs = [
+        [str(write_spec(tmp_path, max_iter=30 + 2 * r + index)) for r in range(ROUNDS)]
+        for index in range(2)
+    ]
     signals = tmp_path / "signals"
     signals.mkdir()
     children = []
@@ -97,7 +101,7 @@ def test_concurrent_training_runs_each_promote_their_own_version_or_are_refused(
         with (tmp_path / f"child-{index}.log").open("w") as log:
             children.append(
                 subprocess.Popen(
-                    [sys.executable, "-c", CHILD, str(signals), *specs],
+                    [sys.executable, "-c", CHILD, str(signals), *specs[index]],
                     stdout=subprocess.PIPE,
                     stderr=log,
                     text=True,

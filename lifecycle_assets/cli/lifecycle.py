@@ -225,8 +225,10 @@ def _print_summary(summary, settings: Settings, path: Path) -> None:
 
     if summary.outcome == UNCHANGED:
         held = current_champion(settings, summary.model_name)
+        # None when the run that registered this training has not promoted it (yet).
+        stays = f"`champion` stays v{held}" if held else "no champion yet"
         console.print(
-            f"{summary.model_name}: {summary.failure}; no new version, `champion` stays v{held}.",
+            f"{summary.model_name}: {summary.failure}; no new version, {stays}.",
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -318,9 +320,11 @@ def monitor(spec_path: str | None, day: dt.datetime | None) -> None:
         else None
     )
     if drift is None or live is None:
-        failures = result.get_step_failure_events()
-        message = failures[0].event_specific_data.error.message.strip() if failures else "failed"
-        raise click.ClickException(f"monitoring {key} failed: {message.splitlines()[0]}")
+        from lifecycle_assets.run_results import failure_cause
+
+        # The step's innermost cause (the server and its error), not Dagster's outer wrapper:
+        # a step retried to its end said only "Exceeded max_retries of 2".
+        raise click.ClickException(f"monitoring {key} failed: {failure_cause(result)}")
     verdict = "[red]DRIFT" if drift["drifted"] else "[green]no drift"
     console.print(f"{spec.name} {key}: {drift['rows']} predictions, {verdict}[/]")
     if drift.get("drifted_features"):

@@ -28,6 +28,9 @@ DRIFT_CHECK = "no_data_drift"
 REFUSED_METADATA_KEY = "refused"
 # How such a refusal's message starts; the run summary says "not promoted" once, itself.
 REFUSAL_PREFIX = "not promoted: "
+# On the trained model's observation when another run had already registered this very
+# training: its value is the one line `lifecycle run` reports (`registry.same_training`).
+SAME_TRAINING_METADATA_KEY = "same_training"
 # Run tag naming the run whose values a run's inputs read (a model card run: the training run
 # that evaluated the version), instead of each input's latest materialization, which another
 # model version's run may have replaced meanwhile.

@@ -14,6 +14,7 @@ from lifecycle_assets.data.ingest import select_window
 from lifecycle_assets.data.lake import Lake, sha256_bytes
 from lifecycle_assets.data.landing import landing_folder, read_cursor, scan_landing
 from lifecycle_assets.defs import names
+from lifecycle_assets.defs.card_retries import VERSION_TAG, CardCursor, retry_failed_cards
 from lifecycle_assets.defs.drift_reports import read_drift_reports
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
 from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
@@ -257,10 +258,27 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         "including versions the gates rejected.",
     )
     def model_card_sensor(context: dg.SensorEvaluationContext):
-        # The cursor is the storage id of the last evaluation handled.
-        after = int(context.cursor) if (context.cursor or "").isdigit() else None
-        if context.cursor and after is None:  # set by hand to something else: from the newest
-            context.log.warning(f"unreadable cursor {context.cursor!r}: starting from none")
+        # The cursor: the storage id of the last evaluation handled, and the versions whose
+        # card run failed or is awaited (retried with backoff: `card_retries`).
+        state = CardCursor.read(context)
+        retries, notes = retry_failed_cards(context, spec, card_key, state)
+        requests, reason, after = _next_card(context, state.after)
+        for request in requests:
+            state.watch(request)
+        requests = [*retries, *requests]
+        for note in notes if requests else []:  # a tick that requests has no skip reason
+            context.log.info(note)
+        return dg.SensorResult(
+            run_requests=requests,
+            skip_reason=None if requests else "; ".join([*notes, reason or ""]).strip("; "),
+            cursor=state.to_json(after),
+        )
+
+    def _next_card(
+        context: dg.SensorEvaluationContext, after: int | None
+    ) -> tuple[list[dg.RunRequest], str | None, int | None]:
+        """The card run of the oldest evaluation not yet handled, or why none now; and the
+        storage id the cursor moves to."""
         records = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=evaluation_key, after_storage_id=after),
             limit=1,
@@ -270,10 +288,10 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         ).records
         if not records:
             if after:
-                return dg.SkipReason("no new evaluation since the last card")
+                return [], "no new evaluation since the last card", after
             # Cursor 0, not none: the sensor is on by default, so this is its first tick on a
             # new instance, and every version evaluated before the next one needs its card.
-            return dg.SensorResult(skip_reason="nothing evaluated yet", cursor="0")
+            return [], "nothing evaluated yet", 0
         latest = records[0]
         version = _metadata_value(latest, "model_version")
         wait = _card_written_elsewhere(context.instance, latest, version, card_key, spec)
@@ -283,16 +301,13 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
             # stops just before it, even on a first tick: without a cursor the next tick
             # would start at a newer evaluation and this version would never get its card.
             reason, card_exists = wait
-            return dg.SensorResult(
-                skip_reason=reason,
-                cursor=str(latest.storage_id if card_exists else latest.storage_id - 1),
-            )
+            return [], reason, latest.storage_id if card_exists else latest.storage_id - 1
         request = dg.RunRequest(
             # One card run per version, even if the cursor is lost: Dagster dedups the key.
             run_key=f"model-card-v{version}",
             # The card run reads this evaluation's run, not the latest evaluation.
-            tags={"lifecycle/model_version": str(version), names.SOURCE_RUN_TAG: latest.run_id},
+            tags={VERSION_TAG: str(version), names.SOURCE_RUN_TAG: latest.run_id},
         )
-        return dg.SensorResult(run_requests=[request], cursor=str(latest.storage_id))
+        return [request], None, latest.storage_id
 
     return [new_data_sensor, drift_sensor, model_card_sensor]

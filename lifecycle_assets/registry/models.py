@@ -30,8 +30,10 @@ from lifecycle_assets.registry.artifacts import (
     sha256_file,
     trusted_types_of,
 )
+from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
 from lifecycle_assets.registry.refs import ModelRef, get_version
+from lifecycle_assets.registry.same_training import TAG_TRAINING_KEY, registering_once
 from lifecycle_assets.spec import ModelSpec
 
 # Explicit requirements: inferring them costs about 5 s per call and would pin whatever
@@ -46,6 +48,7 @@ def log_and_register(
     input_example: pd.DataFrame,
     version_tags: dict[str, str],
     evaluation: pd.DataFrame | None = None,
+    once: tuple[Ledger, str] | None = None,
 ) -> ModelRef:
     """Log the pipeline (skops) to the active MLflow run and register a new version.
 
@@ -57,6 +60,9 @@ def log_and_register(
     the input example) and logged beside it, or the tags say why scikit-learn serves instead.
     The stored skops file is loaded back with the allow-list and must score the example as the
     fitted pipeline does; `artifact_load_proof` then lets an alias move trust the SHA-256 alone.
+    With `once` (the model's ledger and this training's key), a version that already holds the
+    same training is found under the model's lock instead, and `SameTrainingRegistered` raised
+    (`registry.same_training`).
     """
     active = mlflow.active_run()
     if active is None:
@@ -95,9 +101,12 @@ def log_and_register(
         config.TAG_SPEC_NAME: spec.name,
         **({config.TAG_ARTIFACT_LOAD_PROOF: proof} if proof else {}),
     }
-    registered = mlflow.register_model(
-        info.model_uri, spec.name, tags={key: str(value) for key, value in tags.items()}
-    )
+    if once is not None:
+        tags[TAG_TRAINING_KEY] = once[1]
+    with registering_once(MlflowClient(), spec.name, active.info.run_id, once):
+        registered = mlflow.register_model(
+            info.model_uri, spec.name, tags={key: str(value) for key, value in tags.items()}
+        )
     crash_point("after-register")
     mlflow.set_tag(config.TAG_ARTIFACT_SHA256, sha)
     return get_version(MlflowClient(), spec.name, str(registered.version))

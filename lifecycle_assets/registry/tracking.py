@@ -7,6 +7,7 @@ later step (of this model or another one in the same process) can log into it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -27,10 +28,12 @@ from sklearn.pipeline import Pipeline
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.training import model_input
+from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.mlflow_schema import create_if_new
 from lifecycle_assets.registry.models import log_and_register
 from lifecycle_assets.registry.owner import TAG_HOST, TAG_PID
 from lifecycle_assets.registry.refs import ModelRef
+from lifecycle_assets.registry.same_training import training_key
 from lifecycle_assets.registry.server_check import check_tracking_server
 from lifecycle_assets.spec import ModelSpec
 
@@ -165,9 +168,12 @@ def log_model_metrics(
     return model_id
 
 
+_ROOT = Path(__file__).resolve().parents[2]
+
+
 def git_commit() -> str:
     """The commit the code ran from, with `-dirty` when the tree has uncommitted changes."""
-    root = Path(__file__).resolve().parents[2]
+    root = _ROOT
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
@@ -182,6 +188,22 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit
+
+
+def code_identity(commit: str) -> str | None:
+    """What names the code a training ran: its commit, and for a dirty tree the SHA-256 of its
+    uncommitted changes too (`-dirty` alone names any edit); None when there is no commit."""
+    if commit == "unknown":
+        return None
+    if not commit.endswith("-dirty"):
+        return commit
+    try:
+        diff = subprocess.run(
+            ["git", "diff", "HEAD"], cwd=_ROOT, capture_output=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{commit}:{hashlib.sha256(diff).hexdigest()}"
 
 
 def log_datasets(table: pl.DataFrame, training_set: dict[str, Any], spec: ModelSpec) -> None:
@@ -211,11 +233,14 @@ def track_and_register(
     dagster_run_id: str,
     reference_profile: dict[str, Any],
     commit: str | None = None,
+    ledger: Ledger | None = None,
 ) -> ModelRef:
     """Log params, metrics, datasets and provenance to the active run; register the version.
 
     The reference profile (what the training data and its scores looked like) is logged with
     the run, so drift is later judged against exactly the data this version learned from.
+    With the model's `ledger`, a version already registered for the same training set, spec
+    and code is reused (`SameTrainingRegistered`), not registered again.
     """
     commit = commit or git_commit()
     mlflow.log_dict(reference_profile, config.REFERENCE_PROFILE_FILE)
@@ -233,6 +258,9 @@ def track_and_register(
     mlflow.log_metrics({f"validation_{k}": float(v) for k, v in val_metrics.items()})
     log_datasets(table, training_set, spec)
     mlflow.set_tags({config.TAG_TRAINING_DIGEST: training_set["digest"]})
+    key = training_key(
+        training_set["digest"], training_set.get("model_spec_sha256"), code_identity(commit)
+    )
     return log_and_register(
         pipeline,
         spec,
@@ -245,6 +273,7 @@ def track_and_register(
             config.TAG_GIT_COMMIT: commit,
             config.TAG_REFERENCE_PROFILE: config.REFERENCE_PROFILE_FILE,
         },
+        once=(ledger, key) if ledger is not None and key is not None else None,
     )
 
 

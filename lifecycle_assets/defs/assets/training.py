@@ -13,11 +13,13 @@ from lifecycle_assets.defs.assets.training_set import (
     unchanged_champion,
 )
 from lifecycle_assets.defs.metadata import rounded_metrics
-from lifecycle_assets.defs.resources import MlflowResource
+from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.profile import build_profile
 from lifecycle_assets.ml.tasks import task_metrics
 from lifecycle_assets.ml.training import fit_pipeline, predict_scores
+from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.refs import ModelRef
+from lifecycle_assets.registry.same_training import SameTrainingRegistered
 from lifecycle_assets.registry.tracking import TrainingRun, track_and_register
 from lifecycle_assets.spec import ModelSpec
 
@@ -26,7 +28,7 @@ SCORE_PROFILE_ROWS = 200_000
 
 
 def _fit_and_register(
-    training_set: dict[str, Any], run: TrainingRun, spec: ModelSpec
+    training_set: dict[str, Any], run: TrainingRun, spec: ModelSpec, ledger: Ledger
 ) -> tuple[ModelRef, dict[str, float]]:
     """Fit on the training split, score the validation split, log and register the version."""
     table = storage.read_parquet(training_set["path"])
@@ -61,6 +63,7 @@ def _fit_and_register(
         run.dagster_run_id,
         profile.to_dict(),
         commit=run.commit,
+        ledger=ledger,
     )
     return ref, val_metrics
 
@@ -80,8 +83,11 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         description="A scikit-learn pipeline fit on the training split, registered in MLflow.",
     )
     def trained_model(
-        context: dg.AssetExecutionContext, mlflow: MlflowResource, training_set: dict[str, Any]
-    ) -> Iterator[dg.Output[dict[str, Any]]]:
+        context: dg.AssetExecutionContext,
+        mlflow: MlflowResource,
+        lifecycle: LifecycleResource,
+        training_set: dict[str, Any],
+    ) -> Iterator[dg.Output[dict[str, Any]] | dg.AssetObservation]:
         client = mlflow.client()
         if (same := unchanged_champion(client, spec, training_set)) is not None:
             # Nothing changed: no new version, no MLflow run, nothing downstream runs (README).
@@ -91,8 +97,23 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             )
             return
         # The whole step is the MLflow run: a failure anywhere in it ends the run FAILED.
+        ledger = Ledger.for_settings(lifecycle.settings())
         with mlflow.training_run(context, spec.name) as run:
-            ref, val_metrics = _fit_and_register(training_set, run, spec)
+            try:
+                ref, val_metrics = _fit_and_register(training_set, run, spec, ledger)
+            except SameTrainingRegistered as same:
+                # Another run registered this very training (same data, spec and code) first:
+                # its evaluation, gates and card stand for it, so nothing downstream runs again.
+                context.log.info(str(same))
+                yield dg.AssetObservation(
+                    asset_key=context.asset_key,
+                    metadata={
+                        names.SAME_TRAINING_METADATA_KEY: str(same),
+                        "model_version": same.ref.version,
+                        "mlflow_run_id": run.run_id,
+                    },
+                )
+                return
             name = run.name_after(ref.version)
         if spec_sha := training_set.get("model_spec_sha256"):
             client.set_model_version_tag(ref.name, ref.version, config.TAG_MODEL_SPEC, spec_sha)
