@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from lifecycle_assets import storage
+from lifecycle_assets import config, storage
 from lifecycle_assets.cli import main
 from lifecycle_assets.config import Settings
 from lifecycle_assets.data import prediction_log
@@ -72,7 +72,7 @@ def test_labels_land_for_a_service_whose_log_is_shipped_from_another_home(
         "LIFECYCLE_STORAGE_URL": moto_s3.url(f"traffic-{uuid.uuid4().hex[:8]}"),
         "LIFECYCLE_LOG_SHIP_SECONDS": "1",
     }
-    service_home = str(tmp_path / "service_home")
+    service_home = home_sharing_the_ledger(tmp_path, lifecycle_env)
     with serving(
         SERVICE, tmp_path, LIFECYCLE_MODEL_SOURCE="registry", LIFECYCLE_HOME=service_home, **team
     ) as url:
@@ -94,6 +94,15 @@ def test_labels_land_for_a_service_whose_log_is_shipped_from_another_home(
     assert joined.filter(pl.col("labelled_at") < pl.col("predicted_at")).is_empty()
 
 
+def home_sharing_the_ledger(tmp_path: Path, settings: Settings) -> str:
+    """A LIFECYCLE_HOME of the service's own that reads this project's alias ledger, as a
+    service on another machine reads the team's (it serves only what the ledger promoted)."""
+    home = tmp_path / "service_home"
+    home.mkdir()
+    (home / config.LEDGER_DIR).symlink_to(settings.home / config.LEDGER_DIR)
+    return str(home)
+
+
 def _local_copies(folder: Path, tmp_path: Path) -> list[Path]:
     """The label files of an object-storage folder, copied here to be read as files."""
     copies = tmp_path / "label_copies"
@@ -110,7 +119,7 @@ def test_no_label_and_exit_1_when_the_services_log_is_nowhere_to_be_read(
 ) -> None:
     """Embedded, a service with a home of its own keeps its log where this command cannot see
     it: one line saying so, exit 1 (it printed a yellow note and exited 0)."""
-    service_home = str(tmp_path / "service_home")
+    service_home = home_sharing_the_ledger(tmp_path, lifecycle_env)
     with serving(
         SERVICE, tmp_path, LIFECYCLE_MODEL_SOURCE="registry", LIFECYCLE_HOME=service_home
     ) as url:
