@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.routing import Route
 
 from lifecycle_assets.config import Settings
 from lifecycle_assets.serving.connection_limits import MAX_PER_CLIENT, ConnectionBook
 from lifecycle_assets.serving.head_limit import HeadLimitedProtocol
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.test_hot_swap import wait_for
-from lifecycle_assets_tests.test_http_hostile import echo, metric
-from lifecycle_assets_tests.test_http_service import SERVICE, free_port, sample_records, serving
+from lifecycle_assets_tests.test_http_hostile import metric, small_server
+from lifecycle_assets_tests.test_http_service import SERVICE, sample_records, serving
 from lifecycle_assets_tests.test_prediction_log_e2e import two_champions  # noqa: F401
 
 GET = b"GET /echo HTTP/1.1\r\nhost: x\r\n\r\n"
@@ -37,23 +32,9 @@ class _Few(HeadLimitedProtocol):
     connections = ConnectionBook(per_client=3, total=5)
 
 
-@contextlib.contextmanager
-def few_server() -> Iterator[int]:
+def few_server() -> contextlib.AbstractContextManager[int]:
     """uvicorn with `_Few` as its protocol and a 3 s keep-alive, on a free port."""
-    app = Starlette(routes=[Route("/echo", echo, methods=["GET"])])
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=_Few, log_level="error", timeout_keep_alive=3
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    return small_server(_Few, timeout_keep_alive=3)
 
 
 def connect(port: int, source: str = "127.0.0.1", timeout: float = 10.0) -> socket.socket:

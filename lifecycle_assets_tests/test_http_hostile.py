@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,12 +63,15 @@ class _Small(HeadLimitedProtocol):
 
 
 @contextlib.contextmanager
-def small_server() -> Iterator[int]:
-    """uvicorn with `_Small` as its protocol, as BentoML's worker runs it, on a free port."""
+def small_server(protocol: type[HeadLimitedProtocol] = _Small, **options: Any) -> Iterator[int]:
+    """uvicorn with `protocol` (short limits) as BentoML's worker runs it, on a free port;
+    `options` are more uvicorn settings."""
     app = Starlette(routes=[Route("/echo", echo, methods=["POST", "GET"])])
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, http=_Small, log_level="error")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, http=protocol, log_level="error", **options
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
