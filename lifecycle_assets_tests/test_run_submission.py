@@ -334,8 +334,22 @@ class Lines:
         raise AssertionError(f"no such line within {timeout:.0f} s:\n{''.join(self.read)}")
 
     def rest(self, timeout: float) -> str:
-        """The lines after those read so far, to the process's end."""
-        self.process.wait(timeout=timeout)
+        """The lines after those read so far, to the process's end. A process still running
+        after `timeout` is aborted (its threads' stacks printed by faulthandler, which
+        `interrupted_lifecycle_run` turns on) and the test fails with what it printed."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+            with contextlib.suppress(queue.Empty):
+                while (line := self._queue.get(timeout=5)) is not None:
+                    self.read.append(line)
+            raise AssertionError(
+                f"still running {timeout:.0f} s later; its output and stacks:\n"
+                + "".join(self.read)[-12000:]
+            ) from None
         rest = []
         while (line := self._queue.get(timeout=10)) is not None:
             rest.append(line)
@@ -352,7 +366,7 @@ def interrupted_lifecycle_run(
     process = subprocess.Popen(
         [str(BIN / "lifecycle"), "run"],
         cwd=cwd,
-        env={**env, "PYTHONUNBUFFERED": "1"},
+        env={**env, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
