@@ -357,6 +357,16 @@ class Lines:
         return "".join(rest)
 
 
+# Exec the command with SIGINT at its default and unblocked, as a shell starts it. Ignoring or
+# blocking a signal is inherited across exec: something earlier in a full suite run left the
+# pytest process ignoring SIGINT (faulthandler showed `lifecycle run` still asleep at its pause
+# 120 s after the signal), and the command then never saw Ctrl-C. `exec` keeps the pid.
+WITH_CTRL_C = (
+    "import os, signal, sys; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+    "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def interrupted_lifecycle_run(
     cwd: Path, env: dict[str, str], ready: Callable[[Lines, subprocess.Popen], None]
 ) -> tuple[subprocess.Popen, str, str]:
@@ -364,7 +374,7 @@ def interrupted_lifecycle_run(
     ended process (its pid names the runs it submitted), its whole output and the output after
     the signal."""
     process = subprocess.Popen(
-        [str(BIN / "lifecycle"), "run"],
+        [sys.executable, "-c", WITH_CTRL_C, str(BIN / "lifecycle"), "run"],
         cwd=cwd,
         env={**env, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
