@@ -84,3 +84,22 @@ def test_a_uuid7_id_names_the_days_to_read(tmp_path: Path) -> None:
     assert not may_hold(log / "2026-02-01" / "host-1-2.jsonl", days)
     assert may_hold(log / "data" / "data.1.log", days)  # no day folder: read it
     assert candidate_days(uuid.uuid4().hex) is None and candidate_days("nonsense") is None
+
+
+def test_piped_output_keeps_tables_whole_and_rules_short() -> None:
+    """Off a terminal the console is as wide as its content (tables are never cut to 80
+    columns), but a rule spanned that whole width: `make run > log` wrote 4000 dashes per model."""
+    from rich.table import Table
+
+    from lifecycle_assets.cli.app import PIPED_WIDTH, console, rule
+
+    assert console.width == PIPED_WIDTH  # pytest's stdout is no terminal
+    reason = "passed gates: " + ", ".join(f"gate_number_{i}" for i in range(12))
+    with console.capture() as captured:
+        rule("credit_default v1")
+        table = Table("alias", "reason")
+        table.add_row("champion", reason)
+        console.print(table)
+    lines = captured.get().splitlines()
+    assert len(lines[0]) == 80 and "credit_default v1" in lines[0], lines[0]
+    assert any(reason in line for line in lines), lines

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.rule import Rule
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
@@ -26,8 +27,17 @@ from lifecycle_assets.settings import load_env_file
 # Piped or redirected, rich would cut every table cell to fit 80 columns: a history saved to a
 # file lost its reasons ("passed gates: training_da…"). Off a terminal, lines are as wide as
 # their content (COLUMNS, when set, still decides).
+# A rule spans the console's width: off a terminal it keeps a reader's 80 columns instead.
 PIPED_WIDTH = 4000
+PIPED_RULE_WIDTH = 80
 console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH)
+
+
+def rule(title: str) -> None:
+    """A titled rule across the terminal, or 80 columns wide when the output is piped."""
+    console.print(Rule(title), width=PIPED_RULE_WIDTH if console.width == PIPED_WIDTH else None)
+
+
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 ALIASES = (config.CHAMPION_ALIAS, config.CHALLENGER_ALIAS, config.CANARY_ALIAS, config.SHADOW_ALIAS)
 

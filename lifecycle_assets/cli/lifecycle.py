@@ -21,6 +21,7 @@ from lifecycle_assets.cli.app import (
     _spec_option,
     console,
     main,
+    rule,
 )
 from lifecycle_assets.config import Settings
 
@@ -234,7 +235,7 @@ def _print_summary(summary, settings: Settings, path: Path) -> None:
             soft_wrap=True,
         )
         return
-    console.rule(f"[bold]{summary.model_name} v{summary.model_version or '-'}")
+    rule(f"[bold]{summary.model_name} v{summary.model_version or '-'}")
     if summary.metrics:
         metrics = Table("metric", "value", title="test-set metrics")
         for key, value in summary.metrics.items():
