@@ -35,10 +35,10 @@ class MlflowReader:
             raise
 
     def versions(self, name: str) -> list[ModelRef]:
-        from lifecycle_assets.registry.refs import _ref
+        from lifecycle_assets.registry.refs import ref_of
 
         quoted = name.replace("'", "\\'")
-        found = [_ref(v) for v in self.client.search_model_versions(f"name = '{quoted}'")]
+        found = [ref_of(v) for v in self.client.search_model_versions(f"name = '{quoted}'")]
         # MLflow's search leaves a version's aliases out; the model's own list has them.
         held: dict[str, list[str]] = {}
         for alias, version in sorted((self.aliases(name) or {}).items()):

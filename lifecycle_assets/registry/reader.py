@@ -78,7 +78,7 @@ class SqliteReader:
             return None
         return None if row is None else row[0]
 
-    def _ref(self, row: tuple) -> ModelRef:
+    def ref_of(self, row: tuple) -> ModelRef:
         name, number, run_id, source, created = row
         where = (_WORKSPACE, name, number)
         tags = self.connection.execute(
@@ -112,13 +112,13 @@ class SqliteReader:
         row = self.connection.execute(
             self._VERSION + " and version = ?", (_WORKSPACE, name, _DELETED, int(version))
         ).fetchone()
-        return None if row is None else self._ref(row)
+        return None if row is None else self.ref_of(row)
 
     def versions(self, name: str) -> list[ModelRef]:
         rows = self.connection.execute(
             self._VERSION + " order by version", (_WORKSPACE, name, _DELETED)
         ).fetchall()
-        return [self._ref(row) for row in rows]
+        return [self.ref_of(row) for row in rows]
 
     def resolve(self, name: str, alias_or_version: str) -> ModelRef | None:
         """A version number or an alias; None when the alias is not set."""

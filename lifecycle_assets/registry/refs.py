@@ -44,7 +44,7 @@ class ModelRef:
         }
 
 
-def _ref(version: Any) -> ModelRef:
+def ref_of(version: Any) -> ModelRef:
     """A ModelRef from MLflow's `ModelVersion`."""
     return ModelRef(
         name=version.name,
@@ -59,7 +59,7 @@ def _ref(version: Any) -> ModelRef:
 
 def get_version(client: Any, name: str, version: str) -> ModelRef:
     """The version through an MLflow client; raises MlflowException when there is none."""
-    return _ref(client.get_model_version(name, version))
+    return ref_of(client.get_model_version(name, version))
 
 
 def resolve(client: Any, name: str, alias_or_version: str) -> ModelRef | None:
@@ -69,7 +69,7 @@ def resolve(client: Any, name: str, alias_or_version: str) -> ModelRef | None:
     from mlflow.exceptions import MlflowException  # a client exists: MLflow is loaded
 
     try:
-        return _ref(client.get_model_version_by_alias(name, alias_or_version))
+        return ref_of(client.get_model_version_by_alias(name, alias_or_version))
     except MlflowException as error:
         if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None

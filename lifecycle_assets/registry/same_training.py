@@ -18,7 +18,7 @@ from typing import Any
 
 from lifecycle_assets import config
 from lifecycle_assets.registry.ledger import Ledger
-from lifecycle_assets.registry.refs import ModelRef, _ref
+from lifecycle_assets.registry.refs import ModelRef, ref_of
 
 TAG_TRAINING_KEY = "training_key"
 # On the MLflow run of a training whose version was already registered by another run.
@@ -48,7 +48,7 @@ def same_training(client: Any, name: str, key: str) -> ModelRef | None:
     are not served again, so a new training of theirs registers anew)."""
     found = client.search_model_versions(f"name = '{name}' and tags.{TAG_TRAINING_KEY} = '{key}'")
     live = [v for v in found if config.TAG_RETIRED not in (v.tags or {})]
-    return _ref(min(live, key=lambda v: int(v.version))) if live else None
+    return ref_of(min(live, key=lambda v: int(v.version))) if live else None
 
 
 @contextmanager

@@ -173,14 +173,13 @@ _ROOT = Path(__file__).resolve().parents[2]
 
 def git_commit() -> str:
     """The commit the code ran from, with `-dirty` when the tree has uncommitted changes."""
-    root = _ROOT
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"], cwd=_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
+            cwd=_ROOT,
             capture_output=True,
             text=True,
             check=True,
