@@ -3,6 +3,9 @@ every day its planned and its actual materialization, partition, data version, t
 
 import shutil
 import sqlite3
+import threading
+import time
+import uuid
 from contextlib import closing
 from pathlib import Path
 
@@ -168,3 +171,71 @@ def test_later_run_databases_are_made_as_dagster_makes_them(
         _run(again)
         for record in again.get_run_records(limit=2):
             assert _run_database(again, record.dagster_run.run_id) == dagsters
+
+
+RELEASE = threading.Event()
+
+
+@dg.op
+def waits(context: dg.OpExecutionContext) -> None:
+    """Holds its step open until the test has seen the step start from another instance."""
+    context.log.info("started")
+    assert RELEASE.wait(60), "the watcher never saw the step start"
+
+
+@dg.job
+def waiting_job() -> None:
+    waits()
+
+
+def test_a_watcher_sees_a_running_steps_events_as_they_happen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the UI's live run log relies on: Dagster's `watch` wakes on a change to the run's
+    database file, which a commit to its log does not make; the held databases are checkpointed
+    shortly after each use, so a watching process still sees each event while the run goes on."""
+    RELEASE.clear()
+    run_id = str(uuid.uuid4())
+    seen: list[str] = []
+
+    def on_event(event: dg.EventLogEntry, cursor: str) -> None:
+        seen.append(event.dagster_event_type.value if event.dagster_event_type else "log")
+        if "STEP_START" in seen:
+            RELEASE.set()
+
+    with _instance(tmp_path / "home", PROJECT_YAML, monkeypatch) as instance:
+        runner = threading.Thread(
+            target=lambda: waiting_job.execute_in_process(instance=instance, run_id=run_id)
+        )
+        runner.start()
+        # The UI's process: another instance on the same home, watching the run.
+        with dg.DagsterInstance.get() as ui:
+            deadline = time.monotonic() + 30
+            while not Path(ui.event_log_storage.path_for_shard(run_id)).exists():
+                assert time.monotonic() < deadline, "the run never started"
+                time.sleep(0.05)
+            ui.watch_event_logs(run_id, None, on_event)
+            try:
+                assert RELEASE.wait(30), f"the watcher saw only {seen} while the step ran"
+            finally:
+                RELEASE.set()
+                runner.join(60)
+                ui.end_watch_event_logs(run_id, on_event)
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_held_databases_are_closed_with_their_logs_when_the_instance_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No connection, log or index file outlives the instance: each held database is
+    checkpointed and closed by `dispose`, its events all in the database file."""
+    home = tmp_path / "home"
+    with _instance(home, PROJECT_YAML, monkeypatch) as instance:
+        _run(instance)
+        run_id = instance.get_run_records()[0].dagster_run.run_id
+        assert list((home / "history" / "runs").glob("*.db-wal"))  # held open: logs kept
+    assert not list((home / "history" / "runs").glob("*.db-wal"))
+    assert not list((home / "history" / "runs").glob("*.db-shm"))
+    with closing(sqlite3.connect(home / "history" / "runs" / f"{run_id}.db")) as db:
+        kinds = {kind for (kind,) in db.execute("SELECT dagster_event_type FROM event_logs")}
+    assert {"PIPELINE_START", "PIPELINE_SUCCESS", "ASSET_MATERIALIZATION"} <= kinds
