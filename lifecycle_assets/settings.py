@@ -114,6 +114,12 @@ class LifecycleSettings(BaseSettings):
     # How often a service closes its local prediction log segment and ships it to the shared
     # storage (team mode): the longest a row waits before monitoring and `trace` can see it.
     log_ship_seconds: float = Field(10.0, gt=0, validation_alias="LIFECYCLE_LOG_SHIP_SECONDS")
+    # The HTTP service's bounds per client address (`serving/connection_limits.py`,
+    # `serving/admin.py`). Behind a proxy every client shares its address: raise the first.
+    max_connections_per_client: int = Field(
+        256, ge=1, validation_alias="LIFECYCLE_MAX_CONNECTIONS_PER_CLIENT"
+    )
+    admin_max_failures: int = Field(5, ge=1, validation_alias="LIFECYCLE_ADMIN_MAX_FAILURES")
     serving: ServingLimits = Field(default_factory=ServingLimits)
 
     @field_validator("dagster_url")

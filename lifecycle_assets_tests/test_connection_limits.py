@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from lifecycle_assets.config import Settings
-from lifecycle_assets.serving.connection_limits import MAX_PER_CLIENT, ConnectionBook
+from lifecycle_assets.serving.connection_limits import ConnectionBook
 from lifecycle_assets.serving.head_limit import HeadLimitedProtocol
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.test_hot_swap import wait_for
@@ -26,6 +26,8 @@ from lifecycle_assets_tests.test_http_service import SERVICE, sample_records, se
 from lifecycle_assets_tests.test_prediction_log_e2e import two_champions  # noqa: F401
 
 GET = b"GET /echo HTTP/1.1\r\nhost: x\r\n\r\n"
+# `LIFECYCLE_MAX_CONNECTIONS_PER_CLIENT` given to the served worker (default 256).
+PER_CLIENT = 40
 
 
 class _Few(HeadLimitedProtocol):
@@ -115,10 +117,11 @@ def test_the_service_closes_idle_connections_and_refuses_a_flood(
     """One client opening more connections than allowed is refused (503) past the limit;
     every model keeps answering other clients, and the idle connections are closed."""
     cd, el = two_champions["credit_default"], two_champions["expected_loss"]
-    with serving(SERVICE, tmp_path, LIFECYCLE_MODEL_SOURCE="registry") as url:
+    limit = {"LIFECYCLE_MAX_CONNECTIONS_PER_CLIENT": str(PER_CLIENT)}
+    with serving(SERVICE, tmp_path, LIFECYCLE_MODEL_SOURCE="registry", **limit) as url:
         port = int(url.rsplit(":", 1)[1])
-        flood = [connect(port) for _ in range(MAX_PER_CLIENT + 20)]
-        replies = [closed_by_server(sock, wait=10) for sock in flood[MAX_PER_CLIENT:]]
+        flood = [connect(port) for _ in range(PER_CLIENT + 20)]
+        replies = [closed_by_server(sock, wait=10) for sock in flood[PER_CLIENT:]]
         assert all(r is not None and r.startswith(b"HTTP/1.1 503") for r in replies), replies[0]
 
         transport = httpx.HTTPTransport(local_address="127.0.0.2")
@@ -136,7 +139,7 @@ def test_the_service_closes_idle_connections_and_refuses_a_flood(
 
         # The admitted ones sent nothing: the service closes them (keep-alive time, 5 s).
         deadline = time.monotonic() + 30
-        for sock in flood[:MAX_PER_CLIENT]:
+        for sock in flood[:PER_CLIENT]:
             sock.settimeout(max(0.1, deadline - time.monotonic()))
             assert sock.recv(65536) == b""
         for sock in flood:

@@ -301,6 +301,7 @@ def test_with_tracing_on_refusals_are_counted_and_admin_guessing_is_throttled(
             ),
             LIFECYCLE_MODEL_SOURCE="registry",
             LIFECYCLE_ADMIN_TOKEN="s3cret",
+            LIFECYCLE_ADMIN_MAX_FAILURES="3",  # the setting reaches the worker (default 5)
         ) as url,
         httpx.Client(base_url=url, timeout=10) as client,
     ):
@@ -314,7 +315,7 @@ def test_with_tracing_on_refusals_are_counted_and_admin_guessing_is_throttled(
         assert answer.status_code == 415
 
         assert client.get("/admin/status", headers=token).status_code == 200
-        for _ in range(5):
+        for _ in range(3):
             wrong = client.get("/admin/status", headers={"Authorization": "Bearer guess"})
             assert wrong.status_code == 401
             assert wrong.json() == {"error": "missing or wrong admin token", "detail": []}
@@ -331,7 +332,7 @@ def test_with_tracing_on_refusals_are_counted_and_admin_guessing_is_throttled(
                 metrics, "lifecycle_rejected_requests_total", model_name=el.name, status=status
             )
             assert found == count, (status, metrics[-3000:])
-        assert metric(metrics, "lifecycle_admin_refusals_total", status="401") == 5
+        assert metric(metrics, "lifecycle_admin_refusals_total", status="401") == 3
         assert metric(metrics, "lifecycle_admin_refusals_total", status="429") == 1
 
         # Spans are exported in batches (every 5 s): the predict route's reach the collector.
@@ -353,7 +354,7 @@ def test_with_tracing_on_refusals_are_counted_and_admin_guessing_is_throttled(
 def test_admin_guessing_is_throttled_per_address_for_a_window() -> None:
     now = [1000.0]
     failed = FailedTokens(clock=lambda: now[0])
-    for _ in range(admin.MAX_FAILURES - 1):
+    for _ in range(admin.DEFAULT_MAX_FAILURES - 1):
         failed.record("10.0.0.1")
     assert failed.retry_after("10.0.0.1") is None
     failed.record("10.0.0.1")
@@ -374,7 +375,7 @@ def test_admin_refusals_have_the_error_shape_of_every_other_answer() -> None:
     scope = {"type": "http", "method": "GET", "path": "/admin/status", "headers": []}
     scope |= {"query_string": b"", "client": ("10.0.0.9", 1)}
     request = Request(scope)
-    disabled = admin.deny(request, token=None)
+    disabled = admin.deny(request, token=None, failed=FailedTokens())
     assert disabled is not None and disabled.status_code == 403
     assert json.loads(disabled.body) == {
         "error": f"admin disabled: set {admin.ENV_ADMIN_TOKEN} to enable it",

@@ -39,6 +39,12 @@ from lifecycle_assets.cli import main
             },
             "set LIFECYCLE_PROFILE=team",
         ),
+        # The service's per-address bounds: a whole number of at least 1.
+        (
+            {"LIFECYCLE_MAX_CONNECTIONS_PER_CLIENT": "0"},
+            "LIFECYCLE_MAX_CONNECTIONS_PER_CLIENT: Input should be greater than or equal to 1",
+        ),
+        ({"LIFECYCLE_ADMIN_MAX_FAILURES": "five"}, "LIFECYCLE_ADMIN_MAX_FAILURES: Input should"),
     ],
 )
 def test_refused_settings_are_one_line(

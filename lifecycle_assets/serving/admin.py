@@ -2,10 +2,10 @@
 
 The token comes from `LIFECYCLE_ADMIN_TOKEN` when the service starts. Without one configured the
 admin endpoints are disabled (403) rather than open; a missing or wrong token is a 401. A client
-address that sent `MAX_FAILURES` missing or wrong tokens within `WINDOW_SECONDS` gets 429 (with
-`Retry-After`) on every admin request until the oldest of those failures leaves the window, the
-right token included: guessing is throttled whatever the guess. Each failure is logged with the
-client address and counted in `lifecycle_admin_refusals`.
+address that sent `LIFECYCLE_ADMIN_MAX_FAILURES` (default 5) missing or wrong tokens within
+`WINDOW_SECONDS` gets 429 (with `Retry-After`) on every admin request until the oldest of those
+failures leaves the window, the right token included: guessing is throttled whatever the guess.
+Each failure is logged with the client address and counted in `lifecycle_admin_refusals`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from lifecycle_assets.serving.requests import error_body, shown
+from lifecycle_assets.settings import LifecycleSettings
 
 ENV_ADMIN_TOKEN = "LIFECYCLE_ADMIN_TOKEN"
 _SCHEME = "bearer "
-MAX_FAILURES = 5
+# Wrong tokens one address may send per window (`LIFECYCLE_ADMIN_MAX_FAILURES`).
+DEFAULT_MAX_FAILURES: int = LifecycleSettings.model_fields["admin_max_failures"].default
 WINDOW_SECONDS = 60.0
 # Addresses remembered at once: a client cycling through addresses cannot grow memory without
 # bound (the oldest address is forgotten first).
@@ -38,7 +40,10 @@ logger = logging.getLogger(__name__)
 class FailedTokens:
     """Recent missing or wrong tokens per client address, to throttle guessing."""
 
-    def __init__(self, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self, max_failures: int = DEFAULT_MAX_FAILURES, clock: Any = time.monotonic
+    ) -> None:
+        self.max_failures = max_failures
         self.clock = clock
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
 
@@ -56,19 +61,16 @@ class FailedTokens:
     def retry_after(self, address: str) -> int | None:
         """Seconds until `address` may try again; None when it is not throttled."""
         failures = self._recent(address)
-        if len(failures) < MAX_FAILURES:
+        if len(failures) < self.max_failures:
             return None
         return max(1, math.ceil(failures[0] + WINDOW_SECONDS - self.clock()))
 
     def record(self, address: str) -> None:
-        failures = self._failures.pop(address, None) or deque(maxlen=MAX_FAILURES)
+        failures = self._failures.pop(address, None) or deque(maxlen=self.max_failures)
         failures.append(self.clock())
         self._failures[address] = failures  # the newest address last
         while len(self._failures) > MAX_ADDRESSES:
             self._failures.popitem(last=False)
-
-
-_failed = FailedTokens()
 
 
 def _refusals() -> Any:
@@ -78,7 +80,7 @@ def _refusals() -> Any:
     return prediction_metrics().admin_refusals
 
 
-def deny(request: Request, token: str | None, failed: FailedTokens = _failed) -> Response | None:
+def deny(request: Request, token: str | None, failed: FailedTokens) -> Response | None:
     """The refusal to send, or None when the request carries the configured token."""
     if not token:
         return JSONResponse(
@@ -142,7 +144,7 @@ async def reload_endpoint(request: Request) -> Response:
     to one model); answer the metadata of the default model plus every model's under `models`.
     """
     service = bentoml.get_current_service()
-    if (denied := deny(request, service.admin_token)) is not None:
+    if (denied := deny(request, service.admin_token, service.failed_tokens)) is not None:
         return denied
     chosen = _chosen(request, service, ("model", "retry"))
     if isinstance(chosen, Response):
@@ -164,7 +166,7 @@ def _status(service: Any, chosen: list[str]) -> Response:
 async def status_endpoint(request: Request) -> Response:
     """What the service serves, what it refused, and when it last polled the registry."""
     service = bentoml.get_current_service()
-    if (denied := deny(request, service.admin_token)) is not None:
+    if (denied := deny(request, service.admin_token, service.failed_tokens)) is not None:
         return denied
     chosen = _chosen(request, service, ("model",))
     return chosen if isinstance(chosen, Response) else _status(service, chosen)

@@ -8,8 +8,8 @@ accept a connection, open a log segment or read a model. `HeadLimitedProtocol` c
 connection that sends nothing within the keep-alive timeout, and asks this book, as each
 connection is made, whether it may stay open:
 
-- at most `MAX_PER_CLIENT` open connections from one address (a benchmark at concurrency 64,
-  or a client's pool, is far below it);
+- at most `per_client` open connections from one address (`LIFECYCLE_MAX_CONNECTIONS_PER_CLIENT`,
+  default 256: a benchmark at concurrency 64, or a client's pool, is far below it);
 - at most `max_connections()` in all, below the process's file descriptor limit with
   `RESERVED_FDS` left for models, log segments and metrics files.
 
@@ -17,7 +17,7 @@ A connection over either is answered 503 with `Retry-After` and closed at once: 
 told, and what it holds is one socket for one loop turn. Each refusal is counted in
 `lifecycle_refused_connections_total{reason}` and logged at most once per `LOG_EVERY_SECONDS`
 with the number refused since (a flood of refusals must not become a flood of log lines).
-Behind a proxy every client shares the proxy's address: raise `MAX_PER_CLIENT` there.
+Behind a proxy every client shares the proxy's address: raise the per-client bound there.
 """
 
 from __future__ import annotations
@@ -28,9 +28,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from lifecycle_assets.settings import LifecycleSettings
+
 logger = logging.getLogger(__name__)
 
-MAX_PER_CLIENT = 256
+# A book made before the service reads its settings (the protocol's own) starts at the default.
+DEFAULT_PER_CLIENT: int = LifecycleSettings.model_fields["max_connections_per_client"].default
 # Descriptors kept for everything but client sockets: model files, log segments, metrics files.
 RESERVED_FDS = 256
 MAX_CONNECTIONS_CAP = 4096
@@ -53,7 +56,7 @@ class ConnectionBook:
 
     def __init__(
         self,
-        per_client: int = MAX_PER_CLIENT,
+        per_client: int = DEFAULT_PER_CLIENT,
         total: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

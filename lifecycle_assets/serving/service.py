@@ -198,6 +198,10 @@ class PredictionService:
         self.settings = Settings.from_env()
         env = os.environ
         self.admin_token = env.get(admin.ENV_ADMIN_TOKEN) or None
+        self.failed_tokens = admin.FailedTokens(self.settings.admin_max_failures)
+        head_limit.HeadLimitedProtocol.connections.per_client = (
+            self.settings.max_connections_per_client
+        )
         self.shadow_budget = float(env.get(ENV_SHADOW_BUDGET_MS) or config.SHADOW_BUDGET_MS)
         self.poll_seconds = float(env.get(ENV_POLL_SECONDS) or config.REGISTRY_POLL_SECONDS)
         self.predictors: dict[str, Predictor] = {}
