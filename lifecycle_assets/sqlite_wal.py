@@ -3,11 +3,11 @@ thread, so that Dagster's connection per event stops costing three disk flushes.
 
 Dagster's SQLite event log opens a connection for every event it writes and closes it after. On
 a WAL database the last connection to close checkpoints the log into the database file and
-deletes it, and the next commit starts a new log: with SQLite's default `synchronous=FULL` that
-is a flush for the commit and more for the checkpoint, 10-20 ms per event, for about 300 events
-of a `lifecycle run`. While one more connection stays open on the file, a close is not the last
-one: a commit costs its one flush (durability is unchanged: `synchronous` stays FULL) and nothing
-else (about 4 ms here against 15).
+deletes it, and the next commit starts a new log: a flush for the commit and two for the
+checkpoint, per event, for about 300 events of a `lifecycle run` (3-15 ms each event here, as
+busy as the disk is). While one more connection stays open on the file, a close is not the last
+one: a commit only appends to the log (with `synchronous=NORMAL`, `dagster_storage._engine`),
+and the log is flushed into the database by the checkpoints below.
 
 The thread is there for whoever watches a run: Dagster's `watch` (the UI's live run log) wakes
 on a change to the run's database file, which a commit to the log no longer makes. So a
