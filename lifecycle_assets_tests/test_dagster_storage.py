@@ -1,8 +1,12 @@
 """The batching SQLite storage records a window run exactly as Dagster's own SQLite storage does:
 every day its planned and its actual materialization, partition, data version, tags and status."""
 
+import os
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -239,3 +243,36 @@ def test_held_databases_are_closed_with_their_logs_when_the_instance_is(
     with closing(sqlite3.connect(home / "history" / "runs" / f"{run_id}.db")) as db:
         kinds = {kind for (kind,) in db.execute("SELECT dagster_event_type FROM event_logs")}
     assert {"PIPELINE_START", "PIPELINE_SUCCESS", "ASSET_MATERIALIZATION"} <= kinds
+
+
+KILLED_AFTER_RUN = """
+import os, signal, sys
+import dagster as dg
+from lifecycle_assets_tests.test_dagster_storage import waiting_job, RELEASE
+RELEASE.set()
+with dg.DagsterInstance.get() as instance:
+    result = waiting_job.execute_in_process(instance=instance, run_id=sys.argv[1])
+    assert result.success
+    os.kill(os.getpid(), signal.SIGKILL)  # no dispose, no exit handler: the log never closed
+"""
+
+
+def test_a_killed_process_loses_no_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits append to the log without a flush, and the process dies before any checkpoint
+    or close: every event is still read back by the next process."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(PROJECT_YAML, home / "dagster.yaml")
+    run_id = str(uuid.uuid4())
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_RUN, run_id], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        kinds = [e.dagster_event_type for e in instance.all_logs(run_id) if e.dagster_event]
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+    assert kinds[0] == dg.DagsterEventType.RUN_START
+    assert kinds[-1] == dg.DagsterEventType.RUN_SUCCESS
+    assert dg.DagsterEventType.STEP_SUCCESS in kinds
