@@ -13,7 +13,8 @@ export GIT_PYTHON_REFRESH ?= quiet
 MLFLOW_DB := sqlite:///$(LIFECYCLE_HOME)/mlflow.db
 
 .PHONY: install run test lint dev serve mlflow-ui bench bench-team clean \
-	team-dagster-home mlflow-server celery-worker team-dev test-team mlflow-schema
+	team-dagster-home mlflow-server celery-worker team-dev test-team mlflow-schema \
+	dagster-schema
 
 install: $(VENV)/.installed
 
@@ -59,6 +60,11 @@ bench: install  ## serving (wrk on pinned cores), CLI latency, lifecycle at thre
 # fails until it is regenerated).
 mlflow-schema: install  ## rewrite lifecycle_assets/registry/mlflow_schema.sql from the installed MLflow
 	$(BIN)/python -m lifecycle_assets.registry.mlflow_schema
+
+# After a Dagster upgrade: the schemas a new home's databases are created from
+# (test_dagster_storage fails until they are regenerated).
+dagster-schema: install  ## rewrite lifecycle_assets/dagster_schemas/*.sql from the installed Dagster
+	$(BIN)/python -m lifecycle_assets.dagster_schema
 
 bench-team: install  ## team mode (PostgreSQL, moto S3, MLflow server) against embedded, same data
 	$(BIN)/python benchmarks/team.py

@@ -1,21 +1,24 @@
 """A new SQLite database made in one transaction from known statements, only if it is empty.
 
 Used where a library would build a new database through SQLAlchemy and alembic (MLflow's store,
-Dagster's run databases) while its final content is known: executing that content is the same
-file in milliseconds. The emptiness check and the statements share one write transaction, so a
-process racing to create the same file either finds it complete or leaves it to the other.
+Dagster's instance and run databases) while its final content is known: executing that content
+is the same file in milliseconds. The emptiness check and the statements share one write
+transaction, so a process racing to create the same file either finds it complete or leaves it
+to the other. `dump` writes such content from a database the library created (the committed
+schema files), `statements` reads it back.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 # How long to wait for another writer of the same new file (SQLite's busy timeout).
 BUSY_SECONDS = 30.0
+_KINDS = {"table": 0, "index": 1, "view": 2, "trigger": 3}
 
 
 def create_if_empty(
@@ -41,3 +44,54 @@ def create_if_empty(
             db.execute("ROLLBACK")
             raise
     return True
+
+
+def statements(text: str, source: str = "the schema") -> list[str]:
+    """A schema file's SQL statements, one each (a trigger's body holds semicolons of its own);
+    `--` comment lines between statements are left out."""
+    found, pending = [], ""
+    for line in text.splitlines(keepends=True):
+        if not pending and (line.startswith("--") or not line.strip()):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            found.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"{source} ends inside a statement: {pending[:60]!r}")
+    return found
+
+
+def literal(value: object) -> str:
+    """`value` as an SQL literal."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return f"X'{value.hex()}'"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def dump(
+    path: Path, header: list[str], rows: Callable[[str, tuple[Any, ...]], str] | None = None
+) -> str:
+    """A schema file's text for the database at `path`: the `header` comment lines, its objects
+    by kind and name (libraries create indexes in no fixed order), then the rows of every table
+    that has any, each an INSERT (`rows(table, row)` may write one its own way)."""
+    with closing(sqlite3.connect(path)) as db:
+        objects = db.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+            " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        ).fetchall()
+        lines = [f"-- {line}" for line in header]
+        for _, _, sql in sorted(objects, key=lambda o: (_KINDS[o[0]], o[1])):
+            lines.append(f"{sql};")
+        for table in sorted(name for kind, name, _ in objects if kind == "table"):
+            for row in db.execute(f'SELECT * FROM "{table}" ORDER BY rowid').fetchall():
+                if rows is not None:
+                    lines.append(rows(table, row))
+                    continue
+                values = ", ".join(literal(value) for value in row)
+                lines.append(f'INSERT INTO "{table}" VALUES ({values});')
+    return "\n".join(lines) + "\n"

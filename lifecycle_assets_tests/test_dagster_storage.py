@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from lifecycle_assets import dagster_schema
 from lifecycle_assets.dagster_storage import BATCH_SIZE_VARIABLE, BatchingSqliteEventLogStorage
 from lifecycle_assets.defs.partition_ranges import range_tags
 
@@ -139,42 +140,69 @@ def test_a_window_run_is_recorded_as_by_dagsters_storage(
     assert [rows for rows, _ in expected["latest"].values()] == [1, 2, 3, 4]
 
 
-def _run_database(instance: dg.DagsterInstance, run_id: str) -> tuple:
-    """A run database's objects, rows and journal mode."""
-    path = instance.event_log_storage.path_for_shard(run_id)
+def _database(path: Path) -> tuple:
+    """A database's objects, journal mode and the rows of its schema: the alembic revision and
+    the data migrations marked done (whether with their times: each home's own). Other rows are
+    the runs' own, or the home's (its telemetry id in `instance_info`, written on first use)."""
     with closing(sqlite3.connect(path)) as db:
         objects = set(db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
-        revision = db.execute("SELECT * FROM alembic_version").fetchall()
+        tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        rows = {
+            table: db.execute(f'SELECT * FROM "{table}" ORDER BY rowid').fetchall()
+            for table in tables & {"alembic_version", "secondary_indexes"}
+        }
         mode = db.execute("PRAGMA journal_mode").fetchone()
-    return objects, revision, mode
+    rows["secondary_indexes"] = [
+        (*row[:2], None not in row[2:]) for row in rows.get("secondary_indexes", [])
+    ]
+    return objects, rows, mode
 
 
-def test_later_run_databases_are_made_as_dagster_makes_them(
+def _databases(instance: dg.DagsterInstance) -> dict[str, tuple]:
+    """Every database of the instance's home: its own three, then each run's, in run order."""
+    home = Path(instance.root_directory)
+    found = {name: _database(home / path) for name, path in dagster_schema.DATABASES.items()}
+    for number, record in enumerate(reversed(instance.get_run_records())):
+        path = instance.event_log_storage.path_for_shard(record.dagster_run.run_id)
+        found[f"run {number}"] = _database(Path(path))
+    return found
+
+
+def test_a_new_home_and_its_run_databases_are_what_dagster_makes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The project's storage creates a new home's databases and each run's from the committed
+    schemas, not through Dagster: the files are the same as Dagster's own."""
     with _instance(tmp_path / "plain", None, monkeypatch) as plain:
         _run(plain)
         _run(plain)
-        expected = _recorded(plain)
-        dagsters = _run_database(plain, plain.get_run_records()[0].dagster_run.run_id)
+        expected, recorded = _databases(plain), _recorded(plain)
     with _instance(tmp_path / "batched", PROJECT_YAML, monkeypatch) as instance:
-        storage = instance.event_log_storage
-        assert isinstance(storage, BatchingSqliteEventLogStorage)
-        assert storage._run_shard_schema is not None  # kept from the new index
+        assert isinstance(instance.event_log_storage, BatchingSqliteEventLogStorage)
         _run(instance)
         _run(instance)
-        second, first = [r.dagster_run.run_id for r in instance.get_run_records()]
-        assert _run_database(instance, second) == _run_database(instance, first) == dagsters
-        assert {first, second, "index"} <= set(storage._engines or {})  # engines kept
-        assert dagsters[2] == ("wal",)
-        assert _recorded(instance) == expected
-    # A later process on the same home: its first new run database is Dagster's, then kept.
-    with dg.DagsterInstance.get() as again:
-        assert again.event_log_storage._run_shard_schema is None
-        _run(again)
-        _run(again)
-        for record in again.get_run_records(limit=2):
-            assert _run_database(again, record.dagster_run.run_id) == dagsters
+        assert _databases(instance) == expected
+        assert _recorded(instance) == recorded
+    assert expected["run 0"][2] == ("wal",)
+
+
+def test_the_committed_schemas_are_what_the_installed_dagster_makes(tmp_path: Path) -> None:
+    """A Dagster upgrade that changes a database fails here: run `make dagster-schema`."""
+    assert dagster_schema.usable() is None
+    dagster_schema.regenerate(tmp_path)
+    for name in [*dagster_schema.DATABASES, dagster_schema.RUN]:
+        committed = dagster_schema.schema_file(name).read_text()
+        assert (tmp_path / f"{name}.sql").read_text() == committed, name
+
+
+def test_schemas_of_another_dagster_are_left_to_dagster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(dagster_schema, "usable", lambda: "runs.sql is Dagster 0.0's schema")
+    with _instance(tmp_path / "home", PROJECT_YAML, monkeypatch) as instance:
+        _run(instance)
+        assert len(instance.get_run_records()) == 1
+    assert "Dagster creates the new home's databases itself" in caplog.text
 
 
 RELEASE = threading.Event()

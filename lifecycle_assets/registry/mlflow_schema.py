@@ -25,8 +25,9 @@ from contextlib import closing
 from importlib import metadata
 from pathlib import Path
 
+from lifecycle_assets import sqlite_schema
 from lifecycle_assets.registry.reader import sqlite_path
-from lifecycle_assets.sqlite_schema import create_if_empty
+from lifecycle_assets.sqlite_schema import create_if_empty, statements
 
 SCHEMA_FILE = Path(__file__).with_name("mlflow_schema.sql")
 # The first line of the file: `-- mlflow <version> alembic <revision>`.
@@ -38,21 +39,6 @@ def header() -> tuple[str, str]:
     with SCHEMA_FILE.open() as schema:
         _, _, version, _, revision = schema.readline().split()
     return version, revision
-
-
-def statements(text: str) -> list[str]:
-    """The file's SQL statements, one each (a trigger's body holds semicolons of its own)."""
-    found, pending = [], ""
-    for line in text.splitlines(keepends=True):
-        if not pending and (line.startswith("--") or not line.strip()):
-            continue
-        pending += line
-        if sqlite3.complete_statement(pending):
-            found.append(pending.strip())
-            pending = ""
-    if pending.strip():
-        raise ValueError(f"{SCHEMA_FILE.name} ends inside a statement: {pending[:60]!r}")
-    return found
 
 
 def usable() -> str | None:
@@ -93,7 +79,8 @@ def create_store(path: Path) -> str | None:
         path.parent.mkdir(parents=True, exist_ok=True)  # as MLflow does for a SQLite store
     except OSError as error:
         return f"no folder for {path}: {error}"
-    script = [(statement, ()) for statement in statements(SCHEMA_FILE.read_text())]
+    text = SCHEMA_FILE.read_text()
+    script = [(statement, ()) for statement in statements(text, SCHEMA_FILE.name)]
     if not create_if_empty(path, script):
         return f"{path} already holds tables"
     return None
@@ -112,38 +99,15 @@ def create_if_new(tracking_uri: str) -> None:
         )
 
 
-def _literal(value: object) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bytes):
-        return f"X'{value.hex()}'"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def dump(path: Path, version: str, revision: str) -> str:
-    """The schema file's text for the store at `path`: its objects by kind and name (MLflow
-    creates indexes in no fixed order), then the rows of every table that has any."""
-    kinds = {"table": 0, "index": 1, "view": 2, "trigger": 3}
-    with closing(sqlite3.connect(path)) as db:
-        objects = db.execute(
-            "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"
-            " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
-        ).fetchall()
-        lines = [HEADER.format(version=version, revision=revision)]
-        lines += [
-            "-- Written by `python -m lifecycle_assets.registry.mlflow_schema`: do not edit.",
-        ]
-        for _, _, sql in sorted(objects, key=lambda o: (kinds[o[0]], o[1])):
-            lines.append(f"{sql};")
-        tables = sorted(name for kind, name, _ in objects if kind == "table")
-        for table in tables:
-            rows = db.execute(f'SELECT * FROM "{table}" ORDER BY rowid').fetchall()
-            for row in rows:
-                values = ", ".join(_literal(value) for value in row)
-                lines.append(f'INSERT INTO "{table}" VALUES ({values});')
-    return "\n".join(lines) + "\n"
+    """The schema file's text for the store at `path`."""
+    return sqlite_schema.dump(
+        path,
+        [
+            HEADER.format(version=version, revision=revision)[3:],
+            "Written by `python -m lifecycle_assets.registry.mlflow_schema`: do not edit.",
+        ],
+    )
 
 
 def created_by_mlflow(path: Path) -> None:
