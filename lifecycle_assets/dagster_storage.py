@@ -25,6 +25,7 @@ fraction of a second later so a UI watching the file still sees each event (`sql
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -190,17 +191,56 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 self._store_asset_event(conn, event, event_id)
 
 
+class _HeldDatabase:
+    """For Dagster's storages of one SQLite database (runs, schedules): as the event log's, one
+    engine kept (not one built per use), commits with `synchronous=NORMAL`, and one connection
+    held open beside the connection per use (`sqlite_wal`)."""
+
+    _conn_string: str
+    _held: tuple[Engine, WalHolder] | None = None
+    _held_lock = threading.Lock()
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self._held_lock:
+            if self._held is None:
+                self._held = (_engine(self._conn_string), WalHolder())
+            engine, wal = self._held
+        path = str(engine.url.database)
+        wal.hold(path)
+        with engine.connect() as conn, conn.begin():
+            yield conn
+        wal.used(path)
+
+    def dispose(self) -> None:
+        super().dispose()  # type: ignore[misc]
+        with self._held_lock:
+            held, self._held = self._held, None
+        if held is not None:
+            held[0].dispose()
+            held[1].close()
+
+
+class HeldSqliteRunStorage(_HeldDatabase, SqliteRunStorage):
+    """Dagster's SQLite run storage with its database held (`_HeldDatabase`)."""
+
+
+class HeldSqliteScheduleStorage(_HeldDatabase, SqliteScheduleStorage):
+    """Dagster's SQLite schedule storage with its database held (`_HeldDatabase`)."""
+
+
 class BatchingSqliteStorage(DagsterSqliteStorage):
-    """Dagster's default SQLite storage under `base_dir`, with the batching event log."""
+    """Dagster's default SQLite storage under `base_dir`, with the batching event log and the
+    run and schedule databases held open (`_HeldDatabase`)."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         # Dagster sends a step's asset events as one batch only when this is set.
         os.environ.setdefault(BATCH_SIZE_VARIABLE, BATCH_SIZE)
         self.base_dir = base_dir
         dagster_schema.create_new(Path(base_dir))  # a new home's databases, in milliseconds
-        self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))
+        self._run_storage = HeldSqliteRunStorage.from_local(_runs_directory(base_dir))
         self._event_log_storage = BatchingSqliteEventLogStorage(_event_logs_directory(base_dir))
-        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
+        self._schedule_storage = HeldSqliteScheduleStorage.from_local(_schedule_directory(base_dir))
         self._inst_data = inst_data
         super(DagsterSqliteStorage, self).__init__()
 

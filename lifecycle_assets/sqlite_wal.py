@@ -1,5 +1,6 @@
-"""One idle connection held on each SQLite event-log database, and its log checkpointed by a
-thread, so that Dagster's connection per event stops costing three disk flushes.
+"""One idle connection held on each of Dagster's SQLite databases, and its log checkpointed by a
+thread, so that Dagster's connection per event (per write, for the run and schedule databases)
+stops costing three disk flushes.
 
 Dagster's SQLite event log opens a connection for every event it writes and closes it after. On
 a WAL database the last connection to close checkpoints the log into the database file and
