@@ -50,7 +50,8 @@ def _folder_spec(tmp_path: Path, landing: Path) -> ModelSpec:
 
 
 def _versions(spec: ModelSpec) -> list[str]:
-    return sorted(str(v.version) for v in MlflowClient().search_model_versions(f"name='{spec.name}'"))
+    found = MlflowClient().search_model_versions(f"name='{spec.name}'")
+    return sorted(str(version.version) for version in found)
 
 
 def test_drift_on_the_champions_own_window_waits_for_newer_data(
