@@ -202,7 +202,9 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         job_name=training_job_name(spec),
         minimum_interval_seconds=60,
         description=f"Requests {spec.name}'s retraining when a drift report materialized since "
-        f"the last tick drifted, at most once per {config.DRIFT_RETRAIN_COOLDOWN_HOURS} h.",
+        f"the last tick drifted, at most once per {config.DRIFT_RETRAIN_COOLDOWN_HOURS} h; while "
+        "the training window holds only the champion's training set, the drift waits for newer "
+        "data.",
     )
     def drift_sensor(context: dg.SensorEvaluationContext):
         state = _json_cursor(context)
