@@ -9,8 +9,11 @@ import dagster as dg
 import pytest
 
 from lifecycle_assets.definitions import build_definitions
-from lifecycle_assets.defs import names, sensors
+from lifecycle_assets.defs import drift_episode, names, sensors
 from lifecycle_assets.spec import ModelSpec
+
+# The sensor asks the registry whether a retrain would train on anything new: a temporary one.
+pytestmark = pytest.mark.usefixtures("lifecycle_env")
 
 
 class DriftTicker:
@@ -169,5 +172,5 @@ def test_a_backfill_of_many_drifted_days_is_one_request_naming_them_in_a_short_t
         _reports(instance, spec, days)
         reason = _reason(tick())
         assert reason.startswith("drift on 2026-01-01 in ['age', 'income']; 2026-01-02")
-        assert len(reason) <= sensors.REASON_CHARS and reason.endswith("more days")
+        assert len(reason) <= drift_episode.REASON_CHARS and reason.endswith("more days")
         assert not tick().run_requests, "the next tick requests nothing again"

@@ -5,7 +5,7 @@ ledger and one lock; their errors are one line and a non-zero exit, never a trac
 """
 
 import lifecycle_assets.cli.provenance  # noqa: F401  (registers trace and lineage)
-from lifecycle_assets.cli import aliases, data, lifecycle, operations, team  # noqa: F401  (registers the commands)
+from lifecycle_assets.cli import aliases, data, labels, lifecycle, operations, team  # noqa: F401  (registers the commands)
 from lifecycle_assets.cli.app import main
 
 __all__ = ["main"]

@@ -62,16 +62,24 @@ def label_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
-def read_label_file(path: Path, task: Target = "binary_classification") -> pl.DataFrame:
-    """One landed file as typed labels, all or nothing: raises LabelFileError naming the file
-    and every problem. The `ground_truth` asset uses `arrivals`, which quarantines instead.
+def read_label_file(path: storage.Location, task: Target = "binary_classification") -> pl.DataFrame:
+    """One file (a local path or an object's URL) as typed labels, all or nothing: raises
+    LabelFileError naming the file and every problem (a missing file or object among them).
+    The `ground_truth` asset uses `arrivals`, which quarantines instead.
 
     Classifier labels must be 0 or 1 (or the spec's levels, given the spec), regressor labels
     finite numbers.
     """
-    check = check_label_file(path, task)
+    return labels_or_raise(check_label_file(path, task))
+
+
+def labels_or_raise(check: LabelCheck) -> pl.DataFrame:
+    """The check's labels when it found no problem; else LabelFileError naming the first
+    problems (file, line or row, reason) in one line."""
     if check.problems:
-        raise LabelFileError("; ".join(str(p) for p in check.problems[:5]))
+        more = len(check.problems) - 5
+        rest = f"; and {more} more problem(s)" if more > 0 else ""
+        raise LabelFileError("; ".join(str(p) for p in check.problems[:5]) + rest)
     return check.labels
 
 

@@ -13,13 +13,15 @@ A classifier's labels are spelled as its training data spells the target: 0/1, o
 the function training uses, so a label file and a training set never disagree on a level.
 
 Clean files (the usual case) are checked in one vectorized pass; only a file with a problem is
-walked row by row to find which rows are bad.
+walked row by row to find which rows are bad. A file is a local path or a URL of object storage
+(`s3://...`): its bytes are read once through `storage`, the one door to stored files.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +69,7 @@ class LabelProblem:
 class LabelCheck:
     """A file's valid labels (typed), its problems, and the raw values of its bad rows."""
 
-    path: Path
+    path: Path  # a local path, or a UPath naming an object (`storage.path`)
     labels: pl.DataFrame
     problems: list[LabelProblem] = field(default_factory=list)
     whole_file: bool = False
@@ -210,10 +212,10 @@ def _missing_columns(path: Path, columns: list[str]) -> LabelCheck | None:
     return None
 
 
-def _check_csv(path: Path, task: Target) -> LabelCheck:
+def _check_csv(path: Path, data: bytes, task: Target) -> LabelCheck:
     try:
         # Ids stay strings: a hex id made only of digits must not become an integer.
-        raw = pl.read_csv(path, schema_overrides={PREDICTION_ID: pl.String})
+        raw = pl.read_csv(io.BytesIO(data), schema_overrides={PREDICTION_ID: pl.String})
     except (pl.exceptions.PolarsError, OSError):
         raw = None
     if raw is not None:
@@ -222,7 +224,7 @@ def _check_csv(path: Path, task: Target) -> LabelCheck:
         if (labels := _all_valid(raw, task)) is not None:
             return LabelCheck(path, labels)
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with io.StringIO(data.decode("utf-8"), newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader, [])
             if problem := _missing_columns(path, header):
@@ -240,9 +242,9 @@ def _check_csv(path: Path, task: Target) -> LabelCheck:
     return _row_by_row(path, rows, task)
 
 
-def _check_parquet(path: Path, task: Target) -> LabelCheck:
+def _check_parquet(path: Path, data: bytes, task: Target) -> LabelCheck:
     try:
-        raw = pl.read_parquet(path)
+        raw = pl.read_parquet(io.BytesIO(data))
     except (pl.exceptions.PolarsError, OSError) as error:
         return _unreadable(path, f"cannot be read as parquet: {error}")
     if problem := _missing_columns(path, raw.columns):
@@ -253,15 +255,28 @@ def _check_parquet(path: Path, task: Target) -> LabelCheck:
     return _row_by_row(path, [(f"row {i}", row) for i, row in enumerate(named, start=1)], task)
 
 
-def check_label_file(path: Path, task: Target = CLASSIFIER) -> LabelCheck:
-    """One landed file's valid labels (0/1 for a classifier) and every problem found in it.
+def check_label_file(path: storage.Location, task: Target = CLASSIFIER) -> LabelCheck:
+    """One file's valid labels (0/1 for a classifier) and every problem found in it; `path`
+    is a local path or an object's URL (`s3://bucket/labels.csv`).
 
     `task` is the model's spec, or just its task name when the labels are 0/1 or numbers.
     """
-    path = Path(path)
+    location = storage.path(path)
+    try:
+        data = location.read_bytes()
+    except FileNotFoundError:
+        return _unreadable(location, "no such file or object")
+    except IsADirectoryError:
+        return _unreadable(location, "a folder, not a file")
+    return check_label_data(location, data, task)
+
+
+def check_label_data(path: Path, data: bytes, task: Target = CLASSIFIER) -> LabelCheck:
+    """`check_label_file` on bytes already read from `path` (which names them and, by its
+    suffix, says how they are written): what is checked is exactly what gets landed."""
     if path.suffix.lower() == ".csv":
-        return _check_csv(path, task)
-    return _check_parquet(path, task)
+        return _check_csv(path, data, task)
+    return _check_parquet(path, data, task)
 
 
 def quarantine(check: LabelCheck, folder: Path) -> Path | None:

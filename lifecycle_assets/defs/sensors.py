@@ -1,7 +1,6 @@
 """Event-based automation: ingest newly landed files; retrain when traffic drifts; write the
 model card of every evaluated version."""
 
-import datetime as dt
 import json
 import time
 from typing import Any
@@ -15,6 +14,7 @@ from lifecycle_assets.data.lake import Lake, sha256_bytes
 from lifecycle_assets.data.landing import landing_folder, read_cursor, scan_landing
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.card_retries import VERSION_TAG, CardCursor, retry_failed_cards
+from lifecycle_assets.defs.drift_episode import DriftEpisode, act_on_drift
 from lifecycle_assets.defs.drift_reports import read_drift_reports
 from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, training_job_name
 from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
@@ -33,8 +33,6 @@ PENDING_RUN_STATUSES = [
 # Drift reports one tick reads at most: a backfill of years of days is read over several
 # ticks, the cursor carrying where each stopped, so none is skipped and no tick is slow.
 DRIFT_REPORTS_PER_TICK = 500
-# A run tag is read in the UI's run list: the retrain's reason is cut to this length.
-REASON_CHARS = 250
 
 
 def _json_cursor(context: dg.SensorEvaluationContext) -> dict[str, Any]:
@@ -204,7 +202,9 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
         job_name=training_job_name(spec),
         minimum_interval_seconds=60,
         description=f"Requests {spec.name}'s retraining when a drift report materialized since "
-        f"the last tick drifted, at most once per {config.DRIFT_RETRAIN_COOLDOWN_HOURS} h.",
+        f"the last tick drifted, at most once per {config.DRIFT_RETRAIN_COOLDOWN_HOURS} h; while "
+        "the training window holds only the champion's training set, the drift waits for newer "
+        "data.",
     )
     def drift_sensor(context: dg.SensorEvaluationContext):
         state = _json_cursor(context)
@@ -220,33 +220,21 @@ def build_sensors(spec: ModelSpec, jobs: list) -> list[dg.SensorDefinition]:
             # No cursor (first start, or reset): older reports predate the sensor, and a
             # months-old drift must not retrain today; the newest is judged, and all after it.
             after = newest[0].storage_id - 1
+        pending = DriftEpisode.pending(state)
         if newest[0].storage_id <= after:
+            if pending is not None:
+                return act_on_drift(context, spec, state, pending)
             return dg.SkipReason(f"no new drift report since the one of {newest[0].partition_key}")
         reading = read_drift_reports(context.instance, drift_key, after, DRIFT_REPORTS_PER_TICK)
         state["storage_id"] = reading.last_storage_id
-        cursor = json.dumps(state)
-        if not reading.drifted:
-            return dg.SensorResult(skip_reason=reading.no_drift(), cursor=cursor)
-        now = dt.datetime.now(dt.UTC)
-        last = state.get("triggered_at")
-        cooldown = dt.timedelta(hours=config.DRIFT_RETRAIN_COOLDOWN_HOURS)
-        if last and now - dt.datetime.fromisoformat(last) < cooldown:
-            until = dt.datetime.fromisoformat(last) + cooldown
-            return dg.SensorResult(
-                skip_reason=f"drift on {reading.drift_text()}, but a drift retrain was already "
-                f"requested at {last}; the cooldown lasts until {until}{reading.notes()}",
-                cursor=cursor,
-            )
-        state["triggered_at"] = now.isoformat(timespec="seconds")
-        trigger = reading.drifted[-1].record
-        request = dg.RunRequest(
-            run_key=f"drift-retrain-{trigger.partition_key}-{trigger.storage_id}",
-            tags={
-                "lifecycle/trigger": "drift",
-                "lifecycle/reason": f"drift on {reading.drift_text(limit=REASON_CHARS - 9)}",
-            },
-        )
-        return dg.SensorResult(run_requests=[request], cursor=json.dumps(state))
+        if reading.drifted:
+            episode = DriftEpisode.of(reading)
+        elif pending is not None:
+            # A clean day does not undo the drift still waiting for newer data.
+            episode = pending
+        else:
+            return dg.SensorResult(skip_reason=reading.no_drift(), cursor=json.dumps(state))
+        return act_on_drift(context, spec, state, episode, reading.notes())
 
     @dg.sensor(
         name=f"{spec.name}_model_card_sensor",
