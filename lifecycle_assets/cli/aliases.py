@@ -66,7 +66,8 @@ def _report_move(name: str, alias: str, move, as_json: bool) -> None:
 @click.option(
     "--override-gates",
     is_flag=True,
-    help="Make a version whose gates failed `champion` anyway (the failed gates go in the ledger).",
+    help="Make a version whose gates failed `champion` (or `canary`) anyway (the failed gates "
+    "go in the ledger).",
 )
 @_actor_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -85,15 +86,15 @@ def promote(
 
     A new champion ends the canary or shadow of its version; a canary takes its weight from
     `lifecycle canary`, not from here. A version whose evaluation recorded a failed gate
-    becomes `champion` only with --override-gates."""
+    becomes `champion` (or `canary`) only with --override-gates."""
     from lifecycle_assets.registry.aliases import ANY_VERSION, move_alias
     from lifecycle_assets.registry.gate_record import promotion_reason
 
     _require_model(model)
-    if alias == config.CHAMPION_ALIAS:
-        reason = promotion_reason(
-            Settings.from_env(), model, version, reason, override=override_gates
-        )
+    # `--alias canary` of the version the canary already names adopts it: the same rule.
+    reason = promotion_reason(
+        Settings.from_env(), model, version, reason, override=override_gates, alias=alias
+    )
     expected = ANY_VERSION if expect is None else None if expect.lower() == "none" else expect
     move = move_alias(
         _alias_client(), model, alias, version, reason=reason, actor=actor,
