@@ -232,9 +232,23 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
             "promoted": known is not None,
             "ledger_version": promoted,
         }
+        if alias == config.CANARY_ALIAS and known is not None:
+            held[alias].update(_canary_weights(name, reader, ledger, ref["version"]))
     # Only when there is something to say: scripts read the aliases and `service`.
     missing = {"missing_in_registry": gone} if gone else {}
     return {**held, **missing, "service": served_by(service_url, name)}
+
+
+def _canary_weights(name: str, reader: Any, ledger: Any, version: str) -> dict[str, Any]:
+    """The canary's weight as the ledger recorded it (what the service routes by), as the
+    registry's tag shows it, and the line on their disagreement (None when they agree)."""
+    from lifecycle_assets.registry.promotions import promoted_weight, weight_problem
+
+    state = reader.model_state(name)
+    shown = None if state is None else state.tags.get(config.TAG_CANARY_WEIGHT)
+    weight = promoted_weight(ledger, name, version)
+    problem = weight_problem(name, version, shown, weight)
+    return {"weight": weight, "registry_weight": shown, "weight_problem": problem}
 
 
 # The aliases a service follows (the `challenger` is a label it does not read).
@@ -271,6 +285,8 @@ def _print_status(name: str, held: dict[str, Any], service_url: str) -> None:
     for alias in SERVED_ALIASES:
         if (ref := held[alias]) is not None and not ref["promoted"]:
             console.print(_unpromoted_line(name, alias, ref))
+        if ref is not None and (problem := ref.get("weight_problem")):
+            console.print(f"[red]weight not obeyed[/red]: {escape(problem)}")
         if (version := held.get("missing_in_registry", {}).get(alias)) is not None:
             console.print(
                 f"[red]missing[/red]: the ledger's {name} `{alias}` is v{version}, but the "
@@ -312,5 +328,6 @@ def served_by(url: str, name: str) -> dict[str, Any]:
         "refused": metadata.get("refused", []),
         # The alias holder could not serve and an earlier good version does (serving/fallback).
         "degraded": metadata.get("degraded"),
+        "canary_weight_problem": metadata.get("canary_weight_problem"),
         "last_swap": metadata.get("last_swap"),
     }
