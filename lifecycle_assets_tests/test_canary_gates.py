@@ -59,26 +59,28 @@ def test_cli_canary_of_a_gate_refused_version_needs_an_override(
     assert last.reason == f"canary weight 0.2: try (overriding failed gates: {FAILED})"
 
 
-def test_canary_job_and_promote_to_canary_apply_the_same_rule(
-    registered_champion: ModelRef, lifecycle_env: Settings
-) -> None:
+def run_operation_job(operation: str, **op_config: object) -> dg.ExecuteInProcessResult:
+    """The default model's `<model>_<operation>_job` with `op_config`, in process, on an
+    ephemeral Dagster instance; a failure is returned, not raised."""
     from lifecycle_assets.defs.operations import build_operation_jobs
     from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
     from lifecycle_assets.spec import default_spec
 
+    jobs = build_operation_jobs(default_spec())
+    job = next(j for j in jobs if j.name.endswith(f"_{operation}_job"))
+    return job.execute_in_process(
+        run_config={"ops": {job.graph.node_defs[0].name: {"config": op_config}}},
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        resources={"lifecycle": LifecycleResource(), "mlflow": MlflowResource()},
+    )  # fmt: skip
+
+
+def test_canary_job_and_promote_to_canary_apply_the_same_rule(
+    registered_champion: ModelRef, lifecycle_env: Settings
+) -> None:
     v2 = gate_refused_copy(registered_champion, lifecycle_env)
     name = v2.name
-    job = next(j for j in build_operation_jobs(default_spec()) if j.name.endswith("canary_job"))
-    node = job.graph.node_defs[0].name
-
-    def run_job(**op_config: object) -> dg.ExecuteInProcessResult:
-        return job.execute_in_process(
-            run_config={"ops": {node: {"config": {"version": v2.version, **op_config}}}},
-            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
-            resources={"lifecycle": LifecycleResource(), "mlflow": MlflowResource()},
-        )  # fmt: skip
-
-    refused = run_job()
+    refused = run_operation_job("canary", version=v2.version)
     assert not refused.success
     (failure,) = refused.get_step_failure_events()
     assert f"failed its gates ({FAILED})" in failure.event_specific_data.error.to_string()
@@ -89,7 +91,10 @@ def test_canary_job_and_promote_to_canary_apply_the_same_rule(
     adopt = CliRunner().invoke(main, ["promote", name, v2.version, "--alias", CANARY])
     assert adopt.exit_code == 1 and "--override-gates" in adopt.output, adopt.output
 
-    assert run_job(override_gates=True, reason="demo", weight=0.3).success
+    overridden = run_operation_job(
+        "canary", version=v2.version, override_gates=True, reason="demo", weight=0.3
+    )
+    assert overridden.success
     last = Ledger.default().entries(name, CANARY)[-1]
     assert (last.to_version, last.kind) == (v2.version, "move")
     assert last.reason == f"canary weight 0.3: demo (overriding failed gates: {FAILED})"

@@ -34,7 +34,7 @@ from lifecycle_assets.registry.ledger import (
     unusable,
     utc_now,
 )
-from lifecycle_assets.registry.ledger_schema import COLUMNS, WEIGHT_COLUMN
+from lifecycle_assets.registry.ledger_schema import COLUMNS, WEIGHT_COLUMN, create_table
 
 _IMMUTABLE = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in ("seq", *COLUMNS))
 # Serializes schema creation: two first connections at once would both try CREATE TABLE.
@@ -62,23 +62,7 @@ SELECT to_regclass('alias_ledger_by_model') IS NOT NULL
    AS in_place
 """
 _SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS alias_ledger (
-    seq BIGSERIAL PRIMARY KEY,
-    operation_id TEXT NOT NULL UNIQUE,
-    time TEXT NOT NULL,
-    model TEXT NOT NULL,
-    alias TEXT NOT NULL,
-    from_version TEXT,
-    to_version TEXT,
-    kind TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    dagster_run_id TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('{PENDING}', '{COMMITTED}', '{ABORTED}')),
-    settled_at TEXT,
-    note TEXT NOT NULL DEFAULT '',
-    {WEIGHT_COLUMN.format(real="DOUBLE PRECISION")}
-);
+{create_table("BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION")}
 -- A table made before weights were recorded gets the column (its old rows keep NULL); the
 -- function below, rewritten with it, then guards it too.
 ALTER TABLE alias_ledger ADD COLUMN IF NOT EXISTS {WEIGHT_COLUMN.format(real="DOUBLE PRECISION")};

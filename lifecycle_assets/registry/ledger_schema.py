@@ -27,9 +27,14 @@ CREATE TRIGGER IF NOT EXISTS alias_ledger_settle_only BEFORE UPDATE ON alias_led
 WHEN OLD.state != '{PENDING}' OR NEW.state = '{PENDING}' OR {_IMMUTABLE}
 BEGIN SELECT RAISE(ABORT, 'only a PENDING ledger entry can change, and only to settle'); END;
 """
-SCHEMA = f"""
+
+
+def create_table(key: str, real: str) -> str:
+    """`CREATE TABLE IF NOT EXISTS alias_ledger`, the one shape of both ledgers, in a
+    database's words for an auto-numbered primary key (`key`) and a float (`real`)."""
+    return f"""
 CREATE TABLE IF NOT EXISTS alias_ledger (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq {key},
     operation_id TEXT NOT NULL UNIQUE,
     time TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -43,13 +48,20 @@ CREATE TABLE IF NOT EXISTS alias_ledger (
     state TEXT NOT NULL CHECK (state IN ('{PENDING}', '{COMMITTED}', '{ABORTED}')),
     settled_at TEXT,
     note TEXT NOT NULL DEFAULT '',
-    {WEIGHT_COLUMN.format(real="REAL")}
+    {WEIGHT_COLUMN.format(real=real)}
 );
+"""
+
+
+SCHEMA = (
+    create_table("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL")
+    + f"""
 CREATE INDEX IF NOT EXISTS alias_ledger_by_model ON alias_ledger (model, alias, seq);
 CREATE TRIGGER IF NOT EXISTS alias_ledger_no_delete BEFORE DELETE ON alias_ledger
 BEGIN SELECT RAISE(ABORT, 'the alias ledger is append-only'); END;
 {_SETTLE_ONLY}
 """
+)
 
 
 def _has_weight(conn: sqlite3.Connection) -> bool:
