@@ -120,3 +120,32 @@ def test_a_ledger_written_before_weights_is_migrated_and_stays_append_only(
                 "('x', 't', 'm', 'canary', 'weight', 'r', 'a', '', 'PENDING', 2.0)"
             )
     assert [e.weight for e in Ledger(path).entries("m")] == [None, 0.2]
+
+
+def test_a_weight_left_pending_is_settled_by_the_tag_it_writes(
+    registered_champion: ModelRef, lifecycle_env: Settings
+) -> None:
+    """A `lifecycle canary` killed between its ledger entry and its tag: the alias did not
+    move, so only the tag says whether the new weight was written."""
+    from lifecycle_assets.registry.aliases import reconcile
+
+    v2 = register_copy(registered_champion)
+    name, client, ledger = v2.name, MlflowClient(), Ledger.default()
+    set_canary(client, name, v2.version, 0.1, reason="try", actor="me")
+
+    def pending(weight: float) -> LedgerEntry:
+        return ledger.append(
+            LedgerEntry.new(name, CANARY, v2.version, v2.version, kind="weight",
+                            reason="killed", actor="me", weight=weight)
+        )  # fmt: skip
+
+    pending(0.4)  # the tag still says 0.1: never written
+    reconcile(client, name)
+    assert [e.state for e in ledger.entries(name, CANARY)][-1] == "ABORTED"
+    assert promoted_weight(ledger, name, v2.version) == 0.1
+
+    pending(0.4)
+    client.set_registered_model_tag(name, TAG, "0.4")  # written, then killed
+    reconcile(client, name)
+    assert [e.state for e in ledger.entries(name, CANARY)][-1] == COMMITTED
+    assert promoted_weight(ledger, name, v2.version) == 0.4
