@@ -189,11 +189,7 @@ def test_promote_by_hand_of_a_version_its_gates_refused_needs_an_override(
     without a word, the ledger reading "promoted from the command line"."""
     import json
 
-    import dagster as dg
-
-    from lifecycle_assets.defs.operations import build_operation_jobs
-    from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
-    from lifecycle_assets.spec import default_spec
+    from lifecycle_assets_tests.test_canary_gates import run_operation_job
 
     v1, name = registered_champion, registered_champion.name
     v2 = register_copy(v1)
@@ -207,20 +203,13 @@ def test_promote_by_hand_of_a_version_its_gates_refused_needs_an_override(
     assert refused.exit_code == 1
     assert "failed its gates (auc_meets_minimum: AUC 0.61 < 0.7)" in refused.output
     assert "--override-gates" in refused.output
-    job = next(j for j in build_operation_jobs(default_spec()) if j.name.endswith("promote_job"))
-    node = job.graph.node_defs[0].name
-
-    def run_job(**op_config: object) -> dg.ExecuteInProcessResult:
-        return job.execute_in_process(
-            run_config={"ops": {node: {"config": {"version": v2.version, **op_config}}}},
-            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
-            resources={"lifecycle": LifecycleResource(), "mlflow": MlflowResource()},
-        )  # fmt: skip
-
-    assert not run_job().success
+    assert not run_operation_job("promote", version=v2.version).success
     assert Ledger.default().entries(name, CHAMPION)[-1].to_version == v1.version
 
-    assert run_job(override_gates=True, reason="demo").success
+    overridden = run_operation_job(
+        "promote", version=v2.version, override_gates=True, reason="demo"
+    )
+    assert overridden.success
     last = Ledger.default().entries(name, CHAMPION)[-1]
     assert last.to_version == v2.version
     assert last.reason == "demo (overriding failed gates: auc_meets_minimum: AUC 0.61 < 0.7)"

@@ -66,7 +66,8 @@ def _report_move(name: str, alias: str, move, as_json: bool) -> None:
 @click.option(
     "--override-gates",
     is_flag=True,
-    help="Make a version whose gates failed `champion` anyway (the failed gates go in the ledger).",
+    help="Make a version whose gates failed `champion` (or `canary`) anyway (the failed gates "
+    "go in the ledger).",
 )
 @_actor_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -85,15 +86,15 @@ def promote(
 
     A new champion ends the canary or shadow of its version; a canary takes its weight from
     `lifecycle canary`, not from here. A version whose evaluation recorded a failed gate
-    becomes `champion` only with --override-gates."""
+    becomes `champion` (or `canary`) only with --override-gates."""
     from lifecycle_assets.registry.aliases import ANY_VERSION, move_alias
     from lifecycle_assets.registry.gate_record import promotion_reason
 
     _require_model(model)
-    if alias == config.CHAMPION_ALIAS:
-        reason = promotion_reason(
-            Settings.from_env(), model, version, reason, override=override_gates
-        )
+    # `--alias canary` of the version the canary already names adopts it: the same rule.
+    reason = promotion_reason(
+        Settings.from_env(), model, version, reason, override=override_gates, alias=alias
+    )
     expected = ANY_VERSION if expect is None else None if expect.lower() == "none" else expect
     move = move_alias(
         _alias_client(), model, alias, version, reason=reason, actor=actor,
@@ -231,9 +232,23 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
             "promoted": known is not None,
             "ledger_version": promoted,
         }
+        if alias == config.CANARY_ALIAS and known is not None:
+            held[alias].update(_canary_weights(name, reader, ledger, ref["version"]))
     # Only when there is something to say: scripts read the aliases and `service`.
     missing = {"missing_in_registry": gone} if gone else {}
     return {**held, **missing, "service": served_by(service_url, name)}
+
+
+def _canary_weights(name: str, reader: Any, ledger: Any, version: str) -> dict[str, Any]:
+    """The canary's weight as the ledger recorded it (what the service routes by), as the
+    registry's tag shows it, and the line on their disagreement (None when they agree)."""
+    from lifecycle_assets.registry.promotions import promoted_weight, weight_problem
+
+    state = reader.model_state(name)
+    shown = None if state is None else state.tags.get(config.TAG_CANARY_WEIGHT)
+    weight = promoted_weight(ledger, name, version)
+    problem = weight_problem(name, version, shown, weight)
+    return {"weight": weight, "registry_weight": shown, "weight_problem": problem}
 
 
 # The aliases a service follows (the `challenger` is a label it does not read).
@@ -270,6 +285,8 @@ def _print_status(name: str, held: dict[str, Any], service_url: str) -> None:
     for alias in SERVED_ALIASES:
         if (ref := held[alias]) is not None and not ref["promoted"]:
             console.print(_unpromoted_line(name, alias, ref))
+        if ref is not None and (problem := ref.get("weight_problem")):
+            console.print(f"[red]weight not obeyed[/red]: {escape(problem)}")
         if (version := held.get("missing_in_registry", {}).get(alias)) is not None:
             console.print(
                 f"[red]missing[/red]: the ledger's {name} `{alias}` is v{version}, but the "
@@ -311,5 +328,6 @@ def served_by(url: str, name: str) -> dict[str, Any]:
         "refused": metadata.get("refused", []),
         # The alias holder could not serve and an earlier good version does (serving/fallback).
         "degraded": metadata.get("degraded"),
+        "canary_weight_problem": metadata.get("canary_weight_problem"),
         "last_swap": metadata.get("last_swap"),
     }

@@ -53,6 +53,11 @@ def _version_or_clear(version: str | None, clear: bool, alias: str) -> None:
 @click.option("--weight", type=float, default=0.1, show_default=True, help="Traffic share.")
 @click.option("--clear", is_flag=True, help="Unset the canary and its weight.")
 @click.option("--reason", default="canary from the command line", show_default=True)
+@click.option(
+    "--override-gates",
+    is_flag=True,
+    help="Make a version whose gates failed the canary anyway (the failed gates go in the ledger).",
+)
 @_actor_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_clear_errors
@@ -62,11 +67,18 @@ def canary(
     weight: float,
     clear: bool,
     reason: str,
+    override_gates: bool,
     actor: str,
     as_json: bool,
 ) -> None:
-    """Route --weight of MODEL's traffic to VERSION (the `canary` alias), or --clear it."""
+    """Route --weight of MODEL's traffic to VERSION (the `canary` alias), or --clear it.
+
+    The weight is recorded in the ledger and the service routes by the ledger's weight (a
+    `canary_weight` tag edited in MLflow is not obeyed). A version whose evaluation recorded
+    a failed gate becomes the canary only with --override-gates, as `promote` asks."""
+    from lifecycle_assets.config import Settings
     from lifecycle_assets.registry.canary import clear_canary, set_canary
+    from lifecycle_assets.registry.gate_record import promotion_reason
 
     _version_or_clear(version, clear, config.CANARY_ALIAS)
     _require_model(model)
@@ -75,6 +87,10 @@ def canary(
         previous = clear_canary(client, model, reason=reason, actor=actor)
         _report(model, config.CANARY_ALIAS, previous, None, as_json)
         return
+    reason = promotion_reason(
+        Settings.from_env(), model, str(version), reason, override=override_gates,
+        alias=config.CANARY_ALIAS,
+    )  # fmt: skip
     previous, current = set_canary(client, model, version, weight, reason=reason, actor=actor)
     _report(model, config.CANARY_ALIAS, previous, current, as_json, weight=weight)
 

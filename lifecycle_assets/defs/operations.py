@@ -53,6 +53,9 @@ class CanaryConfig(dg.Config):
     weight: float = 0.1
     clear: bool = False
     reason: str = "canary from Dagster"
+    # As for a promotion: a version whose evaluation recorded a failed gate becomes the canary
+    # only with this set, and the failed gates are written into the ledger's reason.
+    override_gates: bool = False
 
 
 class ShadowConfig(dg.Config):
@@ -129,11 +132,10 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
         expected = (
             aliases.ANY_VERSION if config.expected_version is None else config.expected_version
         )
-        reason = config.reason
-        if config.alias == CHAMPION_ALIAS:
-            reason = promotion_reason(
-                settings, name, config.version, reason, override=config.override_gates
-            )
+        reason = promotion_reason(
+            settings, name, config.version, config.reason, override=config.override_gates,
+            alias=config.alias,
+        )  # fmt: skip
         move = aliases.move_alias(
             mlflow.client(), name, config.alias, config.version, reason=reason,
             expected_version=expected, **_audit(context, settings),
@@ -173,8 +175,12 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
         else:
             if config.version is None:
                 raise dg.Failure("give a version, or clear: true", allow_retries=False)
+            reason = promotion_reason(
+                settings, name, config.version, config.reason, override=config.override_gates,
+                alias=CANARY_ALIAS,
+            )  # fmt: skip
             previous, current = canary.set_canary(
-                client, name, config.version, config.weight, reason=config.reason, **audit
+                client, name, config.version, config.weight, reason=reason, **audit
             )
             weight = config.weight
         record_operation(

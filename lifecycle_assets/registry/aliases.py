@@ -1,9 +1,10 @@
 """Move registry aliases (`champion` and friends); the only module that writes them.
 
 Every change runs under the model's cross-process lock and in three recorded steps: a PENDING
-ledger entry, the registry write, then COMMITTED. `reconcile` settles whatever a killed
-process left PENDING by asking the registry (the source of truth) what actually happened, and
-records changes made behind the ledger's back, so the ledger and the registry never disagree.
+ledger entry, the registry write, then COMMITTED. `reconcile` (`alias_reconcile`) settles
+whatever a killed process left PENDING by asking the registry (the source of truth) what
+actually happened, and records changes made behind the ledger's back, so the ledger and the
+registry never disagree.
 Callers may pass `expected_version` to refuse a move when the alias changed since they looked
 (optimistic concurrency): two concurrent promotions cannot both win. A version must pass
 `verify_version` (artifact present, SHA-256 matching, loadable) before any alias points to it,
@@ -21,7 +22,6 @@ through `writer_of(client)`, so a move on the embedded SQLite file imports no ML
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import functools
 from collections.abc import Iterator, Mapping
@@ -29,19 +29,23 @@ from typing import Any
 
 from lifecycle_assets import config
 from lifecycle_assets.crash import crash_point
+from lifecycle_assets.registry.alias_reconcile import (
+    existing_version,
+    is_retired,
+    reconcile_locked,
+    stamp,
+)
 from lifecycle_assets.registry.alias_rules import AliasMove, check_move, ended_by, known
 from lifecycle_assets.registry.changes import RegistryChange, writer_of
 from lifecycle_assets.registry.ledger import (
-    ABORTED,
     COMMITTED,
-    PENDING,
     AliasError,
     Ledger,
     LedgerEntry,
     previous_holder,
     version_label,
 )
-from lifecycle_assets.registry.promotions import promoted_version
+from lifecycle_assets.registry.promotions import promoted_version, promoted_weight
 from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.recovery import recover_registry
 from lifecycle_assets.registry.refs import ModelRef
@@ -93,21 +97,10 @@ def _live_aliases(client: Any, name: str) -> dict[str, str]:
     return live
 
 
-def _version(client: Any, name: str, version: str) -> ModelRef:
-    ref = reader_of(client).version(name, str(version))
-    if ref is None:
-        raise AliasError(f"{name} has no version {version!r}")
-    return ref
-
-
-def _is_retired(ref: ModelRef) -> bool:
-    return ref.tags.get(config.TAG_RETIRED, "").lower() == "true"
-
-
 def _target(client: Any, name: str, version: str) -> ModelRef:
     """The version an alias may point to: it exists, is not retired and verifies."""
-    ref = _version(client, name, version)
-    if _is_retired(ref):
+    ref = existing_version(client, name, version)
+    if is_retired(ref):
         raise AliasError(f"{name} v{version} is retired and cannot hold an alias")
     verification = verify_version(client, name, version, ref=ref)
     if not verification.ok:
@@ -127,62 +120,11 @@ def _usable(client: Any, name: str, version: str, skipped: list[str] | None = No
     return True
 
 
-def _stamp(entry: LedgerEntry) -> dict[str, dict[str, str]]:
-    """The tags that record the move on its new holder: version -> tags (none for a removal)."""
-    if entry.to_version is None:
-        return {}
-    tags = {
-        f"{entry.alias}_since": entry.time,
-        f"{entry.alias}_by": entry.actor,
-        f"{entry.alias}_reason": entry.reason,
-        f"{entry.alias}_dagster_run_id": entry.dagster_run_id,
-        f"{entry.alias}_previous_version": entry.from_version or "",
-    }
-    return {entry.to_version: tags}
-
-
-def _settle_retire(client: Any, ledger: Ledger, entry: LedgerEntry) -> LedgerEntry:
-    """A retire is done once the version carries the retired tag (its last step)."""
-    version = entry.from_version or ""
-    if _is_retired(_version(client, entry.model, version)):
-        note = "reconciled: the version is tagged retired, its process did not confirm it"
-        return ledger.settle(entry.operation_id, COMMITTED, note)
-    note = "reconciled: the version is not tagged retired"
-    return ledger.settle(entry.operation_id, ABORTED, note)
-
-
-def _reconcile_locked(
-    client: Any, name: str, ledger: Ledger, live: dict[str, str]
-) -> list[LedgerEntry]:
-    """Settle PENDING entries and record external changes against `live`, the registry's aliases."""
-    settled = []
-    for entry in ledger.entries(name, state=PENDING):
-        if entry.kind == "retire":
-            settled.append(_settle_retire(client, ledger, entry))
-        elif live.get(entry.alias) == entry.to_version:
-            writer_of(client).apply(RegistryChange(name, version_tags=_stamp(entry)))
-            note = "reconciled: the registry shows the change, its process did not confirm it"
-            settled.append(ledger.settle(entry.operation_id, COMMITTED, note))
-        else:
-            note = "reconciled: the registry does not show the change"
-            settled.append(ledger.settle(entry.operation_id, ABORTED, note))
-    recorded = {alias: e.to_version for alias, e in ledger.holders(name).items()}
-    for alias in sorted(set(live) | set(recorded)):
-        if live.get(alias) != recorded.get(alias):
-            found = LedgerEntry.new(
-                name, alias, recorded.get(alias), live.get(alias), kind="external",
-                reason="the alias was changed outside the ledger", actor="reconcile",
-            )  # fmt: skip
-            found = dataclasses.replace(found, state=COMMITTED, settled_at=found.time)
-            settled.append(ledger.append(found))
-    return settled
-
-
 def reconcile(client: Any, name: str, *, ledger: Ledger | None = None) -> list[LedgerEntry]:
     """Make the ledger agree with the registry; returns the entries it settled or added."""
     ledger = ledger or Ledger.default()
     with ledger.lock(name):
-        return _reconcile_locked(client, name, ledger, _live_aliases(client, name))
+        return reconcile_locked(client, name, ledger, _live_aliases(client, name))
 
 
 @contextlib.contextmanager
@@ -195,8 +137,14 @@ def _operation(client: Any, name: str, ledger: Ledger) -> Iterator[dict[str, str
     with ledger.lock(name):
         live = _live_aliases(client, name)
         recover_registry(client, name)
-        _reconcile_locked(client, name, ledger, live)
+        reconcile_locked(client, name, ledger, live)
         yield live
+
+
+def _weight_of(alias: str, model_tags: Mapping[str, str | None]) -> float | None:
+    """The canary weight a move of `alias` writes (None for another alias, or a removal)."""
+    raw = model_tags.get(config.TAG_CANARY_WEIGHT) if alias == config.CANARY_ALIAS else None
+    return None if raw is None else float(raw)
 
 
 def _change_locked(
@@ -215,8 +163,10 @@ def _change_locked(
     """PENDING, registry write, COMMITTED. The caller holds the lock and read `live` (the
     registry's aliases) under it. Returns the aliases the move ended (alias -> version).
 
-    `model_tags` are written with the alias; when the alias already points there, they are
-    written alone (a canary's new weight) and nothing goes to the ledger. A champion moved to
+    `model_tags` are written with the alias. A canary's weight among them is recorded in the
+    ledger entry (the service routes by the ledger's weight, `promotions.promoted_weight`);
+    when the canary already is that version, a new weight is a `weight` entry of its own, and
+    the weight the ledger already holds is only written back to the tag. A champion moved to
     the canary's or the shadow's version ends them (`alias_rules`): their removals are ledger
     entries of their own, PENDING and settled with the move, and one `RegistryChange` with it
     (removals first: a writer that stops half way has ended them, never doubled a version).
@@ -232,11 +182,14 @@ def _change_locked(
     if to_version is not None:
         check_move(name, alias, to_version, live, tags)
     writer = writer_of(client)
+    weight = _weight_of(alias, tags)
     if current == to_version and not adopt:
-        writer.apply(RegistryChange(name, model_tags=tags))
-        return {}
+        if weight is None or weight == promoted_weight(ledger, name, str(current)):
+            writer.apply(RegistryChange(name, model_tags=tags))  # a tag edited outside, restored
+            return {}
+        audit = {**audit, "kind": "weight"}  # the same canary, re-weighed: a decision to record
     ended = ended_by(alias, to_version, live)
-    entry = ledger.append(LedgerEntry.new(name, alias, current, to_version, **audit))
+    entry = ledger.append(LedgerEntry.new(name, alias, current, to_version, weight=weight, **audit))
     why = f"ended: v{to_version} became {alias} ({audit['kind']}: {audit['reason']})"
     who = {"actor": audit["actor"], "dagster_run_id": audit.get("dagster_run_id", "")}
     removals = [
@@ -249,7 +202,7 @@ def _change_locked(
     change = RegistryChange(
         name,
         aliases={**dict.fromkeys(ended), alias: to_version},
-        version_tags=_stamp(entry),
+        version_tags=stamp(entry),
         model_tags=tags,
     )
     try:
@@ -258,7 +211,7 @@ def _change_locked(
     except Exception:
         # Settle from what the registry shows; if even that fails, the next operation will.
         with contextlib.suppress(Exception):
-            _reconcile_locked(client, name, ledger, _live_aliases(client, name))
+            reconcile_locked(client, name, ledger, _live_aliases(client, name))
         raise
     for done in (entry, *removals):
         ledger.settle(done.operation_id, COMMITTED)
@@ -266,7 +219,7 @@ def _change_locked(
 
 
 def _ref_or_none(client: Any, name: str, version: str | None) -> ModelRef | None:
-    return _version(client, name, version) if version else None
+    return existing_version(client, name, version) if version else None
 
 
 def move_alias(
@@ -307,7 +260,7 @@ def move_alias(
             client, ledger, name, alias, live, version, expected_version, model_tags,
             adopt=adopt, kind="move", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
         )  # fmt: skip
-    current = _version(client, name, version)
+    current = existing_version(client, name, version)
     return AliasMove(_ref_or_none(client, name, previous), current, ended, adopted=adopt)
 
 
@@ -375,4 +328,6 @@ def rollback(
             client, ledger, name, alias, live, target, ANY_VERSION,
             kind="rollback", reason=why, actor=actor, dagster_run_id=dagster_run_id,
         )  # fmt: skip
-    return AliasMove(_ref_or_none(client, name, current), _version(client, name, target), ended)
+    return AliasMove(
+        _ref_or_none(client, name, current), existing_version(client, name, target), ended
+    )

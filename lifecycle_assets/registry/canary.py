@@ -1,9 +1,11 @@
 """Canary and shadow: aliases moved through the ledger, plus the canary's traffic weight.
 
-The weight is a registered-model tag (`canary_weight`, a float in [0, 1] as a string) so the
-service reads which version is canary and how much traffic it gets from one place, the registry.
-The weight is written with the alias (one `RegistryChange`: one transaction on the SQLite
-registry), so a service never sees the new canary at the old canary's weight.
+The weight is recorded in the ledger entry of each canary move, and a new weight for the same
+canary is a `weight` entry of its own: the service routes by the ledger's weight
+(`promotions.promoted_weight`), as it serves only the versions the ledger names. The
+registered-model tag `canary_weight` (a float in [0, 1] as a string) mirrors it for MLflow's
+readers; it is written with the alias (one `RegistryChange`: one transaction on the SQLite
+registry), and a tag edited in MLflow directly is reported, never obeyed.
 Neither the canary nor the shadow may be the champion's own version, a champion moved to the
 canary's or the shadow's version ends it, and a canary is never set without its weight
 (`alias_rules`, checked by `move_alias` whichever command asks).
@@ -34,7 +36,8 @@ def validate_weight(weight: float) -> float:
 
 
 def canary_weight(client: Any, name: str) -> float | None:
-    """The canary's traffic weight from the registry; None when no weight is set."""
+    """The canary's traffic weight as the registry's tag shows it (the mirror; the service
+    routes by the ledger's, `promotions.promoted_weight`); None when no weight is set."""
     raw = (client.get_registered_model(name).tags or {}).get(config.TAG_CANARY_WEIGHT)
     return None if raw in (None, "") else float(raw)
 

@@ -25,46 +25,20 @@ from typing import Any
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-
-PENDING = "PENDING"
-COMMITTED = "COMMITTED"
-ABORTED = "ABORTED"
+from lifecycle_assets.registry.ledger_schema import (
+    ABORTED,
+    COLUMNS,
+    COMMITTED,
+    PENDING,
+    create_or_migrate,
+)
 
 # What an entry did: `external` records a change made behind the ledger's back, found by
 # reconcile, so that the ledger still matches the registry afterwards. `retire` records a version
 # leaving service for good; its `alias` is RETIRE_ALIAS, which no registry alias may be named.
-KINDS = ("move", "remove", "rollback", "external", "retire")
+# `weight` records a new traffic weight of the canary that stays the same version.
+KINDS = ("move", "remove", "rollback", "external", "retire", "weight")
 RETIRE_ALIAS = "(retired)"
-
-_COLUMNS = (
-    "operation_id", "time", "model", "alias", "from_version", "to_version",
-    "kind", "reason", "actor", "dagster_run_id",
-)  # fmt: skip
-_IMMUTABLE = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in ("seq", *_COLUMNS))
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS alias_ledger (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    operation_id TEXT NOT NULL UNIQUE,
-    time TEXT NOT NULL,
-    model TEXT NOT NULL,
-    alias TEXT NOT NULL,
-    from_version TEXT,
-    to_version TEXT,
-    kind TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    dagster_run_id TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('{PENDING}', '{COMMITTED}', '{ABORTED}')),
-    settled_at TEXT,
-    note TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS alias_ledger_by_model ON alias_ledger (model, alias, seq);
-CREATE TRIGGER IF NOT EXISTS alias_ledger_no_delete BEFORE DELETE ON alias_ledger
-BEGIN SELECT RAISE(ABORT, 'the alias ledger is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS alias_ledger_settle_only BEFORE UPDATE ON alias_ledger
-WHEN OLD.state != '{PENDING}' OR NEW.state = '{PENDING}' OR {_IMMUTABLE}
-BEGIN SELECT RAISE(ABORT, 'only a PENDING ledger entry can change, and only to settle'); END;
-"""
 
 
 class AliasError(Exception):
@@ -108,7 +82,9 @@ def default_actor() -> str:
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One alias change: from_version None means the alias was unset, to_version None removes it."""
+    """One alias change: from_version None means the alias was unset, to_version None removes it.
+    `weight` is the canary's traffic share the change set (canary entries only; None before
+    weights were recorded)."""
 
     operation_id: str
     time: str
@@ -124,6 +100,7 @@ class LedgerEntry:
     settled_at: str | None = None
     note: str = ""
     seq: int = 0
+    weight: float | None = None
 
     @classmethod
     def new(
@@ -137,12 +114,13 @@ class LedgerEntry:
         reason: str,
         actor: str,
         dagster_run_id: str = "",
+        weight: float | None = None,
     ) -> LedgerEntry:
         if kind not in KINDS:
             raise ValueError(f"unknown ledger entry kind {kind!r}")
         return cls(
             uuid.uuid4().hex, utc_now(), model, alias, from_version, to_version,
-            kind, reason, actor, dagster_run_id,
+            kind, reason, actor, dagster_run_id, weight=weight,
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,7 +163,7 @@ class Ledger:
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a COMMITTED row survives a power cut, not only a killed process.
             conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
+            create_or_migrate(conn)
             yield conn
         except sqlite3.DatabaseError as error:
             # Not "the registry could not be used": the registry may be fine, and a person
@@ -204,12 +182,12 @@ class Ledger:
 
     def append(self, entry: LedgerEntry) -> LedgerEntry:
         """Write one entry durably; returns it with its sequence number."""
-        values = [getattr(entry, c) for c in _COLUMNS]
+        values = [getattr(entry, c) for c in COLUMNS]
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             cursor = conn.execute(
-                f"INSERT INTO alias_ledger ({', '.join(_COLUMNS)}, state, settled_at, note) "
-                f"VALUES ({', '.join('?' * len(_COLUMNS))}, ?, ?, ?)",
+                f"INSERT INTO alias_ledger ({', '.join(COLUMNS)}, state, settled_at, note) "
+                f"VALUES ({', '.join('?' * len(COLUMNS))}, ?, ?, ?)",
                 [*values, entry.state, entry.settled_at, entry.note],
             )
             conn.execute("COMMIT")
@@ -279,7 +257,8 @@ class Ledger:
 
 
 _FIELDS = {f.name for f in fields(LedgerEntry)}
-_MAY_BE_NULL = {"from_version", "to_version", "settled_at"}
+_MAY_BE_NULL = {"from_version", "to_version", "settled_at", "weight"}
+_TYPES = {"seq": int, "weight": float}
 
 
 def _row_problem(row: Mapping[str, Any]) -> str | None:
@@ -290,9 +269,11 @@ def _row_problem(row: Mapping[str, Any]) -> str | None:
     if missing := sorted(_FIELDS - set(row)):
         return f"missing column(s) {', '.join(missing)}"
     for name, value in row.items():
-        expected = int if name == "seq" else str
+        expected = _TYPES.get(name, str)
         if not isinstance(value, expected) and not (value is None and name in _MAY_BE_NULL):
             return f"{name} {value!r} is not {expected.__name__}"
+    if row["weight"] is not None and not 0.0 <= row["weight"] <= 1.0:
+        return f"weight {row['weight']!r} is not in [0, 1]"
     if row["kind"] not in KINDS:
         return f"kind {row['kind']!r} is not one of {', '.join(KINDS)}"
     if row["state"] not in (PENDING, COMMITTED, ABORTED):

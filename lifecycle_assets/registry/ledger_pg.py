@@ -1,6 +1,8 @@
 """The alias ledger on PostgreSQL, for a team whose machines share no disk.
 
-Same interface and same PENDING -> COMMITTED/ABORTED life of an entry as the SQLite ledger, but
+Same interface, same columns (`ledger_schema.COLUMNS`, the canary's `weight` included: an older
+table is given it when its schema is checked) and same PENDING -> COMMITTED/ABORTED life of an
+entry as the SQLite ledger, but
 everything a single file gave for free is asked of the database: a trigger refuses deletes,
 truncation and any update other than settling a PENDING row, so the table stays append-only
 whoever connects; one alias operation at a time per model is a transaction-scoped advisory lock
@@ -22,7 +24,6 @@ import psycopg2.extras
 
 from lifecycle_assets import config
 from lifecycle_assets.registry.ledger import (
-    _COLUMNS,
     ABORTED,
     COMMITTED,
     PENDING,
@@ -33,8 +34,9 @@ from lifecycle_assets.registry.ledger import (
     unusable,
     utc_now,
 )
+from lifecycle_assets.registry.ledger_schema import COLUMNS, WEIGHT_COLUMN, create_table
 
-_IMMUTABLE = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in ("seq", *_COLUMNS))
+_IMMUTABLE = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in ("seq", *COLUMNS))
 # Serializes schema creation: two first connections at once would both try CREATE TABLE.
 _SCHEMA_LOCK_KEY = 0x4C45444745  # "LEDGE"
 # Databases whose schema this process already created or checked.
@@ -60,22 +62,10 @@ SELECT to_regclass('alias_ledger_by_model') IS NOT NULL
    AS in_place
 """
 _SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS alias_ledger (
-    seq BIGSERIAL PRIMARY KEY,
-    operation_id TEXT NOT NULL UNIQUE,
-    time TEXT NOT NULL,
-    model TEXT NOT NULL,
-    alias TEXT NOT NULL,
-    from_version TEXT,
-    to_version TEXT,
-    kind TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    dagster_run_id TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('{PENDING}', '{COMMITTED}', '{ABORTED}')),
-    settled_at TEXT,
-    note TEXT NOT NULL DEFAULT ''
-);
+{create_table("BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION")}
+-- A table made before weights were recorded gets the column (its old rows keep NULL); the
+-- function below, rewritten with it, then guards it too.
+ALTER TABLE alias_ledger ADD COLUMN IF NOT EXISTS {WEIGHT_COLUMN.format(real="DOUBLE PRECISION")};
 CREATE INDEX IF NOT EXISTS alias_ledger_by_model ON alias_ledger (model, alias, seq);
 CREATE OR REPLACE FUNCTION alias_ledger_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $${_APPEND_ONLY}$$;
@@ -143,12 +133,12 @@ class PostgresLedger(Ledger):
 
     def append(self, entry: LedgerEntry) -> LedgerEntry:
         """Write one entry durably (committed before this returns); returns it with its seq."""
-        values = [getattr(entry, c) for c in _COLUMNS]
-        columns = ", ".join((*_COLUMNS, "state", "settled_at", "note"))
+        values = [getattr(entry, c) for c in COLUMNS]
+        columns = ", ".join((*COLUMNS, "state", "settled_at", "note"))
         with self._transaction() as cursor:
             cursor.execute(
                 f"INSERT INTO alias_ledger ({columns}) "
-                f"VALUES ({', '.join(['%s'] * (len(_COLUMNS) + 3))}) RETURNING seq",
+                f"VALUES ({', '.join(['%s'] * (len(COLUMNS) + 3))}) RETURNING seq",
                 [*values, entry.state, entry.settled_at, entry.note],
             )
             seq = cursor.fetchone()["seq"]

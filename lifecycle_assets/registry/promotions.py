@@ -12,6 +12,11 @@ and `lifecycle status` says so.
 A move in flight is PENDING in the ledger while the registry already shows it; that is not a
 refusal but a wait (`Promotion.pending`), settled a moment later by its own process or by
 the next `reconcile`.
+
+The canary's traffic weight is the same kind of fact: the registry's `canary_weight` tag is a
+mirror anyone can edit, the weight the platform set is in the ledger (`promoted_weight`).
+The service routes by the ledger's weight, and a tag that says otherwise is reported
+(`weight_problem`), never obeyed.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from lifecycle_assets import config
 from lifecycle_assets.registry.ledger import (
     COMMITTED,
     PENDING,
@@ -28,8 +34,9 @@ from lifecycle_assets.registry.ledger import (
 )
 
 # Ledger entries that record a decision of the platform; `external` only records what
-# reconcile found in the registry, and `retire` holds no alias.
-PLATFORM_KINDS = ("move", "remove", "rollback")
+# reconcile found in the registry, and `retire` holds no alias. A `weight` entry re-weighs
+# the canary it names.
+PLATFORM_KINDS = ("move", "remove", "rollback", "weight")
 
 
 @dataclass(frozen=True)
@@ -78,3 +85,33 @@ def promotion(ledger: Ledger, name: str, alias: str, version: str | None) -> Pro
         e.state == PENDING and e.kind in PLATFORM_KINDS and e.to_version == version for e in entries
     )
     return Promotion(alias, version, promoted, pending=version != promoted and in_flight)
+
+
+def promoted_weight(ledger: Ledger, name: str, version: str) -> float | None:
+    """The traffic weight the platform last set for `version` as `canary` of `name`; None
+    when its last canary entry names another version or no weight (a canary set before
+    weights were recorded, or adopted by `promote --alias canary`)."""
+    entry = last_promotion(ledger.entries(name, config.CANARY_ALIAS))
+    return entry.weight if entry is not None and entry.to_version == version else None
+
+
+def weight_problem(
+    name: str, version: str, registry_weight: str | None, ledger_weight: float | None
+) -> str | None:
+    """One line for a person when the registry's `canary_weight` tag (`registry_weight`, raw)
+    is not the weight the ledger recorded for canary `version`; None when they agree."""
+    try:
+        shown = None if registry_weight in (None, "") else float(registry_weight)
+    except ValueError:
+        shown = float("nan")  # not a number: never equal to the ledger's
+    if ledger_weight is not None and shown == ledger_weight:
+        return None
+    label = "none" if registry_weight in (None, "") else repr(registry_weight)
+    head = f"{name} `canary` v{version} has weight {label} in the registry, "
+    fix = f"`lifecycle canary {name} {version} --weight W` records the weight to use"
+    if ledger_weight is None:
+        return head + f"but none in the ledger, so it gets no traffic: {fix}"
+    return (
+        head + f"but {ledger_weight:g} in the ledger (changed outside the platform): traffic "
+        f"follows the ledger's {ledger_weight:g}; {fix}"
+    )

@@ -18,7 +18,8 @@ from upath import UPath
 
 from lifecycle_assets import config, storage
 from lifecycle_assets.config import Settings
-from lifecycle_assets.registry.aliases import _is_retired, _live_aliases, _operation, _version
+from lifecycle_assets.registry.alias_reconcile import existing_version, is_retired
+from lifecycle_assets.registry.aliases import _live_aliases, _operation
 from lifecycle_assets.registry.artifacts import IntegrityError, sha256_file
 from lifecycle_assets.registry.ledger import (
     ABORTED,
@@ -90,7 +91,7 @@ def dependents(
     client: MlflowClient, name: str, version: str, *, ledger: Ledger | None = None
 ) -> Dependents:
     """Aliases, BentoML models, Bentos, the MLflow run and ledger entries of one version."""
-    ref = _version(client, name, str(version))  # a missing one: the alias commands' words
+    ref = existing_version(client, name, str(version))  # a missing one: the alias commands' words
     return _dependents(ref, _live_aliases(client, name), ledger or Ledger.default())
 
 
@@ -162,8 +163,8 @@ def retire(
     settings = settings or Settings.from_env()
     ledger, version = ledger or Ledger.for_settings(settings), str(version)
     with _operation(client, name, ledger) as live:
-        ref = _version(client, name, version)
-        if _is_retired(ref):
+        ref = existing_version(client, name, version)
+        if is_retired(ref):
             raise AliasError(f"{name} v{version} is already retired")
         found = _dependents(ref, live, ledger)
         probe = (

@@ -6,11 +6,13 @@ off the request path. A moved alias is loaded in that thread, checked against
 its recorded SHA-256 (`fallback.verify_and_load`), asked for a smoke prediction, and only then
 published as a new `ModelSet`; anything failing on the way is refused: the old model (the last
 good one) keeps serving, and the refusal is logged, listed in `/metadata` and counted in
-`/metrics`. A refused `champion` also marks the model degraded (registry and service disagree)
-until the alias moves to a version that serves. A refused version is not
-retried on every poll, only once its alias has moved away and back (or on `POST /admin/reload`
-with `retry`). A champion loaded before `bento_service` tagged it with its Bento is re-read
-for that tag alone, a bounded number of polls, so `/metadata` names its Bento.
+`/metrics`. The canary answers the share the ledger recorded (`canary_weight.py`), whatever
+the registry's `canary_weight` tag says. A refused `champion` also marks the model degraded
+(registry and service disagree) until the alias moves to a version that serves. A refused
+version is not retried on every poll, only once its alias has moved away and back (or on
+`POST /admin/reload` with `retry`). A champion loaded before `bento_service` tagged it with
+its Bento is re-read for that tag alone, a bounded number of polls, so `/metadata` names its
+Bento.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from lifecycle_assets import config
 from lifecycle_assets.registry.ledger import Ledger, utc_now
 from lifecycle_assets.registry.reader import RegistryReader
+from lifecycle_assets.serving.canary_weight import CanaryWeight
 from lifecycle_assets.serving.fallback import (
     Degradation,
     PromotionPending,
@@ -37,7 +40,6 @@ from lifecycle_assets.serving.in_place import existing_version
 from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ROLES, SHADOW, ModelSet, smoke_test
 from lifecycle_assets.serving.model_source import ServedModel
-from lifecycle_assets.serving.router import parse_weight
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +91,7 @@ class RegistryWatcher:
         self.metrics = metrics
         self.poll_seconds = poll_seconds
         self.refused: list[Refusal] = []
+        self.canary_weight = CanaryWeight(ledger, name)
         self.last_swap: dict[str, Any] | None = None
         self.last_poll: str | None = None
         self.last_poll_error: str | None = None
@@ -182,7 +185,10 @@ class RegistryWatcher:
             if tagged is not None:
                 models = models.replace(champion=tagged)
                 self.publish(models)  # the same version, now naming its Bento: not a swap
-            weight = self._weight(tags.get(config.TAG_CANARY_WEIGHT), models.canary_weight)
+            canary = changes.get(CANARY, models.canary)
+            weight = self.canary_weight.weight(
+                None if canary is None else canary.ref.version, tags.get(config.TAG_CANARY_WEIGHT)
+            )
             if weight != models.canary_weight:
                 changes["canary_weight"] = weight
             if changes:
@@ -233,14 +239,6 @@ class RegistryWatcher:
             return not promotion_problems(self.ledger, self.name, ALIASES[role], version)
         except PromotionPending:
             return False
-
-    def _weight(self, raw: str | None, current: float) -> float:
-        try:
-            return parse_weight(raw)
-        except ValueError as error:
-            tag = config.TAG_CANARY_WEIGHT
-            logger.error("ignoring the %s tag of %s: %s", tag, self.name, error)
-            return current
 
     def _load(
         self, reader: RegistryReader, role: str, version: str, models: ModelSet
@@ -326,6 +324,8 @@ class RegistryWatcher:
             "last_poll_error": self.last_poll_error,
             "last_swap": self.last_swap,
             "refused": [asdict(r) if admin else r.public() for r in self.refused],
+            # The registry's canary weight differs from the ledger's, which is the one routed by.
+            "canary_weight_problem": self.canary_weight.problem,
             "degraded": None
             if degradation is None
             else (degradation.admin() if admin else degradation.public()),

@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from lifecycle_assets.config import CANARY_ALIAS, CanaryThresholds
+from lifecycle_assets.config import CANARY_ALIAS, CanaryThresholds, Settings
 from lifecycle_assets.data.ground_truth import (
     LABEL,
     LABELLED_AT,
@@ -25,6 +25,7 @@ from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.canary_analysis import CanaryVerdict, analyze_canary
 from lifecycle_assets.registry.aliases import ConcurrentAliasChange
 from lifecycle_assets.registry.canary import clear_canary, promote_canary
+from lifecycle_assets.registry.gate_record import failed_gates
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets.spec import ModelSpec
@@ -54,9 +55,18 @@ def day_with_labels(lake: Lake, day: str) -> pl.DataFrame:
 
 
 def apply_verdict(
-    client: Any, spec: ModelSpec, verdict: CanaryVerdict, run_id: str, ledger: Ledger
+    client: Any,
+    spec: ModelSpec,
+    verdict: CanaryVerdict,
+    run_id: str,
+    ledger: Ledger,
+    settings: Settings | None = None,
 ) -> str:
-    """Promote or roll back the canary the verdict is about; returns what was done."""
+    """Promote or roll back the canary the verdict is about; returns what was done.
+
+    A canary whose gates failed (made the canary with --override-gates) is never promoted
+    by the analysis: the override was a person's decision to try it, not to make it the
+    champion (`gate_record`); `lifecycle promote --override-gates` is that decision."""
     canary = resolve(client, spec.name, CANARY_ALIAS)
     if verdict.decision == "wait" or canary is None:
         return "nothing: " + ("waiting" if canary else "no canary is set")
@@ -66,6 +76,13 @@ def apply_verdict(
     audit = {"actor": f"dagster:{run_id}", "dagster_run_id": run_id, "ledger": ledger}
     reason = "canary analysis: " + "; ".join(verdict.reasons)
     judged = canary.version
+    if verdict.decision == "promote" and (
+        failed := failed_gates(settings or Settings.from_env(), spec.name, judged)
+    ):
+        return (
+            f"nothing: canary v{judged} failed its gates ({'; '.join(failed)}); only "
+            f"`lifecycle promote {spec.name} {judged} --override-gates` makes it the champion"
+        )
     try:
         if verdict.decision == "promote":
             promote_canary(client, spec.name, reason=reason, expected_version=judged, **audit)
@@ -105,7 +122,8 @@ def build_canary_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 f"{premature} label(s) stamped before their prediction: not used in the verdict"
             )
         client = mlflow.client()
-        action = apply_verdict(client, spec, verdict, context.run_id, Ledger.for_settings(settings))
+        ledger = Ledger.for_settings(settings)
+        action = apply_verdict(client, spec, verdict, context.run_id, ledger, settings)
         context.log.info(f"canary verdict {verdict.decision}: {action}")
         return dg.Output(
             {**verdict.to_dict(), "action": action},
