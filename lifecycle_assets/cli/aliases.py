@@ -91,9 +91,11 @@ def promote(
 
     _require_model(model)
     if alias == config.CHAMPION_ALIAS:
-        reason = promotion_reason(
+        reason, note = promotion_reason(
             Settings.from_env(), model, version, reason, override=override_gates
         )
+        if note:
+            click.echo(f"note: {note}", err=True)
     expected = ANY_VERSION if expect is None else None if expect.lower() == "none" else expect
     move = move_alias(
         _alias_client(), model, alias, version, reason=reason, actor=actor,

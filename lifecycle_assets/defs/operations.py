@@ -131,9 +131,11 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
         )
         reason = config.reason
         if config.alias == CHAMPION_ALIAS:
-            reason = promotion_reason(
+            reason, note = promotion_reason(
                 settings, name, config.version, reason, override=config.override_gates
             )
+            if note:
+                context.log.warning(note)
         move = aliases.move_alias(
             mlflow.client(), name, config.alias, config.version, reason=reason,
             expected_version=expected, **_audit(context, settings),
