@@ -207,11 +207,12 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
     """Each alias of one model (registry, with the ledger's when/who when it agrees) and what
     the service says it serves (under `service`)."""
     from lifecycle_assets.registry.ledger import Ledger
-    from lifecycle_assets.registry.promotions import last_promotion
+    from lifecycle_assets.registry.promotions import last_promotion, lost_holder
 
     ledger = Ledger.default()
     held: dict[str, Any] = {}
     gone: dict[str, str] = {}
+    why_gone: dict[str, str] = {}
     for alias in ALIASES:
         found = reader.resolve(name, alias)
         # The ledger's word only when the platform itself moved the alias there: a move made
@@ -222,6 +223,7 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
             held[alias] = None
             if promoted is not None:
                 gone[alias] = promoted  # alias removed, version deleted or model renamed
+                why_gone[alias] = lost_holder(ledger, reader, name, alias) or ""
             continue
         ref = found.to_dict()
         known = entry if promoted == ref["version"] else None
@@ -234,7 +236,7 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
             "ledger_version": promoted,
         }
     # Only when there is something to say: scripts read the aliases and `service`.
-    missing = {"missing_in_registry": gone} if gone else {}
+    missing = {"missing_in_registry": gone, "missing_reasons": why_gone} if gone else {}
     return {**held, **missing, "service": served_by(service_url, name)}
 
 
@@ -272,12 +274,10 @@ def _print_status(name: str, held: dict[str, Any], service_url: str) -> None:
     for alias in SERVED_ALIASES:
         if (ref := held[alias]) is not None and not ref["promoted"]:
             console.print(_unpromoted_line(name, alias, ref))
-        if (version := held.get("missing_in_registry", {}).get(alias)) is not None:
+        if (why := held.get("missing_reasons", {}).get(alias)) is not None:
             console.print(
-                f"[red]missing[/red]: the ledger's {name} `{alias}` is v{version}, but the "
-                "registry shows none (alias removed, version deleted or model renamed outside "
-                "the platform): a running service keeps it until it restarts; "
-                f"`lifecycle promote {name} VERSION` to name one"
+                f"[red]missing[/red]: {why} (a running service keeps serving it until it "
+                "restarts, then serves no version of this alias)"
             )
     if served["reachable"]:
         roles = ", ".join(

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from lifecycle_assets import config
 from lifecycle_assets.registry.ledger import (
     COMMITTED,
     PENDING,
@@ -26,6 +27,7 @@ from lifecycle_assets.registry.ledger import (
     LedgerEntry,
     version_label,
 )
+from lifecycle_assets.registry.read_models import RegistryReader
 
 # Ledger entries that record a decision of the platform; `external` only records what
 # reconcile found in the registry, and `retire` holds no alias.
@@ -78,3 +80,30 @@ def promotion(ledger: Ledger, name: str, alias: str, version: str | None) -> Pro
         e.state == PENDING and e.kind in PLATFORM_KINDS and e.to_version == version for e in entries
     )
     return Promotion(alias, version, promoted, pending=version != promoted and in_flight)
+
+
+def lost_holder_reason(name: str, alias: str, version: str, *, deleted: bool) -> str:
+    """One line on the ledger's holder of `alias` that the registry no longer shows, with the
+    way out: the service cannot serve it after a restart, and serves no other in its place."""
+    if alias == config.CHAMPION_ALIAS:
+        way_out = f"run `lifecycle rollback {name}` or promote another version"
+    else:
+        way_out = f"set another (`lifecycle {alias} {name} VERSION`) or `--clear` it"
+    if deleted:
+        return f"{name} `{alias}` v{version} was deleted from the registry: {way_out}"
+    return (
+        f"{name} `{alias}` v{version} is no longer set in the registry (alias removed or model "
+        f"renamed outside the platform): {way_out}"
+    )
+
+
+def lost_holder(ledger: Ledger, reader: RegistryReader, name: str, alias: str) -> str | None:
+    """Why the registry shows no holder of `alias` that the ledger names (`lost_holder_reason`);
+    None when the registry shows a holder or the platform never promoted one."""
+    if reader.resolve(name, alias) is not None:
+        return None
+    version = promoted_version(ledger, name, alias)
+    if version is None:
+        return None
+    deleted = reader.version(name, version) is None
+    return lost_holder_reason(name, alias, version, deleted=deleted)
