@@ -134,3 +134,40 @@ def test_the_sqlite_verdict_record_is_append_only(lifecycle_env: Settings) -> No
             conn.execute(statement)
     conn.close()
     assert recorded_verdict(ledger, "m", "1").sha256 == "a" * 64
+
+
+def test_the_canary_analysis_promotes_no_version_its_gates_or_its_seal_refuse(
+    registered_champion: ModelRef, lifecycle_env: Settings, spec: ModelSpec
+) -> None:
+    """Before, a canary whose gates failed (or whose verdict was edited) became champion when
+    the live-traffic verdict said "promote": the analysis read no gate verdict at all."""
+    import dagster as dg
+
+    from lifecycle_assets.defs.assets.canary import apply_verdict
+    from lifecycle_assets.ml.canary_analysis import CanaryVerdict, VariantStats
+    from lifecycle_assets.registry.canary import set_canary
+
+    v1, name, client = registered_champion, registered_champion.name, MlflowClient()
+    v2 = register_copy(v1)
+    path = lifecycle_env.reports_dir / name / f"v{v2.version}" / "evaluation.json"
+    path.parent.mkdir(parents=True)
+    verdict = {"name": gates.AUC_GATE, "passed": False, "description": "AUC 0.61 < 0.7"}
+    path.write_text(json.dumps({"gates": [verdict]}))
+    record_verdict(
+        Ledger.default(), name, v2.version, sha256=sha256_hex(path.read_bytes()),
+        gates=[verdict], file=str(path),
+    )  # fmt: skip
+    set_canary(client, name, v2.version, 0.1, reason="try v2", actor="pytest")
+
+    def stats(version: str) -> VariantStats:
+        return VariantStats(10, (version,), 0.0, 0.5, 1.0, 0, None, None)
+
+    promote = CanaryVerdict("promote", ("better",), stats(v1.version), stats(v2.version))
+    action = apply_verdict(client, spec, promote, "run-1", Ledger.default(), lifecycle_env)
+    assert action.startswith(f"nothing: v{v2.version} failed its gates (auc_meets_minimum"), action
+    assert resolve(client, name, CHAMPION).version == v1.version
+
+    _all_passed(path)
+    with pytest.raises(dg.Failure, match="does not match the gate verdict the ledger recorded"):
+        apply_verdict(client, spec, promote, "run-1", Ledger.default(), lifecycle_env)
+    assert resolve(client, name, CHAMPION).version == v1.version

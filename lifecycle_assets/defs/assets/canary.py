@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from lifecycle_assets.config import CANARY_ALIAS, CanaryThresholds
+from lifecycle_assets.config import CANARY_ALIAS, CanaryThresholds, Settings
 from lifecycle_assets.data.ground_truth import (
     LABEL,
     LABELLED_AT,
@@ -25,6 +25,7 @@ from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.canary_analysis import CanaryVerdict, analyze_canary
 from lifecycle_assets.registry.aliases import ConcurrentAliasChange
 from lifecycle_assets.registry.canary import clear_canary, promote_canary
+from lifecycle_assets.registry.gate_record import TamperedVerdict, gate_verdicts
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets.spec import ModelSpec
@@ -54,9 +55,19 @@ def day_with_labels(lake: Lake, day: str) -> pl.DataFrame:
 
 
 def apply_verdict(
-    client: Any, spec: ModelSpec, verdict: CanaryVerdict, run_id: str, ledger: Ledger
+    client: Any,
+    spec: ModelSpec,
+    verdict: CanaryVerdict,
+    run_id: str,
+    ledger: Ledger,
+    settings: Settings | None = None,
 ) -> str:
-    """Promote or roll back the canary the verdict is about; returns what was done."""
+    """Promote or roll back the canary the verdict is about; returns what was done.
+
+    Live traffic does not make a champion of a version its gates refused (a person may, with
+    `lifecycle promote --override-gates`), nor of one whose recorded verdict no longer matches
+    its `evaluation.json` (`registry/gate_record.py`: that fails the run).
+    """
     canary = resolve(client, spec.name, CANARY_ALIAS)
     if verdict.decision == "wait" or canary is None:
         return "nothing: " + ("waiting" if canary else "no canary is set")
@@ -68,6 +79,16 @@ def apply_verdict(
     judged = canary.version
     try:
         if verdict.decision == "promote":
+            try:
+                verdicts = gate_verdicts(settings or Settings.from_env(), spec.name, judged)
+            except TamperedVerdict as tampered:
+                raise dg.Failure(str(tampered), allow_retries=False) from None
+            if failed := verdicts.failed:
+                return (
+                    f"nothing: v{judged} failed its gates ({'; '.join(failed)}); the analysis "
+                    f"does not promote it (`lifecycle promote {spec.name} {judged} "
+                    "--override-gates` does)"
+                )
             promote_canary(client, spec.name, reason=reason, expected_version=judged, **audit)
             return f"promoted v{judged} to champion"
         clear_canary(
@@ -105,7 +126,8 @@ def build_canary_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 f"{premature} label(s) stamped before their prediction: not used in the verdict"
             )
         client = mlflow.client()
-        action = apply_verdict(client, spec, verdict, context.run_id, Ledger.for_settings(settings))
+        ledger = Ledger.for_settings(settings)
+        action = apply_verdict(client, spec, verdict, context.run_id, ledger, settings)
         context.log.info(f"canary verdict {verdict.decision}: {action}")
         return dg.Output(
             {**verdict.to_dict(), "action": action},
