@@ -11,7 +11,9 @@ the newest record of its version; a version evaluated again gets a newer record.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,31 +135,24 @@ def _is_postgres(ledger: Ledger) -> bool:
     return isinstance(ledger, PostgresLedger)
 
 
-class _PgCursor:
-    """The ledger's own transaction, with this table's schema made first (once per process
-    and database; again after any error, as the ledger does for its own table)."""
-
-    ready: set[str] = set()
-
-    def __init__(self, ledger: Any) -> None:
-        self.ledger = ledger
-        self.context = ledger._transaction()
-
-    def __enter__(self) -> Any:
-        cursor = self.context.__enter__()
-        if self.ledger.url not in self.ready:
-            cursor.execute("SELECT to_regclass('gate_verdicts_by_version') IS NOT NULL AS ok")
-            if not cursor.fetchone()["ok"]:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK_KEY,))
-                cursor.execute(_PG_SCHEMA)
-        return cursor
-
-    def __exit__(self, *exc: Any) -> Any:
-        try:
-            return self.context.__exit__(*exc)
-        finally:
-            (self.ready.discard if exc[0] else self.ready.add)(self.ledger.url)
+# PostgreSQL databases (URLs) where this process made or found the table.
+_PG_READY: set[str] = set()
 
 
-def _pg_cursor(ledger: Ledger) -> _PgCursor:
-    return _PgCursor(ledger)
+@contextlib.contextmanager
+def _pg_cursor(ledger: Any) -> Iterator[Any]:
+    """The ledger's own transaction (`LedgerUnusable` on any database error), with this table's
+    schema made first: once per process and database, and again after an error, as the ledger
+    does for its own table."""
+    done = False
+    try:
+        with ledger._transaction() as cursor:
+            if ledger.url not in _PG_READY:
+                cursor.execute("SELECT to_regclass('gate_verdicts_by_version') IS NOT NULL AS ok")
+                if not cursor.fetchone()["ok"]:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK_KEY,))
+                    cursor.execute(_PG_SCHEMA)
+            yield cursor
+        done = True
+    finally:
+        (_PG_READY.add if done else _PG_READY.discard)(ledger.url)
