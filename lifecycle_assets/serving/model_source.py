@@ -49,6 +49,7 @@ from lifecycle_assets.serving.in_place import (
     registry_reader,
     verified_in_place,
 )
+from lifecycle_assets.serving.lost_champion import LostChampion, refuse_lost_champion
 from lifecycle_assets.serving.model_env import (
     ENV_MODEL_NAMES,
     ENV_MODEL_SOURCE,
@@ -128,23 +129,16 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-class LostChampion(ModelSourceError):
-    """The ledger's champion is gone from the registry (deleted, alias removed): the model is
-    not served, and the message says why and what to run."""
-
-
 def load_from_registry(name: str, settings: Settings) -> ServedModel:
     """The `champion` version of `name`, verified; if it cannot serve, the last good one."""
     from lifecycle_assets.registry.ledger import Ledger
-    from lifecycle_assets.registry.promotions import lost_holder
     from lifecycle_assets.serving.fallback import choose
 
     reader = registry_reader(settings)
     ref = reader.resolve(name, config.CHAMPION_ALIAS)
     ledger = Ledger.for_settings(settings)
-    if ref is None and (lost := lost_holder(ledger, reader, name, config.CHAMPION_ALIAS)):
-        raise LostChampion(lost)  # never another version in the ledger's place
     if ref is None:
+        refuse_lost_champion(ledger, reader, name)  # never another version in its place
         raise ModelSourceError(
             f"model {name!r} has no {config.CHAMPION_ALIAS!r} version in the registry at "
             f"{settings.mlflow_tracking_uri}; train and promote one first, or set "
