@@ -85,6 +85,11 @@ def test_an_edited_verdict_refuses_promotion_override_or_not(
     assert "does not match the gate verdict" in failure.step_failure_data.error.message
     assert resolve(MlflowClient(), spec.name, CHAMPION) is None
 
+    # An audit (`lineage`, `trace`) shows the evaluation link broken, not the edited gates.
+    audit = CliRunner().invoke(main, ["lineage", spec.name, "1"])
+    assert audit.exit_code == 1
+    assert f"recorded sha256 {sealed.sha256}, found {found}" in audit.output
+
     # Deleted: the record still says the version was evaluated, and failed.
     for path in files:
         path.unlink()

@@ -72,11 +72,21 @@ def gate_verdicts(settings: Settings, name: str, version: str) -> GateVerdicts:
         settings.reports_dir, name, version, ref.run_id or None, run_first=True,
         run_artifacts=local_or_stored(run.artifact_uri) if run is not None else None,
     )  # fmt: skip
+    unsealed = check_seal(settings, name, version, found, source)
+    gates = json.loads(found).get("gates", []) if found is not None else []
+    return GateVerdicts(gates, source, unsealed)
+
+
+def check_seal(
+    settings: Settings, name: str, version: str, found: bytes | None, source: str
+) -> str:
+    """'' when `found` (the bytes of the version's `evaluation.json`, read at `source`; None
+    when there is none) is the file whose verdict the ledger recorded; a note when no verdict
+    was recorded (evaluated before they were, or never evaluated: '' then too); else
+    TamperedVerdict, one line naming the file, the recorded and the found hash."""
     record = recorded_verdict(Ledger.for_settings(settings), name, str(version))
     if record is None:
-        gates = json.loads(found).get("gates", []) if found is not None else []
-        unsealed = "" if found is None else _UNSEALED.format(name=name, version=version)
-        return GateVerdicts(gates, source, unsealed)
+        return "" if found is None else _UNSEALED.format(name=name, version=version)
     digest = None if found is None else sha256_hex(found)
     if digest != record.sha256:
         shown = source or f"the evaluation.json of {name} v{version} (recorded as {record.file})"
@@ -85,19 +95,13 @@ def gate_verdicts(settings: Settings, name: str, version: str) -> GateVerdicts:
             f"v{version}: recorded sha256 {record.sha256}, found {digest or 'no file'}; "
             "nothing was changed"
         )
-    return GateVerdicts(json.loads(found).get("gates", []), source)
+    return ""
 
 
 _UNSEALED = (
     "{name} v{version} was evaluated before gate verdicts were recorded in the ledger: its "
     "evaluation.json is read unchecked"
 )
-
-
-def failed_gates(settings: Settings, name: str, version: str) -> list[str]:
-    """`name: description` of each gate the version's evaluation recorded as failed; [] when
-    all passed or no evaluation is recorded (a version registered outside `lifecycle run`)."""
-    return gate_verdicts(settings, name, version).failed
 
 
 def promotion_reason(
