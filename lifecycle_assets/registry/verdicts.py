@@ -6,7 +6,9 @@ MLflow tags are editable by anyone with registry access. So when the evaluation 
 the file it also appends here the verdict and the SHA-256 of the file's bytes, in the ledger's
 database (the SQLite file, or the team's PostgreSQL): a table that triggers keep append-only, as
 they keep the alias ledger. Readers of the verdicts (`gate_record.py`) check the file against
-the newest record of its version; a version evaluated again gets a newer record.
+the newest record of its version; a version evaluated again gets a newer record. The table is
+reached through the ledger's own connection (`Ledger._connect`, `PostgresLedger._transaction`),
+so a database that cannot be used is the ledger's one `LedgerUnusable` line, naming it.
 """
 
 from __future__ import annotations
