@@ -108,3 +108,27 @@ def test_settings_pick_the_ledger(postgres_url, tmp_path) -> None:  # noqa: F811
     ledger = Ledger.for_settings(team)
     assert isinstance(ledger, PostgresLedger) and ledger.url == postgres_url
     assert "secret" not in repr(PostgresLedger("postgresql://u:secret@db:5432/x"))
+
+
+def test_gate_verdicts_are_sealed_append_only_beside_the_ledger(postgres_url) -> None:  # noqa: F811
+    """The verdict record (`registry/verdicts.py`) on the team's PostgreSQL: the newest record
+    of a version is the one readers check, and no role can rewrite or remove one."""
+    from lifecycle_assets.registry.verdicts import record_verdict, recorded_verdict
+
+    ledger = PostgresLedger(postgres_url)
+    assert recorded_verdict(ledger, "m", "1") is None
+    failed = {"name": "auc_meets_minimum", "passed": False, "description": "AUC 0.61 < 0.7"}
+    record_verdict(ledger, "m", "1", sha256="a" * 64, gates=[failed], file="f", dagster_run_id="r")
+    newest = record_verdict(ledger, "m", "1", sha256="b" * 64, gates=[], file="f")
+    found = recorded_verdict(ledger, "m", "1")
+    assert found == newest and found.passed and found.seq > 1
+    for statement in (
+        "DELETE FROM gate_verdicts",
+        "TRUNCATE gate_verdicts",
+        "UPDATE gate_verdicts SET passed = true, sha256 = 'c'",
+    ):
+        conn = psycopg2.connect(postgres_url)
+        with pytest.raises(psycopg2.errors.RaiseException), conn.cursor() as cursor:
+            cursor.execute(statement)
+        conn.close()
+    assert recorded_verdict(ledger, "m", "1").sha256 == "b" * 64

@@ -177,7 +177,7 @@ def test_status_names_a_champion_deleted_outside_the_platform(
     result = CliRunner().invoke(main, ["status", v2.name, "--service-url", ""])
     assert result.exit_code == 0, result.output
     line = " ".join(result.output.split())
-    assert f"missing: the ledger's {v2.name} `champion` is v{v2.version}, but the registry" in line
+    assert f"missing: {v2.name} `champion` v{v2.version} was deleted from the registry" in line
     as_json = CliRunner().invoke(main, ["status", v2.name, "--service-url", "", "--json"])
     assert json.loads(as_json.stdout)["missing_in_registry"] == {CHAMPION: v2.version}
 

@@ -92,9 +92,11 @@ def promote(
 
     _require_model(model)
     # `--alias canary` of the version the canary already names adopts it: the same rule.
-    reason = promotion_reason(
+    reason, note = promotion_reason(
         Settings.from_env(), model, version, reason, override=override_gates, alias=alias
     )
+    if note:
+        click.echo(f"note: {note}", err=True)
     expected = ANY_VERSION if expect is None else None if expect.lower() == "none" else expect
     move = move_alias(
         _alias_client(), model, alias, version, reason=reason, actor=actor,
@@ -206,11 +208,12 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
     """Each alias of one model (registry, with the ledger's when/who when it agrees) and what
     the service says it serves (under `service`)."""
     from lifecycle_assets.registry.ledger import Ledger
-    from lifecycle_assets.registry.promotions import last_promotion
+    from lifecycle_assets.registry.promotions import last_promotion, lost_holder
 
     ledger = Ledger.default()
     held: dict[str, Any] = {}
     gone: dict[str, str] = {}
+    why_gone: dict[str, str] = {}
     for alias in ALIASES:
         found = reader.resolve(name, alias)
         # The ledger's word only when the platform itself moved the alias there: a move made
@@ -221,6 +224,7 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
             held[alias] = None
             if promoted is not None:
                 gone[alias] = promoted  # alias removed, version deleted or model renamed
+                why_gone[alias] = lost_holder(ledger, reader, name, alias) or ""
             continue
         ref = found.to_dict()
         known = entry if promoted == ref["version"] else None
@@ -235,7 +239,7 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
         if alias == config.CANARY_ALIAS and known is not None:
             held[alias].update(_canary_weights(name, reader, ledger, ref["version"]))
     # Only when there is something to say: scripts read the aliases and `service`.
-    missing = {"missing_in_registry": gone} if gone else {}
+    missing = {"missing_in_registry": gone, "missing_reasons": why_gone} if gone else {}
     return {**held, **missing, "service": served_by(service_url, name)}
 
 
@@ -287,12 +291,10 @@ def _print_status(name: str, held: dict[str, Any], service_url: str) -> None:
             console.print(_unpromoted_line(name, alias, ref))
         if ref is not None and (problem := ref.get("weight_problem")):
             console.print(f"[red]weight not obeyed[/red]: {escape(problem)}")
-        if (version := held.get("missing_in_registry", {}).get(alias)) is not None:
+        if (why := held.get("missing_reasons", {}).get(alias)) is not None:
             console.print(
-                f"[red]missing[/red]: the ledger's {name} `{alias}` is v{version}, but the "
-                "registry shows none (alias removed, version deleted or model renamed outside "
-                "the platform): a running service keeps it until it restarts; "
-                f"`lifecycle promote {name} VERSION` to name one"
+                f"[red]missing[/red]: {why} (a running service keeps serving it until it "
+                "restarts, then serves no version of this alias)"
             )
     if served["reachable"]:
         roles = ", ".join(

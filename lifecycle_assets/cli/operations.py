@@ -87,10 +87,12 @@ def canary(
         previous = clear_canary(client, model, reason=reason, actor=actor)
         _report(model, config.CANARY_ALIAS, previous, None, as_json)
         return
-    reason = promotion_reason(
+    reason, note = promotion_reason(
         Settings.from_env(), model, str(version), reason, override=override_gates,
         alias=config.CANARY_ALIAS,
     )  # fmt: skip
+    if note:
+        click.echo(f"note: {note}", err=True)
     previous, current = set_canary(client, model, version, weight, reason=reason, actor=actor)
     _report(model, config.CANARY_ALIAS, previous, current, as_json, weight=weight)
 

@@ -132,10 +132,12 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
         expected = (
             aliases.ANY_VERSION if config.expected_version is None else config.expected_version
         )
-        reason = promotion_reason(
+        reason, note = promotion_reason(
             settings, name, config.version, config.reason, override=config.override_gates,
             alias=config.alias,
         )  # fmt: skip
+        if note:
+            context.log.warning(note)
         move = aliases.move_alias(
             mlflow.client(), name, config.alias, config.version, reason=reason,
             expected_version=expected, **_audit(context, settings),
@@ -175,10 +177,12 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
         else:
             if config.version is None:
                 raise dg.Failure("give a version, or clear: true", allow_retries=False)
-            reason = promotion_reason(
+            reason, note = promotion_reason(
                 settings, name, config.version, config.reason, override=config.override_gates,
                 alias=CANARY_ALIAS,
             )  # fmt: skip
+            if note:
+                context.log.warning(note)
             previous, current = canary.set_canary(
                 client, name, config.version, config.weight, reason=reason, **audit
             )

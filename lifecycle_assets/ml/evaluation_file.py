@@ -29,6 +29,27 @@ def load_evaluation(
 ) -> tuple[dict[str, Any] | None, str]:
     """A version's `evaluation.json` and where it was read from; (None, "") when there is none.
 
+    See `read_evaluation`, which finds the file's bytes.
+    """
+    found, where = read_evaluation(
+        reports_dir, model, version, run_id, run_first=run_first, run_artifacts=run_artifacts
+    )
+    return (None, "") if found is None else (json.loads(found), where)
+
+
+def read_evaluation(
+    reports_dir: Path,
+    model: str,
+    version: str,
+    run_id: str | None,
+    *,
+    run_first: bool = False,
+    run_artifacts: str | None = None,
+) -> tuple[bytes | None, str]:
+    """The bytes of a version's `evaluation.json` and where they were read from; (None, "")
+    when there is none. Bytes, so that a reader can check them against their recorded SHA-256
+    (`registry/gate_record.py`).
+
     The evaluation asset writes it to the version's report folder and logs that folder to the
     version's run. The folder is read first, which spares a download; an audit passes
     `run_first`, since the run's copy is the record and the folder only a working copy.
@@ -38,16 +59,16 @@ def load_evaluation(
     local = storage.path(reports_dir) / model / f"v{version}" / EVALUATION_FILE  # local or S3
     artifact = f"{EVALUATION_ARTIFACT_DIR}/{EVALUATION_FILE}"
 
-    def from_folder() -> tuple[dict[str, Any], str] | None:
-        return (json.loads(local.read_text()), str(local)) if local.exists() else None
+    def from_folder() -> tuple[bytes, str] | None:
+        return (local.read_bytes(), str(local)) if local.exists() else None
 
-    def in_place() -> tuple[dict[str, Any], str] | None:
+    def in_place() -> tuple[bytes, str] | None:
         logged = storage.path(f"{str(run_artifacts).rstrip('/')}/{artifact}")
         if not logged.exists():
             return None
-        return json.loads(logged.read_text()), f"runs:/{run_id}/{artifact}"
+        return logged.read_bytes(), f"runs:/{run_id}/{artifact}"
 
-    def from_run() -> tuple[dict[str, Any], str] | None:
+    def from_run() -> tuple[bytes, str] | None:
         if not run_id:
             return None
         if run_artifacts:
@@ -68,7 +89,7 @@ def load_evaluation(
         if artifact not in {f.path for f in logged}:
             return None
         uri = f"runs:/{run_id}/{artifact}"
-        return mlflow.artifacts.load_dict(uri), uri
+        return mlflow.artifacts.load_text(uri).encode("utf-8"), uri
 
     for read in (from_run, from_folder) if run_first else (from_folder, from_run):
         found = read()

@@ -9,12 +9,13 @@ the MLflow run must name the same artifact and training set as the version.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import tempfile
 from typing import Any
 
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.ml.evaluation_file import load_evaluation
+from lifecycle_assets.ml.evaluation_file import read_evaluation
 from lifecycle_assets.provenance.links import (
     BROKEN,
     EVALUATION,
@@ -26,6 +27,7 @@ from lifecycle_assets.provenance.links import (
     Link,
     file_link,
 )
+from lifecycle_assets.registry.gate_record import TamperedVerdict, check_seal
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
 from lifecycle_assets.registry.promotions import PLATFORM_KINDS
 from lifecycle_assets.registry.reader import RegistryReader, RunRecord, local_or_stored
@@ -133,12 +135,18 @@ def evaluation_link(
     about this very artifact. A failed gate is shown, not judged: promoting past a gate by hand
     is a recorded human decision (see the ledger), not a broken chain."""
     ident = f"{ref.name}/v{ref.version}"
-    evaluation, source = load_evaluation(
+    found, source = read_evaluation(
         settings.reports_dir, ref.name, ref.version, ref.run_id, run_first=True,
         run_artifacts=local_or_stored(run.artifact_uri) if run is not None else None,
     )  # fmt: skip
-    if evaluation is None:
+    try:  # the gates shown are the ones sealed at evaluation, or the link is broken
+        unsealed = check_seal(settings, ref.name, ref.version, found, source)
+    except TamperedVerdict as tampered:
+        reason = str(tampered).removesuffix("; nothing was changed")
+        return Link(EVALUATION, ident, BROKEN, reason, {"source": source}, via)
+    if found is None:
         return Link(EVALUATION, ident, MISSING, "no evaluation.json in the run or reports", via=via)
+    evaluation = json.loads(found)
     gates = evaluation.get("gates", [])
     evaluated = evaluation.get("model", {})
     details = {
@@ -147,6 +155,7 @@ def evaluation_link(
         "gates": gates,
         "all_passed": all(g.get("passed") for g in gates),
         "metrics": evaluation.get("report", {}).get("metrics", {}),
+        **({"unsealed": unsealed} if unsealed else {}),
     }
     evaluated_sha = evaluated.get("tags", {}).get(config.TAG_ARTIFACT_SHA256)
     if evaluated_sha != ref.artifact_sha256:

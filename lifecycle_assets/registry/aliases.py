@@ -288,6 +288,16 @@ def remove_alias(
     return _ref_or_none(client, name, previous)
 
 
+def _holder_label(client: Any, ledger: Ledger, name: str, alias: str, current: str | None) -> str:
+    """How a rollback's reason names what it leaves: `v3`, or the ledger's holder that the
+    registry lost (`v3 (deleted from the registry)`), else `unset`."""
+    promoted = promoted_version(ledger, name, alias) if current is None else None
+    if promoted is None:
+        return version_label(current)
+    gone = reader_of(client).version(name, promoted) is None
+    return f"v{promoted} ({'deleted from the registry' if gone else 'alias removed outside'})"
+
+
 def rollback(
     client: Any,
     name: str,
@@ -320,7 +330,7 @@ def rollback(
             if target == current:
                 raise AliasError(f"{name} v{target} already holds `{alias}`")
             _target(client, name, target)
-        why = f"rollback from {version_label(current)} to v{target}"
+        why = f"rollback from {_holder_label(client, ledger, name, alias, current)} to v{target}"
         if to_version is None and skipped:
             why += f"{PASSED_OVER}{'; '.join(skipped)})"
         why += f": {reason}" if reason else ""

@@ -1,4 +1,4 @@
-"""The gate verdicts recorded with a version's evaluation, for a promotion by hand.
+"""The gate verdicts recorded with a version's evaluation: the one door every reader goes through.
 
 `champion_model` promotes only past every gate, but `lifecycle promote` (and the promote job)
 can point `champion` at any version that verifies, including one its gates refused, and
@@ -7,15 +7,27 @@ person's decision, but never by accident: a version whose evaluation recorded a 
 refused as `champion` or `canary` (the aliases that answer requests) unless the caller says it
 overrides them, and then the failed gates are written into the ledger's reason, so the audit
 trail names what was overridden. The shadow answers nobody and the challenger is a label.
+
+The verdicts are read from the version's `evaluation.json` in the artifact store, which anyone
+who can write there could edit; so the file is checked against the SHA-256 the evaluation asset
+sealed in the platform's own append-only record (`verdicts.py`). A file that does not match
+(edited, replaced, deleted) refuses the promotion, override or not. A version evaluated before
+verdicts were recorded has no seal: its file is read as it is, and the caller is told so.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
-from lifecycle_assets.ml.evaluation_file import load_evaluation
-from lifecycle_assets.registry.ledger import AliasError
+from lifecycle_assets.ml.evaluation_file import read_evaluation
+from lifecycle_assets.registry.ledger import AliasError, Ledger
 from lifecycle_assets.registry.reader import local_or_stored, reader_for
+from lifecycle_assets.registry.verdicts import recorded_verdict
 
 # The aliases whose holder answers requests: a gate-refused version needs an override.
 GATED_ALIASES = (config.CHAMPION_ALIAS, config.CANARY_ALIAS)
@@ -25,20 +37,77 @@ class FailedGates(AliasError):
     """The version's evaluation recorded failed gates and no override was given."""
 
 
-def failed_gates(settings: Settings, name: str, version: str) -> list[str]:
-    """`name: description` of each gate the version's evaluation recorded as failed; [] when
-    all passed or no evaluation is recorded (a version registered outside `lifecycle run`)."""
+class TamperedVerdict(AliasError):
+    """The version's `evaluation.json` is not the file whose verdict the ledger recorded."""
+
+
+@dataclass(frozen=True)
+class GateVerdicts:
+    """What a version's evaluation says of its gates, once checked against the record.
+
+    `gates` are `GateResult.to_dict()`s; `unsealed` says why the file could not be checked (a
+    version evaluated before verdicts were recorded), '' when it was.
+    """
+
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    source: str = ""
+    unsealed: str = ""
+
+    @property
+    def failed(self) -> list[str]:
+        """`name: description` of each failed gate."""
+        failed = [g for g in self.gates if not g.get("passed")]
+        return [f"{g.get('name')}: {g.get('description', '')}" for g in failed]
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def gate_verdicts(settings: Settings, name: str, version: str) -> GateVerdicts:
+    """The version's recorded gate verdicts, its `evaluation.json` checked against the SHA-256
+    recorded in the ledger's database; TamperedVerdict (one line: the file, the recorded and
+    the found hash) when they differ or the file is gone. No gates for a version registered
+    outside `lifecycle run` (no evaluation and no record)."""
     reader = reader_for(settings)
     ref = reader.version(name, version)
     if ref is None:
-        return []  # the alias move names the missing version
+        return GateVerdicts()  # the alias move names the missing version
     run = reader.run(ref.run_id) if ref.run_id else None
-    evaluation, _ = load_evaluation(
+    found, source = read_evaluation(
         settings.reports_dir, name, version, ref.run_id or None, run_first=True,
         run_artifacts=local_or_stored(run.artifact_uri) if run is not None else None,
     )  # fmt: skip
-    gates = (evaluation or {}).get("gates", [])
-    return [f"{g.get('name')}: {g.get('description', '')}" for g in gates if not g.get("passed")]
+    unsealed = check_seal(settings, name, version, found, source)
+    gates = json.loads(found).get("gates", []) if found is not None else []
+    return GateVerdicts(gates, source, unsealed)
+
+
+def check_seal(
+    settings: Settings, name: str, version: str, found: bytes | None, source: str
+) -> str:
+    """'' when `found` (the bytes of the version's `evaluation.json`, read at `source`; None
+    when there is none) is the file whose verdict the ledger recorded; a note when no verdict
+    was recorded (evaluated before they were, or never evaluated: '' then too); else
+    TamperedVerdict, one line naming the file, the recorded and the found hash."""
+    record = recorded_verdict(Ledger.for_settings(settings), name, str(version))
+    if record is None:
+        return "" if found is None else _UNSEALED.format(name=name, version=version)
+    digest = None if found is None else sha256_hex(found)
+    if digest != record.sha256:
+        shown = source or f"the evaluation.json of {name} v{version} (recorded as {record.file})"
+        raise TamperedVerdict(
+            f"{shown} does not match the gate verdict the ledger recorded for {name} "
+            f"v{version}: recorded sha256 {record.sha256}, found {digest or 'no file'}; "
+            "nothing was changed"
+        )
+    return ""
+
+
+_UNSEALED = (
+    "{name} v{version} was evaluated before gate verdicts were recorded in the ledger: its "
+    "evaluation.json is read unchecked"
+)
 
 
 def promotion_reason(
@@ -49,19 +118,22 @@ def promotion_reason(
     *,
     override: bool,
     alias: str = config.CHAMPION_ALIAS,
-) -> str:
-    """The ledger reason of a move of `alias` (`champion`, `canary`) by hand; FailedGates when
-    the version's gates failed and `override` is not set (the message says how to override).
-    Other aliases serve no answer: their reason is kept as given."""
+) -> tuple[str, str]:
+    """The ledger reason of a move of `alias` (`champion`, `canary`) by hand, and a note for the
+    person ('' or why the verdicts were read unchecked); FailedGates when the version's gates
+    failed and `override` is not set (the message says how to override), TamperedVerdict
+    whatever `override` says when its evaluation file does not match the ledger's record. Other
+    aliases serve no answer: their reason is kept as given."""
     if alias not in GATED_ALIASES:
-        return reason
-    failed = failed_gates(settings, name, version)
+        return reason, ""
+    verdicts = gate_verdicts(settings, name, version)
+    failed = verdicts.failed
     if not failed:
-        return reason
+        return reason, verdicts.unsealed
     if not override:
         anyway = "promote it" if alias == config.CHAMPION_ALIAS else "make it the canary"
         raise FailedGates(
             f"{name} v{version} failed its gates ({'; '.join(failed)}); nothing was changed: "
             f"{anyway} anyway with --override-gates (the override is kept in the ledger)"
         )
-    return f"{reason} (overriding failed gates: {'; '.join(failed)})"
+    return f"{reason} (overriding failed gates: {'; '.join(failed)})", verdicts.unsealed

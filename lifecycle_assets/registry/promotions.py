@@ -32,6 +32,7 @@ from lifecycle_assets.registry.ledger import (
     LedgerEntry,
     version_label,
 )
+from lifecycle_assets.registry.read_models import RegistryReader
 
 # Ledger entries that record a decision of the platform; `external` only records what
 # reconcile found in the registry, and `retire` holds no alias. A `weight` entry re-weighs
@@ -115,3 +116,30 @@ def weight_problem(
         head + f"but {ledger_weight:g} in the ledger (changed outside the platform): traffic "
         f"follows the ledger's {ledger_weight:g}; {fix}"
     )
+
+
+def lost_holder_reason(name: str, alias: str, version: str, *, deleted: bool) -> str:
+    """One line on the ledger's holder of `alias` that the registry no longer shows, with the
+    way out: the service cannot serve it after a restart, and serves no other in its place."""
+    if alias == config.CHAMPION_ALIAS:
+        way_out = f"run `lifecycle rollback {name}` or promote another version"
+    else:
+        way_out = f"set another (`lifecycle {alias} {name} VERSION`) or `--clear` it"
+    if deleted:
+        return f"{name} `{alias}` v{version} was deleted from the registry: {way_out}"
+    return (
+        f"{name} `{alias}` v{version} is no longer set in the registry (alias removed or model "
+        f"renamed outside the platform): {way_out}"
+    )
+
+
+def lost_holder(ledger: Ledger, reader: RegistryReader, name: str, alias: str) -> str | None:
+    """Why the registry shows no holder of `alias` that the ledger names (`lost_holder_reason`);
+    None when the registry shows a holder or the platform never promoted one."""
+    if reader.resolve(name, alias) is not None:
+        return None
+    version = promoted_version(ledger, name, alias)
+    if version is None:
+        return None
+    deleted = reader.version(name, version) is None
+    return lost_holder_reason(name, alias, version, deleted=deleted)

@@ -107,7 +107,8 @@ def _relative(location: bytes) -> bytes:
 
 
 def readiness_detail() -> dict[str, Any]:
-    """Per served model, the version served and the degradation if any (public fields only)."""
+    """Per served model, the version served and the degradation if any (public fields only);
+    under `not_served`, each model the registry lost the champion of, and why."""
     import bentoml
 
     service = bentoml.get_current_service()
@@ -120,7 +121,10 @@ def readiness_detail() -> dict[str, Any]:
             "degraded": None if degradation is None else degradation.public(),
         }
     degraded = sorted(n for n, m in models.items() if m["degraded"] is not None)
-    return {"status": "degraded" if degraded else "ready", "degraded": degraded, "models": models}
+    # A model whose champion the registry lost serves nothing: why, and what to run.
+    lost = dict(getattr(service, "lost", {}))
+    status = "degraded" if degraded or lost else "ready"
+    return {"status": status, "degraded": degraded, "models": models, "not_served": lost}
 
 
 class HttpGuard:

@@ -49,6 +49,7 @@ from lifecycle_assets.serving.in_place import (
     registry_reader,
     verified_in_place,
 )
+from lifecycle_assets.serving.lost_champion import LostChampion, refuse_lost_champion
 from lifecycle_assets.serving.model_env import (
     ENV_MODEL_NAMES,
     ENV_MODEL_SOURCE,
@@ -135,7 +136,9 @@ def load_from_registry(name: str, settings: Settings) -> ServedModel:
 
     reader = registry_reader(settings)
     ref = reader.resolve(name, config.CHAMPION_ALIAS)
+    ledger = Ledger.for_settings(settings)
     if ref is None:
+        refuse_lost_champion(ledger, reader, name)  # never another version in its place
         raise ModelSourceError(
             f"model {name!r} has no {config.CHAMPION_ALIAS!r} version in the registry at "
             f"{settings.mlflow_tracking_uri}; train and promote one first, or set "
@@ -145,7 +148,7 @@ def load_from_registry(name: str, settings: Settings) -> ServedModel:
         name,
         config.CHAMPION_ALIAS,
         ref,
-        Ledger.for_settings(settings),
+        ledger,
         functools.partial(existing_version, reader, name),
     )
     if choice.degradation is None:
@@ -276,12 +279,16 @@ def _bundled_names(env: Mapping[str, str]) -> list[str]:
     return [spec.name for spec in configured_specs(dict(env)) if spec.name in stored]
 
 
-def load_served_models(environ: Mapping[str, str] | None = None) -> list[ServedModel]:
+def load_served_models(
+    environ: Mapping[str, str] | None = None, lost: dict[str, str] | None = None
+) -> list[ServedModel]:
     """Load every model the environment asks for (see the module docstring), in order.
 
     Models named explicitly must all load. Of the project's models taken by default, one
     without a champion yet is skipped with a warning (a portfolio where one model is still in
-    training must not stop the others from serving); none at all is an error.
+    training must not stop the others from serving); none at all is an error. One whose
+    champion the registry lost (`LostChampion`) is skipped with an error, and its reason put
+    in `lost`, for `/readyz` and `/metadata` to report.
     """
     env = os.environ if environ is None else environ
     source = source_mode(env)
@@ -303,12 +310,16 @@ def load_served_models(environ: Mapping[str, str] | None = None) -> list[ServedM
     for spec in configured_specs(dict(env)):
         try:
             served.append(load_from_registry(spec.name, settings))
+        except LostChampion as error:
+            logger.error("NOT SERVING: %s", error)
+            missing.append(str(error))
+            if lost is not None:
+                lost[spec.name] = str(error)
         except ModelSourceError as error:
+            logger.warning("not serving: %s", error)
             missing.append(str(error))
     if not served:
         raise ModelSourceError("no model to serve: " + "; ".join(missing))
-    for reason in missing:
-        logger.warning("not serving: %s", reason)
     return served
 
 

@@ -67,7 +67,11 @@ def _service() -> PredictionService:
 
 
 def _not_served(name: str) -> Response:
-    served = sorted(_service().predictors)
+    service = _service()
+    served = sorted(service.predictors)
+    if (why := getattr(service, "lost", {}).get(name)) is not None:
+        # A model of the project whose champion the registry lost: why, and what to run.
+        return JSONResponse(error_body(f"model {name!r} is not served: {why}"), status_code=503)
     return JSONResponse(
         error_body(f"model {shown(name)!r} is not served here; served models: {served}"),
         status_code=404,
@@ -92,7 +96,10 @@ def _metadata(predictor: Predictor, request: Request) -> Response:
     if (refused := admin.refused_params(request)) is not None:
         return refused
     predictor.refresh_drift()
-    return JSONResponse({**predictor.metadata(), "models": sorted(_service().predictors)})
+    service = _service()
+    lost = getattr(service, "lost", {})
+    body = {**predictor.metadata(), "models": sorted(service.predictors)}
+    return JSONResponse({**body, "not_served": dict(lost)} if lost else body)
 
 
 async def predict_endpoint(request: Request) -> Response:
@@ -205,7 +212,9 @@ class PredictionService:
         self.shadow_budget = float(env.get(ENV_SHADOW_BUDGET_MS) or config.SHADOW_BUDGET_MS)
         self.poll_seconds = float(env.get(ENV_POLL_SECONDS) or config.REGISTRY_POLL_SECONDS)
         self.predictors: dict[str, Predictor] = {}
-        for served in load_served_models():
+        # Models not served because the registry lost the ledger's champion: name -> why.
+        self.lost: dict[str, str] = {}
+        for served in load_served_models(lost=self.lost):
             self._serve(served)
         self.default_model = next(iter(self.predictors))
         self.awaited = awaited_models(list(self.predictors))
@@ -288,6 +297,7 @@ class PredictionService:
                     continue
                 self._serve(served)
                 self.awaited.remove(name)
+                self.lost.pop(name, None)
 
 
 # Outermost of our own layers: body bound, relative redirects, /readyz detail.

@@ -25,7 +25,7 @@ from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.canary_analysis import CanaryVerdict, analyze_canary
 from lifecycle_assets.registry.aliases import ConcurrentAliasChange
 from lifecycle_assets.registry.canary import clear_canary, promote_canary
-from lifecycle_assets.registry.gate_record import failed_gates
+from lifecycle_assets.registry.gate_record import TamperedVerdict, gate_verdicts
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets.spec import ModelSpec
@@ -64,9 +64,11 @@ def apply_verdict(
 ) -> str:
     """Promote or roll back the canary the verdict is about; returns what was done.
 
-    A canary whose gates failed (made the canary with --override-gates) is never promoted
-    by the analysis: the override was a person's decision to try it, not to make it the
-    champion (`gate_record`); `lifecycle promote --override-gates` is that decision."""
+    A canary whose gates failed (made the canary with --override-gates) is never promoted by
+    the analysis: the override was a person's decision to try it, not to make it the champion
+    (`lifecycle promote --override-gates` is that decision); nor is one whose recorded verdict
+    no longer matches its `evaluation.json` (`registry/gate_record.py`: that fails the run).
+    """
     canary = resolve(client, spec.name, CANARY_ALIAS)
     if verdict.decision == "wait" or canary is None:
         return "nothing: " + ("waiting" if canary else "no canary is set")
@@ -76,15 +78,18 @@ def apply_verdict(
     audit = {"actor": f"dagster:{run_id}", "dagster_run_id": run_id, "ledger": ledger}
     reason = "canary analysis: " + "; ".join(verdict.reasons)
     judged = canary.version
-    if verdict.decision == "promote" and (
-        failed := failed_gates(settings or Settings.from_env(), spec.name, judged)
-    ):
-        return (
-            f"nothing: canary v{judged} failed its gates ({'; '.join(failed)}); only "
-            f"`lifecycle promote {spec.name} {judged} --override-gates` makes it the champion"
-        )
     try:
         if verdict.decision == "promote":
+            try:
+                verdicts = gate_verdicts(settings or Settings.from_env(), spec.name, judged)
+            except TamperedVerdict as tampered:
+                raise dg.Failure(str(tampered), allow_retries=False) from None
+            if failed := verdicts.failed:
+                return (
+                    f"nothing: canary v{judged} failed its gates ({'; '.join(failed)}); only "
+                    f"`lifecycle promote {spec.name} {judged} --override-gates` makes it the "
+                    "champion"
+                )
             promote_canary(client, spec.name, reason=reason, expected_version=judged, **audit)
             return f"promoted v{judged} to champion"
         clear_canary(

@@ -11,6 +11,7 @@ from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.registry.aliases import ConcurrentAliasChange, move_alias
+from lifecycle_assets.registry.gate_record import TamperedVerdict, gate_verdicts
 from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets.spec import ModelSpec, configured_specs
 
@@ -46,6 +47,7 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     )
     def champion_model(
         context: dg.AssetExecutionContext,
+        lifecycle: LifecycleResource,
         mlflow: MlflowResource,
         evaluation_report: dict[str, Any],
         training_set: dict[str, Any],
@@ -63,13 +65,19 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             training_set.get("quarantine"),
         )
         failed = {g.name: g.description for g in verdicts if not g.passed}
-        for gate in evaluation_report.get("gates", []):
+        candidate = evaluation_report["model"]
+        try:  # the recorded verdicts, their file checked against the ledger's seal
+            recorded = gate_verdicts(lifecycle.settings(), spec.name, candidate["version"])
+        except TamperedVerdict as tampered:
+            raise _refusal(str(tampered)) from None
+        if recorded.unsealed:
+            context.log.warning(recorded.unsealed)
+        for gate in recorded.gates:
             if not gate.get("passed"):
                 failed.setdefault(gate["name"], f"{gate.get('description', '')} (as evaluated)")
         if failed:
             raise _refusal("; ".join(f"{name}: {why}" for name, why in failed.items()))
         client = mlflow.client()
-        candidate = evaluation_report["model"]
         try:
             previous, current = move_alias(
                 client,

@@ -13,11 +13,15 @@ from lifecycle_assets.defs.automation import IO_RETRY
 from lifecycle_assets.defs.metadata import rounded, rounded_metrics
 from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.evaluation import EvaluationReport, evaluate
+from lifecycle_assets.ml.evaluation_file import EVALUATION_FILE
 from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.ml.training import predict_scores
+from lifecycle_assets.registry.gate_record import sha256_hex
+from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.models import load_version
 from lifecycle_assets.registry.refs import ModelRef, get_version, resolve
+from lifecycle_assets.registry.verdicts import record_verdict
 from lifecycle_assets.registry.verify import verify_version
 from lifecycle_assets.spec import ModelSpec
 
@@ -118,7 +122,8 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             "gates": [gate.to_dict() for gate in gates],
             "report_dir": str(folder),
         }
-        storage.write_json(folder / "evaluation.json", value)  # strict: a NaN metric is null
+        evaluation_file = folder / EVALUATION_FILE
+        storage.write_json(evaluation_file, value)  # strict: a NaN metric is null
         # On the LoggedModel too (`model_id`): MLflow's model page then shows test and gates.
         mlflow.log_model_metrics(
             candidate_ref.name,
@@ -131,6 +136,13 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         )
         with storage.local_folder(folder) as local:  # MLflow uploads from a local disk
             client.log_artifacts(candidate_ref.run_id, str(local), PLOTS_ARTIFACT_DIR)
+        # Sealed in the ledger's database: promotion checks the file against this SHA-256, so
+        # an edited verdict in the artifact store cannot pass for the evaluated one.
+        record_verdict(
+            Ledger.for_settings(settings), spec.name, candidate_ref.version,
+            sha256=sha256_hex(storage.read_bytes(evaluation_file)), gates=value["gates"],
+            file=str(evaluation_file), dagster_run_id=context.run_id,
+        )  # fmt: skip
 
         metric = traits(spec).primary_metric
         champion_note = (

@@ -1,0 +1,160 @@
+"""Gate verdicts sealed in the platform's own append-only record, beside the alias ledger.
+
+A version's gate verdicts live in its `evaluation.json`, in the artifact store (a folder on
+disk, or S3), where anyone who can write there could turn a failed gate into a passed one, and
+MLflow tags are editable by anyone with registry access. So when the evaluation asset writes
+the file it also appends here the verdict and the SHA-256 of the file's bytes, in the ledger's
+database (the SQLite file, or the team's PostgreSQL): a table that triggers keep append-only, as
+they keep the alias ledger. Readers of the verdicts (`gate_record.py`) check the file against
+the newest record of its version; a version evaluated again gets a newer record. The table is
+reached through the ledger's own connection (`Ledger._connect`, `PostgresLedger._transaction`),
+so a database that cannot be used is the ledger's one `LedgerUnusable` line, naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from lifecycle_assets.registry.ledger import Ledger, unusable, utc_now
+
+_COLUMNS = ("time", "model", "version", "sha256", "passed", "failed", "file", "dagster_run_id")
+_APPEND_ONLY_MESSAGE = "the gate verdict record is append-only"
+_SQLITE_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS gate_verdicts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    passed INTEGER NOT NULL,
+    failed TEXT NOT NULL,
+    file TEXT NOT NULL,
+    dagster_run_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gate_verdicts_by_version ON gate_verdicts (model, version, seq);
+CREATE TRIGGER IF NOT EXISTS gate_verdicts_no_delete BEFORE DELETE ON gate_verdicts
+BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY_MESSAGE}'); END;
+CREATE TRIGGER IF NOT EXISTS gate_verdicts_no_update BEFORE UPDATE ON gate_verdicts
+BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY_MESSAGE}'); END;
+"""
+_PG_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS gate_verdicts (
+    seq BIGSERIAL PRIMARY KEY,
+    time TEXT NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    passed BOOLEAN NOT NULL,
+    failed TEXT NOT NULL,
+    file TEXT NOT NULL,
+    dagster_run_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gate_verdicts_by_version ON gate_verdicts (model, version, seq);
+CREATE OR REPLACE FUNCTION gate_verdicts_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{_APPEND_ONLY_MESSAGE}'; END $$;
+CREATE OR REPLACE TRIGGER gate_verdicts_append_only BEFORE UPDATE OR DELETE ON gate_verdicts
+FOR EACH ROW EXECUTE FUNCTION gate_verdicts_append_only();
+CREATE OR REPLACE TRIGGER gate_verdicts_no_truncate BEFORE TRUNCATE ON gate_verdicts
+FOR EACH STATEMENT EXECUTE FUNCTION gate_verdicts_append_only();
+"""
+# Serializes the PostgreSQL schema's creation across processes (as the ledger's own key does).
+_PG_SCHEMA_LOCK_KEY = 0x4741544556  # "GATEV"
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    """One evaluation of a version: its verdict, the SHA-256 of the `evaluation.json` that
+    holds it, which file was written, and the Dagster run that evaluated it."""
+
+    time: str
+    model: str
+    version: str
+    sha256: str
+    passed: bool
+    failed: str
+    file: str
+    dagster_run_id: str = ""
+    seq: int = 0
+
+
+def record_verdict(
+    ledger: Ledger,
+    model: str,
+    version: str,
+    *,
+    sha256: str,
+    gates: list[dict[str, Any]],
+    file: str,
+    dagster_run_id: str = "",
+) -> VerdictRecord:
+    """Append the verdict of `gates` (`GateResult.to_dict()` each) and the file's SHA-256."""
+    failed = "; ".join(f"{g['name']}: {g.get('description', '')}" for g in gates if not g["passed"])
+    record = VerdictRecord(
+        utc_now(), model, str(version), sha256, not failed, failed, file, dagster_run_id
+    )
+    values = [getattr(record, c) for c in _COLUMNS]
+    insert = f"INSERT INTO gate_verdicts ({', '.join(_COLUMNS)}) VALUES ({{}})"
+    if _is_postgres(ledger):
+        with _pg_cursor(ledger) as cursor:
+            marks = ", ".join(["%s"] * len(values))
+            cursor.execute(insert.format(marks) + " RETURNING seq", values)
+            seq = cursor.fetchone()["seq"]
+    else:
+        with ledger._connect() as conn:
+            conn.executescript(_SQLITE_SCHEMA)
+            seq = conn.execute(insert.format(", ".join("?" * len(values))), values).lastrowid
+    return dataclasses.replace(record, seq=int(seq or 0))
+
+
+def recorded_verdict(ledger: Ledger, model: str, version: str) -> VerdictRecord | None:
+    """The newest verdict recorded for the version; None for one evaluated before verdicts
+    were recorded (or never evaluated by the platform)."""
+    query = "SELECT * FROM gate_verdicts WHERE model = {0} AND version = {0} ORDER BY seq DESC"
+    if _is_postgres(ledger):
+        with _pg_cursor(ledger) as cursor:
+            cursor.execute(query.format("%s") + " LIMIT 1", (model, str(version)))
+            row = cursor.fetchone()
+    else:
+        with ledger._connect() as conn:
+            conn.executescript(_SQLITE_SCHEMA)
+            found = conn.execute(query.format("?") + " LIMIT 1", (model, str(version))).fetchone()
+            row = None if found is None else dict(found)
+    if row is None:
+        return None
+    try:
+        return VerdictRecord(**{**dict(row), "passed": bool(row["passed"])})
+    except TypeError as error:  # a table changed behind the platform's back
+        raise unusable(ledger.where, f"gate verdict {row.get('seq', '?')}: {error}") from error
+
+
+def _is_postgres(ledger: Ledger) -> bool:
+    from lifecycle_assets.registry.ledger_pg import PostgresLedger
+
+    return isinstance(ledger, PostgresLedger)
+
+
+# PostgreSQL databases (URLs) where this process made or found the table.
+_PG_READY: set[str] = set()
+
+
+@contextlib.contextmanager
+def _pg_cursor(ledger: Any) -> Iterator[Any]:
+    """The ledger's own transaction (`LedgerUnusable` on any database error), with this table's
+    schema made first: once per process and database, and again after an error, as the ledger
+    does for its own table."""
+    done = False
+    try:
+        with ledger._transaction() as cursor:
+            if ledger.url not in _PG_READY:
+                cursor.execute("SELECT to_regclass('gate_verdicts_by_version') IS NOT NULL AS ok")
+                if not cursor.fetchone()["ok"]:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK_KEY,))
+                    cursor.execute(_PG_SCHEMA)
+            yield cursor
+        done = True
+    finally:
+        (_PG_READY.add if done else _PG_READY.discard)(ledger.url)
