@@ -169,7 +169,9 @@ def test_the_canary_analysis_promotes_no_version_its_gates_or_its_seal_refuse(
 
     promote = CanaryVerdict("promote", ("better",), stats(v1.version), stats(v2.version))
     action = apply_verdict(client, spec, promote, "run-1", Ledger.default(), lifecycle_env)
-    assert action.startswith(f"nothing: v{v2.version} failed its gates (auc_meets_minimum"), action
+    assert action.startswith(
+        f"nothing: canary v{v2.version} failed its gates (auc_meets_minimum"
+    ), action
     assert resolve(client, name, CHAMPION).version == v1.version
 
     _all_passed(path)
