@@ -43,7 +43,12 @@ def _server_without_store(tmp_path: Path) -> Iterator[tuple[str, int]]:
     its process group (the server and the uvicorn worker it forks)."""
     import subprocess
 
+    # Every step that can fail sits inside the `try` that undoes what came before it: a server
+    # started and then left by a failed step would outlive the test.
+    admin = psycopg2.connect(POSTGRES_ADMIN_URL)
+    admin.autocommit = True
     database = create_database("lifecycle_mlflow")
+    name = database.rsplit("/", 1)[1]
     port = free_port()
     command = server_command(
         database_url=database,
@@ -51,22 +56,21 @@ def _server_without_store(tmp_path: Path) -> Iterator[tuple[str, int]]:
         host="127.0.0.1",
         port=port,
     )
-    with (tmp_path / "mlflow-server.log").open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=out, start_new_session=True)
-    name = database.rsplit("/", 1)[1]
-    admin = psycopg2.connect(POSTGRES_ADMIN_URL)
-    admin.autocommit = True
     try:
-        wait_for_port(port, process, "mlflow server", timeout=150)
-        with admin.cursor() as cursor:
-            cursor.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-        yield f"http://127.0.0.1:{port}", process.pid
+        with (tmp_path / "mlflow-server.log").open("w") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=out, start_new_session=True)
+        try:
+            wait_for_port(port, process, "mlflow server", timeout=150)
+            with admin.cursor() as cursor:
+                cursor.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+            yield f"http://127.0.0.1:{port}", process.pid
+        finally:
+            stop_group(process)
     finally:
-        stop_group(process)
         admin.close()
         drop_database(database)
 
