@@ -13,6 +13,7 @@ import dagster as dg
 
 from lifecycle_assets.config import Settings
 from lifecycle_assets.defs import names
+from lifecycle_assets.registry.server_check import short_connection_error
 from lifecycle_assets.run_submission import ExecutionResult
 from lifecycle_assets.spec import ModelSpec
 
@@ -47,7 +48,7 @@ def root_message(error: Any) -> str:
         head, sep, rest = first.partition(": ")
         text = rest.strip() if sep and "." in head and " " not in head else first
         if text:
-            return _with_request(text, messages)
+            return _with_request(short_connection_error(text), messages)
     return "failed"
 
 

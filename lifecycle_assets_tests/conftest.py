@@ -25,6 +25,9 @@ from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec, default_spec
 
+# Fails the test that leaves SIGINT/SIGTERM or the blocked-signal mask changed (see the module).
+pytest_plugins = ["lifecycle_assets_tests.signal_guard"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """One temporary BentoML home for the whole session.

@@ -165,18 +165,57 @@ def mlflow_server(
         drop_database(database)
 
 
-def stop_group(process: subprocess.Popen) -> None:
-    """Stop a process started with `start_new_session=True` and everything it forked."""
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group `pgid`, from /proc.
+
+    The leader may be gone while processes it forked still run in its group: `killpg` does not
+    say whether anyone received the signal, and a zombie still counts for `killpg(pgid, 0)`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # it ended while we looked
+            continue
+        # Fields after the command (which may hold spaces and parentheses): state ppid pgrp ...
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _wait_group_empty(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while group_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def stop_group(process: subprocess.Popen, grace: float = 20.0) -> None:
+    """Stop a process started with `start_new_session=True` and everything it forked.
+
+    Waiting for the leader alone is not enough: `mlflow server` exits when SIGTERM reaches it
+    while its uvicorn worker, in graceful shutdown, waits for a request stuck on an unreachable
+    store, and lingered for minutes after the test. So the whole group gets `grace` seconds to
+    end after SIGTERM, then SIGKILL; a group that survives even that fails loudly."""
     import signal
 
+    deadline = time.monotonic() + grace
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    if not _wait_group_empty(process.pid, timeout=max(0.0, deadline - time.monotonic())):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    process.wait(timeout=10)
+    if not _wait_group_empty(process.pid, timeout=10):
+        raise RuntimeError(
+            f"processes {group_members(process.pid)} of group {process.pid} survived SIGKILL"
+        )
 
 
 def team_environment(

@@ -27,6 +27,7 @@ from lifecycle_assets_tests.team_servers import (
     create_database,
     drop_database,
     free_port,
+    group_members,
     stop_group,
     wait_for_port,
 )
@@ -37,11 +38,17 @@ DAY = "2026-01-05"
 
 
 @contextlib.contextmanager
-def _server_without_store(tmp_path: Path) -> Iterator[str]:
-    """A real MLflow server whose PostgreSQL database then refuses every connection."""
+def _server_without_store(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A real MLflow server whose PostgreSQL database then refuses every connection: its URL and
+    its process group (the server and the uvicorn worker it forks)."""
     import subprocess
 
+    # Every step that can fail sits inside the `try` that undoes what came before it: a server
+    # started and then left by a failed step would outlive the test.
+    admin = psycopg2.connect(POSTGRES_ADMIN_URL)
+    admin.autocommit = True
     database = create_database("lifecycle_mlflow")
+    name = database.rsplit("/", 1)[1]
     port = free_port()
     command = server_command(
         database_url=database,
@@ -49,22 +56,21 @@ def _server_without_store(tmp_path: Path) -> Iterator[str]:
         host="127.0.0.1",
         port=port,
     )
-    with (tmp_path / "mlflow-server.log").open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=out, start_new_session=True)
-    name = database.rsplit("/", 1)[1]
-    admin = psycopg2.connect(POSTGRES_ADMIN_URL)
-    admin.autocommit = True
     try:
-        wait_for_port(port, process, "mlflow server", timeout=150)
-        with admin.cursor() as cursor:
-            cursor.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-        yield f"http://127.0.0.1:{port}"
+        with (tmp_path / "mlflow-server.log").open("w") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=out, start_new_session=True)
+        try:
+            wait_for_port(port, process, "mlflow server", timeout=150)
+            with admin.cursor() as cursor:
+                cursor.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+            yield f"http://127.0.0.1:{port}", process.pid
+        finally:
+            stop_group(process)
     finally:
-        stop_group(process)
         admin.close()
         drop_database(database)
 
@@ -88,15 +94,20 @@ def test_monitor_names_the_unusable_mlflow_and_its_error(
     # retry with backoff: a short request timeout and no retries keep the test short.
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    server_group = None
     with contextlib.ExitStack() as stack:
         if fault == "server down":
             url = f"http://127.0.0.1:{free_port()}"
             expected = [f"the MLflow server {url} (MLFLOW_TRACKING_URI) does not answer"]
         else:
-            url = stack.enter_context(_server_without_store(tmp_path))
+            url, server_group = stack.enter_context(_server_without_store(tmp_path))
             expected = [f"API request to {url}/api/", "Read timed out"]
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         result = CliRunner().invoke(main, ["monitor", "--day", DAY])
+    if server_group is not None:
+        # The server's worker was still waiting on the store for the request the client gave up
+        # on: nothing of the server may outlive the test (it was seen running 8 minutes later).
+        assert group_members(server_group) == [], f"left running: {group_members(server_group)}"
     assert result.exit_code == 1, result.output
     last = result.output.strip().splitlines()[-1]
     assert last.startswith(f"Error: monitoring {DAY} failed: credit_default__drift_report: "), (

@@ -358,9 +358,11 @@ class Lines:
 
 
 # Exec the command with SIGINT at its default and unblocked, as a shell starts it. Ignoring or
-# blocking a signal is inherited across exec: something earlier in a full suite run left the
-# pytest process ignoring SIGINT (faulthandler showed `lifecycle run` still asleep at its pause
-# 120 s after the signal), and the command then never saw Ctrl-C. `exec` keeps the pid.
+# blocking a signal is inherited across exec: a full suite run's pytest process ignored SIGINT
+# (faulthandler showed `lifecycle run` still asleep at its pause 120 s after the signal), and the
+# command then never saw Ctrl-C. A pytest started as a background job of a shell without job
+# control starts so; `signal_guard` now resets that at start and fails a test that leaves it
+# changed, and this keeps the command's start right whatever runs it. `exec` keeps the pid.
 WITH_CTRL_C = (
     "import os, signal, sys; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
     "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"

@@ -1,6 +1,10 @@
 """Two identical `lifecycle run`s of one model at once (the schedule and a manual run: same data,
-same spec, same code) register one MLflow model version, not two copies of it; the second run
-keeps its tracked MLflow run, tagged as a duplicate of the first's version, and says so."""
+same spec, same code) register one MLflow model version, not two copies of it. The model's
+training pool makes their training steps take turns, so the second finds the first's version by
+its training key before fitting: it fits nothing, opens no MLflow run, and says so. Trainings
+that both looked before either registered (no pool between them) are caught under the model's
+lock when registering: the later one's run is kept and tagged as a duplicate (the last test).
+"""
 
 from __future__ import annotations
 
@@ -11,20 +15,29 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import mlflow
+import polars as pl
 import pytest
 import yaml
 from mlflow import MlflowClient
 
+from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.definitions import build_definitions
+from lifecycle_assets.defs import names
 from lifecycle_assets.lifecycle_run import ingest_window
+from lifecycle_assets.ml.training import fit_pipeline, model_input
+from lifecycle_assets.registry.ledger import Ledger
+from lifecycle_assets.registry.models import log_and_register
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.same_training import (
     TAG_DUPLICATE_OF_RUN,
     TAG_DUPLICATE_OF_VERSION,
     TAG_TRAINING_KEY,
+    SameTrainingRegistered,
 )
 from lifecycle_assets.registry.tracking import TAG_MODEL_NAME, configure_mlflow
-from lifecycle_assets.spec import load_spec
+from lifecycle_assets.spec import ModelSpec, load_spec
 from lifecycle_assets_tests.small_project import project_env, write_spec
 
 pytestmark = pytest.mark.e2e
@@ -72,11 +85,10 @@ def test_two_identical_concurrent_trainings_register_one_version(
         [client.get_experiment_by_name(Settings.from_env().mlflow_experiment).experiment_id],
         filter_string=f"tags.{TAG_MODEL_NAME} = '{spec.name}'",
     )
-    # Both trainings were tracked and ended; the one that did not register says whose it is.
-    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs), runs
-    (duplicate,) = [r for r in runs if r.info.run_id != version.run_id]
-    assert duplicate.data.tags[TAG_DUPLICATE_OF_VERSION] == "1"
-    assert duplicate.data.tags[TAG_DUPLICATE_OF_RUN] == version.run_id
+    # One training was fit and tracked: the other found its version before fitting (before, it
+    # fit, logged a model and registered it again only to find the copy under the lock).
+    assert [r.info.run_id for r in runs] == [version.run_id], runs
+    assert runs[0].info.status == "FINISHED"
 
     line = f"v1 already holds this training (run {version.run_id})"
     refused = [c for code, c in consoles if code == 3]
@@ -90,3 +102,40 @@ def test_two_identical_concurrent_trainings_register_one_version(
     summaries = [json.loads(path.read_text()) for path in runs_dir.glob("*.json")]
     (summary,) = [s for s in summaries if s["outcome"] == "unchanged"]
     assert summary["failure"] == line and summary["model_version"] is None
+    # The Dagster UI says which version was reused and why nothing was fit.
+    observations = dg.DagsterInstance.get().fetch_observations(
+        names.key(spec.name, names.TRAINED_MODEL), limit=10
+    )
+    (observed,) = [o.asset_observation.metadata for o in observations.records]
+    assert observed[names.SAME_TRAINING_METADATA_KEY].value == line
+    assert observed["fit"].value.startswith("skipped"), observed
+
+
+def test_a_training_registered_during_the_fit_is_found_under_the_lock(
+    lifecycle_env: Settings, spec: ModelSpec, small_feature_table: pl.DataFrame
+) -> None:
+    """Both trainings looked before either registered: registering looks the key up again under
+    the model's lock, so the later one registers nothing and its run says whose version it is."""
+    pipeline = fit_pipeline(small_feature_table, spec)
+    ledger = Ledger.for_settings(lifecycle_env)
+    client = configure_mlflow(lifecycle_env)
+    mlflow.set_experiment(lifecycle_env.mlflow_experiment)
+
+    def register() -> ModelRef:
+        return log_and_register(
+            pipeline,
+            spec,
+            input_example=model_input(small_feature_table, spec),
+            version_tags={config.TAG_TRAINING_DIGEST: "same-data"},
+            once=(ledger, "same-training-key"),
+        )
+
+    with mlflow.start_run() as first:
+        ref = register()
+    with mlflow.start_run() as second, pytest.raises(SameTrainingRegistered) as raised:
+        register()
+    assert raised.value.ref.version == ref.version
+    tags = client.get_run(second.info.run_id).data.tags
+    assert tags[TAG_DUPLICATE_OF_VERSION] == ref.version
+    assert tags[TAG_DUPLICATE_OF_RUN] == first.info.run_id
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{spec.name}'")] == ["1"]

@@ -19,6 +19,7 @@ from rich.rule import Rule
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.ledger import default_actor
+from lifecycle_assets.registry.server_check import short_connection_error
 
 if TYPE_CHECKING:  # the spec module (pydantic, yaml) loads only for commands that read specs
     from lifecycle_assets.spec import ModelSpec
@@ -173,7 +174,8 @@ def _clear_errors(function: Callable[..., None]) -> Callable[..., None]:
             told = isinstance(error, AliasError) or _is_corrupt_file(error)
             if not told and not _is_mlflow_error(error):
                 raise
-            raise click.ClickException(str(error).strip().splitlines()[0]) from None
+            first = str(error).strip().splitlines()[0]
+            raise click.ClickException(short_connection_error(first)) from None
 
     return wrapper
 

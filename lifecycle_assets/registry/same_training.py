@@ -2,10 +2,13 @@
 
 Two identical trainings started together (the schedule and a manual run, two `lifecycle run`s)
 would otherwise both register: two versions of one model, each evaluated, gated and carded.
-The training's identity (its training set digest, model spec hash and code) is a version tag,
-and registering looks it up under the model's lock (the one alias moves take), so the second
-training finds the first's version instead of adding a copy. Its own MLflow run is kept (it was
-tracked) and tagged as a duplicate of that version.
+The training's identity (its training set digest, model spec hash and code) is a version tag.
+It is known before the fit, so the training asset looks it up first and a training some live
+version already holds is not fit at all (no MLflow run: there would be nothing in it). Two
+trainings that both looked before either registered are told apart by registering, which looks
+the key up again under the model's lock (the one alias moves take): the second finds the first's
+version instead of adding a copy, and its MLflow run (it was fit and tracked) is kept and tagged
+as a duplicate of that version.
 """
 
 from __future__ import annotations

@@ -205,6 +205,14 @@ def code_identity(commit: str) -> str | None:
     return f"{commit}:{hashlib.sha256(diff).hexdigest()}"
 
 
+def training_key_of(training_set: dict[str, Any], commit: str) -> str | None:
+    """The training key (`registry.same_training`) of fitting `training_set` with the code at
+    `commit`: known before the fit, so an identical training can be found before paying for it."""
+    return training_key(
+        training_set["digest"], training_set.get("model_spec_sha256"), code_identity(commit)
+    )
+
+
 def log_datasets(table: pl.DataFrame, training_set: dict[str, Any], spec: ModelSpec) -> None:
     """Log each split to the active MLflow run with its SHA-256 as the dataset digest."""
     for split, digest in training_set["split_digests"].items():
@@ -257,9 +265,7 @@ def track_and_register(
     mlflow.log_metrics({f"validation_{k}": float(v) for k, v in val_metrics.items()})
     log_datasets(table, training_set, spec)
     mlflow.set_tags({config.TAG_TRAINING_DIGEST: training_set["digest"]})
-    key = training_key(
-        training_set["digest"], training_set.get("model_spec_sha256"), code_identity(commit)
-    )
+    key = training_key_of(training_set, commit)
     return log_and_register(
         pipeline,
         spec,

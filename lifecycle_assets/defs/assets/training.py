@@ -19,8 +19,13 @@ from lifecycle_assets.ml.tasks import task_metrics
 from lifecycle_assets.ml.training import fit_pipeline, predict_scores
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.refs import ModelRef
-from lifecycle_assets.registry.same_training import SameTrainingRegistered
-from lifecycle_assets.registry.tracking import TrainingRun, track_and_register
+from lifecycle_assets.registry.same_training import SameTrainingRegistered, same_training
+from lifecycle_assets.registry.tracking import (
+    TrainingRun,
+    git_commit,
+    track_and_register,
+    training_key_of,
+)
 from lifecycle_assets.spec import ModelSpec
 
 # Rows of the training split scored for the profile's score distribution (see below).
@@ -68,6 +73,23 @@ def _fit_and_register(
     return ref, val_metrics
 
 
+def _held_by(
+    context: dg.AssetExecutionContext, same: SameTrainingRegistered, **metadata: Any
+) -> dg.AssetObservation:
+    """What a training whose very training (same data, spec and code) a version already holds
+    records: that version, whose evaluation, gates and card stand for it, so nothing downstream
+    runs again (`lifecycle run` reports the line under SAME_TRAINING_METADATA_KEY)."""
+    context.log.info(str(same))
+    return dg.AssetObservation(
+        asset_key=context.asset_key,
+        metadata={
+            names.SAME_TRAINING_METADATA_KEY: str(same),
+            "model_version": same.ref.version,
+            **metadata,
+        },
+    )
+
+
 def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     """The training set snapshot and the trained model of one model."""
     training_set = build_training_set_asset(spec)
@@ -96,22 +118,30 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 f"v{same.version}'s; no new version"
             )
             return
+        key = training_key_of(training_set, git_commit())
+        if key is not None and (held := same_training(client, spec.name, key)) is not None:
+            # Known before the fit: no fit, no MLflow run (it would hold no model, params or
+            # metrics of its own); the observation names the version and the run that hold it.
+            yield _held_by(
+                context,
+                SameTrainingRegistered(held),
+                fit="skipped: the training key was found before fitting",
+                training_key=key,
+            )
+            return
         # The whole step is the MLflow run: a failure anywhere in it ends the run FAILED.
         ledger = Ledger.for_settings(lifecycle.settings())
         with mlflow.training_run(context, spec.name) as run:
             try:
                 ref, val_metrics = _fit_and_register(training_set, run, spec, ledger)
             except SameTrainingRegistered as same:
-                # Another run registered this very training (same data, spec and code) first:
-                # its evaluation, gates and card stand for it, so nothing downstream runs again.
-                context.log.info(str(same))
-                yield dg.AssetObservation(
-                    asset_key=context.asset_key,
-                    metadata={
-                        names.SAME_TRAINING_METADATA_KEY: str(same),
-                        "model_version": same.ref.version,
-                        "mlflow_run_id": run.run_id,
-                    },
+                # Another run registered it while this one was fitting (both looked before
+                # either registered): the registry's check under the model's lock caught it.
+                yield _held_by(
+                    context,
+                    same,
+                    fit="done: another run registered it during the fit (found under the lock)",
+                    mlflow_run_id=run.run_id,
                 )
                 return
             name = run.name_after(ref.version)
