@@ -43,7 +43,7 @@ from lifecycle import (
     scaled_specs,
 )
 
-from lifecycle_assets.mlflow_server import WEBHOOK_ENVIRONMENT, server_command
+from lifecycle_assets.mlflow_server import SERVER_ENVIRONMENT, server_command
 from lifecycle_assets.spec import ENV_SPECS
 from lifecycle_assets_tests.team_servers import (
     MlflowServer,
@@ -104,7 +104,7 @@ def start_mlflow(
     env = {
         **os.environ,
         **CREDENTIALS,
-        **WEBHOOK_ENVIRONMENT,
+        **SERVER_ENVIRONMENT,
         "AWS_ENDPOINT_URL": s3.endpoint_url,
         "MLFLOW_S3_ENDPOINT_URL": s3.endpoint_url,
     }

@@ -13,11 +13,15 @@ from pathlib import Path
 from lifecycle_assets.settings import LifecycleSettings
 
 DEFAULT_PORT = 5000
-# Registry webhooks call the model service on private addresses in a team's network.
-WEBHOOK_ENVIRONMENT = {
+# The server's environment. Registry webhooks call the model service on private addresses in a
+# team's network. MLflow's job runner (GenAI scorers, trace roll-ups: nothing this project uses)
+# would start a job runner and seven huey consumers beside the server, nine processes where two
+# serve the registry.
+SERVER_ENVIRONMENT = {
     "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
     "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
     "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
 }
 
 

@@ -144,7 +144,7 @@ def mlflow_server(
 ) -> Iterator[MlflowServer]:
     """`mlflow server` on PostgreSQL with artifacts proxied to the moto S3 bucket: what
     `lifecycle mlflow-server` starts, on a database of its own."""
-    from lifecycle_assets.mlflow_server import WEBHOOK_ENVIRONMENT, server_command
+    from lifecycle_assets.mlflow_server import SERVER_ENVIRONMENT, server_command
 
     database = create_database("lifecycle_mlflow")
     port = free_port()
@@ -153,7 +153,7 @@ def mlflow_server(
         database_url=database, artifacts_destination=artifacts, host="127.0.0.1", port=port
     )
     log = tmp_path_factory.mktemp("mlflow") / "server.log"
-    env = {**os.environ, **WEBHOOK_ENVIRONMENT, "MLFLOW_S3_ENDPOINT_URL": moto_s3.endpoint_url}
+    env = {**os.environ, **SERVER_ENVIRONMENT, "MLFLOW_S3_ENDPOINT_URL": moto_s3.endpoint_url}
     with log.open("w") as out:
         # Its own process group: the server forks uvicorn workers that must stop with it.
         process = subprocess.Popen(command, stdout=out, stderr=out, env=env, start_new_session=True)

@@ -8,7 +8,7 @@ import subprocess
 import click
 
 from lifecycle_assets.cli.app import main
-from lifecycle_assets.mlflow_server import DEFAULT_PORT, WEBHOOK_ENVIRONMENT, command_for
+from lifecycle_assets.mlflow_server import DEFAULT_PORT, SERVER_ENVIRONMENT, command_for
 from lifecycle_assets.settings import LifecycleSettings
 
 
@@ -28,7 +28,7 @@ def mlflow_server(port: int, print_only: bool) -> None:
     if print_only:
         click.echo(" ".join(command))
         return
-    env = {**WEBHOOK_ENVIRONMENT, **os.environ}
+    env = {**SERVER_ENVIRONMENT, **os.environ}
     raise SystemExit(subprocess.call(command, env=env))
 
 
