@@ -29,9 +29,10 @@ import threading
 import time
 import weakref
 
+from lifecycle_assets.sqlite_schema import BUSY_SECONDS
+
 # How long after a use a database is checkpointed: how late a watcher may see an event.
 CHECKPOINT_DELAY = 0.2
-BUSY_SECONDS = 30.0
 log = logging.getLogger(__name__)
 _HOLDERS: weakref.WeakSet[WalHolder] = weakref.WeakSet()
 # A forked child's copies of its parent's connections: kept, never closed (closing one in the
