@@ -109,7 +109,10 @@ DAMAGES: dict[str, tuple[Callable[[str, str], str], str]] = {
     "no grant": (_no_grant, "permission denied"),
     "corrupt time": (_corrupt_time, "entry 2 is corrupt: time 'yesterday' is not"),
     "unknown kind": (_unknown_kind, "entry 2 is corrupt: kind 'teleport' is not one of"),
-    "foreign column": (_foreign_column, "entry 1 is corrupt: unknown column(s) shard"),
+    "foreign column": (
+        _foreign_column,
+        "entry 1 is corrupt: unknown column(s) shard (or a newer lifecycle-assets wrote it",
+    ),
 }
 
 

@@ -261,11 +261,16 @@ _MAY_BE_NULL = {"from_version", "to_version", "settled_at", "weight"}
 _TYPES = {"seq": int, "weight": float}
 
 
+# What a column or kind this version does not know may also be: a ledger a newer version wrote
+# (a downgrade), which this one must not read as if it knew it.
+_NEWER = " (or a newer lifecycle-assets wrote it: this version cannot read it; upgrade)"
+
+
 def _row_problem(row: Mapping[str, Any]) -> str | None:
     """What makes a stored row no ledger entry (columns, types, kind, state, time); None if it
     is one. A row written behind the ledger's back must not crash a reader further on."""
     if unknown := sorted(set(row) - _FIELDS):
-        return f"unknown column(s) {', '.join(unknown)}"
+        return f"unknown column(s) {', '.join(unknown)}{_NEWER}"
     if missing := sorted(_FIELDS - set(row)):
         return f"missing column(s) {', '.join(missing)}"
     for name, value in row.items():
@@ -275,7 +280,7 @@ def _row_problem(row: Mapping[str, Any]) -> str | None:
     if row["weight"] is not None and not 0.0 <= row["weight"] <= 1.0:
         return f"weight {row['weight']!r} is not in [0, 1]"
     if row["kind"] not in KINDS:
-        return f"kind {row['kind']!r} is not one of {', '.join(KINDS)}"
+        return f"kind {row['kind']!r} is not one of {', '.join(KINDS)}{_NEWER}"
     if row["state"] not in (PENDING, COMMITTED, ABORTED):
         return f"state {row['state']!r} is not one of {PENDING}, {COMMITTED}, {ABORTED}"
     for name in ("time", "settled_at"):
