@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle_assets import sqlite_schema
-from lifecycle_assets.sqlite_schema import create_if_empty, statements
+from lifecycle_assets.sqlite_schema import create_if_empty, is_new, statements
 
 SCHEMA_DIR = Path(__file__).with_name("dagster_schemas")
 # Each database of a home (its path under the home, as `DagsterSqliteStorage` lays it out) and
@@ -67,6 +67,13 @@ def usable() -> str | None:
     return None
 
 
+@functools.cache
+def _script(name: str) -> list[tuple[str, tuple[()]]]:
+    """The statements of `name`'s schema file, read and split once per process."""
+    text = schema_file(name).read_text()
+    return [(statement, ()) for statement in statements(text, schema_file(name).name)]
+
+
 def create(name: str, path: Path) -> bool:
     """Create the database `name` (a key of DATABASES, or RUN) at `path` from its schema file,
     in WAL mode as Dagster sets it; False, writing nothing, when the files do not fit the
@@ -74,16 +81,14 @@ def create(name: str, path: Path) -> bool:
     if usable() is not None:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = schema_file(name).read_text()
-    script = [(statement, ()) for statement in statements(text, schema_file(name).name)]
-    return create_if_empty(path, script, journal_mode="WAL")
+    return create_if_empty(path, _script(name), journal_mode="WAL")
 
 
 def create_new(home: Path) -> None:
     """Create each database of the home at `home` that does not exist yet from its schema file
     (WAL, as Dagster sets it); when the files do not fit the installed Dagster, say so once and
     leave it to Dagster."""
-    missing = [name for name, path in DATABASES.items() if _is_new(home / path)]
+    missing = [name for name, path in DATABASES.items() if is_new(home / path)]
     if not missing:
         return
     refused = usable()
@@ -94,12 +99,11 @@ def create_new(home: Path) -> None:
         create(name, home / DATABASES[name])
 
 
-def _is_new(path: Path) -> bool:
-    return not path.exists() or path.stat().st_size == 0
-
-
-def _row(table: str, row: tuple[Any, ...]) -> str:
-    """A row of the dump: the migrations' timestamps are the creation's, not the dump's."""
+def _row(table: str, row: tuple[Any, ...]) -> str | None:
+    """A row of the dump: none of an instance's own tables; the migrations' timestamps are the
+    creation's, not the dump's."""
+    if table in OWN_TABLES:
+        return None
     values = [sqlite_schema.literal(value) for value in row]
     if table == MIGRATIONS:
         values[2:4] = ["CURRENT_TIMESTAMP", NOW]  # create_timestamp, migration_completed
@@ -109,12 +113,7 @@ def _row(table: str, row: tuple[Any, ...]) -> str:
 def dump(path: Path, version: str) -> str:
     """The schema file's text of the Dagster database at `path`."""
     header = [HEADER.format(version=version), "Written by `make dagster-schema`: do not edit."]
-    text = sqlite_schema.dump(path, header, _row)
-    return "".join(
-        line
-        for line in text.splitlines(keepends=True)
-        if not any(line.startswith(f'INSERT INTO "{table}"') for table in OWN_TABLES)
-    )
+    return sqlite_schema.dump(path, header, _row)
 
 
 def created_by_dagster(home: Path) -> None:

@@ -57,6 +57,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from lifecycle_assets import dagster_schema
+from lifecycle_assets.sqlite_schema import is_new
 from lifecycle_assets.sqlite_wal import WalHolder
 
 # How many events of one batch Dagster buffers before it writes them (a run's planned events, a
@@ -68,7 +69,7 @@ KEPT_ENGINES = 8
 
 
 def _engine(url: str) -> Engine:
-    """An engine of one event-log database: a new connection per use (NullPool), each with
+    """An engine of one of Dagster's databases: a new connection per use (NullPool), each with
     `synchronous=NORMAL`, the setting SQLite advises for a WAL database: a commit writes the log
     without waiting for the disk (the log is flushed at each checkpoint, `sqlite_wal`). A
     process that crashes loses nothing; a power cut may lose the events of the last fraction of
@@ -84,13 +85,10 @@ def _engine(url: str) -> Engine:
     return engine
 
 
-def _is_new(path: Path) -> bool:
-    return not path.exists() or path.stat().st_size == 0
-
-
 class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` whose batches of asset events share one transaction per shard,
-    and whose new run databases are made from the schema of the first one Dagster made."""
+    whose databases are held open (`sqlite_wal`), and whose new run databases are made from
+    Dagster's schema of one (`dagster_schema`)."""
 
     _engines: OrderedDict[str, Engine] | None = None
     _wal: WalHolder | None = None
@@ -144,7 +142,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         database = engine.url.database
         path = Path(database) if database else None
         is_run = path is not None and path != Path(self.path_for_shard(INDEX_SHARD_NAME))
-        if is_run and _is_new(path) and dagster_schema.create(dagster_schema.RUN, path):
+        if is_run and is_new(path) and dagster_schema.create(dagster_schema.RUN, path):
             return
         super()._initdb(engine, for_index_shard)
 

@@ -73,12 +73,24 @@ def literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def is_new(path: Path) -> bool:
+    """No database at `path` yet: no file, or an empty one (SQLite made it, wrote nothing)."""
+    return not path.exists() or path.stat().st_size == 0
+
+
+def insert(table: str, row: tuple[Any, ...]) -> str | None:
+    """A row as its INSERT statement (`dump`'s default for every row)."""
+    return f'INSERT INTO "{table}" VALUES ({", ".join(literal(value) for value in row)});'
+
+
 def dump(
-    path: Path, header: list[str], rows: Callable[[str, tuple[Any, ...]], str] | None = None
+    path: Path,
+    header: list[str],
+    rows: Callable[[str, tuple[Any, ...]], str | None] = insert,
 ) -> str:
     """A schema file's text for the database at `path`: the `header` comment lines, its objects
     by kind and name (libraries create indexes in no fixed order), then the rows of every table
-    that has any, each an INSERT (`rows(table, row)` may write one its own way)."""
+    that has any, each the statement `rows(table, row)` writes (None leaves the row out)."""
     with closing(sqlite3.connect(path)) as db:
         objects = db.execute(
             "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"
@@ -89,9 +101,6 @@ def dump(
             lines.append(f"{sql};")
         for table in sorted(name for kind, name, _ in objects if kind == "table"):
             for row in db.execute(f'SELECT * FROM "{table}" ORDER BY rowid').fetchall():
-                if rows is not None:
-                    lines.append(rows(table, row))
-                    continue
-                values = ", ".join(literal(value) for value in row)
-                lines.append(f'INSERT INTO "{table}" VALUES ({values});')
+                if (statement := rows(table, row)) is not None:
+                    lines.append(statement)
     return "\n".join(lines) + "\n"
