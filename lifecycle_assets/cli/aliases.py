@@ -208,9 +208,9 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
     """Each alias of one model (registry, with the ledger's when/who when it agrees) and what
     the service says it serves (under `service`)."""
     from lifecycle_assets.registry.ledger import Ledger
-    from lifecycle_assets.registry.promotions import last_promotion, lost_holder
+    from lifecycle_assets.registry.promotions import last_promotion, lost_holder_reason
 
-    ledger = Ledger.default()
+    entries = Ledger.default().entries(name)  # one read of the ledger for every alias
     held: dict[str, Any] = {}
     gone: dict[str, str] = {}
     why_gone: dict[str, str] = {}
@@ -218,13 +218,14 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
         found = reader.resolve(name, alias)
         # The ledger's word only when the platform itself moved the alias there: a move made
         # in MLflow directly is not a promotion, and the service does not serve it.
-        entry = last_promotion(ledger.entries(name, alias))
+        entry = last_promotion(e for e in entries if e.alias == alias)
         promoted = entry.to_version if entry is not None else None
         if found is None:
             held[alias] = None
             if promoted is not None:
                 gone[alias] = promoted  # alias removed, version deleted or model renamed
-                why_gone[alias] = lost_holder(ledger, reader, name, alias) or ""
+                deleted = reader.version(name, promoted) is None
+                why_gone[alias] = lost_holder_reason(name, alias, promoted, deleted=deleted)
             continue
         ref = found.to_dict()
         known = entry if promoted == ref["version"] else None
@@ -237,20 +238,20 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
             "ledger_version": promoted,
         }
         if alias == config.CANARY_ALIAS and known is not None:
-            held[alias].update(_canary_weights(name, reader, ledger, ref["version"]))
+            held[alias].update(_canary_weights(name, reader, ref["version"], known.weight))
     # Only when there is something to say: scripts read the aliases and `service`.
     missing = {"missing_in_registry": gone, "missing_reasons": why_gone} if gone else {}
     return {**held, **missing, "service": served_by(service_url, name)}
 
 
-def _canary_weights(name: str, reader: Any, ledger: Any, version: str) -> dict[str, Any]:
-    """The canary's weight as the ledger recorded it (what the service routes by), as the
-    registry's tag shows it, and the line on their disagreement (None when they agree)."""
-    from lifecycle_assets.registry.promotions import promoted_weight, weight_problem
+def _canary_weights(name: str, reader: Any, version: str, weight: float | None) -> dict[str, Any]:
+    """The canary's weight as the ledger recorded it (`weight`, of the last promotion that
+    named `version`: what `promotions.promoted_weight` gives and the service routes by), as
+    the registry's tag shows it, and the line on their disagreement (None when they agree)."""
+    from lifecycle_assets.registry.promotions import weight_problem
 
     state = reader.model_state(name)
     shown = None if state is None else state.tags.get(config.TAG_CANARY_WEIGHT)
-    weight = promoted_weight(ledger, name, version)
     problem = weight_problem(name, version, shown, weight)
     return {"weight": weight, "registry_weight": shown, "weight_problem": problem}
 

@@ -152,7 +152,9 @@ class Ledger:
         return cls.for_settings(Settings.from_env())
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection to the ledger's database, also for tables kept beside the ledger
+        (`verdicts.py`): any database error ends as the ledger's one `LedgerUnusable` line."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
@@ -183,7 +185,7 @@ class Ledger:
     def append(self, entry: LedgerEntry) -> LedgerEntry:
         """Write one entry durably; returns it with its sequence number."""
         values = [getattr(entry, c) for c in COLUMNS]
-        with self._connect() as conn:
+        with self.connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             cursor = conn.execute(
                 f"INSERT INTO alias_ledger ({', '.join(COLUMNS)}, state, settled_at, note) "
@@ -197,7 +199,7 @@ class Ledger:
         """Move a PENDING entry to COMMITTED or ABORTED (the only update the schema allows)."""
         if state not in (COMMITTED, ABORTED):
             raise ValueError(f"a ledger entry settles as {COMMITTED} or {ABORTED}, not {state}")
-        with self._connect() as conn:
+        with self.connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(
                 "UPDATE alias_ledger SET state = ?, settled_at = ?, note = ? "
@@ -219,7 +221,7 @@ class Ledger:
             query, args = query + " AND alias = ?", [*args, alias]
         if state is not None:
             query, args = query + " AND state = ?", [*args, state]
-        with self._connect() as conn:
+        with self.connect() as conn:
             rows = conn.execute(query + " ORDER BY seq", args)
             return [entry_from_row(dict(row), self.where) for row in rows]
 

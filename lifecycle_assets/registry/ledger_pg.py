@@ -108,7 +108,7 @@ class PostgresLedger(Ledger):
             raise unusable(self.where, error) from error
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Any]:
+    def transaction(self) -> Iterator[Any]:
         """One transaction on a fresh connection: committed on success, rolled back on error.
 
         Any database error inside (a missing table or grant, a server gone) ends as
@@ -135,7 +135,7 @@ class PostgresLedger(Ledger):
         """Write one entry durably (committed before this returns); returns it with its seq."""
         values = [getattr(entry, c) for c in COLUMNS]
         columns = ", ".join((*COLUMNS, "state", "settled_at", "note"))
-        with self._transaction() as cursor:
+        with self.transaction() as cursor:
             cursor.execute(
                 f"INSERT INTO alias_ledger ({columns}) "
                 f"VALUES ({', '.join(['%s'] * (len(COLUMNS) + 3))}) RETURNING seq",
@@ -148,7 +148,7 @@ class PostgresLedger(Ledger):
         """Move a PENDING entry to COMMITTED or ABORTED (the only update the trigger allows)."""
         if state not in (COMMITTED, ABORTED):
             raise ValueError(f"a ledger entry settles as {COMMITTED} or {ABORTED}, not {state}")
-        with self._transaction() as cursor:
+        with self.transaction() as cursor:
             cursor.execute(
                 "UPDATE alias_ledger SET state = %s, settled_at = %s, note = %s "
                 "WHERE operation_id = %s AND state = %s",
@@ -167,7 +167,7 @@ class PostgresLedger(Ledger):
             query, args = query + " AND alias = %s", [*args, alias]
         if state is not None:
             query, args = query + " AND state = %s", [*args, state]
-        with self._transaction() as cursor:
+        with self.transaction() as cursor:
             cursor.execute(query + " ORDER BY seq", args)
             return [entry_from_row(row, self.where) for row in cursor.fetchall()]
 

@@ -7,7 +7,7 @@ the file it also appends here the verdict and the SHA-256 of the file's bytes, i
 database (the SQLite file, or the team's PostgreSQL): a table that triggers keep append-only, as
 they keep the alias ledger. Readers of the verdicts (`gate_record.py`) check the file against
 the newest record of its version; a version evaluated again gets a newer record. The table is
-reached through the ledger's own connection (`Ledger._connect`, `PostgresLedger._transaction`),
+reached through the ledger's own connection (`Ledger.connect`, `PostgresLedger.transaction`),
 so a database that cannot be used is the ledger's one `LedgerUnusable` line, naming it.
 """
 
@@ -104,7 +104,7 @@ def record_verdict(
             cursor.execute(insert.format(marks) + " RETURNING seq", values)
             seq = cursor.fetchone()["seq"]
     else:
-        with ledger._connect() as conn:
+        with ledger.connect() as conn:
             conn.executescript(_SQLITE_SCHEMA)
             seq = conn.execute(insert.format(", ".join("?" * len(values))), values).lastrowid
     return dataclasses.replace(record, seq=int(seq or 0))
@@ -119,7 +119,7 @@ def recorded_verdict(ledger: Ledger, model: str, version: str) -> VerdictRecord 
             cursor.execute(query.format("%s") + " LIMIT 1", (model, str(version)))
             row = cursor.fetchone()
     else:
-        with ledger._connect() as conn:
+        with ledger.connect() as conn:
             conn.executescript(_SQLITE_SCHEMA)
             found = conn.execute(query.format("?") + " LIMIT 1", (model, str(version))).fetchone()
             row = None if found is None else dict(found)
@@ -148,7 +148,7 @@ def _pg_cursor(ledger: Any) -> Iterator[Any]:
     does for its own table."""
     done = False
     try:
-        with ledger._transaction() as cursor:
+        with ledger.transaction() as cursor:
             if ledger.url not in _PG_READY:
                 cursor.execute("SELECT to_regclass('gate_verdicts_by_version') IS NOT NULL AS ok")
                 if not cursor.fetchone()["ok"]:
