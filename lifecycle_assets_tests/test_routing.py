@@ -14,8 +14,9 @@ from mlflow import MlflowClient
 from lifecycle_assets import config
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry.canary import set_canary
+from lifecycle_assets.registry.promotions import weight_problem
 from lifecycle_assets.registry.refs import ModelRef
-from lifecycle_assets.serving.router import canary_mask, parse_weight, route_point
+from lifecycle_assets.serving.router import canary_mask, route_point
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.log_rows import logged_lines
 from lifecycle_assets_tests.test_hot_swap import FAST_POLL, move, register_copy, wait_for
@@ -40,15 +41,16 @@ def test_canary_mask_follows_the_weight_and_only_grows() -> None:
     assert (canary_mask(ids, 0.1) == small).all()
 
 
-@pytest.mark.parametrize(("raw", "expected"), [(None, 0.0), ("", 0.0), ("0.25", 0.25), ("1", 1.0)])
-def test_parse_weight(raw: str | None, expected: float) -> None:
-    assert parse_weight(raw) == expected
+@pytest.mark.parametrize(("raw", "recorded"), [("0.25", 0.25), ("1", 1.0), ("0", 0.0)])
+def test_weight_tag_that_matches_the_ledger_is_no_problem(raw: str, recorded: float) -> None:
+    # The registry's tag is only compared with the ledger's weight (`serving/canary_weight.py`).
+    assert weight_problem("m", "2", raw, recorded) is None
 
 
-@pytest.mark.parametrize("raw", ["1.5", "-0.1", "nan", "ten"])
-def test_parse_weight_refuses_nonsense(raw: str) -> None:
-    with pytest.raises(ValueError):
-        parse_weight(raw)
+@pytest.mark.parametrize("raw", [None, "", "1.5", "-0.1", "nan", "ten"])
+def test_weight_tag_absent_or_nonsense_is_a_problem(raw: str | None) -> None:
+    problem = weight_problem("m", "2", raw, 0.25)
+    assert problem is not None and "traffic follows the ledger's 0.25" in problem
 
 
 @pytest.mark.e2e

@@ -6,7 +6,7 @@ drift seen while no newer data has landed waits for that data instead of spendin
 on a run that cannot react. The answer is the training asset's own: the window's usable days
 (`select_window`) and their feature partitions are what the training set is built from, the
 same partitions under the same model spec make the same table and so the same digest, and
-`unchanged_champion` then judges that digest as the asset would.
+`unchanged_champion`'s own test (`trained_on`) then judges that digest as the asset would.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from lifecycle_assets import config
 from lifecycle_assets.data.fingerprint import model_spec_hash
 from lifecycle_assets.data.ingest import select_window
 from lifecycle_assets.data.lake import Lake
-from lifecycle_assets.defs.assets.training_set import unchanged_champion
+from lifecycle_assets.defs.assets.training_set import trained_on
 from lifecycle_assets.registry.refs import ModelRef, resolve
 from lifecycle_assets.spec import ModelSpec
 
@@ -57,6 +57,6 @@ def champions_window(client: MlflowClient, spec: ModelSpec, lake: Lake) -> Champ
     # Same partitions, same split settings: the table, and so the digest, would be the
     # champion's. The one judgement of "nothing changed" decides the rest (the model spec).
     would_be = {"digest": champion.training_digest, "model_spec_sha256": model_spec_hash(spec)}
-    if unchanged_champion(client, spec, would_be) is None:
+    if not trained_on(champion, would_be):
         return None
     return ChampionsWindow(champion, max(days))

@@ -30,13 +30,3 @@ def canary_mask(identifiers: Sequence[str], weight: float) -> np.ndarray:
         return np.ones(len(identifiers), dtype=bool)
     points = np.fromiter((route_point(i) for i in identifiers), dtype=float, count=len(identifiers))
     return points < weight
-
-
-def parse_weight(raw: str | None) -> float:
-    """The `canary_weight` tag as a float in [0, 1]; absent means 0. Out of range is an error."""
-    if raw is None or raw.strip() == "":
-        return 0.0
-    weight = float(raw)
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"canary weight must be in [0, 1], got {raw!r}")
-    return weight

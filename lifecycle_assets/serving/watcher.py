@@ -246,18 +246,17 @@ class RegistryWatcher:
         """The verified, smoke-tested version the ledger promoted, or None after recording why
         it was refused; PromotionPending while its move is being committed."""
         alias = ALIASES[role]
-        for served in (models.champion, models.canary, models.shadow):
-            if served is not None and served.ref.version == version:
+        roles = (models.champion, models.canary, models.shadow)
+        already = next((s for s in roles if s is not None and s.ref.version == version), None)
+        try:
+            if already is not None:
                 # Already loaded and verified for another role; the ledger must still say so.
                 problems = promotion_problems(
                     self.ledger, self.name, alias, version, wait_seconds=PENDING_WAIT_SECONDS
                 )
                 if problems:
-                    self._if_alias_moved_on(reader, alias, version)
-                    self._unpromoted[role] = version
-                    return self._refuse(role, version, "; ".join(problems), "; ".join(problems))
-                return served
-        try:
+                    raise Unpromoted(self.name, version, problems)
+                return already
             ref = existing_version(reader, self.name, version)
             candidate = verify_promoted(ref, alias, self.ledger, wait_seconds=PENDING_WAIT_SECONDS)
             # A new champion brings its own spec (requests are validated against it); the other

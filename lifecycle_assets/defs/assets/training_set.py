@@ -44,11 +44,15 @@ def unchanged_champion(
     """The champion when it was trained on this very training set under the same model spec:
     training again would register a copy of it, so nothing is registered or promoted."""
     champion = resolve(client, spec.name, config.CHAMPION_ALIAS)
-    if champion is None or champion.training_digest != training_set["digest"]:
-        return None
-    if champion.tags.get(config.TAG_MODEL_SPEC) != training_set.get("model_spec_sha256"):
-        return None
-    return champion
+    return champion if champion is not None and trained_on(champion, training_set) else None
+
+
+def trained_on(champion: ModelRef, training_set: dict[str, Any]) -> bool:
+    """Whether `champion` was trained on this very training set under the same model spec (for
+    a caller that already resolved the champion, so the registry is read once)."""
+    same_set = champion.training_digest == training_set["digest"]
+    same_spec = champion.tags.get(config.TAG_MODEL_SPEC) == training_set.get("model_spec_sha256")
+    return same_set and same_spec
 
 
 def checked_lake(
