@@ -152,9 +152,12 @@ def read_json(location: Location) -> Any:
         ) from error
 
 
-def write_json(location: Location, value: Any, **dumps: Any) -> None:
-    """Strict JSON (NaN and infinities as null, the project's one rule), indented."""
-    write_atomic(location, valid_json.dumps(value, indent=2, **dumps).encode("utf-8"))
+def write_json(location: Location, value: Any, **dumps: Any) -> bytes:
+    """Strict JSON (NaN and infinities as null, the project's one rule), indented; returns the
+    bytes written (a caller that hashes them need not read the object back)."""
+    data = valid_json.dumps(value, indent=2, **dumps).encode("utf-8")
+    write_atomic(location, data)
+    return data
 
 
 def read_parquet(location: Location) -> pl.DataFrame:

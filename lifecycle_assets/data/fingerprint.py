@@ -111,20 +111,14 @@ def _source_files(spec: ModelSpec) -> tuple[SourceFile, ...] | None:
 
 
 def _whole_hash(spec: ModelSpec, files: tuple[SourceFile, ...] | None) -> str:
-    """The hash of the whole source: over its files' names and contents; for a remote source
-    over its spec and its objects' identities; for the simulator over the source spec."""
+    """SHA-256 over the source files' names and contents; for a remote source over its spec and
+    its objects' identities; for the simulator (deterministic) over the source spec itself."""
     source = spec.source.model_dump(mode="json")
     if not files:
         return _sha256_json(source)
     if storage.is_remote(spec.source.uri):
         return _sha256_json({"source": source, "objects": {f.name: f.identity for f in files}})
     return _sha256_json({f.name: f.sha256 for f in files})
-
-
-def source_hash(spec: ModelSpec) -> str:
-    """SHA-256 over the source files' names and contents; for a remote source over its spec and
-    its objects' identities; for the simulator (deterministic) over the source spec itself."""
-    return _whole_hash(spec, _source_files(spec))
 
 
 # `Fingerprint.scope` of a day's fingerprint: its `source` hashes only the files of that day.

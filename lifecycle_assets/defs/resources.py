@@ -135,10 +135,10 @@ class MlflowResource(dg.ConfigurableResource):
 
     @contextmanager
     def training_run(
-        self, context: dg.AssetExecutionContext, model_name: str
+        self, context: dg.AssetExecutionContext, model_name: str, commit: str | None = None
     ) -> Iterator[TrainingRun]:
         """One MLflow run for this training step: FINISHED on return, FAILED on an exception."""
-        with training_run(self.settings(), model_name, context.run_id) as run:
+        with training_run(self.settings(), model_name, context.run_id, commit=commit) as run:
             context.log.info(f"MLflow run {run.run_id} opened for {model_name}")
             yield run
 

@@ -99,8 +99,11 @@ def training_run(
     model_name: str,
     dagster_run_id: str,
     tags: Mapping[str, str] | None = None,
+    commit: str | None = None,
 ) -> Iterator[TrainingRun]:
     """Open the MLflow run of one training step; end it FINISHED, or FAILED if the body raises.
+
+    `commit` is the caller's `git_commit()` when it already has it (one look at the tree).
 
     An MLflow run already active in this thread belongs to someone else: nesting under it would
     mix two trainings' params and tags, so it is refused instead.
@@ -113,7 +116,7 @@ def training_run(
             f"{model_name}'s training will not log into it"
         )
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
-    commit = git_commit()
+    commit = commit or git_commit()
     run = mlflow.start_run(
         experiment_id=experiment.experiment_id,
         run_name=run_name(model_name, dagster_run_id),
@@ -240,14 +243,15 @@ def track_and_register(
     dagster_run_id: str,
     reference_profile: dict[str, Any],
     commit: str | None = None,
-    ledger: Ledger | None = None,
+    once: tuple[Ledger, str] | None = None,
 ) -> ModelRef:
     """Log params, metrics, datasets and provenance to the active run; register the version.
 
     The reference profile (what the training data and its scores looked like) is logged with
     the run, so drift is later judged against exactly the data this version learned from.
-    With the model's `ledger`, a version already registered for the same training set, spec
-    and code is reused (`SameTrainingRegistered`), not registered again.
+    With `once` (the model's ledger and the training key the caller computed before the fit),
+    a version already registered for the same training set, spec and code is reused
+    (`SameTrainingRegistered`), not registered again.
     """
     commit = commit or git_commit()
     mlflow.log_dict(reference_profile, config.REFERENCE_PROFILE_FILE)
@@ -265,7 +269,6 @@ def track_and_register(
     mlflow.log_metrics({f"validation_{k}": float(v) for k, v in val_metrics.items()})
     log_datasets(table, training_set, spec)
     mlflow.set_tags({config.TAG_TRAINING_DIGEST: training_set["digest"]})
-    key = training_key_of(training_set, commit)
     return log_and_register(
         pipeline,
         spec,
@@ -278,7 +281,7 @@ def track_and_register(
             config.TAG_GIT_COMMIT: commit,
             config.TAG_REFERENCE_PROFILE: config.REFERENCE_PROFILE_FILE,
         },
-        once=(ledger, key) if ledger is not None and key is not None else None,
+        once=once,
     )
 
 

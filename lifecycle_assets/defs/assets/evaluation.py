@@ -123,7 +123,7 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             "report_dir": str(folder),
         }
         evaluation_file = folder / EVALUATION_FILE
-        storage.write_json(evaluation_file, value)  # strict: a NaN metric is null
+        written = storage.write_json(evaluation_file, value)  # strict: a NaN metric is null
         # On the LoggedModel too (`model_id`): MLflow's model page then shows test and gates.
         mlflow.log_model_metrics(
             candidate_ref.name,
@@ -140,7 +140,7 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         # an edited verdict in the artifact store cannot pass for the evaluated one.
         record_verdict(
             Ledger.for_settings(settings), spec.name, candidate_ref.version,
-            sha256=sha256_hex(storage.read_bytes(evaluation_file)), gates=value["gates"],
+            sha256=sha256_hex(written), gates=value["gates"],
             file=str(evaluation_file), dagster_run_id=context.run_id,
         )  # fmt: skip
 

@@ -33,7 +33,10 @@ SCORE_PROFILE_ROWS = 200_000
 
 
 def _fit_and_register(
-    training_set: dict[str, Any], run: TrainingRun, spec: ModelSpec, ledger: Ledger
+    training_set: dict[str, Any],
+    run: TrainingRun,
+    spec: ModelSpec,
+    once: tuple[Ledger, str] | None,
 ) -> tuple[ModelRef, dict[str, float]]:
     """Fit on the training split, score the validation split, log and register the version."""
     table = storage.read_parquet(training_set["path"])
@@ -68,7 +71,7 @@ def _fit_and_register(
         run.dagster_run_id,
         profile.to_dict(),
         commit=run.commit,
-        ledger=ledger,
+        once=once,
     )
     return ref, val_metrics
 
@@ -118,7 +121,10 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 f"v{same.version}'s; no new version"
             )
             return
-        key = training_key_of(training_set, git_commit())
+        # One look at the tree (`git status`, `git diff HEAD`) per training: the key looked up
+        # now is the one registered, and the run is tagged with the same commit.
+        commit = git_commit()
+        key = training_key_of(training_set, commit)
         if key is not None and (held := same_training(client, spec.name, key)) is not None:
             # Known before the fit: no fit, no MLflow run (it would hold no model, params or
             # metrics of its own); the observation names the version and the run that hold it.
@@ -130,10 +136,10 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             )
             return
         # The whole step is the MLflow run: a failure anywhere in it ends the run FAILED.
-        ledger = Ledger.for_settings(lifecycle.settings())
-        with mlflow.training_run(context, spec.name) as run:
+        once = None if key is None else (Ledger.for_settings(lifecycle.settings()), key)
+        with mlflow.training_run(context, spec.name, commit) as run:
             try:
-                ref, val_metrics = _fit_and_register(training_set, run, spec, ledger)
+                ref, val_metrics = _fit_and_register(training_set, run, spec, once)
             except SameTrainingRegistered as same:
                 # Another run registered it while this one was fitting (both looked before
                 # either registered): the registry's check under the model's lock caught it.
