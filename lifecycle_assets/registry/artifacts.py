@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import threading
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from lifecycle_assets import storage
@@ -23,6 +26,34 @@ TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 # Exact names also allowed. HistGradientBoosting keeps a `partial(check_array, ...)` inside;
 # skops vets the wrapped function on its own, so the wrapper itself adds no reach.
 TRUSTED_TYPES = frozenset({"functools.partial"})
+
+
+_SKOPS_IMPORT = threading.Lock()
+
+
+def skops_io() -> ModuleType:
+    """`skops.io`, imported without importing all of scikit-learn.
+
+    At import, skops builds its default trust list from `sklearn.utils.all_estimators()`, which
+    imports every scikit-learn module (1.6-1.9 s here, in every process that saves or loads a
+    model: `lifecycle run`, the service's start-up, `promote`). Nothing here relies on that
+    default: every load passes the file's types explicitly, vetted by `TRUSTED_MODULE_PREFIXES`,
+    which admit every `sklearn.` type, and the default list holds only `sklearn.` types. So skops
+    is imported with an empty estimator list: a load accepts exactly the same types (a test
+    compares against skops' own list) and no module the model does not use is imported.
+    """
+    if (module := sys.modules.get("skops.io")) is not None:
+        return module
+    import sklearn.utils
+
+    with _SKOPS_IMPORT:
+        scan = sklearn.utils.all_estimators
+        sklearn.utils.all_estimators = lambda *args, **kwargs: []
+        try:
+            import skops.io
+        finally:
+            sklearn.utils.all_estimators = scan
+    return skops.io
 
 
 class IntegrityError(RuntimeError):
@@ -43,7 +74,7 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
 
 def save_pipeline(pipeline: Pipeline, path: str | Path) -> str:
     """Write the pipeline as skops and return the file's SHA-256."""
-    import skops.io as sio
+    sio = skops_io()
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,14 +93,14 @@ def _allowed(found: list[str], origin: str) -> list[str]:
 
 def trusted_types_of(pipeline: Pipeline) -> list[str]:
     """Types a pipeline needs skops to trust; raises if any lies outside the allow-list."""
-    import skops.io as sio
+    sio = skops_io()
 
     return _allowed(sio.get_untrusted_types(data=sio.dumps(pipeline)), "the pipeline")
 
 
 def trusted_types(path: str | Path) -> list[str]:
     """The file's non-default types, all of which must come from trusted modules."""
-    import skops.io as sio
+    sio = skops_io()
 
     return _allowed(sio.get_untrusted_types(file=path), str(path))
 
@@ -88,7 +119,7 @@ def check_sha256(path: str | Path, expected_sha256: str) -> None:
 def load_pipeline(path: str | Path, expected_sha256: str) -> Pipeline:
     """Verify the SHA-256, then load with skops on the allow-list. Raises rather than guess."""
     check_sha256(path, expected_sha256)
-    import skops.io as sio
+    sio = skops_io()
 
     return sio.load(path, trusted=trusted_types(path))
 
