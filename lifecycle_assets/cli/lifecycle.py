@@ -104,14 +104,11 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     A user error (bad spec, unusable data) ends it with one line and exit code 1, before
     anything is written.
     """
+    from lifecycle_assets import forked_ingest
+    from lifecycle_assets.data.ingest_outcome import IngestOutcome
     from lifecycle_assets.data.preflight import PreflightError, preflight
     from lifecycle_assets.definitions import build_definitions
-    from lifecycle_assets.lifecycle_run import (
-        IngestError,
-        ingest_window,
-        partitions_in_window,
-        train_and_deploy,
-    )
+    from lifecycle_assets.lifecycle_run import train_and_deploy
     from lifecycle_assets.registry.server_check import check_tracking_server
     from lifecycle_assets.run_summary import write_summary
     from lifecycle_assets.spec import SpecError, configured_specs
@@ -133,35 +130,32 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     check_tracking_server(settings.mlflow_tracking_uri)
     if settings.dagster_url:
         _follow_submitted_runs(settings.dagster_url, show=not as_json)
-    instance = _dagster_instance()
-    defs = _definitions(build_definitions, specs)
-    # The registry is opened here (a new store created, MLflow's store modules imported) and
-    # reconciled in a thread beside the first ingest run, which imports nothing: two threads
-    # importing one module graph at once can hand one of them a partly initialised module.
-    setup = TrainingSetUp([spec.name for spec in specs], settings).start()
-    # The modules and definitions live as long as the process: out of the collector's sight,
-    # the periodic full collections during the runs no longer walk them again and again.
-    gc.freeze()
-    gc.enable()  # `run` turned it off for the start-up
     # When nothing changed, or a day has no rows, an asset yields nothing and Dagster warns
     # (through Python logging, outside the run log) that its checks emitted no result.
     logging.getLogger("dagster._core.execution.plan.active").setLevel(logging.ERROR)
+    setup = TrainingSetUp([spec.name for spec in specs], settings)
+    ingested: dict[str, IngestOutcome] = {}
+    if not settings.dagster_url and forked_ingest.can_fork():
+        # The first model's window is ingested by a forked child while this process loads and
+        # reconciles what training needs (`forked_ingest`: a thread would slow the ingest).
+        first = specs[0]
+        child = forked_ingest.start(
+            lambda: _ingest_alone(build_definitions, specs, first, refresh, as_json)
+        )
+        ingested[first.name] = child.wait(warm_up=setup.run_here)
+        instance = _dagster_instance()
+        defs = _definitions(build_definitions, specs)
+    else:
+        instance = _dagster_instance()
+        defs = _definitions(build_definitions, specs)
+        # The registry is opened here (a new store created, MLflow's store modules imported)
+        # and reconciled in a thread beside the first ingest run, which imports nothing: two
+        # threads importing one module graph at once can hand one a partly initialised module.
+        setup.start()
+    _freeze_start_up()
     summaries = []
     for spec in specs:
-        days = partitions_in_window(spec)
-        with Progress(console=console, transient=True, disable=as_json) as progress:
-            bar = progress.add_task(f"ingesting {len(days)} days of {spec.name}", total=len(days))
-            try:
-                ingest = ingest_window(
-                    defs,
-                    spec,
-                    instance,
-                    refresh=refresh,
-                    progress=functools.partial(_advance, progress, bar),
-                    registry_reconciled_apart=True,
-                )
-            except IngestError as error:  # a failed step, not bad data (that is quarantined)
-                raise click.ClickException(f"{spec.name}: {error}") from None
+        ingest = ingested.pop(spec.name, None) or _ingest(defs, instance, spec, refresh, as_json)
         setup.wait()  # the registry is reconciled before training reads it
         if not as_json:
             console.print(ingest.line(spec.name), markup=False, highlight=False)
@@ -175,6 +169,44 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         if not as_json:
             _print_summary(summary, settings, path)
     return summaries
+
+
+def _freeze_start_up() -> None:
+    """The modules and definitions live as long as the process: out of the collector's sight,
+    the periodic full collections during the runs no longer walk them again and again."""
+    gc.freeze()
+    gc.enable()  # `run` turned it off for the start-up
+
+
+def _ingest(defs, instance, spec, refresh: bool, as_json: bool):
+    """One model's window ingested, with a progress bar; a failed step ends the command."""
+    from lifecycle_assets.lifecycle_run import IngestError, ingest_window, partitions_in_window
+
+    days = partitions_in_window(spec)
+    with Progress(console=console, transient=True, disable=as_json) as progress:
+        bar = progress.add_task(f"ingesting {len(days)} days of {spec.name}", total=len(days))
+        try:
+            return ingest_window(
+                defs,
+                spec,
+                instance,
+                refresh=refresh,
+                progress=functools.partial(_advance, progress, bar),
+                registry_reconciled_apart=True,
+            )
+        except IngestError as error:  # a failed step, not bad data (that is quarantined)
+            raise click.ClickException(f"{spec.name}: {error}") from None
+
+
+def _ingest_alone(build_definitions, specs: list, spec, refresh: bool, as_json: bool):
+    """`_ingest` in a forked child: its own Dagster instance and definitions."""
+    instance = _dagster_instance()
+    try:
+        defs = _definitions(build_definitions, specs)
+        _freeze_start_up()
+        return _ingest(defs, instance, spec, refresh, as_json)
+    finally:
+        instance.dispose()
 
 
 def _definitions(build_definitions, specs: list):

@@ -1,0 +1,159 @@
+"""`lifecycle run`'s first ingest in a forked child (`lifecycle_assets.forked_ingest`).
+
+Real `lifecycle run` processes on a real Dagster instance and MLflow registry, two models: the
+first model's window is ingested by a child while the command loads training; Ctrl-C and
+SIGTERM during that ingest end the command as in one process (its run cancelled, one line, exit
+130); a child killed at a crash point kills the command alike, leaves no process behind, and the
+next run reconciles what it left.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import psutil
+import pytest
+
+from lifecycle_assets.crash import CRASH_AT_ENV, PAUSE_AT_ENV
+from lifecycle_assets.recovery import _owner
+from lifecycle_assets_tests.small_project import project_env, write_spec
+from lifecycle_assets_tests.test_run_submission import BIN, WITH_CTRL_C, Lines
+
+MODELS = ("first", "second")
+
+
+def two_models(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """Two small models (the first is ingested by the child), every store under `state`."""
+    specs = []
+    for name in MODELS:
+        path = write_spec(tmp_path, name=name)
+        path.write_text(path.read_text().replace("\nname: credit_default\n", f"\nname: {name}\n"))
+        specs.append(path)
+    state = tmp_path / "state"
+    env = {
+        **os.environ,
+        **project_env(state),
+        "LIFECYCLE_SPECS": ",".join(str(spec) for spec in specs),
+    }
+    env.pop("LIFECYCLE_DAGSTER_URL", None)
+    return state, env
+
+
+def runs_by_job(state: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[tuple]]:
+    """job name -> [(status, pid of the process that executed the run)] of the instance."""
+    monkeypatch.setenv("DAGSTER_HOME", str(state / "dagster_home"))
+    found: dict[str, list[tuple]] = {}
+    with dg.DagsterInstance.get() as instance:
+        for record in instance.get_run_records():
+            run = record.dagster_run
+            found.setdefault(run.job_name, []).append((run.status, _owner(instance, run)[1]))
+    return found
+
+
+def lifecycle_run(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "lifecycle"), "run"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_the_first_ingest_runs_in_a_child_and_everything_else_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, env = two_models(tmp_path)
+    done = lifecycle_run(tmp_path, env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for name in MODELS:
+        assert f"{name}: ingested 6 day(s)" in done.stdout, done.stdout[-3000:]
+    assert done.stdout.count("v1 is now `champion`") == 2, done.stdout[-3000:]
+    runs = runs_by_job(state, monkeypatch)
+    (first_ingest,) = runs["first_ingest_job"]
+    (first_training,) = runs["first_training_job"]
+    (second_ingest,) = runs["second_ingest_job"]
+    (second_training,) = runs["second_training_job"]
+    assert {status for status, _ in runs["first_ingest_job"] + runs["second_training_job"]} == {
+        dg.DagsterRunStatus.SUCCESS
+    }
+    # The child executed the first ingest; the command itself everything after it.
+    assert first_ingest[1] != first_training[1]
+    assert first_training[1] == second_ingest[1] == second_training[1]
+    assert not psutil.pid_exists(first_ingest[1]), "the child is gone"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stopping_the_command_during_the_forked_ingest_cancels_its_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: signal.Signals
+) -> None:
+    """The signal reaches the command, which passes it to the child: the child's run ends
+    (not left STARTED), the command says so in one line and exits 130, nothing is trained, no
+    process is left, and the next `lifecycle run` completes."""
+    state, env = two_models(tmp_path)
+    held = {**env, PAUSE_AT_ENV: "before-raw-batch"}  # the ingest step holds on its first day
+    process = subprocess.Popen(
+        [sys.executable, "-c", WITH_CTRL_C, str(BIN / "lifecycle"), "run"],
+        cwd=tmp_path,
+        env={**held, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = Lines(process)
+    try:
+        deadline = time.monotonic() + 300
+        runs_db = state / "dagster_home" / "history" / "runs.db"
+        while not runs_db.exists() or not any(
+            status == dg.DagsterRunStatus.STARTED
+            for status, _ in runs_by_job(state, monkeypatch).get("first_ingest_job", [])
+        ):
+            assert time.monotonic() < deadline, "the first ingest never started"
+            assert process.poll() is None, "".join(lines.read)
+            time.sleep(0.3)
+        children = [child.pid for child in psutil.Process(process.pid).children()]
+        process.send_signal(stop)
+        after = lines.rest(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = "".join(lines.read)
+    assert process.returncode == 130, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
+    assert re.fullmatch(
+        r"interrupted run \S+ of first_ingest_job: it ended FAILURE, and nothing after it ran",
+        after.strip().splitlines()[-1],
+    ), after
+    assert children and not any(psutil.pid_exists(pid) for pid in children), "a child is left"
+    runs = runs_by_job(state, monkeypatch)
+    assert [status for status, _ in runs["first_ingest_job"]] == [dg.DagsterRunStatus.FAILURE]
+    assert "first_training_job" not in runs and "second_ingest_job" not in runs
+    again = lifecycle_run(tmp_path, env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "first: ingested 6 day(s)" in again.stdout, again.stdout[-3000:]
+
+
+def test_a_child_killed_in_its_ingest_kills_the_command_and_the_next_run_reconciles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, env = two_models(tmp_path)
+    killed = lifecycle_run(tmp_path, {**env, CRASH_AT_ENV: "before-raw-batch"})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
+    runs = runs_by_job(state, monkeypatch)
+    ((status, child),) = runs["first_ingest_job"]
+    assert status == dg.DagsterRunStatus.STARTED  # as a killed process leaves it
+    assert not psutil.pid_exists(child)
+    again = lifecycle_run(tmp_path, env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    runs = runs_by_job(state, monkeypatch)
+    # The killed run reconciled as failed (its process is gone), then the window ingested.
+    assert sorted(status.value for status, _ in runs["first_ingest_job"]) == ["FAILURE", "SUCCESS"]
+    assert "first_training_job" in runs and "second_training_job" in runs
