@@ -16,12 +16,11 @@ import logging
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from dagster._core.storage.dagster_run import FINISHED_STATUSES
 from dagster._core.storage.runs.sqlite import SqliteRunStorage
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from lifecycle_assets.registry.aliases import reconcile
 from lifecycle_assets.registry.ledger import PENDING, Ledger
@@ -31,6 +30,9 @@ from lifecycle_assets.registry.recovery import (
     mark_incomplete_versions,
     process_gone,
 )
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 @dataclass
@@ -156,6 +158,8 @@ def free_pool_slots(instance: dg.DagsterInstance) -> int:
 
 
 def _registered(client: MlflowClient, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
     try:
         client.get_registered_model(name)
     except MlflowException as error:

@@ -12,8 +12,7 @@ same partitions under the same model spec make the same table and so the same di
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from mlflow import MlflowClient
+from typing import TYPE_CHECKING
 
 from lifecycle_assets import config
 from lifecycle_assets.data.fingerprint import model_spec_hash
@@ -22,6 +21,9 @@ from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.defs.assets.training_set import trained_on
 from lifecycle_assets.registry.refs import ModelRef, resolve
 from lifecycle_assets.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 @dataclass(frozen=True)

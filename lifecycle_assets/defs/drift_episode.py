@@ -21,7 +21,6 @@ from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.champion_window import champions_window
 from lifecycle_assets.defs.drift_reports import DriftReading
-from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.spec import ModelSpec
 
 # A run tag is read in the UI's run list: the retrain's reason is cut to this length.
@@ -92,6 +91,8 @@ def act_on_drift(
     # The sensor's settings are the code location's, as `_window_requests` reads them.
     settings = config.Settings.from_env()
     lake = Lake(settings.lake_dir, settings.quarantine_dir, spec.name)
+    from lifecycle_assets.registry.tracking import configure_mlflow
+
     window = champions_window(configure_mlflow(settings), spec, lake)
     if window is not None:
         needed = window.needed()

@@ -1,23 +1,23 @@
 """Typed resources: project settings, a JSON IO manager, and MLflow (registry and runs)."""
 
+from __future__ import annotations
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from mlflow import MlflowClient
 from upath import UPath
 
 from lifecycle_assets import storage
 from lifecycle_assets.config import Settings
 from lifecycle_assets.defs import names
-from lifecycle_assets.registry.tracking import (
-    TrainingRun,
-    configure_mlflow,
-    log_model_metrics,
-    training_run,
-)
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from lifecycle_assets.registry.tracking import TrainingRun
 
 
 class LifecycleResource(dg.ConfigurableResource):
@@ -131,6 +131,8 @@ class MlflowResource(dg.ConfigurableResource):
 
     def client(self) -> MlflowClient:
         """A registry client on the configured store, with the experiment created."""
+        from lifecycle_assets.registry.tracking import configure_mlflow
+
         return configure_mlflow(self.settings())
 
     @contextmanager
@@ -138,12 +140,16 @@ class MlflowResource(dg.ConfigurableResource):
         self, context: dg.AssetExecutionContext, model_name: str, commit: str | None = None
     ) -> Iterator[TrainingRun]:
         """One MLflow run for this training step: FINISHED on return, FAILED on an exception."""
+        from lifecycle_assets.registry.tracking import training_run
+
         with training_run(self.settings(), model_name, context.run_id, commit=commit) as run:
             context.log.info(f"MLflow run {run.run_id} opened for {model_name}")
             yield run
 
     def log_model_metrics(self, name: str, version: str, metrics: dict[str, float]) -> None:
         """Metrics on the version's run and its LoggedModel (MLflow's model page)."""
+        from lifecycle_assets.registry.tracking import log_model_metrics
+
         log_model_metrics(self.client(), name, version, metrics)
 
     def run_link(self, run_id: str, experiment_id: str | None = None) -> dg.MetadataValue:

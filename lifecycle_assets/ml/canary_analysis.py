@@ -13,8 +13,6 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from scipy import stats
-from sklearn import metrics as skm
 
 from lifecycle_assets.config import CanaryThresholds
 from lifecycle_assets.ml.drift import PSI_GROUPS, psi_from_counts
@@ -83,6 +81,8 @@ def score_psi(reference: np.ndarray, current: np.ndarray) -> float:
 def variant_stats(rows: pl.DataFrame, regression: bool = False) -> VariantStats:
     """Rows, versions, error rate, scores, latency and (where labelled) AUC or MAE of one
     variant."""
+    from sklearn import metrics as skm
+
     if rows.is_empty():
         return VariantStats(0, (), 0.0, None, None, 0, None, None)
     scores = rows[SCORE].cast(pl.Float64).drop_nulls().to_numpy()
@@ -156,6 +156,8 @@ def analyze_canary(
     A regressor's mean score shift is judged relative to the champion's mean score, since its
     scores are in target units, not probabilities.
     """
+    from scipy import stats
+
     regression = task == "regression"
     has_rows = {VARIANT, SCORE, VERSION} <= set(log.columns)
     rows = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import roc_auc_score
 
 from lifecycle_assets.ml.features import UNKNOWN_CATEGORY
 from lifecycle_assets.spec import ModelSpec
@@ -24,6 +23,8 @@ def single_feature_aucs(train: pl.DataFrame, spec: ModelSpec) -> dict[str, float
     """Each feature's ROC AUC as the only input, direction-free (max(auc, 1 - auc)): numbers as
     scores, categories by their positive rate in the same rows; missing values as their own
     group."""
+    from sklearn.metrics import roc_auc_score
+
     y = train[spec.target].to_numpy()
     if len(np.unique(y)) < 2:
         return {}

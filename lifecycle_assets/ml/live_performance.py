@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.special import entr
-from sklearn import metrics as skm
 
 from lifecycle_assets.data.ground_truth import (
     LABEL,
@@ -138,6 +136,8 @@ def expected_roc_auc(p: np.ndarray) -> float | None:
 
 def expected_metrics(proba: Any) -> dict[str, float | None]:
     """The metrics a perfectly calibrated model expects on these scores, labels unseen."""
+    from scipy.special import entr
+
     p = np.asarray(proba, dtype=float).ravel()
     if p.size == 0 or np.isnan(p).any() or (p < 0).any() or (p > 1).any():
         raise ValueError("expected metrics need a non-empty set of probabilities in [0, 1]")
@@ -156,6 +156,8 @@ def expected_metrics(proba: Any) -> dict[str, float | None]:
 
 def labelled_metrics(y_true: Any, proba: Any) -> dict[str, float | None]:
     """Realized metrics on labelled rows; AUC is None (not 0) when only one class arrived."""
+    from sklearn import metrics as skm
+
     y = np.asarray(y_true).astype(int).ravel()
     p = np.asarray(proba, dtype=float).ravel()
     counts = confusion_counts(y, p, DECISION_THRESHOLD)  # validates y and p
@@ -220,6 +222,8 @@ def _first_row(frame: pl.DataFrame) -> dict[str, Any] | None:
 
 def regression_realized(y_true: Any, predicted: Any) -> dict[str, float | None]:
     """Realized errors of a regressor on labelled rows; R² is None below two distinct labels."""
+    from sklearn import metrics as skm
+
     y = np.asarray(y_true, dtype=float).ravel()
     p = np.asarray(predicted, dtype=float).ravel()
     return {

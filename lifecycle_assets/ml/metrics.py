@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn import metrics as skm
 
 SLICE_SCHEMA: dict[str, Any] = {
     "group": pl.String,
@@ -65,6 +64,8 @@ def confusion_counts(y_true: Any, proba: Any, threshold: float = 0.5) -> dict[st
 
 def classification_metrics(y_true: Any, proba: Any, threshold: float = 0.5) -> dict[str, float]:
     """Ranking, thresholded and probabilistic metrics; raises if only one class is present."""
+    from sklearn import metrics as skm
+
     y, p = _as_arrays(y_true, proba)
     _require_both_classes(y)
     pred = (p >= threshold).astype(int)
@@ -144,6 +145,8 @@ def slice_metrics(
     min_slice_size: int = 30,
 ) -> pl.DataFrame:
     """One row per group; `reported` marks slices large and varied enough to compare."""
+    from sklearn import metrics as skm
+
     y, p = _as_arrays(y_true, proba)
     rows = []
     for group, mask in group_masks(groups, y.size):

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn import metrics as skm
 
 from lifecycle_assets.ml.metrics import (
     calibration_table,
@@ -46,6 +45,8 @@ def _as_regression_arrays(y_true: Any, predicted: Any) -> tuple[np.ndarray, np.n
 
 def regression_metrics(y_true: Any, predicted: Any) -> dict[str, float]:
     """Error and explained-variance metrics; raises if the target is constant (R² undefined)."""
+    from sklearn import metrics as skm
+
     y, p = _as_regression_arrays(y_true, predicted)
     if np.ptp(y) == 0:
         raise ValueError(

@@ -6,12 +6,12 @@ unknown. `retirement_candidates` applies `RetirementPolicy` to the rows and says
 `scorecard_html` renders the rows as one page.
 """
 
+from __future__ import annotations
+
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from mlflow import MlflowClient
+from typing import TYPE_CHECKING, Any
 
 from lifecycle_assets.config import RetirementPolicy, Settings
 from lifecycle_assets.ml.scorecard_sources import (
@@ -31,6 +31,9 @@ from lifecycle_assets.ml.scorecard_sources import (
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.spec import ModelSpec, Task
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,15 @@ and each version's evaluation report its gate verdicts. A fact that is not there
 of 0 ms or a metric of 0.0 would be a lie.
 """
 
+from __future__ import annotations
+
 import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
-from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
 
 from lifecycle_assets import config
 from lifecycle_assets.config import RetirementPolicy, Settings
@@ -25,6 +26,10 @@ from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
 from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 # Server-side time to answer a row's request; optional in the log (older rows lack it).
 LATENCY_MS = "latency_ms"

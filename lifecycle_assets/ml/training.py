@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import polars as pl
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from lifecycle_assets.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
 
 SPLITS = ("train", "validation", "test")
 
@@ -35,6 +29,9 @@ def _native_preprocess(spec: ModelSpec) -> ColumnTransformer:
 
     About 1.7 ms per call cheaper than impute + one-hot, which matters at serving time.
     """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OrdinalEncoder
+
     encoder = OrdinalEncoder(
         handle_unknown="use_encoded_value",
         unknown_value=np.nan,
@@ -53,6 +50,11 @@ def _native_preprocess(spec: ModelSpec) -> ColumnTransformer:
 
 def _encoded_preprocess(spec: ModelSpec) -> ColumnTransformer:
     """For estimators that need complete numeric input: impute, flag missing, one-hot."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     numeric_steps = [("impute", SimpleImputer(strategy="median", add_indicator=True))]
     if spec.estimator.kind in ("logistic_regression", "ridge"):
         numeric_steps.append(("scale", StandardScaler()))
@@ -76,6 +78,15 @@ def _encoded_preprocess(spec: ModelSpec) -> ColumnTransformer:
 
 def build_pipeline(spec: ModelSpec) -> Pipeline:
     """Preprocessing suited to the spec's estimator, then the estimator for the spec's task."""
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import Pipeline
+
     params = {"random_state": spec.training.random_seed, **spec.estimator.params}
     kind, classifier = spec.estimator.kind, spec.is_classifier
     if kind == "hist_gradient_boosting":

@@ -11,9 +11,8 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlflow import MlflowClient
 from upath import UPath
 
 from lifecycle_assets import config, storage
@@ -30,9 +29,11 @@ from lifecycle_assets.registry.ledger import (
     LedgerEntry,
     utc_now,
 )
-from lifecycle_assets.registry.models import download_model
 from lifecycle_assets.registry.refs import ModelRef, get_version
 from lifecycle_assets.registry.service_probe import ServiceProbe, probe_service
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 class RetireRefused(AliasError):
@@ -112,6 +113,8 @@ def archive_version(ref: ModelRef, archive_root: storage.Location) -> tuple[UPat
 
     The registered SHA-256 is checked on the copy: an archive of the wrong bytes is refused.
     """
+    from lifecycle_assets.registry.models import download_model
+
     target = storage.path(archive_root) / ref.name / f"v{ref.version}"  # local or S3
     if storage.exists(target):
         target.fs.rm(target.path, recursive=True)

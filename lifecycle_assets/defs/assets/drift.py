@@ -19,7 +19,6 @@ from lifecycle_assets.ml.drift_html import render_drift_html
 from lifecycle_assets.ml.features import compute_features
 from lifecycle_assets.ml.profile import ReferenceProfile
 from lifecycle_assets.registry.refs import get_version
-from lifecycle_assets.registry.tracking import load_reference_profile
 from lifecycle_assets.spec import ModelSpec
 
 
@@ -79,6 +78,8 @@ def build_drift_assets(spec: ModelSpec) -> list:
             return dg.Output(value, metadata={"rows": 0, "verdict": "no predictions that day"})
         version, per_version = judged_version(log)
         ref = get_version(mlflow.client(), spec.name, version)
+        from lifecycle_assets.registry.tracking import load_reference_profile
+
         profile = ReferenceProfile.from_dict(load_reference_profile(ref))
         # Inputs are the traffic's, whoever answered; a score is its model's own: only that
         # version's scores are compared with its profile (a canary's would read as drift).

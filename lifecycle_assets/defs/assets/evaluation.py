@@ -19,7 +19,6 @@ from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.ml.training import predict_scores
 from lifecycle_assets.registry.gate_record import sha256_hex
 from lifecycle_assets.registry.ledger import Ledger
-from lifecycle_assets.registry.models import load_version
 from lifecycle_assets.registry.refs import ModelRef, get_version, resolve
 from lifecycle_assets.registry.verdicts import record_verdict
 from lifecycle_assets.registry.verify import verify_version
@@ -85,6 +84,8 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         trained_model: dict[str, Any],
         training_set: dict[str, Any],
     ) -> dg.Output[dict[str, Any]]:
+        from lifecycle_assets.registry.models import load_version
+
         settings = lifecycle.settings()
         client = mlflow.client()
         candidate_ref = get_version(client, trained_model["name"], trained_model["version"])
@@ -182,6 +183,8 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         verification (tampered, missing, not loadable): a gate verdict naming the champion and
         the remedy, not a step error naming a temporary file. Any other failure (the store
         unreachable) is raised, so the step is retried or fails as an error."""
+        from lifecycle_assets.registry.models import load_version
+
         try:
             champion = load_version(champion_ref)
         except Exception:

@@ -1,7 +1,7 @@
 """The registered model: a scikit-learn pipeline fit on the training split, tracked in MLflow."""
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
@@ -20,13 +20,10 @@ from lifecycle_assets.ml.training import fit_pipeline, predict_scores
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.same_training import SameTrainingRegistered, same_training
-from lifecycle_assets.registry.tracking import (
-    TrainingRun,
-    git_commit,
-    track_and_register,
-    training_key_of,
-)
 from lifecycle_assets.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from lifecycle_assets.registry.tracking import TrainingRun
 
 # Rows of the training split scored for the profile's score distribution (see below).
 SCORE_PROFILE_ROWS = 200_000
@@ -34,11 +31,13 @@ SCORE_PROFILE_ROWS = 200_000
 
 def _fit_and_register(
     training_set: dict[str, Any],
-    run: TrainingRun,
+    run: "TrainingRun",
     spec: ModelSpec,
     once: tuple[Ledger, str] | None,
 ) -> tuple[ModelRef, dict[str, float]]:
     """Fit on the training split, score the validation split, log and register the version."""
+    from lifecycle_assets.registry.tracking import track_and_register
+
     table = storage.read_parquet(training_set["path"])
     train = table.filter(pl.col("split") == "train")
     validation = table.filter(pl.col("split") == "validation")
@@ -113,6 +112,8 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         lifecycle: LifecycleResource,
         training_set: dict[str, Any],
     ) -> Iterator[dg.Output[dict[str, Any]] | dg.AssetObservation]:
+        from lifecycle_assets.registry.tracking import git_commit, training_key_of
+
         client = mlflow.client()
         if (same := unchanged_champion(client, spec, training_set)) is not None:
             # Nothing changed: no new version, no MLflow run, nothing downstream runs (README).

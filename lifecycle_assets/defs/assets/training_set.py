@@ -6,11 +6,10 @@ are left out, never replaced by older data, and counted in the manifest for the
 """
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
-from mlflow import MlflowClient
 
 from lifecycle_assets import config
 from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint, model_spec_hash
@@ -23,6 +22,9 @@ from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.ml.training import SPLITS, assign_splits, snapshot_split, time_split
 from lifecycle_assets.registry.refs import ModelRef, resolve
 from lifecycle_assets.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 def split_stats(table: pl.DataFrame, spec: ModelSpec) -> dict[str, dict[str, int]]:
@@ -39,7 +41,7 @@ def split_stats(table: pl.DataFrame, spec: ModelSpec) -> dict[str, dict[str, int
 
 
 def unchanged_champion(
-    client: MlflowClient, spec: ModelSpec, training_set: dict[str, Any]
+    client: "MlflowClient", spec: ModelSpec, training_set: dict[str, Any]
 ) -> ModelRef | None:
     """The champion when it was trained on this very training set under the same model spec:
     training again would register a copy of it, so nothing is registered or promoted."""
