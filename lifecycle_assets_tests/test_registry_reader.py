@@ -12,6 +12,7 @@ from pathlib import Path
 
 import mlflow
 import polars as pl
+import pytest
 from mlflow import MlflowClient
 
 from lifecycle_assets import config
@@ -21,7 +22,7 @@ from lifecycle_assets.registry.aliases import move_alias
 from lifecycle_assets.registry.artifacts import load_proof, sha256_file
 from lifecycle_assets.registry.mlflow_reader import MlflowReader
 from lifecycle_assets.registry.reader import SqliteReader, reader_for, sqlite_path
-from lifecycle_assets.registry.refs import ModelRef
+from lifecycle_assets.registry.refs import ModelRef, filter_literal
 from lifecycle_assets.registry.registry_client import SqliteRegistry, registry_client
 from lifecycle_assets.registry.verify import load_proven, verify_dir, verify_version
 from lifecycle_assets.spec import ModelSpec
@@ -161,3 +162,17 @@ def test_only_a_proof_under_todays_rules_spares_the_load(tmp_path: Path) -> None
         assert not verdict.ok and "does not load" in verdict.reasons[0]
     assert verify_dir(proven, tmp_path, trust_proof=True).ok
     assert not verify_dir(proven, tmp_path).ok  # the service's check always loads
+
+
+def test_a_model_name_with_a_quote_is_found_through_mlflow(
+    lifecycle_env: Settings, tmp_path: Path
+) -> None:
+    # Spec names cannot hold a quote, but MLflow's can, and the CLI reads any registered model.
+    # MLflow's filter grammar has no escape: the value is taken verbatim between its quotes.
+    client = MlflowClient()
+    for name in ("o'brien", 'say "hi"'):
+        client.create_registered_model(name)
+        client.create_model_version(name, source=(tmp_path / "m").as_uri())
+        assert [ref.version for ref in MlflowReader(client).versions(name)] == ["1"]
+    with pytest.raises(ValueError, match="both quotes"):
+        filter_literal("""it's "this" one""")

@@ -24,7 +24,7 @@ from lifecycle_assets.ml.drift import latest_drift_path
 from lifecycle_assets.ml.evaluation_file import load_evaluation
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
-from lifecycle_assets.registry.refs import resolve
+from lifecycle_assets.registry.refs import filter_literal, resolve
 from lifecycle_assets.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class GateHistory:
 
 def registered_versions(client: MlflowClient, model: str) -> list[ModelVersion]:
     """Every registered version of the model, oldest first; empty when it was never trained."""
-    versions = client.search_model_versions(f"name = '{model}'")
+    versions = client.search_model_versions(f"name = {filter_literal(model)}")
     return sorted(versions, key=lambda v: int(v.version))
 
 

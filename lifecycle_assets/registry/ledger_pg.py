@@ -34,13 +34,11 @@ from lifecycle_assets.registry.ledger import (
     unusable,
     utc_now,
 )
-from lifecycle_assets.registry.ledger_schema import COLUMNS, WEIGHT_COLUMN, create_table
+from lifecycle_assets.registry.ledger_schema import COLUMNS, WEIGHT_COLUMN, PgTable, create_table
 
 _IMMUTABLE = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in ("seq", *COLUMNS))
-# Serializes schema creation: two first connections at once would both try CREATE TABLE.
-_SCHEMA_LOCK_KEY = 0x4C45444745  # "LEDGE"
-# Databases whose schema this process already created or checked.
-_SCHEMA_READY: set[str] = set()
+# (database, table) pairs whose schema this process already created or checked.
+_SCHEMA_READY: set[tuple[str, str]] = set()
 _APPEND_ONLY = f"""
 BEGIN
     IF TG_OP IN ('DELETE', 'TRUNCATE') THEN
@@ -74,6 +72,21 @@ FOR EACH ROW EXECUTE FUNCTION alias_ledger_append_only();
 CREATE OR REPLACE TRIGGER alias_ledger_no_truncate BEFORE TRUNCATE ON alias_ledger
 FOR EACH STATEMENT EXECUTE FUNCTION alias_ledger_append_only();
 """
+_LEDGER_TABLE = PgTable(
+    name="alias_ledger",
+    in_place=_SCHEMA_IN_PLACE,
+    in_place_args=(_APPEND_ONLY,),
+    lock_key=0x4C45444745,  # "LEDGE"
+    ddl=_SCHEMA,
+)
+
+
+def _make(cursor: Any, table: PgTable) -> None:
+    """The table's schema, unless it is in place as written."""
+    cursor.execute(table.in_place, table.in_place_args)
+    if not cursor.fetchone()["in_place"]:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (table.lock_key,))
+        cursor.execute(table.ddl)
 
 
 def psycopg2_dsn(url: str) -> str:
@@ -108,25 +121,26 @@ class PostgresLedger(Ledger):
             raise unusable(self.where, error) from error
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self, *tables: PgTable) -> Iterator[Any]:
         """One transaction on a fresh connection: committed on success, rolled back on error.
 
-        Any database error inside (a missing table or grant, a server gone) ends as
-        `LedgerUnusable`, as the SQLite ledger's do, and the schema is checked again next time:
-        a table dropped under a long-running process is made anew, as a new process would.
+        The ledger's table, and `tables` kept beside it (the gate verdicts), are made first,
+        once per process and database. Any database error inside (a missing table or grant, a
+        server gone) ends as `LedgerUnusable`, as the SQLite ledger's do, and their schema is
+        checked again next time: a table dropped under a long-running process is made anew,
+        as a new process would.
         """
+        used = [(self.url, table.name) for table in (_LEDGER_TABLE, *tables)]
         conn = self._connection()
         try:
             with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
-                if self.url not in _SCHEMA_READY:
-                    cursor.execute(_SCHEMA_IN_PLACE, (_APPEND_ONLY,))
-                    if not cursor.fetchone()["in_place"]:
-                        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-                        cursor.execute(_SCHEMA)
+                for table in (_LEDGER_TABLE, *tables):
+                    if (self.url, table.name) not in _SCHEMA_READY:
+                        _make(cursor, table)
                 yield cursor
-            _SCHEMA_READY.add(self.url)
+            _SCHEMA_READY.update(used)
         except psycopg2.Error as error:
-            _SCHEMA_READY.discard(self.url)
+            _SCHEMA_READY.difference_update(used)
             raise unusable(self.where, error) from error
         finally:
             conn.close()

@@ -10,6 +10,7 @@ older entries keep a NULL weight: no weight was recorded for them.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 
 # An entry's life: written PENDING before the registry is touched, then settled.
 PENDING = "PENDING"
@@ -62,6 +63,22 @@ BEGIN SELECT RAISE(ABORT, 'the alias ledger is append-only'); END;
 {_SETTLE_ONLY}
 """
 )
+
+
+@dataclass(frozen=True)
+class PgTable:
+    """A table kept in the PostgreSQL ledger's database, made by `PostgresLedger.transaction`
+    the first time a process uses it (and again after a database error); here, free of
+    psycopg2, so its module (`verdicts.py`) need not load the driver to name it."""
+
+    name: str
+    # One row whose `in_place` says the schema is there as written: then no DDL runs, so a
+    # role granted the table but not CREATE on its schema uses what its owner made.
+    in_place: str
+    in_place_args: tuple[str, ...]
+    # A `pg_advisory_xact_lock` key: two first connections at once would both run the DDL.
+    lock_key: int
+    ddl: str
 
 
 def _has_weight(conn: sqlite3.Connection) -> bool:

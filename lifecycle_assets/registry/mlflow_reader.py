@@ -35,10 +35,10 @@ class MlflowReader:
             raise
 
     def versions(self, name: str) -> list[ModelRef]:
-        from lifecycle_assets.registry.refs import ref_of
+        from lifecycle_assets.registry.refs import filter_literal, ref_of
 
-        quoted = name.replace("'", "\\'")
-        found = [ref_of(v) for v in self.client.search_model_versions(f"name = '{quoted}'")]
+        matching = f"name = {filter_literal(name)}"
+        found = [ref_of(v) for v in self.client.search_model_versions(matching)]
         # MLflow's search leaves a version's aliases out; the model's own list has them.
         held: dict[str, list[str]] = {}
         for alias, version in sorted((self.aliases(name) or {}).items()):

@@ -44,6 +44,15 @@ class ModelRef:
         }
 
 
+def filter_literal(value: str) -> str:
+    """`value` quoted for an MLflow search filter. Its grammar has no escape (the text between
+    the quotes is taken verbatim), so the quote used is one the value does not hold."""
+    for quote in ("'", '"'):
+        if quote not in value:
+            return f"{quote}{value}{quote}"
+    raise ValueError(f"{value!r} holds both quotes: no MLflow search filter can name it")
+
+
 def ref_of(version: Any) -> ModelRef:
     """A ModelRef from MLflow's `ModelVersion`."""
     return ModelRef(

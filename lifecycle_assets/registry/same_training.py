@@ -21,7 +21,7 @@ from typing import Any
 
 from lifecycle_assets import config
 from lifecycle_assets.registry.ledger import Ledger
-from lifecycle_assets.registry.refs import ModelRef, ref_of
+from lifecycle_assets.registry.refs import ModelRef, filter_literal, ref_of
 
 TAG_TRAINING_KEY = "training_key"
 # On the MLflow run of a training whose version was already registered by another run.
@@ -49,7 +49,8 @@ def training_key(training_digest: str, spec_sha256: str | None, code: str | None
 def same_training(client: Any, name: str, key: str) -> ModelRef | None:
     """The oldest live version of `name` registered for this training key (retired versions
     are not served again, so a new training of theirs registers anew)."""
-    found = client.search_model_versions(f"name = '{name}' and tags.{TAG_TRAINING_KEY} = '{key}'")
+    matching = f"name = {filter_literal(name)} and tags.{TAG_TRAINING_KEY} = {filter_literal(key)}"
+    found = client.search_model_versions(matching)
     live = [v for v in found if config.TAG_RETIRED not in (v.tags or {})]
     return ref_of(min(live, key=lambda v: int(v.version))) if live else None
 

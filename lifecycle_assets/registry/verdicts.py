@@ -13,13 +13,12 @@ so a database that cannot be used is the ledger's one `LedgerUnusable` line, nam
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from lifecycle_assets.registry.ledger import Ledger, unusable, utc_now
+from lifecycle_assets.registry.ledger_schema import PgTable
 
 _COLUMNS = ("time", "model", "version", "sha256", "passed", "failed", "file", "dagster_run_id")
 _APPEND_ONLY_MESSAGE = "the gate verdict record is append-only"
@@ -61,8 +60,14 @@ FOR EACH ROW EXECUTE FUNCTION gate_verdicts_append_only();
 CREATE OR REPLACE TRIGGER gate_verdicts_no_truncate BEFORE TRUNCATE ON gate_verdicts
 FOR EACH STATEMENT EXECUTE FUNCTION gate_verdicts_append_only();
 """
-# Serializes the PostgreSQL schema's creation across processes (as the ledger's own key does).
-_PG_SCHEMA_LOCK_KEY = 0x4741544556  # "GATEV"
+# Made by the ledger's own transaction, as its table is.
+_PG_TABLE = PgTable(
+    name="gate_verdicts",
+    in_place="SELECT to_regclass('gate_verdicts_by_version') IS NOT NULL AS in_place",
+    in_place_args=(),
+    lock_key=0x4741544556,  # "GATEV"
+    ddl=_PG_SCHEMA,
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ def record_verdict(
     values = [getattr(record, c) for c in _COLUMNS]
     insert = f"INSERT INTO gate_verdicts ({', '.join(_COLUMNS)}) VALUES ({{}})"
     if _is_postgres(ledger):
-        with _pg_cursor(ledger) as cursor:
+        with ledger.transaction(_PG_TABLE) as cursor:
             marks = ", ".join(["%s"] * len(values))
             cursor.execute(insert.format(marks) + " RETURNING seq", values)
             seq = cursor.fetchone()["seq"]
@@ -115,7 +120,7 @@ def recorded_verdict(ledger: Ledger, model: str, version: str) -> VerdictRecord 
     were recorded (or never evaluated by the platform)."""
     query = "SELECT * FROM gate_verdicts WHERE model = {0} AND version = {0} ORDER BY seq DESC"
     if _is_postgres(ledger):
-        with _pg_cursor(ledger) as cursor:
+        with ledger.transaction(_PG_TABLE) as cursor:
             cursor.execute(query.format("%s") + " LIMIT 1", (model, str(version)))
             row = cursor.fetchone()
     else:
@@ -135,26 +140,3 @@ def _is_postgres(ledger: Ledger) -> bool:
     from lifecycle_assets.registry.ledger_pg import PostgresLedger
 
     return isinstance(ledger, PostgresLedger)
-
-
-# PostgreSQL databases (URLs) where this process made or found the table.
-_PG_READY: set[str] = set()
-
-
-@contextlib.contextmanager
-def _pg_cursor(ledger: Any) -> Iterator[Any]:
-    """The ledger's own transaction (`LedgerUnusable` on any database error), with this table's
-    schema made first: once per process and database, and again after an error, as the ledger
-    does for its own table."""
-    done = False
-    try:
-        with ledger.transaction() as cursor:
-            if ledger.url not in _PG_READY:
-                cursor.execute("SELECT to_regclass('gate_verdicts_by_version') IS NOT NULL AS ok")
-                if not cursor.fetchone()["ok"]:
-                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK_KEY,))
-                    cursor.execute(_PG_SCHEMA)
-            yield cursor
-        done = True
-    finally:
-        (_PG_READY.add if done else _PG_READY.discard)(ledger.url)

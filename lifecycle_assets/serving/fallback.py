@@ -212,13 +212,15 @@ class Choice:
 
 # How long start-up waits for a move it sees in flight (PENDING) to be committed: a move
 # takes milliseconds; one whose process died stays PENDING until the next alias command.
-PENDING_WAIT_SECONDS = 5.0
+# Longer than the watcher's per-poll wait: start-up has no next poll, a holder still
+# PENDING after it is refused.
+STARTUP_PENDING_WAIT_SECONDS = 5.0
 
 
 def _promoted_holder(holder: ModelRef, alias: str, ledger: Ledger) -> ServedModel:
     """`verify_promoted`, waiting a moment for a move in flight; after that it is refused."""
     try:
-        return verify_promoted(holder, alias, ledger, wait_seconds=PENDING_WAIT_SECONDS)
+        return verify_promoted(holder, alias, ledger, wait_seconds=STARTUP_PENDING_WAIT_SECONDS)
     except PromotionPending as pending:
         reason = f"{pending} and its ledger entry stays PENDING"
         raise Unpromoted(holder.name, holder.version, [reason]) from None

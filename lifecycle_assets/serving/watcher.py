@@ -49,7 +49,8 @@ ALIASES = {
     SHADOW: config.SHADOW_ALIAS,
 }
 # How long a poll waits for a move it sees in flight (PENDING in the ledger) to be committed.
-PENDING_WAIT_SECONDS = 1.0
+# Shorter than start-up's wait: a move still PENDING is simply retried on the next poll.
+POLL_PENDING_WAIT_SECONDS = 1.0
 # Refusals kept for /metadata; older ones are in the service log.
 MAX_REFUSALS = 20
 # Polls (2 s each by default) a champion loaded without a `bento_tag` tag is re-read for it.
@@ -252,13 +253,15 @@ class RegistryWatcher:
             if already is not None:
                 # Already loaded and verified for another role; the ledger must still say so.
                 problems = promotion_problems(
-                    self.ledger, self.name, alias, version, wait_seconds=PENDING_WAIT_SECONDS
+                    self.ledger, self.name, alias, version, wait_seconds=POLL_PENDING_WAIT_SECONDS
                 )
                 if problems:
                     raise Unpromoted(self.name, version, problems)
                 return already
             ref = existing_version(reader, self.name, version)
-            candidate = verify_promoted(ref, alias, self.ledger, wait_seconds=PENDING_WAIT_SECONDS)
+            candidate = verify_promoted(
+                ref, alias, self.ledger, wait_seconds=POLL_PENDING_WAIT_SECONDS
+            )
             # A new champion brings its own spec (requests are validated against it); the other
             # roles must answer the rows the champion's spec accepts.
             spec = candidate.loaded.spec if role == CHAMPION else models.champion.loaded.spec
