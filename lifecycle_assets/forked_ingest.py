@@ -17,9 +17,10 @@ What the user sees does not change:
   exception's class and message, and the parent raises the same class (those `lifecycle run`
   handles: a failed ingest run, a cancelled run, unusable storage, a click error); anything else
   ends the command with the child's traceback in the message;
-- Ctrl-C or SIGTERM reaching the parent is passed on to the child once (the child has its own
-  process group, so a terminal's Ctrl-C does not reach it twice), which ends its Dagster run as
-  cancelled; the parent then raises what the child reports;
+- Ctrl-C or SIGTERM reaching the parent is passed on to the child (which has its own process
+  group, so a terminal's Ctrl-C reaches it once, through the parent), and the child reacts as
+  the one process would: a run's step ends as interrupted, or the ingest stops between runs;
+  the parent then raises what the child reports;
 - a child killed (a crash point's SIGKILL) kills the parent with the same signal, as if the one
   process had been killed there; a parent killed takes the child with it (PR_SET_PDEATHSIG).
 
@@ -167,8 +168,9 @@ def _die_with_parent() -> None:
 
 
 class _Forwarder:
-    """SIGINT and SIGTERM sent to the parent, passed on to the child once each; while the parent
-    warms up, a signal also stops the warm-up (KeyboardInterrupt)."""
+    """SIGINT and SIGTERM sent to the parent, passed on to the child, each time (a second
+    Ctrl-C means what it means in one process); while the parent warms up, a signal also stops
+    the warm-up (KeyboardInterrupt)."""
 
     def __init__(self, child: int) -> None:
         self.child = child
@@ -176,10 +178,9 @@ class _Forwarder:
         self.warming = True
 
     def __call__(self, signum: int, frame: Any) -> None:
-        if signum not in self.seen:
-            self.seen.append(signum)
-            with suppress(ProcessLookupError):
-                os.kill(self.child, signum)
+        self.seen.append(signum)
+        with suppress(ProcessLookupError):
+            os.kill(self.child, signum)
         if self.warming:
             raise KeyboardInterrupt
 

@@ -42,8 +42,9 @@ if TYPE_CHECKING:  # MLflow loads in `open_registry`: a forked ingest starts wit
     from mlflow import MlflowClient
 
 SQLITE = "sqlite:///"
-# What training's steps import on first use (about 3 s at the default size), loaded by
-# `run_here` beside the forked first ingest. A module missing here is imported by its step.
+# What this process's steps import on first use (about 3 s at the default size: training, the
+# Bento's build, the next model's schema checks), loaded by `run_here` beside the forked first
+# ingest. A module missing here is only imported later, by its step.
 TRAINING_MODULES = (
     "lifecycle_assets.registry.tracking",
     "lifecycle_assets.ml.training",
@@ -53,8 +54,11 @@ TRAINING_MODULES = (
     "lifecycle_assets.compiled.parity",
     "lifecycle_assets.serving.bento_store",
     "lifecycle_assets.serving.service",
+    "lifecycle_assets.registry.ledger_pg",
     "mlflow.sklearn",
     "git",
+    "pip_requirements_parser",
+    "pandera.strategies",
 )
 
 

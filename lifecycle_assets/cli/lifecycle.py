@@ -135,7 +135,7 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     logging.getLogger("dagster._core.execution.plan.active").setLevel(logging.ERROR)
     setup = TrainingSetUp([spec.name for spec in specs], settings)
     ingested: dict[str, IngestOutcome] = {}
-    if not settings.dagster_url and forked_ingest.can_fork():
+    if settings.fork_first_ingest and not settings.dagster_url and forked_ingest.can_fork():
         # The first model's window is ingested by a forked child while this process loads and
         # reconciles what training needs (`forked_ingest`: a thread would slow the ingest).
         first = specs[0]

@@ -12,7 +12,6 @@ from typing import Any
 
 import dagster as dg
 
-from lifecycle_assets.crash import crash_point
 from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint
 from lifecycle_assets.data.ingest import featurize_day, ingest_day, quarantine_undated
 from lifecycle_assets.data.lake import Lake
@@ -67,7 +66,6 @@ def ingest_one_day(
     """Read, validate and store one day; a bad batch is quarantined, not raised. `current` is
     the run's fingerprint, taken once for all its days (it hashes the source files); `extra`
     is metadata of the whole run every day carries (the source's rows of no day)."""
-    crash_point("before-raw-batch")  # inside an ingest step, nothing of the day written yet
     outcome = ingest_day(spec, lake_for(lifecycle, spec), key, current, context.run_id)
     if outcome.record is None:
         context.log.info(outcome.reason)
