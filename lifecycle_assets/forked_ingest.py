@@ -5,8 +5,11 @@ matplotlib, BentoML) and open and reconcile the registry; the first model's inge
 of it. A thread cannot overlap the two: importing holds the interpreter lock, and each time the
 ingest takes the lock back from polars it waits out the switch interval (measured: 2.5 s of
 imports in a thread made a 7 s ingest take 15 s). A process can: the first ingest runs in a
-child forked before any thread, Dagster instance or database connection exists, on the other
-core, while the parent loads and reconciles (`training_setup.TrainingSetUp.run_here`). The child
+child forked before any thread, Dagster instance or database connection exists (before numpy,
+polars or Dagster are imported: their native thread pools would not survive the fork), which
+loads its own, starts once the checks have passed (`release`; `abort` ends it having written
+nothing) and runs on the other core,
+while the parent loads and reconciles (`training_setup.TrainingSetUp.run_here`). The child
 sends back the ingest's outcome as JSON through a pipe and leaves with `os._exit` (the parent's
 exit handlers are the parent's).
 
@@ -15,8 +18,8 @@ What the user sees does not change:
   until the child has ended);
 - an error of the ingest ends the command as it would in one process: the child sends the
   exception's class and message, and the parent raises the same class (those `lifecycle run`
-  handles: a failed ingest run, a cancelled run, unusable storage, a click error); anything else
-  ends the command with the child's traceback in the message;
+  handles: a click error such as a failed ingest run, a cancelled run, unusable storage);
+  anything else ends the command with the child's traceback in the message;
 - Ctrl-C or SIGTERM reaching the parent is passed on to the child (which has its own process
   group, so a terminal's Ctrl-C reaches it once, through the parent), and the child reacts as
   the one process would: a run's step ends as interrupted, or the ingest stops between runs;
@@ -54,10 +57,20 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM)
 
 
 def can_fork() -> bool:
-    """Whether the child can be forked safely: fork exists, no other thread holds a lock the
-    child would inherit locked, and the output goes to real files the child writes to as well
-    (not, say, a test runner's in-memory capture, which the child's copy would swallow)."""
-    return hasattr(os, "fork") and threading.active_count() == 1 and _real_output()
+    """Whether the child can be forked safely: fork exists, no other thread of this process
+    exists (Python's or native: polars' thread pool, once started, is not there in a child and
+    its first parallel operation would wait for it forever), and the output goes to real files
+    the child writes to as well (not, say, a test runner's in-memory capture, which the child's
+    copy would swallow)."""
+    return hasattr(os, "fork") and _threads() == 1 and _real_output()
+
+
+def _threads() -> int:
+    """Threads of this process, native ones included where /proc tells."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
 
 
 def _real_output() -> bool:
@@ -69,24 +82,43 @@ def _real_output() -> bool:
 
 @dataclass
 class ForkedIngest:
-    """A running child and the read end of its pipe."""
+    """A child waiting for `release` (or `abort`), the read end of its result pipe and the
+    write end of its go-ahead pipe."""
 
     pid: int
     pipe: int
+    go: int
+
+    def release(self) -> None:
+        """Let the child start: the checks before anything is written have passed."""
+        os.write(self.go, b"1")
+        os.close(self.go)
+
+    def abort(self) -> None:
+        """End the child before it wrote anything (a check failed, or this process stops)."""
+        os.close(self.go)
+        os.close(self.pipe)
+        with suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
 
     def wait(self, *, warm_up: Callable[[], None] | None = None) -> IngestOutcome:
         """Run `warm_up` here while the child ingests, then the child's outcome (or its error,
         raised). A signal the parent receives meanwhile is passed on to the child, and the
         command ends as the child reports (a cancelled run), or as interrupted."""
         forwarder = _Forwarder(self.pid)
+        failed: BaseException | None = None
         with forwarder.installed():
             try:
                 if warm_up is not None:
                     warm_up()
             except KeyboardInterrupt:
                 pass  # the child was told and ends its run; what it reports is raised below
+            except BaseException as error:  # raised once the child has ended, not orphaned
+                failed = error
             forwarder.warming = False
             payload = self._collect()
+        if failed is not None:
+            raise failed
         if forwarder.seen and "outcome" in payload:
             raise KeyboardInterrupt  # the child had finished: the command stops here
         return _outcome(payload)
@@ -117,26 +149,51 @@ class ForkedIngest:
         return json.loads(data) if data else {}
 
 
-def start(ingest: Callable[[], IngestOutcome]) -> ForkedIngest:
-    """Fork a child that runs `ingest` and sends back its outcome or its error."""
+def start(
+    ingest: Callable[[], IngestOutcome], prepare: Callable[[], None] | None = None
+) -> ForkedIngest:
+    """Fork a child that runs `prepare` (its imports), waits for `release`, then runs `ingest`
+    and sends back its outcome or its error. The child writes nothing before `release`."""
     read_end, write_end = os.pipe()
+    go_read, go_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid:
         os.close(write_end)
-        return ForkedIngest(pid, read_end)
+        os.close(go_read)
+        return ForkedIngest(pid, read_end, go_write)
     os.close(read_end)  # in the child from here on: it never returns
-    _child(ingest, write_end)
+    os.close(go_write)
+    _child(ingest, prepare, write_end, go_read)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _child(ingest: Callable[[], IngestOutcome], pipe: int) -> None:
-    os.setpgid(0, 0)  # signals come from the parent only, once each
+def _child(
+    ingest: Callable[[], IngestOutcome],
+    prepare: Callable[[], None] | None,
+    pipe: int,
+    go: int,
+) -> None:
+    os.setpgid(0, 0)  # a terminal's Ctrl-C reaches the parent only, which passes it on
     _die_with_parent()
     for signum in FORWARDED:
         signal.signal(signum, signal.default_int_handler)  # as the one process would react
+    unprepared: BaseException | None = None
     try:
+        if prepare is not None:
+            prepare()
+    except BaseException as error:  # the ingest's own error, sent once released
+        unprepared = error
+    try:
+        released = os.read(go, 1) == b"1"
+    except BaseException:
+        released = False
+    if not released:  # aborted, or the parent is gone: nothing was written
+        os._exit(0)
+    try:
+        if unprepared is not None:
+            raise unprepared
         payload: dict[str, Any] = {"outcome": asdict(ingest())}
     except BaseException as error:  # sent to the parent, which raises it
         payload = {
@@ -204,23 +261,21 @@ def _outcome(payload: dict[str, Any]) -> IngestOutcome:
 
 
 def _error(payload: dict[str, Any]) -> BaseException:
-    from lifecycle_assets.lifecycle_run import IngestError
-    from lifecycle_assets.run_submission import RunCancelled, SubmissionError
+    from lifecycle_assets.run_submission import RunCancelled
     from lifecycle_assets.storage import CorruptFileError, StorageUnavailableError
 
     name, message = payload["error"], payload["message"]
-    same: dict[str, type[BaseException]] = {
-        cls.__name__: cls
-        for cls in (IngestError, SubmissionError, CorruptFileError, StorageUnavailableError)
-    }
     if name == "KeyboardInterrupt":
         return KeyboardInterrupt()
     if name == "RunCancelled":
         return RunCancelled(message)
-    if name in same:
-        return same[name](message)
     if payload.get("click"):
         error = click.ClickException(message)  # one line, the same exit code
         error.exit_code = int(payload["exit_code"])
         return error
+    # The errors `lifecycle run` turns into one line itself (a damaged manifest, unreachable
+    # shared storage); a failed ingest run arrives as the click error `_ingest` made of it.
+    for cls in (CorruptFileError, StorageUnavailableError):
+        if name == cls.__name__:
+            return cls(message)
     return RuntimeError(f"the first ingest failed: {payload['traceback']}")
