@@ -101,16 +101,21 @@ class ForkedIngest:
         with suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
 
-    def wait(self, *, warm_up: Callable[[], None] | None = None) -> IngestOutcome:
-        """Run `warm_up` here while the child ingests, then the child's outcome (or its error,
-        raised). A signal the parent receives meanwhile is passed on to the child, and the
-        command ends as the child reports (a cancelled run), or as interrupted."""
+    def finished(self) -> bool:
+        """Whether the child has sent its outcome or ended (its pipe is readable)."""
+        ready, _, _ = select.select([self.pipe], [], [], 0)
+        return bool(ready)
+
+    def wait(self, *, warm_up: Callable[[Callable[[], bool]], None] | None = None) -> IngestOutcome:
+        """Run `warm_up(finished)` here while the child ingests, then the child's outcome (or
+        its error, raised). A signal the parent receives meanwhile is passed on to the child,
+        and the command ends as the child reports (a cancelled run), or as interrupted."""
         forwarder = _Forwarder(self.pid)
         failed: BaseException | None = None
         with forwarder.installed():
             try:
                 if warm_up is not None:
-                    warm_up()
+                    warm_up(self.finished)
             except KeyboardInterrupt:
                 pass  # the child was told and ends its run; what it reports is raised below
             except BaseException as error:  # raised once the child has ended, not orphaned

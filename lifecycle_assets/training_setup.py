@@ -15,9 +15,10 @@ anything reads it, as before, and an error of the set-up is raised there. A stor
 database (PostgreSQL, MySQL) is reconciled in `start`, before the first run.
 
 Where the first ingest runs in a forked child (`forked_ingest`), `run_here` does the whole
-set-up in the parent instead, on the other core, and loads training's modules first
-(`TRAINING_MODULES`): the child has the interpreter to itself, and the steps of training find
-their modules loaded.
+set-up in the parent instead, on the other core, then loads training's modules
+(`TRAINING_MODULES`) until the child has finished: the child has the interpreter to itself,
+the steps of training find their modules loaded, and a run with nothing to train does not wait
+for modules it will not use.
 
 Each set-up appends its span (wall start and end on `time.perf_counter`, its CPU seconds, and
 whether it ran in a thread beside the runs or in the parent beside the child) to `SPANS`: the
@@ -30,7 +31,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -76,11 +77,14 @@ class Span:
 SPANS: list[Span] = []
 
 
-def load_training_stack() -> None:
-    """Import `TRAINING_MODULES` and skops (`registry.artifacts.skops_io`)."""
-    for name in TRAINING_MODULES:
-        importlib.import_module(name)
+def load_training_stack(stop: Callable[[], bool] = lambda: False) -> None:
+    """Import skops (`registry.artifacts.skops_io`) and `TRAINING_MODULES`, until `stop` says
+    the wait they fill is over (the rest then loads in the steps that need it, if any do)."""
     skops_io()
+    for name in TRAINING_MODULES:
+        if stop():
+            return
+        importlib.import_module(name)
 
 
 def open_registry(settings: Settings) -> MlflowClient:
@@ -114,14 +118,15 @@ class TrainingSetUp:
             self._thread.start()
         return self
 
-    def run_here(self) -> None:
-        """The whole set-up in this thread, training's modules loaded first: beside a forked
-        child's ingest (`forked_ingest`), on the other core. `wait` returns its result."""
+    def run_here(self, stop: Callable[[], bool] = lambda: False) -> None:
+        """The whole set-up in this thread beside a forked child's ingest (`forked_ingest`), on
+        the other core, then training's modules until `stop` (the child has finished: a run
+        with nothing to train must not wait for them). `wait` returns its result."""
         started, cpu = time.perf_counter(), time.process_time()
         try:
-            load_training_stack()
             if (client := self._open()) is not None:
                 self._reconcile(client)
+            load_training_stack(stop)
         finally:
             elapsed = time.process_time() - cpu
             SPANS.append(Span(started, time.perf_counter(), elapsed, beside="process"))
