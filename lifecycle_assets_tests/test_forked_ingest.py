@@ -8,6 +8,7 @@ killed at a crash point kills the command alike and leaves no process behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -55,6 +56,14 @@ def runs_by_job(state: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[
     return found
 
 
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie awaiting its reaper is not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def lifecycle_run(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "lifecycle"), "run"],
@@ -86,7 +95,7 @@ def test_the_first_ingest_runs_in_a_child_and_everything_else_here(
     # The child executed the first ingest; the command itself everything after it.
     assert first_ingest[1] != first_training[1]
     assert first_training[1] == second_ingest[1] == second_training[1]
-    assert not psutil.pid_exists(first_ingest[1]), "the child is gone"
+    assert not running(first_ingest[1]), "the child is gone"
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -110,12 +119,16 @@ def test_stopping_the_command_during_the_forked_ingest_stops_the_child(
     )
     lines = Lines(process)
     try:
+        # The child creates the instance once released (the checks passed): from then on the
+        # command passes signals on. Before, a signal stops it as it would one process.
+        runs_db = state / "dagster_home" / "history" / "runs.db"
         deadline = time.monotonic() + 300
-        while not (children := [child.pid for child in psutil.Process(process.pid).children()]):
-            assert time.monotonic() < deadline, "no child was forked"
+        while not runs_db.exists():
+            assert time.monotonic() < deadline, "the child never started its ingest"
             assert process.poll() is None, "".join(lines.read)
             time.sleep(0.2)
-        time.sleep(3)  # at its pause by now; earlier, it would stop there all the same
+        children = [child.pid for child in psutil.Process(process.pid).children()]
+        time.sleep(2)  # at its pause by now; earlier, it would stop there all the same
         process.send_signal(stop)
         after = lines.rest(timeout=120)
     finally:
@@ -128,7 +141,7 @@ def test_stopping_the_command_during_the_forked_ingest_stops_the_child(
         "interrupted `lifecycle run` outside a run's steps: nothing after it ran, and the next "
         "`lifecycle run` takes up what is left"
     ), after
-    assert not any(psutil.pid_exists(pid) for pid in children), "a child is left"
+    assert not any(running(pid) for pid in children), "a child is left"
     runs = runs_by_job(state, monkeypatch)
     assert "first_ingest_job" not in runs and "first_training_job" not in runs, runs
     again = lifecycle_run(tmp_path, env)
@@ -142,15 +155,23 @@ def test_a_child_killed_in_its_ingest_kills_the_command_and_the_next_run_complet
     """A crash point in the child (SIGKILL, as a power cut): the command dies of the same
     signal, as the one process killed there would, and leaves no process behind."""
     state, env = two_models(tmp_path)
-    before = {p.pid for p in psutil.process_iter()}
-    killed = lifecycle_run(tmp_path, {**env, CRASH_AT_ENV: "before-ingest-run"})
-    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
-    left = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if p.pid not in before and "lifecycle" in " ".join(p.info["cmdline"] or [])
-    ]
-    assert not left, left
+    process = subprocess.Popen(
+        [str(BIN / "lifecycle"), "run"],
+        cwd=tmp_path,
+        env={**env, CRASH_AT_ENV: "before-ingest-run"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    children: set[int] = set()
+    while process.poll() is None:  # the child lives for seconds (imports, checks) before
+        with contextlib.suppress(psutil.NoSuchProcess):
+            children |= {child.pid for child in psutil.Process(process.pid).children()}
+        time.sleep(0.05)
+    output = process.stdout.read() if process.stdout else ""
+    assert process.returncode == -signal.SIGKILL, output[-3000:]
+    assert children, "no child was seen"
+    assert not any(running(pid) for pid in children), "a child is left"
     again = lifecycle_run(tmp_path, env)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     runs = runs_by_job(state, monkeypatch)
