@@ -4,31 +4,31 @@ The first seconds of `lifecycle run` import what training needs (MLflow, scikit-
 matplotlib, BentoML) and open and reconcile the registry; the first model's ingest needs none
 of it. A thread cannot overlap the two: importing holds the interpreter lock, and each time the
 ingest takes the lock back from polars it waits out the switch interval (measured: 2.5 s of
-imports in a thread made a 7 s ingest take 15 s). A process can: the first ingest runs in a
-child forked before any thread, Dagster instance or database connection exists (before numpy,
-polars or Dagster are imported: their native thread pools would not survive the fork), which
-loads its own, starts once the checks have passed (`release`; `abort` ends it having written
-nothing) and runs on the other core,
-while the parent loads and reconciles (`training_setup.TrainingSetUp.run_here`). The child
-sends back the ingest's outcome as JSON through a pipe and leaves with `os._exit` (the parent's
-exit handlers are the parent's).
+imports in a thread made a 7 s ingest take 15 s). A process can. The child is forked at the
+command's start, before numpy, polars or Dagster are imported (their native thread pools would
+not survive a fork: a child's first parallel polars operation waited forever) and before any
+database connection exists. It loads its own modules, waits until the parent's checks have
+passed (`release`; `abort` ends it having written nothing), ingests on the other core while the
+parent loads and reconciles (`training_setup.TrainingSetUp.run_here`), sends back the outcome
+as JSON through a pipe and leaves with `os._exit` (the parent's exit handlers are the parent's).
 
 What the user sees does not change:
-- the child draws the progress bar (it has the terminal to itself: the parent prints nothing
-  until the child has ended);
+- the child draws the progress bar (the parent's warm-up prints nothing of its own);
 - an error of the ingest ends the command as it would in one process: the child sends the
   exception's class and message, and the parent raises the same class (those `lifecycle run`
   handles: a click error such as a failed ingest run, a cancelled run, unusable storage);
   anything else ends the command with the child's traceback in the message;
-- Ctrl-C or SIGTERM reaching the parent is passed on to the child (which has its own process
-  group, so a terminal's Ctrl-C reaches it once, through the parent), and the child reacts as
-  the one process would: a run's step ends as interrupted, or the ingest stops between runs;
-  the parent then raises what the child reports;
+- Ctrl-C or SIGTERM reaching the parent once the child runs is passed on to it (it has its own
+  process group, so a terminal's Ctrl-C reaches it once, through the parent), and the child
+  reacts as the one process would: a run's step ends as interrupted, or the ingest stops
+  between runs; the parent then raises what the child reports. Before `release`, the parent
+  reacts alone, as before, and the child ends with it having written nothing;
 - a child killed (a crash point's SIGKILL) kills the parent with the same signal, as if the one
   process had been killed there; a parent killed takes the child with it (PR_SET_PDEATHSIG).
 
 Where fork cannot be used (no `os.fork`, a thread already running, output captured in memory,
-runs submitted to a webserver), the caller ingests in its own process as before.
+runs submitted to a webserver, `LIFECYCLE_FORK_FIRST_INGEST=false`), the command ingests in its
+own process as before.
 """
 
 from __future__ import annotations
