@@ -47,6 +47,24 @@ def small_spec(folder: Path, window_days: int = WINDOW_DAYS) -> ModelSpec:
     return load_spec(write_spec(folder, window_days))
 
 
+def two_models(folder: Path, names: tuple[str, str] = ("first", "second")):
+    """Two small models named `names` (`LIFECYCLE_SPECS`), every store under `folder/state`,
+    runs executed by the command itself (no webserver): the state folder and the environment."""
+    specs = []
+    for name in names:
+        path = write_spec(folder, name=name)
+        path.write_text(path.read_text().replace("\nname: credit_default\n", f"\nname: {name}\n"))
+        specs.append(path)
+    state = folder / "state"
+    env = {
+        **os.environ,
+        **project_env(state),
+        "LIFECYCLE_SPECS": ",".join(str(spec) for spec in specs),
+    }
+    env.pop("LIFECYCLE_DAGSTER_URL", None)
+    return state, env
+
+
 def project_env(root: Path) -> dict[str, str]:
     """Every store under `root`, with the project's dagster.yaml (its pools) in DAGSTER_HOME."""
     dagster_home = root / "dagster_home"

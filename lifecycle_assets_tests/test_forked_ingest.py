@@ -9,7 +9,6 @@ killed at a crash point kills the command alike and leaves no process behind.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -22,27 +21,10 @@ import pytest
 
 from lifecycle_assets.crash import CRASH_AT_ENV, PAUSE_AT_ENV
 from lifecycle_assets.recovery import _owner
-from lifecycle_assets_tests.small_project import project_env, write_spec
+from lifecycle_assets_tests.small_project import two_models
 from lifecycle_assets_tests.test_run_submission import BIN, WITH_CTRL_C, Lines
 
-MODELS = ("first", "second")
-
-
-def two_models(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """Two small models (the first is ingested by the child), every store under `state`."""
-    specs = []
-    for name in MODELS:
-        path = write_spec(tmp_path, name=name)
-        path.write_text(path.read_text().replace("\nname: credit_default\n", f"\nname: {name}\n"))
-        specs.append(path)
-    state = tmp_path / "state"
-    env = {
-        **os.environ,
-        **project_env(state),
-        "LIFECYCLE_SPECS": ",".join(str(spec) for spec in specs),
-    }
-    env.pop("LIFECYCLE_DAGSTER_URL", None)
-    return state, env
+MODELS = ("first", "second")  # `two_models`
 
 
 def runs_by_job(state: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[tuple]]:

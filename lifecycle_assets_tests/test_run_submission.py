@@ -45,7 +45,7 @@ from lifecycle_assets.run_submission import (
     cancel_unanswered,
 )
 from lifecycle_assets.spec import ModelSpec, load_spec
-from lifecycle_assets_tests.small_project import project_env, write_spec
+from lifecycle_assets_tests.small_project import project_env, two_models, write_spec
 from lifecycle_assets_tests.team_servers import (  # noqa: F401  (fixtures)
     free_port,
     postgres_url,
@@ -441,19 +441,8 @@ def test_ctrl_c_stops_an_embedded_lifecycle_run_before_the_next_model(tmp_path: 
     """Ctrl-C during `lifecycle run`'s in-process training run of the first of two models:
     Dagster fails that run and returns, and the command stops there (exit 130, one line naming
     the run) instead of going on to ingest, train and promote the second model."""
-    specs = []
-    for name in ("first", "second"):
-        path = write_spec(tmp_path, name=name)
-        path.write_text(path.read_text().replace("\nname: credit_default\n", f"\nname: {name}\n"))
-        specs.append(path)
-    state = tmp_path / "state"
-    env = {
-        **os.environ,
-        **project_env(state),
-        "LIFECYCLE_SPECS": ",".join(str(spec) for spec in specs),
-        PAUSE_AT_ENV: "after-log-model",  # the training step holds once its model is logged
-    }
-    env.pop("LIFECYCLE_DAGSTER_URL", None)
+    state, env = two_models(tmp_path)
+    env[PAUSE_AT_ENV] = "after-log-model"  # the training step holds once its model is logged
 
     def held_in_training(lines: Lines, process: subprocess.Popen) -> None:
         lines.until(lambda line: line.startswith("first: training"), 600)
