@@ -12,24 +12,16 @@ this installed, in the same process and code path as a user's run; the totals go
 file named by `ENV_OUT` at exit.
 
 Work that `lifecycle run` does beside the runs (`lifecycle_assets.training_setup`: the registry
-reconcile in a thread, or the whole set-up in the parent while a forked child ingests) is
-overhead too, and while it runs it may slow the body running then. So its CPU seconds that fall
-inside a body's span (spread evenly over each recorded span) are taken out of that body's
-compute: all of them for a thread (it competes for the interpreter lock), and for the parent
-process beside a child at most the time the child's threads waited for a core during the body
-(their run-queue delay, `/proc/self/task/*/schedstat`): a process slows the child only by
-taking the core it would run on. Only `import` statements of the body's own thread count as the
-body's imports.
-
-A forked child (`lifecycle_assets.forked_ingest`) times its own bodies: it writes them to
-`<ENV_OUT>.child-<pid>` as it leaves (`os._exit`), and the parent adds them to its own.
+reconcile in a thread) is overhead too, and while it runs it takes the interpreter lock or a
+core from the body running then. So its CPU seconds that fall inside a body's span (spread
+evenly over each recorded span) are taken out of that body's compute. Only `import` statements
+of the body's own thread count as the body's imports.
 """
 
 from __future__ import annotations
 
 import atexit
 import builtins
-import glob
 import inspect
 import json
 import os
@@ -53,9 +45,7 @@ class BodyClock:
         self.bodies: dict[str, float] = defaultdict(float)
         self.imports: dict[str, float] = defaultdict(float)
         self.current: str | None = None
-        # Outermost body calls: name, start, end, and the run-queue delay of this process's
-        # threads during the call.
-        self.spans: list[tuple[str, float, float, float]] = []
+        self.spans: list[tuple[str, float, float]] = []  # outermost body calls: name, start, end
         self._thread: int | None = None  # the thread running the current body
         self._importing = False
 
@@ -63,7 +53,6 @@ class BodyClock:
         outer, self.current = self.current, name
         if outer is None:
             self._thread = threading.get_ident()
-        waited = run_queue_seconds() if outer is None else 0.0
         started = time.perf_counter()
         try:
             return call()
@@ -71,7 +60,7 @@ class BodyClock:
             ended = time.perf_counter()
             self.bodies[name] += ended - started
             if outer is None:
-                self.spans.append((name, started, ended, run_queue_seconds() - waited))
+                self.spans.append((name, started, ended))
             self.current = outer
 
     def timed_import(self, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -96,23 +85,11 @@ class BodyClock:
             length = span.end - span.start
             if length <= 0:
                 continue
-            for name, start, end, waited in self.spans:
+            for name, start, end in self.spans:
                 overlap = min(end, span.end) - max(start, span.start)
                 if overlap > 0:
-                    share = span.cpu * overlap / length
-                    taken[name] += share if span.beside == "thread" else min(share, waited)
+                    taken[name] += span.cpu * overlap / length
         return taken
-
-    def raw(self) -> dict[str, Any]:
-        return {"bodies": self.bodies, "imports": self.imports, "spans": self.spans}
-
-    def add(self, raw: dict[str, Any]) -> None:
-        """A forked child's bodies, imports and spans, counted with this process's."""
-        for name, seconds in raw["bodies"].items():
-            self.bodies[name] += seconds
-        for name, seconds in raw["imports"].items():
-            self.imports[name] += seconds
-        self.spans += [tuple(span) for span in raw["spans"]]
 
     def compute(self) -> dict[str, float]:
         """Per op: body time without its imports and the set-up thread's share; those apart."""
@@ -127,22 +104,6 @@ class BodyClock:
             for name, seconds in self.bodies.items()
         }
         return {**totals, IMPORTS: sum(self.imports.values()), BACKGROUND: sum(taken.values())}
-
-
-def run_queue_seconds() -> float:
-    """Seconds this process's threads have waited for a core (Linux schedstat; 0 elsewhere)."""
-    total = 0
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return 0.0
-    for task in tasks:
-        try:
-            with open(f"/proc/self/task/{task}/schedstat") as stat:
-                total += int(stat.read().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # a thread that ended meanwhile
-    return total / 1e9
 
 
 def _timed_generator(clock: BodyClock, name: str, body: Iterator[Any]) -> Iterator[Any]:
@@ -176,30 +137,10 @@ def install(out: str | None = None) -> BodyClock:
     path = out or os.environ.get(ENV_OUT)
     if path:
         atexit.register(_write, path, clock)
-        os.register_at_fork(after_in_child=lambda: _time_child(path, clock))
     return clock
 
 
-def _time_child(path: str, clock: BodyClock) -> None:
-    """In a forked child: its own clock, written when it leaves with `os._exit`."""
-    clock.bodies.clear()
-    clock.imports.clear()
-    clock.spans.clear()
-    leave = os._exit
-
-    def written_then_exit(code: int) -> None:
-        with open(f"{path}.child-{os.getpid()}", "w") as out:
-            out.write(json.dumps(clock.raw()))
-        leave(code)
-
-    os._exit = written_then_exit
-
-
 def _write(path: str, clock: BodyClock) -> None:
-    for child in sorted(glob.glob(f"{glob.escape(path)}.child-*")):
-        with open(child) as data:
-            clock.add(json.load(data))
-        os.remove(child)
     with open(path, "w") as out:
         out.write(json.dumps(clock.compute(), indent=2))
 

@@ -27,7 +27,6 @@ at 100x; wall at 100x <= 1.5x its compute; peak memory at 100x <= 2 GiB.
     python benchmarks/lifecycle.py                 # 1x, 10x, 100x (100x takes minutes, ~2 GiB)
     python benchmarks/lifecycle.py --sizes 1,10
     python benchmarks/lifecycle.py --sizes 1 --json out.json
-    python benchmarks/lifecycle.py --sizes 1 --one-process   # without the forked first ingest
 """
 
 from __future__ import annotations
@@ -331,11 +330,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1,10,100", help="multiples of rows per day, e.g. 1,10")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
-    parser.add_argument(
-        "--one-process",
-        action="store_true",
-        help="LIFECYCLE_FORK_FIRST_INGEST=false: no forked first ingest, to compare against",
-    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
@@ -346,8 +340,6 @@ def main(argv: list[str] | None = None) -> int:
         try:
             env = embedded_env(work)
             env[ENV_SPECS] = scaled_specs(work / "specs", size)
-            if args.one_process:
-                env["LIFECYCLE_FORK_FIRST_INGEST"] = "false"
             print(f"{size}x: lifecycle run in {work} (log: {work / 'run.log'})", flush=True)
             m = measure_lifecycle(f"{size}x", env, work, work / "run.log")
             if m.exit_code not in (0, 3):

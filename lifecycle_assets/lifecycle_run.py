@@ -202,7 +202,6 @@ def ingest_window(
         else:
             to_read.append(day)
     for block in contiguous_blocks(to_read):
-        crash_point("before-ingest-run")  # between runs: the lake checked, the block not read
         result = _run_range(job, instance, block)
         log = write_run_log(instance, result.run_id, spec, settings)
         # An accepted day whose features were not computed from its new batch: none yet, or

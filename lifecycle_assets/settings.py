@@ -120,9 +120,6 @@ class LifecycleSettings(BaseSettings):
         256, ge=1, validation_alias="LIFECYCLE_MAX_CONNECTIONS_PER_CLIENT"
     )
     admin_max_failures: int = Field(5, ge=1, validation_alias="LIFECYCLE_ADMIN_MAX_FAILURES")
-    # `lifecycle run` ingests its first model in a forked child while it loads training
-    # (`forked_ingest.py`); false runs everything in one process, as before.
-    fork_first_ingest: bool = Field(True, validation_alias="LIFECYCLE_FORK_FIRST_INGEST")
     serving: ServingLimits = Field(default_factory=ServingLimits)
 
     @field_validator("dagster_url")

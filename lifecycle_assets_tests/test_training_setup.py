@@ -18,7 +18,7 @@ from lifecycle_assets.recovery import Recovery
 from lifecycle_assets.registry import mlflow_schema
 from lifecycle_assets.registry.mlflow_schema import store_created
 from lifecycle_assets.registry.tracking import configure_mlflow
-from lifecycle_assets.training_setup import SPANS, TRAINING_MODULES, TrainingSetUp
+from lifecycle_assets.training_setup import SPANS, TrainingSetUp
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,21 +42,6 @@ def test_the_set_up_creates_and_reconciles_the_registry_and_records_its_span(
     assert len(SPANS) == before + 1  # the thread's reconcile, with its CPU seconds
     assert SPANS[-1].end > SPANS[-1].start and SPANS[-1].cpu > 0
     assert setup.wait() == Recovery()  # a second wait has nothing left to report
-
-
-def test_run_here_loads_training_and_reconciles_in_this_thread(
-    lifecycle_env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The set-up beside a forked ingest: no thread, training's modules loaded, the registry
-    created and reconciled, the span marked as the parent process's."""
-    store, settings = _fresh_store(tmp_path, monkeypatch)
-    before = len(SPANS)
-    setup = TrainingSetUp(["credit_default"], settings)
-    setup.run_here()
-    assert store_created(store)
-    assert all(name in sys.modules for name in TRAINING_MODULES) and "skops.io" in sys.modules
-    assert setup.wait() == Recovery()
-    assert len(SPANS) == before + 1 and SPANS[-1].beside == "process"
 
 
 def test_a_schema_that_does_not_fit_leaves_the_store_to_mlflow_and_says_so(

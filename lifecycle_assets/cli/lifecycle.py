@@ -104,70 +104,64 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
     A user error (bad spec, unusable data) ends it with one line and exit code 1, before
     anything is written.
     """
-    from lifecycle_assets import forked_ingest
-    from lifecycle_assets.data.ingest_outcome import IngestOutcome
-    from lifecycle_assets.spec import SpecError, configured_specs
-
-    try:
-        specs = [_load(spec_path)] if spec_path is not None else configured_specs()
-    except SpecError as error:
-        raise click.ClickException(str(error)) from None
-    settings = Settings.from_env()
-    child = None
-    if settings.fork_first_ingest and not settings.dagster_url and forked_ingest.can_fork():
-        # The first model's window is ingested by a forked child while this process loads and
-        # reconciles what training needs (`forked_ingest`: a thread would slow the ingest).
-        # Forked before numpy, polars or Dagster are imported (their thread pools would not
-        # survive a fork), it loads its own and starts once the checks below have passed.
-        first = specs[0]
-        child = forked_ingest.start(
-            lambda: _ingest_alone(specs, first, refresh, as_json), prepare=_ingest_stack
-        )
-
     from lifecycle_assets.data.preflight import PreflightError, preflight
     from lifecycle_assets.definitions import build_definitions
-    from lifecycle_assets.lifecycle_run import train_and_deploy
+    from lifecycle_assets.lifecycle_run import (
+        IngestError,
+        ingest_window,
+        partitions_in_window,
+        train_and_deploy,
+    )
     from lifecycle_assets.registry.server_check import check_tracking_server
     from lifecycle_assets.run_summary import write_summary
+    from lifecycle_assets.spec import SpecError, configured_specs
     from lifecycle_assets.storage import check_available
     from lifecycle_assets.training_setup import TrainingSetUp
 
     try:
+        specs = [_load(spec_path)] if spec_path is not None else configured_specs()
         for spec in specs:
             report = preflight(spec)
             if not as_json and (report.errors or report.warnings):
                 for line in report.lines():
                     console.print(line, markup=False, highlight=False, soft_wrap=True)
             report.raise_for_errors()
-        check_available(settings)
-        check_tracking_server(settings.mlflow_tracking_uri)
-    except BaseException as error:
-        if child is not None:
-            child.abort()  # it wrote nothing
-        if isinstance(error, (SpecError, PreflightError)):
-            raise click.ClickException(str(error)) from None
-        raise
+    except (SpecError, PreflightError) as error:
+        raise click.ClickException(str(error)) from None
+    settings = Settings.from_env()
+    check_available(settings)
+    check_tracking_server(settings.mlflow_tracking_uri)
     if settings.dagster_url:
         _follow_submitted_runs(settings.dagster_url, show=not as_json)
+    instance = _dagster_instance()
+    defs = _definitions(build_definitions, specs)
+    # The registry is opened here (a new store created, MLflow's store modules imported) and
+    # reconciled in a thread beside the first ingest run, which imports nothing: two threads
+    # importing one module graph at once can hand one of them a partly initialised module.
+    setup = TrainingSetUp([spec.name for spec in specs], settings).start()
+    # The modules and definitions live as long as the process: out of the collector's sight,
+    # the periodic full collections during the runs no longer walk them again and again.
+    gc.freeze()
+    gc.enable()  # `run` turned it off for the start-up
     # When nothing changed, or a day has no rows, an asset yields nothing and Dagster warns
     # (through Python logging, outside the run log) that its checks emitted no result.
     logging.getLogger("dagster._core.execution.plan.active").setLevel(logging.ERROR)
-    setup = TrainingSetUp([spec.name for spec in specs], settings)
-    ingested: dict[str, IngestOutcome] = {}
-    if child is not None:
-        child.release()
-        ingested[specs[0].name] = child.wait(warm_up=setup.run_here)
-    instance = _dagster_instance()
-    defs = _definitions(build_definitions, specs)
-    if child is None:
-        # The registry is opened here (a new store created, MLflow's store modules imported)
-        # and reconciled in a thread beside the first ingest run, which imports nothing: two
-        # threads importing one module graph at once can hand one a partly initialised module.
-        setup.start()
-    _freeze_start_up()
     summaries = []
     for spec in specs:
-        ingest = ingested.pop(spec.name, None) or _ingest(defs, instance, spec, refresh, as_json)
+        days = partitions_in_window(spec)
+        with Progress(console=console, transient=True, disable=as_json) as progress:
+            bar = progress.add_task(f"ingesting {len(days)} days of {spec.name}", total=len(days))
+            try:
+                ingest = ingest_window(
+                    defs,
+                    spec,
+                    instance,
+                    refresh=refresh,
+                    progress=functools.partial(_advance, progress, bar),
+                    registry_reconciled_apart=True,
+                )
+            except IngestError as error:  # a failed step, not bad data (that is quarantined)
+                raise click.ClickException(f"{spec.name}: {error}") from None
         setup.wait()  # the registry is reconciled before training reads it
         if not as_json:
             console.print(ingest.line(spec.name), markup=False, highlight=False)
@@ -181,52 +175,6 @@ def run_lifecycle(spec_path: str | None, *, refresh: bool = False, as_json: bool
         if not as_json:
             _print_summary(summary, settings, path)
     return summaries
-
-
-def _freeze_start_up() -> None:
-    """The modules and definitions live as long as the process: out of the collector's sight,
-    the periodic full collections during the runs no longer walk them again and again."""
-    gc.freeze()
-    gc.enable()  # `run` turned it off for the start-up
-
-
-def _ingest(defs, instance, spec, refresh: bool, as_json: bool):
-    """One model's window ingested, with a progress bar; a failed step ends the command."""
-    from lifecycle_assets.lifecycle_run import IngestError, ingest_window, partitions_in_window
-
-    days = partitions_in_window(spec)
-    with Progress(console=console, transient=True, disable=as_json) as progress:
-        bar = progress.add_task(f"ingesting {len(days)} days of {spec.name}", total=len(days))
-        try:
-            return ingest_window(
-                defs,
-                spec,
-                instance,
-                refresh=refresh,
-                progress=functools.partial(_advance, progress, bar),
-                registry_reconciled_apart=True,
-            )
-        except IngestError as error:  # a failed step, not bad data (that is quarantined)
-            raise click.ClickException(f"{spec.name}: {error}") from None
-
-
-def _ingest_stack() -> None:
-    """What a forked child's ingest imports, loaded while the parent runs its checks."""
-    import lifecycle_assets.definitions
-    import lifecycle_assets.lifecycle_run  # noqa: F401
-
-
-def _ingest_alone(specs: list, spec, refresh: bool, as_json: bool):
-    """`_ingest` in a forked child: its own Dagster instance and definitions."""
-    from lifecycle_assets.definitions import build_definitions
-
-    instance = _dagster_instance()
-    try:
-        defs = _definitions(build_definitions, specs)
-        _freeze_start_up()
-        return _ingest(defs, instance, spec, refresh, as_json)
-    finally:
-        instance.dispose()
 
 
 def _definitions(build_definitions, specs: list):
