@@ -33,6 +33,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 ENV_OUT = "BENCH_BODY_TIMES"
+# Where to write, at exit, the modules the process imported (in import order) that are not the
+# project's: `lifecycle.py` imports them again in a fresh interpreter to time the import floor.
+ENV_MODULES = "BENCH_MODULES"
+PROJECT_MODULES = ("lifecycle_assets", "body_timer", "__main__")
 IMPORTS = "imports inside bodies (overhead)"
 BACKGROUND = "set-up beside the runs, during bodies (overhead)"
 SETUP_MODULE = "lifecycle_assets.training_setup"
@@ -137,12 +141,22 @@ def install(out: str | None = None) -> BodyClock:
     path = out or os.environ.get(ENV_OUT)
     if path:
         atexit.register(_write, path, clock)
+    modules = os.environ.get(ENV_MODULES)
+    if modules:
+        atexit.register(_write_modules, modules)
     return clock
 
 
 def _write(path: str, clock: BodyClock) -> None:
     with open(path, "w") as out:
         out.write(json.dumps(clock.compute(), indent=2))
+
+
+def _write_modules(path: str) -> None:
+    # `sys.modules` keeps insertion order, which is the order the imports finished in.
+    imported = [name for name in sys.modules if not name.startswith(PROJECT_MODULES)]
+    with open(path, "w") as out:
+        out.write(json.dumps(imported))
 
 
 def main() -> None:
