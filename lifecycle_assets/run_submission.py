@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,7 +55,7 @@ CANCEL_TIMEOUT_SECONDS = 15
 INTERRUPTED_EXIT_CODE = 130
 log = logging.getLogger("lifecycle.submission")
 # How Dagster records a step or run that Ctrl-C stopped in this process.
-INTERRUPTED_ERROR = "DagsterExecutionInterruptedError"
+INTERRUPTED_ERRORS = frozenset({"DagsterExecutionInterruptedError", "KeyboardInterrupt"})
 
 
 class SubmissionError(Exception):
@@ -128,7 +128,11 @@ def execute(
 
 def interrupted(result: Any) -> bool:
     """Whether an in-process run ended because of Ctrl-C (SIGINT, or SIGTERM, which Dagster
-    treats alike): a step or the run failed with Dagster's interruption error."""
+    treats alike): a step or the run failed with Dagster's interruption error, or with an
+    error it led to. A step under a Dagster `RetryPolicy` (none of ours: see
+    `defs/io_retry.py`) turns the interruption into a retry and ends in "Exceeded
+    max_retries", caused by it; an error raised while the interruption unwound carries it as
+    its context."""
     for event in result.all_events:
         if event.event_type not in (
             dg.DagsterEventType.STEP_FAILURE,
@@ -136,9 +140,20 @@ def interrupted(result: Any) -> bool:
         ):
             continue
         error = getattr(event.event_specific_data, "error", None)
-        if getattr(error, "cls_name", None) == INTERRUPTED_ERROR:
+        if any(link.cls_name in INTERRUPTED_ERRORS for link in _error_chain(error)):
             return True
     return False
+
+
+def _error_chain(error: Any) -> Iterator[Any]:
+    """A serialized Dagster error and every error behind it (causes and contexts)."""
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if current is None:
+            continue
+        yield current
+        pending += [getattr(current, "cause", None), getattr(current, "context", None)]
 
 
 def cancel_unanswered(url: str, job_name: str, instance: dg.DagsterInstance) -> RunCancelled:

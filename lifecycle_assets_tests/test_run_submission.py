@@ -28,7 +28,7 @@ from mlflow import MlflowClient
 
 from lifecycle_assets import config
 from lifecycle_assets.cli import main
-from lifecycle_assets.crash import PAUSE_AT_ENV
+from lifecycle_assets.crash import IO_ERROR_AT_ENV, PAUSE_AT_ENV
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs.jobs import (
     ingest_job_name,
@@ -495,6 +495,98 @@ def test_ctrl_c_between_two_runs_of_an_embedded_lifecycle_run_ends_in_one_line(
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "credit_default: ingested 0 day(s)" in again.stdout, again.stdout[-3000:]
     assert list((state / "mlartifacts").rglob("*.skops")), again.stdout[-3000:]
+
+
+def _raw_manifests(state: Path) -> list[Path]:
+    """The days the lake under `state` holds a raw batch of (`<model>/raw/manifests/<day>.json`)."""
+    return [
+        path
+        for path in state.rglob("*.json")
+        if path.parent.name == "manifests" and path.parent.parent.name == "raw"
+    ]
+
+
+def _step_events(run_id: str, step_key: str) -> list[dg.DagsterEventType]:
+    """The Dagster event types one step of a run recorded (DAGSTER_HOME set by the caller)."""
+    with dg.DagsterInstance.get() as instance:
+        return [
+            entry.dagster_event.event_type
+            for entry in instance.all_logs(run_id)
+            if entry.dagster_event is not None and entry.step_key == step_key
+        ]
+
+
+RETRY_EVENTS = {dg.DagsterEventType.STEP_UP_FOR_RETRY, dg.DagsterEventType.STEP_RESTARTED}
+
+
+def test_one_ctrl_c_stops_an_embedded_ingest_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the ingest step of the first of two models stores its days. That step
+    retries transient I/O errors; under a Dagster `RetryPolicy` the interruption was one more
+    error to retry: the step restarted, only a third Ctrl-C ended it, with "Exceeded
+    max_retries", and the command said the step failed (exit 1). One Ctrl-C now ends the step
+    (no restart), the command says it was interrupted (exit 130), and the next `lifecycle run`
+    ingests what is left and trains."""
+    state, env = two_models(tmp_path)
+
+    def held_in_ingest(lines: Lines, process: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 300
+        while not _raw_manifests(state):  # a day stored: the step holds before the next one
+            assert time.monotonic() < deadline, "the ingest step never stored a day"
+            assert process.poll() is None, "".join(lines.read)
+            time.sleep(0.2)
+
+    process, output, after = interrupted_lifecycle_run(
+        tmp_path, {**env, PAUSE_AT_ENV: "after-store-batch"}, held_in_ingest
+    )
+    assert process.returncode == 130, output[-4000:]
+    assert "Traceback" not in output and "Exceeded max_retries" not in output, output[-4000:]
+    assert "second:" not in output, output[-4000:]
+    last = after.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"interrupted run \S+ of first_ingest_job: it ended FAILURE, and nothing after it ran",
+        last,
+    ), after
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+    run_id = last.split()[2]
+    events = _step_events(run_id, "first__raw_batches")
+    assert dg.DagsterEventType.STEP_FAILURE in events, events
+    assert not RETRY_EVENTS & set(events), f"the interrupted step was retried: {events}"
+    assert len(_raw_manifests(state)) == 1, "the step went on after Ctrl-C"
+    again = subprocess.run(
+        [str(BIN / "lifecycle"), "run"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert list((state / "mlartifacts").rglob("*.skops")), again.stdout[-3000:]
+
+
+def test_a_transient_io_error_in_the_ingest_step_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OSError inside the ingest step (as a file or store busy for a moment would raise) is
+    retried: the run log shows the retry and its cause, and `lifecycle run` ends as usual."""
+    spec_path = write_spec(tmp_path)
+    state = tmp_path / "state"
+    env = {**os.environ, **project_env(state), "LIFECYCLE_SPECS": str(spec_path)}
+    env.pop("LIFECYCLE_DAGSTER_URL", None)
+    done = subprocess.run(
+        [str(BIN / "lifecycle"), "run"],
+        cwd=tmp_path,
+        env={**env, IO_ERROR_AT_ENV: "after-store-batch"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+    spec = load_spec(spec_path)
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs(dg.RunsFilter(job_name=ingest_job_name(spec)))
+    events = _step_events(run.run_id, f"{spec.name}__raw_batches")
+    assert events.count(dg.DagsterEventType.STEP_UP_FOR_RETRY) == 1, events
+    assert events[-1] == dg.DagsterEventType.STEP_SUCCESS, events
+    log = (state / "home" / "reports" / spec.name / "runs" / f"{run.run_id}.log").read_text()
+    assert "STEP_UP_FOR_RETRY" in log and "injected I/O error at after-store-batch" in log, log
 
 
 KILLED_RUN = """

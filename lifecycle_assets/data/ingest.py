@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from lifecycle_assets.crash import crash_point
 from lifecycle_assets.data import event_time
 from lifecycle_assets.data.fingerprint import Fingerprint, file_hashes, fingerprint
 from lifecycle_assets.data.lake import BatchRecord, Lake
@@ -66,6 +67,7 @@ def ingest_day(
         current.to_dict(),
         run_id=run_id,
     )
+    crash_point("after-store-batch")  # inside an ingest step: this day stored, the next not yet
     return DayIngest(day, record.status, source, frame.height, record, report)
 
 

@@ -1,6 +1,6 @@
-"""Declarative automation: canary analysis after each new prediction log, the freshness policy
-of the monitoring assets (prediction log, drift report, ground truth), and the retry policy of
-steps that do I/O.
+"""Declarative automation: canary analysis after each new prediction log, and the freshness
+policy of the monitoring assets (prediction log, drift report, ground truth). Steps that do I/O
+are retried by `io_retry`, not by a Dagster `RetryPolicy` (which retries Ctrl-C too).
 
 Canary analysis is event-driven rather than a fixed-time schedule: it runs once the day's
 prediction log is in, whenever that happens (the nightly monitoring job or `lifecycle monitor`).
@@ -20,10 +20,6 @@ from lifecycle_assets.spec import ModelSpec
 CANARY_LOOKBACK = dt.timedelta(days=2)
 # Yesterday's monitoring partitions are due this many hours after the nightly monitoring run.
 FRESHNESS_GRACE_HOURS = 4
-
-# Steps that read files or talk to MLflow: a transient error (a file still being written, a
-# locked SQLite store) deserves another try; a `dg.Failure(allow_retries=False)` never retries.
-IO_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
 def canary_condition() -> dg.AutomationCondition:

@@ -16,7 +16,7 @@ from lifecycle_assets.data.fingerprint import Fingerprint, fingerprint
 from lifecycle_assets.data.ingest import featurize_day, ingest_day, quarantine_undated
 from lifecycle_assets.data.lake import Lake
 from lifecycle_assets.defs import names
-from lifecycle_assets.defs.automation import IO_RETRY
+from lifecycle_assets.defs.io_retry import io_retry
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.spec import ModelSpec
 
@@ -128,9 +128,9 @@ def build_data_assets(
         output_required=False,
         # A window of days is one run (UI backfills, `lifecycle run`), not one run per day.
         backfill_policy=dg.BackfillPolicy.single_run(),
-        retry_policy=IO_RETRY,
         description=f"One day of raw {spec.name} rows, stored by SHA-256; bad batches quarantined.",
     )
+    @io_retry
     def raw_batches(
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource
     ) -> Iterator[dg.MaterializeResult]:

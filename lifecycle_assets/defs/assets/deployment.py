@@ -6,7 +6,7 @@ import dagster as dg
 
 from lifecycle_assets import config, storage
 from lifecycle_assets.defs import names
-from lifecycle_assets.defs.automation import IO_RETRY
+from lifecycle_assets.defs.io_retry import io_retry
 from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.gates import all_gates
@@ -108,11 +108,11 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         ins={"champion_model": dg.AssetIn(names.key(spec.name, names.CHAMPION_MODEL))},
         group_name=spec.name,
         kinds={"bentoml"},
-        retry_policy=IO_RETRY,
         io_manager_key="json_io_manager",
         description="A self-contained Bento (`bentoml build`) carrying the champion model, "
         "exported to object storage in team mode.",
     )
+    @io_retry
     def bento_service(
         context: dg.AssetExecutionContext,
         mlflow: MlflowResource,

@@ -11,7 +11,8 @@ from lifecycle_assets.data.prediction_log import answered
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.assets.monitoring import serving_partitions
-from lifecycle_assets.defs.automation import IO_RETRY, monitoring_freshness
+from lifecycle_assets.defs.automation import monitoring_freshness
+from lifecycle_assets.defs.io_retry import io_retry
 from lifecycle_assets.defs.metadata import rounded
 from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.drift import drift_report, write_latest_drift
@@ -57,11 +58,11 @@ def build_drift_assets(spec: ModelSpec) -> list:
         group_name=spec.name,
         kinds={"polars", "html"},
         freshness_policy=monitoring_freshness(spec),
-        retry_policy=IO_RETRY,
         io_manager_key="json_io_manager",
         description=f"Drift of the day's {spec.name} inputs and scores against the training "
         "profile of the version that served them.",
     )
+    @io_retry
     def drift_report_asset(
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource, mlflow: MlflowResource
     ) -> dg.Output[dict[str, Any]]:

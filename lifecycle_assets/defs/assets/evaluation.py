@@ -9,7 +9,7 @@ import polars as pl
 
 from lifecycle_assets import config, storage
 from lifecycle_assets.defs import names
-from lifecycle_assets.defs.automation import IO_RETRY
+from lifecycle_assets.defs.io_retry import io_retry
 from lifecycle_assets.defs.metadata import rounded, rounded_metrics
 from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.evaluation import EvaluationReport, evaluate
@@ -73,10 +73,10 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         group_name=spec.name,
         pool=names.training_pool(spec.name),
         kinds={"mlflow", "markdown"},
-        retry_policy=IO_RETRY,
         io_manager_key="json_io_manager",
         description="Test-set metrics, calibration, slices, fairness and champion comparison.",
     )
+    @io_retry
     def evaluation_report(
         context: dg.AssetExecutionContext,
         lifecycle: LifecycleResource,

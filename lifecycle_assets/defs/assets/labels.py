@@ -12,7 +12,8 @@ from lifecycle_assets.data.prediction_log import answered
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
 from lifecycle_assets.defs.assets.monitoring import serving_partitions
-from lifecycle_assets.defs.automation import IO_RETRY, monitoring_freshness
+from lifecycle_assets.defs.automation import monitoring_freshness
+from lifecycle_assets.defs.io_retry import io_retry
 from lifecycle_assets.defs.metadata import rounded
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.ml import live_performance
@@ -146,9 +147,9 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         group_name=spec.name,
         kinds={"polars", "parquet"},
         freshness_policy=monitoring_freshness(spec),
-        retry_policy=IO_RETRY,
         description=f"Labels of {spec.name} predictions that arrived that day, last one per id.",
     )
+    @io_retry
     def ground_truth_asset(
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource
     ) -> dg.MaterializeResult:
@@ -196,13 +197,13 @@ def build_label_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         partitions_def=partitions,
         group_name=spec.name,
         kinds={"polars"},
-        retry_policy=IO_RETRY,
         io_manager_key="json_io_manager",
         description=(
             f"Realized vs estimated performance of {spec.name} on that day's predictions, "
             "per model version."
         ),
     )
+    @io_retry
     def live_performance_asset(
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource
     ) -> dg.Output[dict]:

@@ -8,7 +8,7 @@ import dagster as dg
 from lifecycle_assets import storage
 from lifecycle_assets.config import TAG_MODEL_CARD
 from lifecycle_assets.defs import names
-from lifecycle_assets.defs.automation import IO_RETRY
+from lifecycle_assets.defs.io_retry import io_retry
 from lifecycle_assets.defs.resources import MlflowResource
 from lifecycle_assets.ml.model_card import CARD_ARTIFACT_DIR, HTML_FILE, MARKDOWN_FILE, ModelCard
 from lifecycle_assets.spec import ModelSpec
@@ -25,10 +25,10 @@ def build_model_card_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         },
         group_name=spec.name,
         kinds={"mlflow", "markdown", "html"},
-        retry_policy=IO_RETRY,
         io_manager_key="json_io_manager",
         description="The evaluated version's model card (Markdown and HTML), rejected or not.",
     )
+    @io_retry
     def model_card(
         context: dg.AssetExecutionContext,
         mlflow: MlflowResource,

@@ -9,7 +9,8 @@ from lifecycle_assets.data import prediction_log
 from lifecycle_assets.data.lake import PREDICTION_LOGS
 from lifecycle_assets.defs import names
 from lifecycle_assets.defs.assets.data import lake_for
-from lifecycle_assets.defs.automation import IO_RETRY, monitoring_freshness
+from lifecycle_assets.defs.automation import monitoring_freshness
+from lifecycle_assets.defs.io_retry import io_retry
 from lifecycle_assets.defs.resources import LifecycleResource
 from lifecycle_assets.spec import ModelSpec
 
@@ -42,9 +43,9 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         group_name=spec.name,
         kinds={"bentoml", "parquet"},
         freshness_policy=monitoring_freshness(spec),
-        retry_policy=IO_RETRY,
         description=f"Every {spec.name} prediction served that day, once per prediction id.",
     )
+    @io_retry
     def prediction_log_asset(
         context: dg.AssetExecutionContext, lifecycle: LifecycleResource
     ) -> dg.MaterializeResult:
