@@ -18,9 +18,10 @@ from mlflow import MlflowClient
 from lifecycle_assets import config
 from lifecycle_assets.cli import main
 from lifecycle_assets.config import Settings
-from lifecycle_assets.registry.canary import canary_weight, set_canary
+from lifecycle_assets.registry.canary import set_canary
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger, LedgerEntry
-from lifecycle_assets.registry.promotions import promoted_weight
+from lifecycle_assets.registry.promotions import promoted_weight, registry_weight
+from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets_tests.test_hot_swap import register_copy
 
@@ -82,7 +83,7 @@ def test_each_new_weight_is_a_ledger_entry_and_an_edited_tag_is_not(
 
     # The weight the ledger holds, set again: the tag is restored, the ledger has nothing new.
     set_canary(client, name, v2.version, 0.3, reason="restore", actor="me")
-    assert canary_weight(client, name) == 0.3
+    assert registry_weight(reader_of(client), name) == "0.3"
     assert len(canary_entries(name)) == 2
     status = CliRunner().invoke(main, ["status", name, "--service-url", "", "--json"])
     assert '"weight_problem": null' in status.output

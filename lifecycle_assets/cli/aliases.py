@@ -248,10 +248,9 @@ def _canary_weights(name: str, reader: Any, version: str, weight: float | None) 
     """The canary's weight as the ledger recorded it (`weight`, of the last promotion that
     named `version`: what `promotions.promoted_weight` gives and the service routes by), as
     the registry's tag shows it, and the line on their disagreement (None when they agree)."""
-    from lifecycle_assets.registry.promotions import weight_problem
+    from lifecycle_assets.registry.promotions import registry_weight, weight_problem
 
-    state = reader.model_state(name)
-    shown = None if state is None else state.tags.get(config.TAG_CANARY_WEIGHT)
+    shown = registry_weight(reader, name)
     problem = weight_problem(name, version, shown, weight)
     return {"weight": weight, "registry_weight": shown, "weight_problem": problem}
 

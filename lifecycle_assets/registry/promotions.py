@@ -96,6 +96,13 @@ def promoted_weight(ledger: Ledger, name: str, version: str) -> float | None:
     return entry.weight if entry is not None and entry.to_version == version else None
 
 
+def registry_weight(reader: RegistryReader, name: str) -> str | None:
+    """The registry's `canary_weight` tag of `name` as written (the mirror a person may have
+    edited; None when unset): what `weight_problem` compares with the ledger's."""
+    state = reader.model_state(name)
+    return None if state is None else state.tags.get(config.TAG_CANARY_WEIGHT)
+
+
 def weight_problem(
     name: str, version: str, registry_weight: str | None, ledger_weight: float | None
 ) -> str | None:
