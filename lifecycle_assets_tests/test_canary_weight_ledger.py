@@ -150,3 +150,37 @@ def test_a_weight_left_pending_is_settled_by_the_tag_it_writes(
     reconcile(client, name)
     assert [e.state for e in ledger.entries(name, CANARY)][-1] == COMMITTED
     assert promoted_weight(ledger, name, v2.version) == 0.4
+
+
+class CountingLedger(Ledger):
+    """The real SQLite ledger, keeping which reads of its entries were asked for."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reads: list[tuple[str | None, str | None]] = []
+
+    def entries(
+        self, model: str, alias: str | None = None, state: str | None = None
+    ) -> list[LedgerEntry]:
+        self.reads.append((alias, state))
+        return super().entries(model, alias, state)
+
+
+def test_a_move_reads_the_ledger_once_under_its_lock(
+    registered_champion: ModelRef, lifecycle_env: Settings
+) -> None:
+    """Under the model's lock, after reconcile (which reads the PENDING and COMMITTED entries it
+    settles), nothing else appends to the model's entries: the move reads them once, for whether
+    it adopts the alias and for the canary's recorded weight, instead of once for each."""
+    v2 = register_copy(registered_champion)
+    name, client = v2.name, MlflowClient()
+    ledger = CountingLedger(Ledger.default().path)
+    set_canary(client, name, v2.version, 0.1, reason="try", actor="me", ledger=ledger)
+    set_canary(client, name, v2.version, 0.3, reason="more", actor="me", ledger=ledger)
+    set_canary(client, name, v2.version, 0.3, reason="same", actor="me", ledger=ledger)
+    moves = [read for read in ledger.reads if read[1] is None]  # reconcile's name a state
+    assert moves == [(None, None)] * 3, ledger.reads
+    assert canary_entries(name) == [
+        ("move", None, v2.version, 0.1),
+        ("weight", v2.version, v2.version, 0.3),
+    ]

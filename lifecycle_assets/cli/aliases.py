@@ -208,7 +208,7 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
     """Each alias of one model (registry, with the ledger's when/who when it agrees) and what
     the service says it serves (under `service`)."""
     from lifecycle_assets.registry.ledger import Ledger
-    from lifecycle_assets.registry.promotions import last_promotion, lost_holder_reason
+    from lifecycle_assets.registry.promotions import lost_holder_reason, promotion_in
 
     entries = Ledger.default().entries(name)  # one read of the ledger for every alias
     held: dict[str, Any] = {}
@@ -218,7 +218,7 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
         found = reader.resolve(name, alias)
         # The ledger's word only when the platform itself moved the alias there: a move made
         # in MLflow directly is not a promotion, and the service does not serve it.
-        entry = last_promotion(e for e in entries if e.alias == alias)
+        entry = promotion_in(entries, alias)
         promoted = entry.to_version if entry is not None else None
         if found is None:
             held[alias] = None
