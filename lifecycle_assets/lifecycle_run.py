@@ -33,11 +33,11 @@ from lifecycle_assets.defs.jobs import ingest_job_name, model_card_job_name, tra
 from lifecycle_assets.defs.partition_ranges import contiguous_blocks, range_tags
 from lifecycle_assets.recovery import recover_at_start, recover_dagster, report
 from lifecycle_assets.run_results import (
+    already_registered_line,
     check_results,
     failure_cause,
     node_output,
     refusal_cause,
-    same_training,
     write_run_log,
 )
 from lifecycle_assets.run_submission import ExecutionResult, execute
@@ -277,7 +277,7 @@ def _outcome(
     if champion is not None:
         return PROMOTED, None
     if result.success and model is None and training_set is not None:
-        if (held := same_training(result)) is not None:
+        if (held := already_registered_line(result)) is not None:
             return UNCHANGED, held
         digest = training_set["digest"][:12]
         return UNCHANGED, f"nothing changed: training set {digest} is the champion's"

@@ -87,7 +87,7 @@ def refusal_cause(result: ExecutionResult) -> str | None:
     return None
 
 
-def same_training(result: ExecutionResult) -> str | None:
+def already_registered_line(result: ExecutionResult) -> str | None:
     """The line a trained model step observed when another run had already registered this
     very training (`v3 already holds this training (run <id>)`); None otherwise."""
     for event in result.all_events:

@@ -22,9 +22,10 @@ from lifecycle_assets.cli import main
 from lifecycle_assets.config import Settings
 from lifecycle_assets.registry import aliases
 from lifecycle_assets.registry.aliases import AliasError, move_alias, reconcile, rollback
-from lifecycle_assets.registry.canary import canary_weight, promote_canary, set_canary, set_shadow
+from lifecycle_assets.registry.canary import promote_canary, set_canary, set_shadow
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger, history
-from lifecycle_assets.registry.reader import reader_for
+from lifecycle_assets.registry.promotions import registry_weight
+from lifecycle_assets.registry.reader import reader_for, reader_of
 from lifecycle_assets.registry.registry_client import registry_client
 from lifecycle_assets.spec import ModelSpec
 from lifecycle_assets_tests.test_ledger import (  # noqa: F401
@@ -67,7 +68,7 @@ def test_promoting_the_canary_ends_it_with_its_weight(versions: list[str], spec:
         "ended": {CANARY: v2},
     }  # fmt: skip
     assert live(name) == {CHAMPION: v2, SHADOW: v3}  # the shadow of another version stays
-    assert canary_weight(client, name) is None
+    assert registry_weight(reader_of(client), name) is None
     ended = history(name, CANARY)[-1]
     assert (ended.from_version, ended.to_version, ended.kind, ended.state) == (
         v2, None, "remove", COMMITTED,
@@ -115,7 +116,7 @@ def test_a_version_that_is_both_canary_and_shadow_loses_both_in_one_write(
     moved = move_alias(client, name, CHAMPION, v2, reason="r", actor="pytest")
     assert moved.ended == {CANARY: v2, SHADOW: v2}
     assert live(name) == {CHAMPION: v2}
-    assert canary_weight(client, name) is None
+    assert registry_weight(reader_of(client), name) is None
     assert_ledger_matches_registry(MlflowClient(), name)
 
 
@@ -162,7 +163,7 @@ def test_a_canary_is_set_only_with_its_weight(versions: list[str], spec: ModelSp
     set_canary(client, name, v3, 0.5, reason="next", actor="pytest")
     with pytest.raises(AliasError, match="lifecycle canary"):
         rollback(client, name, actor="pytest", alias=CANARY)
-    assert live(name)[CANARY] == v3 and canary_weight(client, name) == pytest.approx(0.5)
+    assert live(name)[CANARY] == v3 and registry_weight(reader_of(client), name) == "0.5"
 
     # `--alias shadow` is what `lifecycle shadow` does (a shadow has no weight): allowed, and
     # refused on the champion's own version as the command refuses it.
@@ -192,4 +193,4 @@ def test_the_promote_job_ends_the_canary_and_its_observation_says_so(
     assert result.success
     [observed] = observations(result, job)
     assert observed["to"] == v2 and observed["ended"] == f"{CANARY} v{v2}"
-    assert live(name) == {CHAMPION: v2} and canary_weight(client, name) is None
+    assert live(name) == {CHAMPION: v2} and registry_weight(reader_of(client), name) is None

@@ -18,9 +18,10 @@ from mlflow import MlflowClient
 from lifecycle_assets import config
 from lifecycle_assets.cli import main
 from lifecycle_assets.config import Settings
-from lifecycle_assets.registry.canary import canary_weight, set_canary
+from lifecycle_assets.registry.canary import set_canary
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger, LedgerEntry
-from lifecycle_assets.registry.promotions import promoted_weight
+from lifecycle_assets.registry.promotions import promoted_weight, registry_weight
+from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets_tests.test_hot_swap import register_copy
 
@@ -82,7 +83,7 @@ def test_each_new_weight_is_a_ledger_entry_and_an_edited_tag_is_not(
 
     # The weight the ledger holds, set again: the tag is restored, the ledger has nothing new.
     set_canary(client, name, v2.version, 0.3, reason="restore", actor="me")
-    assert canary_weight(client, name) == 0.3
+    assert registry_weight(reader_of(client), name) == "0.3"
     assert len(canary_entries(name)) == 2
     status = CliRunner().invoke(main, ["status", name, "--service-url", "", "--json"])
     assert '"weight_problem": null' in status.output
@@ -149,3 +150,37 @@ def test_a_weight_left_pending_is_settled_by_the_tag_it_writes(
     reconcile(client, name)
     assert [e.state for e in ledger.entries(name, CANARY)][-1] == COMMITTED
     assert promoted_weight(ledger, name, v2.version) == 0.4
+
+
+class CountingLedger(Ledger):
+    """The real SQLite ledger, keeping which reads of its entries were asked for."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reads: list[tuple[str | None, str | None]] = []
+
+    def entries(
+        self, model: str, alias: str | None = None, state: str | None = None
+    ) -> list[LedgerEntry]:
+        self.reads.append((alias, state))
+        return super().entries(model, alias, state)
+
+
+def test_a_move_reads_the_ledger_once_under_its_lock(
+    registered_champion: ModelRef, lifecycle_env: Settings
+) -> None:
+    """Under the model's lock, after reconcile (which reads the PENDING and COMMITTED entries it
+    settles), nothing else appends to the model's entries: the move reads them once, for whether
+    it adopts the alias and for the canary's recorded weight, instead of once for each."""
+    v2 = register_copy(registered_champion)
+    name, client = v2.name, MlflowClient()
+    ledger = CountingLedger(Ledger.default().path)
+    set_canary(client, name, v2.version, 0.1, reason="try", actor="me", ledger=ledger)
+    set_canary(client, name, v2.version, 0.3, reason="more", actor="me", ledger=ledger)
+    set_canary(client, name, v2.version, 0.3, reason="same", actor="me", ledger=ledger)
+    moves = [read for read in ledger.reads if read[1] is None]  # reconcile's name a state
+    assert moves == [(None, None)] * 3, ledger.reads
+    assert canary_entries(name) == [
+        ("move", None, v2.version, 0.1),
+        ("weight", v2.version, v2.version, 0.3),
+    ]

@@ -40,6 +40,8 @@ from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs import names
 from lifecycle_assets.lifecycle_run import ingest_window
 from lifecycle_assets.registry.ledger import PENDING, Ledger
+from lifecycle_assets.registry.promotions import registry_weight
+from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.refs import get_version, resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.registry.verify import is_incomplete, verify_version
@@ -232,7 +234,7 @@ def test_promoting_the_canary_killed_at(fresh: Project, point: str, champion: st
     next_alias_operation()
     assert_invariants(champion)
     aliases = {a: str(v) for a, v in client.get_registered_model(NAME).aliases.items()}
-    weight = (client.get_registered_model(NAME).tags or {}).get(config.TAG_CANARY_WEIGHT)
+    weight = registry_weight(reader_of(client), NAME)
     if champion == v2:
         assert aliases == {CHAMPION: v2} and weight is None
     else:

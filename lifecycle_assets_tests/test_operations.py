@@ -22,8 +22,10 @@ from lifecycle_assets.defs.operations import build_operation_jobs
 from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.registry.aliases import AliasError, move_alias
 from lifecycle_assets.registry.artifacts import sha256_file
-from lifecycle_assets.registry.canary import canary_weight, clear_canary, set_canary, set_shadow
+from lifecycle_assets.registry.canary import clear_canary, set_canary, set_shadow
 from lifecycle_assets.registry.ledger import history
+from lifecycle_assets.registry.promotions import registry_weight
+from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.refs import get_version, resolve
 from lifecycle_assets.registry.retire import RetireRefused, retire
 from lifecycle_assets.spec import ModelSpec
@@ -70,7 +72,7 @@ def test_canary_weight_set_clear_and_validation(versions: list[str], spec: Model
     (v1, v2, _), name, client = versions, spec.name, MlflowClient()
     set_canary(client, name, v2, 0.1, reason="try", actor="pytest")
     assert resolve(client, name, config.CANARY_ALIAS).version == v2
-    assert canary_weight(client, name) == pytest.approx(0.1)
+    assert registry_weight(reader_of(client), name) == "0.1"
     assert "canary weight 0.1" in history(name, config.CANARY_ALIAS)[-1].reason
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(AliasError, match=r"\[0, 1\]"):
@@ -79,10 +81,10 @@ def test_canary_weight_set_clear_and_validation(versions: list[str], spec: Model
         set_canary(client, name, v1, 0.5, reason="x", actor="pytest")
     with pytest.raises(AliasError, match="champion"):
         set_shadow(client, name, v1, reason="x", actor="pytest")
-    assert canary_weight(client, name) == pytest.approx(0.1)
+    assert registry_weight(reader_of(client), name) == "0.1"
     assert clear_canary(client, name, reason="done", actor="pytest").version == v2
     assert resolve(client, name, config.CANARY_ALIAS) is None
-    assert canary_weight(client, name) is None
+    assert registry_weight(reader_of(client), name) is None
 
 
 def test_canary_and_shadow_commands(versions: list[str], spec: ModelSpec) -> None:
@@ -166,7 +168,7 @@ def test_operation_jobs_record_observations(versions: list[str], spec: ModelSpec
     assert history(name)[-1].actor.startswith("dagster:")
     assert run("rollback")[0]["to"] == v1
     assert run("canary", version=v3, weight=0.3)[0]["weight"] == 0.3
-    assert canary_weight(client, name) == pytest.approx(0.3)
+    assert registry_weight(reader_of(client), name) == "0.3"
     assert run("canary", clear=True)[0]["to"] == "none"
     retired = run("retire", version=v3, service_url=UNUSED_URL)[0]
     assert retired["operation"] == "retire" and retired["from"] == v3
@@ -210,4 +212,4 @@ def test_a_canary_verdict_acts_only_on_the_canary_it_judged(
     assert action.startswith(f"nothing: the verdict on v{v2} no longer applies"), action
     assert resolve(client, name, config.CHAMPION_ALIAS).version == v1
     assert resolve(client, name, config.CANARY_ALIAS).version == v3
-    assert canary_weight(client, name) == 0.2
+    assert registry_weight(reader_of(client), name) == "0.2"

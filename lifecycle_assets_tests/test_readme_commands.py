@@ -2,8 +2,9 @@
 
 A small extractor reads README.md's ```bash blocks, joins a command that spans lines (an open
 quote: the JSON bodies of the `curl` examples) into one, and keeps, in order, every command that
-starts with `.venv/bin/lifecycle `, `sed ` (the one file-editing step the README shows) or
-`curl `. It leaves out, on purpose and by rule:
+starts with `.venv/bin/lifecycle `, `sed ` (the one file-editing step the README shows), `printf `
+(the label file the README writes for `lifecycle labels`) or `curl `. It leaves out, on purpose
+and by rule:
 
 - commands with a `<...>` placeholder other than `<prediction_id>`: the reader fills those in;
 - commands naming `churn.` files: the reader's own data ("Bring your own data";
@@ -55,14 +56,14 @@ pytestmark = pytest.mark.e2e
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 LIFECYCLE = str(Path(sys.executable).with_name("lifecycle"))
-RUNNABLE = (".venv/bin/lifecycle ", "sed ", "curl ")
+RUNNABLE = (".venv/bin/lifecycle ", "sed ", "printf ", "curl ")
 PREDICTION_ID = "<prediction_id>"
 PLACEHOLDER = re.compile(r"<[^>]+>")
 README_URL = config.DEFAULT_SERVICE_URL  # where `make serve` binds, as the README shows it
 # Commands the README must show and this test must run, so it cannot pass by running nothing.
 EXPECTED = {
     "run", "status", "rollback", "promote", "history", "canary", "shadow", "retire",
-    "monitor", "simulate", "lineage", "simulate-traffic", "trace",
+    "monitor", "simulate", "lineage", "simulate-traffic", "trace", "labels",
 }  # fmt: skip
 EXPECTED_ROUTES = {
     "/models", "/models/credit_default/predict", "/models/expected_loss/predict",
@@ -193,3 +194,25 @@ def test_readme_commands_run_after_make_run_against_make_serve(tmp_path: Path) -
             assert done.returncode == 0, f"{line}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
             if command.startswith("curl ") and curl_route(command).endswith("/predict"):
                 answered += [p["prediction_id"] for p in json.loads(done.stdout)["predictions"]]
+
+
+def test_the_readme_lands_its_label_file_as_written(tmp_path: Path) -> None:
+    """`lifecycle labels` needs no run and no service: the README's label commands, as written
+    (`.venv/bin/lifecycle` being this venv's), land the file they name in the model's label
+    folder. They used to name `<labels.csv>`, which a reader cannot run and this test skipped."""
+    commands = [
+        c
+        for c in readme_commands(README.read_text())
+        if c.startswith("printf ") or c.startswith(".venv/bin/lifecycle labels ")
+    ]
+    assert any(c.startswith(".venv/bin/lifecycle labels ") for c in commands), commands
+    env = {**os.environ, **project_env(tmp_path / "state")}
+    for command in commands:
+        line = command.replace(".venv/bin/lifecycle ", f"{LIFECYCLE} ", 1)
+        done = subprocess.run(
+            ["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
+    landed = tmp_path / "state" / "home" / "landing" / "credit_default" / "labels"
+    assert [p.name for p in landed.iterdir()] == ["labels-2026-12-01.csv"], done.stdout
+    assert "2 label(s), labelled 2026-12-01 .. 2026-12-01, landed in" in done.stdout

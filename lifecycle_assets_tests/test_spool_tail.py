@@ -12,9 +12,9 @@ from pathlib import Path
 
 import polars as pl
 
-from lifecycle_assets.data.prediction_log import SEGMENT_SUFFIX, day_dir, logged_rows
+from lifecycle_assets.data.prediction_log import SEGMENT_SUFFIX, day_dir, logged_rows, segment_files
 from lifecycle_assets.data.spool_tail import SpoolTail
-from lifecycle_assets.data.traffic import RECEIVED_AT, logged_times
+from lifecycle_assets.data.traffic import RECEIVED_AT, SPOOL_SUFFIXES, logged_times
 from lifecycle_assets.serving.prediction_log import OPEN_SUFFIX
 
 MODEL = "credit_default"
@@ -95,3 +95,16 @@ def test_logged_times_finds_every_row_reading_each_byte_once(tmp_path: Path) -> 
     got = dict(zip(found["prediction_id"], found["predicted_at"], strict=True))
     assert {key: dt.datetime.fromisoformat(value) for key, value in expected.items()} == got
     assert tail.bytes_read == sum(path.stat().st_size for path in segments)
+
+
+def test_the_spool_is_listed_by_the_log_readers_own_listing(tmp_path: Path) -> None:
+    """A spool's segments, closed and still written (`.open`), of the days asked only: the one
+    listing of a model's segments (`segment_files`), told which suffixes a spool holds."""
+    day = NOW.date()
+    for offset, name in [(-2, "old.jsonl"), (0, f"b{OPEN_SUFFIX}"), (0, "a.jsonl"), (1, "c.txt")]:
+        _append(day_dir(tmp_path, MODEL, day + dt.timedelta(days=offset)) / name, _line(offset))
+    (day_dir(tmp_path, MODEL, day) / f"folder{SEGMENT_SUFFIX}").mkdir()
+    listed = segment_files(tmp_path, MODEL, day - dt.timedelta(days=1), day + dt.timedelta(days=1),
+                           suffixes=SPOOL_SUFFIXES)  # fmt: skip
+    assert [path.name for path in listed] == ["a.jsonl", f"b{OPEN_SUFFIX}"]
+    assert [path.name for path in segment_files(tmp_path, MODEL)] == ["old.jsonl", "a.jsonl"]

@@ -208,7 +208,7 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
     """Each alias of one model (registry, with the ledger's when/who when it agrees) and what
     the service says it serves (under `service`)."""
     from lifecycle_assets.registry.ledger import Ledger
-    from lifecycle_assets.registry.promotions import last_promotion, lost_holder_reason
+    from lifecycle_assets.registry.promotions import lost_holder_reason, promotion_in
 
     entries = Ledger.default().entries(name)  # one read of the ledger for every alias
     held: dict[str, Any] = {}
@@ -218,7 +218,7 @@ def _alias_status(name: str, reader: Any, service_url: str) -> dict[str, Any]:
         found = reader.resolve(name, alias)
         # The ledger's word only when the platform itself moved the alias there: a move made
         # in MLflow directly is not a promotion, and the service does not serve it.
-        entry = last_promotion(e for e in entries if e.alias == alias)
+        entry = promotion_in(entries, alias)
         promoted = entry.to_version if entry is not None else None
         if found is None:
             held[alias] = None
@@ -248,10 +248,9 @@ def _canary_weights(name: str, reader: Any, version: str, weight: float | None) 
     """The canary's weight as the ledger recorded it (`weight`, of the last promotion that
     named `version`: what `promotions.promoted_weight` gives and the service routes by), as
     the registry's tag shows it, and the line on their disagreement (None when they agree)."""
-    from lifecycle_assets.registry.promotions import weight_problem
+    from lifecycle_assets.registry.promotions import registry_weight, weight_problem
 
-    state = reader.model_state(name)
-    shown = None if state is None else state.tags.get(config.TAG_CANARY_WEIGHT)
+    shown = registry_weight(reader, name)
     problem = weight_problem(name, version, shown, weight)
     return {"weight": weight, "registry_weight": shown, "weight_problem": problem}
 

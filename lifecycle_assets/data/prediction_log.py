@@ -66,9 +66,16 @@ def _in_span(day: dt.date | None, first: dt.date | None, last: dt.date | None) -
 
 
 def segment_files(
-    log_dir: Path, model: str, first: dt.date | None = None, last: dt.date | None = None
+    log_dir: Path,
+    model: str,
+    first: dt.date | None = None,
+    last: dt.date | None = None,
+    *,
+    suffixes: tuple[str, ...] = (SEGMENT_SUFFIX,),
 ) -> list[Path]:
-    """The model's segment files of the days from `first` to `last` (inclusive; None: open).
+    """The model's segment files of the days from `first` to `last` (inclusive; None: open),
+    day by day, each day's sorted by name. `suffixes`: the closed segments by default; a
+    service's own spool also holds the ones it is still writing (`traffic.SPOOL_SUFFIXES`).
 
     On object storage (team mode: segments shipped by each replica) through the storage door's
     listings, one per day folder.
@@ -79,7 +86,8 @@ def segment_files(
         return [
             storage.path(info.path)
             for name in days
-            for info in storage.list_objects(root / name, SEGMENT_SUFFIX)
+            for info in storage.list_objects(root / name)
+            if info.name.endswith(suffixes)
         ]
     if not root.is_dir():
         return []
@@ -87,7 +95,8 @@ def segment_files(
     for folder in sorted(root.iterdir()):
         if not _in_span(_folder_day(folder), first, last) or not folder.is_dir():
             continue
-        files += sorted(p for p in folder.glob(f"*{SEGMENT_SUFFIX}") if p.is_file())
+        found = (p for suffix in suffixes for p in folder.glob(f"*{suffix}"))
+        files += sorted(p for p in found if p.is_file())
     return files
 
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import polars as pl
@@ -33,7 +34,6 @@ from lifecycle_assets.data.prediction_log import (
     PREDICTED_AT,
     PREDICTION_ID,
     SEGMENT_SUFFIX,
-    day_dir,
     logged_rows,
     segment_files,
 )
@@ -48,6 +48,8 @@ RECEIVED_AT = "received_at"
 # periods (`log_wait_seconds`).
 LOG_WAIT_SECONDS = 10.0
 POLL_SECONDS = 0.2
+# A service's spool on this machine: its closed segments and the ones it is still writing.
+SPOOL_SUFFIXES = (SEGMENT_SUFFIX, OPEN_SUFFIX)
 
 
 def log_wait_seconds(ship_seconds: float | None) -> float:
@@ -74,31 +76,18 @@ def send_rows(
     return pl.DataFrame(answers)
 
 
-def _segments(log_dir: Path, model: str, first: dt.date, last: dt.date) -> list[Path]:
-    """The segments of those days in `log_dir`: on a local spool the ones the service is still
-    writing included; on object storage the closed segments shipped there."""
-    if storage.is_remote(log_dir):
-        return segment_files(log_dir, model, first, last)
-    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
-    folders = [Path(day_dir(log_dir, model, day)) for day in days]
-    return sorted(
-        path
-        for folder in folders
-        if folder.is_dir()
-        for path in folder.iterdir()
-        if path.suffix in (SEGMENT_SUFFIX, OPEN_SUFFIX)
-    )
+def _wanted_times(rows: Iterable[dict[str, Any]], wanted: set[str]) -> dict[str, str]:
+    """`predicted_at` of the rows of the wanted prediction ids."""
+    return {row[PREDICTION_ID]: row[PREDICTED_AT] for row in rows if row[PREDICTION_ID] in wanted}
 
 
-def _times(paths: list[Path], wanted: set[str]) -> dict[str, str]:
+def _shipped_times(paths: list[Path], wanted: set[str]) -> dict[str, str]:
     """`predicted_at` of the wanted prediction ids in these shipped segments (one removed
     since it was listed is skipped)."""
     found = {}
     for path in paths:
         try:
-            for _, row in logged_rows([path]):
-                if row[PREDICTION_ID] in wanted:
-                    found[row[PREDICTION_ID]] = row[PREDICTED_AT]
+            found.update(_wanted_times((row for _, row in logged_rows([path])), wanted))
         except FileNotFoundError:
             continue
     return found
@@ -125,16 +114,14 @@ def logged_times(
     deadline = time.monotonic() + wait_seconds
     while True:
         for log_dir in log_dirs:
-            paths = _segments(log_dir, model, first, last)
             if not storage.is_remote(log_dir):
-                rows = tail.new_rows(paths)
-                found.update(
-                    (r[PREDICTION_ID], r[PREDICTED_AT]) for r in rows if r[PREDICTION_ID] in wanted
-                )
+                spool = segment_files(log_dir, model, first, last, suffixes=SPOOL_SUFFIXES)
+                found.update(_wanted_times(tail.new_rows(spool), wanted))
                 continue
+            paths = segment_files(log_dir, model, first, last)
             paths = [p for p in paths if str(p) not in shipped]
             shipped.update(str(p) for p in paths)
-            found.update(_times(paths, wanted))
+            found.update(_shipped_times(paths, wanted))
         if len(found) == len(wanted) or time.monotonic() >= deadline:
             break
         time.sleep(POLL_SECONDS)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
-from dagster._utils.schedules import get_smallest_cron_interval
 
 from lifecycle_assets.defs import names
+from lifecycle_assets.defs.cron_interval import smallest_interval
 from lifecycle_assets.spec import ModelSpec
 
 # The nightly run closes yesterday, so yesterday's partition must count, not only today's.
@@ -60,6 +60,6 @@ def monitoring_freshness(spec: ModelSpec) -> dg.FreshnessPolicy:
     grace = dt.timedelta(hours=FRESHNESS_GRACE_HOURS)
     return dg.FreshnessPolicy.cron(
         deadline_cron=deadline,
-        lower_bound_delta=min(grace, get_smallest_cron_interval(deadline)),
+        lower_bound_delta=min(grace, smallest_interval(deadline)),
         timezone="UTC",
     )

@@ -45,7 +45,7 @@ from lifecycle_assets.registry.ledger import (
     previous_holder,
     version_label,
 )
-from lifecycle_assets.registry.promotions import promoted_version, promoted_weight
+from lifecycle_assets.registry.promotions import promoted_version, promotion_in, weight_in
 from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.recovery import recover_registry
 from lifecycle_assets.registry.refs import ModelRef
@@ -158,6 +158,7 @@ def _change_locked(
     model_tags: ModelTags | None = None,
     *,
     adopt: bool = False,
+    recorded_weight: float | None = None,
     **audit: str,
 ) -> dict[str, str]:
     """PENDING, registry write, COMMITTED. The caller holds the lock and read `live` (the
@@ -166,7 +167,8 @@ def _change_locked(
     `model_tags` are written with the alias. A canary's weight among them is recorded in the
     ledger entry (the service routes by the ledger's weight, `promotions.promoted_weight`);
     when the canary already is that version, a new weight is a `weight` entry of its own, and
-    the weight the ledger already holds is only written back to the tag. A champion moved to
+    the weight the ledger already holds (`recorded_weight`, read by the caller with the rest of
+    the ledger) is only written back to the tag. A champion moved to
     the canary's or the shadow's version ends them (`alias_rules`): their removals are ledger
     entries of their own, PENDING and settled with the move, and one `RegistryChange` with it
     (removals first: a writer that stops half way has ended them, never doubled a version).
@@ -184,7 +186,7 @@ def _change_locked(
     writer = writer_of(client)
     weight = _weight_of(alias, tags)
     if current == to_version and not adopt:
-        if weight is None or weight == promoted_weight(ledger, name, str(current)):
+        if weight is None or weight == recorded_weight:
             writer.apply(RegistryChange(name, model_tags=tags))  # a tag edited outside, restored
             return {}
         audit = {**audit, "kind": "weight"}  # the same canary, re-weighed: a decision to record
@@ -253,12 +255,17 @@ def move_alias(
         check_move(name, alias, version, live, model_tags or {})  # before the costlier verify
         _target(client, name, version)
         previous = live.get(alias)
+        # Read once: under the lock and after reconcile, no other process appends to the
+        # model's entries before this move's own, so one read serves every question below.
+        entries = ledger.entries(name)
+        promoted = promotion_in(entries, alias)
         # The alias already names it, but not by the platform's hand (the MLflow UI or API):
         # this move is what makes it promoted, so it is recorded.
-        adopt = previous == version and promoted_version(ledger, name, alias) != version
+        adopt = previous == version and (promoted is None or promoted.to_version != version)
         ended = _change_locked(
             client, ledger, name, alias, live, version, expected_version, model_tags,
-            adopt=adopt, kind="move", reason=reason, actor=actor, dagster_run_id=dagster_run_id,
+            adopt=adopt, recorded_weight=weight_in(entries, version), kind="move", reason=reason,
+            actor=actor, dagster_run_id=dagster_run_id,
         )  # fmt: skip
     current = existing_version(client, name, version)
     return AliasMove(_ref_or_none(client, name, previous), current, ended, adopted=adopt)

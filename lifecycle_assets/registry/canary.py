@@ -35,13 +35,6 @@ def validate_weight(weight: float) -> float:
     return value
 
 
-def canary_weight(client: Any, name: str) -> float | None:
-    """The canary's traffic weight as the registry's tag shows it (the mirror; the service
-    routes by the ledger's, `promotions.promoted_weight`); None when no weight is set."""
-    raw = (client.get_registered_model(name).tags or {}).get(config.TAG_CANARY_WEIGHT)
-    return None if raw in (None, "") else float(raw)
-
-
 def set_canary(
     client: Any,
     name: str,

@@ -71,6 +71,11 @@ def last_promotion(entries: Iterable[LedgerEntry]) -> LedgerEntry | None:
     return found
 
 
+def promotion_in(entries: Iterable[LedgerEntry], alias: str) -> LedgerEntry | None:
+    """`last_promotion` of `alias` among a model's entries already read (of any aliases)."""
+    return last_promotion(e for e in entries if e.alias == alias)
+
+
 def promoted_version(ledger: Ledger, name: str, alias: str) -> str | None:
     """The version the platform last moved `alias` of `name` to (None: unset or never)."""
     entry = last_promotion(ledger.entries(name, alias))
@@ -92,8 +97,20 @@ def promoted_weight(ledger: Ledger, name: str, version: str) -> float | None:
     """The traffic weight the platform last set for `version` as `canary` of `name`; None
     when its last canary entry names another version or no weight (a canary set before
     weights were recorded, or adopted by `promote --alias canary`)."""
-    entry = last_promotion(ledger.entries(name, config.CANARY_ALIAS))
+    return weight_in(ledger.entries(name, config.CANARY_ALIAS), version)
+
+
+def weight_in(entries: Iterable[LedgerEntry], version: str) -> float | None:
+    """`promoted_weight` from a model's entries already read (of any aliases)."""
+    entry = promotion_in(entries, config.CANARY_ALIAS)
     return entry.weight if entry is not None and entry.to_version == version else None
+
+
+def registry_weight(reader: RegistryReader, name: str) -> str | None:
+    """The registry's `canary_weight` tag of `name` as written (the mirror a person may have
+    edited; None when unset): what `weight_problem` compares with the ledger's."""
+    state = reader.model_state(name)
+    return None if state is None else state.tags.get(config.TAG_CANARY_WEIGHT)
 
 
 def weight_problem(

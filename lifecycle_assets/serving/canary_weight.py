@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.promotions import promoted_weight, weight_problem
+from lifecycle_assets.serving.fallback import ledger_unreadable
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +39,8 @@ class CanaryWeight:
         try:
             recorded = promoted_weight(self.ledger, self.name, canary_version)
         except Exception as error:
-            logger.error("the alias ledger %s cannot be read: %s", self.ledger.where, error)
-            self._report(
-                f"{self.name} `canary` v{canary_version} gets no traffic: the alias ledger "
-                "cannot be read (details in the service log)"
-            )
+            unreadable = ledger_unreadable(self.ledger, error)
+            self._report(f"{self.name} `canary` v{canary_version} gets no traffic: {unreadable}")
             return 0.0
         self._report(weight_problem(self.name, canary_version, registry_weight, recorded))
         return 0.0 if recorded is None else recorded

@@ -110,6 +110,17 @@ class PromotionPending(RuntimeError):
     """The registry shows a move whose ledger entry is still PENDING: look again shortly."""
 
 
+# What anyone may read when the alias ledger cannot be read; the log says where it is and why.
+LEDGER_UNREADABLE = "the alias ledger cannot be read (details in the service log)"
+
+
+def ledger_unreadable(ledger: Ledger, error: Exception) -> str:
+    """Log that `ledger` cannot be read, naming it (any kind: `where`) and the error; returns
+    the public line. Every reader of the ledger in the service says it this one way."""
+    logger.error("the alias ledger %s cannot be read: %s", ledger.where, error)
+    return LEDGER_UNREADABLE
+
+
 def promotion_problems(
     ledger: Ledger, name: str, alias: str, version: str, *, wait_seconds: float = 0.0
 ) -> list[str]:
@@ -125,8 +136,7 @@ def promotion_problems(
         try:
             found = promotion(ledger, name, alias, version)
         except Exception as error:
-            logger.error("the alias ledger %s cannot be read: %s", ledger.where, error)
-            return ["the alias ledger cannot be read (details in the service log)"]
+            return [ledger_unreadable(ledger, error)]
         if found.ok:
             return []
         if not found.pending:
@@ -253,7 +263,7 @@ def choose(
     try:
         candidates = earlier_holders(ledger, name, alias, tried)
     except (sqlite3.Error, AliasError) as error:
-        logger.error("the alias ledger %s cannot be read: %s", ledger.path, error)
+        ledger_unreadable(ledger, error)
         candidates = []
     for version in candidates:
         try:
