@@ -152,10 +152,16 @@ def read_json(location: Location) -> Any:
         ) from error
 
 
+def json_bytes(value: Any, **dumps: Any) -> bytes:
+    """Strict JSON (NaN and infinities as null, the project's one rule), indented: the bytes
+    `write_json` writes, for a caller that must hash them before writing (`verdicts.py`)."""
+    return valid_json.dumps(value, indent=2, **dumps).encode("utf-8")
+
+
 def write_json(location: Location, value: Any, **dumps: Any) -> bytes:
-    """Strict JSON (NaN and infinities as null, the project's one rule), indented; returns the
-    bytes written (a caller that hashes them need not read the object back)."""
-    data = valid_json.dumps(value, indent=2, **dumps).encode("utf-8")
+    """`json_bytes` of `value`, written atomically; returns the bytes written (a caller that
+    hashes them need not read the object back)."""
+    data = json_bytes(value, **dumps)
     write_atomic(location, data)
     return data
 

@@ -39,11 +39,13 @@ from lifecycle_assets.crash import CRASH_AT_ENV
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs import names
 from lifecycle_assets.lifecycle_run import ingest_window
+from lifecycle_assets.registry.gate_record import sha256_hex
 from lifecycle_assets.registry.ledger import PENDING, Ledger
 from lifecycle_assets.registry.promotions import registry_weight
 from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.refs import get_version, resolve
 from lifecycle_assets.registry.tracking import configure_mlflow
+from lifecycle_assets.registry.verdicts import recorded_verdict
 from lifecycle_assets.registry.verify import is_incomplete, verify_version
 from lifecycle_assets.spec import load_spec
 from lifecycle_assets_tests.small_project import (
@@ -192,6 +194,37 @@ def test_lifecycle_run_killed_at(
     next_lifecycle_run(fresh)
     assert "reconciled after a crash: " in caplog.text  # the one line a person sees
     assert_invariants(champion)
+
+
+def test_lifecycle_run_killed_between_sealing_and_writing_the_evaluation(fresh: Project) -> None:
+    """Before, the evaluation wrote `evaluation.json` and then sealed it: killed between the
+    two, the version had a file and no seal, which `promote` reads as a version evaluated
+    before verdicts were recorded, unchecked (so an edited file passed). The seal now comes
+    first: the seal without its file refuses the version, override or not, and so does any
+    file put there since; the next run of the same training evaluates it again."""
+    crash(fresh, "after-verdict-sealed", "run", "--spec", str(fresh.retrain_spec_path))
+    sealed = recorded_verdict(Ledger.default(), NAME, "2")
+    assert sealed is not None  # the crash left the seal of v2's evaluation behind
+    path = Settings.from_env().reports_dir / NAME / "v2" / "evaluation.json"
+    assert not path.exists()
+    for extra in ([], ["--override-gates"]):
+        result = CliRunner().invoke(main, ["promote", NAME, "2", *extra])
+        assert result.exit_code == 1, result.output
+        assert f"recorded sha256 {sealed.sha256}, found no file" in " ".join(result.output.split())
+    path.write_text('{"gates": []}')  # what someone with write access to the reports can do
+    result = CliRunner().invoke(main, ["promote", NAME, "2"])
+    assert result.exit_code == 1 and "does not match the gate verdict" in result.output
+    assert resolve(MlflowClient(), NAME, CHAMPION).version == "1"
+
+    env = {k: v for k, v in {**os.environ, **fresh.env}.items() if k != CRASH_AT_ENV}
+    args = [sys.executable, "-c", CLI, "run", "--spec", str(fresh.retrain_spec_path)]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-3000:]
+    resealed = recorded_verdict(Ledger.default(), NAME, "2")
+    assert resealed.seq > sealed.seq and sha256_hex(path.read_bytes()) == resealed.sha256
+    versions = MlflowClient().search_model_versions(f"name = '{NAME}'")
+    assert sorted(str(v.version) for v in versions) == ["1", "2"]  # evaluated again, not retrained
+    assert_invariants("2")
 
 
 def test_a_version_left_half_registered_is_marked_and_never_promoted(fresh: Project) -> None:

@@ -132,3 +132,42 @@ def test_gate_verdicts_are_sealed_append_only_beside_the_ledger(postgres_url) ->
             cursor.execute(statement)
         conn.close()
     assert recorded_verdict(ledger, "m", "1").sha256 == "b" * 64
+
+
+def test_the_seal_is_checked_in_the_callers_postgres_ledger(postgres_url, tmp_path) -> None:  # noqa: F811
+    """The evaluation's file is sealed in the team's PostgreSQL before it is written, and
+    `check_seal` reads the record from the ledger its caller holds, not one it builds from the
+    settings: the written file passes, an edited or missing one is TamperedVerdict, and a
+    version with no record is read unchecked."""
+    from lifecycle_assets.registry.gate_record import TamperedVerdict, check_seal, sha256_hex
+    from lifecycle_assets.registry.verdicts import seal_then_write
+
+    ledger = PostgresLedger(postgres_url)
+    sealed = seal_then_write(ledger, "m", "1", {"gates": []}, tmp_path / "evaluation.json")
+    assert (tmp_path / "evaluation.json").read_bytes() == sealed
+    assert check_seal(ledger, "m", "1", sealed, "f") == ""
+    for found, shown in ((b'{"gates": [1]}', sha256_hex(b'{"gates": [1]}')), (None, "no file")):
+        with pytest.raises(TamperedVerdict, match=f"found {shown}"):
+            check_seal(ledger, "m", "1", found, "f")
+    assert "read unchecked" in check_seal(ledger, "m", "2", sealed, "f")
+
+
+def test_a_dropped_verdict_table_is_one_line_then_made_again(postgres_url) -> None:  # noqa: F811
+    """A process made `gate_verdicts` once; dropped behind its back (by the table's owner: the
+    triggers stop DELETE and TRUNCATE, not DROP), the next read is the ledger's one line, and
+    the one after makes the table anew, so the next evaluation's seal is recorded again."""
+    from lifecycle_assets.registry.ledger import LedgerUnusable
+    from lifecycle_assets.registry.verdicts import record_verdict, recorded_verdict
+
+    ledger = PostgresLedger(postgres_url)
+    record_verdict(ledger, "m", "1", sha256="a" * 64, gates=[], file="f")
+    conn = psycopg2.connect(postgres_url)
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute("DROP TABLE gate_verdicts")
+    conn.close()
+    with pytest.raises(LedgerUnusable, match='relation "gate_verdicts" does not exist'):
+        recorded_verdict(ledger, "m", "1")
+    assert recorded_verdict(ledger, "m", "1") is None
+    record_verdict(ledger, "m", "1", sha256="b" * 64, gates=[], file="f")
+    assert recorded_verdict(ledger, "m", "1").sha256 == "b" * 64

@@ -28,8 +28,10 @@ from lifecycle_assets.registry.ledger import COMMITTED, Ledger
 from lifecycle_assets.registry.models import load_version, log_and_register
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.tracking import configure_mlflow
+from lifecycle_assets.registry.verdicts import seal_then_write
 from lifecycle_assets.spec import BUILTIN_SPECS_DIR, ModelSpec, Task, load_spec
 from lifecycle_assets_tests.log_rows import append_log_rows
+from lifecycle_assets_tests.test_hot_swap import register_copy
 
 TODAY = dt.date(2026, 3, 1)
 POLICY = RetirementPolicy()
@@ -207,6 +209,20 @@ def _retrained(settings: Settings, spec: ModelSpec, ref: ModelRef, table: pl.Dat
     return new
 
 
+def _materialize_scorecard(specs: list[ModelSpec]) -> dg.ExecuteInProcessResult:
+    """The scorecard asset and its check over `specs`, with the environment's stores."""
+    defs = build_portfolio_defs(specs)
+    return dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        resources={
+            "lifecycle": LifecycleResource(),
+            "mlflow": MlflowResource(),
+            "json_io_manager": JsonIOManager(),
+        },
+        selection=[SCORECARD_KEY],
+    )
+
+
 def test_the_asset_shows_the_table_and_flags_the_candidate(
     lifecycle_env: Settings,
     registered_champion: ModelRef,
@@ -222,16 +238,7 @@ def test_the_asset_shows_the_table_and_flags_the_candidate(
     for back in (3, 2, 1):
         write_live_day(live_dir, today - dt.timedelta(days=back), champion.version, False)
     regressor = load_spec(BUILTIN_SPECS_DIR / "expected_loss.yaml")  # never trained here
-    defs = build_portfolio_defs([spec, regressor])
-    result = dg.materialize(
-        [*defs.assets, *defs.asset_checks],
-        resources={
-            "lifecycle": LifecycleResource(),
-            "mlflow": MlflowResource(),
-            "json_io_manager": JsonIOManager(),
-        },
-        selection=[SCORECARD_KEY],
-    )
+    result = _materialize_scorecard([spec, regressor])
     assert result.success
     metadata = result.asset_materializations_for_node("portfolio__health_scorecard")[0].metadata
     table = metadata["scorecard"].value
@@ -251,7 +258,9 @@ def test_the_asset_shows_the_table_and_flags_the_candidate(
     assert credit["previous_champion"] == registered_champion.version
     assert credit["offline_delta"] == pytest.approx(-0.02)
     assert credit["requests"] == 20 and credit["p99_latency_ms"] == pytest.approx(12.5)
-    assert credit["gates"] == "1 passed, 1 failed" and credit["drift"] == "no report"
+    # Both written as before verdicts were sealed: counted, and marked as read unchecked.
+    assert credit["gates"] == "1 passed, 1 failed (2 read unchecked)"
+    assert credit["gates_tampered"] == 0 and credit["drift"] == "no report"
     assert credit["gate_failures"] == f"v{champion.version}: auc_meets_minimum"
     assert credit["retirement_candidate"] is True
     assert credit["retirement_reasons"] == (
@@ -266,3 +275,37 @@ def test_the_asset_shows_the_table_and_flags_the_candidate(
     page = lifecycle_env.reports_dir / "portfolio" / "scorecard.html"
     assert metadata["html_report"].value == str(page)
     assert page.read_text().count('class="flag"') == 1
+
+
+def test_the_gate_history_reads_each_verdict_through_its_seal(
+    lifecycle_env: Settings, registered_champion: ModelRef, spec: ModelSpec
+) -> None:
+    """Before, the scorecard read each version's evaluation.json as it found it: a failed gate
+    edited to "passed" in the artifact store counted as a pass. The history now reads through
+    `registry.gate_record`: such a file counts as tampered (neither pass nor fail) and shows in
+    the asset's table, metadata and page; a file evaluated before the seal is read unchecked."""
+    v1 = registered_champion
+    v2, v3 = register_copy(v1), register_copy(v1)
+    _evaluated(lifecycle_env, v1, 0.80, passed=True)  # evaluated before verdicts were sealed
+    ledger = Ledger.for_settings(lifecycle_env)
+    for ref, passed in ((v2, True), (v3, False)):
+        gates = [{"name": "auc_meets_minimum", "passed": passed, "actual": 0.8, "threshold": 0.7}]
+        folder = lifecycle_env.reports_dir / ref.name / f"v{ref.version}"
+        seal_then_write(ledger, ref.name, ref.version, {"gates": gates}, folder / "evaluation.json")
+    edited = lifecycle_env.reports_dir / v3.name / f"v{v3.version}" / "evaluation.json"
+    value = json.loads(edited.read_text())
+    value["gates"][0]["passed"] = True  # what someone with write access to the reports does
+    edited.write_text(json.dumps(value))
+
+    versions = scorecard_sources.registered_versions(mlflow.MlflowClient(), spec.name)
+    history = scorecard_sources.gate_history(lifecycle_env, ledger, versions, 5)
+    assert history == scorecard_sources.GateHistory(2, 0, 0, (), (f"v{v3.version}",), 1)
+    assert history.summary() == "2 passed, 0 failed, 1 tampered (1 read unchecked)"
+
+    result = _materialize_scorecard([spec])
+    metadata = result.asset_materializations_for_node("portfolio__health_scorecard")[0].metadata
+    assert metadata["gates_tampered"].value == 1
+    (row,) = metadata["scorecard"].value.records
+    assert row.data["gates_tampered"] == 1 and row.data["tampered_versions"] == f"v{v3.version}"
+    page = (lifecycle_env.reports_dir / "portfolio" / "scorecard.html").read_text()
+    assert f"tampered evaluation.json: v{v3.version}" in page

@@ -178,3 +178,38 @@ def test_the_canary_analysis_promotes_no_version_its_gates_or_its_seal_refuse(
     with pytest.raises(dg.Failure, match="does not match the gate verdict the ledger recorded"):
         apply_verdict(client, spec, promote, "run-1", Ledger.default(), lifecycle_env)
     assert resolve(client, name, CHAMPION).version == v1.version
+
+
+def test_the_seal_is_read_from_the_callers_ledger(
+    registered_champion: ModelRef, lifecycle_env: Settings, spec: ModelSpec, tmp_path: Path
+) -> None:
+    """Before, `check_seal` built its own ledger from the settings, so a caller holding another
+    one (the canary analysis is handed its ledger) had the seal looked up in a database it did
+    not use: no record there, the edited file was read unchecked and the canary promoted."""
+    import dagster as dg
+
+    from lifecycle_assets.defs.assets.canary import apply_verdict
+    from lifecycle_assets.ml.canary_analysis import CanaryVerdict, VariantStats
+    from lifecycle_assets.registry.canary import set_canary
+
+    ledger = Ledger(tmp_path / "team" / "ledger.db")  # not the one the settings name
+    v1, name, client = registered_champion, registered_champion.name, MlflowClient()
+    v2 = register_copy(v1)
+    path = lifecycle_env.reports_dir / name / f"v{v2.version}" / "evaluation.json"
+    verdict = {"name": gates.AUC_GATE, "passed": False, "description": "AUC 0.61 < 0.7"}
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"gates": [verdict]}))
+    record_verdict(
+        ledger, name, v2.version, sha256=sha256_hex(path.read_bytes()), gates=[verdict],
+        file=str(path),
+    )  # fmt: skip
+    _all_passed(path)
+    set_canary(client, name, v2.version, 0.1, reason="try v2", actor="pytest", ledger=ledger)
+
+    def stats(version: str) -> VariantStats:
+        return VariantStats(10, (version,), 0.0, 0.5, 1.0, 0, None, None)
+
+    promote = CanaryVerdict("promote", ("better",), stats(v1.version), stats(v2.version))
+    with pytest.raises(dg.Failure, match="does not match the gate verdict the ledger recorded"):
+        apply_verdict(client, spec, promote, "run-1", ledger, lifecycle_env)
+    assert resolve(client, name, CHAMPION).version == v1.version

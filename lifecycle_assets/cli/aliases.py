@@ -89,18 +89,21 @@ def promote(
     becomes `champion` (or `canary`) only with --override-gates."""
     from lifecycle_assets.registry.aliases import ANY_VERSION, move_alias
     from lifecycle_assets.registry.gate_record import promotion_reason
+    from lifecycle_assets.registry.ledger import Ledger
 
     _require_model(model)
+    settings = Settings.from_env()
+    ledger = Ledger.for_settings(settings)  # the seal is read where the move is recorded
     # `--alias canary` of the version the canary already names adopts it: the same rule.
     reason, note = promotion_reason(
-        Settings.from_env(), model, version, reason, override=override_gates, alias=alias
+        settings, model, version, reason, override=override_gates, ledger=ledger, alias=alias
     )
     if note:
         click.echo(f"note: {note}", err=True)
     expected = ANY_VERSION if expect is None else None if expect.lower() == "none" else expect
     move = move_alias(
         _alias_client(), model, alias, version, reason=reason, actor=actor,
-        expected_version=expected,
+        expected_version=expected, ledger=ledger,
     )  # fmt: skip
     _report_move(model, alias, move, as_json)
 

@@ -79,6 +79,7 @@ def canary(
     from lifecycle_assets.config import Settings
     from lifecycle_assets.registry.canary import clear_canary, set_canary
     from lifecycle_assets.registry.gate_record import promotion_reason
+    from lifecycle_assets.registry.ledger import Ledger
 
     _version_or_clear(version, clear, config.CANARY_ALIAS)
     _require_model(model)
@@ -87,13 +88,17 @@ def canary(
         previous = clear_canary(client, model, reason=reason, actor=actor)
         _report(model, config.CANARY_ALIAS, previous, None, as_json)
         return
+    settings = Settings.from_env()
+    ledger = Ledger.for_settings(settings)  # the seal is read where the move is recorded
     reason, note = promotion_reason(
-        Settings.from_env(), model, str(version), reason, override=override_gates,
+        settings, model, str(version), reason, override=override_gates, ledger=ledger,
         alias=config.CANARY_ALIAS,
     )  # fmt: skip
     if note:
         click.echo(f"note: {note}", err=True)
-    previous, current = set_canary(client, model, version, weight, reason=reason, actor=actor)
+    previous, current = set_canary(
+        client, model, version, weight, reason=reason, actor=actor, ledger=ledger
+    )
     _report(model, config.CANARY_ALIAS, previous, current, as_json, weight=weight)
 
 

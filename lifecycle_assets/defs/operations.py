@@ -129,18 +129,19 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
         mlflow: MlflowResource,
     ) -> None:
         settings = lifecycle.settings()
+        audit = _audit(context, settings)
         expected = (
             aliases.ANY_VERSION if config.expected_version is None else config.expected_version
         )
         reason, note = promotion_reason(
             settings, name, config.version, config.reason, override=config.override_gates,
-            alias=config.alias,
+            ledger=audit["ledger"], alias=config.alias,
         )  # fmt: skip
         if note:
             context.log.warning(note)
         move = aliases.move_alias(
             mlflow.client(), name, config.alias, config.version, reason=reason,
-            expected_version=expected, **_audit(context, settings),
+            expected_version=expected, **audit,
         )  # fmt: skip
         record_operation(
             context, spec, "promote", config.alias, *move, config.reason, **_ended(move)
@@ -179,7 +180,7 @@ def build_operation_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
                 raise dg.Failure("give a version, or clear: true", allow_retries=False)
             reason, note = promotion_reason(
                 settings, name, config.version, config.reason, override=config.override_gates,
-                alias=CANARY_ALIAS,
+                ledger=audit["ledger"], alias=CANARY_ALIAS,
             )  # fmt: skip
             if note:
                 context.log.warning(note)

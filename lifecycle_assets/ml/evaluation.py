@@ -1,8 +1,9 @@
 """One evaluation of a model on a test set, optionally compared with the champion.
 
 The report is a frozen, JSON-safe record: the evaluation asset logs it to MLflow, the gates
-judge it and the model card renders it, so all three read the same numbers. `load_evaluation`
-reads a version's stored `evaluation.json` back, for the scorecard and the provenance trace.
+judge it and the model card renders it, so all three read the same numbers. A version's stored
+`evaluation.json` is read back through `registry.gate_record`, checked against its sealed
+verdict, for promotion, the scorecard and the provenance trace.
 """
 
 from __future__ import annotations

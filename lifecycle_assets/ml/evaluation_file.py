@@ -7,34 +7,13 @@ run's artifacts are files (or objects `storage` reaches): they are then read in 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from lifecycle_assets import storage
 
 EVALUATION_FILE = "evaluation.json"
 # The evaluation asset logs its report folder to the version's MLflow run under this directory.
 EVALUATION_ARTIFACT_DIR = "evaluation"
-
-
-def load_evaluation(
-    reports_dir: Path,
-    model: str,
-    version: str,
-    run_id: str | None,
-    *,
-    run_first: bool = False,
-    run_artifacts: str | None = None,
-) -> tuple[dict[str, Any] | None, str]:
-    """A version's `evaluation.json` and where it was read from; (None, "") when there is none.
-
-    See `read_evaluation`, which finds the file's bytes.
-    """
-    found, where = read_evaluation(
-        reports_dir, model, version, run_id, run_first=run_first, run_artifacts=run_artifacts
-    )
-    return (None, "") if found is None else (json.loads(found), where)
 
 
 def read_evaluation(
@@ -47,8 +26,8 @@ def read_evaluation(
     run_artifacts: str | None = None,
 ) -> tuple[bytes | None, str]:
     """The bytes of a version's `evaluation.json` and where they were read from; (None, "")
-    when there is none. Bytes, so that a reader can check them against their recorded SHA-256
-    (`registry/gate_record.py`).
+    when there is none. Bytes, so that they are checked against their sealed SHA-256: read them
+    through `registry/gate_record.py` (the one door to the verdicts), not here.
 
     The evaluation asset writes it to the version's report folder and logs that folder to the
     version's run. The folder is read first, which spares a download; an audit passes

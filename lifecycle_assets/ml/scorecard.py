@@ -80,7 +80,8 @@ def model_health(
     """Gather one model's row; `live_dir` holds its daily live performance reports."""
     metric = traits(spec).primary_metric
     versions = registered_versions(client, spec.name)
-    champion = champion_facts(client, Ledger.for_settings(settings), spec.name)
+    ledger = Ledger.for_settings(settings)
+    champion = champion_facts(client, ledger, spec.name)
     offline = previous = None
     if champion is not None:
         offline = offline_metric(client, versions, champion.version, metric)
@@ -101,7 +102,7 @@ def model_health(
         drift_day=drift_day,
         drifted=drifted,
         traffic=traffic(settings, spec.name, policy, today),
-        gates=gate_history(settings.reports_dir, versions, policy.gate_history_versions),
+        gates=gate_history(settings, ledger, versions, policy.gate_history_versions),
     )
 
 
@@ -178,6 +179,9 @@ def health_record(row: ModelHealth, policy: RetirementPolicy, today: dt.date) ->
         "gates": row.gates.summary(),
         "gates_failed": row.gates.failed,
         "gate_failures": "; ".join(row.gates.failures),
+        "gates_tampered": len(row.gates.tampered),
+        "tampered_versions": ", ".join(row.gates.tampered),
+        "gates_read_unchecked": row.gates.unchecked,
         "rollbacks": champion.rollbacks if champion else 0,
         "last_retrain": _iso(row.last_retrain_at),
         "retirement_candidate": bool(reasons),

@@ -70,6 +70,9 @@ def render_html(rows: list[ModelHealth], policy: RetirementPolicy, today: dt.dat
             cells["offline_delta"] += f" vs v{html.escape(record['previous_champion'])}"
         if record["gate_failures"]:
             cells["gates"] += f"<br>{html.escape(record['gate_failures'])}"
+        if record["tampered_versions"]:
+            tampered = html.escape(record["tampered_versions"])
+            cells["gates"] += f"<br><strong>tampered evaluation.json: {tampered}</strong>"
         flag = ' class="flag"' if record["retirement_candidate"] else ""
         body.append(f"<tr{flag}>" + "".join(f"<td>{cells[c]}</td>" for c in _COLUMNS) + "</tr>")
     policy_text = html.escape(

@@ -3,8 +3,9 @@
 The registry gives the versions and their offline test metrics, the alias ledger the champion's
 story (since, by whom, replacing which, rollbacks), the daily live performance reports the
 realized metric, the newest drift report its verdict, the prediction log traffic and p99 latency,
-and each version's evaluation report its gate verdicts. A fact that is not there stays None: a p99
-of 0 ms or a metric of 0.0 would be a lie.
+and each version's evaluation report its gate verdicts, read through `registry.gate_record` (the
+one door to them, which checks the file against its sealed verdict). A fact that is not there
+stays None: a p99 of 0 ms or a metric of 0.0 would be a lie.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from lifecycle_assets import config
 from lifecycle_assets.config import RetirementPolicy, Settings
 from lifecycle_assets.data.prediction_log import PREDICTED_AT, answered, read_days
 from lifecycle_assets.ml.drift import latest_drift_path
-from lifecycle_assets.ml.evaluation_file import load_evaluation
 from lifecycle_assets.ml.tasks import traits
+from lifecycle_assets.registry.gate_record import TamperedVerdict, gate_verdicts
 from lifecycle_assets.registry.ledger import COMMITTED, Ledger
 from lifecycle_assets.registry.refs import filter_literal, resolve
 from lifecycle_assets.spec import ModelSpec
@@ -67,16 +68,24 @@ class LiveWindow:
 
 @dataclass(frozen=True)
 class GateHistory:
-    """Verdicts of the newest registered versions: all gates passed, one failed, or no report."""
+    """Verdicts of the newest registered versions: all gates passed, one failed, no report, or
+    a report that does not match its sealed verdict (tampered: counted as neither pass nor
+    fail, since its gates cannot be trusted). `unchecked` of the passed and failed were
+    evaluated before verdicts were sealed, so their files were read unchecked."""
 
     passed: int
     failed: int
     not_evaluated: int
     failures: tuple[str, ...]  # "v4: auc_meets_minimum"
+    tampered: tuple[str, ...] = ()  # "v3"
+    unchecked: int = 0
 
     def summary(self) -> str:
-        text = f"{self.passed} passed, {self.failed} failed"
-        return text + (f", {self.not_evaluated} not evaluated" if self.not_evaluated else "")
+        counts = [f"{self.passed} passed", f"{self.failed} failed"]
+        counts += [f"{len(self.tampered)} tampered"] if self.tampered else []
+        counts += [f"{self.not_evaluated} not evaluated"] if self.not_evaluated else []
+        text = ", ".join(counts)
+        return text + (f" ({self.unchecked} read unchecked)" if self.unchecked else "")
 
 
 def registered_versions(client: MlflowClient, model: str) -> list[ModelVersion]:
@@ -164,19 +173,27 @@ def traffic(settings: Settings, model: str, policy: RetirementPolicy, today: dt.
     )
 
 
-def gate_history(reports_dir: Path, versions: list[ModelVersion], count: int) -> GateHistory:
-    """Gate verdicts of the newest `count` versions, from each version's evaluation report."""
-    passed = failed = missing = 0
-    failures = []
+def gate_history(
+    settings: Settings, ledger: Ledger, versions: list[ModelVersion], count: int
+) -> GateHistory:
+    """Gate verdicts of the newest `count` versions, each version's evaluation report checked
+    against the seal `ledger` recorded for it (`registry.gate_record`)."""
+    passed = failed = missing = unchecked = 0
+    failures, tampered = [], []
     for version in versions[-count:]:
-        report, _ = load_evaluation(reports_dir, version.name, str(version.version), version.run_id)
-        if report is None:
+        try:
+            verdicts = gate_verdicts(settings, ledger, version.name, str(version.version))
+        except TamperedVerdict:
+            tampered.append(f"v{version.version}")
+            continue
+        if not verdicts.source:
             missing += 1
             continue
-        failing = [g["name"] for g in report["gates"] if not g["passed"]]
+        failing = [g.get("name") for g in verdicts.gates if not g.get("passed")]
         passed, failed = passed + (not failing), failed + bool(failing)
+        unchecked += bool(verdicts.unsealed)
         failures += [f"v{version.version}: {name}" for name in failing]
-    return GateHistory(passed, failed, missing, tuple(failures))
+    return GateHistory(passed, failed, missing, tuple(failures), tuple(tampered), unchecked)
 
 
 def metric_floor(spec: ModelSpec) -> float:

@@ -200,7 +200,8 @@ def build_lineage(settings: Settings, model: str, version: str, client: Any = No
     """The checked graph of `model` `version`: data, run, version, evaluation, predictions.
 
     The registry is read through `registry.reader` (`client` serves a store it cannot read)."""
-    links, ref = version_chain(reader_for(settings, client), settings, model, version)
+    ledger = Ledger.for_settings(settings)
+    links, ref = version_chain(reader_for(settings, client), settings, ledger, model, version)
     nodes = [
         Node(link.key, link.kind, _label(link), link.status, link.reason, link.details)
         for link in links
@@ -215,9 +216,7 @@ def build_lineage(settings: Settings, model: str, version: str, client: Any = No
         edges.append(Edge(*pair, RELATIONS.get(link.kind, "")))
     if ref is not None:
         promotions = [
-            e.to_dict()
-            for e in Ledger.for_settings(settings).entries(model, state=COMMITTED)
-            if e.to_version == version
+            e.to_dict() for e in ledger.entries(model, state=COMMITTED) if e.to_version == version
         ]
         nodes[0].details["promotions"] = promotions
         for day in predictions_by_day(settings, model, version):

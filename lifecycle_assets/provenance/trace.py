@@ -29,14 +29,20 @@ from lifecycle_assets.registry.refs import ModelRef
 
 
 def version_chain(
-    reader: RegistryReader, settings: Settings, name: str, version: str, via: str | None = None
+    reader: RegistryReader,
+    settings: Settings,
+    ledger: Ledger,
+    name: str,
+    version: str,
+    via: str | None = None,
 ) -> tuple[list[Link], ModelRef | None]:
-    """Model version, its evaluation, its MLflow run and all its data: shared with lineage."""
+    """Model version, its evaluation (checked against `ledger`'s seal), its MLflow run and all
+    its data: shared with lineage."""
     model, ref = version_link(reader, name, version, via)
     if ref is None:
         return [model], None
     run_, run = run_link(reader, ref, model.key)
-    links = [model, evaluation_link(ref, settings, model.key, run), run_]
+    links = [model, evaluation_link(ref, settings, ledger, model.key, run), run_]
     lake = Lake(settings.lake_dir, settings.quarantine_dir, name)
     if not ref.training_digest:
         reason = "the version records no training set digest"
@@ -54,13 +60,13 @@ def trace_prediction(prediction_id: str, settings: Settings, client: Any = None)
     prediction = prediction_link(prediction_id, found)
     if found.row is None:
         return Trace(prediction_id, (prediction,))
-    reader = reader_for(settings, client)
+    reader, ledger = reader_for(settings, client), Ledger.for_settings(settings)
     name, version = prediction.details["model_name"], prediction.details["model_version"]
-    chain, ref = version_chain(reader, settings, name, version, prediction.key)
+    chain, ref = version_chain(reader, settings, ledger, name, version, prediction.key)
     if ref is None:
         return Trace(prediction_id, (prediction, *chain))
     promotion = promotion_link(
-        Ledger.for_settings(settings), ref, prediction.details["variant"],
+        ledger, ref, prediction.details["variant"],
         prediction.details["predicted_at"], chain[0].key,
     )  # fmt: skip
     links = (answered_by_link(prediction, ref), chain[0], promotion, *chain[1:])

@@ -129,7 +129,7 @@ def promotion_link(ledger: Ledger, ref: ModelRef, alias: str, at: str | None, vi
 
 
 def evaluation_link(
-    ref: ModelRef, settings: Settings, via: str, run: RunRecord | None = None
+    ref: ModelRef, settings: Settings, ledger: Ledger, via: str, run: RunRecord | None = None
 ) -> Link:
     """The gates the version was judged by, with their values; the link checks the report is
     about this very artifact. A failed gate is shown, not judged: promoting past a gate by hand
@@ -140,7 +140,7 @@ def evaluation_link(
         run_artifacts=local_or_stored(run.artifact_uri) if run is not None else None,
     )  # fmt: skip
     try:  # the gates shown are the ones sealed at evaluation, or the link is broken
-        unsealed = check_seal(settings, ref.name, ref.version, found, source)
+        unsealed = check_seal(ledger, ref.name, ref.version, found, source)
     except TamperedVerdict as tampered:
         reason = str(tampered).removesuffix("; nothing was changed")
         return Link(EVALUATION, ident, BROKEN, reason, {"source": source}, via)

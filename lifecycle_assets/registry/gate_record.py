@@ -12,12 +12,15 @@ The verdicts are read from the version's `evaluation.json` in the artifact store
 who can write there could edit; so the file is checked against the SHA-256 the evaluation asset
 sealed in the platform's own append-only record (`verdicts.py`). A file that does not match
 (edited, replaced, deleted) refuses the promotion, override or not. A version evaluated before
-verdicts were recorded has no seal: its file is read as it is, and the caller is told so.
+verdicts were recorded has no seal: its file is read as it is, and the caller is told so (the
+evaluation seals before it writes, so a crash cannot leave a file without its seal).
+
+The record is read from the caller's ledger, the one it moves aliases in: one door to each
+external system, never a second connection built from the settings behind the caller's back.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +30,7 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.evaluation_file import read_evaluation
 from lifecycle_assets.registry.ledger import AliasError, Ledger
 from lifecycle_assets.registry.reader import local_or_stored, reader_for
-from lifecycle_assets.registry.verdicts import recorded_verdict
+from lifecycle_assets.registry.verdicts import recorded_verdict, sha256_hex
 
 # The aliases whose holder answers requests: a gate-refused version needs an override.
 GATED_ALIASES = (config.CHAMPION_ALIAS, config.CANARY_ALIAS)
@@ -60,13 +63,9 @@ class GateVerdicts:
         return [f"{g.get('name')}: {g.get('description', '')}" for g in failed]
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def gate_verdicts(settings: Settings, name: str, version: str) -> GateVerdicts:
+def gate_verdicts(settings: Settings, ledger: Ledger, name: str, version: str) -> GateVerdicts:
     """The version's recorded gate verdicts, its `evaluation.json` checked against the SHA-256
-    recorded in the ledger's database; TamperedVerdict (one line: the file, the recorded and
+    recorded in `ledger`'s database; TamperedVerdict (one line: the file, the recorded and
     the found hash) when they differ or the file is gone. No gates for a version registered
     outside `lifecycle run` (no evaluation and no record)."""
     reader = reader_for(settings)
@@ -78,19 +77,17 @@ def gate_verdicts(settings: Settings, name: str, version: str) -> GateVerdicts:
         settings.reports_dir, name, version, ref.run_id or None, run_first=True,
         run_artifacts=local_or_stored(run.artifact_uri) if run is not None else None,
     )  # fmt: skip
-    unsealed = check_seal(settings, name, version, found, source)
+    unsealed = check_seal(ledger, name, version, found, source)
     gates = json.loads(found).get("gates", []) if found is not None else []
     return GateVerdicts(gates, source, unsealed)
 
 
-def check_seal(
-    settings: Settings, name: str, version: str, found: bytes | None, source: str
-) -> str:
+def check_seal(ledger: Ledger, name: str, version: str, found: bytes | None, source: str) -> str:
     """'' when `found` (the bytes of the version's `evaluation.json`, read at `source`; None
     when there is none) is the file whose verdict the ledger recorded; a note when no verdict
     was recorded (evaluated before they were, or never evaluated: '' then too); else
     TamperedVerdict, one line naming the file, the recorded and the found hash."""
-    record = recorded_verdict(Ledger.for_settings(settings), name, str(version))
+    record = recorded_verdict(ledger, name, str(version))
     if record is None:
         return "" if found is None else _UNSEALED.format(name=name, version=version)
     digest = None if found is None else sha256_hex(found)
@@ -101,6 +98,17 @@ def check_seal(
             f"v{version}: recorded sha256 {record.sha256}, found {digest or 'no file'}; "
             "nothing was changed"
         )
+    return ""
+
+
+def unmatched_seal(settings: Settings, ledger: Ledger, name: str, version: str) -> str:
+    """Why the version must be evaluated again: its sealed verdict matches no `evaluation.json`
+    (a run killed between sealing and writing it, or a file edited or deleted since); '' when
+    its evaluation stands (sealed and matching, or evaluated before verdicts were recorded)."""
+    try:
+        gate_verdicts(settings, ledger, name, version)
+    except TamperedVerdict as unmatched:
+        return str(unmatched).removesuffix("; nothing was changed")
     return ""
 
 
@@ -117,6 +125,7 @@ def promotion_reason(
     reason: str,
     *,
     override: bool,
+    ledger: Ledger,
     alias: str = config.CHAMPION_ALIAS,
 ) -> tuple[str, str]:
     """The ledger reason of a move of `alias` (`champion`, `canary`) by hand, and a note for the
@@ -126,7 +135,7 @@ def promotion_reason(
     aliases serve no answer: their reason is kept as given."""
     if alias not in GATED_ALIASES:
         return reason, ""
-    verdicts = gate_verdicts(settings, name, version)
+    verdicts = gate_verdicts(settings, ledger, name, version)
     failed = verdicts.failed
     if not failed:
         return reason, verdicts.unsealed

@@ -6,17 +6,29 @@ MLflow tags are editable by anyone with registry access. So when the evaluation 
 the file it also appends here the verdict and the SHA-256 of the file's bytes, in the ledger's
 database (the SQLite file, or the team's PostgreSQL): a table that triggers keep append-only, as
 they keep the alias ledger. Readers of the verdicts (`gate_record.py`) check the file against
-the newest record of its version; a version evaluated again gets a newer record. The table is
-reached through the ledger's own connection (`Ledger.connect`, `PostgresLedger.transaction`),
-so a database that cannot be used is the ledger's one `LedgerUnusable` line, naming it.
+the newest record of its version; a version evaluated again gets a newer record.
+
+The record is written before the file (`seal_then_write`): a process killed between the two
+leaves a record with no file (or with the file of an earlier evaluation), which every reader
+refuses as not matching, never a file with no record, which readers would take for a version
+evaluated before verdicts were recorded and read unchecked. The next evaluation of the version
+(`trained_model` re-evaluates a version whose seal its file does not match) appends a newer
+record and writes the file that matches it.
+
+The table is reached through the ledger's own connection (`Ledger.connect`,
+`PostgresLedger.transaction`), so a database that cannot be used is the ledger's one
+`LedgerUnusable` line, naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from lifecycle_assets import storage
+from lifecycle_assets.crash import crash_point
 from lifecycle_assets.registry.ledger import Ledger, unusable, utc_now
 from lifecycle_assets.registry.ledger_schema import PgTable
 
@@ -84,6 +96,32 @@ class VerdictRecord:
     file: str
     dagster_run_id: str = ""
     seq: int = 0
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def seal_then_write(
+    ledger: Ledger,
+    model: str,
+    version: str,
+    value: dict[str, Any],
+    file: storage.Location,
+    *,
+    dagster_run_id: str = "",
+) -> bytes:
+    """Record the verdict of `value["gates"]` and the SHA-256 of the JSON about to be written,
+    then write it to `file` (`storage.json_bytes`); returns the bytes written.
+    In this order so that no crash can leave a file that reads as unsealed (module docstring)."""
+    data = storage.json_bytes(value)
+    record_verdict(
+        ledger, model, version, sha256=sha256_hex(data), gates=value["gates"], file=str(file),
+        dagster_run_id=dagster_run_id,
+    )  # fmt: skip
+    crash_point("after-verdict-sealed")  # the fault-injection tests kill the run here
+    storage.write_atomic(file, data)
+    return data
 
 
 def record_verdict(

@@ -81,7 +81,7 @@ def apply_verdict(
     try:
         if verdict.decision == "promote":
             try:
-                verdicts = gate_verdicts(settings or Settings.from_env(), spec.name, judged)
+                verdicts = gate_verdicts(settings or Settings.from_env(), ledger, spec.name, judged)
             except TamperedVerdict as tampered:
                 raise dg.Failure(str(tampered), allow_retries=False) from None
             if failed := verdicts.failed:

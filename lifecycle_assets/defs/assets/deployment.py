@@ -12,6 +12,7 @@ from lifecycle_assets.ml.evaluation import EvaluationReport
 from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.registry.aliases import ConcurrentAliasChange, move_alias
 from lifecycle_assets.registry.gate_record import TamperedVerdict, gate_verdicts
+from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.refs import resolve
 from lifecycle_assets.spec import ModelSpec, configured_specs
 
@@ -66,8 +67,10 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         )
         failed = {g.name: g.description for g in verdicts if not g.passed}
         candidate = evaluation_report["model"]
+        settings = lifecycle.settings()
+        ledger = Ledger.for_settings(settings)  # the seal is read where the move is recorded
         try:  # the recorded verdicts, their file checked against the ledger's seal
-            recorded = gate_verdicts(lifecycle.settings(), spec.name, candidate["version"])
+            recorded = gate_verdicts(settings, ledger, spec.name, candidate["version"])
         except TamperedVerdict as tampered:
             raise _refusal(str(tampered)) from None
         if recorded.unsealed:
@@ -89,6 +92,7 @@ def build_deployment_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 dagster_run_id=context.run_id,
                 # Refused if the champion moved since this run's gates compared against it.
                 expected_version=report.champion.champion_version if report.champion else None,
+                ledger=ledger,
             )
         except ConcurrentAliasChange as moved:
             # Its gates compared against a champion that is gone: judged again by the next run.

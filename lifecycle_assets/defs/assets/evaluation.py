@@ -17,10 +17,9 @@ from lifecycle_assets.ml.evaluation_file import EVALUATION_FILE
 from lifecycle_assets.ml.gates import all_gates
 from lifecycle_assets.ml.tasks import traits
 from lifecycle_assets.ml.training import predict_scores
-from lifecycle_assets.registry.gate_record import sha256_hex
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.refs import ModelRef, get_version, resolve
-from lifecycle_assets.registry.verdicts import record_verdict
+from lifecycle_assets.registry.verdicts import seal_then_write
 from lifecycle_assets.registry.verify import verify_version
 from lifecycle_assets.spec import ModelSpec
 
@@ -123,8 +122,13 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             "gates": [gate.to_dict() for gate in gates],
             "report_dir": str(folder),
         }
-        evaluation_file = folder / EVALUATION_FILE
-        written = storage.write_json(evaluation_file, value)  # strict: a NaN metric is null
+        # Sealed in the ledger's database before it is written: promotion checks the file
+        # against this SHA-256, so an edited verdict in the artifact store cannot pass for the
+        # evaluated one, and a crash between the two leaves no file that reads as unsealed.
+        seal_then_write(
+            Ledger.for_settings(settings), spec.name, candidate_ref.version, value,
+            folder / EVALUATION_FILE, dagster_run_id=context.run_id,
+        )  # fmt: skip
         # On the LoggedModel too (`model_id`): MLflow's model page then shows test and gates.
         mlflow.log_model_metrics(
             candidate_ref.name,
@@ -137,13 +141,6 @@ def build_evaluation_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         )
         with storage.local_folder(folder) as local:  # MLflow uploads from a local disk
             client.log_artifacts(candidate_ref.run_id, str(local), PLOTS_ARTIFACT_DIR)
-        # Sealed in the ledger's database: promotion checks the file against this SHA-256, so
-        # an edited verdict in the artifact store cannot pass for the evaluated one.
-        record_verdict(
-            Ledger.for_settings(settings), spec.name, candidate_ref.version,
-            sha256=sha256_hex(written), gates=value["gates"],
-            file=str(evaluation_file), dagster_run_id=context.run_id,
-        )  # fmt: skip
 
         metric = traits(spec).primary_metric
         champion_note = (

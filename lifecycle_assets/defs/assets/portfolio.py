@@ -52,6 +52,17 @@ _SCHEMA = dg.TableSchema(
         dg.TableColumn("gates", description="verdicts of the newest versions"),
         dg.TableColumn("gates_failed", "int"),
         dg.TableColumn("gate_failures", description="version: gate, for each failed gate"),
+        dg.TableColumn(
+            "gates_tampered",
+            "int",
+            description="versions whose evaluation.json does not match its sealed verdict",
+        ),
+        dg.TableColumn("tampered_versions"),
+        dg.TableColumn(
+            "gates_read_unchecked",
+            "int",
+            description="evaluated before verdicts were sealed: their evaluation.json unchecked",
+        ),
         dg.TableColumn("rollbacks", "int"),
         dg.TableColumn("last_retrain", description="newest version registered at (UTC)"),
         dg.TableColumn("retirement_candidate", "bool"),
@@ -119,6 +130,8 @@ def build_portfolio_defs(specs: list[ModelSpec]) -> dg.Definitions:
             metadata={
                 "models": len(rows),
                 "retirement_candidates": len(candidates),
+                # A version whose evaluation.json no longer matches its seal, in any model.
+                "gates_tampered": sum(record["gates_tampered"] for record in records),
                 "scorecard": dg.MetadataValue.table(
                     [dg.TableRecord(record) for record in records], schema=_SCHEMA
                 ),

@@ -17,6 +17,7 @@ from lifecycle_assets.defs.resources import LifecycleResource, MlflowResource
 from lifecycle_assets.ml.profile import build_profile
 from lifecycle_assets.ml.tasks import task_metrics
 from lifecycle_assets.ml.training import fit_pipeline, predict_scores
+from lifecycle_assets.registry.gate_record import unmatched_seal
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.same_training import SameTrainingRegistered, same_training
@@ -92,6 +93,31 @@ def _held_by(
     )
 
 
+def _version_output(ref: ModelRef, **metadata: Any) -> dg.Output[dict[str, Any]]:
+    """The registered version as the asset's value; its artifact's SHA-256 is the data version."""
+    return dg.Output(
+        ref.to_dict(),
+        data_version=dg.DataVersion(ref.artifact_sha256),
+        metadata={
+            "model_name": ref.name,
+            "model_version": ref.version,
+            "artifact_sha256": ref.artifact_sha256,
+            **metadata,
+        },
+    )
+
+
+def _evaluated_again(
+    context: dg.AssetExecutionContext, held: ModelRef, why: str
+) -> dg.Output[dict[str, Any]]:
+    """The version that holds this training, handed to its evaluation again: its sealed verdict
+    matches no file (`registry/verdicts.py`), so its gates, refused until then, are judged anew
+    and the file that matches a new seal is written. This is how a run killed mid-evaluation
+    is reconciled by the next run of the same training."""
+    context.log.warning(f"v{held.version} already holds this training; evaluated again: {why}")
+    return _version_output(held, evaluated_again=why)
+
+
 def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     """The training set snapshot and the trained model of one model."""
     training_set = build_training_set_asset(spec)
@@ -126,7 +152,13 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         # now is the one registered, and the run is tagged with the same commit.
         commit = git_commit()
         key = training_key_of(training_set, commit)
+        settings = lifecycle.settings()
+        ledger = Ledger.for_settings(settings)
+        once = None if key is None else (ledger, key)
         if key is not None and (held := same_training(client, spec.name, key)) is not None:
+            if why := unmatched_seal(settings, ledger, spec.name, held.version):
+                yield _evaluated_again(context, held, why)
+                return
             # Known before the fit: no fit, no MLflow run (it would hold no model, params or
             # metrics of its own); the observation names the version and the run that hold it.
             yield _held_by(
@@ -137,7 +169,6 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             )
             return
         # The whole step is the MLflow run: a failure anywhere in it ends the run FAILED.
-        once = None if key is None else (Ledger.for_settings(lifecycle.settings()), key)
         with mlflow.training_run(context, spec.name, commit) as run:
             try:
                 ref, val_metrics = _fit_and_register(training_set, run, spec, once)
@@ -155,19 +186,13 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         if spec_sha := training_set.get("model_spec_sha256"):
             client.set_model_version_tag(ref.name, ref.version, config.TAG_MODEL_SPEC, spec_sha)
         context.log.info(f"registered {ref.name} v{ref.version} (MLflow run {name})")
-        yield dg.Output(
-            ref.to_dict(),
-            data_version=dg.DataVersion(ref.artifact_sha256),
-            metadata={
-                "model_name": ref.name,
-                "model_version": ref.version,
-                "mlflow_run": mlflow.run_link(run.run_id, run.experiment_id),
-                "mlflow_run_id": run.run_id,
-                "artifact_sha256": ref.artifact_sha256,
-                "training_set_digest": training_set["digest"],
-                "git_commit": ref.tags[config.TAG_GIT_COMMIT],
-                **rounded_metrics(val_metrics, prefix="validation_"),
-            },
+        yield _version_output(
+            ref,
+            mlflow_run=mlflow.run_link(run.run_id, run.experiment_id),
+            mlflow_run_id=run.run_id,
+            training_set_digest=training_set["digest"],
+            git_commit=ref.tags[config.TAG_GIT_COMMIT],
+            **rounded_metrics(val_metrics, prefix="validation_"),
         )
 
     return [training_set, trained_model]
