@@ -227,6 +227,35 @@ def test_lifecycle_run_killed_between_sealing_and_writing_the_evaluation(fresh: 
     assert_invariants("2")
 
 
+def test_a_version_whose_run_ended_before_its_evaluation_is_refused_then_evaluated(
+    fresh: Project,
+) -> None:
+    """Killed after registering, before evaluating: v2 has no seal and no file. `promote` took
+    that for a version registered outside `lifecycle run` and moved `champion` to it with no
+    gate judged and nothing said, and the next run of the same training ("v2 already holds this
+    training") never evaluated it. Now `promote` refuses it unless overridden, and the next run
+    evaluates it: sealed, its file written, gated, promoted."""
+    crash(fresh, "after-register", "run", "--spec", str(fresh.retrain_spec_path))
+    assert recorded_verdict(Ledger.default(), NAME, "2") is None
+    result = CliRunner().invoke(main, ["promote", NAME, "2"])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert "v2 was registered by a training run that ended before its evaluation" in said
+    assert "--override-gates" in said
+    assert resolve(MlflowClient(), NAME, CHAMPION).version == "1"
+
+    env = {k: v for k, v in {**os.environ, **fresh.env}.items() if k != CRASH_AT_ENV}
+    args = [sys.executable, "-c", CLI, "run", "--spec", str(fresh.retrain_spec_path)]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-3000:]
+    sealed = recorded_verdict(Ledger.default(), NAME, "2")
+    path = Settings.from_env().reports_dir / NAME / "v2" / "evaluation.json"
+    assert sealed is not None and sha256_hex(path.read_bytes()) == sealed.sha256
+    versions = MlflowClient().search_model_versions(f"name = '{NAME}'")
+    assert sorted(str(v.version) for v in versions) == ["1", "2"]  # evaluated, not retrained
+    assert_invariants("2")
+
+
 def test_a_version_left_half_registered_is_marked_and_never_promoted(fresh: Project) -> None:
     """What a kill between creating a version and tagging it left before registration became
     one call: a version without `artifact_sha256`. Reconcile marks it; promote refuses it."""

@@ -98,13 +98,13 @@ def promote(
     reason, note = promotion_reason(
         settings, model, version, reason, override=override_gates, ledger=ledger, alias=alias
     )
-    if note:
-        click.echo(f"note: {note}", err=True)
     expected = ANY_VERSION if expect is None else None if expect.lower() == "none" else expect
     move = move_alias(
         _alias_client(), model, alias, version, reason=reason, actor=actor,
         expected_version=expected, ledger=ledger,
     )  # fmt: skip
+    if note:  # said of a move that happened: a refused one is its error's one line
+        click.echo(f"note: {note}", err=True)
     _report_move(model, alias, move, as_json)
 
 

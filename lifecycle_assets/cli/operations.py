@@ -94,11 +94,11 @@ def canary(
         settings, model, str(version), reason, override=override_gates, ledger=ledger,
         alias=config.CANARY_ALIAS,
     )  # fmt: skip
-    if note:
-        click.echo(f"note: {note}", err=True)
     previous, current = set_canary(
         client, model, version, weight, reason=reason, actor=actor, ledger=ledger
     )
+    if note:  # said of a move that happened: a refused one is its error's one line
+        click.echo(f"note: {note}", err=True)
     _report(model, config.CANARY_ALIAS, previous, current, as_json, weight=weight)
 
 

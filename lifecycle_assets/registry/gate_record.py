@@ -15,6 +15,13 @@ sealed in the platform's own append-only record (`verdicts.py`). A file that doe
 verdicts were recorded has no seal: its file is read as it is, and the caller is told so (the
 evaluation seals before it writes, so a crash cannot leave a file without its seal).
 
+A version no gate has judged (no seal and no file) is one of two things. Registered by a
+training run that ended before its evaluation (it carries its training's `training_key`, by
+which the next run of that training finds it): it is refused as `champion` or `canary` unless
+overridden, like a failed gate, and the next run of the same training evaluates it
+(`unmatched_seal`). Registered outside `lifecycle run`: moving an alias to it stays a person's
+decision, and the note says that no gate judged it.
+
 The record is read from the caller's ledger, the one it moves aliases in: one door to each
 external system, never a second connection built from the settings behind the caller's back.
 """
@@ -30,6 +37,7 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.evaluation_file import read_evaluation
 from lifecycle_assets.registry.ledger import AliasError, Ledger
 from lifecycle_assets.registry.reader import local_or_stored, reader_for
+from lifecycle_assets.registry.same_training import TAG_TRAINING_KEY
 from lifecycle_assets.registry.verdicts import recorded_verdict, sha256_hex
 
 # The aliases whose holder answers requests: a gate-refused version needs an override.
@@ -55,6 +63,10 @@ class GateVerdicts:
     gates: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""
     unsealed: str = ""
+    # Why no gate has judged the version ('' when one did), and whether a training run of the
+    # platform registered it (then it is refused unjudged, like a failed gate).
+    unjudged: str = ""
+    by_training: bool = False
 
     @property
     def failed(self) -> list[str]:
@@ -78,8 +90,13 @@ def gate_verdicts(settings: Settings, ledger: Ledger, name: str, version: str) -
         run_artifacts=local_or_stored(run.artifact_uri) if run is not None else None,
     )  # fmt: skip
     unsealed = check_seal(ledger, name, version, found, source)
-    gates = json.loads(found).get("gates", []) if found is not None else []
-    return GateVerdicts(gates, source, unsealed)
+    if found is None:  # and, check_seal passed, no seal either
+        by_training = TAG_TRAINING_KEY in ref.tags
+        unjudged = (_ENDED_BEFORE_EVALUATION if by_training else _OUTSIDE).format(
+            name=name, version=version
+        )
+        return GateVerdicts(unjudged=unjudged, by_training=by_training)
+    return GateVerdicts(json.loads(found).get("gates", []), source, unsealed)
 
 
 def check_seal(ledger: Ledger, name: str, version: str, found: bytes | None, source: str) -> str:
@@ -102,16 +119,25 @@ def check_seal(ledger: Ledger, name: str, version: str, found: bytes | None, sou
 
 
 def unmatched_seal(settings: Settings, ledger: Ledger, name: str, version: str) -> str:
-    """Why the version must be evaluated again: its sealed verdict matches no `evaluation.json`
-    (a run killed between sealing and writing it, or a file edited or deleted since); '' when
-    its evaluation stands (sealed and matching, or evaluated before verdicts were recorded)."""
+    """Why the version must be evaluated (again): its sealed verdict matches no `evaluation.json`
+    (a run killed between sealing and writing it, or a file edited or deleted since), or its
+    training run ended before evaluating it; '' when its evaluation stands (sealed and matching,
+    or evaluated before verdicts were recorded) or it was registered outside `lifecycle run`."""
     try:
-        gate_verdicts(settings, ledger, name, version)
+        verdicts = gate_verdicts(settings, ledger, name, version)
     except TamperedVerdict as unmatched:
         return str(unmatched).removesuffix("; nothing was changed")
-    return ""
+    return verdicts.unjudged if verdicts.by_training else ""
 
 
+_ENDED_BEFORE_EVALUATION = (
+    "{name} v{version} was registered by a training run that ended before its evaluation: no "
+    "gate has judged it"
+)
+_OUTSIDE = (
+    "{name} v{version} has no gate verdict: it was registered outside `lifecycle run`, so no "
+    "gate judged it"
+)
 _UNSEALED = (
     "{name} v{version} was evaluated before gate verdicts were recorded in the ledger: its "
     "evaluation.json is read unchecked"
@@ -129,18 +155,27 @@ def promotion_reason(
     alias: str = config.CHAMPION_ALIAS,
 ) -> tuple[str, str]:
     """The ledger reason of a move of `alias` (`champion`, `canary`) by hand, and a note for the
-    person ('' or why the verdicts were read unchecked); FailedGates when the version's gates
-    failed and `override` is not set (the message says how to override), TamperedVerdict
+    person ('' or why the verdicts were read unchecked or are none); FailedGates when the
+    version's gates failed, or its training run ended before evaluating it, and `override` is
+    not set (the message says how to override), TamperedVerdict
     whatever `override` says when its evaluation file does not match the ledger's record. Other
     aliases serve no answer: their reason is kept as given."""
     if alias not in GATED_ALIASES:
         return reason, ""
     verdicts = gate_verdicts(settings, ledger, name, version)
+    anyway = "promote it" if alias == config.CHAMPION_ALIAS else "make it the canary"
+    if verdicts.by_training:
+        if not override:
+            raise FailedGates(
+                f"{verdicts.unjudged}; nothing was changed: the next `lifecycle run` evaluates "
+                f"it while its training is unchanged, or {anyway} anyway with --override-gates "
+                "(the override is kept in the ledger)"
+            )
+        return f"{reason} (overriding: never evaluated, no gate judged it)", ""
     failed = verdicts.failed
     if not failed:
-        return reason, verdicts.unsealed
+        return reason, verdicts.unsealed or verdicts.unjudged
     if not override:
-        anyway = "promote it" if alias == config.CHAMPION_ALIAS else "make it the canary"
         raise FailedGates(
             f"{name} v{version} failed its gates ({'; '.join(failed)}); nothing was changed: "
             f"{anyway} anyway with --override-gates (the override is kept in the ledger)"

@@ -21,6 +21,7 @@ from lifecycle_assets.registry.gate_record import unmatched_seal
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.same_training import SameTrainingRegistered, same_training
+from lifecycle_assets.registry.verdicts import recorded_verdict
 from lifecycle_assets.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -118,6 +119,22 @@ def _evaluated_again(
     return _version_output(held, evaluated_again=why)
 
 
+def _still_evaluating(
+    context: dg.AssetExecutionContext, ledger: Ledger, held: ModelRef
+) -> str | None:
+    """Another Dagster run that may still be evaluating `held`, if one has not ended: the run
+    that registered it, or the one whose seal has no file yet. While it runs, a missing or
+    unmatched file is its work in progress, not what a crash left: evaluating again now would
+    race it (two identical trainings at once). A killed run is ended by reconcile first."""
+    seal = recorded_verdict(ledger, held.name, held.version)
+    runs = {held.tags.get(config.TAG_DAGSTER_RUN_ID), seal.dagster_run_id if seal else None}
+    for run_id in sorted(runs - {None, "", context.run_id}):
+        run = context.instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            return run_id
+    return None
+
+
 def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     """The training set snapshot and the trained model of one model."""
     training_set = build_training_set_asset(spec)
@@ -156,7 +173,10 @@ def build_training_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         ledger = Ledger.for_settings(settings)
         once = None if key is None else (ledger, key)
         if key is not None and (held := same_training(client, spec.name, key)) is not None:
-            if why := unmatched_seal(settings, ledger, spec.name, held.version):
+            why = unmatched_seal(settings, ledger, spec.name, held.version)
+            if why and (busy := _still_evaluating(context, ledger, held)) is not None:
+                context.log.info(f"v{held.version}'s evaluation is Dagster run {busy}'s, not done")
+            elif why:
                 yield _evaluated_again(context, held, why)
                 return
             # Known before the fit: no fit, no MLflow run (it would hold no model, params or
