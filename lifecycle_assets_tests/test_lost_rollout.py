@@ -12,6 +12,7 @@ real `bentoml serve`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,9 +36,14 @@ from lifecycle_assets_tests.test_hot_swap import FAST_POLL, move, wait_for
 from lifecycle_assets_tests.test_http_service import SERVICE, post, sample_records, serving
 
 
-def own_version(settings: Settings, spec: ModelSpec, table: pl.DataFrame) -> ModelRef:
-    """A new version with its own artifact files: tampering them leaves the champion intact."""
-    return register_version(settings, spec, fit_pipeline(table, spec), table)
+@pytest.fixture
+def own_version(
+    lifecycle_env: Settings, spec: ModelSpec, small_feature_table: pl.DataFrame
+) -> Callable[[], ModelRef]:
+    """Registers a new version with its own artifact files (tampering them leaves the
+    champion intact), holding no alias."""
+    table = small_feature_table
+    return lambda: register_version(lifecycle_env, spec, fit_pipeline(table, spec), table)
 
 
 def tamper(ref: ModelRef) -> None:
@@ -59,20 +65,20 @@ def service_log(tmp_path: Path) -> str:
 @pytest.mark.e2e
 def test_a_tampered_canary_is_named_in_readyz_and_the_champion_answers_its_share(
     registered_champion: ModelRef,
+    own_version: Callable[[], ModelRef],
     lifecycle_env: Settings,
     spec: ModelSpec,
-    small_feature_table: pl.DataFrame,
     tmp_path: Path,
 ) -> None:
     v1, name = registered_champion, registered_champion.name
-    v2 = own_version(lifecycle_env, spec, small_feature_table)
+    v2 = own_version()
     set_canary(MlflowClient(), name, v2.version, 0.5, reason="test", actor="pytest")
     tamper(v2)
     records = sample_records(spec, 200)
     for index, record in enumerate(records):
         record[spec.id_column] = f"app-{index}"
     with serving(SERVICE, tmp_path, **FAST_POLL) as url, httpx.Client(base_url=url) as c:
-        lost = wait_for(lambda: lost_roles(c, name))["canary"]
+        lost = wait_for(lambda: lost_roles(c, name), seconds=60)["canary"]
         assert (lost["role"], lost["version"], lost["weight"]) == ("canary", v2.version, 0.5)
         assert "SHA-256" in lost["reason"]
         ready = c.get("/readyz")
@@ -93,7 +99,7 @@ def test_a_tampered_canary_is_named_in_readyz_and_the_champion_answers_its_share
             f'lifecycle_canary_rerouted_total{{canary_version="{v2.version}",'
             f'model_name="{name}"}} {float(rerouted)}'
         )
-        wait_for(lambda: counter in c.get("/metrics").text)  # counted after the answers
+        wait_for(lambda: counter in c.get("/metrics").text, seconds=30)  # after the answers
         gauge = f'lifecycle_rollout_lost{{model_name="{name}",role="canary"}}'
         assert f"{gauge} 1.0" in c.get("/metrics").text
         answered = {r["prediction_id"] for r in rows}
@@ -102,18 +108,22 @@ def test_a_tampered_canary_is_named_in_readyz_and_the_champion_answers_its_share
             found = logged_lines(lifecycle_env.prediction_log_dir, name)
             return [row for row in found if row["prediction_id"] in answered]
 
-        assert {r["model_version"] for r in wait_for(logged)} == {v1.version}
+        assert {r["model_version"] for r in wait_for(logged, seconds=30)} == {v1.version}
         assert f"LOST CANARY: {name} `canary` v{v2.version} does not serve " in service_log(
             tmp_path
         )
         assert f"champion v{v1.version} answers its 0.5 share" in service_log(tmp_path)
-        status = CliRunner().invoke(main, ["status", name, "--service-url", url])
-        assert f"lost: canary v{v2.version}: IntegrityError" in " ".join(status.output.split())
+
+        def status() -> str:  # the CLI gives a busy service 1 s to answer: asked again
+            out = CliRunner().invoke(main, ["status", name, "--service-url", url]).output
+            return " ".join(out.split())
+
+        wait_for(lambda: f"lost: canary v{v2.version}: IntegrityError" in status(), seconds=30)
 
         # Cleared through the platform: nothing is lost any more.
         cleared = CliRunner().invoke(main, ["canary", name, "--clear", "--reason", "tampered"])
         assert cleared.exit_code == 0, cleared.output
-        wait_for(lambda: c.get("/readyz").json()["status"] == "ready")
+        wait_for(lambda: c.get("/readyz").json()["status"] == "ready", seconds=30)
         assert lost_roles(c, name) == {}
         assert f"{gauge} 0.0" in c.get("/metrics").text
 
@@ -121,18 +131,17 @@ def test_a_tampered_canary_is_named_in_readyz_and_the_champion_answers_its_share
 @pytest.mark.e2e
 def test_a_tampered_or_deleted_shadow_is_named_in_readyz_and_mirrors_nothing(
     registered_champion: ModelRef,
-    lifecycle_env: Settings,
+    own_version: Callable[[], ModelRef],
     spec: ModelSpec,
-    small_feature_table: pl.DataFrame,
     tmp_path: Path,
 ) -> None:
     v1, name = registered_champion, registered_champion.name
-    v2 = own_version(lifecycle_env, spec, small_feature_table)
+    v2 = own_version()
     move(v2, config.SHADOW_ALIAS)
     tamper(v2)
-    v3 = own_version(lifecycle_env, spec, small_feature_table)
+    v3 = own_version()
     with serving(SERVICE, tmp_path, **FAST_POLL) as url, httpx.Client(base_url=url) as c:
-        lost = wait_for(lambda: lost_roles(c, name))["shadow"]
+        lost = wait_for(lambda: lost_roles(c, name), seconds=60)["shadow"]
         assert (lost["version"], lost["weight"]) == (v2.version, 0.0)
         assert "SHA-256" in lost["reason"]
         ready = c.get("/readyz")
@@ -143,15 +152,15 @@ def test_a_tampered_or_deleted_shadow_is_named_in_readyz_and_mirrors_nothing(
         )
         rows = post(c, sample_records(spec, 20)).json()["predictions"]
         assert {(r["model_version"], r["variant"]) for r in rows} == {(v1.version, "champion")}
-        wait_for(lambda: c.get("/metadata").json()["shadow_skipped"] == {"lost": 1})
+        wait_for(lambda: c.get("/metadata").json()["shadow_skipped"] == {"lost": 1}, seconds=30)
         assert f"LOST SHADOW: {name} `shadow` v{v2.version}" in service_log(tmp_path)
 
         # A good shadow serves, and is then deleted in MLflow while the ledger names it.
         move(v3, config.SHADOW_ALIAS)
-        wait_for(lambda: c.get("/readyz").json()["status"] == "ready")
+        wait_for(lambda: c.get("/readyz").json()["status"] == "ready", seconds=60)
         assert c.get("/metadata").json()["serving"]["shadow"]["version"] == v3.version
         MlflowClient().delete_model_version(name, v3.version)
-        lost = wait_for(lambda: lost_roles(c, name))["shadow"]
+        lost = wait_for(lambda: lost_roles(c, name), seconds=30)["shadow"]
         assert lost["version"] == v3.version
         assert lost["reason"] == (
             f"{name} `shadow` v{v3.version} was deleted from the registry: set another "

@@ -68,8 +68,6 @@ class LostRoles:
         if known is not None and (known.version, known.reason) == (version, reason):
             return
         weight = self._ledger_weight(version) if role == CANARY else 0.0
-        self.lost = {**self.lost, role: LostRole(role, version, reason, weight)}
-        self.metrics.rollout_lost.labels(self.name, role).set(1.0)
         instead = (
             f"champion v{champion} answers its {weight:g} share"
             if role == CANARY
@@ -79,6 +77,8 @@ class LostRoles:
             "LOST %s: %s `%s` v%s does not serve (%s); %s",
             role.upper(), self.name, _ALIASES[role], version, reason, instead,
         )  # fmt: skip
+        self.lost = {**self.lost, role: LostRole(role, version, reason, weight)}
+        self.metrics.rollout_lost.labels(self.name, role).set(1.0)
 
     def found(self, role: str) -> None:
         """`role` serves what the registry names, or nothing is named: no longer lost."""
