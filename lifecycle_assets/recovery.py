@@ -46,6 +46,9 @@ class Recovery:
     # Reported, not settled: STARTED runs whose process cannot be checked from this host.
     dagster_runs_unchecked: list[str] = field(default_factory=list)
     ledger_entries_settled: int = 0
+    # Aliases changed in MLflow behind the ledger, now recorded as `external` (one line each):
+    # said on their own, they are no crash.
+    outside_changes: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any(
@@ -179,7 +182,10 @@ def reconcile_registry(client: MlflowClient, names: Iterable[str]) -> Recovery:
         marked = mark_incomplete_versions(client, name)
         recovery.versions_marked_incomplete += [f"{name} v{v}" for v in marked]
         recovery.ledger_entries_settled += len(ledger.entries(name, state=PENDING))
-        reconcile(client, name, ledger=ledger)
+        recorded = reconcile(client, name, ledger=ledger)
+        recovery.outside_changes += [
+            f"{name} `{e.alias}`: {e.reason}" for e in recorded if e.kind == "external"
+        ]
     return recovery
 
 
@@ -214,12 +220,14 @@ def reconcile_all(
 
 
 def report(recovery: Recovery) -> Recovery:
-    """Say in one line what a reconcile settled, if anything, and in one more the runs it could
-    not check."""
+    """Say in one line what a reconcile settled, if anything, in one more the runs it could
+    not check, and one per alias it found changed outside the ledger."""
     if recovery:
         logging.getLogger("lifecycle").warning(recovery.summary())
     if recovery.dagster_runs_unchecked:
         logging.getLogger("lifecycle").warning(recovery.unchecked_note())
+    for line in recovery.outside_changes:
+        logging.getLogger("lifecycle").warning(line)
     return recovery
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import polars as pl
 import pytest
+from mlflow import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from lifecycle_assets import config
@@ -89,21 +90,33 @@ def register_champion(settings: Settings, spec: ModelSpec, table: pl.DataFrame) 
     return register_pipeline(settings, spec, fit_pipeline(table, spec), table)
 
 
-def register_pipeline(
+def register_version(
     settings: Settings, spec: ModelSpec, pipeline: Pipeline, table: pl.DataFrame
 ) -> ModelRef:
-    """Register a fitted pipeline as a new version and make it `champion` (by "pytest")."""
-    client = configure_mlflow(settings)
+    """Register a fitted pipeline as a new version with its own artifact files, no alias."""
+    configure_mlflow(settings)
     mlflow.set_experiment(settings.mlflow_experiment)
     with mlflow.start_run():
-        ref = log_and_register(
+        return log_and_register(
             pipeline,
             spec,
             input_example=model_input(table, spec),
             version_tags={config.TAG_TRAINING_DIGEST: "test-digest"},
         )
+
+
+def register_pipeline(
+    settings: Settings, spec: ModelSpec, pipeline: Pipeline, table: pl.DataFrame
+) -> ModelRef:
+    """Register a fitted pipeline as a new version and make it `champion` (by "pytest")."""
+    ref = register_version(settings, spec, pipeline, table)
     _, ref = move_alias(
-        client, spec.name, config.CHAMPION_ALIAS, ref.version, reason="test", actor="pytest"
+        MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri),
+        spec.name,
+        config.CHAMPION_ALIAS,
+        ref.version,
+        reason="test",
+        actor="pytest",
     )
     return ref
 

@@ -164,6 +164,7 @@ def _note_unrecorded(model: str, alias: str | None) -> None:
     """A note on stderr for each alias the registry holds where the ledger does not say so (a
     lost or replaced ledger file, a move made in the MLflow UI): the history shown is then not
     the whole story, and the next alias command records the difference."""
+    from lifecycle_assets.registry.alias_reconcile import outside_change
     from lifecycle_assets.registry.ledger import Ledger
     from lifecycle_assets.registry.reader import reader_for
 
@@ -173,8 +174,9 @@ def _note_unrecorded(model: str, alias: str | None) -> None:
         if (alias is None or name == alias) and live.get(name) != recorded.get(name):
             click.echo(
                 f"note: the registry shows `{name}` -> {version_label(live.get(name))}, the "
-                f"ledger {version_label(recorded.get(name))}: changed outside the ledger (the "
-                "next alias command records it)",
+                f"ledger {version_label(recorded.get(name))}: "
+                f"{outside_change(recorded.get(name), live.get(name))} (the next alias command "
+                "records it)",
                 err=True,
             )
 
@@ -310,6 +312,9 @@ def _print_status(name: str, held: dict[str, Any], service_url: str) -> None:
             console.print(f"[red]refused[/red]: {escape(json.dumps(refusal))}")
         if degraded := served.get("degraded"):
             console.print(f"[red]degraded[/red]: {escape(json.dumps(degraded))}")
+        for role, lost in (served.get("lost_roles") or {}).items():
+            # The canary or shadow it does not serve (serving/lost_roles.py).
+            console.print(f"[red]lost[/red]: {role} v{lost['version']}: {escape(lost['reason'])}")
     else:
         where = f" {service_url}" if service_url else ""
         console.print(f"service{where}: {served['error']}")
@@ -334,5 +339,7 @@ def served_by(url: str, name: str) -> dict[str, Any]:
         # The alias holder could not serve and an earlier good version does (serving/fallback).
         "degraded": metadata.get("degraded"),
         "canary_weight_problem": metadata.get("canary_weight_problem"),
+        # The canary or shadow the registry names that the service does not serve.
+        "lost_roles": metadata.get("lost_roles") or {},
         "last_swap": metadata.get("last_swap"),
     }

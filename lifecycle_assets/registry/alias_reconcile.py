@@ -3,7 +3,10 @@
 `aliases.reconcile` (and every alias operation, first, under the model's lock) asks the
 registry, the source of truth, what actually happened: a PENDING move the registry shows is
 COMMITTED (and its new holder stamped), one it does not show is ABORTED; an alias that differs
-from the ledger's last entry is recorded as `external`. A PENDING `weight` entry (the canary
+from the ledger's last entry is recorded as `external`, worded for what happened: `deleted`
+(the alias is gone: the ledger keeps its promoted holder, which no service replaces with
+another version), `moved` (it names another version, no promotion) or `set` (it names a version
+where the ledger had none) outside the ledger. A PENDING `weight` entry (the canary
 re-weighed, its alias unchanged) is judged by the `canary_weight` tag, the only thing it
 writes; a committed entry that carries a weight writes that tag again, so a move that died
 between the alias and its tag leaves the registry showing the weight the ledger recorded.
@@ -23,7 +26,9 @@ from lifecycle_assets.registry.ledger import (
     AliasError,
     Ledger,
     LedgerEntry,
+    version_label,
 )
+from lifecycle_assets.registry.promotions import promoted_version, set_command, way_out
 from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.refs import ModelRef
 
@@ -80,6 +85,33 @@ def _shows(client: Any, live: dict[str, str], entry: LedgerEntry) -> bool:
     return state is not None and state.tags.get(config.TAG_CANARY_WEIGHT) == str(entry.weight)
 
 
+def outside_change(recorded: str | None, live: str | None) -> str:
+    """How the registry's alias differs from the ledger's holder, in three words."""
+    if live is None:
+        return "deleted outside the ledger"
+    return "set outside the ledger" if recorded is None else "moved outside the ledger"
+
+
+def external_reason(
+    name: str, alias: str, recorded: str | None, live: str | None, promoted: str | None
+) -> str:
+    """The reason of an `external` entry: what changed outside the ledger, and what follows
+    (`promoted`: the platform's last promotion of the alias, which the service keeps to)."""
+    change = f"the alias was {outside_change(recorded, live)}"
+    if live is None:
+        if promoted is None:
+            return f"{change} ({version_label(recorded)}); the platform promoted none"
+        return (
+            f"{change} ({version_label(recorded)}); the ledger keeps v{promoted} as the "
+            f"promoted `{alias}` and no other version serves in its place: {way_out(name, alias)}"
+        )
+    return (
+        f"{change} ({version_label(recorded)} -> v{live}); not a promotion: the ledger keeps "
+        f"{version_label(promoted)} as the promoted `{alias}` (`{set_command(name, alias, live)}` "
+        f"would make v{live} one)"
+    )
+
+
 def reconcile_locked(
     client: Any, name: str, ledger: Ledger, live: dict[str, str]
 ) -> list[LedgerEntry]:
@@ -99,9 +131,11 @@ def reconcile_locked(
     recorded = {alias: e.to_version for alias, e in ledger.holders(name).items()}
     for alias in sorted(set(live) | set(recorded)):
         if live.get(alias) != recorded.get(alias):
+            promoted = promoted_version(ledger, name, alias)
+            reason = external_reason(name, alias, recorded.get(alias), live.get(alias), promoted)
             found = LedgerEntry.new(
                 name, alias, recorded.get(alias), live.get(alias), kind="external",
-                reason="the alias was changed outside the ledger", actor="reconcile",
+                reason=reason, actor="reconcile",
             )  # fmt: skip
             found = dataclasses.replace(found, state=COMMITTED, settled_at=found.time)
             settled.append(ledger.append(found))

@@ -135,23 +135,50 @@ def weight_problem(
     )
 
 
+def set_command(name: str, alias: str, version: str = "VERSION") -> str:
+    """The `lifecycle` command that sets `alias` to `version` through the platform (a canary
+    only with its weight: `promote --alias canary` is refused)."""
+    if alias == config.CHAMPION_ALIAS:
+        return f"lifecycle promote {name} {version}"
+    if alias == config.CANARY_ALIAS:
+        return f"lifecycle canary {name} {version} --weight W"
+    if alias == config.SHADOW_ALIAS:
+        return f"lifecycle shadow {name} {version}"
+    return f"lifecycle promote {name} {version} --alias {alias}"
+
+
+def way_out(name: str, alias: str) -> str:
+    """What an operator runs when the registry lost the ledger's holder of `alias`."""
+    if alias == config.CHAMPION_ALIAS:
+        return f"run `lifecycle rollback {name}` or promote another version"
+    if alias in (config.CANARY_ALIAS, config.SHADOW_ALIAS):
+        return f"set another (`lifecycle {alias} {name} VERSION`) or `--clear` it"
+    return f"set another (`{set_command(name, alias)}`)"
+
+
 def lost_holder_reason(name: str, alias: str, version: str, *, deleted: bool) -> str:
     """One line on the ledger's holder of `alias` that the registry no longer shows, with the
     way out: the service cannot serve it after a restart, and serves no other in its place."""
-    if alias == config.CHAMPION_ALIAS:
-        way_out = f"run `lifecycle rollback {name}` or promote another version"
-    else:
-        way_out = f"set another (`lifecycle {alias} {name} VERSION`) or `--clear` it"
     if deleted:
-        return f"{name} `{alias}` v{version} was deleted from the registry: {way_out}"
+        return f"{name} `{alias}` v{version} was deleted from the registry: {way_out(name, alias)}"
     return (
         f"{name} `{alias}` v{version} is no longer set in the registry (alias removed or model "
-        f"renamed outside the platform): {way_out}"
+        f"renamed outside the platform): {way_out(name, alias)}"
     )
 
 
-def lost_holder(ledger: Ledger, reader: RegistryReader, name: str, alias: str) -> str | None:
-    """Why the registry shows no holder of `alias` that the ledger names (`lost_holder_reason`);
+@dataclass(frozen=True)
+class LostHolder:
+    """The ledger's holder of an alias that the registry no longer shows, and why (one line)."""
+
+    version: str
+    reason: str
+
+
+def find_lost_holder(
+    ledger: Ledger, reader: RegistryReader, name: str, alias: str
+) -> LostHolder | None:
+    """The ledger's holder of `alias` when the registry shows none (`lost_holder_reason`);
     None when the registry shows a holder or the platform never promoted one."""
     if reader.resolve(name, alias) is not None:
         return None
@@ -159,4 +186,10 @@ def lost_holder(ledger: Ledger, reader: RegistryReader, name: str, alias: str) -
     if version is None:
         return None
     deleted = reader.version(name, version) is None
-    return lost_holder_reason(name, alias, version, deleted=deleted)
+    return LostHolder(version, lost_holder_reason(name, alias, version, deleted=deleted))
+
+
+def lost_holder(ledger: Ledger, reader: RegistryReader, name: str, alias: str) -> str | None:
+    """Why the registry shows no holder of `alias` that the ledger names (`find_lost_holder`)."""
+    found = find_lost_holder(ledger, reader, name, alias)
+    return None if found is None else found.reason

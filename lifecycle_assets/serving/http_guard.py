@@ -7,7 +7,8 @@
 - Puts the predict routes in front of BentoML's per-request layers when the app starts
   (`fast_path.py`); they bound the body with the same `read_body`.
 - Adds a JSON detail to a ready `/readyz` (BentoML answers it with an empty body): whether each
-  model serves its alias holder or, degraded, an earlier good version.
+  model serves its alias holder or, degraded, an earlier good version, and which canary or
+  shadow does not serve (`lost_roles.py`).
 - Answers a path nothing serves with a JSON 404 naming it, and a method a route does not take
   with a JSON 405, like every other error (BentoML's own are bare `Not Found` and `Method Not
   Allowed` texts).
@@ -107,24 +108,42 @@ def _relative(location: bytes) -> bytes:
 
 
 def readiness_detail() -> dict[str, Any]:
-    """Per served model, the version served and the degradation if any (public fields only);
-    under `not_served`, each model the registry lost the champion of, and why."""
+    """Per served model, the version served, the degradation if any and the canary or shadow
+    that does not serve (public fields only); under `not_served`, each model the registry lost
+    the champion of, and why.
+
+    Still a 200 whatever it says: every model listed answers every request with its champion
+    (or its last good version), and a 503 would take a replica that answers correctly out of a
+    load balancer, and with it, all replicas following the same registry. `status` is `ready`
+    only when everything the registry and the ledger name serves, else `degraded`.
+    """
     import bentoml
 
     service = bentoml.get_current_service()
     models = {}
+    lost_roles = {}
     for name, predictor in sorted(getattr(service, "predictors", {}).items()):
         watcher = predictor.watcher
         degradation = None if watcher is None else watcher.degradation
+        lost = {} if watcher is None else watcher.lost.public()
         models[name] = {
             "version": predictor.served.ref.version,
             "degraded": None if degradation is None else degradation.public(),
+            "lost_roles": lost,
         }
+        if lost:
+            lost_roles[name] = sorted(lost)
     degraded = sorted(n for n, m in models.items() if m["degraded"] is not None)
     # A model whose champion the registry lost serves nothing: why, and what to run.
-    lost = dict(getattr(service, "lost", {}))
-    status = "degraded" if degraded or lost else "ready"
-    return {"status": status, "degraded": degraded, "models": models, "not_served": lost}
+    not_served = dict(getattr(service, "lost", {}))
+    status = "degraded" if degraded or not_served or lost_roles else "ready"
+    return {
+        "status": status,
+        "degraded": degraded,
+        "lost_roles": lost_roles,
+        "models": models,
+        "not_served": not_served,
+    }
 
 
 class HttpGuard:

@@ -101,6 +101,19 @@ class PredictionMetrics:
             ["model_name"],
             multiprocess_mode="mostrecent",
         )
+        self.rollout_lost = prom.Gauge(
+            "lifecycle_rollout_lost",
+            "1 while the canary or shadow the registry or the ledger names does not serve "
+            "(refused, or its alias lost): the champion answers, `/readyz` says why.",
+            ["model_name", "role"],
+            multiprocess_mode="mostrecent",
+        )
+        self.canary_rerouted = prom.Counter(
+            "lifecycle_canary_rerouted",
+            "Records the ledger's weight routes to a canary that does not serve, answered by "
+            "the champion instead.",
+            ["model_name", "canary_version"],
+        )
         self.shadow_predictions = prom.Counter(
             "lifecycle_shadow_predictions",
             "Rows scored by the shadow model and logged, never answered.",
@@ -110,7 +123,8 @@ class PredictionMetrics:
         self._observed: dict[tuple[str, str, bool], tuple[Any, Any]] = {}
         self.shadow_skipped = prom.Counter(
             "lifecycle_shadow_skipped",
-            "Batches the shadow model did not score: over budget, busy or failed.",
+            "Batches the shadow model did not score: over budget, busy, failed, or lost (the "
+            "registry's shadow does not serve).",
             ["model_name", "reason"],
         )
 

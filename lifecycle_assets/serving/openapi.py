@@ -204,7 +204,12 @@ def openapi_document(
                 **_get(metadata, "The model's metadata", 400, 404),
                 "parameters": [name_param],
             },
-            "/readyz": _get({"type": "object"}, "Ready; `degraded` names models on a fallback"),
+            "/readyz": _get(
+                {"type": "object"},
+                "Ready (200 once serving); `status` is `degraded` while something the "
+                "registry names does not serve: `degraded` (a champion on a fallback), "
+                "`lost_roles` (a canary or shadow), `not_served` (a model)",
+            ),
             "/livez": {"get": {"responses": {"200": text}}},
             "/metrics": {"get": {"responses": {"200": text}}},
             "/hooks/registry": {

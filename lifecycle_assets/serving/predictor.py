@@ -31,7 +31,7 @@ from lifecycle_assets.serving.coalescer import Coalescer, Pending
 from lifecycle_assets.serving.drift_gauges import DriftGauges
 from lifecycle_assets.serving.log_shipping import open_prediction_log
 from lifecycle_assets.serving.metrics import prediction_metrics
-from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ModelSet, score_records
+from lifecycle_assets.serving.model_set import CANARY, CHAMPION, SHADOW, ModelSet, score_records
 from lifecycle_assets.serving.model_source import ServedModel
 from lifecycle_assets.serving.prediction_ids import new_prediction_id
 from lifecycle_assets.serving.requests import (
@@ -41,7 +41,7 @@ from lifecycle_assets.serving.requests import (
     RequestValidator,
     ValidatedBatch,
 )
-from lifecycle_assets.serving.router import canary_mask
+from lifecycle_assets.serving.router import canary_mask, route_id
 from lifecycle_assets.serving.shadow import ShadowScorer
 from lifecycle_assets.serving.watcher import RegistryWatcher
 from lifecycle_assets.spec import ModelSpec
@@ -146,6 +146,12 @@ class Predictor:
         self.log.log(rows, records, models, latencies)
         if models.shadow is not None and frame is not None:
             self.shadow.queue(models, frame, rows, records)
+        if self.watcher is not None and (lost := self.watcher.lost).lost:
+            # A canary or shadow the registry names does not serve: its share and its mirror
+            # are counted, not silent (`lost_roles.py`).
+            lost.count_rerouted(rows)
+            if models.shadow is None and SHADOW in lost.lost:
+                self.shadow.skip("lost")
 
     @property
     def log_failures(self) -> int:
@@ -168,7 +174,7 @@ class Predictor:
         if canary is None:
             return score_records(models.champion, records, frame), None
         # Records without an id are routed by their prediction id.
-        route_ids = [r if r is not None else p for r, p in zip(ids, prediction_ids, strict=True)]
+        route_ids = [route_id(r, p) for r, p in zip(ids, prediction_ids, strict=True)]
         mask = canary_mask(route_ids, models.canary_weight)
         if not mask.any():
             return score_records(models.champion, records, frame), mask
@@ -361,6 +367,6 @@ class Predictor:
             **(
                 self.watcher.status(admin=admin)
                 if self.watcher
-                else {"follows_registry": False, "degraded": None}
+                else {"follows_registry": False, "degraded": None, "lost_roles": {}}
             ),
         }

@@ -22,6 +22,11 @@ def route_point(identifier: str) -> float:
     return int.from_bytes(digest[:8], "big") / _SCALE
 
 
+def route_id(record_id: str | None, prediction_id: str) -> str:
+    """What a record is routed by: its id, else (no id sent) its prediction id."""
+    return prediction_id if record_id is None else record_id
+
+
 def canary_mask(identifiers: Sequence[str], weight: float) -> np.ndarray:
     """True for the records the canary answers; all False when the weight is 0 (or no canary)."""
     if weight <= 0.0:

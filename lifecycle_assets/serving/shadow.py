@@ -4,7 +4,8 @@ The shadow never touches a response: answered batches are gathered for a moment 
 together once, in a thread, at most one scoring at a time. Work arriving while the shadow is
 still busy, a scoring that overruns the budget, one that fails, or a backlog past its bound is
 skipped and counted (`lifecycle_shadow_skipped_total`); its rows are simply not logged, so shadow
-mode costs the answered traffic a bounded share of the CPU.
+mode costs the answered traffic a bounded share of the CPU. A shadow the registry names that
+does not serve counts every batch it misses under `lost` (`lost_roles.py`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ published as a new `ModelSet`; anything failing on the way is refused: the old m
 good one) keeps serving, and the refusal is logged, listed in `/metadata` and counted in
 `/metrics`. The canary answers the share the ledger recorded (`canary_weight.py`), whatever
 the registry's `canary_weight` tag says. A refused `champion` also marks the model degraded
-(registry and service disagree) until the alias moves to a version that serves. A refused
+(registry and service disagree) until the alias moves to a version that serves; a refused
+`canary` or `shadow`, or one whose alias the registry lost while the ledger names it, is a
+lost role (`lost_roles.py`): the champion answers its share, and `/readyz` says so. A refused
 version is not retried on every poll, only once its alias has moved away and back (or on
 `POST /admin/reload` with `retry`). A champion loaded before `bento_service` tagged it with
 its Bento is re-read for that tag alone, a bounded number of polls, so `/metadata` names its
@@ -26,6 +28,7 @@ from typing import Any
 
 from lifecycle_assets import config
 from lifecycle_assets.registry.ledger import Ledger, utc_now
+from lifecycle_assets.registry.promotions import find_lost_holder
 from lifecycle_assets.registry.reader import RegistryReader
 from lifecycle_assets.serving.canary_weight import CanaryWeight
 from lifecycle_assets.serving.fallback import (
@@ -37,6 +40,7 @@ from lifecycle_assets.serving.fallback import (
     verify_promoted,
 )
 from lifecycle_assets.serving.in_place import existing_version
+from lifecycle_assets.serving.lost_roles import LOST_ROLES, LostRoles
 from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import CANARY, CHAMPION, ROLES, SHADOW, ModelSet, smoke_test
 from lifecycle_assets.serving.model_source import ServedModel
@@ -117,6 +121,11 @@ class RegistryWatcher:
             )
         self.metrics.degraded.labels(name).set(0.0 if self.degradation is None else 1.0)
         self._bento_tag_polls: dict[str, int] = {}
+        # A canary or shadow the registry names that does not serve (`lost_roles.py`); the
+        # roles not served whose absence is not yet checked against the ledger (at start-up,
+        # an alias the registry lost before the service started).
+        self.lost = LostRoles(name, metrics, ledger)
+        self._unexplained = {role for role in LOST_ROLES if current().get(role) is None}
         # Per role, the version last refused because the ledger does not name it.
         self._unpromoted: dict[str, str] = {}
         if self.degradation is not None and self.degradation.unpromoted:
@@ -159,6 +168,8 @@ class RegistryWatcher:
                 if target == self._seen[role] and not (
                     self._is_refused(role) and (retry_refused or self._now_promoted(role))
                 ):
+                    if target is None and role in self._unexplained:
+                        self._explain_absence(reader, role, models)
                     continue
                 served = models.get(role)
                 if target is None:
@@ -167,6 +178,7 @@ class RegistryWatcher:
                         logger.warning("%s lost `%s`; still serving it", self.name, alias)
                     else:
                         changes[role] = None
+                        self._explain_absence(reader, role, models)
                 elif served is None or served.ref.version != target:
                     try:
                         loaded = self._load(reader, role, target, models)
@@ -177,11 +189,18 @@ class RegistryWatcher:
                         changes[role] = loaded
                     if role == CHAMPION:
                         self._set_degradation(None if loaded else target, models)
+                    elif loaded is None:
+                        refusal = self.refused[-1]
+                        self.lost.lose(role, target, refusal.reason, models.champion.ref.version)
+                    else:
+                        self.lost.found(role)
                 else:
                     self._seen[role] = target
                     if role == CHAMPION:
                         # The alias came back to the version served: registry and service agree.
                         self._set_degradation(None, models)
+                    else:
+                        self.lost.found(role)
             tagged = None if CHAMPION in changes else self._with_its_bento(reader, models.champion)
             if tagged is not None:
                 models = models.replace(champion=tagged)
@@ -286,6 +305,22 @@ class RegistryWatcher:
         self.refused = [*self.refused, refusal][-MAX_REFUSALS:]
         self.metrics.swap_failures.labels(self.name, role).inc()
 
+    def _explain_absence(self, reader: RegistryReader, role: str, models: ModelSet) -> None:
+        """The registry names no holder of `role`: lost when the ledger still names one (the
+        version deleted, the alias removed in MLflow), else simply none (`--clear`). A ledger
+        that cannot be read is asked again on the next poll."""
+        try:
+            holder = find_lost_holder(self.ledger, reader, self.name, ALIASES[role])
+        except Exception as error:
+            logger.error("cannot tell whether %s `%s` was lost: %s", self.name, role, error)
+            self._unexplained.add(role)
+            return
+        self._unexplained.discard(role)
+        if holder is None:
+            self.lost.found(role)
+        else:
+            self.lost.lose(role, holder.version, holder.reason, models.champion.ref.version)
+
     def _set_degradation(self, refused_holder: str | None, models: ModelSet) -> None:
         """Degraded while the champion alias names a version that could not serve."""
         if refused_holder is None:
@@ -331,6 +366,8 @@ class RegistryWatcher:
             "degraded": None
             if degradation is None
             else (degradation.admin() if admin else degradation.public()),
+            # The canary or shadow the registry names that does not serve, and why.
+            "lost_roles": self.lost.public(),
         }
         if admin:
             status["last_poll_error_detail"] = self.last_poll_error_detail
