@@ -24,6 +24,7 @@ from typing import Any
 from lifecycle_assets import config
 from lifecycle_assets.registry.ledger import Ledger, utc_now
 from lifecycle_assets.registry.promotions import promoted_weight
+from lifecycle_assets.serving.fallback import ledger_unreadable
 from lifecycle_assets.serving.metrics import PredictionMetrics
 from lifecycle_assets.serving.model_set import CANARY, CHAMPION, SHADOW
 from lifecycle_assets.serving.router import canary_mask, route_id
@@ -112,6 +113,6 @@ class LostRoles:
         try:
             weight = promoted_weight(self.ledger, self.name, version)
         except Exception as error:
-            logger.error("the alias ledger %s cannot be read: %s", self.ledger.where, error)
+            ledger_unreadable(self.ledger, error)
             return 0.0
         return 0.0 if weight is None else weight
