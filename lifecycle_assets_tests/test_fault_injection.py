@@ -196,6 +196,14 @@ def test_lifecycle_run_killed_at(
     assert_invariants(champion)
 
 
+def whole_lifecycle_run(project: Project) -> None:
+    """The next `lifecycle run` of the retrain spec, whole (no crash point): it exits 0."""
+    env = {k: v for k, v in {**os.environ, **project.env}.items() if k != CRASH_AT_ENV}
+    args = [sys.executable, "-c", CLI, "run", "--spec", str(project.retrain_spec_path)]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-3000:]
+
+
 def test_lifecycle_run_killed_between_sealing_and_writing_the_evaluation(fresh: Project) -> None:
     """Before, the evaluation wrote `evaluation.json` and then sealed it: killed between the
     two, the version had a file and no seal, which `promote` reads as a version evaluated
@@ -216,10 +224,7 @@ def test_lifecycle_run_killed_between_sealing_and_writing_the_evaluation(fresh: 
     assert result.exit_code == 1 and "does not match the gate verdict" in result.output
     assert resolve(MlflowClient(), NAME, CHAMPION).version == "1"
 
-    env = {k: v for k, v in {**os.environ, **fresh.env}.items() if k != CRASH_AT_ENV}
-    args = [sys.executable, "-c", CLI, "run", "--spec", str(fresh.retrain_spec_path)]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-3000:]
+    whole_lifecycle_run(fresh)
     resealed = recorded_verdict(Ledger.default(), NAME, "2")
     assert resealed.seq > sealed.seq and sha256_hex(path.read_bytes()) == resealed.sha256
     versions = MlflowClient().search_model_versions(f"name = '{NAME}'")
@@ -244,10 +249,7 @@ def test_a_version_whose_run_ended_before_its_evaluation_is_refused_then_evaluat
     assert "--override-gates" in said
     assert resolve(MlflowClient(), NAME, CHAMPION).version == "1"
 
-    env = {k: v for k, v in {**os.environ, **fresh.env}.items() if k != CRASH_AT_ENV}
-    args = [sys.executable, "-c", CLI, "run", "--spec", str(fresh.retrain_spec_path)]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-3000:]
+    whole_lifecycle_run(fresh)
     sealed = recorded_verdict(Ledger.default(), NAME, "2")
     path = Settings.from_env().reports_dir / NAME / "v2" / "evaluation.json"
     assert sealed is not None and sha256_hex(path.read_bytes()) == sealed.sha256
