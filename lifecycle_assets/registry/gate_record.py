@@ -78,8 +78,9 @@ class GateVerdicts:
 def gate_verdicts(settings: Settings, ledger: Ledger, name: str, version: str) -> GateVerdicts:
     """The version's recorded gate verdicts, its `evaluation.json` checked against the SHA-256
     recorded in `ledger`'s database; TamperedVerdict (one line: the file, the recorded and
-    the found hash) when they differ or the file is gone. No gates for a version registered
-    outside `lifecycle run` (no evaluation and no record)."""
+    the found hash) when they differ or the file is gone. A version with neither file nor
+    record has no gates, and `unjudged` says why (`by_training`: its training run ended before
+    its evaluation; else it was registered outside `lifecycle run`)."""
     reader = reader_for(settings)
     ref = reader.version(name, version)
     if ref is None:
@@ -157,9 +158,9 @@ def promotion_reason(
     """The ledger reason of a move of `alias` (`champion`, `canary`) by hand, and a note for the
     person ('' or why the verdicts were read unchecked or are none); FailedGates when the
     version's gates failed, or its training run ended before evaluating it, and `override` is
-    not set (the message says how to override), TamperedVerdict
-    whatever `override` says when its evaluation file does not match the ledger's record. Other
-    aliases serve no answer: their reason is kept as given."""
+    not set (the message says how to override); TamperedVerdict whatever `override` says when
+    its evaluation file does not match the ledger's record. Other aliases serve no answer:
+    their reason is kept as given."""
     if alias not in GATED_ALIASES:
         return reason, ""
     verdicts = gate_verdicts(settings, ledger, name, version)
