@@ -30,6 +30,9 @@ TAG_TEST_DIGEST = "test_set_digest"
 # SHA-256 of the spec fields that shape the model (`data.fingerprint.model_spec_hash`).
 TAG_MODEL_SPEC = "model_spec_sha256"
 TAG_DAGSTER_RUN_ID = "dagster_run_id"
+# Set at registration by a training run whose evaluation seals its verdict (`verdicts.py`): a
+# file of such a version with no seal is a lost record, never one "evaluated before seals".
+TAG_VERDICT_SEALED = "verdict_sealed"
 TAG_GIT_COMMIT = "git_commit"
 TAG_SPEC_NAME = "spec_name"
 TAG_BENTO_TAG = "bento_tag"

@@ -274,11 +274,17 @@ def test_a_version_left_half_registered_is_marked_and_never_promoted(fresh: Proj
 PROMOTE_POINTS = [("alias-pending-written", "1"), ("alias-alias-set", "2")]
 
 
+def outside_copy(tags: dict[str, str]) -> dict[str, str]:
+    """A version's tags for a copy registered by hand: the copy was never evaluated, so it
+    does not claim a sealed verdict (v1's would be refused as lost: it has no seal of its own)."""
+    return {k: v for k, v in tags.items() if k != config.TAG_VERDICT_SEALED}
+
+
 @pytest.mark.parametrize(("point", "champion"), PROMOTE_POINTS, ids=[p for p, _ in PROMOTE_POINTS])
 def test_promote_killed_at(fresh: Project, point: str, champion: str) -> None:
     client = MlflowClient()
     v1 = get_version(client, NAME, "1")
-    v2 = client.create_model_version(NAME, v1.source, v1.run_id, tags=v1.tags)
+    v2 = client.create_model_version(NAME, v1.source, v1.run_id, tags=outside_copy(v1.tags))
     crash(fresh, point, "promote", NAME, str(v2.version))
     assert Ledger.default().entries(NAME, state=PENDING)
     next_alias_operation()
@@ -291,7 +297,8 @@ def test_promoting_the_canary_killed_at(fresh: Project, point: str, champion: st
     only the canary (at its weight); after it, only the champion."""
     client = MlflowClient()
     v1 = get_version(client, NAME, "1")
-    v2 = str(client.create_model_version(NAME, v1.source, v1.run_id, tags=v1.tags).version)
+    copy = client.create_model_version(NAME, v1.source, v1.run_id, tags=outside_copy(v1.tags))
+    v2 = str(copy.version)
     result = CliRunner().invoke(main, ["canary", NAME, v2, "--weight", "0.2"])
     assert result.exit_code == 0, result.output
     crash(fresh, point, "promote", NAME, v2)

@@ -140,16 +140,23 @@ def test_the_seal_is_checked_in_the_callers_postgres_ledger(postgres_url, tmp_pa
     settings: the written file passes, an edited or missing one is TamperedVerdict, and a
     version with no record is read unchecked."""
     from lifecycle_assets.registry.gate_record import TamperedVerdict, check_seal, sha256_hex
+    from lifecycle_assets.registry.refs import ModelRef
     from lifecycle_assets.registry.verdicts import seal_then_write
+
+    def ref(version: str, **tags: str) -> ModelRef:
+        return ModelRef("m", version, run_id="r", source="s", tags=tags)
 
     ledger = PostgresLedger(postgres_url)
     sealed = seal_then_write(ledger, "m", "1", {"gates": []}, tmp_path / "evaluation.json")
     assert (tmp_path / "evaluation.json").read_bytes() == sealed
-    assert check_seal(ledger, "m", "1", sealed, "f") == ""
+    assert check_seal(ledger, ref("1"), sealed, "f") == ""
     for found, shown in ((b'{"gates": [1]}', sha256_hex(b'{"gates": [1]}')), (None, "no file")):
         with pytest.raises(TamperedVerdict, match=f"found {shown}"):
-            check_seal(ledger, "m", "1", found, "f")
-    assert "read unchecked" in check_seal(ledger, "m", "2", sealed, "f")
+            check_seal(ledger, ref("1"), found, "f")
+    assert "read unchecked" in check_seal(ledger, ref("2"), sealed, "f")
+    # Registered to be sealed, no record: the record is lost, not "evaluated before seals".
+    with pytest.raises(TamperedVerdict, match="the record is lost"):
+        check_seal(ledger, ref("2", verdict_sealed="true"), sealed, "f")
 
 
 def test_a_dropped_verdict_table_is_one_line_then_made_again(postgres_url) -> None:  # noqa: F811

@@ -213,3 +213,29 @@ def test_the_seal_is_read_from_the_callers_ledger(
     with pytest.raises(dg.Failure, match="does not match the gate verdict the ledger recorded"):
         apply_verdict(client, spec, promote, "run-1", ledger, lifecycle_env)
     assert resolve(client, name, CHAMPION).version == v1.version
+
+
+@pytest.mark.e2e
+def test_a_lost_seal_refuses_a_version_registered_to_be_sealed(
+    spec: ModelSpec, lifecycle_env: Settings
+) -> None:
+    """Before, when the verdict record was lost (the table dropped, the ledger restored from an
+    older copy), a version that had been evaluated and sealed read as one "evaluated before
+    gate verdicts were recorded": its file, which anyone with write access to the artifacts
+    could have edited, was trusted with a note. A version its training run registered to be
+    sealed (`verdict_sealed`) is now refused, and its evaluation link shows broken."""
+    summary, _ = _run(_small(spec))
+    assert summary.promoted and summary.model_version == "1", summary.failure
+    tags = MlflowClient().get_model_version(spec.name, "1").tags
+    assert tags[config.TAG_VERDICT_SEALED] == "true"
+    ledger = Ledger.default()
+    assert recorded_verdict(ledger, spec.name, "1") is not None
+    with sqlite3.connect(ledger.path) as conn:
+        conn.execute("DROP TABLE gate_verdicts")
+    result = CliRunner().invoke(main, ["promote", spec.name, "1"])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert f"has no gate verdict in the ledger, though {spec.name} v1 was registered" in said
+    assert "evaluated before" not in said
+    audit = CliRunner().invoke(main, ["lineage", spec.name, "1"])
+    assert audit.exit_code == 1 and "the record is lost" in " ".join(audit.output.split())

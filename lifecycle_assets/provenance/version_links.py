@@ -140,7 +140,7 @@ def evaluation_link(
         run_artifacts=local_or_stored(run.artifact_uri) if run is not None else None,
     )  # fmt: skip
     try:  # the gates shown are the ones sealed at evaluation, or the link is broken
-        unsealed = check_seal(ledger, ref.name, ref.version, found, source)
+        unsealed = check_seal(ledger, ref, found, source)
     except TamperedVerdict as tampered:
         reason = str(tampered).removesuffix("; nothing was changed")
         return Link(EVALUATION, ident, BROKEN, reason, {"source": source}, via)

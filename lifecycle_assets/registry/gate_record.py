@@ -37,6 +37,7 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.ml.evaluation_file import read_evaluation
 from lifecycle_assets.registry.ledger import AliasError, Ledger
 from lifecycle_assets.registry.reader import local_or_stored, reader_for
+from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.same_training import TAG_TRAINING_KEY
 from lifecycle_assets.registry.verdicts import recorded_verdict, sha256_hex
 
@@ -90,9 +91,9 @@ def gate_verdicts(settings: Settings, ledger: Ledger, name: str, version: str) -
         settings.reports_dir, name, version, ref.run_id or None, run_first=True,
         run_artifacts=local_or_stored(run.artifact_uri) if run is not None else None,
     )  # fmt: skip
-    unsealed = check_seal(ledger, name, version, found, source)
+    unsealed = check_seal(ledger, ref, found, source)
     if found is None:  # and, check_seal passed, no seal either
-        by_training = TAG_TRAINING_KEY in ref.tags
+        by_training = bool({TAG_TRAINING_KEY, config.TAG_VERDICT_SEALED} & set(ref.tags))
         unjudged = (_ENDED_BEFORE_EVALUATION if by_training else _OUTSIDE).format(
             name=name, version=version
         )
@@ -100,12 +101,22 @@ def gate_verdicts(settings: Settings, ledger: Ledger, name: str, version: str) -
     return GateVerdicts(json.loads(found).get("gates", []), source, unsealed)
 
 
-def check_seal(ledger: Ledger, name: str, version: str, found: bytes | None, source: str) -> str:
+def check_seal(ledger: Ledger, ref: ModelRef, found: bytes | None, source: str) -> str:
     """'' when `found` (the bytes of the version's `evaluation.json`, read at `source`; None
     when there is none) is the file whose verdict the ledger recorded; a note when no verdict
     was recorded (evaluated before they were, or never evaluated: '' then too); else
-    TamperedVerdict, one line naming the file, the recorded and the found hash."""
-    record = recorded_verdict(ledger, name, str(version))
+    TamperedVerdict, one line naming the file, the recorded and the found hash. A version
+    registered to be sealed (`verdict_sealed`) whose file has no record is TamperedVerdict too:
+    its record was lost (the verdict table dropped or restored from an older copy), and taking
+    it for a version evaluated before seals would read an unchecked file."""
+    name, version = ref.name, str(ref.version)
+    record = recorded_verdict(ledger, name, version)
+    if record is None and found is not None and config.TAG_VERDICT_SEALED in ref.tags:
+        raise TamperedVerdict(
+            f"{source} has no gate verdict in the ledger, though {name} v{version} was "
+            "registered to have its verdict sealed there (the record is lost: the verdict "
+            "table dropped or restored from an older copy?); nothing was changed"
+        )
     if record is None:
         return "" if found is None else _UNSEALED.format(name=name, version=version)
     digest = None if found is None else sha256_hex(found)

@@ -280,6 +280,7 @@ def track_and_register(
             config.TAG_DAGSTER_RUN_ID: dagster_run_id,
             config.TAG_GIT_COMMIT: commit,
             config.TAG_REFERENCE_PROFILE: config.REFERENCE_PROFILE_FILE,
+            config.TAG_VERDICT_SEALED: "true",
         },
         once=once,
     )
