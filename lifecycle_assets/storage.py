@@ -10,6 +10,7 @@ that "did anything change" never needs to download and hash every object.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -150,6 +151,11 @@ def read_json(location: Location) -> Any:
             f"the stored file {location} is corrupt (not JSON: {error.msg} at line "
             f"{error.lineno}); restore it, or delete it and run `lifecycle run --refresh`"
         ) from error
+
+
+def sha256_bytes(data: bytes) -> str:
+    """The SHA-256 of bytes as hex: how every stored file's digest is written down."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def json_bytes(value: Any, **dumps: Any) -> bytes:

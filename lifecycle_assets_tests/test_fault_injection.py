@@ -39,7 +39,6 @@ from lifecycle_assets.crash import CRASH_AT_ENV
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs import names
 from lifecycle_assets.lifecycle_run import ingest_window
-from lifecycle_assets.registry.gate_record import sha256_hex
 from lifecycle_assets.registry.ledger import PENDING, Ledger
 from lifecycle_assets.registry.promotions import registry_weight
 from lifecycle_assets.registry.reader import reader_of
@@ -48,6 +47,7 @@ from lifecycle_assets.registry.tracking import configure_mlflow
 from lifecycle_assets.registry.verdicts import recorded_verdict
 from lifecycle_assets.registry.verify import is_incomplete, verify_version
 from lifecycle_assets.spec import load_spec
+from lifecycle_assets.storage import sha256_bytes as sha256_hex
 from lifecycle_assets_tests.small_project import (
     WINDOW_DAYS,
     project_env,

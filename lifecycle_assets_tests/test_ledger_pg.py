@@ -139,9 +139,10 @@ def test_the_seal_is_checked_in_the_callers_postgres_ledger(postgres_url, tmp_pa
     `check_seal` reads the record from the ledger its caller holds, not one it builds from the
     settings: the written file passes, an edited or missing one is TamperedVerdict, and a
     version with no record is read unchecked."""
-    from lifecycle_assets.registry.gate_record import TamperedVerdict, check_seal, sha256_hex
+    from lifecycle_assets.registry.gate_record import TamperedVerdict, check_seal
     from lifecycle_assets.registry.refs import ModelRef
     from lifecycle_assets.registry.verdicts import seal_then_write
+    from lifecycle_assets.storage import sha256_bytes as sha256_hex
 
     def ref(version: str, **tags: str) -> ModelRef:
         return ModelRef("m", version, run_id="r", source="s", tags=tags)

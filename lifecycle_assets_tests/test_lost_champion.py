@@ -46,6 +46,16 @@ def _deleted_champion(v1: ModelRef) -> ModelRef:
     return v2
 
 
+def register_expected_loss(settings: Settings) -> ModelRef:
+    """The built-in regressor registered as `champion` beside the test's model: a second model
+    for the service to serve."""
+    loss = load_spec(BUILTIN_SPECS_DIR / "expected_loss.yaml")
+    batches = simulate_range(dt.date(2026, 1, 1), 8, seed=42)
+    return register_champion(
+        settings, loss, pl.concat([feature_table(frame, loss) for _, frame in batches])
+    )
+
+
 def _why(v2: ModelRef) -> str:
     return (
         f"{v2.name} `champion` v{v2.version} was deleted from the registry: run "
@@ -79,11 +89,7 @@ def test_a_restarted_service_reports_the_deleted_champion_and_serves_the_others(
     registered_champion: ModelRef, lifecycle_env: Settings, tmp_path: Path
 ) -> None:
     v1, name = registered_champion, registered_champion.name
-    loss = load_spec(BUILTIN_SPECS_DIR / "expected_loss.yaml")
-    batches = simulate_range(dt.date(2026, 1, 1), 8, seed=42)
-    register_champion(
-        lifecycle_env, loss, pl.concat([feature_table(frame, loss) for _, frame in batches])
-    )
+    loss = register_expected_loss(lifecycle_env)
     v2 = _deleted_champion(v1)
     why = _why(v2)
     with serving(SERVICE, tmp_path, **FAST_POLL) as url, httpx.Client(base_url=url) as c:

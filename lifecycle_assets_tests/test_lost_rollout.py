@@ -29,11 +29,12 @@ from lifecycle_assets.registry.canary import set_canary
 from lifecycle_assets.registry.reader import local_or_stored
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.serving.router import canary_mask
-from lifecycle_assets.spec import ModelSpec
+from lifecycle_assets.spec import BUILTIN_SPECS_DIR, ModelSpec, load_spec
 from lifecycle_assets_tests.conftest import register_version
 from lifecycle_assets_tests.log_rows import logged_lines
 from lifecycle_assets_tests.test_hot_swap import FAST_POLL, move, wait_for
 from lifecycle_assets_tests.test_http_service import SERVICE, post, sample_records, serving
+from lifecycle_assets_tests.test_lost_champion import register_expected_loss
 
 
 @pytest.fixture
@@ -169,3 +170,40 @@ def test_a_tampered_or_deleted_shadow_is_named_in_readyz_and_mirrors_nothing(
         assert c.get("/metadata").json()["serving"]["shadow"] is None
         gauge = f'lifecycle_rollout_lost{{model_name="{name}",role="shadow"}} 1.0'
         assert gauge in c.get("/metrics").text
+
+
+@pytest.mark.e2e
+def test_with_two_models_the_lost_canary_is_named_under_its_own_model_only(
+    registered_champion: ModelRef,
+    own_version: Callable[[], ModelRef],
+    lifecycle_env: Settings,
+    spec: ModelSpec,
+    tmp_path: Path,
+) -> None:
+    """Two models served: one's tampered canary is that model's lost role, and nothing of it
+    shows under, or is counted for, the other, which answers with its own champion."""
+    name = registered_champion.name
+    loss_champion = register_expected_loss(lifecycle_env)
+    loss = load_spec(BUILTIN_SPECS_DIR / "expected_loss.yaml")
+    v2 = own_version()
+    set_canary(MlflowClient(), name, v2.version, 0.5, reason="test", actor="pytest")
+    tamper(v2)
+    with serving(SERVICE, tmp_path, **FAST_POLL) as url, httpx.Client(base_url=url) as c:
+        assert wait_for(lambda: lost_roles(c, name), seconds=60)["canary"]["version"] == v2.version
+        ready = c.get("/readyz").json()
+        assert ready["lost_roles"] == {name: ["canary"]}
+        assert ready["models"][loss.name]["lost_roles"] == {}
+        assert c.get(f"/models/{loss.name}/metadata").json()["lost_roles"] == {}
+        answered = c.post(
+            f"/models/{loss.name}/predict", json={"records": sample_records(loss, 20)}
+        )
+        assert answered.status_code == 200, answered.text
+        rows = answered.json()["predictions"]
+        assert {(r["model_version"], r["variant"]) for r in rows} == {
+            (loss_champion.version, "champion")
+        }
+        metrics = c.get("/metrics").text
+        assert f'lifecycle_rollout_lost{{model_name="{loss.name}",role="canary"}} 0.0' in metrics
+        assert f'model_name="{loss.name}"' not in "".join(
+            line for line in metrics.splitlines() if line.startswith("lifecycle_canary_rerouted")
+        )

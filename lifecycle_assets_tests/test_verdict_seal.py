@@ -24,11 +24,11 @@ from lifecycle_assets.config import Settings
 from lifecycle_assets.definitions import build_definitions
 from lifecycle_assets.defs import names
 from lifecycle_assets.ml import gates
-from lifecycle_assets.registry.gate_record import sha256_hex
 from lifecycle_assets.registry.ledger import Ledger
 from lifecycle_assets.registry.refs import ModelRef, resolve
 from lifecycle_assets.registry.verdicts import record_verdict, recorded_verdict
 from lifecycle_assets.spec import ModelSpec
+from lifecycle_assets.storage import sha256_bytes as sha256_hex
 from lifecycle_assets_tests.test_hot_swap import register_copy
 from lifecycle_assets_tests.test_lifecycle_e2e import _run, _small
 

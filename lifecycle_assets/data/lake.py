@@ -9,7 +9,6 @@ Rejected batches go to a quarantine folder with their failure report: bad data i
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ from upath import UPath
 
 from lifecycle_assets import storage
 from lifecycle_assets.data import valid_json
-from lifecycle_assets.storage import write_atomic
+from lifecycle_assets.storage import sha256_bytes, write_atomic
 
 __all__ = ["write_atomic"]  # kept here for its callers; the one implementation is in storage
 
@@ -34,10 +33,6 @@ def canonical_parquet(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.write_parquet(buffer, compression="zstd", statistics=True, use_pyarrow=False)
     return buffer.getvalue()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 class IntegrityError(RuntimeError):

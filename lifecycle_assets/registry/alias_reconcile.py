@@ -28,7 +28,7 @@ from lifecycle_assets.registry.ledger import (
     LedgerEntry,
     version_label,
 )
-from lifecycle_assets.registry.promotions import promoted_version, set_command, way_out
+from lifecycle_assets.registry.promotions import promotion_in, set_command, way_out
 from lifecycle_assets.registry.reader import reader_of
 from lifecycle_assets.registry.refs import ModelRef
 
@@ -128,10 +128,12 @@ def reconcile_locked(
         else:
             note = "reconciled: the registry does not show the change"
             settled.append(ledger.settle(entry.operation_id, ABORTED, note))
-    recorded = {alias: e.to_version for alias, e in ledger.holders(name).items()}
+    committed = ledger.entries(name, state=COMMITTED)  # one read: holders and promotions
+    recorded = {e.alias: e.to_version for e in committed if e.kind != "retire"}
     for alias in sorted(set(live) | set(recorded)):
         if live.get(alias) != recorded.get(alias):
-            promoted = promoted_version(ledger, name, alias)
+            entry = promotion_in(committed, alias)
+            promoted = None if entry is None else entry.to_version
             reason = external_reason(name, alias, recorded.get(alias), live.get(alias), promoted)
             found = LedgerEntry.new(
                 name, alias, recorded.get(alias), live.get(alias), kind="external",

@@ -39,7 +39,8 @@ from lifecycle_assets.registry.ledger import AliasError, Ledger
 from lifecycle_assets.registry.reader import local_or_stored, reader_for
 from lifecycle_assets.registry.refs import ModelRef
 from lifecycle_assets.registry.same_training import TAG_TRAINING_KEY
-from lifecycle_assets.registry.verdicts import recorded_verdict, sha256_hex
+from lifecycle_assets.registry.verdicts import recorded_verdict
+from lifecycle_assets.storage import sha256_bytes
 
 # The aliases whose holder answers requests: a gate-refused version needs an override.
 GATED_ALIASES = (config.CHAMPION_ALIAS, config.CANARY_ALIAS)
@@ -119,7 +120,7 @@ def check_seal(ledger: Ledger, ref: ModelRef, found: bytes | None, source: str) 
         )
     if record is None:
         return "" if found is None else _UNSEALED.format(name=name, version=version)
-    digest = None if found is None else sha256_hex(found)
+    digest = None if found is None else sha256_bytes(found)
     if digest != record.sha256:
         shown = source or f"the evaluation.json of {name} v{version} (recorded as {record.file})"
         raise TamperedVerdict(

@@ -23,7 +23,6 @@ The table is reached through the ledger's own connection (`Ledger.connect`,
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,10 +97,6 @@ class VerdictRecord:
     seq: int = 0
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def seal_then_write(
     ledger: Ledger,
     model: str,
@@ -116,8 +111,8 @@ def seal_then_write(
     In this order so that no crash can leave a file that reads as unsealed (module docstring)."""
     data = storage.json_bytes(value)
     record_verdict(
-        ledger, model, version, sha256=sha256_hex(data), gates=value["gates"], file=str(file),
-        dagster_run_id=dagster_run_id,
+        ledger, model, version, sha256=storage.sha256_bytes(data), gates=value["gates"],
+        file=str(file), dagster_run_id=dagster_run_id,
     )  # fmt: skip
     crash_point("after-verdict-sealed")  # the fault-injection tests kill the run here
     storage.write_atomic(file, data)
